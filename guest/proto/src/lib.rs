@@ -1,0 +1,1 @@
+//! Agent protocol wire types (filled in by the guest work).

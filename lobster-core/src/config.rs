@@ -1,0 +1,556 @@
+//! Host configuration: `/etc/lobsterd/config.json` by default.
+//!
+//! Every field has a default, so `{}` is a valid file. Unknown fields are
+//! rejected, and every error names the file, the field path and the reason.
+//! Relative paths inside the file are resolved against the file's directory,
+//! so a test or an unprivileged user can run against a temporary root.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Classify, ErrorKind};
+
+/// Where the configuration is read from when nothing else is named.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/lobsterd/config.json";
+/// The environment variable that names another configuration file.
+pub const CONFIG_ENV: &str = "LOBSTERD_CONFIG";
+
+/// Errors loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON or a field has the wrong shape.
+    #[error("config file {path}: field `{field}`: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The dotted path of the offending field (`.` for the whole document).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value parsed but is out of range or inconsistent.
+    #[error("{}field `{field}`: {reason}", path.as_ref().map(|p| format!("config file {}: ", p.display())).unwrap_or_default())]
+    Invalid {
+        /// The file, when the config came from one.
+        path: Option<PathBuf>,
+        /// The dotted path of the offending field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file could not be written (by `init`).
+    #[error("cannot write config file {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Classify for ConfigError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ConfigError::Read { source, .. } | ConfigError::Write { source, .. } => {
+                ErrorKind::from_io(source)
+            }
+            ConfigError::Parse { .. } | ConfigError::Invalid { .. } => ErrorKind::InvalidArgument,
+        }
+    }
+}
+
+/// The whole host configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Tenants are routed at `<name>.<domain>`.
+    pub domain: String,
+    /// Sizes a tenant gets unless its spec says otherwise.
+    pub tenant_defaults: TenantDefaults,
+    /// Tenant address pool and ports.
+    pub network: NetworkConfig,
+    /// The Caddy reverse proxy.
+    pub proxy: ProxyConfig,
+    /// Files and directories.
+    pub paths: PathsConfig,
+    /// The virtual machine monitor.
+    pub vmm: VmmConfig,
+}
+
+/// Per-tenant sizes used when a spawn does not name them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantDefaults {
+    /// Virtual CPUs (1..=32).
+    pub vcpus: u8,
+    /// Guest memory in MiB (128..=262144).
+    pub memory_mib: u32,
+    /// Size of the sparse writable overlay disk in MiB (64..=1048576).
+    pub overlay_size_mib: u32,
+}
+
+/// Tenant addressing: every tenant owns one /30 of `pool` and one slot in
+/// each of the other ranges; a slot freed by evict is reused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// IPv4 pool carved into /30s, in CIDR notation (prefix at most /30).
+    pub pool: String,
+    /// TCP port of the workload (OpenClaw gateway) inside each guest.
+    pub gateway_port: u16,
+    /// First host port handed to tenants (one per tenant, for optional DNAT).
+    pub host_port_base: u16,
+    /// TCP port of the agent's RPC endpoint inside each guest.
+    pub agent_port: u16,
+    /// TCP port of the agent's health endpoint inside each guest.
+    pub health_port: u16,
+    /// Concurrent inbound connections allowed per tenant.
+    pub max_connections: u32,
+}
+
+/// The Caddy instance that routes `<name>.<domain>` to tenants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Caddy's admin API, `host:port` (loopback only).
+    pub admin_address: String,
+    /// Addresses the lobster HTTP server listens on, e.g. `:80`.
+    pub listen: Vec<String>,
+    /// Name of the HTTP server lobster owns inside Caddy's config.
+    pub server_name: String,
+}
+
+/// Files and directories. Relative paths resolve against the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Root of lobster's state (registry, lock).
+    pub state_dir: PathBuf,
+    /// Guest kernel (uncompressed `vmlinux` for Firecracker, `vmlinuz` works for QEMU).
+    pub kernel: PathBuf,
+    /// Guest initramfs (loads modules and assembles the overlay root).
+    pub initrd: PathBuf,
+    /// Shared read-only base root filesystem image.
+    pub rootfs: PathBuf,
+    /// Per-tenant overlay disks.
+    pub overlays_dir: PathBuf,
+    /// VMM API / QMP sockets.
+    pub sockets_dir: PathBuf,
+    /// Suspend snapshots and `snap` archives.
+    pub snapshots_dir: PathBuf,
+    /// VM console and VMM logs.
+    pub logs_dir: PathBuf,
+}
+
+/// Which VMM runs tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Firecracker where it and a working KVM exist, else QEMU.
+    Auto,
+    /// Firecracker (with the jailer when enabled).
+    Firecracker,
+    /// QEMU's `microvm` machine (KVM when it works, TCG otherwise).
+    Qemu,
+}
+
+/// Which accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accel {
+    /// KVM if a probe guest really runs, else TCG.
+    Auto,
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// VMM selection and per-backend settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VmmConfig {
+    /// Backend for new tenants.
+    pub backend: Backend,
+    /// Firecracker settings.
+    pub firecracker: FirecrackerConfig,
+    /// QEMU settings.
+    pub qemu: QemuConfig,
+    /// First uid/gid handed to tenants' VMM processes (one per tenant).
+    pub uid_base: u32,
+    /// Bound on how long a VMM may take to become ready, in milliseconds.
+    pub ready_timeout_ms: u64,
+}
+
+/// Firecracker and its jailer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirecrackerConfig {
+    /// The `firecracker` binary (a bare name is looked up on PATH).
+    pub binary: PathBuf,
+    /// The `jailer` binary.
+    pub jailer: PathBuf,
+    /// Run Firecracker under the jailer (chroot, own uid, cgroups).
+    pub use_jailer: bool,
+    /// The jailer's chroot base directory.
+    pub chroot_base: PathBuf,
+}
+
+/// QEMU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QemuConfig {
+    /// The `qemu-system-x86_64` binary (a bare name is looked up on PATH).
+    pub binary: PathBuf,
+    /// Accelerator.
+    pub accel: Accel,
+    /// TCG translation cache size in MiB (bounds host memory per guest).
+    pub tcg_tb_size_mib: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: "lobster.local".into(),
+            tenant_defaults: TenantDefaults::default(),
+            network: NetworkConfig::default(),
+            proxy: ProxyConfig::default(),
+            paths: PathsConfig::default(),
+            vmm: VmmConfig::default(),
+        }
+    }
+}
+
+impl Default for TenantDefaults {
+    fn default() -> Self {
+        TenantDefaults {
+            vcpus: 2,
+            memory_mib: 1024,
+            overlay_size_mib: 4096,
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            pool: "10.200.0.0/16".into(),
+            gateway_port: 9000,
+            host_port_base: 20000,
+            agent_port: 52,
+            health_port: 53,
+            max_connections: 256,
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            admin_address: "127.0.0.1:2019".into(),
+            listen: vec![":80".into()],
+            server_name: "lobster".into(),
+        }
+    }
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        let state = PathBuf::from("/var/lib/lobsterd");
+        PathsConfig {
+            kernel: state.join("images/vmlinux"),
+            initrd: state.join("images/initramfs.cpio.gz"),
+            rootfs: state.join("images/rootfs.ext4"),
+            overlays_dir: state.join("overlays"),
+            sockets_dir: PathBuf::from("/run/lobsterd"),
+            snapshots_dir: state.join("snapshots"),
+            logs_dir: PathBuf::from("/var/log/lobsterd"),
+            state_dir: state,
+        }
+    }
+}
+
+impl Default for VmmConfig {
+    fn default() -> Self {
+        VmmConfig {
+            backend: Backend::Auto,
+            firecracker: FirecrackerConfig::default(),
+            qemu: QemuConfig::default(),
+            uid_base: 10000,
+            ready_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for FirecrackerConfig {
+    fn default() -> Self {
+        FirecrackerConfig {
+            binary: "firecracker".into(),
+            jailer: "jailer".into(),
+            use_jailer: true,
+            chroot_base: "/srv/jailer".into(),
+        }
+    }
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        QemuConfig {
+            binary: "qemu-system-x86_64".into(),
+            accel: Accel::Auto,
+            tcg_tb_size_mib: 32,
+        }
+    }
+}
+
+/// An IPv4 network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    /// The network address (host bits zero).
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// Parses `a.b.c.d/n`; host bits must be zero.
+    pub fn parse(text: &str) -> Result<Ipv4Cidr, String> {
+        let (addr, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not in a.b.c.d/n form"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("`{prefix}` is not a prefix length 0..=32"))?;
+        let cidr = Ipv4Cidr { addr, prefix };
+        if u32::from(addr) & !cidr.mask() != 0 {
+            return Err(format!("`{text}` has host bits set"));
+        }
+        Ok(cidr)
+    }
+
+    /// The netmask as a number.
+    pub fn mask(self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    /// How many addresses the network holds.
+    pub fn size(self) -> u64 {
+        1u64 << (32 - self.prefix)
+    }
+}
+
+impl std::fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Config {
+    /// The file named by `explicit`, else `$LOBSTERD_CONFIG`, else the default.
+    pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
+        explicit
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                std::env::var_os(CONFIG_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::from_json(&text).map_err(|e| match e {
+            ConfigError::Parse { field, reason, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                field,
+                reason,
+            },
+            ConfigError::Invalid { field, reason, .. } => ConfigError::Invalid {
+                path: Some(path.to_path_buf()),
+                field,
+                reason,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.paths.resolve_relative(base);
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text (paths are left as written).
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError::Parse {
+                path: PathBuf::new(),
+                field,
+                reason: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Pretty JSON with every field, as `init` writes it.
+    pub fn to_json_pretty(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("config serialises");
+        text.push('\n');
+        text
+    }
+
+    /// The tenant address pool.
+    pub fn pool(&self) -> Ipv4Cidr {
+        Ipv4Cidr::parse(&self.network.pool).expect("validated at load")
+    }
+
+    /// How many tenants fit: the smallest of the /30 count, the host port
+    /// range and the uid range.
+    pub fn capacity(&self) -> u32 {
+        let subnets = self.pool().size() / 4;
+        let ports = 65536 - u64::from(self.network.host_port_base);
+        let uids = u64::from(u32::MAX - self.vmm.uid_base);
+        subnets.min(ports).min(uids).min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Checks ranges and consistency; errors name the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: String| {
+            Err(ConfigError::Invalid {
+                path: None,
+                field,
+                reason,
+            })
+        };
+        if let Err(reason) = crate::store::name::validate_domain(&self.domain) {
+            return invalid("domain", reason);
+        }
+        let d = &self.tenant_defaults;
+        if !(1..=32).contains(&d.vcpus) {
+            return invalid(
+                "tenant_defaults.vcpus",
+                format!("{} is not in 1..=32", d.vcpus),
+            );
+        }
+        if !(128..=262_144).contains(&d.memory_mib) {
+            return invalid(
+                "tenant_defaults.memory_mib",
+                format!("{} is not in 128..=262144", d.memory_mib),
+            );
+        }
+        if !(64..=1_048_576).contains(&d.overlay_size_mib) {
+            return invalid(
+                "tenant_defaults.overlay_size_mib",
+                format!("{} is not in 64..=1048576", d.overlay_size_mib),
+            );
+        }
+        let n = &self.network;
+        match Ipv4Cidr::parse(&n.pool) {
+            Err(reason) => return invalid("network.pool", reason),
+            Ok(pool) if pool.prefix > 30 => {
+                return invalid(
+                    "network.pool",
+                    format!("/{} holds no /30; use /30 or wider", pool.prefix),
+                )
+            }
+            Ok(_) => {}
+        }
+        for (field, port) in [
+            ("network.gateway_port", n.gateway_port),
+            ("network.host_port_base", n.host_port_base),
+            ("network.agent_port", n.agent_port),
+            ("network.health_port", n.health_port),
+        ] {
+            if port == 0 {
+                return invalid(field, "port 0 is not allowed".into());
+            }
+        }
+        if n.agent_port == n.health_port || n.agent_port == n.gateway_port {
+            return invalid(
+                "network.agent_port",
+                "must differ from health_port and gateway_port".into(),
+            );
+        }
+        if n.max_connections == 0 {
+            return invalid("network.max_connections", "must be at least 1".into());
+        }
+        if self
+            .proxy
+            .admin_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return invalid(
+                "proxy.admin_address",
+                format!("`{}` is not an ip:port address", self.proxy.admin_address),
+            );
+        }
+        if self.proxy.listen.is_empty() {
+            return invalid("proxy.listen", "needs at least one address".into());
+        }
+        if self.proxy.server_name.is_empty() {
+            return invalid("proxy.server_name", "must not be empty".into());
+        }
+        if self.vmm.uid_base == 0 {
+            return invalid(
+                "vmm.uid_base",
+                "uid 0 is root; use an unused range such as 10000".into(),
+            );
+        }
+        if self.vmm.ready_timeout_ms == 0 {
+            return invalid("vmm.ready_timeout_ms", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl PathsConfig {
+    fn resolve_relative(&mut self, base: &Path) {
+        for path in [
+            &mut self.state_dir,
+            &mut self.kernel,
+            &mut self.initrd,
+            &mut self.rootfs,
+            &mut self.overlays_dir,
+            &mut self.sockets_dir,
+            &mut self.snapshots_dir,
+            &mut self.logs_dir,
+        ] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// The tenant registry file.
+    pub fn registry(&self) -> PathBuf {
+        self.state_dir.join("registry.json")
+    }
+}

@@ -1,0 +1,22 @@
+//! lobster-core: run isolated tenants, each a microVM with its own /30
+//! network, writable overlay disk, in-guest agent, workload and proxy route.
+//!
+//! The entry point is [`Host`], opened from a configuration file. Every
+//! operation is async (tokio) and returns [`Result`] with the one public
+//! [`Error`], whose [`Error::kind`] is what bindings map on.
+//!
+//! Layout: `config` and `store` hold the desired state; `network`, `overlay`,
+//! `vmm`, `agent` and `proxy` act on the host through narrow seams;
+//! `tenant` composes them into lifecycle operations.
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod network;
+pub mod overlay;
+pub mod proxy;
+pub mod store;
+pub mod tenant;
+pub mod vmm;
+
+pub use error::{Error, ErrorKind, Result};
