@@ -16,6 +16,7 @@ pub mod network;
 pub mod overlay;
 pub mod proxy;
 pub mod store;
+mod sys;
 pub mod tenant;
 pub mod vmm;
 

@@ -1,0 +1,4 @@
+//! The only place in lobster-core with `unsafe`: thin wrappers over Linux
+//! system calls that no safe crate covers. Each block is tiny, carries a
+//! `// SAFETY:` comment, and hands its result to an owning type at once.
+#![allow(unsafe_code)]
