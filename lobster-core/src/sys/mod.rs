@@ -2,3 +2,5 @@
 //! system calls that no safe crate covers. Each block is tiny, carries a
 //! `// SAFETY:` comment, and hands its result to an owning type at once.
 #![allow(unsafe_code)]
+
+pub(crate) mod tun;
