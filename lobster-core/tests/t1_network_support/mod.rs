@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 const NETNS_ENV: &str = "LOBSTER_T1_NETNS";
 const SERVE_ENV: &str = "LOBSTER_T1_SERVE";
 const CONNECT_ENV: &str = "LOBSTER_T1_CONNECT";
+const HOLD_ENV: &str = "LOBSTER_T1_HOLD";
 
 /// The namespace the body runs in, and how to make more.
 #[derive(Debug)]
@@ -53,6 +54,9 @@ pub fn in_netns(test: &str, body: fn(&Ctx)) {
     }
     if let Ok(target) = std::env::var(CONNECT_ENV) {
         connect_and_exit(&target);
+    }
+    if let Ok(spec) = std::env::var(HOLD_ENV) {
+        hold_and_exit(&spec);
     }
     if let Ok(ns) = std::env::var(NETNS_ENV) {
         sh(&["ip", "link", "set", "lo", "up"]);
@@ -202,6 +206,32 @@ impl Ctx {
         Server(child)
     }
 
+    /// Opens `n` connections to `target` from namespace `ns` and keeps them
+    /// all; returns the per-connection results and whether the first one
+    /// still carried data afterwards.
+    pub fn hold_from(&self, ns: Option<&str>, target: SocketAddr, n: usize) -> String {
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let out = cmd
+            .args(["--exact", &self.test, "--ignored", "--nocapture"])
+            .env(HOLD_ENV, format!("{target},{n}"))
+            .env_remove(NETNS_ENV)
+            .output()
+            .expect("run a client");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("hold-result "))
+            .unwrap_or_else(|| panic!("client printed no result: {text}"))
+            .to_string()
+    }
+
     /// Connects to `target` from namespace `ns` (`None`: this one) as `uid`
     /// (`None`: root), in a separate process. `Ok(reply)` or `Err(error)`.
     pub fn connect_from(
@@ -268,11 +298,20 @@ fn serve(spec: &str) -> ! {
         .map(|l| {
             std::thread::spawn(move || {
                 for mut conn in l.incoming().map_while(Result::ok) {
-                    let peer = conn
-                        .peer_addr()
-                        .map(|a| a.ip().to_string())
-                        .unwrap_or_default();
-                    let _ = writeln!(conn, "{peer}");
+                    std::thread::spawn(move || {
+                        let peer = conn
+                            .peer_addr()
+                            .map(|a| a.ip().to_string())
+                            .unwrap_or_default();
+                        let _ = writeln!(conn, "{peer}");
+                        // Then echo until the client closes.
+                        let mut buf = [0u8; 512];
+                        while let Ok(n) = conn.read(&mut buf) {
+                            if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
                 }
             })
         })
@@ -285,17 +324,60 @@ fn serve(spec: &str) -> ! {
 
 fn connect_and_exit(target: &str) -> ! {
     let addr: SocketAddr = target.parse().expect("target address");
-    let result =
-        TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_millis(1500)))?;
-            let mut reply = String::new();
-            s.read_to_string(&mut reply)?;
-            Ok(reply.trim().to_string())
-        });
+    let result = connect_line(addr).map(|(_, line)| line);
     match result {
         Ok(reply) => println!("connect-result ok {reply}"),
         Err(e) => println!("connect-result err {:?}: {e}", e.kind()),
     }
+    std::process::exit(0)
+}
+
+fn connect_line(addr: SocketAddr) -> std::io::Result<(BufReader<TcpStream>, String)> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_millis(1500))?;
+    s.set_read_timeout(Some(Duration::from_millis(1500)))?;
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed without a reply",
+        ));
+    }
+    Ok((reader, line.trim().to_string()))
+}
+
+/// Opens `n` connections to `target` one after another and keeps them, then
+/// checks that the first still carries data. Prints
+/// `hold-result <ok|err>,... established=<ok|err>`.
+fn hold_and_exit(spec: &str) -> ! {
+    let (target, n) = spec.split_once(',').expect("target,n");
+    let addr: SocketAddr = target.parse().expect("target address");
+    let mut held = Vec::new();
+    let mut results = Vec::new();
+    for _ in 0..n.parse::<usize>().expect("count") {
+        match connect_line(addr) {
+            Ok((conn, _)) => {
+                held.push(conn);
+                results.push("ok".to_string());
+            }
+            Err(e) => results.push(format!("err:{:?}", e.kind())),
+        }
+    }
+    let established = held.first_mut().map(|r| {
+        let ping = r.get_mut().write_all(b"ping\n");
+        let mut line = String::new();
+        match ping.and_then(|_| r.read_line(&mut line)) {
+            Ok(_) if line.trim() == "ping" => "ok".to_string(),
+            Ok(_) => format!("err:got {line:?}"),
+            Err(e) => format!("err:{:?}", e.kind()),
+        }
+    });
+    println!(
+        "hold-result {} established={}",
+        results.join(","),
+        established.unwrap_or_else(|| "none".into())
+    );
     std::process::exit(0)
 }
 
