@@ -117,7 +117,9 @@ pub struct NetworkConfig {
     pub agent_port: u16,
     /// TCP port of the agent's health endpoint inside each guest.
     pub health_port: u16,
-    /// Concurrent inbound connections allowed per tenant.
+    /// Connections a tenant may have tracked at once, counted separately for
+    /// connections the guest opens and connections to its gateway; beyond
+    /// it new connections are refused and existing ones keep flowing.
     pub max_connections: u32,
 }
 
@@ -129,8 +131,17 @@ pub struct ProxyConfig {
     pub admin_address: String,
     /// Addresses the lobster HTTP server listens on, e.g. `:80`.
     pub listen: Vec<String>,
-    /// Name of the HTTP server lobster owns inside Caddy's config.
+    /// Name of the HTTP server lobster owns inside Caddy's config; tenant
+    /// route ids are `<server_name>-<tenant>`.
     pub server_name: String,
+    /// Let Caddy obtain certificates for tenant hosts and redirect HTTP to
+    /// HTTPS. `false` serves plain HTTP on every listen address.
+    pub automatic_https: bool,
+    /// How long a request keeps retrying the guest's gateway while the guest
+    /// starts or resumes, in milliseconds (Caddy `try_duration`; 0: no retry).
+    pub upstream_retry_ms: u64,
+    /// Bound on every call to Caddy's admin API, in milliseconds.
+    pub admin_timeout_ms: u64,
 }
 
 /// Files and directories. Relative paths resolve against the config file.
@@ -263,6 +274,9 @@ impl Default for ProxyConfig {
             admin_address: "127.0.0.1:2019".into(),
             listen: vec![":80".into()],
             server_name: "lobster".into(),
+            automatic_https: true,
+            upstream_retry_ms: 30_000,
+            admin_timeout_ms: 5_000,
         }
     }
 }
@@ -515,8 +529,20 @@ impl Config {
         if self.proxy.listen.is_empty() {
             return invalid("proxy.listen", "needs at least one address".into());
         }
-        if self.proxy.server_name.is_empty() {
-            return invalid("proxy.server_name", "must not be empty".into());
+        if self.proxy.server_name.is_empty()
+            || !self
+                .proxy
+                .server_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return invalid(
+                "proxy.server_name",
+                "must be non-empty letters, digits, `-` or `_`".into(),
+            );
+        }
+        if self.proxy.admin_timeout_ms == 0 {
+            return invalid("proxy.admin_timeout_ms", "must be at least 1".into());
         }
         if self.vmm.uid_base == 0 {
             return invalid(
