@@ -111,9 +111,8 @@ impl Ruleset {
             }
             let rest = line.strip_prefix("-A ").ok_or_else(|| bad(n, line))?;
             let (chain, spec) = rest.split_once(' ').ok_or_else(|| bad(n, line))?;
-            if is_owned_chain(chain) {
-                out.chain_mut(t, chain).push(spec.to_string());
-            } else if jump_target(spec).is_some_and(|c| c.starts_with(BASE_PREFIX)) {
+            let hook = jump_target(spec).is_some_and(|c| c.starts_with(BASE_PREFIX));
+            if is_owned_chain(chain) || hook {
                 out.chain_mut(t, chain).push(spec.to_string());
             }
         }
