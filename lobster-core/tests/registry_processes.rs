@@ -198,8 +198,9 @@ fn sigkill_mid_write() -> Result<(), Failed> {
         let mut child = spawn_worker("writer", dir.path());
         // Vary the moment of death across rounds.
         std::thread::sleep(Duration::from_millis(20 + round * 7));
-        child.kill()?; // SIGKILL
+        let killed = child.kill(); // SIGKILL
         child.wait()?;
+        killed?;
         let registry = store.read().map_err(|e| format!("round {round}: {e}"))?;
         let base = registry
             .tenants
