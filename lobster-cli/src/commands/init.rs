@@ -9,10 +9,9 @@ use crate::args::InitArgs;
 
 pub fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
     let path = Config::resolve_path(ctx.config.as_deref());
-    let state_dir = match args.state_dir {
-        Some(dir) => Some(std::path::absolute(&dir).unwrap_or(dir)),
-        None => None,
-    };
+    let state_dir = args
+        .state_dir
+        .map(|dir| std::path::absolute(&dir).unwrap_or(dir));
     let options = InitOptions {
         domain: args.domain,
         state_dir,
