@@ -278,7 +278,10 @@ fn caddy_body(_ctx: &Ctx) {
         assert_eq!(report.added, vec!["a", "b"]);
         assert_eq!(get("a.lobster.local").await, (200, "backend-a".into()));
         assert_eq!(get("b.lobster.local").await, (200, "backend-b".into()));
-        let report = caddy.reconcile(&[b.clone()]).await.expect("reconcile");
+        let report = caddy
+            .reconcile(std::slice::from_ref(&b))
+            .await
+            .expect("reconcile");
         assert_eq!(report.removed, vec!["a"]);
         assert_eq!(caddy.reconcile(&[b]).await.unwrap(), Default::default());
     });
