@@ -26,8 +26,8 @@ mod rules;
 
 pub use iptables::Iptables;
 pub use plan::{
-    apply_batch, plan, plan_tenant, reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain,
-    TenantRules, BASE_CHAINS, BLOCKED_RANGES,
+    apply_batch, fresh_apply_batch, plan, plan_tenant, planned_remove_batch, reconcile_batch,
+    remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS, BLOCKED_RANGES,
 };
 pub use rules::{Batch, Op, Ruleset, Table};
 
@@ -107,15 +107,36 @@ impl<B: FirewallBackend> Firewall<B> {
     }
 
     /// Adds or repairs one tenant's rules (and the base chains and hooks if
-    /// missing). A no-op when everything is in place.
+    /// missing). A new tenant costs one batch planned without reading the
+    /// ruleset; otherwise the ruleset is read and only the difference is
+    /// applied (nothing when everything is in place).
     pub fn apply_tenant(&self, net: &TenantNet) -> Result<FirewallReport, NetworkError> {
+        let fresh = fresh_apply_batch(net, &self.settings);
+        if self.backend.apply(&fresh).is_ok() {
+            return Ok(FirewallReport {
+                changes: fresh.len(),
+            });
+        }
         let current = self.backend.read()?;
         self.run(apply_batch(&current, net, &self.settings))
     }
 
     /// Removes one tenant's chains and jumps; nothing else is touched.
-    /// Absent is success.
-    pub fn remove_tenant(&self, id: &str) -> Result<FirewallReport, NetworkError> {
+    /// Absent is success. Rules exactly as planned go in one batch without
+    /// reading the ruleset; anything else is read and removed by name.
+    pub fn remove_tenant(&self, net: &TenantNet) -> Result<FirewallReport, NetworkError> {
+        let planned = planned_remove_batch(net, &self.settings);
+        if self.backend.apply(&planned).is_ok() {
+            return Ok(FirewallReport {
+                changes: planned.len(),
+            });
+        }
+        self.remove_tenant_id(&net.id)
+    }
+
+    /// Removes every chain and jump of tenant `id`, whatever they hold
+    /// (reads the ruleset first). Absent is success.
+    pub fn remove_tenant_id(&self, id: &str) -> Result<FirewallReport, NetworkError> {
         let current = self.backend.read()?;
         self.run(remove_batch(&current, id))
     }
@@ -197,8 +218,10 @@ mod tests {
             fw.current().unwrap(),
             plan(std::slice::from_ref(&net), &settings)
         );
-        assert!(fw.remove_tenant("ab12cd34").unwrap().changes > 0);
-        assert_eq!(fw.remove_tenant("ab12cd34").unwrap().changes, 0);
+        assert!(fw.remove_tenant(&net).unwrap().changes > 0);
+        assert_eq!(fw.remove_tenant(&net).unwrap().changes, 0);
+        assert_eq!(fw.remove_tenant_id("ab12cd34").unwrap().changes, 0);
+        // Applied: base (diff path, first time), removal (planned path).
         assert_eq!(fw.backend().applied.lock().unwrap().len(), 2);
     }
 }

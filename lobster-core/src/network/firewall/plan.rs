@@ -324,6 +324,45 @@ pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettin
     batch
 }
 
+/// The batch that adds a tenant whose chains do not exist yet, planned
+/// without reading the ruleset: `-N` makes the whole batch fail (changing
+/// nothing) if any of its chains exists, and a chain that does not exist
+/// cannot have jumps pointing at it, so the appended jumps are never
+/// duplicates. It also fails if the base chains are missing. On failure,
+/// fall back to reading the ruleset and [`apply_batch`].
+pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
+    let want = plan_tenant(net, settings);
+    let mut batch = Batch::default();
+    for (table, chain, rules) in &want.chains {
+        batch.push(*table, Op::Create(chain.clone()));
+        for rule in rules {
+            batch.push(*table, Op::Append(chain.clone(), rule.clone()));
+        }
+    }
+    for (table, base, jump) in &want.jumps {
+        batch.push(*table, Op::Append((*base).into(), jump.clone()));
+    }
+    batch
+}
+
+/// The batch that removes a tenant whose rules are exactly as planned,
+/// without reading the ruleset; it fails (changing nothing) otherwise, and
+/// the caller falls back to [`remove_batch`].
+pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
+    let want = plan_tenant(net, settings);
+    let mut batch = Batch::default();
+    for (table, base, jump) in &want.jumps {
+        batch.push(*table, Op::Delete((*base).into(), jump.clone()));
+    }
+    for (table, chain, _) in &want.chains {
+        batch.push(*table, Op::Flush(chain.clone()));
+    }
+    for (table, chain, _) in &want.chains {
+        batch.push(*table, Op::DeleteChain(chain.clone()));
+    }
+    batch
+}
+
 /// The batch that removes one tenant. Empty when nothing of it is left.
 pub fn remove_batch(current: &Ruleset, id: &str) -> Batch {
     let mut batch = Batch::default();
@@ -517,6 +556,24 @@ COMMIT
         rs.apply(&reconcile_batch(&rs.clone(), &tenants, &settings()))
             .unwrap();
         assert_eq!(rs, plan(&tenants, &settings()));
+    }
+
+    #[test]
+    fn fresh_and_planned_batches_need_no_read_and_refuse_wrong_states() {
+        let (a, b) = (tenant("aaaa", 1), tenant("bbbb", 2));
+        let mut rs = plan(std::slice::from_ref(&a), &settings());
+        rs.apply(&fresh_apply_batch(&b, &settings())).unwrap();
+        assert_eq!(rs, plan(&[a.clone(), b.clone()], &settings()));
+        // Applying the fresh batch again fails as a whole: no duplicates.
+        let mut again = rs.clone();
+        assert!(again.apply(&fresh_apply_batch(&b, &settings())).is_err());
+        // Without base chains it fails too.
+        assert!(Ruleset::default()
+            .apply(&fresh_apply_batch(&b, &settings()))
+            .is_err());
+        rs.apply(&planned_remove_batch(&b, &settings())).unwrap();
+        assert_eq!(rs, plan(std::slice::from_ref(&a), &settings()));
+        assert!(rs.apply(&planned_remove_batch(&b, &settings())).is_err());
     }
 
     #[test]

@@ -148,6 +148,12 @@ impl Ruleset {
                     Op::Declare(chain) => {
                         chains.insert(chain.clone(), Vec::new());
                     }
+                    Op::Create(chain) => {
+                        if chains.contains_key(chain) {
+                            return Err(format!("chain {chain} already exists"));
+                        }
+                        chains.insert(chain.clone(), Vec::new());
+                    }
                     Op::Append(chain, spec) => chains
                         .get_mut(chain)
                         .ok_or_else(|| format!("no chain {chain}"))?
@@ -197,6 +203,8 @@ fn chains_is_empty(chains: Option<&BTreeMap<String, Vec<String>>>) -> bool {
 pub enum Op {
     /// `:CHAIN - [0:0]`: create the chain, or flush it if it exists.
     Declare(String),
+    /// `-N CHAIN`: create the chain; the whole batch fails if it exists.
+    Create(String),
     /// `-A CHAIN spec`.
     Append(String, String),
     /// `-I CHAIN 1 spec`.
@@ -240,6 +248,7 @@ impl Batch {
             for op in ops {
                 let _ = match op {
                     Op::Declare(c) => writeln!(out, ":{c} - [0:0]"),
+                    Op::Create(c) => writeln!(out, "-N {c}"),
                     Op::Append(c, s) => writeln!(out, "-A {c} {s}"),
                     Op::InsertFirst(c, s) => writeln!(out, "-I {c} 1 {s}"),
                     Op::Delete(c, s) => writeln!(out, "-D {c} {s}"),
