@@ -7,6 +7,8 @@
 //! [`firewall`] plans the iptables ruleset as data and applies it as one
 //! atomic batch per change.
 
+#[cfg(any(test, feature = "testing"))]
+mod fake;
 pub mod firewall;
 mod link;
 mod plan;
@@ -18,7 +20,9 @@ use std::str::FromStr;
 use crate::config::Ipv4Cidr;
 use crate::error::{Classify, ErrorKind};
 
-pub use link::{Network, NetworkOps};
+#[cfg(any(test, feature = "testing"))]
+pub use fake::FakeNetwork;
+pub use link::{BoxFuture, Network, NetworkOps};
 pub use plan::{Drift, LinkObservation, NetCheck};
 
 /// Every TAP lobster creates is named `lob-<id>`; the firewall matches `lob-+`.

@@ -26,8 +26,9 @@ mod rules;
 
 pub use iptables::Iptables;
 pub use plan::{
-    apply_batch, fresh_apply_batch, plan, plan_tenant, planned_remove_batch, reconcile_batch,
-    remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS, BLOCKED_RANGES,
+    apply_batch, base_only_batch, fresh_apply_batch, plan, plan_tenant, planned_remove_batch,
+    reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS,
+    BLOCKED_RANGES,
 };
 pub use rules::{Batch, Op, Ruleset, Table};
 
@@ -104,6 +105,13 @@ impl<B: FirewallBackend> Firewall<B> {
     /// The settings rules are planned with.
     pub fn settings(&self) -> &FirewallSettings {
         &self.settings
+    }
+
+    /// Creates lobster's base chains and hooks where missing (host setup,
+    /// e.g. `init`); tenants' rules are left alone.
+    pub fn ensure_base(&self) -> Result<FirewallReport, NetworkError> {
+        let current = self.backend.read()?;
+        self.run(base_only_batch(&current))
     }
 
     /// Adds or repairs one tenant's rules (and the base chains and hooks if
@@ -212,6 +220,8 @@ mod tests {
             10001,
         )
         .unwrap();
+        assert!(fw.ensure_base().unwrap().changes > 0);
+        assert_eq!(fw.ensure_base().unwrap().changes, 0);
         assert!(fw.apply_tenant(&net).unwrap().changes > 0);
         assert_eq!(fw.apply_tenant(&net).unwrap().changes, 0);
         assert_eq!(
@@ -221,7 +231,7 @@ mod tests {
         assert!(fw.remove_tenant(&net).unwrap().changes > 0);
         assert_eq!(fw.remove_tenant(&net).unwrap().changes, 0);
         assert_eq!(fw.remove_tenant_id("ab12cd34").unwrap().changes, 0);
-        // Applied: base (diff path, first time), removal (planned path).
-        assert_eq!(fw.backend().applied.lock().unwrap().len(), 2);
+        // Applied: base, the tenant (fresh path), its removal (planned path).
+        assert_eq!(fw.backend().applied.lock().unwrap().len(), 3);
     }
 }

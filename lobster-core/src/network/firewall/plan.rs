@@ -363,6 +363,14 @@ pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Bat
     batch
 }
 
+/// The batch that creates the base chains and hooks where missing, touching
+/// no tenant. Empty when they are in place.
+pub fn base_only_batch(current: &Ruleset) -> Batch {
+    let mut batch = Batch::default();
+    base_batch(current, &mut batch);
+    batch
+}
+
 /// The batch that removes one tenant. Empty when nothing of it is left.
 pub fn remove_batch(current: &Ruleset, id: &str) -> Batch {
     let mut batch = Batch::default();
