@@ -11,7 +11,8 @@ use std::time::Duration;
 use lobster_core::config::Config;
 use lobster_core::error::Classify;
 use lobster_core::proxy::{
-    ensure_running, Caddy, CaddyStart, ProxyError, ProxySettings, SpawnOptions, TenantRoute,
+    ensure_running, prepare, Caddy, CaddyStart, ProxyError, ProxySettings, SpawnOptions,
+    TenantRoute,
 };
 use t1_network_support::{in_netns, require, Ctx};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,7 +193,8 @@ fn caddy_body(_ctx: &Ctx) {
         assert!(down.to_string().contains("127.0.0.1:2019"), "{down}");
         assert!(matches!(down, ProxyError::Unreachable { .. }), "{down:?}");
 
-        started.start = Some(ensure_running(&caddy, &options).await.expect("start caddy"));
+        // What `init` does: install if missing, start if down, add the server.
+        started.start = Some(prepare(&caddy, &options).await.expect("start caddy"));
         assert!(matches!(
             ensure_running(&caddy, &options).await.unwrap(),
             CaddyStart::AlreadyRunning
@@ -222,7 +224,11 @@ fn caddy_body(_ctx: &Ctx) {
             Ok("hello through the proxy".into())
         );
 
-        // Re-running setup keeps every route; putting the same route is a no-op.
+        // Re-running init keeps every route; putting the same route is a no-op.
+        assert!(matches!(
+            prepare(&caddy, &options).await.unwrap(),
+            CaddyStart::AlreadyRunning
+        ));
         assert!(!caddy.ensure_server().await.unwrap());
         assert!(!caddy.put_route(&a).await.unwrap());
         assert_eq!(caddy.list_routes().await.unwrap().len(), 2);

@@ -9,6 +9,45 @@ use super::admin::AdminClient;
 use super::routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
 use super::ProxyError;
 
+/// A boxed future, so [`RouteOps`] stays object-safe.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The seam tenant lifecycle code calls for routes; [`Caddy`] is the real one.
+pub trait RouteOps: Send + Sync + std::fmt::Debug {
+    /// Adds or replaces the tenant's route; true if anything changed.
+    fn put_route<'a>(&'a self, route: &'a TenantRoute) -> BoxFuture<'a, Result<bool, ProxyError>>;
+    /// Removes the tenant's route; false if there was none.
+    fn remove_route<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, ProxyError>>;
+    /// Lobster's routes as the proxy holds them.
+    fn list_routes(&self) -> BoxFuture<'_, Result<Vec<RouteInfo>, ProxyError>>;
+    /// Makes the proxy hold exactly `routes` among lobster's routes.
+    fn reconcile<'a>(
+        &'a self,
+        routes: &'a [TenantRoute],
+    ) -> BoxFuture<'a, Result<ReconcileReport, ProxyError>>;
+}
+
+impl RouteOps for Caddy {
+    fn put_route<'a>(&'a self, route: &'a TenantRoute) -> BoxFuture<'a, Result<bool, ProxyError>> {
+        Box::pin(Caddy::put_route(self, route))
+    }
+
+    fn remove_route<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, ProxyError>> {
+        Box::pin(Caddy::remove_route(self, name))
+    }
+
+    fn list_routes(&self) -> BoxFuture<'_, Result<Vec<RouteInfo>, ProxyError>> {
+        Box::pin(Caddy::list_routes(self))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        routes: &'a [TenantRoute],
+    ) -> BoxFuture<'a, Result<ReconcileReport, ProxyError>> {
+        Box::pin(Caddy::reconcile(self, routes))
+    }
+}
+
 /// What `reconcile` changed, by tenant name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {

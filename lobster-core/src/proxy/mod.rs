@@ -10,13 +10,17 @@
 
 mod admin;
 mod caddy;
+#[cfg(any(test, feature = "testing"))]
+mod fake;
 mod routes;
 mod start;
 
 pub use admin::AdminClient;
-pub use caddy::{Caddy, ReconcileReport};
+pub use caddy::{BoxFuture, Caddy, ReconcileReport, RouteOps};
+#[cfg(any(test, feature = "testing"))]
+pub use fake::FakeRoutes;
 pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
-pub use start::{ensure_installed, ensure_running, CaddyStart, SpawnOptions};
+pub use start::{ensure_installed, ensure_running, prepare, CaddyStart, SpawnOptions};
 
 use crate::error::{Classify, ErrorKind};
 

@@ -59,6 +59,23 @@ pub async fn ensure_installed(binary: &Path) -> Result<bool, ProxyError> {
     Ok(true)
 }
 
+/// What `init` does for the proxy: install Caddy where the binary is
+/// missing, start it where its admin API does not answer, and create
+/// lobster's server where it is missing. Safe to re-run: existing routes
+/// are never touched.
+pub async fn prepare(caddy: &Caddy, options: &SpawnOptions) -> Result<CaddyStart, ProxyError> {
+    ensure_installed(&options.binary).await?;
+    let start = ensure_running(caddy, options).await?;
+    if let Err(e) = caddy.ensure_server().await {
+        if let CaddyStart::Spawned(mut child) = start {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(e);
+    }
+    Ok(start)
+}
+
 /// Makes sure a Caddy answers at the configured admin address: returns at
 /// once if one does, else starts one (systemd first, if asked and
 /// available, else `caddy run --config <state_dir>/config.json`) and waits
