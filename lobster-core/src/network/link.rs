@@ -101,8 +101,27 @@ impl Network {
                 reason: format!("{} exists and is not a tap; not touching it", net.tap),
             });
         }
-        let mut index = observed.map(|o| o.index);
-        for step in repair_steps(&drift) {
+        let created = observed.is_none();
+        let result = self.repair(net, observed.map(|o| o.index), &drift).await;
+        if let Err(err) = result {
+            // A TAP this call created is not left half set up.
+            if created {
+                if let Err(cleanup) = self.remove_tap(net).await {
+                    tracing::warn!(tap = %net.tap, error = %cleanup, "rollback of a new tap failed");
+                }
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn repair(
+        &self,
+        net: &TenantNet,
+        mut index: Option<u32>,
+        drift: &[super::Drift],
+    ) -> Result<(), NetworkError> {
+        for step in repair_steps(drift) {
             if step == Step::CreateTap {
                 super::super::sys::tun::create_persistent_tap(&net.tap, net.owner_uid).map_err(
                     |source| NetworkError::Io {

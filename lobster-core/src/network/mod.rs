@@ -97,14 +97,6 @@ pub enum NetworkError {
         /// The line.
         text: String,
     },
-    /// Teardown went on after failures; every one is listed.
-    #[error("{} failures while removing {device}: {}", errors.len(), errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Teardown {
-        /// The interface (or tenant) being removed.
-        device: String,
-        /// Each failure, in order.
-        errors: Vec<NetworkError>,
-    },
 }
 
 impl Classify for NetworkError {
@@ -131,10 +123,6 @@ impl Classify for NetworkError {
                 None => ErrorKind::HostFailure,
             },
             NetworkError::FirewallParse { .. } => ErrorKind::HostFailure,
-            NetworkError::Teardown { errors, .. } => errors
-                .first()
-                .map(Classify::kind)
-                .unwrap_or(ErrorKind::HostFailure),
         }
     }
 }
