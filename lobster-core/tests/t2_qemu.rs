@@ -283,3 +283,136 @@ async fn pause_stops_guest_progress_and_resume_continues_it() {
     assert!(matches!(outcome, ShutdownOutcome::Forced(_)), "{outcome:?}");
     assert_gone(pid, &config);
 }
+
+/// Snapshot, kill, then restore into a new QEMU process started by a fresh
+/// backend from the files alone (config and snapshot description read back
+/// from disk, as a later orchestrator process would).
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vm_config(dir.path(), "t2-snap");
+    let mut evidence = Evidence::new(&config);
+
+    let (frozen, restore_from) = {
+        let vmm = backend(&config.kernel);
+        let vm = vmm.launch(&config).await.expect("launch");
+        evidence.pids.push(vm.identity().pid);
+        let console = vm.process().console().clone();
+        let booted = console
+            .wait_for(MARKER, 0, BOOT_TIMEOUT)
+            .await
+            .expect("boot marker");
+        wait_counter_above(&console, booted, 10, Duration::from_secs(30)).await;
+
+        let err = vm.snapshot().await.expect_err("snapshot of a running vm");
+        assert!(
+            err.to_string().contains("cannot snapshot while running"),
+            "{err}"
+        );
+        vm.pause().await.expect("pause");
+        let frozen = last_counter(&console, booted).unwrap();
+        let snapshot = vm.snapshot().await.expect("snapshot");
+        let pid = vm.identity().pid;
+        vm.kill().await.expect("kill after snapshot");
+        assert_gone(pid, &config);
+        std::fs::write(
+            dir.path().join("snapshot.json"),
+            serde_json::to_vec(&(&config, &snapshot)).unwrap(),
+        )
+        .unwrap();
+        (frozen, console.read_all().len() as u64)
+    };
+
+    let (config, snapshot): (VmConfig, lobster_core::vmm::Snapshot) =
+        serde_json::from_slice(&std::fs::read(dir.path().join("snapshot.json")).unwrap()).unwrap();
+    let vmm = backend(&config.kernel);
+    let vm = vmm
+        .restore(&config, &snapshot, true)
+        .await
+        .expect("restore");
+    let pid = vm.identity().pid;
+    evidence.pids.push(pid);
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    let console = vm.process().console().clone();
+    let last =
+        wait_counter_above(&console, restore_from, frozen + 5, Duration::from_secs(30)).await;
+
+    // The restored guest continued the counter from where it was frozen:
+    // its first value after restore is frozen+1, and it did not reboot.
+    let after = console.read_all()[restore_from as usize..].to_string();
+    assert!(
+        !after.contains(MARKER),
+        "guest rebooted instead of resuming:\n{after}"
+    );
+    let first = after
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("n=")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .expect("restored guest printed no counter");
+    assert_eq!(
+        first,
+        frozen + 1,
+        "counter did not continue from the snapshot"
+    );
+    assert!(last > first);
+
+    vm.kill().await.expect("kill restored vm");
+    assert_gone(pid, &config);
+}
+
+/// Dropping the handle leaves the VM running; a fresh backend re-attaches
+/// from the recorded identity, and a wrong start time is refused.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn vm_outlives_its_handle_and_attach_finds_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vm_config(dir.path(), "t2-attach");
+    let mut evidence = Evidence::new(&config);
+    eprintln!(
+        "accelerator: {:?}",
+        lobster_core::vmm::qemu::accel::kvm_usable("qemu-system-x86_64".as_ref(), &config.kernel)
+    );
+
+    let identity = {
+        let vm = backend(&config.kernel)
+            .launch(&config)
+            .await
+            .expect("launch");
+        evidence.pids.push(vm.identity().pid);
+        vm.identity()
+    };
+    let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
+    let booted = console
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .expect("boot marker");
+    wait_counter_above(&console, booted, 3, Duration::from_secs(30)).await;
+
+    let vmm = backend(&config.kernel);
+    let wrong = lobster_core::vmm::VmIdentity {
+        start_time: identity.start_time + 1,
+        ..identity
+    };
+    let err = vmm
+        .attach(&config, wrong)
+        .await
+        .expect_err("wrong identity");
+    assert_eq!(
+        lobster_core::Error::from(err).kind(),
+        lobster_core::ErrorKind::NotFound
+    );
+
+    let vm = vmm.attach(&config, identity).await.expect("attach");
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    vm.kill().await.expect("kill");
+    assert_gone(identity.pid, &config);
+    let err = vmm
+        .attach(&config, identity)
+        .await
+        .expect_err("attach to a dead vm");
+    assert!(err.to_string().contains("no vmm process"), "{err}");
+}
