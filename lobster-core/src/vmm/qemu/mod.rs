@@ -418,3 +418,109 @@ async fn clear_stale_socket(vm: &str, path: &std::path::Path) -> Result<()> {
         Err(_) => remove_socket(vm, path),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::error::Classify;
+    use crate::vmm::vm_config::tests::sample;
+
+    /// A stand-in "qemu" (a shell script) and a config whose files live in `dir`.
+    fn fake(dir: &Path, script: &str) -> (QemuVmm, VmConfig) {
+        let binary = dir.join("fake-qemu");
+        std::fs::write(&binary, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let settings = QemuSettings {
+            binary,
+            accel: Accelerator::Tcg {
+                tb_size_mib: 32,
+                tsc_khz: 1,
+            },
+            ready_timeout: Duration::from_millis(500),
+            call_timeout: Duration::from_millis(300),
+            snapshot_timeout: Duration::from_secs(1),
+        };
+        let mut config = sample();
+        config.paths.api_socket = dir.join("qmp.sock");
+        config.paths.console_log = dir.join("console.log");
+        config.paths.snapshot_dir = dir.join("snap");
+        (QemuVmm::new(settings), config)
+    }
+
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn process_exiting_early_is_reported_with_status_and_log_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmm, config) = fake(dir.path(), "echo 'qemu: could not open kernel' >&2; exit 1");
+        let err = vmm.launch(&config).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, VmmError::Exited { status: ExitStatus::Code(1), .. }), "{text}");
+        assert!(text.contains("could not open kernel"), "{text}");
+        assert_eq!(err.kind(), crate::ErrorKind::GuestFailure);
+    }
+
+    #[tokio::test]
+    async fn socket_that_never_appears_times_out_and_the_process_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmm, config) = fake(dir.path(), "echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30");
+        let err = vmm.launch(&config).await.unwrap_err();
+        assert!(matches!(err, VmmError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("qmp.sock"), "{err}");
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Rolled back: the process is gone (or at most a zombie being reaped).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < deadline, "fake qemu survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn silent_qmp_peer_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmm, config) = fake(dir.path(), "exec sleep 30");
+        // Something listens but never greets.
+        let _listener = tokio::net::UnixListener::bind(&config.paths.api_socket).unwrap();
+        let err = vmm.launch(&config).await.unwrap_err();
+        // The stale-socket check refuses a socket someone listens on.
+        assert!(matches!(err, VmmError::InvalidState { .. }), "{err}");
+
+        let err = Qmp::connect("vm-t", &config.paths.api_socket, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VmmError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("qmp greeting"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn qmp_errors_carry_class_and_description() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            write.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n").await.unwrap();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let id = &request["id"];
+                let answer = if request["execute"] == "qmp_capabilities" {
+                    json!({"return": {}, "id": id})
+                } else {
+                    write.write_all(b"{\"event\": \"STOP\"}\n").await.unwrap();
+                    json!({"error": {"class": "GenericError", "desc": "no such thing"}, "id": id})
+                };
+                write.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+            }
+        });
+        let mut qmp = Qmp::connect("vm-t", &path, Duration::from_secs(2)).await.unwrap();
+        let err = qmp.execute("stop", None).await.unwrap_err();
+        assert_eq!(err.to_string(), "vm vm-t: qemu rejected stop: GenericError: no such thing");
+    }
+}
