@@ -13,6 +13,7 @@
 //! jailer).
 
 pub mod console;
+pub mod firecracker;
 pub mod process;
 pub mod qemu;
 pub mod vm_config;
