@@ -3,9 +3,6 @@
 //! keeps Firecracker's ordering rules. Full launch, pause, snapshot,
 //! restore and shutdown flows; error paths give clear errors.
 
-// An integration test crate is test code as a whole.
-#![allow(clippy::tests_outside_test_module)]
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

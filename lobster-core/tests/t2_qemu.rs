@@ -6,9 +6,6 @@
 //! network devices: these guests need none. On failure the console log is
 //! printed into the test output.
 
-// An integration test crate is test code as a whole.
-#![allow(clippy::tests_outside_test_module)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -304,3 +304,59 @@ pub(crate) fn remove_socket(vm: &str, path: &std::path::Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// The backend the host configuration asks for. `auto` picks Firecracker
+/// when its binary exists and KVM really runs guests (the boot probe of
+/// [`qemu::accel`] where QEMU is installed, else the KVM_RUN probe alone),
+/// else QEMU. The choice is logged.
+pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
+    use crate::config::Backend;
+    let firecracker = || -> Box<dyn Vmm> {
+        Box::new(firecracker::FirecrackerVmm::new(
+            firecracker::FirecrackerSettings::from_config(&config.vmm),
+        ))
+    };
+    let qemu = || -> Box<dyn Vmm> {
+        Box::new(qemu::QemuVmm::new(qemu::QemuSettings::from_config(
+            &config.vmm,
+            &config.paths.kernel,
+        )))
+    };
+    match config.vmm.backend {
+        Backend::Firecracker => firecracker(),
+        Backend::Qemu => qemu(),
+        Backend::Auto => {
+            let binary = find_binary(&config.vmm.firecracker.binary);
+            let kvm = match find_binary(&config.vmm.qemu.binary) {
+                Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
+                None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
+            };
+            match (binary, kvm) {
+                (Some(path), Ok(())) => {
+                    tracing::info!(binary = %path.display(), "vmm backend: firecracker");
+                    firecracker()
+                }
+                (binary, kvm) => {
+                    tracing::info!(
+                        firecracker = ?binary,
+                        kvm = ?kvm.err(),
+                        "vmm backend: qemu"
+                    );
+                    qemu()
+                }
+            }
+        }
+    }
+}
+
+/// `binary` itself if it has a `/`, else the first match on PATH.
+fn find_binary(binary: &std::path::Path) -> Option<PathBuf> {
+    if binary.components().count() > 1 {
+        return binary.is_file().then(|| binary.to_path_buf());
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+}

@@ -84,13 +84,30 @@ pub struct FirecrackerSettings {
 impl FirecrackerSettings {
     /// Settings from the host configuration, with the real launcher.
     pub fn from_config(vmm: &crate::config::VmmConfig) -> FirecrackerSettings {
+        use crate::config::FirecrackerLogLevel as Level;
+        let fc = &vmm.firecracker;
         FirecrackerSettings {
-            binary: vmm.firecracker.binary.clone(),
-            jailer: vmm.firecracker.jailer.clone(),
-            features: Features::default(),
+            binary: fc.binary.clone(),
+            jailer: fc.jailer.clone(),
+            features: Features {
+                log_level: match fc.log_level {
+                    Level::Off => None,
+                    Level::Error => Some(api::LogLevel::Error),
+                    Level::Warning => Some(api::LogLevel::Warning),
+                    Level::Info => Some(api::LogLevel::Info),
+                    Level::Debug => Some(api::LogLevel::Debug),
+                },
+                metrics: fc.metrics,
+                entropy: fc.entropy,
+                balloon: fc.balloon.then_some(api::Balloon {
+                    amount_mib: 0,
+                    deflate_on_oom: true,
+                    stats_polling_interval_s: 0,
+                }),
+            },
             ready_timeout: Duration::from_millis(vmm.ready_timeout_ms),
-            call_timeout: Duration::from_secs(5),
-            snapshot_timeout: Duration::from_secs(120),
+            call_timeout: Duration::from_millis(vmm.call_timeout_ms),
+            snapshot_timeout: Duration::from_millis(vmm.snapshot_timeout_ms),
             launcher: Arc::new(SystemLauncher),
         }
     }

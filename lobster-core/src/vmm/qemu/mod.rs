@@ -53,8 +53,8 @@ impl QemuSettings {
                 kernel,
             ),
             ready_timeout: Duration::from_millis(vmm.ready_timeout_ms),
-            call_timeout: Duration::from_secs(5),
-            snapshot_timeout: Duration::from_secs(120),
+            call_timeout: Duration::from_millis(vmm.call_timeout_ms),
+            snapshot_timeout: Duration::from_millis(vmm.snapshot_timeout_ms),
         }
     }
 }
