@@ -223,6 +223,29 @@ pub struct VmmConfig {
     pub uid_base: u32,
     /// Bound on how long a VMM may take to become ready, in milliseconds.
     pub ready_timeout_ms: u64,
+    /// Bound on each VMM API call (Firecracker HTTP, QMP), in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Bound on writing or loading a snapshot, in milliseconds.
+    pub snapshot_timeout_ms: u64,
+    /// Cap on each VM's console log file in bytes (at least 65536); the
+    /// oldest output is dropped beyond it.
+    pub console_log_max_bytes: u64,
+}
+
+/// Firecracker's log level (`PUT /logger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirecrackerLogLevel {
+    /// No logger is configured.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Informational messages too.
+    Info,
+    /// Debug output.
+    Debug,
 }
 
 /// Firecracker and its jailer.
@@ -235,8 +258,20 @@ pub struct FirecrackerConfig {
     pub jailer: PathBuf,
     /// Run Firecracker under the jailer (chroot, own uid, cgroups).
     pub use_jailer: bool,
-    /// The jailer's chroot base directory.
+    /// The jailer's chroot base directory (on the filesystem of the images
+    /// and overlays: files are hard-linked into each chroot).
     pub chroot_base: PathBuf,
+    /// Firecracker's log level; its log goes to the VM's console log.
+    pub log_level: FirecrackerLogLevel,
+    /// Flush Firecracker metrics to `<console log>.metrics.json`.
+    pub metrics: bool,
+    /// Give guests a virtio-rng entropy device.
+    pub entropy: bool,
+    /// Give guests a memory balloon (deflates on guest OOM).
+    pub balloon: bool,
+    /// Memory allowed to each Firecracker cgroup beyond guest memory, in MiB
+    /// (the jailer's `memory.max` is guest memory plus this).
+    pub memory_overhead_mib: u32,
 }
 
 /// QEMU.
@@ -324,6 +359,9 @@ impl Default for VmmConfig {
             qemu: QemuConfig::default(),
             uid_base: 10000,
             ready_timeout_ms: 10_000,
+            call_timeout_ms: 5_000,
+            snapshot_timeout_ms: 120_000,
+            console_log_max_bytes: 8 << 20,
         }
     }
 }
@@ -335,6 +373,11 @@ impl Default for FirecrackerConfig {
             jailer: "jailer".into(),
             use_jailer: true,
             chroot_base: "/srv/jailer".into(),
+            log_level: FirecrackerLogLevel::Warning,
+            metrics: false,
+            entropy: true,
+            balloon: false,
+            memory_overhead_mib: 128,
         }
     }
 }
@@ -561,8 +604,26 @@ impl Config {
                 "uid 0 is root; use an unused range such as 10000".into(),
             );
         }
-        if self.vmm.ready_timeout_ms == 0 {
-            return invalid("vmm.ready_timeout_ms", "must be at least 1".into());
+        for (field, value) in [
+            ("vmm.ready_timeout_ms", self.vmm.ready_timeout_ms),
+            ("vmm.call_timeout_ms", self.vmm.call_timeout_ms),
+            ("vmm.snapshot_timeout_ms", self.vmm.snapshot_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be at least 1".into());
+            }
+        }
+        if self.vmm.console_log_max_bytes < 65_536 {
+            return invalid(
+                "vmm.console_log_max_bytes",
+                format!("{} is below 65536", self.vmm.console_log_max_bytes),
+            );
+        }
+        if !(1..=4096).contains(&self.vmm.qemu.tcg_tb_size_mib) {
+            return invalid(
+                "vmm.qemu.tcg_tb_size_mib",
+                format!("{} is not in 1..=4096", self.vmm.qemu.tcg_tb_size_mib),
+            );
         }
         Ok(())
     }

@@ -3,4 +3,8 @@
 //! `// SAFETY:` comment, and hands its result to an owning type at once.
 #![allow(unsafe_code)]
 
+pub mod file;
+pub mod kvm;
+pub mod pidfd;
+pub mod scm;
 pub(crate) mod tun;
