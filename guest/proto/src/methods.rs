@@ -207,6 +207,10 @@ pub struct WorkloadSpec {
     /// When to restart the workload after it exits.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// TCP port the workload serves on (for connection counts); OpenClaw's
+    /// port is used when unset.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// The OpenClaw gateway's configuration, written to `~/.openclaw/openclaw.json`
