@@ -46,7 +46,7 @@ got=$(npm_integrity "$work/openclaw-$OPENCLAW_VERSION.tgz")
 step openclaw "installing openclaw@$OPENCLAW_VERSION and its dependencies (npm, --ignore-scripts)"
 mkdir -p "$work/opt/openclaw"
 printf '{"name":"lobster-openclaw","private":true}\n' >"$work/opt/openclaw/package.json"
-(cd "$work/opt/openclaw" && npm install --silent --no-save=false --omit=dev --ignore-scripts \
+(cd "$work/opt/openclaw" && npm install --silent --omit=dev --ignore-scripts \
     --engine-strict=false "$work/openclaw-$OPENCLAW_VERSION.tgz" >"$work/npm.log" 2>&1) \
     || { tail -n 30 "$work/npm.log" >&2; die "npm install openclaw failed"; }
 # Local LLM runtime: large native downloads, not used by a gateway (as the original).
