@@ -2,3 +2,8 @@
 //! system calls that no safe crate covers. Each block is tiny, carries a
 //! `// SAFETY:` comment, and hands its result to an owning type at once.
 #![allow(unsafe_code)]
+
+pub mod file;
+pub mod kvm;
+pub mod pidfd;
+pub mod scm;

@@ -1,6 +1,34 @@
-//! Virtual machine monitors: the `Vmm` trait over a planned `VmConfig`, with Firecracker (production) and QEMU microvm backends.
+//! Virtual machine monitors.
+//!
+//! A tenant's VM is described once as a [`VmConfig`] (plain data). A
+//! [`Vmm`] backend plans from it (QEMU's command line, Firecracker's API
+//! request sequence: pure functions with golden tests), launches the VMM
+//! process under pidfd supervision ([`process`]), and hands back a [`Vm`]
+//! handle for status, pause/resume, snapshot, shutdown and kill. A VM
+//! outlives the handle and the orchestrator: the registry stores its
+//! [`VmIdentity`], and [`Vmm::attach`] finds it again later.
+//!
+//! Backends: [`qemu`] (microvm machine, QMP; TCG where KVM does not really
+//! run guests) and [`firecracker`] (API over its unix socket, optional
+//! jailer).
+
+pub mod console;
+pub mod process;
+pub mod qemu;
+pub mod vm_config;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Classify, ErrorKind};
+pub use console::ConsoleLog;
+pub use process::{ExitStatus, VmIdentity, VmProcess};
+pub use vm_config::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
+
+/// `Result` of this module.
+pub type Result<T, E = VmmError> = std::result::Result<T, E>;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -15,12 +43,263 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// A `VmConfig` field is unusable.
+    #[error("vm {vm}: field `{field}`: {reason}")]
+    InvalidConfig {
+        /// The VM.
+        vm: String,
+        /// Dotted field path.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The VMM binary could not be started.
+    #[error("vm {vm}: cannot start {}", binary.display())]
+    Spawn {
+        /// The VM.
+        vm: String,
+        /// The binary.
+        binary: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VMM process ended (while being launched, or unexpectedly).
+    #[error("vm {vm}: vmm process ended ({status}); last output:\n{log_tail}")]
+    Exited {
+        /// The VM.
+        vm: String,
+        /// How it ended.
+        status: ExitStatus,
+        /// The tail of its console log.
+        log_tail: String,
+    },
+    /// An operation did not finish in time.
+    #[error("vm {vm}: {operation} timed out after {after:?}")]
+    Timeout {
+        /// The VM.
+        vm: String,
+        /// What was being waited for.
+        operation: String,
+        /// The bound.
+        after: Duration,
+    },
+    /// Firecracker answered an API call with an error.
+    #[error("vm {vm}: firecracker rejected {method} {path} ({status}): {fault_message}")]
+    Api {
+        /// The VM.
+        vm: String,
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// Firecracker's `fault_message`.
+        fault_message: String,
+    },
+    /// QEMU answered a QMP command with an error.
+    #[error("vm {vm}: qemu rejected {command}: {class}: {desc}")]
+    Qmp {
+        /// The VM.
+        vm: String,
+        /// The QMP command.
+        command: String,
+        /// QMP error class.
+        class: String,
+        /// QEMU's description.
+        desc: String,
+    },
+    /// The VMM's answer made no sense.
+    #[error("vm {vm}: {what}: {detail}")]
+    Protocol {
+        /// The VM.
+        vm: String,
+        /// The exchange.
+        what: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// No process with the recorded pid runs.
+    #[error("vm {vm}: no vmm process with pid {pid} is running")]
+    NotRunning {
+        /// The VM.
+        vm: String,
+        /// The recorded pid.
+        pid: i32,
+    },
+    /// The recorded pid now belongs to another process.
+    #[error("vm {vm}: pid {pid} was reused (start time {found}, recorded {expected})")]
+    IdentityMismatch {
+        /// The VM.
+        vm: String,
+        /// The pid.
+        pid: i32,
+        /// Recorded start time.
+        expected: u64,
+        /// Current start time.
+        found: u64,
+    },
+    /// The VM is not in a state that allows the operation.
+    #[error("vm {vm}: cannot {operation} while {state}")]
+    InvalidState {
+        /// The VM.
+        vm: String,
+        /// The operation.
+        operation: &'static str,
+        /// The current state.
+        state: String,
+    },
+    /// The operation is not available for this backend or host.
+    #[error("vm {vm}: {operation} is not supported: {reason}")]
+    Unsupported {
+        /// The VM.
+        vm: String,
+        /// The operation.
+        operation: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Classify for VmmError {
     fn kind(&self) -> ErrorKind {
         match self {
-            VmmError::Io { source, .. } => ErrorKind::from_io(source),
+            VmmError::Io { source, .. } | VmmError::Spawn { source, .. } => {
+                ErrorKind::from_io(source)
+            }
+            VmmError::InvalidConfig { .. } => ErrorKind::InvalidArgument,
+            VmmError::Exited { .. } => ErrorKind::GuestFailure,
+            VmmError::Timeout { .. } => ErrorKind::Timeout,
+            VmmError::Api { status, .. } if *status < 500 => ErrorKind::InvalidArgument,
+            VmmError::Api { .. } | VmmError::Qmp { .. } | VmmError::Protocol { .. } => {
+                ErrorKind::HostFailure
+            }
+            VmmError::NotRunning { .. } | VmmError::IdentityMismatch { .. } => ErrorKind::NotFound,
+            VmmError::InvalidState { .. } => ErrorKind::InvalidState,
+            VmmError::Unsupported { .. } => ErrorKind::Unsupported,
         }
+    }
+}
+
+/// Which backend runs a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Firecracker.
+    Firecracker,
+    /// QEMU microvm.
+    Qemu,
+}
+
+/// What the VMM reports about its guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmStatus {
+    /// Configured, guest not started yet.
+    NotStarted,
+    /// The guest runs.
+    Running,
+    /// The guest's vCPUs are stopped.
+    Paused,
+    /// The VMM is receiving a snapshot.
+    Restoring,
+    /// The guest shut down; the VMM is exiting.
+    ShuttingDown,
+    /// The VMM process has ended.
+    Exited(ExitStatus),
+    /// A state this module does not model (the VMM's own word).
+    Other(String),
+}
+
+/// How a graceful shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownOutcome {
+    /// The guest powered off within the grace period.
+    Graceful(ExitStatus),
+    /// The guest did not; the VMM was stopped or killed.
+    Forced(ExitStatus),
+}
+
+/// Files of a VM snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// The backend that wrote it (snapshots are not portable).
+    pub backend: BackendKind,
+    /// Device and vCPU state (QEMU: the whole migration stream).
+    pub state_file: PathBuf,
+    /// Guest memory, when the backend stores it separately (Firecracker).
+    pub memory_file: Option<PathBuf>,
+}
+
+/// A VMM backend: launches VMs, restores them, re-attaches to running ones.
+#[async_trait::async_trait]
+pub trait Vmm: Send + Sync + std::fmt::Debug {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Starts the VMM for `config` and returns once it is ready and the
+    /// guest has been started (the guest's own boot is the caller's to
+    /// wait for, e.g. through its agent).
+    async fn launch(&self, config: &VmConfig) -> Result<Box<dyn Vm>>;
+
+    /// Starts a new VMM from `snapshot`, taken from a VM with the same
+    /// `config`; with `resume` the guest continues at once, else it stays paused.
+    async fn restore(
+        &self,
+        config: &VmConfig,
+        snapshot: &Snapshot,
+        resume: bool,
+    ) -> Result<Box<dyn Vm>>;
+
+    /// Finds a VM launched earlier (by any process) from its recorded identity.
+    async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>>;
+}
+
+/// A running VM. Dropping the handle leaves the VM running.
+#[async_trait::async_trait]
+pub trait Vm: Send + Sync + std::fmt::Debug {
+    /// The configuration it was launched from.
+    fn config(&self) -> &VmConfig;
+
+    /// The supervised VMM process.
+    fn process(&self) -> &VmProcess;
+
+    /// Pid and start time, for the registry.
+    fn identity(&self) -> VmIdentity {
+        self.process().identity()
+    }
+
+    /// Asks the VMM what the guest is doing.
+    async fn status(&self) -> Result<VmStatus>;
+
+    /// Stops the guest's vCPUs.
+    async fn pause(&self) -> Result<()>;
+
+    /// Continues a paused guest.
+    async fn resume(&self) -> Result<()>;
+
+    /// Writes a snapshot of the paused guest to `config.paths.snapshot_dir`.
+    /// The VM stays paused; kill it or resume it afterwards.
+    async fn snapshot(&self) -> Result<Snapshot>;
+
+    /// Asks the guest to power off, waits up to `grace`, then stops the
+    /// VMM by force. Removes the control socket.
+    async fn shutdown(&self, grace: Duration) -> Result<ShutdownOutcome>;
+
+    /// Kills the VMM's process group and removes the control socket.
+    async fn kill(&self) -> Result<ExitStatus>;
+}
+
+/// Removes a control socket left behind by a dead VMM (absent is fine).
+pub(crate) fn remove_socket(vm: &str, path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(VmmError::Io {
+            context: format!("vm {vm}: cannot remove socket {}", path.display()),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }

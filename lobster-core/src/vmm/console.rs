@@ -1,0 +1,180 @@
+//! The per-VM console/log file: opened append-only for the VMM's stdout and
+//! stderr, kept under a size cap by dropping its oldest part, and read back
+//! as a tail for error reports or searched for a marker by tests.
+//!
+//! The VMM writes with `O_APPEND`, so trimming from outside is safe: the
+//! head is cut with `FALLOC_FL_COLLAPSE_RANGE` where the filesystem supports
+//! it (ext4, xfs), else by copying the tail to the front and truncating
+//! (a few bytes written during the copy may be lost, never the process).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How many bytes of the log an error report carries.
+pub const TAIL_BYTES: u64 = 4096;
+
+/// A size-capped console log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleLog {
+    path: PathBuf,
+    max_bytes: u64,
+}
+
+impl ConsoleLog {
+    /// A log at `path` that is kept at or below `max_bytes` (at least 8 KiB).
+    pub fn new(path: impl Into<PathBuf>, max_bytes: u64) -> ConsoleLog {
+        ConsoleLog {
+            path: path.into(),
+            max_bytes: max_bytes.max(8192),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens (creating, mode 0640) the file for appending, as the VMM's output.
+    pub fn open_for_vmm(&self) -> io::Result<File> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.path)
+    }
+
+    /// Appends a line written by lobster itself (e.g. "launching qemu").
+    pub fn note(&self, line: &str) -> io::Result<()> {
+        let mut file = self.open_for_vmm()?;
+        writeln!(file, "[lobster] {line}")
+    }
+
+    /// Drops the oldest output if the file exceeds the cap, keeping about
+    /// half the cap. Returns how many bytes were dropped.
+    pub fn enforce_cap(&self) -> io::Result<u64> {
+        let file = match OpenOptions::new().read(true).write(true).open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata()?.len();
+        if len <= self.max_bytes {
+            return Ok(0);
+        }
+        let keep = self.max_bytes / 2;
+        let block = 4096;
+        let drop = (len - keep) / block * block;
+        if drop > 0 && crate::sys::file::collapse_head(&file, drop).is_ok() {
+            return Ok(drop);
+        }
+        copy_truncate(file, len, keep)
+    }
+
+    /// The last `TAIL_BYTES` of the log, lossily decoded, starting at a line.
+    pub fn tail(&self) -> String {
+        self.tail_bytes(TAIL_BYTES)
+    }
+
+    /// The last `max` bytes of the log, lossily decoded, starting at a line.
+    pub fn tail_bytes(&self, max: u64) -> String {
+        let Ok(mut file) = File::open(&self.path) else {
+            return String::new();
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = len.saturating_sub(max);
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut buf).is_err() {
+            return String::new();
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        match (start > 0, text.find('\n')) {
+            (true, Some(i)) => text[i + 1..].to_string(),
+            _ => text,
+        }
+    }
+
+    /// The whole current log (lossy). For tests and small logs.
+    pub fn read_all(&self) -> String {
+        std::fs::read(&self.path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Polls until the log contains `needle` after byte `from`, or `within`
+    /// passes. Returns the byte offset just past the first match.
+    pub async fn wait_for(&self, needle: &str, from: u64, within: Duration) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(bytes) = std::fs::read(&self.path) {
+                let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+                if let Some(i) = find(&bytes[start..], needle.as_bytes()) {
+                    return Some((start + i + needle.len()) as u64);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn copy_truncate(mut file: File, len: u64, keep: u64) -> io::Result<u64> {
+    let mut tail = Vec::with_capacity(keep as usize);
+    file.seek(SeekFrom::Start(len - keep))?;
+    file.read_to_end(&mut tail)?;
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&tail)?;
+    Ok(len - keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_keeps_the_newest_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ConsoleLog::new(dir.path().join("c.log"), 64 * 1024);
+        let mut f = log.open_for_vmm().unwrap();
+        for i in 0..20_000 {
+            writeln!(f, "line {i:06}").unwrap();
+        }
+        let before = std::fs::metadata(log.path()).unwrap().len();
+        let dropped = log.enforce_cap().unwrap();
+        let after = std::fs::metadata(log.path()).unwrap().len();
+        assert!(dropped > 0 && after <= 64 * 1024, "{before} -> {after}");
+        // The writer keeps appending at the (new) end.
+        writeln!(f, "line last").unwrap();
+        let tail = log.tail_bytes(64);
+        assert!(tail.ends_with("line 019999\nline last\n"), "{tail:?}");
+        assert_eq!(log.enforce_cap().unwrap(), 0);
+    }
+
+    #[test]
+    fn tail_starts_at_a_line_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ConsoleLog::new(dir.path().join("c.log"), 1 << 20);
+        std::fs::write(log.path(), "aaaa\nbbbb\ncccc\n").unwrap();
+        assert_eq!(log.tail_bytes(8), "cccc\n");
+        assert_eq!(log.tail_bytes(100), "aaaa\nbbbb\ncccc\n");
+    }
+
+    #[test]
+    fn missing_log_has_an_empty_tail_and_needs_no_trim() {
+        let log = ConsoleLog::new("/nonexistent/lobster/c.log", 1 << 20);
+        assert_eq!(log.tail(), "");
+        assert_eq!(log.enforce_cap().unwrap(), 0);
+    }
+}

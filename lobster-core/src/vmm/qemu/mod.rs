@@ -1,0 +1,526 @@
+//! The QEMU `microvm` backend: the command line is planned from the
+//! [`VmConfig`] ([`argv`]), the process is supervised through a pidfd, and
+//! the VM is driven over QMP ([`qmp`]): `query-status`, `stop`/`cont`,
+//! `system_powerdown`, `quit`, and snapshots as a migration stream to a
+//! file descriptor, restored by a new process started with `-incoming defer`.
+
+pub mod accel;
+pub mod argv;
+pub mod qmp;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use self::accel::Accelerator;
+use self::argv::Start;
+use self::qmp::Qmp;
+use super::{
+    remove_socket, BackendKind, ConsoleLog, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
+    VmConfig, VmIdentity, VmProcess, VmStatus, Vmm, VmmError,
+};
+
+/// Name of the migration stream inside a snapshot directory.
+pub const STATE_FILE: &str = "qemu-state.bin";
+
+/// Settings of the QEMU backend.
+#[derive(Debug, Clone)]
+pub struct QemuSettings {
+    /// The `qemu-system-x86_64` binary.
+    pub binary: PathBuf,
+    /// The accelerator (see [`accel::choose`]).
+    pub accel: Accelerator,
+    /// Bound on launch until QMP answers.
+    pub ready_timeout: Duration,
+    /// Bound on each QMP exchange.
+    pub call_timeout: Duration,
+    /// Bound on writing or reading a snapshot.
+    pub snapshot_timeout: Duration,
+}
+
+impl QemuSettings {
+    /// Settings from the host configuration; when `accel` is `auto`, KVM is
+    /// probed by booting `kernel` (see [`accel`]).
+    pub fn from_config(vmm: &crate::config::VmmConfig, kernel: &std::path::Path) -> QemuSettings {
+        QemuSettings {
+            binary: vmm.qemu.binary.clone(),
+            accel: accel::choose(
+                vmm.qemu.accel,
+                vmm.qemu.tcg_tb_size_mib,
+                &vmm.qemu.binary,
+                kernel,
+            ),
+            ready_timeout: Duration::from_millis(vmm.ready_timeout_ms),
+            call_timeout: Duration::from_secs(5),
+            snapshot_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The QEMU backend.
+#[derive(Debug, Clone)]
+pub struct QemuVmm {
+    settings: QemuSettings,
+}
+
+impl QemuVmm {
+    /// A backend with these settings.
+    pub fn new(settings: QemuSettings) -> QemuVmm {
+        QemuVmm { settings }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &QemuSettings {
+        &self.settings
+    }
+
+    async fn start(&self, config: &VmConfig, start: Start) -> Result<QemuVm> {
+        let args = argv::plan(config, &self.settings.accel, start)?;
+        let socket = &config.paths.api_socket;
+        clear_stale_socket(&config.vm_id, socket).await?;
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
+                context: format!("cannot create socket directory {}", dir.display()),
+                source,
+            })?;
+        }
+        let console = ConsoleLog::new(
+            &config.paths.console_log,
+            config.paths.console_log_max_bytes,
+        );
+        let _ = console.note(&format!(
+            "starting {} {}",
+            self.settings.binary.display(),
+            args.join(" ")
+        ));
+        let mut command = Command::new(&self.settings.binary);
+        command.args(&args);
+        let process = VmProcess::spawn(&config.vm_id, command, console)?;
+        let vm = QemuVm {
+            config: config.clone(),
+            process,
+            settings: self.settings.clone(),
+        };
+        if let Err(e) = vm.wait_ready().await {
+            let _ = vm.kill().await;
+            return Err(e);
+        }
+        tracing::info!(vm = %config.vm_id, pid = vm.process.identity().pid, "qemu ready");
+        Ok(vm)
+    }
+}
+
+#[async_trait::async_trait]
+impl Vmm for QemuVmm {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Qemu
+    }
+
+    async fn launch(&self, config: &VmConfig) -> Result<Box<dyn Vm>> {
+        Ok(Box::new(self.start(config, Start::Boot).await?))
+    }
+
+    async fn restore(
+        &self,
+        config: &VmConfig,
+        snapshot: &Snapshot,
+        resume: bool,
+    ) -> Result<Box<dyn Vm>> {
+        if snapshot.backend != BackendKind::Qemu {
+            return Err(VmmError::InvalidState {
+                vm: config.vm_id.clone(),
+                operation: "restore",
+                state: format!("the snapshot was written by {:?}", snapshot.backend),
+            });
+        }
+        let file = std::fs::File::open(&snapshot.state_file).map_err(|source| VmmError::Io {
+            context: format!("cannot open snapshot {}", snapshot.state_file.display()),
+            source,
+        })?;
+        let vm = self.start(config, Start::Incoming).await?;
+        if let Err(e) = vm.receive_state(file, resume).await {
+            let _ = vm.kill().await;
+            return Err(e);
+        }
+        Ok(Box::new(vm))
+    }
+
+    async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>> {
+        let console = ConsoleLog::new(
+            &config.paths.console_log,
+            config.paths.console_log_max_bytes,
+        );
+        let process = VmProcess::attach(&config.vm_id, identity, console)?;
+        let vm = QemuVm {
+            config: config.clone(),
+            process,
+            settings: self.settings.clone(),
+        };
+        vm.status().await?;
+        Ok(Box::new(vm))
+    }
+}
+
+/// A QEMU VM.
+#[derive(Debug)]
+pub struct QemuVm {
+    config: VmConfig,
+    process: VmProcess,
+    settings: QemuSettings,
+}
+
+impl QemuVm {
+    /// A fresh QMP session (QEMU serves one client at a time; a session per
+    /// operation lets any orchestrator process drive the VM).
+    async fn qmp(&self) -> Result<Qmp> {
+        self.process.check_alive()?;
+        let result = Qmp::connect(
+            &self.config.vm_id,
+            &self.config.paths.api_socket,
+            self.settings.call_timeout,
+        )
+        .await;
+        // A VMM that died mid-call explains the failure better than EOF.
+        match result {
+            Err(e) => Err(self.process.check_alive().err().unwrap_or(e)),
+            ok => ok,
+        }
+    }
+
+    async fn execute(
+        &self,
+        command: &str,
+        args: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut qmp = self.qmp().await?;
+        let result = qmp.execute(command, args).await;
+        match result {
+            Err(e) => Err(self.process.check_alive().err().unwrap_or(e)),
+            ok => ok,
+        }
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
+        loop {
+            self.process.check_alive()?;
+            let attempt = Qmp::connect(
+                &self.config.vm_id,
+                &self.config.paths.api_socket,
+                self.settings.call_timeout,
+            )
+            .await;
+            match attempt {
+                Ok(mut qmp) => {
+                    qmp.execute("query-status", None).await?;
+                    return Ok(());
+                }
+                Err(VmmError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.process.check_alive()?;
+                return Err(VmmError::Timeout {
+                    vm: self.config.vm_id.clone(),
+                    operation: format!(
+                        "waiting for qmp socket {}",
+                        self.config.paths.api_socket.display()
+                    ),
+                    after: self.settings.ready_timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn receive_state(&self, file: std::fs::File, resume: bool) -> Result<()> {
+        use std::os::fd::AsFd;
+        let mut qmp = self.qmp().await?;
+        qmp.send_fd("snapshot", file.as_fd()).await?;
+        qmp.execute("migrate-incoming", Some(json!({ "uri": "fd:snapshot" })))
+            .await?;
+        drop(file);
+        self.wait_migration(&mut qmp, "restoring the snapshot")
+            .await?;
+        if resume {
+            qmp.execute("cont", None).await?;
+        }
+        Ok(())
+    }
+
+    /// Polls `query-migrate` until it completes; errors carry QEMU's reason.
+    async fn wait_migration(&self, qmp: &mut Qmp, operation: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.settings.snapshot_timeout;
+        loop {
+            let info = qmp.execute("query-migrate", None).await?;
+            match info["status"].as_str().unwrap_or("") {
+                "completed" => return Ok(()),
+                "failed" | "cancelled" => {
+                    return Err(VmmError::Protocol {
+                        vm: self.config.vm_id.clone(),
+                        what: operation.to_string(),
+                        detail: info["error-desc"]
+                            .as_str()
+                            .unwrap_or("migration failed")
+                            .to_string(),
+                    })
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(VmmError::Timeout {
+                    vm: self.config.vm_id.clone(),
+                    operation: operation.to_string(),
+                    after: self.settings.snapshot_timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        remove_socket(&self.config.vm_id, &self.config.paths.api_socket)
+    }
+}
+
+#[async_trait::async_trait]
+impl Vm for QemuVm {
+    fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    fn process(&self) -> &VmProcess {
+        &self.process
+    }
+
+    async fn status(&self) -> Result<VmStatus> {
+        if let Some(status) = self.process.exit_status() {
+            return Ok(VmStatus::Exited(status));
+        }
+        let info = self.execute("query-status", None).await?;
+        Ok(match info["status"].as_str().unwrap_or("") {
+            "running" => VmStatus::Running,
+            "paused" | "postmigrate" | "suspended" => VmStatus::Paused,
+            "prelaunch" => VmStatus::NotStarted,
+            "inmigrate" | "restore-vm" => VmStatus::Restoring,
+            "shutdown" => VmStatus::ShuttingDown,
+            other => VmStatus::Other(other.to_string()),
+        })
+    }
+
+    async fn pause(&self) -> Result<()> {
+        self.execute("stop", None).await.map(drop)
+    }
+
+    async fn resume(&self) -> Result<()> {
+        self.execute("cont", None).await.map(drop)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        use std::os::fd::AsFd;
+        let status = self.status().await?;
+        if status != VmStatus::Paused {
+            return Err(VmmError::InvalidState {
+                vm: self.config.vm_id.clone(),
+                operation: "snapshot",
+                state: format!("{status:?}").to_lowercase(),
+            });
+        }
+        let dir = &self.config.paths.snapshot_dir;
+        std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
+            context: format!("cannot create snapshot directory {}", dir.display()),
+            source,
+        })?;
+        let state_file = dir.join(STATE_FILE);
+        let partial = dir.join(format!("{STATE_FILE}.partial"));
+        let file = std::fs::File::create(&partial).map_err(|source| VmmError::Io {
+            context: format!("cannot create {}", partial.display()),
+            source,
+        })?;
+        let written = async {
+            let mut qmp = self.qmp().await?;
+            qmp.send_fd("snapshot", file.as_fd()).await?;
+            qmp.execute("migrate", Some(json!({ "uri": "fd:snapshot" })))
+                .await?;
+            self.wait_migration(&mut qmp, "writing the snapshot").await
+        }
+        .await;
+        let synced = written.and_then(|()| {
+            file.sync_all().map_err(|source| VmmError::Io {
+                context: format!("cannot sync {}", partial.display()),
+                source,
+            })
+        });
+        let renamed = synced.and_then(|()| {
+            std::fs::rename(&partial, &state_file).map_err(|source| VmmError::Io {
+                context: format!("cannot rename {} into place", partial.display()),
+                source,
+            })
+        });
+        if let Err(e) = renamed {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        tracing::info!(vm = %self.config.vm_id, file = %state_file.display(), "snapshot written");
+        Ok(Snapshot {
+            backend: BackendKind::Qemu,
+            state_file,
+            memory_file: None,
+        })
+    }
+
+    async fn shutdown(&self, grace: Duration) -> Result<ShutdownOutcome> {
+        if let Some(status) = self.process.exit_status() {
+            self.cleanup()?;
+            return Ok(ShutdownOutcome::Graceful(status));
+        }
+        let asked = self.execute("system_powerdown", None).await;
+        if asked.is_ok() {
+            if let Some(status) = self.process.wait_exit(grace).await {
+                self.cleanup()?;
+                return Ok(ShutdownOutcome::Graceful(status));
+            }
+        }
+        // The guest ignored the power button: stop QEMU cleanly, then by force.
+        let _ = self.execute("quit", None).await;
+        let status = match self.process.wait_exit(self.settings.call_timeout).await {
+            Some(status) => status,
+            None => self.process.kill(self.settings.call_timeout).await?,
+        };
+        self.cleanup()?;
+        Ok(ShutdownOutcome::Forced(status))
+    }
+
+    async fn kill(&self) -> Result<ExitStatus> {
+        let status = self.process.kill(self.settings.call_timeout).await?;
+        self.cleanup()?;
+        Ok(status)
+    }
+}
+
+/// Removes a socket file nobody listens on; refuses one that answers.
+async fn clear_stale_socket(vm: &str, path: &std::path::Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match tokio::net::UnixStream::connect(path).await {
+        Ok(_) => Err(VmmError::InvalidState {
+            vm: vm.to_string(),
+            operation: "launch",
+            state: format!("another vmm listens on {}", path.display()),
+        }),
+        Err(_) => remove_socket(vm, path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::error::Classify;
+    use crate::vmm::vm_config::tests::sample;
+
+    /// A stand-in "qemu" (a shell script) and a config whose files live in `dir`.
+    fn fake(dir: &Path, script: &str) -> (QemuVmm, VmConfig) {
+        let binary = dir.join("fake-qemu");
+        std::fs::write(&binary, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let settings = QemuSettings {
+            binary,
+            accel: Accelerator::Tcg {
+                tb_size_mib: 32,
+                tsc_khz: 1,
+            },
+            ready_timeout: Duration::from_millis(500),
+            call_timeout: Duration::from_millis(300),
+            snapshot_timeout: Duration::from_secs(1),
+        };
+        let mut config = sample();
+        config.paths.api_socket = dir.join("qmp.sock");
+        config.paths.console_log = dir.join("console.log");
+        config.paths.snapshot_dir = dir.join("snap");
+        (QemuVmm::new(settings), config)
+    }
+
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn process_exiting_early_is_reported_with_status_and_log_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmm, config) = fake(dir.path(), "echo 'qemu: could not open kernel' >&2; exit 1");
+        let err = vmm.launch(&config).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, VmmError::Exited { status: ExitStatus::Code(1), .. }), "{text}");
+        assert!(text.contains("could not open kernel"), "{text}");
+        assert_eq!(err.kind(), crate::ErrorKind::GuestFailure);
+    }
+
+    #[tokio::test]
+    async fn socket_that_never_appears_times_out_and_the_process_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmm, config) = fake(dir.path(), "echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30");
+        let err = vmm.launch(&config).await.unwrap_err();
+        assert!(matches!(err, VmmError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("qmp.sock"), "{err}");
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Rolled back: the process is gone (or at most a zombie being reaped).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < deadline, "fake qemu survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn silent_qmp_peer_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vmm, config) = fake(dir.path(), "exec sleep 30");
+        // Something listens but never greets.
+        let _listener = tokio::net::UnixListener::bind(&config.paths.api_socket).unwrap();
+        let err = vmm.launch(&config).await.unwrap_err();
+        // The stale-socket check refuses a socket someone listens on.
+        assert!(matches!(err, VmmError::InvalidState { .. }), "{err}");
+
+        let err = Qmp::connect("vm-t", &config.paths.api_socket, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VmmError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("qmp greeting"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn qmp_errors_carry_class_and_description() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            write.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n").await.unwrap();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let id = &request["id"];
+                let answer = if request["execute"] == "qmp_capabilities" {
+                    json!({"return": {}, "id": id})
+                } else {
+                    write.write_all(b"{\"event\": \"STOP\"}\n").await.unwrap();
+                    json!({"error": {"class": "GenericError", "desc": "no such thing"}, "id": id})
+                };
+                write.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+            }
+        });
+        let mut qmp = Qmp::connect("vm-t", &path, Duration::from_secs(2)).await.unwrap();
+        let err = qmp.execute("stop", None).await.unwrap_err();
+        assert_eq!(err.to_string(), "vm vm-t: qemu rejected stop: GenericError: no such thing");
+    }
+}

@@ -1,0 +1,348 @@
+//! `VmConfig`: everything a backend needs to start one tenant's VM, as
+//! plain data. The tenant layer builds it; backends only plan from it
+//! (QEMU argv, Firecracker request sequence) and never invent paths.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Result, VmmError};
+
+/// One VM, fully described.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Identifier of the VM, unique on the host (`vm-<tenant>`); names the
+    /// jailer chroot and appears in process titles and logs.
+    pub vm_id: String,
+    /// Guest kernel: `vmlinux` (ELF) for Firecracker, `vmlinuz` or `vmlinux` for QEMU.
+    pub kernel: PathBuf,
+    /// Optional initramfs.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line from the tenant layer; backends append their own
+    /// arguments (console, panic behaviour, TCG clock hints).
+    pub boot_args: String,
+    /// Block devices in guest order: `vda`, `vdb`, ...
+    pub drives: Vec<Drive>,
+    /// The network interface, if any.
+    pub nic: Option<Nic>,
+    /// Virtual CPUs.
+    pub vcpus: u8,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Per-VM files: sockets, console log, snapshots.
+    pub paths: VmPaths,
+    /// Run the VMM under a jail (Firecracker's jailer), if set.
+    pub jail: Option<Jail>,
+}
+
+/// A block device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drive {
+    /// Drive id (`rootfs`, `overlay`); letters [A-Za-z0-9_-].
+    pub id: String,
+    /// Backing raw image file.
+    pub path: PathBuf,
+    /// Attach read-only (the shared base image).
+    pub read_only: bool,
+    /// Optional I/O limits.
+    pub rate_limiter: Option<RateLimiter>,
+}
+
+/// The guest's network interface, backed by a host TAP device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nic {
+    /// Interface id inside the VMM (`eth0`).
+    pub id: String,
+    /// Host TAP device name.
+    pub tap: String,
+    /// Guest MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Limits on guest receive.
+    pub rx_rate_limiter: Option<RateLimiter>,
+    /// Limits on guest transmit.
+    pub tx_rate_limiter: Option<RateLimiter>,
+}
+
+/// Firecracker-style rate limiter: a bandwidth and an operations bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimiter {
+    /// Bytes per refill period.
+    pub bandwidth: Option<TokenBucket>,
+    /// Operations (packets, I/O requests) per refill period.
+    pub ops: Option<TokenBucket>,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBucket {
+    /// Bucket size in tokens.
+    pub size: u64,
+    /// Initial burst allowed on top of `size`, consumed once.
+    #[serde(default)]
+    pub one_time_burst: u64,
+    /// Milliseconds to refill the whole bucket.
+    pub refill_time_ms: u64,
+}
+
+impl TokenBucket {
+    /// Sustained rate in tokens per second.
+    pub fn per_second(&self) -> u64 {
+        self.size.saturating_mul(1000) / self.refill_time_ms.max(1)
+    }
+}
+
+/// Per-VM host files. All absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmPaths {
+    /// The VMM control socket: Firecracker's API socket or QEMU's QMP socket.
+    pub api_socket: PathBuf,
+    /// Console and VMM output, size-capped.
+    pub console_log: PathBuf,
+    /// Cap on `console_log` in bytes; older output is dropped beyond it.
+    pub console_log_max_bytes: u64,
+    /// Where snapshots (suspend) are written.
+    pub snapshot_dir: PathBuf,
+}
+
+/// Isolation of the VMM process (Firecracker jailer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jail {
+    /// Unprivileged uid the VMM runs as.
+    pub uid: u32,
+    /// Unprivileged gid the VMM runs as.
+    pub gid: u32,
+    /// Base directory of the chroot (`<base>/firecracker/<vm_id>/root`).
+    pub chroot_base: PathBuf,
+    /// cgroup v2 `memory.max` in bytes.
+    pub memory_max_bytes: Option<u64>,
+    /// cgroup v2 `cpu.max` as (quota, period) in microseconds.
+    pub cpu_max: Option<(u64, u64)>,
+    /// Join this network namespace (path under /var/run/netns).
+    pub netns: Option<PathBuf>,
+}
+
+impl VmConfig {
+    /// Checks what every backend relies on; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, reason: String| {
+            Err(VmmError::InvalidConfig {
+                vm: self.vm_id.clone(),
+                field: field.to_string(),
+                reason,
+            })
+        };
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !id_ok(&self.vm_id) {
+            return invalid("vm_id", "must be 1-64 of [A-Za-z0-9_-]".into());
+        }
+        if self.vcpus == 0 || self.vcpus > 32 {
+            return invalid("vcpus", format!("{} is not in 1..=32", self.vcpus));
+        }
+        if self.memory_mib < 32 {
+            return invalid("memory_mib", format!("{} is below 32", self.memory_mib));
+        }
+        for (i, drive) in self.drives.iter().enumerate() {
+            if !id_ok(&drive.id) {
+                return invalid(
+                    &format!("drives[{i}].id"),
+                    "must be 1-64 of [A-Za-z0-9_-]".into(),
+                );
+            }
+            if self.drives[..i].iter().any(|d| d.id == drive.id) {
+                return invalid(
+                    &format!("drives[{i}].id"),
+                    format!("`{}` repeats", drive.id),
+                );
+            }
+        }
+        if let Some(nic) = &self.nic {
+            if !is_mac(&nic.mac) {
+                return invalid("nic.mac", format!("`{}` is not aa:bb:cc:dd:ee:ff", nic.mac));
+            }
+            if nic.tap.is_empty() || nic.tap.len() > 15 {
+                return invalid("nic.tap", "must be 1-15 bytes (IFNAMSIZ)".into());
+            }
+        }
+        for (field, bucket) in self.token_buckets() {
+            if bucket.refill_time_ms == 0 {
+                return invalid(&field, "refill_time_ms must be at least 1".into());
+            }
+        }
+        for (field, path) in [
+            ("paths.api_socket", &self.paths.api_socket),
+            ("paths.console_log", &self.paths.console_log),
+            ("paths.snapshot_dir", &self.paths.snapshot_dir),
+        ] {
+            if !path.is_absolute() {
+                return invalid(field, format!("{} is not absolute", path.display()));
+            }
+        }
+        // sun_path is 108 bytes including the terminating NUL.
+        if self.paths.api_socket.as_os_str().len() > 107 {
+            return invalid(
+                "paths.api_socket",
+                "longer than a unix socket path allows".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn token_buckets(&self) -> Vec<(String, TokenBucket)> {
+        let mut out = Vec::new();
+        let mut add = |name: String, limiter: &Option<RateLimiter>| {
+            if let Some(l) = limiter {
+                for (kind, bucket) in [("bandwidth", l.bandwidth), ("ops", l.ops)] {
+                    if let Some(b) = bucket {
+                        out.push((format!("{name}.{kind}"), b));
+                    }
+                }
+            }
+        };
+        for (i, d) in self.drives.iter().enumerate() {
+            add(format!("drives[{i}].rate_limiter"), &d.rate_limiter);
+        }
+        if let Some(nic) = &self.nic {
+            add("nic.rx_rate_limiter".into(), &nic.rx_rate_limiter);
+            add("nic.tx_rate_limiter".into(), &nic.tx_rate_limiter);
+        }
+        out
+    }
+}
+
+fn is_mac(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Joins a base command line and backend additions with single spaces.
+pub(crate) fn join_boot_args(base: &str, extra: &[String]) -> String {
+    base.split_whitespace()
+        .map(str::to_string)
+        .chain(extra.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The configuration the golden tests of both backends plan from.
+    pub(crate) fn sample() -> VmConfig {
+        let limit = RateLimiter {
+            bandwidth: Some(TokenBucket {
+                size: 1_250_000,
+                one_time_burst: 0,
+                refill_time_ms: 1000,
+            }),
+            ops: Some(TokenBucket {
+                size: 1000,
+                one_time_burst: 0,
+                refill_time_ms: 1000,
+            }),
+        };
+        VmConfig {
+            vm_id: "vm-alice".into(),
+            kernel: "/img/vmlinux".into(),
+            initrd: Some("/img/initramfs.cpio.gz".into()),
+            boot_args: "quiet lobster.ip=10.200.0.2/30".into(),
+            drives: vec![
+                Drive {
+                    id: "rootfs".into(),
+                    path: "/img/rootfs.ext4".into(),
+                    read_only: true,
+                    rate_limiter: None,
+                },
+                Drive {
+                    id: "overlay".into(),
+                    path: "/var/lib/lobsterd/overlays/alice.ext4".into(),
+                    read_only: false,
+                    rate_limiter: Some(RateLimiter {
+                        bandwidth: Some(TokenBucket {
+                            size: 52_428_800,
+                            one_time_burst: 0,
+                            refill_time_ms: 1000,
+                        }),
+                        ops: Some(TokenBucket {
+                            size: 5000,
+                            one_time_burst: 0,
+                            refill_time_ms: 1000,
+                        }),
+                    }),
+                },
+            ],
+            nic: Some(Nic {
+                id: "eth0".into(),
+                tap: "lob-alice".into(),
+                mac: "06:00:0a:c8:00:02".into(),
+                rx_rate_limiter: Some(limit),
+                tx_rate_limiter: Some(limit),
+            }),
+            vcpus: 2,
+            memory_mib: 1024,
+            paths: VmPaths {
+                api_socket: "/run/lobsterd/alice.sock".into(),
+                console_log: "/var/log/lobsterd/alice.console.log".into(),
+                console_log_max_bytes: 1 << 20,
+                snapshot_dir: "/var/lib/lobsterd/snapshots/alice".into(),
+            },
+            jail: None,
+        }
+    }
+
+    #[test]
+    fn sample_is_valid_and_round_trips_through_json() {
+        let config = sample();
+        config.validate().unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), config);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut config = sample();
+        config.nic.as_mut().unwrap().mac = "zz".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("nic.mac"), "{err}");
+
+        let mut config = sample();
+        config.drives[1].id = "rootfs".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("drives[1].id"), "{err}");
+
+        let mut config = sample();
+        config.drives[1]
+            .rate_limiter
+            .as_mut()
+            .unwrap()
+            .ops
+            .as_mut()
+            .unwrap()
+            .refill_time_ms = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("drives[1].rate_limiter.ops"), "{err}");
+    }
+
+    #[test]
+    fn boot_args_are_joined_with_single_spaces() {
+        assert_eq!(
+            join_boot_args("  a  b ", &["c".into(), "d=1".into()]),
+            "a b c d=1"
+        );
+    }
+}

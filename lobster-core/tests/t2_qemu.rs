@@ -1,0 +1,418 @@
+//! T2: the QEMU backend boots real guests (TCG here, KVM where it works).
+//!
+//! Guest: the pinned Debian cloud kernel (`guest/images/kernel.sh`) and the
+//! test initramfs (`guest/images/test-initramfs.sh`), whose /init prints
+//! `LOBSTER-TEST-GUEST-READY` and then `n=<counter>` every 100 ms. No
+//! network devices: these guests need none. On failure the console log is
+//! printed into the test output.
+
+// An integration test crate is test code as a whole.
+#![allow(clippy::tests_outside_test_module)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lobster_core::config::{Accel, VmmConfig};
+use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
+use lobster_core::vmm::{
+    ConsoleLog, Drive, ExitStatus, ShutdownOutcome, VmConfig, VmPaths, VmStatus, Vmm,
+};
+
+const MARKER: &str = "LOBSTER-TEST-GUEST-READY";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn images() -> PathBuf {
+    std::env::var_os("LOBSTER_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".artifacts/images"))
+}
+
+/// The kernel and test initramfs; fails naming what is missing.
+fn guest_images() -> (PathBuf, PathBuf) {
+    let kernel = images().join("kernel/vmlinuz");
+    assert!(
+        kernel.exists(),
+        "missing {}: run guest/images/kernel.sh",
+        kernel.display()
+    );
+    let initrd = images().join("test/initramfs.cpio.gz");
+    if !initrd.exists() {
+        // Cheap and local (busybox + cpio): build it rather than fail.
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("guest/images/test-initramfs.sh"))
+            .status()
+            .expect("run guest/images/test-initramfs.sh");
+        assert!(status.success(), "guest/images/test-initramfs.sh failed");
+    }
+    (kernel, initrd)
+}
+
+fn qemu_binary() -> PathBuf {
+    let binary = PathBuf::from("qemu-system-x86_64");
+    let found = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "missing qemu-system-x86_64 on PATH (apt-get install qemu-system-x86)"
+    );
+    binary
+}
+
+fn backend(kernel: &Path) -> QemuVmm {
+    let mut config = VmmConfig::default();
+    config.qemu.binary = qemu_binary();
+    if let Ok(accel) = std::env::var("LOBSTER_TEST_ACCEL") {
+        config.qemu.accel = match accel.as_str() {
+            "kvm" => Accel::Kvm,
+            "tcg" => Accel::Tcg,
+            _ => Accel::Auto,
+        };
+    }
+    config.ready_timeout_ms = 20_000;
+    QemuVmm::new(QemuSettings::from_config(&config, kernel))
+}
+
+/// A VM config in `dir` with a read-only base disk and a writable overlay
+/// (small blank raw files: the test guest does not mount them, but QEMU
+/// opens and locks them like real ones).
+fn vm_config(dir: &Path, name: &str) -> VmConfig {
+    let (kernel, initrd) = guest_images();
+    for disk in ["base.img", "overlay.img"] {
+        let f = std::fs::File::create(dir.join(disk)).unwrap();
+        f.set_len(1 << 20).unwrap();
+    }
+    VmConfig {
+        vm_id: name.into(),
+        kernel,
+        initrd: Some(initrd),
+        boot_args: "quiet".into(),
+        drives: vec![
+            Drive {
+                id: "rootfs".into(),
+                path: dir.join("base.img"),
+                read_only: true,
+                rate_limiter: None,
+            },
+            Drive {
+                id: "overlay".into(),
+                path: dir.join("overlay.img"),
+                read_only: false,
+                rate_limiter: None,
+            },
+        ],
+        nic: None,
+        vcpus: 1,
+        memory_mib: 128,
+        paths: VmPaths {
+            api_socket: dir.join("qmp.sock"),
+            console_log: dir.join("console.log"),
+            console_log_max_bytes: 4 << 20,
+            snapshot_dir: dir.join("snapshot"),
+        },
+        jail: None,
+    }
+}
+
+/// Prints the console log if the test fails, and kills what is left.
+struct Evidence {
+    console: ConsoleLog,
+    pids: Vec<i32>,
+}
+
+impl Evidence {
+    fn new(config: &VmConfig) -> Evidence {
+        Evidence {
+            console: ConsoleLog::new(&config.paths.console_log, 1 << 30),
+            pids: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Evidence {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- guest console ({}) ----\n{}\n---- end ----",
+                self.console.path().display(),
+                self.console.tail_bytes(16 * 1024)
+            );
+        }
+        for pid in &self.pids {
+            // Only our own VMs, by pid, and only if still alive.
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The last counter value the guest printed after byte `from`.
+fn last_counter(console: &ConsoleLog, from: u64) -> Option<u64> {
+    let text = console.read_all();
+    let start = usize::try_from(from).unwrap().min(text.len());
+    text[start..].lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix("n=")
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
+
+async fn wait_counter_above(console: &ConsoleLog, from: u64, value: u64, within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(n) = last_counter(console, from).filter(|n| *n > value) {
+            return n;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "guest counter did not pass {value} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Inode numbers of the file as /proc/locks prints them (`maj:min:ino`).
+fn locks_on(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(path).unwrap().ino();
+    let needle = format!(":{ino} ");
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+fn assert_gone(pid: i32, config: &VmConfig) {
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "qemu pid {pid} still exists"
+    );
+    assert!(
+        !config.paths.api_socket.exists(),
+        "qmp socket {} left behind",
+        config.paths.api_socket.display()
+    );
+    assert_eq!(
+        locks_on(&config.drives[1].path),
+        0,
+        "lock left on the overlay disk"
+    );
+}
+
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn boots_to_marker_then_kill_leaves_no_process_socket_or_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vm_config(dir.path(), "t2-boot");
+    let mut evidence = Evidence::new(&config);
+    let vmm = backend(&config.kernel);
+
+    let vm = vmm.launch(&config).await.expect("launch");
+    let pid = vm.identity().pid;
+    evidence.pids.push(pid);
+    assert!(
+        vm.process()
+            .console()
+            .wait_for(MARKER, 0, BOOT_TIMEOUT)
+            .await
+            .is_some(),
+        "no boot marker within {BOOT_TIMEOUT:?}"
+    );
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    assert!(
+        locks_on(&config.drives[1].path) > 0,
+        "qemu should lock the overlay"
+    );
+
+    let status = vm.kill().await.expect("kill");
+    assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+    assert_gone(pid, &config);
+    assert!(matches!(vm.status().await.unwrap(), VmStatus::Exited(_)));
+}
+
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn pause_stops_guest_progress_and_resume_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vm_config(dir.path(), "t2-pause");
+    let mut evidence = Evidence::new(&config);
+    let vmm = backend(&config.kernel);
+
+    let vm = vmm.launch(&config).await.expect("launch");
+    evidence.pids.push(vm.identity().pid);
+    let console = vm.process().console().clone();
+    let booted = console
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .expect("boot marker");
+    wait_counter_above(&console, booted, 3, Duration::from_secs(30)).await;
+
+    vm.pause().await.expect("pause");
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
+    let frozen = last_counter(&console, booted).unwrap();
+    // While paused the counter must not move; 1 s is ten ticks of the guest.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        last_counter(&console, booted),
+        Some(frozen),
+        "guest ran while paused"
+    );
+
+    vm.resume().await.expect("resume");
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    wait_counter_above(&console, booted, frozen + 3, Duration::from_secs(30)).await;
+
+    let pid = vm.identity().pid;
+    // The test guest has no ACPI power-button handling: shutdown falls back.
+    let outcome = vm
+        .shutdown(Duration::from_millis(500))
+        .await
+        .expect("shutdown");
+    assert!(matches!(outcome, ShutdownOutcome::Forced(_)), "{outcome:?}");
+    assert_gone(pid, &config);
+}
+
+/// Snapshot, kill, then restore into a new QEMU process started by a fresh
+/// backend from the files alone (config and snapshot description read back
+/// from disk, as a later orchestrator process would).
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vm_config(dir.path(), "t2-snap");
+    let mut evidence = Evidence::new(&config);
+
+    let (frozen, restore_from) = {
+        let vmm = backend(&config.kernel);
+        let vm = vmm.launch(&config).await.expect("launch");
+        evidence.pids.push(vm.identity().pid);
+        let console = vm.process().console().clone();
+        let booted = console
+            .wait_for(MARKER, 0, BOOT_TIMEOUT)
+            .await
+            .expect("boot marker");
+        wait_counter_above(&console, booted, 10, Duration::from_secs(30)).await;
+
+        let err = vm.snapshot().await.expect_err("snapshot of a running vm");
+        assert!(
+            err.to_string().contains("cannot snapshot while running"),
+            "{err}"
+        );
+        vm.pause().await.expect("pause");
+        let frozen = last_counter(&console, booted).unwrap();
+        let snapshot = vm.snapshot().await.expect("snapshot");
+        let pid = vm.identity().pid;
+        vm.kill().await.expect("kill after snapshot");
+        assert_gone(pid, &config);
+        std::fs::write(
+            dir.path().join("snapshot.json"),
+            serde_json::to_vec(&(&config, &snapshot)).unwrap(),
+        )
+        .unwrap();
+        (frozen, console.read_all().len() as u64)
+    };
+
+    let (config, snapshot): (VmConfig, lobster_core::vmm::Snapshot) =
+        serde_json::from_slice(&std::fs::read(dir.path().join("snapshot.json")).unwrap()).unwrap();
+    let vmm = backend(&config.kernel);
+    let vm = vmm
+        .restore(&config, &snapshot, true)
+        .await
+        .expect("restore");
+    let pid = vm.identity().pid;
+    evidence.pids.push(pid);
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    let console = vm.process().console().clone();
+    let last =
+        wait_counter_above(&console, restore_from, frozen + 5, Duration::from_secs(30)).await;
+
+    // The restored guest continued the counter from where it was frozen:
+    // its first value after restore is frozen+1, and it did not reboot.
+    let after = console.read_all()[restore_from as usize..].to_string();
+    assert!(
+        !after.contains(MARKER),
+        "guest rebooted instead of resuming:\n{after}"
+    );
+    let first = after
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("n=")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .expect("restored guest printed no counter");
+    assert_eq!(
+        first,
+        frozen + 1,
+        "counter did not continue from the snapshot"
+    );
+    assert!(last > first);
+
+    vm.kill().await.expect("kill restored vm");
+    assert_gone(pid, &config);
+}
+
+/// Dropping the handle leaves the VM running; a fresh backend re-attaches
+/// from the recorded identity, and a wrong start time is refused.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn vm_outlives_its_handle_and_attach_finds_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vm_config(dir.path(), "t2-attach");
+    let mut evidence = Evidence::new(&config);
+    eprintln!(
+        "accelerator: {:?}",
+        lobster_core::vmm::qemu::accel::kvm_usable("qemu-system-x86_64".as_ref(), &config.kernel)
+    );
+
+    let identity = {
+        let vm = backend(&config.kernel)
+            .launch(&config)
+            .await
+            .expect("launch");
+        evidence.pids.push(vm.identity().pid);
+        vm.identity()
+    };
+    let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
+    let booted = console
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .expect("boot marker");
+    wait_counter_above(&console, booted, 3, Duration::from_secs(30)).await;
+
+    let vmm = backend(&config.kernel);
+    let wrong = lobster_core::vmm::VmIdentity {
+        start_time: identity.start_time + 1,
+        ..identity
+    };
+    let err = vmm
+        .attach(&config, wrong)
+        .await
+        .expect_err("wrong identity");
+    assert_eq!(
+        lobster_core::Error::from(err).kind(),
+        lobster_core::ErrorKind::NotFound
+    );
+
+    let vm = vmm.attach(&config, identity).await.expect("attach");
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    vm.kill().await.expect("kill");
+    assert_gone(identity.pid, &config);
+    let err = vmm
+        .attach(&config, identity)
+        .await
+        .expect_err("attach to a dead vm");
+    assert!(err.to_string().contains("no vmm process"), "{err}");
+}
