@@ -25,6 +25,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    // PID 1 blocks the signals it handles; start (and let the workload
+    // start) from a clean mask so SIGTERM stops processes at shutdown.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
     let config = parse_args(std::env::args().skip(1).collect())?;
     let on_shutdown = config.on_shutdown;
     let agent = Agent::start(config).map_err(|e| format!("starting: {e}"))?;
