@@ -16,3 +16,18 @@ verify_sha256() {
     got=$(sha256sum "$1" | cut -d' ' -f1)
     [ "$got" = "$2" ] || die "$1: sha256 $got, expected $2 (pinned)"
 }
+
+# Seconds since the script started (for "built in Ns" lines).
+SECONDS=0
+elapsed() { printf '%ss' "$SECONDS"; }
+
+# size_of PATH: apparent size for files, used size for sparse images too.
+size_of() { du -sh --apparent-size "$1" | cut -f1; }
+
+# need CMD...: fail early naming the missing tool.
+need() {
+    local c
+    for c in "$@"; do command -v "$c" >/dev/null || die "missing tool: $c"; done
+}
+
+[ "$(id -u)" = 0 ] || die "image builders run as root (debootstrap, device nodes, file ownership)"

@@ -1,0 +1,167 @@
+//! lobster-agent: the in-guest agent of lobster.
+//!
+//! It serves the host over TCP (JSON lines, see `lobster-agent-proto`) on an
+//! RPC port and a health port, supervises the workload (the OpenClaw gateway
+//! by default), keeps injected secrets, capped logs and holds, and powers the
+//! guest off on request. It runs as a guest service under `lobster-init` or as
+//! a plain host process (tests), where [`AgentConfig::for_host_process`] puts
+//! everything under one directory and `shutdown` just exits.
+//!
+//! Threads: one accept loop per port, one thread per connection (bounded by
+//! [`AgentConfig::max_connections`]), one supervisor thread, one output pump
+//! per workload run.
+
+pub mod config;
+mod files;
+mod holds;
+mod logs;
+mod openclaw;
+mod secrets;
+mod server;
+mod stats;
+mod workload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use config::{AgentConfig, ShutdownAction};
+use lobster_agent_proto::methods::ShutdownParams;
+
+use crate::holds::Holds;
+use crate::logs::LogSink;
+use crate::secrets::Secrets;
+use crate::workload::{Context, Supervisor};
+
+/// The agent's own log: each line goes to stderr (the guest console) and to
+/// the capped `agent.log`. Never pass secret values to it.
+#[derive(Debug, Clone)]
+pub struct Log {
+    sink: Arc<LogSink>,
+    started: Instant,
+}
+
+impl Log {
+    /// Logs one line.
+    pub fn line(&self, msg: &str) {
+        eprintln!("lobster-agent: {msg}");
+        self.sink
+            .append(&format!("[{:>9.3}] {msg}", self.started.elapsed().as_secs_f64()));
+    }
+}
+
+/// State shared by the listeners, connections and the supervisor.
+#[derive(Debug)]
+struct Shared {
+    config: AgentConfig,
+    started: Instant,
+    proc_dir: PathBuf,
+    log: Log,
+    agent_log: Arc<LogSink>,
+    workload_log: Arc<LogSink>,
+    supervisor: Arc<Supervisor>,
+    secrets: Arc<Mutex<Secrets>>,
+    holds: Mutex<Holds>,
+    connections: AtomicUsize,
+    shutdown: Mutex<Option<ShutdownParams>>,
+    shutdown_requested: Condvar,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    rpc_addr: SocketAddr,
+    health_addr: SocketAddr,
+}
+
+impl Agent {
+    /// Opens logs and state, binds both ports and starts serving.
+    pub fn start(config: AgentConfig) -> std::io::Result<Agent> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        let agent_log = Arc::new(LogSink::open(&config.log_dir, "agent", config.log_max_bytes)?);
+        let workload_log = Arc::new(LogSink::open(&config.log_dir, "workload", config.log_max_bytes)?);
+        let started = Instant::now();
+        let log = Log {
+            sink: Arc::clone(&agent_log),
+            started,
+        };
+        let secrets = Arc::new(Mutex::new(Secrets::load(config.state_dir.join("secrets.json"))));
+        if config.token.expose().is_empty() {
+            log.line("no agent token configured: every request will be refused");
+        }
+        let supervisor = Supervisor::start(Context {
+            home: config.home.clone(),
+            default_command: config.default_command.clone(),
+            state_dir: config.state_dir.clone(),
+            output: Arc::clone(&workload_log),
+            log: log.clone(),
+            secrets: Arc::clone(&secrets),
+        });
+        let shared = Arc::new(Shared {
+            started,
+            proc_dir: PathBuf::from("/proc"),
+            log,
+            agent_log,
+            workload_log,
+            supervisor,
+            secrets,
+            holds: Mutex::new(Holds::default()),
+            connections: AtomicUsize::new(0),
+            shutdown: Mutex::new(None),
+            shutdown_requested: Condvar::new(),
+            config,
+        });
+        let rpc_addr = server::listen(Arc::clone(&shared), shared.config.rpc_listen, server::Port::Rpc)?;
+        let health_addr = server::listen(Arc::clone(&shared), shared.config.health_listen, server::Port::Health)?;
+        shared
+            .log
+            .line(&format!("serving rpc on {rpc_addr}, health on {health_addr}"));
+        Ok(Agent {
+            shared,
+            rpc_addr,
+            health_addr,
+        })
+    }
+
+    /// Where the RPC port listens.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    /// Where the health port listens.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health_addr
+    }
+
+    /// Blocks until a client calls `shutdown`.
+    pub fn wait_for_shutdown(&self) -> ShutdownParams {
+        let mut req = self.shared.shutdown.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(params) = *req {
+                return params;
+            }
+            req = self
+                .shared
+                .shutdown_requested
+                .wait(req)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Stops the workload and flushes logs and file systems (the part of a
+    /// shutdown that does not depend on how the agent runs).
+    pub fn quiesce(&self) {
+        let log = &self.shared.log;
+        log.line("shutdown: stopping the workload");
+        if let Err((_, msg)) = self.shared.supervisor.stop(Duration::from_secs(5)) {
+            log.line(&format!("shutdown: {msg}"));
+        }
+        log.line("shutdown: syncing");
+        self.shared.workload_log.sync();
+        self.shared.agent_log.sync();
+        nix::unistd::sync();
+    }
+}

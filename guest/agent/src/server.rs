@@ -1,0 +1,433 @@
+//! Listeners, connections and method dispatch.
+//!
+//! A connection must authenticate first (`hello` with the token, or a
+//! `token` on the request); any failure to do so gets one `unauthorized`
+//! reply and the connection is closed. Afterwards requests are served in
+//! order. The health port serves `hello` and `health` only.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lobster_agent_proto::methods::*;
+use lobster_agent_proto::{
+    encode_line, parse_request, token_matches, ErrorCode, LineReader, Method, Reply, Request, PROTOCOL_VERSION,
+};
+use serde_json::Value;
+
+use crate::holds::HoldError;
+use crate::workload::{Failure, DEFAULT_GRACE};
+use crate::{stats, Shared};
+
+/// Time a new connection has to authenticate.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// An authenticated connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A peer that does not read its replies for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Every method.
+    Rpc,
+    /// `hello` and `health` only.
+    Health,
+}
+
+impl Port {
+    fn methods(self) -> Vec<String> {
+        match self {
+            Port::Rpc => ALL_METHODS.iter().map(|m| m.to_string()).collect(),
+            Port::Health => vec![Hello::NAME.into(), Health::NAME.into()],
+        }
+    }
+
+    fn serves(self, method: &str) -> bool {
+        match self {
+            Port::Rpc => ALL_METHODS.contains(&method),
+            Port::Health => method == Hello::NAME || method == Health::NAME,
+        }
+    }
+}
+
+/// Binds `addr` and serves it from a new thread; returns the bound address.
+pub fn listen(shared: Arc<Shared>, addr: SocketAddr, port: Port) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name(format!("accept-{port:?}").to_lowercase())
+        .spawn(move || accept_loop(shared, listener, port))?;
+    Ok(local)
+}
+
+fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: Port) {
+    for conn in listener.incoming() {
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                shared.log.line(&format!("accept on {port:?} port: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let _ = send(&mut stream, &Reply::error(0, ErrorCode::Busy, "too many connections"));
+            continue;
+        }
+        let shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new().name("conn".into()).spawn({
+            let shared = Arc::clone(&shared);
+            move || {
+                Connection::new(shared.clone(), stream, port).serve();
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+        if spawned.is_err() {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn send(stream: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
+    let line = match encode_line(reply) {
+        Ok(line) => line,
+        Err(e) => encode_line(&Reply::error(reply.id, ErrorCode::Internal, e.to_string())).map_err(std::io::Error::other)?,
+    };
+    stream.write_all(&line)
+}
+
+/// What a dispatched method asks the connection to do.
+enum Outcome {
+    Reply(Result<Value, Failure>),
+    Follow(LogsParams),
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    port: Port,
+    peer: String,
+    authenticated: bool,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, stream: TcpStream, port: Port) -> Connection {
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        Connection {
+            shared,
+            stream,
+            port,
+            peer,
+            authenticated: false,
+        }
+    }
+
+    fn serve(mut self) {
+        let _ = self.stream.set_nodelay(true);
+        let _ = self.stream.set_read_timeout(Some(HELLO_TIMEOUT));
+        let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let Ok(read_half) = self.stream.try_clone() else { return };
+        let mut reader = LineReader::new(read_half);
+        loop {
+            let line = match reader.read_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    let _ = self.reply(Reply::error(0, ErrorCode::TooLarge, e.to_string()));
+                    return;
+                }
+                Err(_) => return, // timeout or reset
+            };
+            let request = match parse_request(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    let id = salvage_id(&line);
+                    let _ = self.reply(Reply::error(id, ErrorCode::BadRequest, chain(&e)));
+                    if !self.authenticated {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if !self.handle(request) {
+                return;
+            }
+        }
+    }
+
+    /// Serves one request; false closes the connection.
+    fn handle(&mut self, req: Request) -> bool {
+        let expected = self.shared.config.token.expose().as_bytes();
+        if let Some(token) = &req.token {
+            if !token_matches(expected, token.as_bytes()) {
+                return self.refuse(req.id);
+            }
+            self.authenticated = true;
+        }
+        if req.method == Hello::NAME {
+            return self.hello(&req);
+        }
+        if !self.authenticated {
+            return self.refuse(req.id);
+        }
+        if !self.port.serves(&req.method) {
+            let msg = format!("no method `{}` on the {:?} port", req.method, self.port);
+            return self.reply(Reply::error(req.id, ErrorCode::UnknownMethod, msg)).is_ok();
+        }
+        match dispatch(&self.shared, &req) {
+            Outcome::Reply(result) => {
+                let shutdown = req.method == Shutdown::NAME && result.is_ok();
+                let reply = match result {
+                    Ok(v) => Reply::ok(req.id, v),
+                    Err((code, msg)) => Reply::error(req.id, code, msg),
+                };
+                let sent = self.reply(reply).is_ok();
+                if shutdown {
+                    let params = serde_json::from_value(req.params.clone()).unwrap_or_default();
+                    self.shared.log.line("shutdown requested");
+                    *self.shared.shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some(params);
+                    self.shared.shutdown_requested.notify_all();
+                    return false;
+                }
+                sent
+            }
+            Outcome::Follow(params) => {
+                self.follow(req.id, params);
+                false
+            }
+        }
+    }
+
+    fn hello(&mut self, req: &Request) -> bool {
+        let params: HelloParams = match serde_json::from_value(req.params.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.reply(Reply::error(req.id, ErrorCode::BadRequest, format!("hello: {e}")));
+                return false;
+            }
+        };
+        let expected = self.shared.config.token.expose().as_bytes();
+        if !token_matches(expected, params.token.expose().as_bytes()) {
+            return self.refuse(req.id);
+        }
+        if params.protocol != PROTOCOL_VERSION {
+            let msg = format!("protocol {} is not supported; this agent speaks {PROTOCOL_VERSION}", params.protocol);
+            let _ = self.reply(Reply::error(req.id, ErrorCode::UnsupportedVersion, msg));
+            return false;
+        }
+        self.authenticated = true;
+        let _ = self.stream.set_read_timeout(Some(IDLE_TIMEOUT));
+        let result = HelloResult {
+            protocol: PROTOCOL_VERSION,
+            agent: format!("lobster-agent {}", env!("CARGO_PKG_VERSION")),
+            methods: self.port.methods(),
+        };
+        self.reply(Reply::ok(req.id, serde_json::to_value(result).unwrap_or_default()))
+            .is_ok()
+    }
+
+    fn refuse(&mut self, id: u64) -> bool {
+        self.shared
+            .log
+            .line(&format!("refused {} on the {:?} port: bad or missing token", self.peer, self.port));
+        let _ = self.reply(Reply::error(id, ErrorCode::Unauthorized, "bad or missing token"));
+        false
+    }
+
+    fn reply(&mut self, reply: Reply) -> std::io::Result<()> {
+        send(&mut self.stream, &reply)
+    }
+
+    /// Streams the tail, then new lines, until the peer goes away or falls
+    /// behind.
+    fn follow(&mut self, id: u64, params: LogsParams) {
+        let sink = match params.source {
+            LogSource::Workload => &self.shared.workload_log,
+            LogSource::Agent => &self.shared.agent_log,
+        };
+        let (tail, rx) = sink.follow(params.lines.min(MAX_TAIL_LINES) as usize);
+        for line in tail.lines {
+            if self.event(id, line).is_err() {
+                return;
+            }
+        }
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(line) => {
+                    if self.event(id, line).is_err() {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.peer_closed() {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.reply(Reply::error(id, ErrorCode::Busy, "follower fell behind; reconnect"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, id: u64, line: String) -> std::io::Result<()> {
+        let item = serde_json::to_value(LogEvent { line }).unwrap_or_default();
+        self.reply(Reply::event(id, item))
+    }
+
+    fn peer_closed(&self) -> bool {
+        let mut byte = [0u8; 1];
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let closed = match self.stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        let _ = self.stream.set_nonblocking(false);
+        closed
+    }
+}
+
+/// The id of a request line that failed validation, if one can be read.
+fn salvage_id(line: &[u8]) -> u64 {
+    serde_json::from_slice::<Value>(line)
+        .ok()
+        .and_then(|v| v.get("id")?.as_u64())
+        .unwrap_or(0)
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Decodes `M`'s parameters and runs `f`.
+fn call<M: Method>(req: &Request, f: impl FnOnce(M::Params) -> Result<M::Output, Failure>) -> Outcome {
+    let params = if req.params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        req.params.clone()
+    };
+    let result = serde_json::from_value::<M::Params>(params)
+        .map_err(|e| (ErrorCode::BadRequest, format!("{}: invalid params: {e}", M::NAME)))
+        .and_then(f)
+        .and_then(|out| serde_json::to_value(out).map_err(|e| (ErrorCode::Internal, e.to_string())));
+    Outcome::Reply(result)
+}
+
+fn grace(p: StopParams) -> Duration {
+    p.grace_ms.map(Duration::from_millis).unwrap_or(DEFAULT_GRACE).min(Duration::from_secs(60))
+}
+
+fn hold_failure(e: HoldError) -> Failure {
+    match e {
+        HoldError::Invalid(msg) => (ErrorCode::BadRequest, msg.into()),
+        HoldError::NotFound => (ErrorCode::NotFound, "no such hold (expired or never taken)".into()),
+        HoldError::Full => (ErrorCode::Busy, format!("{MAX_HOLDS} holds are held already")),
+    }
+}
+
+fn dispatch(shared: &Shared, req: &Request) -> Outcome {
+    let sup = &shared.supervisor;
+    match req.method.as_str() {
+        Health::NAME => call::<Health>(req, |_| {
+            Ok(HealthResult {
+                agent_uptime_ms: shared.started.elapsed().as_millis() as u64,
+                system_uptime_ms: stats::uptime_ms(&shared.proc_dir),
+                workload: sup.status().state,
+            })
+        }),
+        InjectSecrets::NAME => call::<InjectSecrets>(req, |p| {
+            let count = p.env.len();
+            let names = shared
+                .secrets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .inject(p.env, p.replace)
+                .map_err(|m| (ErrorCode::BadRequest, m))?;
+            shared.log.line(&format!("secrets: {count} injected, {} stored", names.len()));
+            Ok(InjectSecretsResult {
+                names,
+                restart_needed: sup.pgid().is_some(),
+            })
+        }),
+        Configure::NAME => call::<Configure>(req, |p| sup.configure(p.workload, p.start)),
+        Start::NAME => call::<Start>(req, |_| sup.start_workload()),
+        Stop::NAME => call::<Stop>(req, |p| sup.stop(grace(p))),
+        Restart::NAME => call::<Restart>(req, |p| sup.restart(grace(p))),
+        Status::NAME => call::<Status>(req, |_| Ok(sup.status())),
+        LogsTail::NAME => call::<LogsTail>(req, |p| {
+            let n = p.lines.min(MAX_TAIL_LINES) as usize;
+            Ok(match p.source {
+                LogSource::Workload => shared.workload_log.tail(n),
+                LogSource::Agent => shared.agent_log.tail(n),
+            })
+        }),
+        LogsFollow::NAME => match serde_json::from_value::<LogsParams>(if req.params.is_null() {
+            Value::Object(Default::default())
+        } else {
+            req.params.clone()
+        }) {
+            Ok(p) => Outcome::Follow(p),
+            Err(e) => Outcome::Reply(Err((ErrorCode::BadRequest, format!("logs.follow: invalid params: {e}")))),
+        },
+        Stats::NAME => call::<Stats>(req, |_| {
+            let proc = &shared.proc_dir;
+            Ok(StatsResult {
+                uptime_ms: stats::uptime_ms(proc),
+                load: stats::load(proc),
+                memory: stats::memory(proc),
+                connections: stats::connections(proc, sup.port()),
+                workload_rss_kib: sup.pgid().map(|g| stats::group_rss_kib(proc, g)),
+                holds: shared.holds.lock().unwrap_or_else(|e| e.into_inner()).list(Instant::now()).len() as u32,
+            })
+        }),
+        HoldAcquire::NAME => call::<HoldAcquire>(req, |p| {
+            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
+            holds.acquire(&p.id, p.ttl_ms, Instant::now()).map_err(hold_failure)
+        }),
+        HoldRenew::NAME => call::<HoldRenew>(req, |p| {
+            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
+            holds.renew(&p.id, p.ttl_ms, Instant::now()).map_err(hold_failure)
+        }),
+        HoldRelease::NAME => call::<HoldRelease>(req, |p| {
+            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(HoldReleased {
+                released: holds.release(&p.id, Instant::now()),
+            })
+        }),
+        HoldList::NAME => call::<HoldList>(req, |_| {
+            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(HoldListResult {
+                holds: holds.list(Instant::now()),
+            })
+        }),
+        SetTime::NAME => call::<SetTime>(req, |p| {
+            if !shared.config.allow_set_time {
+                return Err((ErrorCode::InvalidState, "time.set is disabled outside a guest".into()));
+            }
+            let ts = nix::sys::time::TimeSpec::new((p.unix_ms / 1000) as i64, ((p.unix_ms % 1000) * 1_000_000) as i64);
+            nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
+                .map_err(|e| (ErrorCode::Internal, format!("setting the clock: {e}")))?;
+            shared.log.line(&format!("clock set to {} ms", p.unix_ms));
+            Ok(Empty {})
+        }),
+        Shutdown::NAME => call::<Shutdown>(req, |_| Ok(Empty {})),
+        other => Outcome::Reply(Err((ErrorCode::UnknownMethod, format!("no method `{other}`")))),
+    }
+}

@@ -1,0 +1,140 @@
+//! One authenticated connection to an agent port.
+//!
+//! Reads go through the protocol's [`LineFramer`], so a guest that sends an
+//! endless line costs at most [`MAX_MESSAGE_BYTES`] of host memory before
+//! the connection is dropped. Callers bound every operation with a timeout.
+
+use std::net::SocketAddr;
+
+use lobster_agent_proto::methods::{Hello, HelloParams, HelloResult, Secret};
+use lobster_agent_proto::{encode_line, LineFramer, Method, Reply, ReplyBody, Request, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::AgentError;
+
+/// An open, authenticated connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    stream: TcpStream,
+    framer: LineFramer,
+    next_id: u64,
+    addr: SocketAddr,
+}
+
+impl Conn {
+    /// Connects and performs the `hello` handshake.
+    pub(crate) async fn open(addr: SocketAddr, token: &Secret) -> Result<(Conn, HelloResult), AgentError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| AgentError::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = Conn {
+            stream,
+            framer: LineFramer::new(MAX_MESSAGE_BYTES),
+            next_id: 1,
+            addr,
+        };
+        let params = HelloParams {
+            protocol: PROTOCOL_VERSION,
+            token: token.clone(),
+            client: format!("lobster-core {}", env!("CARGO_PKG_VERSION")),
+        };
+        let hello = conn.call::<Hello>(&params).await?;
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(AgentError::Protocol {
+                addr,
+                detail: format!("agent answered hello with protocol {}", hello.protocol),
+            });
+        }
+        Ok((conn, hello))
+    }
+
+    /// The agent's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends `M` and waits for its single reply.
+    pub(crate) async fn call<M: Method>(&mut self, params: &M::Params) -> Result<M::Output, AgentError> {
+        let id = self.send::<M>(params).await?;
+        match self.read_reply(id, M::NAME).await? {
+            ReplyBody::Ok(value) => self.decode::<M::Output>(M::NAME, value),
+            ReplyBody::Event(_) => Err(self.protocol(format!("{} answered with a stream event", M::NAME))),
+            ReplyBody::Error(e) => Err(AgentError::Remote {
+                method: M::NAME,
+                code: e.code,
+                message: super::sanitize_for_terminal(&e.message),
+            }),
+        }
+    }
+
+    /// Sends a request for `M`; returns its id.
+    pub(crate) async fn send<M: Method>(&mut self, params: &M::Params) -> Result<u64, AgentError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let params = serde_json::to_value(params).map_err(|e| self.protocol(format!("encoding {} params: {e}", M::NAME)))?;
+        let request = Request {
+            id,
+            method: M::NAME.to_owned(),
+            params,
+            token: None,
+        };
+        let line = encode_line(&request).map_err(|e| self.protocol(format!("{}: {e}", M::NAME)))?;
+        self.stream.write_all(&line).await.map_err(|source| AgentError::Io {
+            context: format!("sending {} to agent {}", M::NAME, self.addr),
+            source,
+        })?;
+        Ok(id)
+    }
+
+    /// Reads the next reply for request `id`.
+    pub(crate) async fn read_reply(&mut self, id: u64, method: &'static str) -> Result<ReplyBody, AgentError> {
+        let line = self.read_line(method).await?;
+        let reply: Reply = serde_json::from_slice(&line)
+            .map_err(|e| self.protocol(format!("{method}: undecodable reply: {e}")))?;
+        match reply {
+            Reply { id: got, body } if got == id => Ok(body),
+            Reply {
+                id: 0,
+                body: ReplyBody::Error(e),
+            } => Err(AgentError::Remote {
+                method,
+                code: e.code,
+                message: super::sanitize_for_terminal(&e.message),
+            }),
+            Reply { id: got, .. } => Err(self.protocol(format!("{method}: reply for request {got}, expected {id}"))),
+        }
+    }
+
+    async fn read_line(&mut self, method: &'static str) -> Result<Vec<u8>, AgentError> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.framer.next_line() {
+                Ok(Some(line)) => return Ok(line),
+                Ok(None) => {}
+                Err(e) => return Err(self.protocol(format!("{method}: {e}"))),
+            }
+            let n = self.stream.read(&mut chunk).await.map_err(|source| AgentError::Io {
+                context: format!("reading the {method} reply from agent {}", self.addr),
+                source,
+            })?;
+            if n == 0 {
+                return Err(AgentError::Closed { addr: self.addr, method });
+            }
+            self.framer.push(&chunk[..n]);
+        }
+    }
+
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&self, method: &'static str, value: Value) -> Result<T, AgentError> {
+        serde_json::from_value(value).map_err(|e| self.protocol(format!("{method}: unexpected result: {e}")))
+    }
+
+    fn protocol(&self, detail: String) -> AgentError {
+        AgentError::Protocol {
+            addr: self.addr,
+            detail: super::sanitize_for_terminal(&detail),
+        }
+    }
+}
