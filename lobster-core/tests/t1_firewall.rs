@@ -119,8 +119,14 @@ fn reconcile_body(_ctx: &Ctx) {
         fw.apply_tenant(t).expect("apply");
     }
     // A flushed tenant chain, a lost hook, and a tenant no longer in the registry.
+    assert!(fw.check_tenant(&live[0]).unwrap().is_empty());
     sh(&["iptables", "-F", "LOB-aaaa0001-FWI"]);
     sh(&["iptables", "-D", "INPUT", "-j", "LOBSTER-INPUT"]);
+    let drift = fw.check_tenant(&live[0]).unwrap().render();
+    assert!(
+        drift.contains("-A LOB-aaaa0001-FWI") && drift.contains("-I INPUT 1 -j LOBSTER-INPUT"),
+        "{drift}"
+    );
     let c_before = saved_lines("cccc0003");
     let report = fw.reconcile(&live).expect("reconcile");
     assert!(report.changes > 0);
