@@ -123,7 +123,7 @@ impl Network {
     ) -> Result<(), NetworkError> {
         for step in repair_steps(drift) {
             if step == Step::CreateTap {
-                super::super::sys::tun::create_persistent_tap(&net.tap, net.owner_uid).map_err(
+                crate::sys::tun::create_persistent_tap(&net.tap, net.owner_uid).map_err(
                     |source| NetworkError::Io {
                         context: format!(
                             "cannot create tap {} owned by uid {} through /dev/net/tun",
