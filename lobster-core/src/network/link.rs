@@ -149,7 +149,7 @@ impl Network {
     async fn apply(&self, net: &TenantNet, index: u32, step: &Step) -> Result<(), NetworkError> {
         let addresses = self.handle.address();
         match *step {
-            Step::CreateTap => unreachable!("handled by ensure_tap"),
+            Step::CreateTap => unreachable!("handled by repair"),
             Step::DisableIpv6 => disable_ipv6(&net.tap),
             Step::DeleteAddress(addr, prefix) => {
                 for message in self.addresses(&net.tap, index).await? {
