@@ -119,8 +119,14 @@ fn reconcile_body(_ctx: &Ctx) {
         fw.apply_tenant(t).expect("apply");
     }
     // A flushed tenant chain, a lost hook, and a tenant no longer in the registry.
+    assert!(fw.check_tenant(&live[0]).unwrap().is_empty());
     sh(&["iptables", "-F", "LOB-aaaa0001-FWI"]);
     sh(&["iptables", "-D", "INPUT", "-j", "LOBSTER-INPUT"]);
+    let drift = fw.check_tenant(&live[0]).unwrap().render();
+    assert!(
+        drift.contains("-A LOB-aaaa0001-FWI") && drift.contains("-I INPUT 1 -j LOBSTER-INPUT"),
+        "{drift}"
+    );
     let c_before = saved_lines("cccc0003");
     let report = fw.reconcile(&live).expect("reconcile");
     assert!(report.changes > 0);
@@ -197,7 +203,7 @@ fn traffic_body(ctx: &Ctx) {
     fw.apply_tenant(&b).expect("apply b");
 
     let _host = ctx.serve_in(&ctx.ns, &[7777]);
-    let _guest_a = ctx.serve_in(&ga, &[9000, 52, 53]);
+    let _guest_a = ctx.serve_in(&ga, &[9000, 52, 53, 2222]);
     let _guest_b = ctx.serve_in(&gb, &[9000]);
     let _upstream = ctx.serve_in(&up, &[8080]);
 
@@ -220,6 +226,25 @@ fn traffic_body(ctx: &Ctx) {
         ctx.connect_from(None, None, addr(a.guest_ip, 9000)),
         Ok(a.host_ip.to_string())
     );
+    // ... and only the gateway: another open port in the guest is not reachable.
+    assert!(ctx
+        .connect_from(None, None, addr(a.guest_ip, 2222))
+        .is_err());
+    // Only from the host: a machine beyond the host (the upstream, with a
+    // route to the pool) cannot open a connection to the guest.
+    sh(&[
+        "ip",
+        "-n",
+        &up,
+        "route",
+        "add",
+        "10.200.0.0/16",
+        "via",
+        "198.51.100.1",
+    ]);
+    assert!(ctx
+        .connect_from(Some(&up), None, addr(a.guest_ip, 9000))
+        .is_err());
     // agent ports: root yes, an unprivileged uid no.
     for port in [52, 53] {
         assert!(
@@ -253,6 +278,19 @@ fn traffic_body(ctx: &Ctx) {
 
     // Removing tenant a's rules leaves b's isolation in place.
     fw.remove_tenant(&a).expect("remove a");
+    // Without a's rules the same paths open up, so the refusals above came
+    // from the rules (not from a broken test network).
+    assert_eq!(
+        ctx.connect_from(Some(&up), None, addr(a.guest_ip, 9000)),
+        Ok("198.51.100.2".to_string())
+    );
+    assert!(ctx.connect_from(None, None, addr(a.guest_ip, 2222)).is_ok());
+    assert!(ctx
+        .connect_from(None, Some(65534), addr(a.guest_ip, 52))
+        .is_ok());
+    assert!(ctx
+        .connect_from(Some(&ga), None, addr(a.host_ip, 7777))
+        .is_ok());
     assert!(ctx
         .connect_from(Some(&gb), None, addr(b.host_ip, 7777))
         .is_err());

@@ -123,7 +123,7 @@ impl Network {
     ) -> Result<(), NetworkError> {
         for step in repair_steps(drift) {
             if step == Step::CreateTap {
-                super::super::sys::tun::create_persistent_tap(&net.tap, net.owner_uid).map_err(
+                crate::sys::tun::create_persistent_tap(&net.tap, net.owner_uid).map_err(
                     |source| NetworkError::Io {
                         context: format!(
                             "cannot create tap {} owned by uid {} through /dev/net/tun",
@@ -149,7 +149,7 @@ impl Network {
     async fn apply(&self, net: &TenantNet, index: u32, step: &Step) -> Result<(), NetworkError> {
         let addresses = self.handle.address();
         match *step {
-            Step::CreateTap => unreachable!("handled by ensure_tap"),
+            Step::CreateTap => unreachable!("handled by repair"),
             Step::DisableIpv6 => disable_ipv6(&net.tap),
             Step::DeleteAddress(addr, prefix) => {
                 for message in self.addresses(&net.tap, index).await? {

@@ -148,3 +148,80 @@ impl AdminClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback server that answers every request with `reply` (or never).
+    async fn server(reply: Option<&'static str>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                match reply {
+                    Some(text) => {
+                        let _ = conn.write_all(text.as_bytes()).await;
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_silent_admin_api_times_out_naming_the_address() {
+        let addr = server(None).await;
+        let client = AdminClient::new(&addr, Duration::from_millis(200));
+        let err = client.get_json("/config/").await.unwrap_err();
+        assert!(matches!(err, ProxyError::Timeout { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("caddy admin api at {addr}: GET /config/ did not answer within 200 ms")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_caddys_message_and_the_address() {
+        let body = r#"{"error":"loading config: bad"}"#;
+        let reply: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        );
+        let addr = server(Some(reply)).await;
+        let client = AdminClient::new(&addr, Duration::from_secs(5));
+        let err = client
+            .call("POST", "/config/x", Some(&Value::Null))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("caddy admin api at {addr} refused POST /config/x: 400 loading config: bad")
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let err = AdminClient::new(&addr, Duration::from_secs(5))
+            .get_json("/config/")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProxyError::Unreachable { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("caddy admin api at {addr} is not reachable")
+        );
+    }
+}

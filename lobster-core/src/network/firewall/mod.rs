@@ -156,6 +156,13 @@ impl<B: FirewallBackend> Firewall<B> {
         self.run(reconcile_batch(&current, tenants, &self.settings))
     }
 
+    /// What `apply_tenant` would change for this tenant, without changing
+    /// anything (empty: its rules, the base chains and hooks are in place).
+    pub fn check_tenant(&self, net: &TenantNet) -> Result<Batch, NetworkError> {
+        let current = self.backend.read()?;
+        Ok(apply_batch(&current, net, &self.settings))
+    }
+
     /// The lobster part of the ruleset as it is now.
     pub fn current(&self) -> Result<Ruleset, NetworkError> {
         self.backend.read()
@@ -224,11 +231,13 @@ mod tests {
         assert_eq!(fw.ensure_base().unwrap().changes, 0);
         assert!(fw.apply_tenant(&net).unwrap().changes > 0);
         assert_eq!(fw.apply_tenant(&net).unwrap().changes, 0);
+        assert!(fw.check_tenant(&net).unwrap().is_empty());
         assert_eq!(
             fw.current().unwrap(),
             plan(std::slice::from_ref(&net), &settings)
         );
         assert!(fw.remove_tenant(&net).unwrap().changes > 0);
+        assert!(!fw.check_tenant(&net).unwrap().is_empty());
         assert_eq!(fw.remove_tenant(&net).unwrap().changes, 0);
         assert_eq!(fw.remove_tenant_id("ab12cd34").unwrap().changes, 0);
         // Applied: base, the tenant (fresh path), its removal (planned path).
