@@ -56,6 +56,8 @@ impl Env {
                     NewTenant {
                         name: (*name).into(),
                         resources,
+                        workload: Default::default(),
+                        owner: None,
                     },
                 )
                 .unwrap();
