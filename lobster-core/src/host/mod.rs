@@ -7,12 +7,14 @@
 
 mod init;
 mod services;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
 pub use services::{backend_of, FirewallOps, Services, VmmFactory};
+pub use setup::{setup, SetupReport};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -110,8 +112,10 @@ impl Host {
         &self.inner.store
     }
 
-    /// Every tenant, sorted by name.
+    /// Every tenant, sorted by name. Interrupted spawns and evicts are
+    /// finished first (see [`Host::recover`]).
     pub async fn list(&self) -> Result<Vec<Tenant>> {
+        self.recover_interrupted().await?;
         let host = self.clone();
         blocking(move || {
             let registry = host.inner.store.read()?;
@@ -157,7 +161,7 @@ impl Host {
         spec: TenantSpec,
         progress: Option<ProgressSink>,
     ) -> Result<Tenant> {
-        crate::tenant::recover(self).await?;
+        self.recover_interrupted().await?;
         crate::tenant::spawn(self, spec, progress).await
     }
 
@@ -170,8 +174,19 @@ impl Host {
 
     /// [`Host::evict`] with options (e.g. keep the overlay disk).
     pub async fn evict_with(&self, name: &str, options: EvictOptions) -> Result<()> {
-        crate::tenant::recover(self).await?;
+        self.recover_interrupted().await?;
         crate::tenant::evict(self, name, options).await
+    }
+
+    /// Runs [`Host::recover`] only when the registry has something to
+    /// recover, so reading a healthy host never builds the system seams.
+    async fn recover_interrupted(&self) -> Result<()> {
+        let store = self.inner.store.clone();
+        let pending = blocking(move || Ok(crate::tenant::needs_recovery(&store.read()?))).await?;
+        if pending {
+            crate::tenant::recover(self).await?;
+        }
+        Ok(())
     }
 
     /// Finishes spawns and evicts whose process died midway and marks tenants

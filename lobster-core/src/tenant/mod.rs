@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
-pub(crate) use recover::recover;
+pub(crate) use recover::{needs_recovery, recover};
 pub(crate) use spawn::spawn;
 pub use spawn::AGENT_READY_TIMEOUT;
 pub use spec::{TenantSpec, TenantSpecBuilder};
@@ -64,6 +64,12 @@ pub enum TenantError {
         /// Each failed step with its error.
         failures: Vec<String>,
     },
+    /// The operator declined a confirmation.
+    #[error("{operation} aborted: not confirmed")]
+    Aborted {
+        /// The operation.
+        operation: &'static str,
+    },
     /// A file operation failed.
     #[error("{context} {}", path.display())]
     Io {
@@ -98,6 +104,7 @@ impl Classify for TenantError {
             TenantError::SpawnFailed { source, .. } => source.kind(),
             TenantError::EvictIncomplete { .. } => ErrorKind::HostFailure,
             TenantError::Io { source, .. } => ErrorKind::from_io(source),
+            TenantError::Aborted { .. } => ErrorKind::InvalidArgument,
         }
     }
 }

@@ -9,6 +9,30 @@ use crate::vmm::process::read_start_time;
 
 use super::evict::{finish, EvictOptions};
 
+/// Whether [`recover`] has anything to do for `registry`.
+pub(crate) fn needs_recovery(registry: &crate::store::Registry) -> bool {
+    registry
+        .tenants
+        .values()
+        .any(|r| interrupted(r) || vm_dead(r))
+}
+
+fn interrupted(record: &crate::store::TenantRecord) -> bool {
+    matches!(
+        record.status,
+        TenantStatus::Creating | TenantStatus::Evicting
+    ) && record
+        .owner
+        .is_some_and(|owner| !alive(owner.pid, owner.start_time))
+}
+
+fn vm_dead(record: &crate::store::TenantRecord) -> bool {
+    record.status == TenantStatus::Running
+        && record
+            .vm
+            .is_some_and(|vm| !alive(vm.identity.pid, vm.identity.start_time))
+}
+
 /// Finishes interrupted spawns and evicts; marks tenants whose VM died.
 /// Returns the names it tore down.
 pub(crate) async fn recover(host: &Host) -> Result<Vec<String>> {
