@@ -267,7 +267,10 @@ fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
     let out = env.run(&["spawn", "alpha"]);
     assert_eq!(code(&out), 10, "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("kernel image") && stderr.contains("is missing"), "{stderr}");
+    assert!(
+        stderr.contains("kernel image") && stderr.contains("is missing"),
+        "{stderr}"
+    );
     assert_eq!(json(&env.run(&["--json", "list"])), serde_json::json!([]));
 }
 
