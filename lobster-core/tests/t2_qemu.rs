@@ -413,3 +413,82 @@ async fn vm_outlives_its_handle_and_attach_finds_it_again() {
         .expect_err("attach to a dead vm");
     assert!(err.to_string().contains("no vmm process"), "{err}");
 }
+
+/// A guest that dies (kernel panic: no init, no root) ends QEMU; the death
+/// is reported with its exit status and the console tail.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn a_dying_guest_is_reported_with_exit_status_and_console_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "t2-panic");
+    config.initrd = None; // nothing to run: the kernel panics, QEMU exits
+    let mut evidence = Evidence::new(&config);
+    let vm = backend(&config.kernel)
+        .launch(&config)
+        .await
+        .expect("launch");
+    evidence.pids.push(vm.identity().pid);
+    let status = vm
+        .process()
+        .wait_exit(BOOT_TIMEOUT)
+        .await
+        .expect("qemu did not exit after the guest panicked");
+    assert_eq!(
+        status,
+        ExitStatus::Code(0),
+        "-no-reboot turns the panic reboot into exit 0"
+    );
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Exited(status));
+    let err = vm.pause().await.expect_err("pausing a dead vm");
+    let text = err.to_string();
+    assert!(text.contains("vmm process ended (exit code 0)"), "{text}");
+    assert!(text.contains("Kernel panic"), "{text}");
+    vm.kill().await.expect("kill of a dead vm is a no-op");
+    assert!(!config.paths.api_socket.exists());
+}
+
+/// With a jail, QEMU drops to the tenant's uid/gid before the guest runs.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn a_jailed_vm_runs_as_the_tenant_uid() {
+    // The owner of /proc/self is our effective uid.
+    let euid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").unwrap().uid()
+    };
+    assert_eq!(euid, 0, "needs root (to switch uid)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "t2-jail");
+    config.jail = Some(lobster_core::vmm::Jail {
+        uid: 10_998,
+        gid: 10_998,
+        chroot_base: dir.path().join("unused"),
+        memory_max_bytes: None,
+        cpu_max: None,
+        netns: None,
+    });
+    let mut evidence = Evidence::new(&config);
+    let vm = backend(&config.kernel)
+        .launch(&config)
+        .await
+        .expect("launch");
+    let pid = vm.identity().pid;
+    evidence.pids.push(pid);
+    let console = vm.process().console().clone();
+    console
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .expect("boot marker");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|id| id == "10998"),
+        "{uid_line}"
+    );
+    vm.pause()
+        .await
+        .expect("qmp still works after dropping privileges");
+    vm.resume().await.unwrap();
+    vm.kill().await.unwrap();
+    assert_gone(pid, &config);
+}

@@ -119,6 +119,18 @@ pub fn plan(config: &VmConfig, accel: &Accelerator, start: Start) -> Result<Vec<
             path("paths.api_socket", &config.paths.api_socket)?
         ),
     ]);
+    if let Some(jail) = &config.jail {
+        if jail.netns.is_some() {
+            return Err(VmmError::InvalidConfig {
+                vm: config.vm_id.clone(),
+                field: "jail.netns".into(),
+                reason: "the qemu backend does not join network namespaces".into(),
+            });
+        }
+        // QEMU opens its files as root, then drops to the tenant's ids
+        // before the guest runs.
+        push(&["-runas", &format!("{}:{}", jail.uid, jail.gid)]);
+    }
     if start == Start::Incoming {
         push(&["-S", "-incoming", "defer"]);
     }
@@ -178,6 +190,24 @@ mod tests {
         );
         assert!(joined.contains("-kernel /img/a,,b"), "{joined}");
         assert!(joined.ends_with("-S -incoming defer"), "{joined}");
+    }
+
+    #[test]
+    fn a_jail_drops_privileges_and_refuses_a_netns() {
+        let mut config = sample();
+        config.jail = Some(crate::vmm::Jail {
+            uid: 10007,
+            gid: 10008,
+            chroot_base: "/srv/jailer".into(),
+            memory_max_bytes: None,
+            cpu_max: None,
+            netns: None,
+        });
+        let args = plan(&config, &Accelerator::Kvm, Start::Boot).unwrap();
+        assert!(args.join(" ").ends_with("-runas 10007:10008"), "{args:?}");
+        config.jail.as_mut().unwrap().netns = Some("/var/run/netns/x".into());
+        let err = plan(&config, &Accelerator::Kvm, Start::Boot).unwrap_err();
+        assert!(err.to_string().contains("jail.netns"), "{err}");
     }
 
     #[test]

@@ -78,6 +78,14 @@ impl QemuVmm {
 
     async fn start(&self, config: &VmConfig, start: Start) -> Result<QemuVm> {
         let args = argv::plan(config, &self.settings.accel, start)?;
+        if let Some(jail) = &config.jail {
+            if jail.memory_max_bytes.is_some() || jail.cpu_max.is_some() {
+                tracing::warn!(
+                    vm = %config.vm_id,
+                    "cgroup limits of the jail are applied by firecracker's jailer only; qemu runs without them"
+                );
+            }
+        }
         let socket = &config.paths.api_socket;
         clear_stale_socket(&config.vm_id, socket).await?;
         if let Some(dir) = socket.parent() {
