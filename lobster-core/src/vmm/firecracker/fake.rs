@@ -679,8 +679,12 @@ impl Launcher for FakeLauncher {
         options.id = flag("--id").unwrap_or_else(|| vm_id.to_string());
         match FakeFirecracker::start(&socket, options) {
             Ok(fake) => {
-                let mut stand_in = Command::new("sleep");
-                stand_in.arg("3600");
+                // Exits 0 on SIGTERM, as Firecracker does after the guest reboots.
+                let mut stand_in = Command::new("sh");
+                stand_in.args([
+                    "-c",
+                    "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 3600 & wait",
+                ]);
                 let process = VmProcess::spawn(vm_id, stand_in, console)?;
                 let on_exit = process.clone();
                 fake.on_exit(Arc::new(move || {
