@@ -338,13 +338,38 @@ async fn fake_rejects_what_firecracker_rejects() {
             .await,
     );
     assert!(f.contains("not paused"), "{f}");
-    let f = fault(
-        client
-            .send(&put("/actions", json!({"action_type": "FlushMetrics"})))
-            .await,
-    );
-    assert!(f.contains("metrics system is not initialized"), "{f}");
+    // Firecracker flushes on request even without a metrics file.
+    client
+        .send(&put("/actions", json!({"action_type": "FlushMetrics"})))
+        .await
+        .unwrap();
     assert_eq!(fake.phase(), Phase::Running);
+}
+
+#[tokio::test]
+async fn a_failed_snapshot_load_is_fatal_as_in_firecracker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    std::fs::create_dir_all(&config.paths.snapshot_dir).unwrap();
+    let snapshot = lobster_core::vmm::Snapshot {
+        backend: lobster_core::vmm::BackendKind::Firecracker,
+        state_file: config.paths.snapshot_dir.join("missing.state"),
+        memory_file: Some(config.paths.snapshot_dir.join("missing.mem")),
+    };
+    let launcher = FakeLauncher::new(FakeOptions::default());
+    let vmm = backend_with(Arc::new(launcher.clone()), Features::default());
+    let err = vmm.restore(&config, &snapshot, true).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("PUT /snapshot/load") && text.contains("missing.mem"),
+        "{text}"
+    );
+    let fake = launcher.fakes()[0].clone();
+    assert_eq!(fake.phase(), Phase::Exited);
+    // Logger before the load is fine (not a boot-specific resource).
+    assert_eq!(fake.requests()[0].path, "/logger");
+    assert_eq!(fake.requests()[0].status, 204);
+    assert!(!config.paths.api_socket.exists());
 }
 
 #[tokio::test]

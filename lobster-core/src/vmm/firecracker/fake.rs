@@ -7,8 +7,9 @@
 //! enough state to refuse what Firecracker refuses out of order:
 //! pre-boot-only calls after `InstanceStart`, `InstanceStart` without a
 //! boot source, `PATCH /vm` before start, `snapshot/create` unless paused,
-//! `snapshot/load` after boot resources were configured, missing kernel or
-//! drive files. Snapshots are real files holding the fake guest's state
+//! `snapshot/load` after boot-specific resources were configured (logger and
+//! metrics do not count; a failed load ends the process), missing kernel or
+//! drive files. Fault messages follow Firecracker's own wording where known. Snapshots are real files holding the fake guest's state
 //! (its configuration and a tick counter that advances while it runs), so a
 //! restore can be checked to carry state across processes.
 //!
@@ -83,6 +84,9 @@ struct State {
     drives: Vec<Value>,
     nics: Vec<Value>,
     snapshot_loaded: bool,
+    /// Set by any boot-specific resource, as Firecracker's `boot_path`;
+    /// a snapshot can no longer be loaded afterwards.
+    boot_path: bool,
     log: Vec<Recorded>,
     on_exit: Option<ExitHook>,
 }
@@ -127,6 +131,7 @@ impl FakeFirecracker {
             drives: Vec::new(),
             nics: Vec::new(),
             snapshot_loaded: false,
+            boot_path: false,
             log: Vec::new(),
             on_exit: None,
         }));
@@ -423,6 +428,7 @@ impl State {
                     }
                 }
                 self.config.insert("machine-config".into(), machine);
+                self.boot_path = true;
                 Ok(ok())
             }
             ("PUT", "/boot-source") => {
@@ -433,6 +439,7 @@ impl State {
                     self.file_must_exist(initrd, "The initrd file cannot be opened")?;
                 }
                 self.config.insert("boot-source".into(), body.clone());
+                self.boot_path = true;
                 Ok(ok())
             }
             ("PUT", "/drives/{drive_id}") => {
@@ -455,6 +462,7 @@ impl State {
                     return Err(fault("A root block device already exists!".into()));
                 }
                 Self::upsert(&mut self.drives, "drive_id", body);
+                self.boot_path = true;
                 Ok(ok())
             }
             ("PUT", "/network-interfaces/{iface_id}") => {
@@ -482,12 +490,14 @@ impl State {
                     return Err(fault("The host device name is already in use.".into()));
                 }
                 Self::upsert(&mut self.nics, "iface_id", body);
+                self.boot_path = true;
                 Ok(ok())
             }
             ("PUT", "/entropy") | ("PUT", "/balloon") => {
                 self.preboot()?;
                 self.config
                     .insert(template.trim_start_matches('/').into(), body.clone());
+                self.boot_path = true;
                 Ok(ok())
             }
             ("PUT", "/actions") => match body["action_type"].as_str() {
@@ -505,23 +515,15 @@ impl State {
                     if self.phase == Phase::NotStarted {
                         return Err(fault(NOT_BEFORE_START.into()));
                     }
-                    self.phase = Phase::Exited;
-                    if let Some(callback) = self.on_exit.clone() {
-                        // Firecracker exits shortly after the guest reboots.
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            (callback.0)();
-                        });
-                    }
+                    // Firecracker exits shortly after the guest reboots.
+                    self.exit_soon();
                     Ok(ok())
                 }
                 Some("FlushMetrics") => {
-                    if self.phase == Phase::NotStarted {
+                    if self.phase == Phase::NotStarted && !self.snapshot_loaded {
                         return Err(fault(NOT_BEFORE_START.into()));
                     }
-                    if !self.config.contains_key("metrics") {
-                        return Err(fault("The metrics system is not initialized.".into()));
-                    }
+                    // Firecracker answers 204 even without a metrics file.
                     Ok(ok())
                 }
                 _ => Err(fault("unreachable: the spec validated the action".into())),
@@ -537,6 +539,9 @@ impl State {
                 Ok(ok())
             }
             ("PUT", "/snapshot/create") => {
+                if self.phase == Phase::NotStarted && !self.snapshot_loaded {
+                    return Err(fault(NOT_BEFORE_START.into()));
+                }
                 if self.phase != Phase::Paused {
                     return Err(fault(
                         "Create snapshot error: Cannot create a snapshot while the microVM is not paused.".into(),
@@ -555,74 +560,89 @@ impl State {
                 }
             }
             ("PUT", "/snapshot/load") => {
-                if self.phase != Phase::NotStarted
-                    || self.snapshot_loaded
-                    || ["machine-config", "boot-source"]
-                        .iter()
-                        .any(|k| self.config.contains_key(*k))
-                    || !self.drives.is_empty()
-                    || !self.nics.is_empty()
-                {
+                if self.phase != Phase::NotStarted || self.snapshot_loaded {
+                    return Err(fault(NOT_AFTER_START.into()));
+                }
+                if self.boot_path {
                     return Err(fault(
-                        "Loading a microVM snapshot not allowed after configuring boot-specific resources.".into(),
+                        "Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources.".into(),
                     ));
                 }
-                let memory = match (body.get("mem_file_path"), body.get("mem_backend")) {
-                    (Some(p), None) => p.as_str().unwrap_or_default().to_string(),
-                    (None, Some(b)) => b["backend_path"].as_str().unwrap_or_default().to_string(),
-                    _ => {
-                        return Err(fault(
-                            "Load snapshot error: exactly one of mem_file_path and mem_backend must be given.".into(),
-                        ))
-                    }
-                };
-                self.file_must_exist(&memory, "Load snapshot error: Cannot open the memory file")?;
-                let state_path = body["snapshot_path"].as_str().unwrap_or_default();
-                self.file_must_exist(
-                    state_path,
-                    "Load snapshot error: Cannot open the snapshot file",
-                )?;
-                let text = std::fs::read_to_string(self.host_path(state_path)).unwrap_or_default();
-                let snapshot: Value = serde_json::from_str(&text).map_err(|_| {
-                    fault("Load snapshot error: Cannot deserialize the microVM state.".into())
-                })?;
-                let config = &snapshot["config"];
-                let mut nics: Vec<Value> = config["network-interfaces"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                for o in body["network_overrides"].as_array().into_iter().flatten() {
-                    let nic = nics
-                        .iter_mut()
-                        .find(|n| n["iface_id"] == o["iface_id"])
-                        .ok_or_else(|| {
-                            fault(format!(
-                                "Load snapshot error: unknown network interface {}.",
-                                o["iface_id"]
-                            ))
-                        })?;
-                    nic["host_dev_name"] = o["host_dev_name"].clone();
+                // From here on a failure is fatal: Firecracker tears down.
+                let loaded = self.load_snapshot(body);
+                if loaded.is_err() {
+                    self.exit_soon();
                 }
-                self.ticks = snapshot["ticks"].as_u64().unwrap_or(0);
-                self.drives = config["drives"].as_array().cloned().unwrap_or_default();
-                self.nics = nics;
-                for key in ["machine-config", "boot-source", "entropy", "balloon"] {
-                    if !config[key].is_null() {
-                        self.config.insert(key.into(), config[key].clone());
-                    }
-                }
-                self.snapshot_loaded = true;
-                self.phase = if body["resume_vm"] == true {
-                    Phase::Running
-                } else {
-                    Phase::Paused
-                };
-                Ok(ok())
+                loaded
             }
             _ => Err(fault(format!(
                 "lobster's fake firecracker does not model {method} {template}"
             ))),
         }
+    }
+
+    /// Ends the fake VMM shortly (the guest rebooted, or a fatal error).
+    fn exit_soon(&mut self) {
+        self.phase = Phase::Exited;
+        if let Some(callback) = self.on_exit.clone() {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                (callback.0)();
+            });
+        }
+    }
+
+    fn load_snapshot(&mut self, body: &Value) -> Result<Answer, Answer> {
+        let memory = match (body.get("mem_file_path"), body.get("mem_backend")) {
+            (Some(p), None) => p.as_str().unwrap_or_default().to_string(),
+            (None, Some(b)) => b["backend_path"].as_str().unwrap_or_default().to_string(),
+            _ => return Err(fault(
+                "Load snapshot error: exactly one of mem_file_path and mem_backend must be given."
+                    .into(),
+            )),
+        };
+        self.file_must_exist(&memory, "Load snapshot error: Cannot open the memory file")?;
+        let state_path = body["snapshot_path"].as_str().unwrap_or_default();
+        self.file_must_exist(
+            state_path,
+            "Load snapshot error: Cannot open the snapshot file",
+        )?;
+        let text = std::fs::read_to_string(self.host_path(state_path)).unwrap_or_default();
+        let snapshot: Value = serde_json::from_str(&text).map_err(|_| {
+            fault("Load snapshot error: Cannot deserialize the microVM state.".into())
+        })?;
+        let config = &snapshot["config"];
+        let mut nics: Vec<Value> = config["network-interfaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for o in body["network_overrides"].as_array().into_iter().flatten() {
+            let nic = nics
+                .iter_mut()
+                .find(|n| n["iface_id"] == o["iface_id"])
+                .ok_or_else(|| {
+                    fault(format!(
+                        "Load snapshot error: unknown network interface {}.",
+                        o["iface_id"]
+                    ))
+                })?;
+            nic["host_dev_name"] = o["host_dev_name"].clone();
+        }
+        self.ticks = snapshot["ticks"].as_u64().unwrap_or(0);
+        self.drives = config["drives"].as_array().cloned().unwrap_or_default();
+        self.nics = nics;
+        for key in ["machine-config", "boot-source", "entropy", "balloon"] {
+            if !config[key].is_null() {
+                self.config.insert(key.into(), config[key].clone());
+            }
+        }
+        self.snapshot_loaded = true;
+        self.phase = if body["resume_vm"] == true {
+            Phase::Running
+        } else {
+            Phase::Paused
+        };
+        Ok(ok())
     }
 }
 
