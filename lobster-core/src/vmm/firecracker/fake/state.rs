@@ -1,99 +1,35 @@
-//! A fake Firecracker API server for contract tests (feature `testing`).
-//!
-//! It listens on a unix socket like Firecracker, checks every request's
-//! method, path and body against the pinned spec ([`super::spec`]), and
-//! answers as Firecracker does: `204` for accepted PUT/PATCH, `200` with
-//! JSON for GET, `400` with `{"fault_message": ...}` otherwise. It keeps
-//! enough state to refuse what Firecracker refuses out of order:
-//! pre-boot-only calls after `InstanceStart`, `InstanceStart` without a
-//! boot source, `PATCH /vm` before start, `snapshot/create` unless paused,
-//! `snapshot/load` after boot-specific resources were configured (logger and
-//! metrics do not count; a failed load ends the process), missing kernel or
-//! drive files. Fault messages follow Firecracker's own wording where known. Snapshots are real files holding the fake guest's state
-//! (its configuration and a tick counter that advances while it runs), so a
-//! restore can be checked to carry state across processes.
-//!
-//! [`FakeLauncher`] plugs it into the Firecracker backend: for each launch
-//! it starts a stand-in process (supervised like a real VMM) and serves the
-//! API on the `--api-sock` path from the planned argv; the server stops
-//! when the stand-in dies, and `SendCtrlAltDel` makes the stand-in exit.
+//! The fake's state machine: what Firecracker accepts in which phase, and
+//! what it answers.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::spec::Spec;
-use super::Launcher;
-use crate::vmm::{ConsoleLog, Result, VmProcess};
-
-/// One request as the fake saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recorded {
-    /// Method.
-    pub method: String,
-    /// Path.
-    pub path: String,
-    /// Parsed body (`Null` when empty).
-    pub body: Value,
-    /// The status answered.
-    pub status: u16,
-    /// `fault_message` when rejected.
-    pub fault: Option<String>,
-}
-
-/// The fake VM's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Configuring.
-    NotStarted,
-    /// Guest running.
-    Running,
-    /// vCPUs paused.
-    Paused,
-    /// The guest rebooted (Ctrl+Alt+Del): Firecracker exits.
-    Exited,
-}
-
-/// Knobs of the fake.
-#[derive(Debug, Clone, Default)]
-pub struct FakeOptions {
-    /// The instance id (`--id`).
-    pub id: String,
-    /// Root that file paths in requests are relative to (a jailer chroot);
-    /// `None`: host paths.
-    pub root: Option<PathBuf>,
-    /// Delay the answer to this path by this long (to test timeouts).
-    pub delay: Option<(String, Duration)>,
-}
+use super::{FakeOptions, Phase, Recorded};
 
 #[derive(Debug)]
-struct State {
-    options: FakeOptions,
-    phase: Phase,
-    ticks: u64,
-    config: BTreeMap<String, Value>,
-    drives: Vec<Value>,
-    nics: Vec<Value>,
-    snapshot_loaded: bool,
+pub(super) struct State {
+    pub(super) options: FakeOptions,
+    pub(super) phase: Phase,
+    pub(super) ticks: u64,
+    pub(super) config: BTreeMap<String, Value>,
+    pub(super) drives: Vec<Value>,
+    pub(super) nics: Vec<Value>,
+    pub(super) snapshot_loaded: bool,
     /// Set by any boot-specific resource, as Firecracker's `boot_path`;
     /// a snapshot can no longer be loaded afterwards.
-    boot_path: bool,
-    log: Vec<Recorded>,
-    on_exit: Option<ExitHook>,
+    pub(super) boot_path: bool,
+    pub(super) log: Vec<Recorded>,
+    pub(super) on_exit: Option<ExitHook>,
 }
 
 /// What runs when the fake guest exits.
 #[derive(Clone)]
-struct ExitHook(Arc<dyn Fn() + Send + Sync>);
+pub(super) struct ExitHook(pub(super) Arc<dyn Fn() + Send + Sync>);
 
 impl std::fmt::Debug for ExitHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,29 +37,27 @@ impl std::fmt::Debug for ExitHook {
     }
 }
 
-/// A running fake server.
-#[derive(Debug, Clone)]
-pub struct FakeFirecracker {
-    socket: PathBuf,
-    state: Arc<Mutex<State>>,
-    task: Arc<tokio::task::JoinHandle<()>>,
-}
-
-type Answer = (StatusCode, Option<Value>);
+pub(super) type Answer = (StatusCode, Option<Value>);
 
 const NOT_AFTER_START: &str =
     "The requested operation is not supported after starting the microVM.";
 const NOT_BEFORE_START: &str =
     "The requested operation is not supported before starting the microVM.";
 
-impl FakeFirecracker {
-    /// Binds `socket` (which must not exist, as for Firecracker) and serves.
-    /// Must be called inside a tokio runtime.
-    pub fn start(socket: &Path, options: FakeOptions) -> std::io::Result<FakeFirecracker> {
-        let listener = std::os::unix::net::UnixListener::bind(socket)?;
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::UnixListener::from_std(listener)?;
-        let state = Arc::new(Mutex::new(State {
+pub(super) fn fault(message: String) -> Answer {
+    (
+        StatusCode::BAD_REQUEST,
+        Some(json!({ "fault_message": message })),
+    )
+}
+
+pub(super) fn ok() -> Answer {
+    (StatusCode::NO_CONTENT, None)
+}
+
+impl State {
+    pub(super) fn new(options: FakeOptions) -> State {
+        State {
             options,
             phase: Phase::NotStarted,
             ticks: 0,
@@ -134,175 +68,9 @@ impl FakeFirecracker {
             boot_path: false,
             log: Vec::new(),
             on_exit: None,
-        }));
-        let spec = Arc::new(Spec::pinned());
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = shared.clone();
-                let spec = spec.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        handle(spec.clone(), state.clone(), req)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(FakeFirecracker {
-            socket: socket.to_path_buf(),
-            state,
-            task: Arc::new(task),
-        })
-    }
-
-    /// The socket it serves on.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
-    /// Every request so far, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().unwrap().log.clone()
-    }
-
-    /// The fake VM's phase.
-    pub fn phase(&self) -> Phase {
-        self.state.lock().unwrap().phase
-    }
-
-    /// The fake guest's progress counter.
-    pub fn ticks(&self) -> u64 {
-        self.state.lock().unwrap().ticks
-    }
-
-    /// Runs `callback` when the guest exits (Ctrl+Alt+Del).
-    pub fn on_exit(&self, callback: Arc<dyn Fn() + Send + Sync>) {
-        self.state.lock().unwrap().on_exit = Some(ExitHook(callback));
-    }
-
-    /// Stops serving (as if the process died); the socket file stays.
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-async fn handle(
-    spec: Arc<Spec>,
-    state: Arc<Mutex<State>>,
-    req: Request<Incoming>,
-) -> std::result::Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let bytes = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let delay = {
-        let s = state.lock().unwrap();
-        s.options
-            .delay
-            .as_ref()
-            .filter(|(p, _)| *p == path)
-            .map(|(_, d)| *d)
-    };
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
-    }
-    let body: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                let answer = fault(format!(
-                    "An error occurred when deserializing the json body of a request: {e}."
-                ));
-                return Ok(record(&state, &method, &path, Value::Null, answer));
-            }
         }
-    };
-    let answer = answer(&spec, &state, &method, &path, &body);
-    Ok(record(&state, &method, &path, body, answer))
-}
-
-fn record(
-    state: &Mutex<State>,
-    method: &str,
-    path: &str,
-    body: Value,
-    (status, payload): Answer,
-) -> Response<Full<Bytes>> {
-    let fault = payload
-        .as_ref()
-        .filter(|_| !status.is_success())
-        .and_then(|p| p["fault_message"].as_str().map(str::to_string));
-    state.lock().unwrap().log.push(Recorded {
-        method: method.to_string(),
-        path: path.to_string(),
-        body,
-        status: status.as_u16(),
-        fault,
-    });
-    let bytes = payload
-        .map(|p| Bytes::from(serde_json::to_vec(&p).expect("json")))
-        .unwrap_or_default();
-    let mut response = Response::new(Full::new(bytes));
-    *response.status_mut() = status;
-    if status != StatusCode::NO_CONTENT {
-        response
-            .headers_mut()
-            .insert("Content-Type", "application/json".parse().expect("header"));
     }
-    response
-}
 
-fn fault(message: String) -> Answer {
-    (
-        StatusCode::BAD_REQUEST,
-        Some(json!({ "fault_message": message })),
-    )
-}
-
-fn ok() -> Answer {
-    (StatusCode::NO_CONTENT, None)
-}
-
-fn answer(spec: &Spec, state: &Mutex<State>, method: &str, path: &str, body: &Value) -> Answer {
-    let Some(op) = spec.operation(method, path) else {
-        return fault(format!(
-            "Invalid request method and/or path: {method} {path}."
-        ));
-    };
-    match (&op.body_schema, body) {
-        (Some(_), Value::Null) if op.body_required || method != "GET" => {
-            return fault("The body of the request is empty.".into())
-        }
-        (Some(schema), body) if !body.is_null() => {
-            if let Err(e) = spec.validate(schema, body) {
-                return fault(format!(
-                    "An error occurred when deserializing the json body of a request: {e}."
-                ));
-            }
-        }
-        (None, body) if !body.is_null() => {
-            return fault(format!("{method} {path} takes no body."));
-        }
-        _ => {}
-    }
-    let mut s = state.lock().unwrap();
-    if s.phase == Phase::Running {
-        s.ticks += 1; // the guest makes progress while it runs
-    }
-    let id_param = op.params.values().next().cloned();
-    s.apply(method, &op.template, id_param, body)
-}
-
-impl State {
     fn preboot(&self) -> Result<(), Answer> {
         if self.phase != Phase::NotStarted || self.snapshot_loaded {
             return Err(fault(NOT_AFTER_START.into()));
@@ -362,7 +130,13 @@ impl State {
         }
     }
 
-    fn apply(&mut self, method: &str, template: &str, id: Option<String>, body: &Value) -> Answer {
+    pub(super) fn apply(
+        &mut self,
+        method: &str,
+        template: &str,
+        id: Option<String>,
+        body: &Value,
+    ) -> Answer {
         match self.apply_inner(method, template, id, body) {
             Ok(answer) | Err(answer) => answer,
         }
@@ -643,94 +417,5 @@ impl State {
             Phase::Paused
         };
         Ok(ok())
-    }
-}
-
-/// A [`Launcher`] that runs every VM against a [`FakeFirecracker`]: a
-/// stand-in process is spawned and supervised as the VMM, and the fake
-/// serves the `--api-sock` from the planned argv until it dies.
-#[derive(Debug, Clone, Default)]
-pub struct FakeLauncher {
-    fakes: Arc<Mutex<Vec<FakeFirecracker>>>,
-    options: FakeOptions,
-    /// Arguments of every launch (program first).
-    launches: Arc<Mutex<Vec<Vec<String>>>>,
-}
-
-impl FakeLauncher {
-    /// A launcher whose fakes use `options` (the id is taken from the argv).
-    pub fn new(options: FakeOptions) -> FakeLauncher {
-        FakeLauncher {
-            options,
-            ..FakeLauncher::default()
-        }
-    }
-
-    /// The fakes started so far, in launch order.
-    pub fn fakes(&self) -> Vec<FakeFirecracker> {
-        self.fakes.lock().unwrap().clone()
-    }
-
-    /// The argv of every launch so far (program first).
-    pub fn launches(&self) -> Vec<Vec<String>> {
-        self.launches.lock().unwrap().clone()
-    }
-}
-
-impl Launcher for FakeLauncher {
-    fn launch(
-        &self,
-        vm_id: &str,
-        program: &Path,
-        args: &[String],
-        console: ConsoleLog,
-    ) -> Result<VmProcess> {
-        let mut argv = vec![program.display().to_string()];
-        argv.extend(args.iter().cloned());
-        self.launches.lock().unwrap().push(argv);
-        let flag = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-        };
-        let socket = PathBuf::from(flag("--api-sock").unwrap_or_default());
-        let mut options = self.options.clone();
-        options.id = flag("--id").unwrap_or_else(|| vm_id.to_string());
-        match FakeFirecracker::start(&socket, options) {
-            Ok(fake) => {
-                // Exits 0 on SIGTERM, as Firecracker does after the guest reboots.
-                let mut stand_in = Command::new("sh");
-                stand_in.args([
-                    "-c",
-                    "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 3600 & wait",
-                ]);
-                let process = VmProcess::spawn(vm_id, stand_in, console)?;
-                let on_exit = process.clone();
-                fake.on_exit(Arc::new(move || {
-                    let _ = on_exit.signal(libc::SIGTERM);
-                }));
-                let watcher = process.clone();
-                let served = fake.clone();
-                tokio::spawn(async move {
-                    watcher.wait_exit(Duration::from_secs(24 * 3600)).await;
-                    served.stop();
-                });
-                self.fakes.lock().unwrap().push(fake);
-                Ok(process)
-            }
-            Err(e) => {
-                // What Firecracker itself does when its socket path is taken.
-                let mut failing = Command::new("sh");
-                failing.args([
-                    "-c",
-                    &format!(
-                        "echo 'Error: Failed to open the API socket at {}: {e}' >&2; exit 1",
-                        socket.display()
-                    ),
-                ]);
-                VmProcess::spawn(vm_id, failing, console)
-            }
-        }
     }
 }
