@@ -5,5 +5,6 @@
 
 pub mod file;
 pub mod kvm;
+pub mod netns;
 pub mod pidfd;
 pub mod scm;

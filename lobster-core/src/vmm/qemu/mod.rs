@@ -105,6 +105,17 @@ impl QemuVmm {
         ));
         let mut command = Command::new(&self.settings.binary);
         command.args(&args);
+        if let Some(netns) = config.jail.as_ref().and_then(|j| j.netns.as_ref()) {
+            let fd = std::fs::File::open(netns).map_err(|source| VmmError::Io {
+                context: format!(
+                    "vm {}: cannot open network namespace {}",
+                    config.vm_id,
+                    netns.display()
+                ),
+                source,
+            })?;
+            crate::sys::netns::join_netns_on_exec(&mut command, fd.into());
+        }
         let process = VmProcess::spawn(&config.vm_id, command, console)?;
         let vm = QemuVm {
             config: config.clone(),
