@@ -1,8 +1,9 @@
 //! Compiles every C test in `tests/c/` with gcc against the checked-in
 //! header and the static library cargo built next to this test, seeds a
 //! registry in a temporary host, and runs each program: under valgrind's
-//! leak check when valgrind is installed (scripts/test-bindings.sh makes it
-//! mandatory), plainly otherwise.
+//! leak check when valgrind is installed, plainly otherwise.
+//! `LOBSTER_REQUIRE_VALGRIND=1` (set by scripts/test-bindings.sh) turns a
+//! missing valgrind into a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -107,6 +108,9 @@ fn c_programs_pass_and_free_everything() {
     let fixture = fixture();
     let build = tempfile::tempdir().expect("tempdir");
     let valgrind = have("valgrind");
+    if !valgrind && std::env::var_os("LOBSTER_REQUIRE_VALGRIND").is_some_and(|v| v == "1") {
+        panic!("valgrind is required (LOBSTER_REQUIRE_VALGRIND=1) but not installed: apt-get install valgrind");
+    }
     if !valgrind {
         eprintln!("NOTE: valgrind not found: running the C tests without the leak check");
     }
