@@ -543,6 +543,20 @@ impl Config {
 }
 
 impl PathsConfig {
+    /// Every path under one root directory (for tests and unprivileged use).
+    pub fn under(root: &Path) -> PathsConfig {
+        PathsConfig {
+            state_dir: root.to_path_buf(),
+            kernel: root.join("images/vmlinux"),
+            initrd: root.join("images/initramfs.cpio.gz"),
+            rootfs: root.join("images/rootfs.ext4"),
+            overlays_dir: root.join("overlays"),
+            sockets_dir: root.join("run"),
+            snapshots_dir: root.join("snapshots"),
+            logs_dir: root.join("logs"),
+        }
+    }
+
     fn resolve_relative(&mut self, base: &Path) {
         for path in [
             &mut self.state_dir,

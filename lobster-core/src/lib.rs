@@ -23,4 +23,5 @@ pub mod vmm;
 
 pub use error::{Error, ErrorKind, Result};
 pub use host::Host;
+pub use overlay::Overlay;
 pub use tenant::{Tenant, TenantSpec};

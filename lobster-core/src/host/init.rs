@@ -14,6 +14,8 @@ use crate::store::{Store, StoreError};
 pub struct InitOptions {
     /// Route domain for a newly written configuration.
     pub domain: Option<String>,
+    /// Root every path of a newly written configuration under this directory.
+    pub state_dir: Option<PathBuf>,
     /// Overwrite an existing configuration that differs.
     pub force: bool,
 }
@@ -59,6 +61,9 @@ pub fn init(config_path: &Path, options: &InitOptions) -> Result<InitReport> {
     if let Some(domain) = &options.domain {
         desired.domain = domain.clone();
         desired.validate()?;
+    }
+    if let Some(root) = &options.state_dir {
+        desired.paths = crate::config::PathsConfig::under(root);
     }
     let config_action = match std::fs::read_to_string(config_path) {
         Ok(text) => {

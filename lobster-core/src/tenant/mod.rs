@@ -1,6 +1,8 @@
 //! Tenants: the [`Tenant`] handle, the [`TenantSpec`] a spawn asks for, and
 //! the lifecycle operations (one file each as they land).
 
+pub mod progress;
+pub mod rollback;
 mod spec;
 
 use std::net::Ipv4Addr;
