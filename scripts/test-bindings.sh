@@ -54,6 +54,7 @@ venv=$repo/target/bindings-venv
     fail "maturin, pytest and mypy must be installed for python3 (scripts/install-deps.sh)"
 "$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./lobster-py
 (cd "$work" && "$venv/bin/python" -m mypy.stubtest lobster._lobster lobster.exceptions)
+"$venv/bin/python" -m mypy --strict --cache-dir=/dev/null examples/python
 "$venv/bin/python" -m pytest -q -p no:cacheprovider lobster-py/tests
 
 step "examples against a seeded temporary host"

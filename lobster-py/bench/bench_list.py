@@ -15,18 +15,19 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import lobster  # noqa: E402
-from fixtures import TempHost  # noqa: E402
+from fixtures import TempHost  # type: ignore[import-not-found]  # noqa: E402
 
 
 BATCHES = 10
 
 
-def per_call_us(fn, calls: int) -> float:
+def per_call_us(fn: Callable[[], object], calls: int) -> float:
     fn()  # warm up (starts the runtime on first use)
     batch = max(1, calls // BATCHES)
     best = float("inf")
