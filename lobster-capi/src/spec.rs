@@ -112,13 +112,11 @@ pub extern "C" fn lobster_tenant_spec_builder_set_backend(
     boundary("lobster_tenant_spec_builder_set_backend", err_out, || {
         let builder = ffi::borrow_mut(builder, "builder")?;
         let name = ffi::str_arg(backend, "backend")?;
+        // serde's message lists the variants, so no list is kept here.
         let backend: Backend = serde_json::from_value(serde_json::Value::String(name.into()))
-            .map_err(|_| TenantError::InvalidSpec {
+            .map_err(|e| TenantError::InvalidSpec {
                 field: "backend",
-                reason: format!(
-                    "`{}` is not one of auto, firecracker, qemu",
-                    name.escape_debug()
-                ),
+                reason: e.to_string(),
             })?;
         builder.apply(|b| b.backend(backend));
         Ok(())
