@@ -17,7 +17,7 @@ APT_PACKAGES=(
     # guest images: kernel extraction, initramfs, root filesystem
     debootstrap busybox-static kmod lz4 cpio e2fsprogs xz-utils zstd
     # bindings (C and Go over the C ABI, Python venv), leak checks
-    gcc golang-go valgrind python3-venv
+    gcc g++ golang-go valgrind python3-venv
     # tests and demo helpers
     jq tmux curl procps
 )

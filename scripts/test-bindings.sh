@@ -7,7 +7,7 @@
 #   Python  pip install ./lobster-py into a venv, stubtest, pytest
 #   examples/{c,go,python} against a temporary, seeded host
 #
-# Needs (scripts/install-deps.sh, "bindings"): cargo, gcc, valgrind, go,
+# Needs (scripts/install-deps.sh, "bindings"): cargo, gcc, g++, valgrind, go,
 # cbindgen (pinned), python3 with venv, maturin, pytest and mypy. Anything
 # missing fails the run with its name. Offline: Go uses no module proxy, the
 # Python package is built without build isolation (maturin already installed).
@@ -22,6 +22,7 @@ need() { command -v "$1" >/dev/null || fail "missing $1 (install: $2)"; }
 
 need cargo "rustup"
 need gcc "apt-get install gcc"
+need g++ "apt-get install g++"
 need valgrind "apt-get install valgrind"
 need go "apt-get install golang-go"
 need python3 "apt-get install python3"
@@ -37,6 +38,10 @@ cbindgen --quiet --config lobster-capi/cbindgen.toml --output "$work/lobster.h" 
 diff -u lobster-capi/include/lobster.h "$work/lobster.h" ||
     fail "lobster-capi/include/lobster.h is stale: regenerate it with
   cbindgen --config lobster-capi/cbindgen.toml --output lobster-capi/include/lobster.h lobster-capi"
+
+step "C header compiles as C++ (cbindgen cpp_compat)"
+printf '#include "lobster.h"\nint main() { lobster_host *h = nullptr; return lobster_host_open(nullptr, &h, nullptr) == LOBSTER_RESULT_OK; }\n' >"$work/header.cc"
+g++ -std=c++17 -Wall -Wextra -Werror -pedantic -fsyntax-only -I lobster-capi/include "$work/header.cc"
 
 step "C ABI: unit tests and C programs under valgrind"
 cargo build --locked -p lobster-capi
