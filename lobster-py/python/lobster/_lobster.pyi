@@ -4,13 +4,16 @@ import builtins
 import os
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
-from typing import Any, Optional, Union, final
+from typing import Any, Literal, Optional, Union, final
 
 __all__ = ["Host", "Tenant", "TenantSpec", "ERROR_KINDS", "__version__"]
 
 __version__: str
 #: Every core ErrorKind name, in declaration order.
 ERROR_KINDS: tuple[str, ...]
+
+#: Lifecycle states a tenant can be in.
+_TenantStatus = Literal["creating", "running", "suspended", "stopped", "failed", "evicting"]
 
 @final
 class Tenant:
@@ -21,7 +24,7 @@ class Tenant:
     @property
     def id(self) -> str: ...
     @property
-    def status(self) -> str: ...
+    def status(self) -> _TenantStatus: ...
     @property
     def route(self) -> str: ...
     @property
