@@ -5,7 +5,8 @@
 //!    wait, configuration);
 //! 2. QEMU launch-to-ready on this host (TCG here): until QMP answers, and
 //!    until the test guest prints its boot marker. Needs the kernel and test
-//!    initramfs (`guest/images/kernel.sh`, `guest/images/test-initramfs.sh`);
+//!    initramfs (`guest/images/kernel.sh`, `guest/images/test-initramfs.sh`),
+//!    then pause + snapshot and restore into a new QEMU;
 //!    skipped with a note otherwise. `LOBSTER_BENCH_QEMU_ROUNDS` (default 5).
 
 use std::collections::BTreeMap;
@@ -151,6 +152,7 @@ async fn qemu() {
         let mut ready = Vec::new();
         let mut booted = Vec::new();
         let mut rss = Vec::new();
+        let (mut snap, mut snap_bytes, mut restore) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let dir = tempfile::tempdir().unwrap();
             let vm = config(dir.path(), kernel.clone(), Some(initrd.clone()), false);
@@ -172,7 +174,16 @@ async fn qemu() {
             {
                 rss.push(kb);
             }
+            let start = Instant::now();
+            handle.pause().await.unwrap();
+            let snapshot = handle.snapshot().await.unwrap();
+            snap.push(start.elapsed());
+            snap_bytes.push(std::fs::metadata(&snapshot.state_file).unwrap().len());
             handle.kill().await.unwrap();
+            let start = Instant::now();
+            let restored = vmm.restore(&vm, &snapshot, true).await.unwrap();
+            restore.push(start.elapsed());
+            restored.kill().await.unwrap();
         }
         println!(
             "QEMU ({:?}, -kernel {kernel_name}, 1 vCPU, 128 MiB, median of {rounds})",
@@ -183,6 +194,18 @@ async fn qemu() {
             "  {:<32} {:>12}",
             "launch to guest boot marker",
             ms(median(booted))
+        );
+        snap_bytes.sort_unstable();
+        println!("  {:<32} {:>12}", "pause + snapshot", ms(median(snap)));
+        println!(
+            "  {:<32} {:>9} MiB",
+            "snapshot file",
+            snap_bytes[snap_bytes.len() / 2] >> 20
+        );
+        println!(
+            "  {:<32} {:>12}",
+            "restore to running (new qemu)",
+            ms(median(restore))
         );
         if !rss.is_empty() {
             rss.sort_unstable();
