@@ -258,8 +258,8 @@ pub struct FirecrackerConfig {
     pub jailer: PathBuf,
     /// Run Firecracker under the jailer (chroot, own uid, cgroups).
     pub use_jailer: bool,
-    /// The jailer's chroot base directory (on the filesystem of the images
-    /// and overlays: files are hard-linked into each chroot).
+    /// The jailer's chroot base directory (on the filesystem of the images,
+    /// overlays and snapshots: files are hard-linked into each chroot).
     pub chroot_base: PathBuf,
     /// Firecracker's log level; its log goes to the VM's console log.
     pub log_level: FirecrackerLogLevel,

@@ -11,6 +11,46 @@
 //! Backends: [`qemu`] (microvm machine, QMP; TCG where KVM does not really
 //! run guests) and [`firecracker`] (API over its unix socket, optional
 //! jailer).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lobster_core::config::Config;
+//! use lobster_core::vmm::{self, Drive, VmConfig, VmPaths};
+//!
+//! # async fn run() -> Result<(), lobster_core::vmm::VmmError> {
+//! let host = Config::default();
+//! let backend = vmm::backend_for(&host);
+//! let config = VmConfig {
+//!     vm_id: "vm-alice".into(),
+//!     kernel: host.paths.kernel.clone(),
+//!     initrd: Some(host.paths.initrd.clone()),
+//!     boot_args: "quiet".into(),
+//!     drives: vec![Drive {
+//!         id: "rootfs".into(),
+//!         path: host.paths.rootfs.clone(),
+//!         read_only: true,
+//!         rate_limiter: None,
+//!     }],
+//!     nic: None,
+//!     vcpus: 1,
+//!     memory_mib: 256,
+//!     paths: VmPaths::for_tenant(&host.paths, &host.vmm, "alice"),
+//!     jail: None,
+//! };
+//! let vm = backend.launch(&config).await?;
+//! let booted = vm.process().console().wait_for("login:", 0, Duration::from_secs(30)).await;
+//! let identity = vm.identity(); // store it; `backend.attach(&config, identity)` later
+//! vm.pause().await?;
+//! let snapshot = vm.snapshot().await?;
+//! vm.kill().await?;
+//! let vm = backend.restore(&config, &snapshot, true).await?;
+//! vm.shutdown(Duration::from_secs(10)).await?;
+//! # let _ = (booted, identity);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod console;
 pub mod firecracker;
