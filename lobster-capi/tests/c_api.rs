@@ -58,7 +58,7 @@ fn fixture() -> Fixture {
     for name in ["alice", "bob"] {
         let spec = TenantSpec::builder(name).build().expect("valid spec");
         store
-            .allocate(&config, spec.to_new_tenant(&config))
+            .allocate(&config, spec.to_new_tenant(&config, None))
             .expect("allocate");
     }
     Fixture {

@@ -129,7 +129,7 @@ impl PyTenant {
     /// Process id of the running VMM, if one runs.
     #[getter]
     fn vm_pid(&self) -> Option<u32> {
-        self.inner.vm().map(|vm| vm.pid)
+        self.inner.vm().map(|vm| vm.identity.pid.unsigned_abs())
     }
 
     /// Why the tenant failed, or what the last operation reported.
