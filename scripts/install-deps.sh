@@ -19,7 +19,7 @@ APT_PACKAGES=(
     # bindings (C and Go over the C ABI, Python venv), leak checks
     gcc g++ golang-go valgrind python3-venv
     # tests and demo helpers
-    jq tmux curl procps
+    jq tmux curl procps bc
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
