@@ -164,14 +164,15 @@ func TestCorruptRegistryIsErrCorrupt(t *testing.T) {
 	}
 }
 
-func TestSpawnIsUnsupportedForNow(t *testing.T) {
+func TestSpawnWithoutImagesIsNotFound(t *testing.T) {
 	host := open(t, tempHost(t))
 	spec := lobster.TenantSpec{
 		Name: "alice", VCPUs: 1, MemoryMiB: 512, Backend: "qemu",
 		Env: map[string]string{"MODE": "dev"}, Secrets: map[string]string{"API_KEY": "sk"},
 	}
-	if _, err := host.Spawn(spec); !errors.Is(err, lobster.ErrUnsupported) {
-		t.Fatalf("Spawn() error = %v", err)
+	_, err := host.Spawn(spec)
+	if !errors.Is(err, lobster.ErrNotFound) || !strings.Contains(err.Error(), "kernel image") {
+		t.Fatalf("Spawn() error = %v; want not_found naming the kernel image", err)
 	}
 }
 
@@ -195,7 +196,7 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 func TestLifecycleIsUnsupportedForNow(t *testing.T) {
 	host := open(t, tempHost(t, "alice"))
 	calls := map[string]func(string) error{
-		"evict": host.Evict, "suspend": host.Suspend, "resume": host.Resume, "molt": host.Molt,
+		"suspend": host.Suspend, "resume": host.Resume, "molt": host.Molt,
 	}
 	for name, call := range calls {
 		if err := call("alice"); !errors.Is(err, lobster.ErrUnsupported) {
@@ -207,6 +208,9 @@ func TestLifecycleIsUnsupportedForNow(t *testing.T) {
 	}
 	if err := host.Molt(""); !errors.Is(err, lobster.ErrUnsupported) {
 		t.Errorf("Molt(all) error = %v", err)
+	}
+	if err := host.Evict("nobody"); !errors.Is(err, lobster.ErrNotFound) {
+		t.Errorf("Evict(nobody) error = %v", err)
 	}
 }
 

@@ -7,18 +7,18 @@ import pytest
 import lobster
 
 
-def test_spawn_is_unsupported_for_now(temp_host):
+def test_spawn_without_images_is_not_found(temp_host):
     host = lobster.Host(temp_host.config)
 
     async def main():
         return await host.spawn_async(lobster.TenantSpec("alice"))
 
-    with pytest.raises(lobster.UnsupportedError) as info:
+    with pytest.raises(lobster.NotFoundError, match="kernel image") as info:
         asyncio.run(main())
-    assert info.value.kind == "unsupported"
+    assert info.value.kind == "not_found"
 
 
-@pytest.mark.parametrize("operation", ["evict", "suspend", "resume", "molt"])
+@pytest.mark.parametrize("operation", ["suspend", "resume", "molt"])
 def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)

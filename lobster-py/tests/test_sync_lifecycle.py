@@ -1,21 +1,23 @@
-"""Lifecycle operations, blocking. Until the VM path lands the core answers
-`unsupported` (after checking the tenant exists), and so must the binding."""
+"""Lifecycle operations, blocking. Spawn refuses a host without guest images
+before making anything; operations whose machinery comes later answer
+`unsupported` (after checking the tenant exists), and so must the binding.
+Spawning and evicting for real is covered by the T2 tests in a namespace."""
 
 import pytest
 
 import lobster
 
 
-def test_spawn_is_unsupported_for_now(temp_host):
+def test_spawn_without_images_is_not_found(temp_host):
     host = lobster.Host(temp_host.config)
-    with pytest.raises(lobster.UnsupportedError) as info:
+    with pytest.raises(lobster.NotFoundError, match="kernel image") as info:
         host.spawn(lobster.TenantSpec("alice", vcpus=1, memory_mib=512))
-    assert info.value.kind == "unsupported"
-    assert isinstance(info.value, NotImplementedError)
+    assert info.value.kind == "not_found"
+    assert isinstance(info.value, LookupError)
     assert host.list() == [], "a failed spawn must leave no tenant behind"
 
 
-@pytest.mark.parametrize("operation", ["evict", "suspend", "resume", "molt"])
+@pytest.mark.parametrize("operation", ["suspend", "resume", "molt"])
 def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)
