@@ -440,6 +440,49 @@ fn two_tenants_route_isolate_and_evict() {
         let out = lobster.spawn("Bad_Name", "");
         assert_eq!(out.status.code(), Some(12));
 
+        // Logs come from the agent; follow streams them.
+        let out = lobster.run(&["--json", "logs", "a", "-s", "agent", "-n", "20"]);
+        assert!(out.status.success(), "logs: {}", output(&out));
+        let lines: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(!lines.is_empty(), "the agent logged nothing");
+        let mut follow = lobster
+            .command(&["logs", "a", "-s", "agent", "-n", "3", "--follow"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(follow.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        follow.kill().unwrap();
+        follow.wait().unwrap();
+        assert!(!first.trim().is_empty(), "logs --follow printed nothing");
+
+        // snap: a compressed, crash-consistent copy of a's disk, VM paused briefly.
+        let out = lobster.run(&["--json", "snap", "a"]);
+        assert!(out.status.success(), "snap: {}", output(&out));
+        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(snap["disk_bytes"], 256u64 << 20);
+        assert!(snap["archive_bytes"].as_u64().unwrap() < 16 << 20, "{snap}");
+        assert!(snap["paused_ms"].as_u64().unwrap() > 0, "{snap}");
+        let archive = PathBuf::from(snap["path"].as_str().unwrap());
+        let image = lobster.dir.path().join("restored.ext4");
+        sh(&[
+            "zstd",
+            "-q",
+            "-d",
+            "--sparse",
+            archive.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ]);
+        let meta = sh(&["debugfs", "-R", "ls -l /meta", image.to_str().unwrap()]);
+        assert!(
+            meta.contains("agent.token"),
+            "the snapshot is not a's disk:\n{meta}"
+        );
+        wait_for_page("a", "/", "hello from a", Duration::from_secs(10));
+
         // Evict a: nothing of it is left, b still answers.
         let out = lobster.run(&["evict", "-y", "a"]);
         assert!(out.status.success(), "evict a: {}", text(&out.stderr));

@@ -60,8 +60,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Uninit(_) => Err(not_yet("uninit")),
         Command::Watch(_) => Err(not_yet("watch")),
         Command::Tank => Err(not_yet("tank")),
-        Command::Logs(args) => tenants::needs_tenant(&ctx, args.name.as_deref(), "logs").await,
-        Command::Snap(args) => tenants::needs_tenant(&ctx, Some(&args.name), "snap").await,
+        Command::Logs(args) => tenants::logs(&ctx, &args).await,
+        Command::Snap(args) => tenants::snap(&ctx, &args).await,
         Command::Exec(args) => tenants::needs_tenant(&ctx, Some(&args.name), "exec").await,
     };
     match result {

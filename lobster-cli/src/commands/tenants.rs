@@ -1,10 +1,11 @@
 //! Commands that read or act on existing tenants.
 
+use lobster_core::agent::LogSource;
 use lobster_core::tenant::EvictOptions;
 use lobster_core::{Error, Tenant};
 
 use super::{not_yet, Context};
-use crate::args::EvictArgs;
+use crate::args::{EvictArgs, LogService, LogsArgs, SnapArgs};
 
 pub async fn list(ctx: &Context) -> Result<(), Error> {
     let tenants = ctx.host()?.list().await?;
@@ -51,6 +52,48 @@ pub async fn suspend(ctx: &Context, name: &str) -> Result<(), Error> {
 
 pub async fn resume(ctx: &Context, name: &str) -> Result<(), Error> {
     ctx.host()?.resume(name).await
+}
+
+pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
+    let Some(name) = args.name.as_deref().filter(|_| !args.watchdog) else {
+        return needs_tenant(ctx, None, "logs --watchdog").await;
+    };
+    let source = match args.service {
+        LogService::Agent => LogSource::Agent,
+        LogService::Workload => LogSource::Workload,
+    };
+    let host = ctx.host()?;
+    if !args.follow {
+        let lines = host.logs(name, source, args.lines).await?;
+        ctx.print(&lines, || lines.join("\n"));
+        return Ok(());
+    }
+    let mut follow = host.follow_logs(name, source, args.lines).await?;
+    // Lines arrive already sanitised; a quiet stream just waits.
+    loop {
+        match follow
+            .next_line(std::time::Duration::from_secs(3600))
+            .await?
+        {
+            Some(line) if ctx.json => println!("{}", serde_json::json!({ "line": line })),
+            Some(line) => println!("{line}"),
+            None => return Ok(()),
+        }
+    }
+}
+
+pub async fn snap(ctx: &Context, args: &SnapArgs) -> Result<(), Error> {
+    let report = ctx.host()?.snap(&args.name, args.output.clone()).await?;
+    ctx.print(&report, || {
+        format!(
+            "wrote {} ({} MiB disk, {} KiB archive; vm paused {} ms)",
+            report.path.display(),
+            report.disk_bytes >> 20,
+            report.archive_bytes >> 10,
+            report.paused_ms
+        )
+    });
+    Ok(())
 }
 
 /// A command whose machinery comes later: a missing tenant is still

@@ -16,11 +16,12 @@ pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
 pub use services::{backend_of, FirewallOps, Services, VmmFactory};
 pub use setup::{setup, SetupReport};
 
+use crate::agent::{Agent, LogFollow, LogSource};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{Store, StoreError};
 use crate::tenant::progress::ProgressSink;
-use crate::tenant::{EvictOptions, Tenant, TenantSpec};
+use crate::tenant::{EvictOptions, SnapReport, Tenant, TenantSpec};
 
 /// A lobster host: its configuration and its registry.
 #[derive(Debug, Clone)]
@@ -187,6 +188,37 @@ impl Host {
             crate::tenant::recover(self).await?;
         }
         Ok(())
+    }
+
+    /// A client of the tenant's in-guest agent (its /30 address, its token).
+    pub async fn agent(&self, name: &str) -> Result<Agent> {
+        let tenant = self.get(name).await?;
+        let (rpc, health) = crate::tenant::plan::agent_endpoints(self.config(), tenant.record());
+        Ok(Agent::new(rpc, health, tenant.record().agent_token.clone()))
+    }
+
+    /// The last `lines` lines of a tenant's workload or agent log,
+    /// sanitised for a terminal.
+    pub async fn logs(&self, name: &str, source: LogSource, lines: u32) -> Result<Vec<String>> {
+        Ok(self.agent(name).await?.logs(source, lines).await?.lines)
+    }
+
+    /// Follows a tenant's log: the last `lines` lines, then new ones as
+    /// they come ([`LogFollow::next_line`]).
+    pub async fn follow_logs(
+        &self,
+        name: &str,
+        source: LogSource,
+        lines: u32,
+    ) -> Result<LogFollow> {
+        Ok(self.agent(name).await?.follow_logs(source, lines).await?)
+    }
+
+    /// Writes a crash-consistent, sparse, compressed copy of a tenant's
+    /// overlay disk (the VM is paused for the copy only) to `output`, or to
+    /// the snapshots directory.
+    pub async fn snap(&self, name: &str, output: Option<PathBuf>) -> Result<SnapReport> {
+        crate::tenant::snap(self, name, output).await
     }
 
     /// Finishes spawns and evicts whose process died midway and marks tenants

@@ -6,6 +6,7 @@ pub mod plan;
 pub mod progress;
 mod recover;
 pub mod rollback;
+mod snap;
 mod spawn;
 mod spec;
 
@@ -16,6 +17,8 @@ use serde::Serialize;
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub(crate) use recover::{needs_recovery, recover};
+pub(crate) use snap::snap;
+pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
 pub use spawn::AGENT_READY_TIMEOUT;
 pub use spec::{TenantSpec, TenantSpecBuilder};
