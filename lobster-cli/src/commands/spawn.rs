@@ -51,8 +51,8 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
     // the result (text or JSON).
     let sink: ProgressSink = std::sync::Arc::new(|event: &ProgressEvent| match &event.phase {
         Phase::Started => eprintln!("  [{}] ...", event.step),
-        Phase::Done { elapsed } => eprintln!("  [{}] done in {:.0?}", event.step, elapsed),
-        Phase::Failed { elapsed } => eprintln!("  [{}] failed after {:.0?}", event.step, elapsed),
+        Phase::Done { elapsed } => eprintln!("  [{}] done in {:.1?}", event.step, elapsed),
+        Phase::Failed { elapsed } => eprintln!("  [{}] failed after {:.1?}", event.step, elapsed),
     });
     let tenant = host.spawn_with_progress(spec, Some(sink)).await?;
     ctx.print(&tenant, || {
