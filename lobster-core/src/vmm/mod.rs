@@ -334,6 +334,25 @@ pub trait Vm: Send + Sync + std::fmt::Debug {
     async fn kill(&self) -> Result<ExitStatus>;
 }
 
+/// What every backend's `snapshot` checks first: the VM is paused; returns
+/// its snapshot directory, created.
+pub(crate) async fn snapshot_dir_of_paused(vm: &dyn Vm) -> Result<&std::path::Path> {
+    let status = vm.status().await?;
+    if status != VmStatus::Paused {
+        return Err(VmmError::InvalidState {
+            vm: vm.config().vm_id.clone(),
+            operation: "snapshot",
+            state: format!("{status:?}").to_lowercase(),
+        });
+    }
+    let dir = &vm.config().paths.snapshot_dir;
+    std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
+        context: format!("cannot create snapshot directory {}", dir.display()),
+        source,
+    })?;
+    Ok(dir)
+}
+
 /// Removes a control socket left behind by a dead VMM (absent is fine).
 pub(crate) fn remove_socket(vm: &str, path: &std::path::Path) -> Result<()> {
     match std::fs::remove_file(path) {

@@ -447,19 +447,7 @@ impl Vm for FirecrackerVm {
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        let status = self.status().await?;
-        if status != VmStatus::Paused {
-            return Err(VmmError::InvalidState {
-                vm: self.config.vm_id.clone(),
-                operation: "snapshot",
-                state: format!("{status:?}").to_lowercase(),
-            });
-        }
-        let dir = &self.config.paths.snapshot_dir;
-        std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
-            context: format!("cannot create snapshot directory {}", dir.display()),
-            source,
-        })?;
+        let dir = super::snapshot_dir_of_paused(self).await?;
         let state_file = dir.join(STATE_FILE);
         let memory_file = dir.join(MEMORY_FILE);
         let (state_name, memory_name) = match &self.layout.jail {

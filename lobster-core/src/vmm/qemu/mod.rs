@@ -343,19 +343,7 @@ impl Vm for QemuVm {
 
     async fn snapshot(&self) -> Result<Snapshot> {
         use std::os::fd::AsFd;
-        let status = self.status().await?;
-        if status != VmStatus::Paused {
-            return Err(VmmError::InvalidState {
-                vm: self.config.vm_id.clone(),
-                operation: "snapshot",
-                state: format!("{status:?}").to_lowercase(),
-            });
-        }
-        let dir = &self.config.paths.snapshot_dir;
-        std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
-            context: format!("cannot create snapshot directory {}", dir.display()),
-            source,
-        })?;
+        let dir = super::snapshot_dir_of_paused(self).await?;
         let state_file = dir.join(STATE_FILE);
         let partial = dir.join(format!("{STATE_FILE}.partial"));
         let file = std::fs::File::create(&partial).map_err(|source| VmmError::Io {
