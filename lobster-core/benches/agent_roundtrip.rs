@@ -52,7 +52,10 @@ async fn main() {
     report(
         "connect + hello (new connection)",
         time_n(300, || async {
-            Agent::new(guest.rpc_addr(), guest.health_addr(), TOKEN).hello().await.unwrap();
+            Agent::new(guest.rpc_addr(), guest.health_addr(), TOKEN)
+                .hello()
+                .await
+                .unwrap();
         })
         .await,
     );
@@ -80,7 +83,10 @@ async fn main() {
     report(
         "hold.acquire (reused conn)",
         time_n(5000, || async {
-            agent.hold_acquire("bench", Duration::from_secs(60)).await.unwrap();
+            agent
+                .hold_acquire("bench", Duration::from_secs(60))
+                .await
+                .unwrap();
         })
         .await,
     );
@@ -95,14 +101,30 @@ async fn main() {
     };
     agent.configure(spec, true).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while agent.logs(LogSource::Workload, 1).await.unwrap().lines.first().map(|l| l.as_str()) != Some("line 4999 of a chatty workload") {
+    while agent
+        .logs(LogSource::Workload, 1)
+        .await
+        .unwrap()
+        .lines
+        .first()
+        .map(|l| l.as_str())
+        != Some("line 4999 of a chatty workload")
+    {
         assert!(Instant::now() < deadline, "workload output did not arrive");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     report(
         "logs.tail 1000 lines",
         time_n(200, || async {
-            assert_eq!(agent.logs(LogSource::Workload, 1000).await.unwrap().lines.len(), 1000);
+            assert_eq!(
+                agent
+                    .logs(LogSource::Workload, 1000)
+                    .await
+                    .unwrap()
+                    .lines
+                    .len(),
+                1000
+            );
         })
         .await,
     );
@@ -110,7 +132,11 @@ async fn main() {
     let mut follow = agent.follow_logs(LogSource::Workload, 5000).await.unwrap();
     let mut n = 0;
     while n < 5000 {
-        follow.next_line(Duration::from_secs(5)).await.unwrap().expect("line");
+        follow
+            .next_line(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("line");
         n += 1;
     }
     let el = t.elapsed();

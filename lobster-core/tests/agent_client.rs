@@ -2,6 +2,9 @@
 //! in this process (loopback, ephemeral ports, state in a temp dir), plus
 //! hostile fake agents for the client's bounds.
 
+// An integration test crate is test code as a whole.
+#![allow(clippy::tests_outside_test_module)]
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -11,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use lobster_agent::{Agent as GuestAgent, AgentConfig};
 use lobster_core::agent::{
-    Agent, AgentError, AgentTimeouts, ErrorCode, LogSource, OpenClawSpec, RestartPolicy, Secret, WorkloadSpec,
-    WorkloadState,
+    Agent, AgentError, AgentTimeouts, ErrorCode, LogSource, OpenClawSpec, RestartPolicy, Secret,
+    WorkloadSpec, WorkloadState,
 };
 use lobster_core::error::{Classify, ErrorKind};
 
@@ -43,13 +46,20 @@ fn shell(script: &str) -> WorkloadSpec {
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `within` passes.
-async fn wait_for<T, F: Future<Output = Option<T>>>(within: Duration, what: &str, mut check: impl FnMut() -> F) -> T {
+async fn wait_for<T, F: Future<Output = Option<T>>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -73,7 +83,13 @@ async fn a_wrong_token_is_refused_with_permission_denied() {
     let wrong = Agent::new(f.guest.rpc_addr(), f.guest.health_addr(), "not-the-token");
     let err = wrong.stats().await.unwrap_err();
     assert!(
-        matches!(err, AgentError::Remote { code: ErrorCode::Unauthorized, .. }),
+        matches!(
+            err,
+            AgentError::Remote {
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -90,9 +106,16 @@ fn a_request_without_token_gets_unauthorized_and_the_connection_closes() {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
-    assert!(line.contains("\"id\":9") && line.contains("unauthorized"), "{line}");
+    assert!(
+        line.contains("\"id\":9") && line.contains("unauthorized"),
+        "{line}"
+    );
     line.clear();
-    assert_eq!(r.read_line(&mut line).unwrap(), 0, "connection closed after refusal");
+    assert_eq!(
+        r.read_line(&mut line).unwrap(),
+        0,
+        "connection closed after refusal"
+    );
 }
 
 #[test]
@@ -100,7 +123,11 @@ fn a_per_request_token_authenticates_one_shot_callers() {
     let f = fixture();
     let mut s = TcpStream::connect(f.guest.rpc_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    writeln!(s, "{{\"id\":1,\"method\":\"hold.list\",\"token\":\"{TOKEN}\"}}").unwrap();
+    writeln!(
+        s,
+        "{{\"id\":1,\"method\":\"hold.list\",\"token\":\"{TOKEN}\"}}"
+    )
+    .unwrap();
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), r#"{"id":1,"ok":{"holds":[]}}"#);
@@ -128,7 +155,11 @@ fn a_wrong_protocol_version_is_refused() {
     let f = fixture();
     let mut s = TcpStream::connect(f.guest.rpc_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    writeln!(s, "{{\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":99,\"token\":\"{TOKEN}\"}}}}").unwrap();
+    writeln!(
+        s,
+        "{{\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":99,\"token\":\"{TOKEN}\"}}}}"
+    )
+    .unwrap();
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();
     assert!(line.contains("unsupported_version"), "{line}");
@@ -142,7 +173,16 @@ async fn health_port_answers_health_and_nothing_else() {
     // Point the RPC side at the health port: stats must be refused there.
     let on_health = Agent::new(f.guest.health_addr(), f.guest.health_addr(), TOKEN);
     let err = on_health.stats().await.unwrap_err();
-    assert!(matches!(err, AgentError::Remote { code: ErrorCode::UnknownMethod, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            AgentError::Remote {
+                code: ErrorCode::UnknownMethod,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -150,24 +190,38 @@ async fn injected_secrets_reach_the_workload_environment_and_are_stored_0600() {
     let f = fixture();
     let r = f
         .agent
-        .inject_secrets([("API_KEY".to_string(), "sk-test-4242".to_string())].into(), false)
+        .inject_secrets(
+            [("API_KEY".to_string(), "sk-test-4242".to_string())].into(),
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(r.names, ["API_KEY"]);
     let status = f
         .agent
-        .configure(shell("echo \"key=$API_KEY home=$HOME\"; exec sleep 600"), true)
+        .configure(
+            shell("echo \"key=$API_KEY home=$HOME\"; exec sleep 600"),
+            true,
+        )
         .await
         .unwrap();
     assert_eq!(status.state, WorkloadState::Running);
-    wait_for(Duration::from_secs(5), "the secret in the workload log", || {
-        log_contains(&f.agent, "key=sk-test-4242")
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the secret in the workload log",
+        || log_contains(&f.agent, "key=sk-test-4242"),
+    )
     .await;
-    let mode = std::fs::metadata(f.dir.path().join("state/secrets.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(f.dir.path().join("state/secrets.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let agent_log = f.agent.logs(LogSource::Agent, 1000).await.unwrap();
-    assert!(agent_log.lines.iter().all(|l| !l.contains("sk-test-4242")), "secret leaked into the agent log");
+    assert!(
+        agent_log.lines.iter().all(|l| !l.contains("sk-test-4242")),
+        "secret leaked into the agent log"
+    );
     f.agent.stop(Duration::from_secs(2)).await.unwrap();
 }
 
@@ -175,9 +229,19 @@ async fn injected_secrets_reach_the_workload_environment_and_are_stored_0600() {
 async fn workload_stop_start_restart_and_status() {
     let f = fixture();
     let err = f.agent.start().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidState, "start before configure");
-    f.agent.configure(shell("exec sleep 600"), false).await.unwrap();
-    assert_eq!(f.agent.status().await.unwrap().state, WorkloadState::Stopped);
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidState,
+        "start before configure"
+    );
+    f.agent
+        .configure(shell("exec sleep 600"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.agent.status().await.unwrap().state,
+        WorkloadState::Stopped
+    );
     let running = f.agent.start().await.unwrap();
     let pid = running.pid.unwrap();
     assert_eq!(running.state, WorkloadState::Running);
@@ -192,8 +256,17 @@ async fn workload_stop_start_restart_and_status() {
 #[tokio::test]
 async fn a_workload_ignoring_sigterm_is_killed_after_the_grace_time() {
     let f = fixture();
-    f.agent.configure(shell("trap '' TERM; echo armed; while :; do sleep 0.1; done"), true).await.unwrap();
-    wait_for(Duration::from_secs(5), "the trap to be set", || log_contains(&f.agent, "armed")).await;
+    f.agent
+        .configure(
+            shell("trap '' TERM; echo armed; while :; do sleep 0.1; done"),
+            true,
+        )
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the trap to be set", || {
+        log_contains(&f.agent, "armed")
+    })
+    .await;
     let stopped = f.agent.stop(Duration::from_millis(300)).await.unwrap();
     assert_eq!(stopped.state, WorkloadState::Stopped);
     assert_eq!(stopped.last_exit.unwrap().signal, Some(9));
@@ -202,7 +275,10 @@ async fn a_workload_ignoring_sigterm_is_killed_after_the_grace_time() {
 #[tokio::test]
 async fn a_crashing_workload_is_restarted_with_backoff() {
     let f = fixture();
-    f.agent.configure(shell("echo run; exit 3"), true).await.unwrap();
+    f.agent
+        .configure(shell("echo run; exit 3"), true)
+        .await
+        .unwrap();
     let status = wait_for(Duration::from_secs(10), "a restart", || async {
         let s = f.agent.status().await.unwrap();
         (s.restarts >= 1).then_some(s)
@@ -211,7 +287,10 @@ async fn a_crashing_workload_is_restarted_with_backoff() {
     assert_eq!(status.last_exit.unwrap().code, Some(3));
     let s = f.agent.status().await.unwrap();
     if s.state == WorkloadState::Backoff {
-        assert!(s.restart_in_ms.unwrap() <= 2000, "second backoff is 2 s: {s:?}");
+        assert!(
+            s.restart_in_ms.unwrap() <= 2000,
+            "second backoff is 2 s: {s:?}"
+        );
     }
     // With `never` the workload stays down.
     let mut once = shell("exit 0");
@@ -230,9 +309,16 @@ async fn logs_are_followable_and_sanitised() {
         .configure(shell("printf 'evil \\033]0;title\\007 end\\n'; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"), true)
         .await
         .unwrap();
-    wait_for(Duration::from_secs(5), "first ticks", || log_contains(&f.agent, "tick 2")).await;
+    wait_for(Duration::from_secs(5), "first ticks", || {
+        log_contains(&f.agent, "tick 2")
+    })
+    .await;
     let tail = f.agent.logs(LogSource::Workload, 1000).await.unwrap();
-    assert!(tail.lines.iter().any(|l| l == "evil ^[]0;title^G end"), "{:?}", tail.lines);
+    assert!(
+        tail.lines.iter().any(|l| l == "evil ^[]0;title^G end"),
+        "{:?}",
+        tail.lines
+    );
     let mut stream = f.agent.follow_logs(LogSource::Workload, 1).await.unwrap();
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -241,9 +327,15 @@ async fn logs_are_followable_and_sanitised() {
             seen.push(line);
         }
     }
-    assert!(seen.len() >= 4 && seen.iter().all(|l| l.starts_with("tick ")), "{seen:?}");
+    assert!(
+        seen.len() >= 4 && seen.iter().all(|l| l.starts_with("tick ")),
+        "{seen:?}"
+    );
     let n = |l: &String| l[5..].parse::<u32>().unwrap();
-    assert!(seen.windows(2).all(|w| n(&w[1]) == n(&w[0]) + 1), "lines in order without gaps: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| n(&w[1]) == n(&w[0]) + 1),
+        "lines in order without gaps: {seen:?}"
+    );
     f.agent.stop(Duration::from_secs(2)).await.unwrap();
 }
 
@@ -258,10 +350,19 @@ async fn openclaw_config_is_written_as_the_original_does() {
     });
     f.agent.configure(spec, true).await.unwrap();
     let expected = r#"{"gateway":{"auth":{"mode":"token","token":"gw-token"},"bind":"custom","mode":"local","port":9000}}"#;
-    wait_for(Duration::from_secs(5), "the config in the log", || log_contains(&f.agent, expected)).await;
-    wait_for(Duration::from_secs(5), "the env in the log", || log_contains(&f.agent, "port=9000 env=production")).await;
+    wait_for(Duration::from_secs(5), "the config in the log", || {
+        log_contains(&f.agent, expected)
+    })
+    .await;
+    wait_for(Duration::from_secs(5), "the env in the log", || {
+        log_contains(&f.agent, "port=9000 env=production")
+    })
+    .await;
     let path = f.dir.path().join("home/.openclaw/openclaw.json");
-    assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     f.agent.stop(Duration::from_secs(2)).await.unwrap();
 }
 
@@ -283,10 +384,16 @@ async fn stats_report_memory_load_connections_and_uptime() {
     let s = f.agent.stats().await.unwrap();
     assert!(s.memory.total_kib > 0 && s.memory.available_kib <= s.memory.total_kib);
     assert!(s.uptime_ms > 0);
-    assert!(s.connections.established >= 1, "our own connection is established");
+    assert!(
+        s.connections.established >= 1,
+        "our own connection is established"
+    );
     assert!(s.connections.listening >= 2, "both agent ports listen");
     assert_eq!(s.workload_rss_kib, None);
-    f.agent.configure(shell("exec sleep 600"), true).await.unwrap();
+    f.agent
+        .configure(shell("exec sleep 600"), true)
+        .await
+        .unwrap();
     assert!(f.agent.stats().await.unwrap().workload_rss_kib.unwrap() > 0);
     f.agent.stop(Duration::from_secs(2)).await.unwrap();
 }
@@ -294,17 +401,32 @@ async fn stats_report_memory_load_connections_and_uptime() {
 #[tokio::test]
 async fn holds_are_acquired_renewed_listed_and_released() {
     let f = fixture();
-    f.agent.hold_acquire("exec-1", Duration::from_secs(60)).await.unwrap();
-    f.agent.hold_acquire("short", Duration::from_millis(100)).await.unwrap();
+    f.agent
+        .hold_acquire("exec-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    f.agent
+        .hold_acquire("short", Duration::from_millis(100))
+        .await
+        .unwrap();
     assert_eq!(f.agent.stats().await.unwrap().holds, 2);
-    f.agent.hold_renew("exec-1", Duration::from_secs(120)).await.unwrap();
-    wait_for(Duration::from_secs(5), "the short hold to expire", || async {
-        (f.agent.holds().await.unwrap().len() == 1).then_some(())
-    })
+    f.agent
+        .hold_renew("exec-1", Duration::from_secs(120))
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the short hold to expire",
+        || async { (f.agent.holds().await.unwrap().len() == 1).then_some(()) },
+    )
     .await;
     assert!(f.agent.hold_release("exec-1").await.unwrap());
     assert!(!f.agent.hold_release("exec-1").await.unwrap());
-    let err = f.agent.hold_renew("exec-1", Duration::from_secs(1)).await.unwrap_err();
+    let err = f
+        .agent
+        .hold_renew("exec-1", Duration::from_secs(1))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     let err = f.agent.hold_acquire("x", Duration::ZERO).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -313,14 +435,24 @@ async fn holds_are_acquired_renewed_listed_and_released() {
 #[tokio::test]
 async fn set_time_is_refused_outside_a_guest() {
     let f = fixture();
-    let err = f.agent.set_time(std::time::SystemTime::now()).await.unwrap_err();
+    let err = f
+        .agent
+        .set_time(std::time::SystemTime::now())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState);
 }
 
 #[tokio::test]
 async fn shutdown_stops_the_workload_and_releases_the_agent() {
     let f = fixture();
-    let pid = f.agent.configure(shell("exec sleep 600"), true).await.unwrap().pid.unwrap();
+    let pid = f
+        .agent
+        .configure(shell("exec sleep 600"), true)
+        .await
+        .unwrap()
+        .pid
+        .unwrap();
     f.agent.shutdown(false).await.unwrap();
     let guest = f.guest;
     let params = tokio::task::spawn_blocking(move || {
@@ -331,7 +463,10 @@ async fn shutdown_stops_the_workload_and_releases_the_agent() {
     .await
     .unwrap();
     assert!(!params.reboot);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "workload stopped");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "workload stopped"
+    );
 }
 
 #[tokio::test]
@@ -339,7 +474,10 @@ async fn a_running_workload_is_started_again_by_a_new_agent_process() {
     let dir = tempfile::tempdir().unwrap();
     let first = GuestAgent::start(AgentConfig::for_host_process(dir.path(), TOKEN)).unwrap();
     let agent = Agent::new(first.rpc_addr(), first.health_addr(), TOKEN);
-    agent.configure(shell("exec sleep 600"), true).await.unwrap();
+    agent
+        .configure(shell("exec sleep 600"), true)
+        .await
+        .unwrap();
     let old = agent.status().await.unwrap().pid.unwrap();
     // A second agent on the same state dir (as after an agent crash or a
     // guest reboot) kills the stale group and starts the workload again.
@@ -348,10 +486,14 @@ async fn a_running_workload_is_started_again_by_a_new_agent_process() {
     let status = agent2.status().await.unwrap();
     assert_eq!(status.state, WorkloadState::Running);
     assert_ne!(status.pid.unwrap(), old);
-    wait_for(Duration::from_secs(5), "the stale workload to die", || async {
-        let stat = std::fs::read_to_string(format!("/proc/{old}/stat")).unwrap_or_default();
-        (stat.is_empty() || stat.contains(") Z ")).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the stale workload to die",
+        || async {
+            let stat = std::fs::read_to_string(format!("/proc/{old}/stat")).unwrap_or_default();
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
+    )
     .await;
     agent2.stop(Duration::from_secs(2)).await.unwrap();
     second.quiesce();

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use lobster_core::agent::provision::{generate_token, write_token, GuestNetwork};
-use lobster_core::agent::{Agent, LogSource, OpenClawSpec, RestartPolicy, Secret, WorkloadSpec, WorkloadState};
+use lobster_core::agent::{
+    Agent, LogSource, OpenClawSpec, RestartPolicy, Secret, WorkloadSpec, WorkloadState,
+};
 use lobster_core::config::{Accel, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
 use lobster_core::vmm::{ConsoleLog, Drive, Nic, Vm, VmConfig, VmPaths, Vmm};
@@ -36,7 +38,10 @@ const BOOT_BOUND: Duration = Duration::from_secs(90);
 // --- prerequisites ---------------------------------------------------------
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn images() -> PathBuf {
@@ -46,8 +51,15 @@ fn images() -> PathBuf {
 }
 
 fn require_root() {
-    let uid = Command::new("id").arg("-u").output().expect("running id -u");
-    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "this T2 test needs root");
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("running id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this T2 test needs root"
+    );
 }
 
 fn require_tool(tool: &str, package: &str) {
@@ -61,12 +73,19 @@ fn require_tool(tool: &str, package: &str) {
 
 fn require_image(name: &str, build: &str) -> PathBuf {
     let path = images().join(name);
-    assert!(path.exists(), "missing {}: run guest/images/build.sh {build}", path.display());
+    assert!(
+        path.exists(),
+        "missing {}: run guest/images/build.sh {build}",
+        path.display()
+    );
     path
 }
 
 fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {}: {}",
@@ -76,8 +95,15 @@ fn sh(cmd: &str, args: &[&str]) {
 }
 
 fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned()
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 // --- the test's network namespace -------------------------------------------
@@ -92,18 +118,48 @@ impl Netns {
         require_root();
         require_tool("ip", "iproute2");
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("lobt2-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "lobt2-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
         sh("ip", &["netns", "add", &name]);
         let ns = Netns { name };
         let n = ns.name.as_str();
         sh("ip", &["-n", n, "link", "set", "lo", "up"]);
-        sh("ip", &["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-        sh("ip", &["-n", n, "addr", "add", &format!("{HOST_IP}/30"), "dev", "tap0"]);
+        sh(
+            "ip",
+            &["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+        );
+        sh(
+            "ip",
+            &[
+                "-n",
+                n,
+                "addr",
+                "add",
+                &format!("{HOST_IP}/30"),
+                "dev",
+                "tap0",
+            ],
+        );
         sh("ip", &["-n", n, "link", "set", "tap0", "up"]);
         // A permanent neighbour entry saves the guest's first ARP round trip.
         sh(
             "ip",
-            &["-n", n, "neigh", "add", GUEST_IP, "lladdr", GUEST_MAC, "dev", "tap0", "nud", "permanent"],
+            &[
+                "-n",
+                n,
+                "neigh",
+                "add",
+                GUEST_IP,
+                "lladdr",
+                GUEST_MAC,
+                "dev",
+                "tap0",
+                "nud",
+                "permanent",
+            ],
         );
         ns
     }
@@ -118,8 +174,12 @@ impl Netns {
         let path = format!("/run/netns/{}", self.name);
         let handle = std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("entering the test netns");
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("entering the test netns");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(body());
         });
         if let Err(panic) = handle.join() {
@@ -130,7 +190,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -157,9 +219,18 @@ impl Tenant {
         let template = require_image("overlay-template.ext4", "minimal");
         let dir = tempfile::tempdir().unwrap();
         let disk = dir.path().join("tenant.ext4");
-        sh("cp", &["--sparse=always", template.to_str().unwrap(), disk.to_str().unwrap()]);
+        sh(
+            "cp",
+            &[
+                "--sparse=always",
+                template.to_str().unwrap(),
+                disk.to_str().unwrap(),
+            ],
+        );
         let token = generate_token().unwrap();
-        write_token(&disk, &token).await.expect("writing the agent token onto the tenant disk");
+        write_token(&disk, &token)
+            .await
+            .expect("writing the agent token onto the tenant disk");
         Tenant {
             dir,
             disk,
@@ -183,7 +254,10 @@ impl Tenant {
         if let Err(e) = &health {
             panic!("the agent did not answer health within {BOOT_BOUND:?}: {e}");
         }
-        eprintln!("boot {boot}: agent answered health {:.1}s after launch", started.elapsed().as_secs_f64());
+        eprintln!(
+            "boot {boot}: agent answered health {:.1}s after launch",
+            started.elapsed().as_secs_f64()
+        );
         guest
     }
 
@@ -200,7 +274,11 @@ impl Tenant {
             agent_port: 52,
             health_port: 53,
         };
-        let memory_mib = if self.variant == Variant::Full { 1536 } else { 256 };
+        let memory_mib = if self.variant == Variant::Full {
+            1536
+        } else {
+            256
+        };
         let run = self.dir.path().join(format!("boot{boot}"));
         let config = VmConfig {
             vm_id: format!("t2-boot{boot}"),
@@ -281,7 +359,10 @@ impl Guest {
 impl Drop for Guest {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- guest console ----\n{}\n---- end ----", self.console.tail_bytes(24 * 1024));
+            eprintln!(
+                "---- guest console ----\n{}\n---- end ----",
+                self.console.tail_bytes(24 * 1024)
+            );
         }
         let _ = self.vm.process().signal(9);
     }
@@ -302,26 +383,42 @@ fn shell(script: &str, port: Option<u16>) -> WorkloadSpec {
 async fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
         let mut buf = Vec::new();
         (&mut s).take(1 << 20).read_to_end(&mut buf).await?;
         let text = String::from_utf8_lossy(&buf).into_owned();
         let status = text.lines().next().unwrap_or("").to_owned();
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         Ok((status, body))
     };
     tokio::time::timeout(Duration::from_secs(10), io)
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "http get timed out")))
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "http get timed out",
+            ))
+        })
 }
 
-async fn poll<T, F: Future<Output = Option<T>>>(within: Duration, what: &str, mut check: impl FnMut() -> F) -> T {
+async fn poll<T, F: Future<Output = Option<T>>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -347,9 +444,20 @@ fn minimal_guest_agent_answers_health_hello_and_stats() {
         let stats = guest.agent.stats().await.unwrap();
         assert!(stats.memory.total_kib > 100_000, "{stats:?}");
         assert!(stats.connections.established >= 1, "{stats:?}");
-        let wrong = Agent::new(guest.agent.rpc_addr(), format!("{GUEST_IP}:53").parse().unwrap(), "wrong");
-        assert!(wrong.health().await.is_err(), "a wrong token must be refused by the guest");
-        let held = guest.agent.hold_acquire("t2", Duration::from_secs(30)).await.unwrap();
+        let wrong = Agent::new(
+            guest.agent.rpc_addr(),
+            format!("{GUEST_IP}:53").parse().unwrap(),
+            "wrong",
+        );
+        assert!(
+            wrong.health().await.is_err(),
+            "a wrong token must be refused by the guest"
+        );
+        let held = guest
+            .agent
+            .hold_acquire("t2", Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(held.id, "t2");
         assert_eq!(guest.agent.stats().await.unwrap().holds, 1);
     });
@@ -365,22 +473,43 @@ fn injected_secret_reaches_a_workload_serving_http_over_the_tenant_network() {
         let secret = "sk-t2-secret-7f3a";
         guest
             .agent
-            .inject_secrets([("LOBSTER_TEST_SECRET".to_string(), secret.to_string())].into(), false)
+            .inject_secrets(
+                [("LOBSTER_TEST_SECRET".to_string(), secret.to_string())].into(),
+                false,
+            )
             .await
             .unwrap();
-        let script = "mkdir -p /srv/www && printf '%s' \"$LOBSTER_TEST_SECRET\" >/srv/www/secret.txt \
+        let script =
+            "mkdir -p /srv/www && printf '%s' \"$LOBSTER_TEST_SECRET\" >/srv/www/secret.txt \
                       && echo serving && exec busybox httpd -f -v -p 8080 -h /srv/www";
-        let status = guest.agent.configure(shell(script, Some(8080)), true).await.unwrap();
+        let status = guest
+            .agent
+            .configure(shell(script, Some(8080)), true)
+            .await
+            .unwrap();
         assert_eq!(status.state, WorkloadState::Running);
         let addr = format!("{GUEST_IP}:8080");
-        let (line, body) = poll(Duration::from_secs(30), "the workload's HTTP answer", || async {
-            http_get(&addr, "/secret.txt").await.ok().filter(|(l, _)| l.contains("200"))
-        })
+        let (line, body) = poll(
+            Duration::from_secs(30),
+            "the workload's HTTP answer",
+            || async {
+                http_get(&addr, "/secret.txt")
+                    .await
+                    .ok()
+                    .filter(|(l, _)| l.contains("200"))
+            },
+        )
         .await;
         assert!(line.starts_with("HTTP/1."), "{line}");
-        assert_eq!(body, secret, "the secret reached the workload's environment");
+        assert_eq!(
+            body, secret,
+            "the secret reached the workload's environment"
+        );
         let secrets_on_disk = guest.agent.logs(LogSource::Agent, 1000).await.unwrap();
-        assert!(secrets_on_disk.lines.iter().all(|l| !l.contains(secret)), "secret in the agent log");
+        assert!(
+            secrets_on_disk.lines.iter().all(|l| !l.contains(secret)),
+            "secret in the agent log"
+        );
     });
 }
 
@@ -392,9 +521,20 @@ fn guest_logs_are_readable_and_followable() {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
         let script = "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done";
-        guest.agent.configure(shell(script, None), true).await.unwrap();
-        poll(Duration::from_secs(30), "tick 3 in the log", || workload_log_has(&guest.agent, "tick 3")).await;
-        let mut follow = guest.agent.follow_logs(LogSource::Workload, 0).await.unwrap();
+        guest
+            .agent
+            .configure(shell(script, None), true)
+            .await
+            .unwrap();
+        poll(Duration::from_secs(30), "tick 3 in the log", || {
+            workload_log_has(&guest.agent, "tick 3")
+        })
+        .await;
+        let mut follow = guest
+            .agent
+            .follow_logs(LogSource::Workload, 0)
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while seen.len() < 5 && Instant::now() < deadline {
@@ -405,7 +545,13 @@ fn guest_logs_are_readable_and_followable() {
         assert!(seen.len() >= 5, "followed lines: {seen:?}");
         assert!(seen.iter().all(|l| l.starts_with("tick ")), "{seen:?}");
         let agent_log = guest.agent.logs(LogSource::Agent, 50).await.unwrap();
-        assert!(agent_log.lines.iter().any(|l| l.contains("workload: started")), "{agent_log:?}");
+        assert!(
+            agent_log
+                .lines
+                .iter()
+                .any(|l| l.contains("workload: started")),
+            "{agent_log:?}"
+        );
     });
 }
 
@@ -416,22 +562,42 @@ fn shutdown_powers_off_and_leaves_the_tenant_disk_clean() {
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
-        guest.agent.configure(shell("exec sleep 10000", None), true).await.unwrap();
+        guest
+            .agent
+            .configure(shell("exec sleep 10000", None), true)
+            .await
+            .unwrap();
         let started = Instant::now();
         guest.power_off().await;
-        eprintln!("powered off {:.1}s after the shutdown request", started.elapsed().as_secs_f64());
+        eprintln!(
+            "powered off {:.1}s after the shutdown request",
+            started.elapsed().as_secs_f64()
+        );
         let console = guest.console.read_all();
-        assert!(console.contains("lobster-init: file systems clean"), "console:\n{console}");
-        let fsck = Command::new("e2fsck").args(["-fn"]).arg(&tenant.disk).output().unwrap();
+        assert!(
+            console.contains("lobster-init: file systems clean"),
+            "console:\n{console}"
+        );
+        let fsck = Command::new("e2fsck")
+            .args(["-fn"])
+            .arg(&tenant.disk)
+            .output()
+            .unwrap();
         assert!(
             fsck.status.success(),
             "tenant disk not clean after shutdown:\n{}",
             String::from_utf8_lossy(&fsck.stdout)
         );
-        let state = Command::new("dumpe2fs").args(["-h"]).arg(&tenant.disk).output().unwrap();
+        let state = Command::new("dumpe2fs")
+            .args(["-h"])
+            .arg(&tenant.disk)
+            .output()
+            .unwrap();
         let state = String::from_utf8_lossy(&state.stdout);
         assert!(
-            state.lines().any(|l| l.starts_with("Filesystem state:") && l.ends_with("clean")),
+            state
+                .lines()
+                .any(|l| l.starts_with("Filesystem state:") && l.ends_with("clean")),
             "{state}"
         );
     });
@@ -477,13 +643,28 @@ fn a_corrupt_tenant_disk_powers_off_with_a_clear_message_instead_of_a_panic() {
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         // Zero the primary superblock and the first block groups' metadata.
-        sh("dd", &["if=/dev/zero", &format!("of={}", tenant.disk.display()), "bs=4096", "count=64", "conv=notrunc", "status=none"]);
+        sh(
+            "dd",
+            &[
+                "if=/dev/zero",
+                &format!("of={}", tenant.disk.display()),
+                "bs=4096",
+                "count=64",
+                "conv=notrunc",
+                "status=none",
+            ],
+        );
         let guest = tenant.launch(1).await;
         let exit = guest.vm.process().wait_exit(BOOT_BOUND).await;
         let console = guest.console.read_all();
-        assert!(exit.is_some(), "the guest did not power off; console:\n{console}");
         assert!(
-            console.contains("lobster-initramfs: FATAL: tenant disk /dev/vdb has errors e2fsck could not repair"),
+            exit.is_some(),
+            "the guest did not power off; console:\n{console}"
+        );
+        assert!(
+            console.contains(
+                "lobster-initramfs: FATAL: tenant disk /dev/vdb has errors e2fsck could not repair"
+            ),
             "console:\n{console}"
         );
         assert!(!console.contains("Kernel panic"), "console:\n{console}");
@@ -514,7 +695,8 @@ fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
         let status = guest.agent.configure(spec, true).await.unwrap();
         assert_eq!(status.command, ["/usr/local/bin/openclaw", "gateway"]);
         let addr = format!("{GUEST_IP}:9000");
-        let within = Duration::from_secs(420);
+        // ~154 s on an idle 2-core host under TCG (DESIGN.md §3); far more when the host is busy.
+        let within = Duration::from_secs(600);
         let deadline = Instant::now() + within;
         let answer = loop {
             if let Ok((line, _)) = http_get(&addr, "/").await {
@@ -525,7 +707,10 @@ fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
             let s = guest.agent.status().await.unwrap();
             if Instant::now() >= deadline {
                 let logs = guest.agent.logs(LogSource::Workload, 80).await.unwrap();
-                panic!("the gateway did not answer HTTP within {within:?}; status {s:?}; log:\n{}", logs.lines.join("\n"));
+                panic!(
+                    "the gateway did not answer HTTP within {within:?}; status {s:?}; log:\n{}",
+                    logs.lines.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         };

@@ -77,7 +77,8 @@ impl AgentConfig {
         let ip: IpAddr = match keys.get("lobster.ip") {
             Some(v) => {
                 let addr = v.split('/').next().unwrap_or(v);
-                addr.parse().map_err(|_| ConfigError::new("lobster.ip", v))?
+                addr.parse()
+                    .map_err(|_| ConfigError::new("lobster.ip", v))?
             }
             None => Ipv4Addr::UNSPECIFIED.into(),
         };
@@ -115,7 +116,10 @@ pub fn read_token(path: &Path) -> Secret {
     match std::fs::read_to_string(path) {
         Ok(text) => Secret(text.trim().to_owned()),
         Err(err) => {
-            eprintln!("lobster-agent: no token ({}: {err}); refusing all requests", path.display());
+            eprintln!(
+                "lobster-agent: no token ({}: {err}); refusing all requests",
+                path.display()
+            );
             Secret::default()
         }
     }
@@ -139,7 +143,11 @@ impl KernelKeys {
 
     /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 

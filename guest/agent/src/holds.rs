@@ -31,7 +31,8 @@ impl Holds {
         if !self.expiry.contains_key(id) && self.expiry.len() >= MAX_HOLDS {
             return Err(HoldError::Full);
         }
-        self.expiry.insert(id.to_owned(), now + Duration::from_millis(ttl_ms));
+        self.expiry
+            .insert(id.to_owned(), now + Duration::from_millis(ttl_ms));
         Ok(HoldInfo {
             id: id.to_owned(),
             expires_in_ms: ttl_ms,
@@ -82,7 +83,9 @@ impl Holds {
 
 fn validate(id: &str, ttl_ms: u64) -> Result<(), HoldError> {
     if id.is_empty() || id.len() > MAX_HOLD_ID_LEN || id.chars().any(char::is_control) {
-        return Err(HoldError::Invalid("hold id must be 1-128 printable characters"));
+        return Err(HoldError::Invalid(
+            "hold id must be 1-128 printable characters",
+        ));
     }
     if ttl_ms == 0 || ttl_ms > MAX_HOLD_TTL_MS {
         return Err(HoldError::Invalid("ttl_ms must be between 1 and 86400000"));
@@ -101,7 +104,10 @@ mod tests {
         h.acquire("a", 1000, t0).unwrap();
         assert_eq!(h.list(t0 + Duration::from_millis(999)).len(), 1);
         assert!(h.list(t0 + Duration::from_millis(1000)).is_empty());
-        assert_eq!(h.renew("a", 1000, t0 + Duration::from_secs(2)), Err(HoldError::NotFound));
+        assert_eq!(
+            h.renew("a", 1000, t0 + Duration::from_secs(2)),
+            Err(HoldError::NotFound)
+        );
     }
 
     #[test]
@@ -110,7 +116,10 @@ mod tests {
         let mut h = Holds::default();
         h.acquire("a", 1000, t0).unwrap();
         h.renew("a", 5000, t0 + Duration::from_millis(900)).unwrap();
-        assert_eq!(h.list(t0 + Duration::from_millis(4000))[0].expires_in_ms, 1900);
+        assert_eq!(
+            h.list(t0 + Duration::from_millis(4000))[0].expires_in_ms,
+            1900
+        );
         assert!(h.release("a", t0));
         assert!(!h.release("a", t0));
     }
@@ -121,11 +130,15 @@ mod tests {
         let mut h = Holds::default();
         assert!(matches!(h.acquire("", 1, t0), Err(HoldError::Invalid(_))));
         assert!(matches!(h.acquire("a", 0, t0), Err(HoldError::Invalid(_))));
-        assert!(matches!(h.acquire("a", MAX_HOLD_TTL_MS + 1, t0), Err(HoldError::Invalid(_))));
+        assert!(matches!(
+            h.acquire("a", MAX_HOLD_TTL_MS + 1, t0),
+            Err(HoldError::Invalid(_))
+        ));
         for i in 0..MAX_HOLDS {
             h.acquire(&i.to_string(), 1000, t0).unwrap();
         }
         assert_eq!(h.acquire("one more", 1000, t0), Err(HoldError::Full));
-        h.acquire("0", 2000, t0).expect("re-acquiring a held id is not a new hold");
+        h.acquire("0", 2000, t0)
+            .expect("re-acquiring a held id is not a new hold");
     }
 }

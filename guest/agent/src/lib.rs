@@ -47,8 +47,10 @@ impl Log {
     /// Logs one line.
     pub fn line(&self, msg: &str) {
         eprintln!("lobster-agent: {msg}");
-        self.sink
-            .append(&format!("[{:>9.3}] {msg}", self.started.elapsed().as_secs_f64()));
+        self.sink.append(&format!(
+            "[{:>9.3}] {msg}",
+            self.started.elapsed().as_secs_f64()
+        ));
     }
 }
 
@@ -81,14 +83,24 @@ impl Agent {
     /// Opens logs and state, binds both ports and starts serving.
     pub fn start(config: AgentConfig) -> std::io::Result<Agent> {
         std::fs::create_dir_all(&config.state_dir)?;
-        let agent_log = Arc::new(LogSink::open(&config.log_dir, "agent", config.log_max_bytes)?);
-        let workload_log = Arc::new(LogSink::open(&config.log_dir, "workload", config.log_max_bytes)?);
+        let agent_log = Arc::new(LogSink::open(
+            &config.log_dir,
+            "agent",
+            config.log_max_bytes,
+        )?);
+        let workload_log = Arc::new(LogSink::open(
+            &config.log_dir,
+            "workload",
+            config.log_max_bytes,
+        )?);
         let started = Instant::now();
         let log = Log {
             sink: Arc::clone(&agent_log),
             started,
         };
-        let secrets = Arc::new(Mutex::new(Secrets::load(config.state_dir.join("secrets.json"))));
+        let secrets = Arc::new(Mutex::new(Secrets::load(
+            config.state_dir.join("secrets.json"),
+        )));
         if config.token.expose().is_empty() {
             log.line("no agent token configured: every request will be refused");
         }
@@ -114,11 +126,19 @@ impl Agent {
             shutdown_requested: Condvar::new(),
             config,
         });
-        let rpc_addr = server::listen(Arc::clone(&shared), shared.config.rpc_listen, server::Port::Rpc)?;
-        let health_addr = server::listen(Arc::clone(&shared), shared.config.health_listen, server::Port::Health)?;
-        shared
-            .log
-            .line(&format!("serving rpc on {rpc_addr}, health on {health_addr}"));
+        let rpc_addr = server::listen(
+            Arc::clone(&shared),
+            shared.config.rpc_listen,
+            server::Port::Rpc,
+        )?;
+        let health_addr = server::listen(
+            Arc::clone(&shared),
+            shared.config.health_listen,
+            server::Port::Health,
+        )?;
+        shared.log.line(&format!(
+            "serving rpc on {rpc_addr}, health on {health_addr}"
+        ));
         Ok(Agent {
             shared,
             rpc_addr,
@@ -138,7 +158,11 @@ impl Agent {
 
     /// Blocks until a client calls `shutdown`.
     pub fn wait_for_shutdown(&self) -> ShutdownParams {
-        let mut req = self.shared.shutdown.lock().unwrap_or_else(|p| p.into_inner());
+        let mut req = self
+            .shared
+            .shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(params) = *req {
                 return params;

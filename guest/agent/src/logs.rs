@@ -85,15 +85,21 @@ impl LogSink {
         }
         if state.size < self.max_bytes.saturating_mul(2) {
             if let Some(file) = state.file.as_mut() {
-                if file.write_all(piece.as_bytes()).and_then(|_| file.write_all(b"\n")).is_ok() {
+                if file
+                    .write_all(piece.as_bytes())
+                    .and_then(|_| file.write_all(b"\n"))
+                    .is_ok()
+                {
                     state.size += piece.len() as u64 + 1;
                 }
             }
         }
-        state.followers.retain(|tx| match tx.try_send(piece.to_owned()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        });
+        state
+            .followers
+            .retain(|tx| match tx.try_send(piece.to_owned()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            });
     }
 
     /// The last `n` lines, oldest first, within [`MAX_REPLY_TEXT`].
@@ -119,7 +125,10 @@ impl LogSink {
             keep += 1;
         }
         LogLines {
-            lines: lines[lines.len() - keep..].iter().map(|s| s.to_string()).collect(),
+            lines: lines[lines.len() - keep..]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             truncated,
         }
     }
@@ -144,7 +153,11 @@ impl LogSink {
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 fn read_lossy(path: &Path) -> String {

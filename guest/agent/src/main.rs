@@ -31,7 +31,11 @@ fn run() -> Result<(), String> {
     let config = parse_args(std::env::args().skip(1).collect())?;
     let on_shutdown = config.on_shutdown;
     let agent = Agent::start(config).map_err(|e| format!("starting: {e}"))?;
-    println!("lobster-agent: rpc={} health={}", agent.rpc_addr(), agent.health_addr());
+    println!(
+        "lobster-agent: rpc={} health={}",
+        agent.rpc_addr(),
+        agent.health_addr()
+    );
     let _ = std::io::stdout().flush();
     let request = agent.wait_for_shutdown();
     agent.quiesce();
@@ -39,8 +43,13 @@ fn run() -> Result<(), String> {
         ShutdownAction::Exit => Ok(()),
         ShutdownAction::SignalInit => {
             use nix::sys::signal::{kill, Signal};
-            let signal = if request.reboot { Signal::SIGINT } else { Signal::SIGUSR2 };
-            kill(nix::unistd::Pid::from_raw(1), signal).map_err(|e| format!("signalling init: {e}"))?;
+            let signal = if request.reboot {
+                Signal::SIGINT
+            } else {
+                Signal::SIGUSR2
+            };
+            kill(nix::unistd::Pid::from_raw(1), signal)
+                .map_err(|e| format!("signalling init: {e}"))?;
             // init stops every process, us included.
             loop {
                 std::thread::park();
@@ -56,7 +65,8 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--guest" => {
-                let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+                let cmdline = std::fs::read_to_string("/proc/cmdline")
+                    .map_err(|e| format!("/proc/cmdline: {e}"))?;
                 config = Some(AgentConfig::for_guest(&cmdline).map_err(|e| e.to_string())?);
             }
             "--dir" => {
@@ -79,9 +89,15 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
     for (flag, value) in overrides {
         match flag.as_str() {
             "--token-file" => config.token = read_token(&PathBuf::from(value)),
-            "--listen" => config.rpc_listen = value.parse().map_err(|_| format!("--listen: `{value}` is not ip:port"))?,
+            "--listen" => {
+                config.rpc_listen = value
+                    .parse()
+                    .map_err(|_| format!("--listen: `{value}` is not ip:port"))?
+            }
             "--health-listen" => {
-                config.health_listen = value.parse().map_err(|_| format!("--health-listen: `{value}` is not ip:port"))?
+                config.health_listen = value
+                    .parse()
+                    .map_err(|_| format!("--health-listen: `{value}` is not ip:port"))?
             }
             "--home" => config.home = PathBuf::from(value),
             _ => command.push(value),

@@ -45,7 +45,10 @@ pub fn write_config(home: &Path, spec: &OpenClawSpec) -> std::io::Result<()> {
 /// Environment the gateway expects (as the original launcher set it).
 pub fn environment(spec: &OpenClawSpec) -> Vec<(String, String)> {
     vec![
-        ("OPENCLAW_GATEWAY_TOKEN".into(), spec.gateway_token.expose().to_owned()),
+        (
+            "OPENCLAW_GATEWAY_TOKEN".into(),
+            spec.gateway_token.expose().to_owned(),
+        ),
         ("OPENCLAW_GATEWAY_PORT".into(), spec.port.to_string()),
         ("NODE_ENV".into(), "production".into()),
     ]
@@ -79,6 +82,9 @@ mod tests {
         let doc = config_document(&spec);
         assert_eq!(doc["models"], json!({"providers": {}}));
         assert_eq!(doc["gateway"]["port"], json!(9100));
-        assert_eq!(doc["gateway"]["controlUi"]["allowedOrigins"][0], json!("https://a.lobster.local"));
+        assert_eq!(
+            doc["gateway"]["controlUi"]["allowedOrigins"][0],
+            json!("https://a.lobster.local")
+        );
     }
 }

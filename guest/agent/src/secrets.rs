@@ -32,22 +32,36 @@ impl Secrets {
     }
 
     /// Merges (or, with `replace`, replaces) and persists. Returns the names.
-    pub fn inject(&mut self, env: BTreeMap<String, Secret>, replace: bool) -> Result<Vec<String>, String> {
+    pub fn inject(
+        &mut self,
+        env: BTreeMap<String, Secret>,
+        replace: bool,
+    ) -> Result<Vec<String>, String> {
         for (name, value) in &env {
             if !valid_env_name(name) {
-                return Err(format!("secret name `{}` is not an environment variable name", name.escape_debug()));
+                return Err(format!(
+                    "secret name `{}` is not an environment variable name",
+                    name.escape_debug()
+                ));
             }
             if value.expose().len() > MAX_SECRET_BYTES || value.expose().contains('\0') {
-                return Err(format!("secret `{name}` is longer than 64 KiB or contains NUL"));
+                return Err(format!(
+                    "secret `{name}` is longer than 64 KiB or contains NUL"
+                ));
             }
         }
-        let mut next = if replace { BTreeMap::new() } else { self.values.clone() };
+        let mut next = if replace {
+            BTreeMap::new()
+        } else {
+            self.values.clone()
+        };
         next.extend(env);
         if next.len() > MAX_SECRETS {
             return Err(format!("more than {MAX_SECRETS} secrets"));
         }
         let bytes = serde_json::to_vec(&next).map_err(|e| format!("encoding secrets: {e}"))?;
-        write_private(&self.path, &bytes).map_err(|e| format!("writing {}: {e}", self.path.display()))?;
+        write_private(&self.path, &bytes)
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))?;
         self.values = next;
         Ok(self.names())
     }
@@ -80,11 +94,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.json");
         let mut s = Secrets::load(path.clone());
-        s.inject([("A".into(), Secret::from("1"))].into(), false).unwrap();
-        s.inject([("B".into(), Secret::from("2"))].into(), false).unwrap();
+        s.inject([("A".into(), Secret::from("1"))].into(), false)
+            .unwrap();
+        s.inject([("B".into(), Secret::from("2"))].into(), false)
+            .unwrap();
         let again = Secrets::load(path.clone());
         assert_eq!(again.names(), ["A", "B"]);
-        s.inject([("C".into(), Secret::from("3"))].into(), true).unwrap();
+        s.inject([("C".into(), Secret::from("3"))].into(), true)
+            .unwrap();
         assert_eq!(Secrets::load(path).names(), ["C"]);
     }
 
@@ -92,7 +109,9 @@ mod tests {
     fn bad_names_are_refused_without_echoing_values() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Secrets::load(dir.path().join("s"));
-        let err = s.inject([("1X".into(), Secret::from("hunter2"))].into(), false).unwrap_err();
+        let err = s
+            .inject([("1X".into(), Secret::from("hunter2"))].into(), false)
+            .unwrap_err();
         assert!(!err.contains("hunter2"));
         assert!(!valid_env_name("A-B") && !valid_env_name("") && valid_env_name("_A1"));
     }

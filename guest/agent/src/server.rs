@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use lobster_agent_proto::methods::*;
 use lobster_agent_proto::{
-    encode_line, parse_request, token_matches, ErrorCode, LineReader, Method, Reply, Request, PROTOCOL_VERSION,
+    encode_line, parse_request, token_matches, ErrorCode, LineReader, Method, Reply, Request,
+    PROTOCOL_VERSION,
 };
 use serde_json::Value;
 
@@ -77,7 +78,10 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: Port) {
         if shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
             shared.connections.fetch_sub(1, Ordering::SeqCst);
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-            let _ = send(&mut stream, &Reply::error(0, ErrorCode::Busy, "too many connections"));
+            let _ = send(
+                &mut stream,
+                &Reply::error(0, ErrorCode::Busy, "too many connections"),
+            );
             continue;
         }
         let shared = Arc::clone(&shared);
@@ -97,7 +101,8 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: Port) {
 fn send(stream: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
     let line = match encode_line(reply) {
         Ok(line) => line,
-        Err(e) => encode_line(&Reply::error(reply.id, ErrorCode::Internal, e.to_string())).map_err(std::io::Error::other)?,
+        Err(e) => encode_line(&Reply::error(reply.id, ErrorCode::Internal, e.to_string()))
+            .map_err(std::io::Error::other)?,
     };
     stream.write_all(&line)
 }
@@ -118,7 +123,10 @@ struct Connection {
 
 impl Connection {
     fn new(shared: Arc<Shared>, stream: TcpStream, port: Port) -> Connection {
-        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         Connection {
             shared,
             stream,
@@ -132,7 +140,9 @@ impl Connection {
         let _ = self.stream.set_nodelay(true);
         let _ = self.stream.set_read_timeout(Some(HELLO_TIMEOUT));
         let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let Ok(read_half) = self.stream.try_clone() else { return };
+        let Ok(read_half) = self.stream.try_clone() else {
+            return;
+        };
         let mut reader = LineReader::new(read_half);
         loop {
             let line = match reader.read_line() {
@@ -178,7 +188,9 @@ impl Connection {
         }
         if !self.port.serves(&req.method) {
             let msg = format!("no method `{}` on the {:?} port", req.method, self.port);
-            return self.reply(Reply::error(req.id, ErrorCode::UnknownMethod, msg)).is_ok();
+            return self
+                .reply(Reply::error(req.id, ErrorCode::UnknownMethod, msg))
+                .is_ok();
         }
         match dispatch(&self.shared, &req) {
             Outcome::Reply(result) => {
@@ -191,7 +203,11 @@ impl Connection {
                 if shutdown {
                     let params = serde_json::from_value(req.params.clone()).unwrap_or_default();
                     self.shared.log.line("shutdown requested");
-                    *self.shared.shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some(params);
+                    *self
+                        .shared
+                        .shutdown
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(params);
                     self.shared.shutdown_requested.notify_all();
                     return false;
                 }
@@ -208,7 +224,11 @@ impl Connection {
         let params: HelloParams = match serde_json::from_value(req.params.clone()) {
             Ok(p) => p,
             Err(e) => {
-                let _ = self.reply(Reply::error(req.id, ErrorCode::BadRequest, format!("hello: {e}")));
+                let _ = self.reply(Reply::error(
+                    req.id,
+                    ErrorCode::BadRequest,
+                    format!("hello: {e}"),
+                ));
                 return false;
             }
         };
@@ -217,7 +237,10 @@ impl Connection {
             return self.refuse(req.id);
         }
         if params.protocol != PROTOCOL_VERSION {
-            let msg = format!("protocol {} is not supported; this agent speaks {PROTOCOL_VERSION}", params.protocol);
+            let msg = format!(
+                "protocol {} is not supported; this agent speaks {PROTOCOL_VERSION}",
+                params.protocol
+            );
             let _ = self.reply(Reply::error(req.id, ErrorCode::UnsupportedVersion, msg));
             return false;
         }
@@ -228,15 +251,23 @@ impl Connection {
             agent: format!("lobster-agent {}", env!("CARGO_PKG_VERSION")),
             methods: self.port.methods(),
         };
-        self.reply(Reply::ok(req.id, serde_json::to_value(result).unwrap_or_default()))
-            .is_ok()
+        self.reply(Reply::ok(
+            req.id,
+            serde_json::to_value(result).unwrap_or_default(),
+        ))
+        .is_ok()
     }
 
     fn refuse(&mut self, id: u64) -> bool {
-        self.shared
-            .log
-            .line(&format!("refused {} on the {:?} port: bad or missing token", self.peer, self.port));
-        let _ = self.reply(Reply::error(id, ErrorCode::Unauthorized, "bad or missing token"));
+        self.shared.log.line(&format!(
+            "refused {} on the {:?} port: bad or missing token",
+            self.peer, self.port
+        ));
+        let _ = self.reply(Reply::error(
+            id,
+            ErrorCode::Unauthorized,
+            "bad or missing token",
+        ));
         false
     }
 
@@ -270,7 +301,11 @@ impl Connection {
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.reply(Reply::error(id, ErrorCode::Busy, "follower fell behind; reconnect"));
+                    let _ = self.reply(Reply::error(
+                        id,
+                        ErrorCode::Busy,
+                        "follower fell behind; reconnect",
+                    ));
                     return;
                 }
             }
@@ -317,28 +352,47 @@ fn chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Decodes `M`'s parameters and runs `f`.
-fn call<M: Method>(req: &Request, f: impl FnOnce(M::Params) -> Result<M::Output, Failure>) -> Outcome {
+fn call<M: Method>(
+    req: &Request,
+    f: impl FnOnce(M::Params) -> Result<M::Output, Failure>,
+) -> Outcome {
     let params = if req.params.is_null() {
         Value::Object(Default::default())
     } else {
         req.params.clone()
     };
     let result = serde_json::from_value::<M::Params>(params)
-        .map_err(|e| (ErrorCode::BadRequest, format!("{}: invalid params: {e}", M::NAME)))
+        .map_err(|e| {
+            (
+                ErrorCode::BadRequest,
+                format!("{}: invalid params: {e}", M::NAME),
+            )
+        })
         .and_then(f)
-        .and_then(|out| serde_json::to_value(out).map_err(|e| (ErrorCode::Internal, e.to_string())));
+        .and_then(|out| {
+            serde_json::to_value(out).map_err(|e| (ErrorCode::Internal, e.to_string()))
+        });
     Outcome::Reply(result)
 }
 
 fn grace(p: StopParams) -> Duration {
-    p.grace_ms.map(Duration::from_millis).unwrap_or(DEFAULT_GRACE).min(Duration::from_secs(60))
+    p.grace_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_GRACE)
+        .min(Duration::from_secs(60))
 }
 
 fn hold_failure(e: HoldError) -> Failure {
     match e {
         HoldError::Invalid(msg) => (ErrorCode::BadRequest, msg.into()),
-        HoldError::NotFound => (ErrorCode::NotFound, "no such hold (expired or never taken)".into()),
-        HoldError::Full => (ErrorCode::Busy, format!("{MAX_HOLDS} holds are held already")),
+        HoldError::NotFound => (
+            ErrorCode::NotFound,
+            "no such hold (expired or never taken)".into(),
+        ),
+        HoldError::Full => (
+            ErrorCode::Busy,
+            format!("{MAX_HOLDS} holds are held already"),
+        ),
     }
 }
 
@@ -360,7 +414,10 @@ fn dispatch(shared: &Shared, req: &Request) -> Outcome {
                 .unwrap_or_else(|e| e.into_inner())
                 .inject(p.env, p.replace)
                 .map_err(|m| (ErrorCode::BadRequest, m))?;
-            shared.log.line(&format!("secrets: {count} injected, {} stored", names.len()));
+            shared.log.line(&format!(
+                "secrets: {count} injected, {} stored",
+                names.len()
+            ));
             Ok(InjectSecretsResult {
                 names,
                 restart_needed: sup.pgid().is_some(),
@@ -384,7 +441,10 @@ fn dispatch(shared: &Shared, req: &Request) -> Outcome {
             req.params.clone()
         }) {
             Ok(p) => Outcome::Follow(p),
-            Err(e) => Outcome::Reply(Err((ErrorCode::BadRequest, format!("logs.follow: invalid params: {e}")))),
+            Err(e) => Outcome::Reply(Err((
+                ErrorCode::BadRequest,
+                format!("logs.follow: invalid params: {e}"),
+            ))),
         },
         Stats::NAME => call::<Stats>(req, |_| {
             let proc = &shared.proc_dir;
@@ -394,16 +454,25 @@ fn dispatch(shared: &Shared, req: &Request) -> Outcome {
                 memory: stats::memory(proc),
                 connections: stats::connections(proc, sup.port()),
                 workload_rss_kib: sup.pgid().map(|g| stats::group_rss_kib(proc, g)),
-                holds: shared.holds.lock().unwrap_or_else(|e| e.into_inner()).list(Instant::now()).len() as u32,
+                holds: shared
+                    .holds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .list(Instant::now())
+                    .len() as u32,
             })
         }),
         HoldAcquire::NAME => call::<HoldAcquire>(req, |p| {
             let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
-            holds.acquire(&p.id, p.ttl_ms, Instant::now()).map_err(hold_failure)
+            holds
+                .acquire(&p.id, p.ttl_ms, Instant::now())
+                .map_err(hold_failure)
         }),
         HoldRenew::NAME => call::<HoldRenew>(req, |p| {
             let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
-            holds.renew(&p.id, p.ttl_ms, Instant::now()).map_err(hold_failure)
+            holds
+                .renew(&p.id, p.ttl_ms, Instant::now())
+                .map_err(hold_failure)
         }),
         HoldRelease::NAME => call::<HoldRelease>(req, |p| {
             let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
@@ -419,15 +488,24 @@ fn dispatch(shared: &Shared, req: &Request) -> Outcome {
         }),
         SetTime::NAME => call::<SetTime>(req, |p| {
             if !shared.config.allow_set_time {
-                return Err((ErrorCode::InvalidState, "time.set is disabled outside a guest".into()));
+                return Err((
+                    ErrorCode::InvalidState,
+                    "time.set is disabled outside a guest".into(),
+                ));
             }
-            let ts = nix::sys::time::TimeSpec::new((p.unix_ms / 1000) as i64, ((p.unix_ms % 1000) * 1_000_000) as i64);
+            let ts = nix::sys::time::TimeSpec::new(
+                (p.unix_ms / 1000) as i64,
+                ((p.unix_ms % 1000) * 1_000_000) as i64,
+            );
             nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
                 .map_err(|e| (ErrorCode::Internal, format!("setting the clock: {e}")))?;
             shared.log.line(&format!("clock set to {} ms", p.unix_ms));
             Ok(Empty {})
         }),
         Shutdown::NAME => call::<Shutdown>(req, |_| Ok(Empty {})),
-        other => Outcome::Reply(Err((ErrorCode::UnknownMethod, format!("no method `{other}`")))),
+        other => Outcome::Reply(Err((
+            ErrorCode::UnknownMethod,
+            format!("no method `{other}`"),
+        ))),
     }
 }

@@ -6,13 +6,15 @@
 //! One mutex guards the state; the child is only ever reaped (`try_wait`)
 //! and signalled under it, so a signal never reaches a reused pid.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use lobster_agent_proto::methods::{ExitInfo, RestartPolicy, WorkloadSpec, WorkloadState, WorkloadStatus};
+use lobster_agent_proto::methods::{
+    ExitInfo, RestartPolicy, WorkloadSpec, WorkloadState, WorkloadStatus,
+};
 use lobster_agent_proto::ErrorCode;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -104,7 +106,9 @@ impl Supervisor {
             s.spec = Some(p.spec);
             if p.desired {
                 s.desired = true;
-                sup.ctx.log.line("workload: starting the persisted workload");
+                sup.ctx
+                    .log
+                    .line("workload: starting the persisted workload");
                 sup.spawn(&mut s);
             }
         }
@@ -120,7 +124,11 @@ impl Supervisor {
         let mut s = self.lock();
         loop {
             self.tick(&mut s);
-            s = self.wake.wait_timeout(s, TICK).unwrap_or_else(|p| p.into_inner()).0;
+            s = self
+                .wake
+                .wait_timeout(s, TICK)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -148,7 +156,9 @@ impl Supervisor {
             Ok(Some(status)) => status,
             Ok(None) => return,
             Err(e) => {
-                self.ctx.log.line(&format!("workload: waiting for pid {}: {e}", run.pgid));
+                self.ctx
+                    .log
+                    .line(&format!("workload: waiting for pid {}: {e}", run.pgid));
                 return;
             }
         };
@@ -186,7 +196,9 @@ impl Supervisor {
                 s.backoff = BACKOFF_MIN;
             }
             s.restart_at = Some(Instant::now() + s.backoff);
-            self.ctx.log.line(&format!("workload: restarting in {}s", s.backoff.as_secs()));
+            self.ctx
+                .log
+                .line(&format!("workload: restarting in {}s", s.backoff.as_secs()));
             s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
         } else {
             s.exited = s.desired;
@@ -198,7 +210,9 @@ impl Supervisor {
         let Some(spec) = s.spec.clone() else { return };
         match self.launch(&spec) {
             Ok(run) => {
-                self.ctx.log.line(&format!("workload: started pid {}", run.pgid));
+                self.ctx
+                    .log
+                    .line(&format!("workload: started pid {}", run.pgid));
                 let record = format!("{} {}", boot_id(), run.pgid);
                 let _ = write_private(&self.ctx.state_dir.join("workload.pgid"), record.as_bytes());
                 s.run = Some(run);
@@ -206,8 +220,17 @@ impl Supervisor {
             }
             Err(e) => {
                 self.ctx.log.line(&format!("workload: cannot start: {e}"));
-                self.ctx.output.append(&format!("lobster-agent: cannot start the workload: {e}"));
-                self.after_exit(s, ExitInfo { code: Some(127), signal: None }, Duration::ZERO);
+                self.ctx
+                    .output
+                    .append(&format!("lobster-agent: cannot start the workload: {e}"));
+                self.after_exit(
+                    s,
+                    ExitInfo {
+                        code: Some(127),
+                        signal: None,
+                    },
+                    Duration::ZERO,
+                );
             }
         }
     }
@@ -224,7 +247,10 @@ impl Supervisor {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", &self.ctx.home)
             .env("LANG", "C.UTF-8")
             .current_dir(spec.cwd.as_deref().map(Path::new).unwrap_or(Path::new("/")))
@@ -257,14 +283,20 @@ impl Supervisor {
     }
 
     fn persist(&self, s: &State) -> Result<(), Failure> {
-        let Some(spec) = s.spec.clone() else { return Ok(()) };
+        let Some(spec) = s.spec.clone() else {
+            return Ok(());
+        };
         let bytes = serde_json::to_vec(&Persisted {
             spec,
             desired: s.desired,
         })
         .map_err(|e| (ErrorCode::Internal, format!("encoding workload spec: {e}")))?;
-        write_private(&self.spec_path(), &bytes)
-            .map_err(|e| (ErrorCode::Internal, format!("writing {}: {e}", self.spec_path().display())))
+        write_private(&self.spec_path(), &bytes).map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("writing {}: {e}", self.spec_path().display()),
+            )
+        })
     }
 
     /// Sets the workload; with `start`, (re)starts it.
@@ -323,7 +355,9 @@ impl Supervisor {
                     return Ok(status_of(&s, &self.ctx.default_command));
                 }
                 if Instant::now() >= deadline {
-                    self.ctx.log.line(&format!("workload: pid {pgid} ignored SIGTERM; killing"));
+                    self.ctx
+                        .log
+                        .line(&format!("workload: pid {pgid} ignored SIGTERM; killing"));
                     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
                     if let Some(run) = s.run.as_mut() {
                         let _ = run.child.wait();
@@ -343,7 +377,9 @@ impl Supervisor {
                 code: None,
                 signal: Some(Signal::SIGKILL as i32),
             });
-            self.ctx.log.line(&format!("workload: pid {} killed", run.pgid));
+            self.ctx
+                .log
+                .line(&format!("workload: pid {} killed", run.pgid));
         }
     }
 
@@ -393,8 +429,13 @@ fn status_of(s: &State, default_command: &[String]) -> WorkloadStatus {
         command,
         restarts: s.restarts,
         last_exit: s.last_exit,
-        uptime_ms: s.run.as_ref().map(|r| r.started.elapsed().as_millis() as u64),
-        restart_in_ms: s.restart_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
+        uptime_ms: s
+            .run
+            .as_ref()
+            .map(|r| r.started.elapsed().as_millis() as u64),
+        restart_in_ms: s
+            .restart_at
+            .map(|t| t.saturating_duration_since(now).as_millis() as u64),
     }
 }
 
@@ -407,7 +448,10 @@ fn validate(spec: &WorkloadSpec) -> Result<(), Failure> {
         return bad("workload.command must not contain NUL".into());
     }
     if let Some(name) = spec.env.keys().find(|k| !valid_env_name(k)) {
-        return bad(format!("workload.env: `{}` is not a variable name", name.escape_debug()));
+        return bad(format!(
+            "workload.env: `{}` is not a variable name",
+            name.escape_debug()
+        ));
     }
     if spec.env.values().any(|v| v.contains('\0')) {
         return bad("workload.env values must not contain NUL".into());
@@ -439,7 +483,9 @@ fn boot_id() -> String {
 /// process in this boot (the agent crashed or was restarted by init).
 fn kill_stale_group(state_dir: &Path) {
     let path = state_dir.join("workload.pgid");
-    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
     let mut words = text.split_whitespace();
     if let (Some(boot), Some(Ok(pgid))) = (words.next(), words.next().map(str::parse::<i32>)) {
         if boot == boot_id() && pgid > 1 {

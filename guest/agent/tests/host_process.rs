@@ -1,6 +1,9 @@
 //! T0: the `lobster-agent` binary as a plain host process: flags, the
 //! address line on stdout, a JSON-lines session, and `shutdown` exiting it.
 
+// An integration test crate is test code as a whole.
+#![allow(clippy::tests_outside_test_module)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -22,7 +25,9 @@ fn the_binary_serves_a_session_and_exits_on_shutdown() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     let rpc = first
         .split_whitespace()
         .find_map(|w| w.strip_prefix("rpc="))
@@ -33,15 +38,25 @@ fn the_binary_serves_a_session_and_exits_on_shutdown() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut line = String::new();
-    s.write_all(b"{\"id\":1,\"method\":\"hello\",\"params\":{\"protocol\":1,\"token\":\"tok-123\"}}\n").unwrap();
+    s.write_all(
+        b"{\"id\":1,\"method\":\"hello\",\"params\":{\"protocol\":1,\"token\":\"tok-123\"}}\n",
+    )
+    .unwrap();
     r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("{\"id\":1,\"ok\":{") && line.contains("\"protocol\":1"), "{line}");
+    assert!(
+        line.starts_with("{\"id\":1,\"ok\":{") && line.contains("\"protocol\":1"),
+        "{line}"
+    );
     line.clear();
     s.write_all(b"{\"id\":2,\"method\":\"no.such\"}\n").unwrap();
     r.read_line(&mut line).unwrap();
-    assert!(line.contains("\"id\":2") && line.contains("unknown_method"), "{line}");
+    assert!(
+        line.contains("\"id\":2") && line.contains("unknown_method"),
+        "{line}"
+    );
     line.clear();
-    s.write_all(b"{\"id\":3,\"method\":\"shutdown\"}\n").unwrap();
+    s.write_all(b"{\"id\":3,\"method\":\"shutdown\"}\n")
+        .unwrap();
     r.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), r#"{"id":3,"ok":{}}"#);
 
@@ -51,14 +66,20 @@ fn the_binary_serves_a_session_and_exits_on_shutdown() {
             assert!(status.success(), "{status}");
             break;
         }
-        assert!(Instant::now() < deadline, "agent did not exit after shutdown");
+        assert!(
+            Instant::now() < deadline,
+            "agent did not exit after shutdown"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[test]
 fn unknown_flags_are_rejected_with_a_message() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lobster-agent")).arg("--bogus").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lobster-agent"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument `--bogus`"));
 }

@@ -20,13 +20,48 @@ pub struct EarlyMount {
 /// Boot mounts, in order. `/tmp` and `/run` are tmpfs so they never fill
 /// the tenant disk.
 pub const EARLY_MOUNTS: [EarlyMount; 7] = [
-    EarlyMount { source: "proc", target: "/proc", fstype: "proc", data: "" },
-    EarlyMount { source: "sysfs", target: "/sys", fstype: "sysfs", data: "" },
-    EarlyMount { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", data: "mode=0755" },
-    EarlyMount { source: "devpts", target: "/dev/pts", fstype: "devpts", data: "gid=5,mode=620,ptmxmode=000" },
-    EarlyMount { source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", data: "mode=1777" },
-    EarlyMount { source: "tmpfs", target: "/run", fstype: "tmpfs", data: "mode=0755,size=32m" },
-    EarlyMount { source: "tmpfs", target: "/tmp", fstype: "tmpfs", data: "mode=1777,size=256m" },
+    EarlyMount {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        data: "",
+    },
+    EarlyMount {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        data: "",
+    },
+    EarlyMount {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        data: "mode=0755",
+    },
+    EarlyMount {
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        data: "gid=5,mode=620,ptmxmode=000",
+    },
+    EarlyMount {
+        source: "tmpfs",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        data: "mode=1777",
+    },
+    EarlyMount {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        data: "mode=0755,size=32m",
+    },
+    EarlyMount {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        data: "mode=1777,size=256m",
+    },
 ];
 
 /// Mount points from `/proc/self/mounts` text, in mount order.
@@ -51,7 +86,14 @@ pub enum Unmount {
 /// and the kernel file systems, newest first; then remount the overlay root
 /// read-only, then the tenant disk (its upper layer) and the base.
 pub fn unmount_plan(mounts: &str) -> Vec<Unmount> {
-    const KEEP: [&str; 6] = ["/", "/proc", "/sys", "/dev", "/lobster/disk", "/lobster/base"];
+    const KEEP: [&str; 6] = [
+        "/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/lobster/disk",
+        "/lobster/base",
+    ];
     let points = mount_points(mounts);
     let mut plan: Vec<Unmount> = points
         .iter()
@@ -73,7 +115,12 @@ fn unescape_mount_path(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(char::from(v));
             i += 4;
@@ -108,9 +155,9 @@ pub enum Action {
 /// The action for a signal number.
 pub fn action_for(signal: i32) -> Action {
     match signal {
-        17 => Action::Reap,                 // SIGCHLD
-        15 | 12 | 30 => Action::PowerOff,   // SIGTERM, SIGUSR2, SIGPWR
-        2 => Action::Reboot,                // SIGINT (ctrl-alt-del with CAD disabled)
+        17 => Action::Reap,               // SIGCHLD
+        15 | 12 | 30 => Action::PowerOff, // SIGTERM, SIGUSR2, SIGPWR
+        2 => Action::Reboot,              // SIGINT (ctrl-alt-del with CAD disabled)
         _ => Action::Ignore,
     }
 }
@@ -160,10 +207,25 @@ tmpfs /srv/my\\040dir tmpfs rw 0 0
 
     #[test]
     fn signals_map_to_actions() {
-        assert_eq!(action_for(nix::sys::signal::Signal::SIGCHLD as i32), Action::Reap);
-        assert_eq!(action_for(nix::sys::signal::Signal::SIGUSR2 as i32), Action::PowerOff);
-        assert_eq!(action_for(nix::sys::signal::Signal::SIGPWR as i32), Action::PowerOff);
-        assert_eq!(action_for(nix::sys::signal::Signal::SIGINT as i32), Action::Reboot);
-        assert_eq!(action_for(nix::sys::signal::Signal::SIGHUP as i32), Action::Ignore);
+        assert_eq!(
+            action_for(nix::sys::signal::Signal::SIGCHLD as i32),
+            Action::Reap
+        );
+        assert_eq!(
+            action_for(nix::sys::signal::Signal::SIGUSR2 as i32),
+            Action::PowerOff
+        );
+        assert_eq!(
+            action_for(nix::sys::signal::Signal::SIGPWR as i32),
+            Action::PowerOff
+        );
+        assert_eq!(
+            action_for(nix::sys::signal::Signal::SIGINT as i32),
+            Action::Reboot
+        );
+        assert_eq!(
+            action_for(nix::sys::signal::Signal::SIGHUP as i32),
+            Action::Ignore
+        );
     }
 }

@@ -74,11 +74,19 @@ fn mount_early() {
     for m in EARLY_MOUNTS {
         // Re-read each time: /proc itself is the first mount.
         let mounted = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        if lobster_init::mount_points(&mounted).iter().any(|p| p == m.target) {
+        if lobster_init::mount_points(&mounted)
+            .iter()
+            .any(|p| p == m.target)
+        {
             continue;
         }
         let _ = std::fs::create_dir_all(m.target);
-        let flags = MsFlags::MS_NOSUID | if m.fstype == "devtmpfs" || m.fstype == "devpts" { MsFlags::empty() } else { MsFlags::MS_NODEV };
+        let flags = MsFlags::MS_NOSUID
+            | if m.fstype == "devtmpfs" || m.fstype == "devpts" {
+                MsFlags::empty()
+            } else {
+                MsFlags::MS_NODEV
+            };
         let data = (!m.data.is_empty()).then_some(m.data);
         if let Err(e) = mount(Some(m.source), m.target, Some(m.fstype), flags, data) {
             say(&format!("mounting {} on {}: {e}", m.fstype, m.target));
@@ -104,8 +112,12 @@ fn supervise(sfd: &SignalFd) -> Action {
             }
         }
         let timeout = match restart_at {
-            Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32)
-                .unwrap_or(PollTimeout::NONE),
+            Some(t) => PollTimeout::try_from(
+                t.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(60_000) as i32,
+            )
+            .unwrap_or(PollTimeout::NONE),
             None => PollTimeout::NONE,
         };
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
@@ -118,16 +130,25 @@ fn supervise(sfd: &SignalFd) -> Action {
                 continue;
             }
         }
-        let Ok(Some(info)) = sfd.read_signal() else { continue };
+        let Ok(Some(info)) = sfd.read_signal() else {
+            continue;
+        };
         match action_for(info.ssi_signo as i32) {
             Action::Reap => {
                 for pid in reap_all() {
                     if let Some((agent_pid, started)) = agent {
                         if pid == agent_pid {
                             agent = None;
-                            failures = if started.elapsed() >= AGENT_STABLE { 0 } else { failures + 1 };
+                            failures = if started.elapsed() >= AGENT_STABLE {
+                                0
+                            } else {
+                                failures + 1
+                            };
                             let delay = agent_backoff(failures);
-                            say(&format!("lobster-agent exited; restarting in {:.1}s", delay.as_secs_f64()));
+                            say(&format!(
+                                "lobster-agent exited; restarting in {:.1}s",
+                                delay.as_secs_f64()
+                            ));
                             restart_at = Some(Instant::now() + delay);
                         }
                     }
@@ -143,7 +164,10 @@ fn start_agent() -> std::io::Result<Pid> {
     let child = Command::new(AGENT)
         .arg("--guest")
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("HOME", "/root")
         .stdin(Stdio::null())
         .spawn()?;
@@ -169,13 +193,20 @@ fn reap_all() -> Vec<Pid> {
 }
 
 fn shut_down(action: Action) -> ! {
-    let verb = if action == Action::Reboot { "reboot" } else { "power off" };
+    let verb = if action == Action::Reboot {
+        "reboot"
+    } else {
+        "power off"
+    };
     say(&format!("{verb}: stopping all processes"));
     let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
     let deadline = Instant::now() + STOP_GRACE;
     while Instant::now() < deadline {
         reap_all();
-        if matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD)) {
+        if matches!(
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        ) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -203,9 +234,17 @@ fn shut_down(action: Action) -> ! {
         }
     }
     nix::unistd::sync();
-    say(if clean { "file systems clean" } else { "file systems NOT clean (see above)" });
+    say(if clean {
+        "file systems clean"
+    } else {
+        "file systems NOT clean (see above)"
+    });
     say(&format!("{verb} now"));
-    let mode = if action == Action::Reboot { RebootMode::RB_AUTOBOOT } else { RebootMode::RB_POWER_OFF };
+    let mode = if action == Action::Reboot {
+        RebootMode::RB_AUTOBOOT
+    } else {
+        RebootMode::RB_POWER_OFF
+    };
     let err = reboot(mode).err();
     fatal(&format!("reboot syscall failed: {err:?}"))
 }

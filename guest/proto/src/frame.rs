@@ -230,6 +230,9 @@ mod tests {
         let line = encode_line(&serde_json::json!({"text": "a\nb"})).unwrap();
         assert_eq!(line, b"{\"text\":\"a\\nb\"}\n");
         let big = "x".repeat(MAX_MESSAGE_BYTES);
-        assert!(matches!(encode_line(&big), Err(EncodeError::TooLong { .. })));
+        assert!(matches!(
+            encode_line(&big),
+            Err(EncodeError::TooLong { .. })
+        ));
     }
 }

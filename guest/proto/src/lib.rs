@@ -25,7 +25,7 @@ pub mod methods;
 
 pub use auth::token_matches;
 pub use frame::{encode_line, FrameError, LineFramer, LineReader, MAX_MESSAGE_BYTES};
-pub use message::{parse_request, ErrorCode, Reply, ReplyBody, RemoteError, Request, RequestError};
+pub use message::{parse_request, ErrorCode, RemoteError, Reply, ReplyBody, Request, RequestError};
 pub use methods::Method;
 
 /// The protocol version this crate speaks. Bumped on incompatible changes.

@@ -201,7 +201,8 @@ mod tests {
     fn replies_have_the_documented_shape() {
         let ok = serde_json::to_value(Reply::ok(3, json!({"a": 1}))).unwrap();
         assert_eq!(ok, json!({"id": 3, "ok": {"a": 1}}));
-        let err = serde_json::to_value(Reply::error(4, ErrorCode::Unauthorized, "bad token")).unwrap();
+        let err =
+            serde_json::to_value(Reply::error(4, ErrorCode::Unauthorized, "bad token")).unwrap();
         assert_eq!(
             err,
             json!({"id": 4, "error": {"code": "unauthorized", "message": "bad token"}})
@@ -215,8 +216,15 @@ mod tests {
     #[test]
     fn unknown_error_codes_decode_as_unknown() {
         let r: Reply =
-            serde_json::from_str(r#"{"id":1,"error":{"code":"from_the_future","message":"m"}}"#).unwrap();
-        assert_eq!(r.body, ReplyBody::Error(RemoteError { code: ErrorCode::Unknown, message: "m".into() }));
+            serde_json::from_str(r#"{"id":1,"error":{"code":"from_the_future","message":"m"}}"#)
+                .unwrap();
+        assert_eq!(
+            r.body,
+            ReplyBody::Error(RemoteError {
+                code: ErrorCode::Unknown,
+                message: "m".into()
+            })
+        );
     }
 
     #[test]
@@ -230,10 +238,20 @@ mod tests {
             br#"{"id":1,"method":"Stats"}"#,
             br#"{"id":1,"method":"x","params":[1]}"#,
         ] {
-            assert!(parse_request(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_request(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        let long = format!(r#"{{"id":1,"method":"{}"}}"#, "a".repeat(MAX_METHOD_LEN + 1));
-        assert!(matches!(parse_request(long.as_bytes()), Err(RequestError::BadMethod)));
+        let long = format!(
+            r#"{{"id":1,"method":"{}"}}"#,
+            "a".repeat(MAX_METHOD_LEN + 1)
+        );
+        assert!(matches!(
+            parse_request(long.as_bytes()),
+            Err(RequestError::BadMethod)
+        ));
     }
 
     #[test]
@@ -245,6 +263,9 @@ mod tests {
             token: Some("tok-secret".into()),
         };
         let shown = format!("{r:?}");
-        assert!(!shown.contains("sk-secret") && !shown.contains("tok-secret"), "{shown}");
+        assert!(
+            !shown.contains("sk-secret") && !shown.contains("tok-secret"),
+            "{shown}"
+        );
     }
 }

@@ -484,7 +484,10 @@ mod tests {
             replace: false,
         };
         assert!(!format!("{p:?}").contains("sk-live"));
-        assert_eq!(serde_json::to_string(&p.env).unwrap(), r#"{"API_KEY":"sk-live"}"#);
+        assert_eq!(
+            serde_json::to_string(&p.env).unwrap(),
+            r#"{"API_KEY":"sk-live"}"#
+        );
     }
 
     #[test]
@@ -499,6 +502,12 @@ mod tests {
     #[test]
     fn logs_params_default_to_workload_and_100_lines() {
         let p: LogsParams = serde_json::from_str("{}").unwrap();
-        assert_eq!(p, LogsParams { source: LogSource::Workload, lines: 100 });
+        assert_eq!(
+            p,
+            LogsParams {
+                source: LogSource::Workload,
+                lines: 100
+            }
+        );
     }
 }

@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 
 use lobster_agent_proto::methods::{Hello, HelloParams, HelloResult, Secret};
-use lobster_agent_proto::{encode_line, LineFramer, Method, Reply, ReplyBody, Request, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use lobster_agent_proto::{
+    encode_line, LineFramer, Method, Reply, ReplyBody, Request, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,7 +27,10 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// Connects and performs the `hello` handshake.
-    pub(crate) async fn open(addr: SocketAddr, token: &Secret) -> Result<(Conn, HelloResult), AgentError> {
+    pub(crate) async fn open(
+        addr: SocketAddr,
+        token: &Secret,
+    ) -> Result<(Conn, HelloResult), AgentError> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| AgentError::Connect { addr, source })?;
@@ -57,11 +62,16 @@ impl Conn {
     }
 
     /// Sends `M` and waits for its single reply.
-    pub(crate) async fn call<M: Method>(&mut self, params: &M::Params) -> Result<M::Output, AgentError> {
+    pub(crate) async fn call<M: Method>(
+        &mut self,
+        params: &M::Params,
+    ) -> Result<M::Output, AgentError> {
         let id = self.send::<M>(params).await?;
         match self.read_reply(id, M::NAME).await? {
             ReplyBody::Ok(value) => self.decode::<M::Output>(M::NAME, value),
-            ReplyBody::Event(_) => Err(self.protocol(format!("{} answered with a stream event", M::NAME))),
+            ReplyBody::Event(_) => {
+                Err(self.protocol(format!("{} answered with a stream event", M::NAME)))
+            }
             ReplyBody::Error(e) => Err(AgentError::Remote {
                 method: M::NAME,
                 code: e.code,
@@ -74,7 +84,8 @@ impl Conn {
     pub(crate) async fn send<M: Method>(&mut self, params: &M::Params) -> Result<u64, AgentError> {
         let id = self.next_id;
         self.next_id += 1;
-        let params = serde_json::to_value(params).map_err(|e| self.protocol(format!("encoding {} params: {e}", M::NAME)))?;
+        let params = serde_json::to_value(params)
+            .map_err(|e| self.protocol(format!("encoding {} params: {e}", M::NAME)))?;
         let request = Request {
             id,
             method: M::NAME.to_owned(),
@@ -82,15 +93,22 @@ impl Conn {
             token: None,
         };
         let line = encode_line(&request).map_err(|e| self.protocol(format!("{}: {e}", M::NAME)))?;
-        self.stream.write_all(&line).await.map_err(|source| AgentError::Io {
-            context: format!("sending {} to agent {}", M::NAME, self.addr),
-            source,
-        })?;
+        self.stream
+            .write_all(&line)
+            .await
+            .map_err(|source| AgentError::Io {
+                context: format!("sending {} to agent {}", M::NAME, self.addr),
+                source,
+            })?;
         Ok(id)
     }
 
     /// Reads the next reply for request `id`.
-    pub(crate) async fn read_reply(&mut self, id: u64, method: &'static str) -> Result<ReplyBody, AgentError> {
+    pub(crate) async fn read_reply(
+        &mut self,
+        id: u64,
+        method: &'static str,
+    ) -> Result<ReplyBody, AgentError> {
         let line = self.read_line(method).await?;
         let reply: Reply = serde_json::from_slice(&line)
             .map_err(|e| self.protocol(format!("{method}: undecodable reply: {e}")))?;
@@ -104,7 +122,9 @@ impl Conn {
                 code: e.code,
                 message: super::sanitize_for_terminal(&e.message),
             }),
-            Reply { id: got, .. } => Err(self.protocol(format!("{method}: reply for request {got}, expected {id}"))),
+            Reply { id: got, .. } => {
+                Err(self.protocol(format!("{method}: reply for request {got}, expected {id}")))
+            }
         }
     }
 
@@ -116,19 +136,31 @@ impl Conn {
                 Ok(None) => {}
                 Err(e) => return Err(self.protocol(format!("{method}: {e}"))),
             }
-            let n = self.stream.read(&mut chunk).await.map_err(|source| AgentError::Io {
-                context: format!("reading the {method} reply from agent {}", self.addr),
-                source,
-            })?;
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|source| AgentError::Io {
+                    context: format!("reading the {method} reply from agent {}", self.addr),
+                    source,
+                })?;
             if n == 0 {
-                return Err(AgentError::Closed { addr: self.addr, method });
+                return Err(AgentError::Closed {
+                    addr: self.addr,
+                    method,
+                });
             }
             self.framer.push(&chunk[..n]);
         }
     }
 
-    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&self, method: &'static str, value: Value) -> Result<T, AgentError> {
-        serde_json::from_value(value).map_err(|e| self.protocol(format!("{method}: unexpected result: {e}")))
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &'static str,
+        value: Value,
+    ) -> Result<T, AgentError> {
+        serde_json::from_value(value)
+            .map_err(|e| self.protocol(format!("{method}: unexpected result: {e}")))
     }
 
     fn protocol(&self, detail: String) -> AgentError {

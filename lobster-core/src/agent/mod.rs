@@ -19,12 +19,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use lobster_agent_proto::methods::{self as m, Empty};
 pub use lobster_agent_proto::methods::{
-    ConnectionStats, ExitInfo, HealthResult, HelloResult, HoldInfo, LogLines, LogSource, MemoryStats,
-    OpenClawSpec, RestartPolicy, Secret, StatsResult, WorkloadSpec, WorkloadState, WorkloadStatus,
+    ConnectionStats, ExitInfo, HealthResult, HelloResult, HoldInfo, LogLines, LogSource,
+    MemoryStats, OpenClawSpec, RestartPolicy, Secret, StatsResult, WorkloadSpec, WorkloadState,
+    WorkloadStatus,
 };
 pub use lobster_agent_proto::ErrorCode;
-use lobster_agent_proto::methods::{self as m, Empty};
 use lobster_agent_proto::{Method, ReplyBody};
 pub use sanitize::sanitize_for_terminal;
 use tokio::sync::Mutex;
@@ -103,7 +104,9 @@ pub enum AgentError {
 impl Classify for AgentError {
     fn kind(&self) -> ErrorKind {
         match self {
-            AgentError::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            AgentError::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                ErrorKind::Timeout
+            }
             AgentError::Io { .. } | AgentError::Connect { .. } => ErrorKind::GuestFailure,
             AgentError::Timeout { .. } => ErrorKind::Timeout,
             AgentError::Protocol { .. } | AgentError::Closed { .. } => ErrorKind::GuestFailure,
@@ -153,7 +156,13 @@ pub struct Agent {
 fn idempotent(method: &str) -> bool {
     matches!(
         method,
-        "health" | "workload.status" | "logs.tail" | "stats" | "hold.list" | "hold.acquire" | "hold.renew"
+        "health"
+            | "workload.status"
+            | "logs.tail"
+            | "stats"
+            | "hold.list"
+            | "hold.acquire"
+            | "hold.renew"
     )
 }
 
@@ -182,7 +191,11 @@ impl Agent {
 
     /// Calls any protocol method on the RPC connection, within `extra` on
     /// top of the call timeout.
-    pub async fn call<M: Method>(&self, params: &M::Params, extra: Duration) -> Result<M::Output, AgentError> {
+    pub async fn call<M: Method>(
+        &self,
+        params: &M::Params,
+        extra: Duration,
+    ) -> Result<M::Output, AgentError> {
         let bound = self.timeouts.connect + self.timeouts.call + extra;
         let attempt = async {
             let mut slot = self.conn.lock().await;
@@ -196,7 +209,10 @@ impl Agent {
                 Err(e @ AgentError::Remote { .. }) => Err(e),
                 Err(e) => {
                     *slot = None;
-                    if !(reused && idempotent(M::NAME) && matches!(e, AgentError::Closed { .. } | AgentError::Io { .. })) {
+                    if !(reused
+                        && idempotent(M::NAME)
+                        && matches!(e, AgentError::Closed { .. } | AgentError::Io { .. }))
+                    {
                         return Err(e);
                     }
                     let mut fresh = Conn::open(self.rpc, &self.token).await?.0;
@@ -246,11 +262,13 @@ impl Agent {
             let (mut conn, _) = Conn::open(self.health, &self.token).await?;
             conn.call::<m::Health>(&Empty {}).await
         };
-        tokio::time::timeout(bound, attempt).await.unwrap_or(Err(AgentError::Timeout {
-            addr: self.health,
-            method: m::Health::NAME,
-            after: bound,
-        }))
+        tokio::time::timeout(bound, attempt)
+            .await
+            .unwrap_or(Err(AgentError::Timeout {
+                addr: self.health,
+                method: m::Health::NAME,
+                after: bound,
+            }))
     }
 
     /// Polls [`health`](Self::health) until the agent answers or `within`
@@ -282,9 +300,14 @@ impl Agent {
     }
 
     /// Sets the workload; with `start`, (re)starts it.
-    pub async fn configure(&self, workload: WorkloadSpec, start: bool) -> Result<WorkloadStatus, AgentError> {
+    pub async fn configure(
+        &self,
+        workload: WorkloadSpec,
+        start: bool,
+    ) -> Result<WorkloadStatus, AgentError> {
         let grace = if start { STOP_GRACE } else { Duration::ZERO };
-        self.call::<m::Configure>(&m::ConfigureParams { workload, start }, grace).await
+        self.call::<m::Configure>(&m::ConfigureParams { workload, start }, grace)
+            .await
     }
 
     /// Starts the configured workload.
@@ -325,18 +348,26 @@ impl Agent {
     }
 
     /// Opens a stream of the last `lines` lines followed by new ones.
-    pub async fn follow_logs(&self, source: LogSource, lines: u32) -> Result<LogFollow, AgentError> {
+    pub async fn follow_logs(
+        &self,
+        source: LogSource,
+        lines: u32,
+    ) -> Result<LogFollow, AgentError> {
         let bound = self.timeouts.connect + self.timeouts.call;
         let attempt = async {
             let (mut conn, _) = Conn::open(self.rpc, &self.token).await?;
-            let id = conn.send::<m::LogsFollow>(&m::LogsParams { source, lines }).await?;
+            let id = conn
+                .send::<m::LogsFollow>(&m::LogsParams { source, lines })
+                .await?;
             Ok(LogFollow { conn, id })
         };
-        tokio::time::timeout(bound, attempt).await.unwrap_or(Err(AgentError::Timeout {
-            addr: self.rpc,
-            method: m::LogsFollow::NAME,
-            after: bound,
-        }))
+        tokio::time::timeout(bound, attempt)
+            .await
+            .unwrap_or(Err(AgentError::Timeout {
+                addr: self.rpc,
+                method: m::LogsFollow::NAME,
+                after: bound,
+            }))
     }
 
     /// Memory, load, connections, uptime.
@@ -365,24 +396,35 @@ impl Agent {
     /// Releases a hold; whether it was held.
     pub async fn hold_release(&self, id: &str) -> Result<bool, AgentError> {
         let params = m::HoldId { id: id.to_owned() };
-        Ok(self.call::<m::HoldRelease>(&params, Duration::ZERO).await?.released)
+        Ok(self
+            .call::<m::HoldRelease>(&params, Duration::ZERO)
+            .await?
+            .released)
     }
 
     /// Unexpired holds.
     pub async fn holds(&self) -> Result<Vec<HoldInfo>, AgentError> {
-        Ok(self.call::<m::HoldList>(&Empty {}, Duration::ZERO).await?.holds)
+        Ok(self
+            .call::<m::HoldList>(&Empty {}, Duration::ZERO)
+            .await?
+            .holds)
     }
 
     /// Sets the guest clock (after resuming a snapshot).
     pub async fn set_time(&self, now: SystemTime) -> Result<(), AgentError> {
-        let unix_ms = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-        self.call::<m::SetTime>(&m::SetTimeParams { unix_ms }, Duration::ZERO).await?;
+        let unix_ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        self.call::<m::SetTime>(&m::SetTimeParams { unix_ms }, Duration::ZERO)
+            .await?;
         Ok(())
     }
 
     /// Asks the guest to stop its workload, sync, unmount and power off (or reboot).
     pub async fn shutdown(&self, reboot: bool) -> Result<(), AgentError> {
-        self.call::<m::Shutdown>(&m::ShutdownParams { reboot }, Duration::ZERO).await?;
+        self.call::<m::Shutdown>(&m::ShutdownParams { reboot }, Duration::ZERO)
+            .await?;
         *self.conn.lock().await = None;
         Ok(())
     }

@@ -70,19 +70,26 @@ pub async fn write_token(disk: &Path, token: &str) -> Result<(), AgentError> {
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(fail("the token must be non-empty printable ascii".into()));
     }
-    let mut src = tempfile_in_private_dir().map_err(|e| fail(format!("temporary token file: {e}")))?;
-    src.1.write_all(token.as_bytes()).map_err(|e| fail(format!("temporary token file: {e}")))?;
+    let mut src =
+        tempfile_in_private_dir().map_err(|e| fail(format!("temporary token file: {e}")))?;
+    src.1
+        .write_all(token.as_bytes())
+        .map_err(|e| fail(format!("temporary token file: {e}")))?;
     let commands = format!(
         "mkdir meta\nset_inode_field meta mode 040700\nrm {TOKEN_PATH_IN_DISK}\nwrite {} {TOKEN_PATH_IN_DISK}\nset_inode_field {TOKEN_PATH_IN_DISK} mode 0100600\n",
         src.0.display()
     );
-    run_debugfs(disk, &["-w", "-f", "-"], Some(commands)).await.map_err(fail)?;
+    run_debugfs(disk, &["-w", "-f", "-"], Some(commands))
+        .await
+        .map_err(fail)?;
     let back = run_debugfs(disk, &["-R", &format!("cat {TOKEN_PATH_IN_DISK}")], None)
         .await
         .map_err(fail)?;
     let _ = std::fs::remove_file(&src.0);
     if back != token {
-        return Err(fail("the token read back differs from the one written".into()));
+        return Err(fail(
+            "the token read back differs from the one written".into(),
+        ));
     }
     Ok(())
 }
@@ -90,10 +97,15 @@ pub async fn write_token(disk: &Path, token: &str) -> Result<(), AgentError> {
 /// A 0600 file in a fresh 0700 directory (removed by the caller).
 fn tempfile_in_private_dir() -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = std::env::temp_dir().join(format!("lobster-token-{}-{}", std::process::id(), nanos()));
+    let dir =
+        std::env::temp_dir().join(format!("lobster-token-{}-{}", std::process::id(), nanos()));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     let path = dir.join("token");
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
     Ok((path, file))
 }
 
@@ -109,14 +121,20 @@ async fn run_debugfs(disk: &Path, args: &[&str], stdin: Option<String>) -> Resul
     let mut cmd = tokio::process::Command::new("debugfs");
     cmd.args(args)
         .arg(disk)
-        .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| format!("running debugfs: {e}"))?;
     if let Some(text) = stdin {
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(text.as_bytes()).await.map_err(|e| format!("feeding debugfs: {e}"))?;
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("feeding debugfs: {e}"))?;
     }
     let out = tokio::time::timeout(DEBUGFS_TIMEOUT, child.wait_with_output())
         .await

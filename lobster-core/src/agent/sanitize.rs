@@ -17,7 +17,9 @@ pub fn sanitize_for_terminal(text: &str) -> String {
                 out.push(char::from(b'@' + c as u8));
             }
             '\u{7f}' => out.push_str("^?"),
-            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.push('\u{fffd}'),
+            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push('\u{fffd}')
+            }
             _ => out.push(c),
         }
     }
@@ -30,9 +32,15 @@ mod tests {
 
     #[test]
     fn escape_sequences_are_defused() {
-        assert_eq!(sanitize_for_terminal("\x1b]0;pwned\x07ok"), "^[]0;pwned^Gok");
+        assert_eq!(
+            sanitize_for_terminal("\x1b]0;pwned\x07ok"),
+            "^[]0;pwned^Gok"
+        );
         assert_eq!(sanitize_for_terminal("a\rb\nc\u{7f}"), "a^Mb^Jc^?");
-        assert_eq!(sanitize_for_terminal("\u{9b}31m \u{202e}abc"), "\u{fffd}31m \u{fffd}abc");
+        assert_eq!(
+            sanitize_for_terminal("\u{9b}31m \u{202e}abc"),
+            "\u{fffd}31m \u{fffd}abc"
+        );
     }
 
     #[test]

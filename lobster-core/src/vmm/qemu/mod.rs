@@ -457,7 +457,16 @@ mod tests {
         let (vmm, config) = fake(dir.path(), "echo 'qemu: could not open kernel' >&2; exit 1");
         let err = vmm.launch(&config).await.unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, VmmError::Exited { status: ExitStatus::Code(1), .. }), "{text}");
+        assert!(
+            matches!(
+                err,
+                VmmError::Exited {
+                    status: ExitStatus::Code(1),
+                    ..
+                }
+            ),
+            "{text}"
+        );
         assert!(text.contains("could not open kernel"), "{text}");
         assert_eq!(err.kind(), crate::ErrorKind::GuestFailure);
     }
@@ -465,7 +474,10 @@ mod tests {
     #[tokio::test]
     async fn socket_that_never_appears_times_out_and_the_process_is_killed() {
         let dir = tempfile::tempdir().unwrap();
-        let (vmm, config) = fake(dir.path(), "echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30");
+        let (vmm, config) = fake(
+            dir.path(),
+            "echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30",
+        );
         let err = vmm.launch(&config).await.unwrap_err();
         assert!(matches!(err, VmmError::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("qmp.sock"), "{err}");
@@ -506,7 +518,10 @@ mod tests {
             let (stream, _) = listener.accept().await.unwrap();
             let (read, mut write) = stream.into_split();
             let mut lines = tokio::io::BufReader::new(read).lines();
-            write.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n").await.unwrap();
+            write
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
             while let Some(line) = lines.next_line().await.unwrap() {
                 let request: serde_json::Value = serde_json::from_str(&line).unwrap();
                 let id = &request["id"];
@@ -516,11 +531,19 @@ mod tests {
                     write.write_all(b"{\"event\": \"STOP\"}\n").await.unwrap();
                     json!({"error": {"class": "GenericError", "desc": "no such thing"}, "id": id})
                 };
-                write.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+                write
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .unwrap();
             }
         });
-        let mut qmp = Qmp::connect("vm-t", &path, Duration::from_secs(2)).await.unwrap();
+        let mut qmp = Qmp::connect("vm-t", &path, Duration::from_secs(2))
+            .await
+            .unwrap();
         let err = qmp.execute("stop", None).await.unwrap_err();
-        assert_eq!(err.to_string(), "vm vm-t: qemu rejected stop: GenericError: no such thing");
+        assert_eq!(
+            err.to_string(),
+            "vm vm-t: qemu rejected stop: GenericError: no such thing"
+        );
     }
 }
