@@ -61,6 +61,25 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The same error, naming the file it came from.
+    pub fn in_file(self, file: &Path) -> ConfigError {
+        match self {
+            ConfigError::Parse { field, reason, .. } => ConfigError::Parse {
+                path: file.to_path_buf(),
+                field,
+                reason,
+            },
+            ConfigError::Invalid { field, reason, .. } => ConfigError::Invalid {
+                path: Some(file.to_path_buf()),
+                field,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
 impl Classify for ConfigError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -386,19 +405,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::from_json(&text).map_err(|e| match e {
-            ConfigError::Parse { field, reason, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                field,
-                reason,
-            },
-            ConfigError::Invalid { field, reason, .. } => ConfigError::Invalid {
-                path: Some(path.to_path_buf()),
-                field,
-                reason,
-            },
-            other => other,
-        })?;
+        let mut config = Config::from_json(&text).map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.paths.resolve_relative(base);
         Ok(config)
@@ -408,7 +415,11 @@ impl Config {
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
+            // `?` is serde_path_to_error's "no field yet" (a syntax error).
+            let field = match e.path().to_string() {
+                f if f == "?" => ".".to_owned(),
+                f => f,
+            };
             ConfigError::Parse {
                 path: PathBuf::new(),
                 field,
@@ -532,6 +543,20 @@ impl Config {
 }
 
 impl PathsConfig {
+    /// Every path under one root directory (for tests and unprivileged use).
+    pub fn under(root: &Path) -> PathsConfig {
+        PathsConfig {
+            state_dir: root.to_path_buf(),
+            kernel: root.join("images/vmlinux"),
+            initrd: root.join("images/initramfs.cpio.gz"),
+            rootfs: root.join("images/rootfs.ext4"),
+            overlays_dir: root.join("overlays"),
+            sockets_dir: root.join("run"),
+            snapshots_dir: root.join("snapshots"),
+            logs_dir: root.join("logs"),
+        }
+    }
+
     fn resolve_relative(&mut self, base: &Path) {
         for path in [
             &mut self.state_dir,

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod config;
 pub mod error;
+pub mod host;
 pub mod network;
 pub mod overlay;
 pub mod proxy;
@@ -21,3 +22,6 @@ pub mod tenant;
 pub mod vmm;
 
 pub use error::{Error, ErrorKind, Result};
+pub use host::Host;
+pub use overlay::Overlay;
+pub use tenant::{Tenant, TenantSpec};

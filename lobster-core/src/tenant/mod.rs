@@ -1,26 +1,153 @@
-//! Tenant lifecycle: spawn, evict, suspend, resume, repair; one file per operation.
+//! Tenants: the [`Tenant`] handle, the [`TenantSpec`] a spawn asks for, and
+//! the lifecycle operations (one file each as they land).
+
+pub mod progress;
+pub mod rollback;
+mod spec;
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+pub use spec::{TenantSpec, TenantSpecBuilder};
 
 use crate::error::{Classify, ErrorKind};
+use crate::store::{Allocation, Resources, TenantRecord, TenantStatus, VmIdentity};
 
-/// Errors of this module.
+/// Errors of tenant operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TenantError {
-    /// An I/O error on a named path or device.
-    #[error("{context}")]
-    Io {
-        /// What was being done, naming the path or device.
-        context: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+    /// A spec field is malformed or out of range.
+    #[error("invalid tenant spec: field `{field}`: {reason}")]
+    InvalidSpec {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The tenant's state does not allow the operation.
+    #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
+    InvalidState {
+        /// The tenant.
+        name: String,
+        /// Its state.
+        status: TenantStatus,
+        /// What was asked.
+        operation: &'static str,
+        /// Which states would allow it.
+        needs: &'static str,
     },
 }
 
 impl Classify for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
-            TenantError::Io { source, .. } => ErrorKind::from_io(source),
+            TenantError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
+            TenantError::InvalidState { .. } => ErrorKind::InvalidState,
         }
+    }
+}
+
+/// One tenant as the registry last recorded it. A snapshot: call
+/// [`crate::Host::get`] again for fresh state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    record: TenantRecord,
+    route: String,
+}
+
+impl Tenant {
+    pub(crate) fn new(record: TenantRecord, domain: &str) -> Tenant {
+        let route = format!("{}.{domain}", record.name);
+        Tenant { record, route }
+    }
+
+    /// The tenant name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Short id naming its interfaces and jail.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// Lifecycle state.
+    pub fn status(&self) -> TenantStatus {
+        self.record.status
+    }
+
+    /// Sizes and backend.
+    pub fn resources(&self) -> &Resources {
+        &self.record.resources
+    }
+
+    /// Addresses, MAC, TAP, port and uid it holds.
+    pub fn allocation(&self) -> &Allocation {
+        &self.record.allocation
+    }
+
+    /// The guest's address on its /30.
+    pub fn guest_ip(&self) -> Ipv4Addr {
+        self.record.allocation.guest_ip
+    }
+
+    /// The host name routed to it: `<name>.<domain>`.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The running VM, if any.
+    pub fn vm(&self) -> Option<&VmIdentity> {
+        self.record.vm.as_ref()
+    }
+
+    /// Seconds since the Unix epoch at creation.
+    pub fn created_at(&self) -> u64 {
+        self.record.created_at
+    }
+
+    /// The token clients present to the tenant's gateway.
+    pub fn gateway_token(&self) -> &str {
+        &self.record.gateway_token
+    }
+
+    /// The whole persisted record, tokens included.
+    pub fn record(&self) -> &TenantRecord {
+        &self.record
+    }
+}
+
+/// JSON form of a tenant: everything but the tokens.
+impl Serialize for Tenant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Public<'a> {
+            name: &'a str,
+            id: &'a str,
+            status: TenantStatus,
+            route: &'a str,
+            resources: &'a Resources,
+            allocation: &'a Allocation,
+            created_at: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            vm: Option<&'a VmIdentity>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            last_error: Option<&'a str>,
+        }
+        let r = &self.record;
+        Public {
+            name: &r.name,
+            id: &r.id,
+            status: r.status,
+            route: &self.route,
+            resources: &r.resources,
+            allocation: &r.allocation,
+            created_at: r.created_at,
+            vm: r.vm.as_ref(),
+            last_error: r.last_error.as_deref(),
+        }
+        .serialize(serializer)
     }
 }

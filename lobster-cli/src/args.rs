@@ -1,0 +1,205 @@
+//! Command-line arguments (clap). Behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 10 not found, \
+11 already exists, 12 invalid argument, 13 invalid state, 14 permission denied, \
+15 unsupported, 16 timeout, 17 pool exhausted, 18 corrupt state, 19 host failure, \
+20 guest failure, 21 internal error";
+
+/// lobsterd: run isolated microVM tenants (VM, /30 network, overlay disk,
+/// agent, OpenClaw gateway, Caddy route).
+#[derive(Debug, Parser)]
+#[command(name = "lobsterd", version, propagate_version = true, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file [default: $LOBSTERD_CONFIG, else /etc/lobsterd/config.json].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text (errors too).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command of the original lobsterd.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the configuration, create state directories, check prerequisites.
+    Init(InitArgs),
+    /// Remove all lobster state from this host (refuses while tenants exist).
+    Uninit(ConfirmArgs),
+    /// Create and start a tenant.
+    Spawn(SpawnArgs),
+    /// Destroy a tenant and everything it holds.
+    Evict(EvictArgs),
+    /// List tenants.
+    List,
+    /// Health-check tenants and repair what failed.
+    Molt(MoltArgs),
+    /// Run the watchdog: checks and repairs on a schedule.
+    Watch(WatchArgs),
+    /// Live dashboard of all tenants (`--json`: one snapshot).
+    Tank,
+    /// Show a tenant's agent or workload logs, or the watchdog's.
+    Logs(LogsArgs),
+    /// Snapshot a tenant's overlay disk to a compressed archive.
+    Snap(SnapArgs),
+    /// Snapshot a running tenant to disk and stop its VM.
+    Suspend(NameArg),
+    /// Restore a suspended tenant.
+    Resume(NameArg),
+    /// Run a command inside a tenant.
+    Exec(ExecArgs),
+    /// Print a tenant's gateway token.
+    Token(NameArg),
+}
+
+/// `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Domain tenants are routed under (`<name>.<domain>`).
+    #[arg(short, long)]
+    pub domain: Option<String>,
+    /// Put every path of a new configuration under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Overwrite an existing configuration that differs.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask questions (init never prompts; accepted for compatibility).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+/// A confirmation flag.
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+/// A tenant name.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Tenant name.
+    pub name: String,
+}
+
+/// `spawn`.
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// Tenant name: lowercase letters, digits and '-', starting with a letter, at most 63.
+    pub name: String,
+    /// Virtual CPUs [default: from config].
+    #[arg(long)]
+    pub vcpus: Option<u8>,
+    /// Memory in MiB [default: from config].
+    #[arg(long, value_name = "MIB")]
+    pub memory_mib: Option<u32>,
+    /// Overlay disk size in MiB [default: from config].
+    #[arg(long, value_name = "MIB")]
+    pub overlay_size_mib: Option<u32>,
+    /// VMM backend for this tenant [default: from config].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Workload environment variable (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// File of KEY=VALUE secret lines for the workload (`-` reads stdin);
+    /// secrets never go on the command line.
+    #[arg(long, value_name = "PATH")]
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// A VMM backend name.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// Firecracker.
+    Firecracker,
+    /// QEMU microvm.
+    Qemu,
+}
+
+/// `evict`.
+#[derive(Debug, Args)]
+pub struct EvictArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Keep the tenant's overlay disk.
+    #[arg(long)]
+    pub keep_overlay: bool,
+}
+
+/// `molt`.
+#[derive(Debug, Args)]
+pub struct MoltArgs {
+    /// Only this tenant [default: all].
+    pub name: Option<String>,
+}
+
+/// `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Detach and run in the background.
+    #[arg(short, long)]
+    pub daemon: bool,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Tenant name (omit with --watchdog).
+    pub name: Option<String>,
+    /// Which log: the agent's or the workload's.
+    #[arg(short, long, value_enum, default_value = "workload")]
+    pub service: LogService,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to print.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub lines: u32,
+    /// The watchdog's log instead of a tenant's.
+    #[arg(short, long)]
+    pub watchdog: bool,
+}
+
+/// A log source inside a tenant.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogService {
+    /// The in-guest agent.
+    Agent,
+    /// The workload (OpenClaw gateway).
+    Workload,
+}
+
+/// `snap`.
+#[derive(Debug, Args)]
+pub struct SnapArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Archive to write [default: in the snapshots directory].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Command and arguments to run in the guest.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

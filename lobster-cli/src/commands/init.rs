@@ -1,0 +1,50 @@
+//! `lobsterd init`.
+
+use lobster_core::config::Config;
+use lobster_core::host::{self, InitOptions};
+use lobster_core::Error;
+
+use super::Context;
+use crate::args::InitArgs;
+
+pub fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
+    let path = Config::resolve_path(ctx.config.as_deref());
+    let state_dir = args
+        .state_dir
+        .map(|dir| std::path::absolute(&dir).unwrap_or(dir));
+    let options = InitOptions {
+        domain: args.domain,
+        state_dir,
+        force: args.force,
+    };
+    let report = host::init(&path, &options)?;
+    ctx.print(&report, || {
+        let mut out = match report.config_action {
+            "written" => format!("config: wrote {}\n", report.config_path.display()),
+            "unchanged" => format!("config: {} is up to date\n", report.config_path.display()),
+            _ => format!(
+                "config: kept existing {} (it differs from the defaults; --force overwrites)\n",
+                report.config_path.display()
+            ),
+        };
+        for p in &report.prerequisites {
+            out += &format!(
+                "  {} {:<11} {}\n",
+                if p.ok { "ok" } else { "--" },
+                p.name,
+                p.detail
+            );
+            if let Some(fix) = &p.fix {
+                out += &format!("     {:<11} fix: {fix}\n", "");
+            }
+        }
+        let missing = report.missing().count();
+        if missing > 0 {
+            out += &format!(
+                "{missing} prerequisite(s) missing; tenants cannot run until they are in place\n"
+            );
+        }
+        out
+    });
+    Ok(())
+}

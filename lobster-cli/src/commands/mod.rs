@@ -1,0 +1,113 @@
+//! Command behaviour: each calls the lobster-core API and renders the result
+//! as text or JSON. No orchestration logic lives here.
+
+mod init;
+mod spawn;
+mod tenants;
+
+use std::process::ExitCode;
+
+use lobster_core::{Error, ErrorKind, Host};
+use serde::Serialize;
+
+use crate::args::{Cli, Command};
+
+/// What every command gets.
+pub struct Context {
+    /// The `--config` argument.
+    pub config: Option<std::path::PathBuf>,
+    /// `--json` output.
+    pub json: bool,
+}
+
+impl Context {
+    /// Opens the host named by `--config` / `$LOBSTERD_CONFIG`.
+    pub fn host(&self) -> Result<Host, Error> {
+        Host::open(self.config.as_deref())
+    }
+
+    /// Prints `value` as JSON, or `text()` for humans.
+    pub fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("output serialises")
+            );
+        } else {
+            let text = text();
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+        }
+    }
+}
+
+/// Runs one parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let ctx = Context {
+        config: cli.config,
+        json: cli.json,
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Spawn(args) => spawn::run(&ctx, args).await,
+        Command::List => tenants::list(&ctx).await,
+        Command::Token(args) => tenants::token(&ctx, &args.name).await,
+        Command::Evict(args) => tenants::evict(&ctx, &args).await,
+        Command::Molt(args) => tenants::molt(&ctx, args.name.as_deref()).await,
+        Command::Suspend(args) => tenants::suspend(&ctx, &args.name).await,
+        Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
+        Command::Uninit(_) => Err(not_yet("uninit")),
+        Command::Watch(_) => Err(not_yet("watch")),
+        Command::Tank => Err(not_yet("tank")),
+        Command::Logs(args) => tenants::needs_tenant(&ctx, args.name.as_deref(), "logs").await,
+        Command::Snap(args) => tenants::needs_tenant(&ctx, Some(&args.name), "snap").await,
+        Command::Exec(args) => tenants::needs_tenant(&ctx, Some(&args.name), "exec").await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&ctx, &err),
+    }
+}
+
+fn not_yet(operation: &'static str) -> Error {
+    Error::Unsupported {
+        operation,
+        detail: "its machinery (VMs, agent, watchdog) is not wired up in this version",
+    }
+}
+
+/// Prints an error once, with its cause chain, and picks the exit code.
+fn report(ctx: &Context, err: &Error) -> ExitCode {
+    let kind = err.kind();
+    if ctx.json {
+        let body = serde_json::json!({ "error": { "kind": kind, "message": err.chain() } });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).expect("error serialises")
+        );
+    } else {
+        eprintln!("error: {}", err.chain());
+    }
+    ExitCode::from(exit_code(kind))
+}
+
+/// One exit code per error kind (documented in `lobsterd --help` and the README).
+/// 0 is success, 1 an unexpected failure, 2 a usage error (clap).
+pub fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound => 10,
+        ErrorKind::AlreadyExists => 11,
+        ErrorKind::InvalidArgument => 12,
+        ErrorKind::InvalidState => 13,
+        ErrorKind::PermissionDenied => 14,
+        ErrorKind::Unsupported => 15,
+        ErrorKind::Timeout => 16,
+        ErrorKind::Exhausted => 17,
+        ErrorKind::Corrupt => 18,
+        ErrorKind::HostFailure => 19,
+        ErrorKind::GuestFailure => 20,
+        ErrorKind::Internal => 21,
+        _ => 1,
+    }
+}

@@ -1,0 +1,306 @@
+//! `lobsterd` tested as a process: exit codes, JSON output, error text.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lobster_core::config::Config;
+use lobster_core::store::{NewTenant, Resources, Store};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("etc/config.json")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lobsterd"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env_remove("LOBSTERD_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    fn init(&self) {
+        let out = self.run(&["init", "--state-dir", self.state().to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    fn seed(&self, names: &[&str]) {
+        let config = Config::load(&self.config()).unwrap();
+        let store = Store::new(&config.paths.state_dir);
+        for name in names {
+            let resources = Resources {
+                vcpus: 1,
+                memory_mib: 256,
+                overlay_size_mib: 512,
+                backend: None,
+            };
+            store
+                .allocate(
+                    &config,
+                    NewTenant {
+                        name: (*name).into(),
+                        resources,
+                    },
+                )
+                .unwrap();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn help_lists_every_command_of_the_original() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lobsterd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in [
+        "init", "uninit", "spawn", "evict", "list", "molt", "watch", "tank", "logs", "snap",
+        "suspend", "resume", "exec", "token",
+    ] {
+        assert!(
+            help.contains(&format!("  {cmd} ")),
+            "missing {cmd} in\n{help}"
+        );
+    }
+    assert!(help.contains("15 unsupported"));
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lobsterd"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn init_is_idempotent_and_keeps_a_different_config_unless_forced() {
+    let env = Env::new();
+    let state = env.state();
+    let state = state.to_str().unwrap();
+    let out = env.run(&["--json", "init", "--state-dir", state]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["config_action"], "written");
+    assert!(report["prerequisites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "caddy"));
+    assert!(Path::new(state).join("registry.json").is_file());
+    let first = std::fs::read(env.config()).unwrap();
+
+    let out = env.run(&["--json", "init", "--state-dir", state]);
+    assert_eq!(json(&out)["config_action"], "unchanged");
+    assert_eq!(std::fs::read(env.config()).unwrap(), first);
+
+    let out = env.run(&[
+        "--json",
+        "init",
+        "--state-dir",
+        state,
+        "--domain",
+        "example.test",
+    ]);
+    assert_eq!(json(&out)["config_action"], "kept");
+    assert_eq!(std::fs::read(env.config()).unwrap(), first);
+
+    let out = env.run(&[
+        "--json",
+        "init",
+        "--state-dir",
+        state,
+        "-d",
+        "example.test",
+        "--force",
+    ]);
+    assert_eq!(json(&out)["config_action"], "written");
+    assert_eq!(Config::load(&env.config()).unwrap().domain, "example.test");
+}
+
+#[test]
+fn init_names_missing_prerequisites_with_a_fix() {
+    let env = Env::new();
+    let out = env.run(&["init", "--state-dir", env.state().to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    let stdout = text(&out.stdout);
+    // Images are never in a fresh temporary state directory.
+    assert!(stdout.contains("-- kernel"), "{stdout}");
+    assert!(stdout.contains("fix: build the guest images"), "{stdout}");
+}
+
+#[test]
+fn list_prints_tenants_without_tokens() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["--json", "list"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(json(&out), serde_json::json!([]));
+    env.seed(&["alpha", "beta"]);
+    let out = env.run(&["--json", "list"]);
+    let list = json(&out);
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    assert_eq!(list[0]["route"], "alpha.lobster.local");
+    assert_eq!(list[1]["allocation"]["guest_ip"], "10.200.0.6");
+    assert!(
+        !text(&out.stdout).contains("token"),
+        "tokens leaked: {}",
+        text(&out.stdout)
+    );
+    let out = env.run(&["list"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("alpha") && table.contains("creating"),
+        "{table}"
+    );
+}
+
+#[test]
+fn token_prints_the_gateway_token() {
+    let env = Env::new();
+    env.init();
+    env.seed(&["alpha"]);
+    let config = Config::load(&env.config()).unwrap();
+    let expected = Store::new(&config.paths.state_dir).read().unwrap().tenants["alpha"]
+        .gateway_token
+        .clone();
+    let out = env.run(&["token", "alpha"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(text(&out.stdout).trim(), expected);
+}
+
+#[test]
+fn missing_tenant_is_not_found_and_printed_once() {
+    let env = Env::new();
+    env.init();
+    for cmd in [
+        &["token", "ghost"][..],
+        &["evict", "ghost", "-y"],
+        &["logs", "ghost"],
+    ] {
+        let out = env.run(cmd);
+        assert_eq!(code(&out), 10, "{cmd:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            stderr.matches("no tenant named `ghost`").count(),
+            1,
+            "{stderr}"
+        );
+    }
+    let out = env.run(&["--json", "token", "ghost"]);
+    assert_eq!(json(&out)["error"]["kind"], "not_found");
+}
+
+#[test]
+fn bad_spawn_input_names_the_field() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["spawn", "Bad_Name"]);
+    assert_eq!(code(&out), 12);
+    assert!(
+        text(&out.stderr).contains("field `name`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["spawn", "ok", "--vcpus", "99"]);
+    assert_eq!(code(&out), 12);
+    assert!(text(&out.stderr).contains("field `vcpus`"));
+    let out = env.run(&["spawn", "ok", "--env", "NOEQUALS"]);
+    assert_eq!(code(&out), 12);
+}
+
+#[test]
+fn machinery_that_comes_later_says_so() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["spawn", "alpha"]);
+    assert_eq!(code(&out), 15);
+    assert!(text(&out.stderr).contains("spawn is not implemented yet"));
+    for cmd in [&["watch"][..], &["tank"], &["uninit", "-y"], &["molt"]] {
+        assert_eq!(code(&env.run(cmd)), 15, "{cmd:?}");
+    }
+}
+
+#[test]
+fn corrupt_registry_exits_18_and_is_left_alone() {
+    let env = Env::new();
+    env.init();
+    let registry = env.state().join("registry.json");
+    std::fs::write(&registry, b"{ torn").unwrap();
+    let out = env.run(&["list"]);
+    assert_eq!(code(&out), 18);
+    assert!(
+        text(&out.stderr).contains("is corrupt"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&registry).unwrap(), b"{ torn");
+}
+
+#[test]
+fn bad_or_missing_config_is_named() {
+    let env = Env::new();
+    let out = env.run(&["list"]);
+    assert_eq!(code(&out), 10);
+    assert!(text(&out.stderr).contains("cannot read config file"));
+    std::fs::create_dir_all(env.config().parent().unwrap()).unwrap();
+    std::fs::write(env.config(), br#"{"network": {"pool": "10.0.0.0/31"}}"#).unwrap();
+    let out = env.run(&["list"]);
+    assert_eq!(code(&out), 12);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("config.json") && stderr.contains("`network.pool`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_env_variable_selects_the_file() {
+    let env = Env::new();
+    env.init();
+    env.seed(&["viaenv"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_lobsterd"))
+        .args(["--json", "list"])
+        .env("LOBSTERD_CONFIG", env.config())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(json(&out)[0]["name"], "viaenv");
+}

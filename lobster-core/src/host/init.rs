@@ -1,0 +1,297 @@
+//! `init`: write the configuration, create the state directories, and check
+//! the prerequisites, naming each missing one and how to get it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{Backend, Config, ConfigError};
+use crate::error::Result;
+use crate::store::{Store, StoreError};
+
+/// What `init` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Route domain for a newly written configuration.
+    pub domain: Option<String>,
+    /// Root every path of a newly written configuration under this directory.
+    pub state_dir: Option<PathBuf>,
+    /// Overwrite an existing configuration that differs.
+    pub force: bool,
+}
+
+/// What `init` did and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// `written`, `unchanged` or `kept` (an existing, different file).
+    pub config_action: &'static str,
+    /// Directories that now exist.
+    pub directories: Vec<PathBuf>,
+    /// Every prerequisite with its state.
+    pub prerequisites: Vec<Prerequisite>,
+}
+
+impl InitReport {
+    /// The prerequisites that are missing.
+    pub fn missing(&self) -> impl Iterator<Item = &Prerequisite> {
+        self.prerequisites.iter().filter(|p| !p.ok)
+    }
+}
+
+/// One thing lobster needs on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prerequisite {
+    /// Short name (`root`, `caddy`, `kernel`, ...).
+    pub name: &'static str,
+    /// Whether it is in place.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// How to get it, when missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// Writes the configuration (idempotent), creates the directories and an
+/// empty registry, and checks the prerequisites.
+pub fn init(config_path: &Path, options: &InitOptions) -> Result<InitReport> {
+    let mut desired = Config::default();
+    if let Some(domain) = &options.domain {
+        desired.domain = domain.clone();
+        desired.validate()?;
+    }
+    if let Some(root) = &options.state_dir {
+        desired.paths = crate::config::PathsConfig::under(root);
+    }
+    let config_action = match std::fs::read_to_string(config_path) {
+        Ok(text) => {
+            let existing = Config::from_json(&text);
+            match existing {
+                Ok(existing) if existing == desired => "unchanged",
+                Ok(_) if !options.force => "kept",
+                Err(e) if !options.force => {
+                    return Err(e.in_file(config_path).into());
+                }
+                _ => {
+                    write_config(config_path, &desired)?;
+                    "written"
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_config(config_path, &desired)?;
+            "written"
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: config_path.to_path_buf(),
+                source,
+            }
+            .into())
+        }
+    };
+    let config = Config::load(config_path)?;
+    let p = &config.paths;
+    let directories = vec![
+        p.state_dir.clone(),
+        p.overlays_dir.clone(),
+        p.snapshots_dir.clone(),
+        p.logs_dir.clone(),
+        p.sockets_dir.clone(),
+    ];
+    for dir in &directories {
+        create_private_dir(dir)?;
+    }
+    // An empty registry, unless one exists (a corrupt one is reported).
+    let store = Store::new(&p.state_dir);
+    store.update(|reg| Ok::<_, StoreError>(reg.tenants.len()))?;
+    if !store.path().exists() {
+        std::fs::write(
+            store.path(),
+            b"{\n  \"schema_version\": 1,\n  \"tenants\": {}\n}\n",
+        )
+        .map_err(|source| StoreError::Io {
+            context: "cannot create registry",
+            path: store.path().to_path_buf(),
+            source,
+        })?;
+        set_mode(store.path(), 0o600)?;
+    }
+    Ok(InitReport {
+        config_path: config_path.to_path_buf(),
+        config_action,
+        directories,
+        prerequisites: preflight(&config),
+    })
+}
+
+/// Checks what lobster needs on this host; never fails, reports instead.
+pub fn preflight(config: &Config) -> Vec<Prerequisite> {
+    let mut out = Vec::new();
+    let root = rustix::process::geteuid().is_root();
+    out.push(check(
+        "root",
+        root,
+        if root {
+            "running as root".into()
+        } else {
+            "not running as root".into()
+        },
+        "run lobsterd as root (TAP devices, firewall rules and VMs need it)",
+    ));
+    let tun = Path::new("/dev/net/tun").exists();
+    out.push(check(
+        "tun",
+        tun,
+        device_detail("/dev/net/tun", tun),
+        "modprobe tun",
+    ));
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    out.push(Prerequisite {
+        name: "kvm",
+        ok: true,
+        detail: if kvm {
+            "/dev/kvm opens read-write (whether guests really run under it is probed at launch)"
+                .into()
+        } else {
+            "/dev/kvm is not usable: guests run under QEMU with TCG (slow)".into()
+        },
+        fix: None,
+    });
+    let vmm = &config.vmm;
+    let firecracker = find_program(&vmm.firecracker.binary);
+    let jailer = find_program(&vmm.firecracker.jailer);
+    let qemu = find_program(&vmm.qemu.binary);
+    let fc_fix = "install Firecracker and its jailer from the project's release tarball (verify its checksum) into /usr/local/bin";
+    let qemu_fix = "apt-get install qemu-system-x86";
+    match vmm.backend {
+        Backend::Firecracker => {
+            out.push(program(
+                "firecracker",
+                &vmm.firecracker.binary,
+                &firecracker,
+                fc_fix,
+            ));
+            if vmm.firecracker.use_jailer {
+                out.push(program("jailer", &vmm.firecracker.jailer, &jailer, fc_fix));
+            }
+        }
+        Backend::Qemu => out.push(program("qemu", &vmm.qemu.binary, &qemu, qemu_fix)),
+        Backend::Auto => {
+            let any = firecracker.is_some() || qemu.is_some();
+            let detail = match (&firecracker, &qemu) {
+                (Some(f), _) => format!("firecracker at {}", f.display()),
+                (None, Some(q)) => format!("no firecracker; qemu at {}", q.display()),
+                (None, None) => "neither firecracker nor qemu-system-x86_64 found".into(),
+            };
+            out.push(check(
+                "vmm",
+                any,
+                detail,
+                &format!("{qemu_fix}, or: {fc_fix}"),
+            ));
+        }
+    }
+    let images = "build the guest images: guest/images/build.sh (see README)";
+    for (name, path) in [
+        ("kernel", &config.paths.kernel),
+        ("initrd", &config.paths.initrd),
+        ("rootfs", &config.paths.rootfs),
+    ] {
+        let ok = path.is_file();
+        let detail = format!(
+            "{} {}",
+            path.display(),
+            if ok { "exists" } else { "is missing" }
+        );
+        out.push(check(name, ok, detail, images));
+    }
+    for (name, binary, fix) in [
+        ("caddy", "caddy", "apt-get install caddy"),
+        ("iptables", "iptables-restore", "apt-get install iptables"),
+    ] {
+        let found = find_program(Path::new(binary));
+        out.push(program(name, Path::new(binary), &found, fix));
+    }
+    out
+}
+
+fn check(name: &'static str, ok: bool, detail: String, fix: &str) -> Prerequisite {
+    Prerequisite {
+        name,
+        ok,
+        detail,
+        fix: (!ok).then(|| fix.to_owned()),
+    }
+}
+
+fn program(name: &'static str, wanted: &Path, found: &Option<PathBuf>, fix: &str) -> Prerequisite {
+    let detail = match found {
+        Some(path) => format!("found at {}", path.display()),
+        None => format!("{} not found", wanted.display()),
+    };
+    check(name, found.is_some(), detail, fix)
+}
+
+fn device_detail(path: &str, ok: bool) -> String {
+    format!("{path} {}", if ok { "exists" } else { "is missing" })
+}
+
+/// Resolves a program: a path with a `/` is taken as is, a bare name is
+/// searched on `PATH`. Only executable files count.
+pub fn find_program(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+fn write_config(path: &Path, config: &Config) -> Result<(), ConfigError> {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, config.to_json_pretty())?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        context: "cannot create directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        StoreError::Io {
+            context: "cannot set permissions of",
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! What the registry holds per tenant.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Backend;
+
+/// Lifecycle state of a tenant, persisted in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Spawn is in progress (or was interrupted: the next command cleans up).
+    Creating,
+    /// The VM runs and the route is in place.
+    Running,
+    /// Snapshotted to disk; holds no RAM.
+    Suspended,
+    /// Not running, not suspended (stopped by an operator or died).
+    Stopped,
+    /// Repair gave up; see `last_error`.
+    Failed,
+    /// Teardown is in progress (or was interrupted: evict again).
+    Evicting,
+}
+
+impl TenantStatus {
+    /// The snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Creating => "creating",
+            TenantStatus::Running => "running",
+            TenantStatus::Suspended => "suspended",
+            TenantStatus::Stopped => "stopped",
+            TenantStatus::Failed => "failed",
+            TenantStatus::Evicting => "evicting",
+        }
+    }
+}
+
+impl std::fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Resources a tenant holds, all derived from its slot. Released by evict,
+/// reused by a later spawn, never handed out twice while held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// Index into the pool; every other value below derives from it.
+    pub slot: u32,
+    /// The tenant's /30 network address.
+    pub subnet: Ipv4Addr,
+    /// Host side of the /30 (`subnet + 1`), on the TAP.
+    pub host_ip: Ipv4Addr,
+    /// Guest side of the /30 (`subnet + 2`).
+    pub guest_ip: Ipv4Addr,
+    /// Guest NIC MAC: `06:00:` followed by the guest IPv4 bytes.
+    pub mac: String,
+    /// Host TAP device name, derived from the tenant id (at most 15 bytes).
+    pub tap: String,
+    /// Host TCP port reserved for the tenant (optional public DNAT).
+    pub host_port: u16,
+    /// Uid and gid of the tenant's VMM process.
+    pub jail_uid: u32,
+}
+
+/// Sizes and backend of one tenant, fixed at spawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Virtual CPUs.
+    pub vcpus: u8,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Overlay disk size in MiB.
+    pub overlay_size_mib: u32,
+    /// VMM backend; `None` follows the host configuration.
+    pub backend: Option<Backend>,
+}
+
+/// The persisted record of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRecord {
+    /// Unique tenant name (a DNS label).
+    pub name: String,
+    /// Short random id (8 hex digits); names interfaces and jail directories.
+    pub id: String,
+    /// Lifecycle state.
+    pub status: TenantStatus,
+    /// Sizes and backend.
+    pub resources: Resources,
+    /// Held network and identity resources.
+    pub allocation: Allocation,
+    /// Seconds since the Unix epoch when the tenant was created.
+    pub created_at: u64,
+    /// Token the host presents to the in-guest agent.
+    pub agent_token: String,
+    /// Token clients present to the tenant's gateway.
+    pub gateway_token: String,
+    /// The running VM's identity, when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmIdentity>,
+    /// Why the tenant is `failed` (or what the last operation reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Enough to find and verify a tenant's VM process from another process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmIdentity {
+    /// Backend that runs it.
+    pub backend: Backend,
+    /// Process id of the VMM.
+    pub pid: u32,
+    /// Start time of that process (field 22 of /proc/<pid>/stat), against PID reuse.
+    pub start_time: u64,
+}

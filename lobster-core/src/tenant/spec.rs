@@ -1,0 +1,227 @@
+//! `TenantSpec`: what a caller asks for when spawning a tenant, validated
+//! when built so a bad value fails before anything is touched.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::{Backend, Config};
+use crate::store::name::validate_tenant_name;
+use crate::store::{NewTenant, Resources};
+
+use super::TenantError;
+
+/// A validated request for a new tenant. Unset sizes follow the host's
+/// `tenant_defaults`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantSpec {
+    name: String,
+    vcpus: Option<u8>,
+    memory_mib: Option<u32>,
+    overlay_size_mib: Option<u32>,
+    backend: Option<Backend>,
+    env: BTreeMap<String, String>,
+    secrets: BTreeMap<String, String>,
+}
+
+/// Builds a [`TenantSpec`]; [`TenantSpecBuilder::build`] validates.
+#[derive(Debug, Clone)]
+pub struct TenantSpecBuilder {
+    spec: TenantSpec,
+}
+
+impl TenantSpec {
+    /// Starts a spec for a tenant called `name`.
+    ///
+    /// ```
+    /// use lobster_core::tenant::TenantSpec;
+    /// let spec = TenantSpec::builder("alice").vcpus(1).memory_mib(512).build().unwrap();
+    /// assert_eq!(spec.name(), "alice");
+    /// assert!(TenantSpec::builder("Alice").build().is_err());
+    /// ```
+    pub fn builder(name: impl Into<String>) -> TenantSpecBuilder {
+        TenantSpecBuilder {
+            spec: TenantSpec {
+                name: name.into(),
+                vcpus: None,
+                memory_mib: None,
+                overlay_size_mib: None,
+                backend: None,
+                env: BTreeMap::new(),
+                secrets: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// The tenant name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Environment variables for the workload (not secret).
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
+    /// Secrets for the workload (API keys); never logged or printed.
+    pub fn secrets(&self) -> &BTreeMap<String, String> {
+        &self.secrets
+    }
+
+    /// Sizes and backend with the host's defaults filled in.
+    pub fn resources(&self, config: &Config) -> Resources {
+        let d = &config.tenant_defaults;
+        Resources {
+            vcpus: self.vcpus.unwrap_or(d.vcpus),
+            memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
+            overlay_size_mib: self.overlay_size_mib.unwrap_or(d.overlay_size_mib),
+            backend: self.backend,
+        }
+    }
+
+    /// What the registry records for this spec.
+    pub fn to_new_tenant(&self, config: &Config) -> NewTenant {
+        NewTenant {
+            name: self.name.clone(),
+            resources: self.resources(config),
+        }
+    }
+}
+
+impl fmt::Debug for TenantSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantSpec")
+            .field("name", &self.name)
+            .field("vcpus", &self.vcpus)
+            .field("memory_mib", &self.memory_mib)
+            .field("overlay_size_mib", &self.overlay_size_mib)
+            .field("backend", &self.backend)
+            .field("env", &self.env)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TenantSpecBuilder {
+    /// Virtual CPUs (1..=32).
+    pub fn vcpus(mut self, vcpus: u8) -> Self {
+        self.spec.vcpus = Some(vcpus);
+        self
+    }
+
+    /// Guest memory in MiB (128..=262144).
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.spec.memory_mib = Some(mib);
+        self
+    }
+
+    /// Overlay disk size in MiB (64..=1048576).
+    pub fn overlay_size_mib(mut self, mib: u32) -> Self {
+        self.spec.overlay_size_mib = Some(mib);
+        self
+    }
+
+    /// VMM backend for this tenant instead of the host's.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.spec.backend = Some(backend);
+        self
+    }
+
+    /// Adds a workload environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a workload secret (e.g. an API key).
+    pub fn secret(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.secrets.insert(key.into(), value.into());
+        self
+    }
+
+    /// Validates every field; the error names the first bad one.
+    pub fn build(self) -> Result<TenantSpec, TenantError> {
+        let spec = self.spec;
+        let invalid =
+            |field: &'static str, reason: String| TenantError::InvalidSpec { field, reason };
+        validate_tenant_name(&spec.name).map_err(|reason| invalid("name", reason))?;
+        if let Some(v) = spec.vcpus.filter(|v| !(1..=32).contains(v)) {
+            return Err(invalid("vcpus", format!("{v} is not in 1..=32")));
+        }
+        if let Some(m) = spec.memory_mib.filter(|m| !(128..=262_144).contains(m)) {
+            return Err(invalid("memory_mib", format!("{m} is not in 128..=262144")));
+        }
+        if let Some(m) = spec
+            .overlay_size_mib
+            .filter(|m| !(64..=1_048_576).contains(m))
+        {
+            return Err(invalid(
+                "overlay_size_mib",
+                format!("{m} is not in 64..=1048576"),
+            ));
+        }
+        for (field, map) in [("env", &spec.env), ("secrets", &spec.secrets)] {
+            for key in map.keys() {
+                let ok = !key.is_empty()
+                    && !key.starts_with(|c: char| c.is_ascii_digit())
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "`{}` is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                            key.escape_debug()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_config() {
+        let config = Config::default();
+        let spec = TenantSpec::builder("a").vcpus(1).build().unwrap();
+        let r = spec.resources(&config);
+        assert_eq!((r.vcpus, r.memory_mib, r.overlay_size_mib), (1, 1024, 4096));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (TenantSpec::builder("a_b"), "name"),
+            (TenantSpec::builder("a").vcpus(0), "vcpus"),
+            (TenantSpec::builder("a").memory_mib(64), "memory_mib"),
+            (
+                TenantSpec::builder("a").overlay_size_mib(1),
+                "overlay_size_mib",
+            ),
+            (TenantSpec::builder("a").env("1X", "v"), "env"),
+            (TenantSpec::builder("a").secret("A-B", "v"), "secrets"),
+        ];
+        for (builder, field) in cases {
+            match builder.build() {
+                Err(TenantError::InvalidSpec { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_hides_secret_values() {
+        let spec = TenantSpec::builder("a")
+            .secret("API_KEY", "sk-very-secret")
+            .build()
+            .unwrap();
+        let text = format!("{spec:?}");
+        assert!(
+            text.contains("API_KEY") && !text.contains("sk-very-secret"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Configuration files: good ones load, each kind of bad one is named.
+
+use std::path::Path;
+
+use lobster_core::config::{Backend, Config, ConfigError};
+use lobster_core::error::Classify;
+use lobster_core::ErrorKind;
+
+fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, text).unwrap();
+    let result = Config::load(&path);
+    (dir, result)
+}
+
+fn error_text(text: &str) -> String {
+    let (_dir, result) = load(text);
+    let err = result.expect_err("should be rejected");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    err.to_string()
+}
+
+#[test]
+fn empty_object_gives_documented_defaults() {
+    let (_dir, config) = load("{}");
+    let config = config.unwrap();
+    assert_eq!(config.domain, "lobster.local");
+    assert_eq!(config.tenant_defaults.vcpus, 2);
+    assert_eq!(config.tenant_defaults.memory_mib, 1024);
+    assert_eq!(config.network.gateway_port, 9000);
+    assert_eq!(config.proxy.admin_address, "127.0.0.1:2019");
+    assert_eq!(config.vmm.backend, Backend::Auto);
+    assert_eq!(config.paths.state_dir, Path::new("/var/lib/lobsterd"));
+}
+
+#[test]
+fn full_file_round_trips() {
+    let config = Config::default();
+    let (_dir, loaded) = load(&config.to_json_pretty());
+    assert_eq!(loaded.unwrap(), config);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file() {
+    let (dir, config) = load(r#"{"paths": {"state_dir": "state", "kernel": "/abs/vmlinux"}}"#);
+    let config = config.unwrap();
+    assert_eq!(config.paths.state_dir, dir.path().join("state"));
+    assert_eq!(config.paths.kernel, Path::new("/abs/vmlinux"));
+}
+
+#[test]
+fn partial_sections_keep_other_defaults() {
+    let (_dir, config) = load(r#"{"vmm": {"backend": "qemu", "qemu": {"accel": "tcg"}}}"#);
+    let config = config.unwrap();
+    assert_eq!(config.vmm.backend, Backend::Qemu);
+    assert_eq!(config.vmm.qemu.tcg_tb_size_mib, 32);
+    assert_eq!(config.vmm.uid_base, 10000);
+}
+
+#[test]
+fn each_kind_of_bad_file_names_file_field_and_reason() {
+    let cases = [
+        ("not json", "field `.`"),
+        ("{\"domain\": \"a.local\",", "field `.`"),
+        (r#"{"domian": "x"}"#, "unknown field `domian`"),
+        (r#"{"network": {"pool": 5}}"#, "field `network.pool`"),
+        (
+            r#"{"network": {"gatway_port": 1}}"#,
+            "field `network.gatway_port`",
+        ),
+        (r#"{"vmm": {"backend": "xen"}}"#, "field `vmm.backend`"),
+        (
+            r#"{"tenant_defaults": {"vcpus": 300}}"#,
+            "field `tenant_defaults.vcpus`",
+        ),
+        (
+            r#"{"tenant_defaults": {"vcpus": 0}}"#,
+            "field `tenant_defaults.vcpus`: 0 is not in 1..=32",
+        ),
+        (
+            r#"{"tenant_defaults": {"memory_mib": 64}}"#,
+            "field `tenant_defaults.memory_mib`",
+        ),
+        (r#"{"network": {"pool": "10.0.0.0/31"}}"#, "holds no /30"),
+        (r#"{"network": {"pool": "10.0.0.1/24"}}"#, "host bits set"),
+        (
+            r#"{"network": {"pool": "nonsense"}}"#,
+            "field `network.pool`",
+        ),
+        (
+            r#"{"network": {"agent_port": 0}}"#,
+            "field `network.agent_port`",
+        ),
+        (r#"{"domain": "Bad_Domain"}"#, "field `domain`"),
+        (
+            r#"{"proxy": {"admin_address": "localhost"}}"#,
+            "field `proxy.admin_address`",
+        ),
+        (r#"{"vmm": {"uid_base": 0}}"#, "field `vmm.uid_base`"),
+    ];
+    for (text, needle) in cases {
+        let message = error_text(text);
+        assert!(message.contains("config.json"), "{text}: {message}");
+        assert!(message.contains(needle), "{text}: {message}");
+    }
+}
+
+#[test]
+fn missing_file_is_not_found_and_named() {
+    let err = Config::load(Path::new("/nonexistent/lobster/config.json")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/lobster/config.json"));
+    assert_eq!(lobster_core::Error::from(err).kind(), ErrorKind::NotFound);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything lobster's build, tests and demo need on Debian 12, as
+# root. Idempotent: already-present tools are skipped. Used by .ci/run and
+# scripts/demo; run it by hand on a new machine.
+set -euo pipefail
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+# --- system packages ---------------------------------------------------------
+APT_PACKAGES=(
+    # T1/T2: networking and firewall inside test namespaces
+    iproute2 iptables
+    # reverse proxy (tests start their own instances on loopback)
+    caddy
+    # T2: real guests under QEMU (microvm machine, TCG here)
+    qemu-system-x86
+    # guest images: kernel extraction, initramfs, root filesystem
+    debootstrap busybox-static kmod lz4 cpio e2fsprogs xz-utils zstd
+    # bindings (C and Go over the C ABI), leak checks
+    gcc golang-go valgrind
+    # tests and demo helpers
+    jq tmux curl procps
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's caddy package starts a service on :80 where systemd runs; lobster's
+# tests run their own instances and never use it.
+
+# --- Rust tools ----------------------------------------------------------------
+command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
+if ! command -v cargo-nextest >/dev/null; then
+    log "cargo install cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
