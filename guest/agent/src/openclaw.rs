@@ -42,15 +42,18 @@ pub fn write_config(home: &Path, spec: &OpenClawSpec) -> std::io::Result<()> {
     write_private(&config_path(home), &bytes)
 }
 
-/// Environment the gateway expects (as the original launcher set it).
-pub fn environment(spec: &OpenClawSpec) -> Vec<(String, String)> {
+/// Environment the gateway expects (as the original launcher set it), plus
+/// a persistent V8 compile cache on the tenant disk: OpenClaw loads tens of
+/// MB of JavaScript, and reusing compiled code makes every start after the
+/// first much faster (decisive under TCG, where a cold start can exceed
+/// OpenClaw's own 5 s worker start-up timeout).
+pub fn environment(spec: &OpenClawSpec, home: &Path) -> Vec<(String, String)> {
+    let cache = home.join(".cache/node-compile-cache");
     vec![
-        (
-            "OPENCLAW_GATEWAY_TOKEN".into(),
-            spec.gateway_token.expose().to_owned(),
-        ),
+        ("OPENCLAW_GATEWAY_TOKEN".into(), spec.gateway_token.expose().to_owned()),
         ("OPENCLAW_GATEWAY_PORT".into(), spec.port.to_string()),
         ("NODE_ENV".into(), "production".into()),
+        ("NODE_COMPILE_CACHE".into(), cache.display().to_string()),
     ]
 }
 
