@@ -50,7 +50,10 @@ pub fn write_config(home: &Path, spec: &OpenClawSpec) -> std::io::Result<()> {
 pub fn environment(spec: &OpenClawSpec, home: &Path) -> Vec<(String, String)> {
     let cache = home.join(".cache/node-compile-cache");
     vec![
-        ("OPENCLAW_GATEWAY_TOKEN".into(), spec.gateway_token.expose().to_owned()),
+        (
+            "OPENCLAW_GATEWAY_TOKEN".into(),
+            spec.gateway_token.expose().to_owned(),
+        ),
         ("OPENCLAW_GATEWAY_PORT".into(), spec.port.to_string()),
         ("NODE_ENV".into(), "production".into()),
         ("NODE_COMPILE_CACHE".into(), cache.display().to_string()),
