@@ -1,7 +1,9 @@
 //! OpenClaw gateway configuration, written as the original lobsterd does:
 //! `gateway.mode = "local"`, `gateway.bind = "custom"` (all addresses, so the
 //! host reaches it over the tenant network while in-guest tools connect on
-//! 127.0.0.1 as "local"), the port, and token auth.
+//! 127.0.0.1 as "local"), the port, and token auth. OpenClaw since 2026.x
+//! refuses `bind = "custom"` without `customBindHost`, so it is set to
+//! `0.0.0.0`, which is what the original's `custom` without a host meant.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,7 @@ pub fn config_document(spec: &OpenClawSpec) -> Value {
     let g = gateway.as_object_mut().expect("gateway is an object");
     g.insert("mode".into(), json!("local"));
     g.insert("bind".into(), json!("custom"));
+    g.insert("customBindHost".into(), json!("0.0.0.0"));
     g.insert("port".into(), json!(spec.port));
     g.insert(
         "auth".into(),
@@ -74,7 +77,7 @@ mod tests {
         };
         assert_eq!(
             config_document(&spec),
-            json!({"gateway":{"mode":"local","bind":"custom","port":9000,"auth":{"mode":"token","token":"tok"}}})
+            json!({"gateway":{"mode":"local","bind":"custom","customBindHost":"0.0.0.0","port":9000,"auth":{"mode":"token","token":"tok"}}})
         );
     }
 
