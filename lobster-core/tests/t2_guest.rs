@@ -733,10 +733,10 @@ fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
         let status = guest.agent.configure(spec, true).await.unwrap();
         assert_eq!(status.command, ["/usr/local/bin/openclaw", "gateway"]);
         let addr = format!("{GUEST_IP}:9000");
-        // ~154 s on an idle 2-core host under TCG (DESIGN.md §3); far more
-        // when the host is busy. Below nextest's 600 s limit, so the log is
-        // printed on failure.
-        let within = Duration::from_secs(540);
+        // ~154 s on an idle 2-core host under TCG (DESIGN.md §3), 488 s
+        // measured on a busy one. Below nextest's 900 s limit for this test
+        // (.config/nextest.toml), so the gateway log is printed on failure.
+        let within = Duration::from_secs(840);
         let deadline = Instant::now() + within;
         let answer = loop {
             if let Ok((line, _)) = http_get(&addr, "/").await {
