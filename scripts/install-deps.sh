@@ -16,10 +16,10 @@ APT_PACKAGES=(
     qemu-system-x86
     # guest images: kernel extraction, initramfs, root filesystem
     debootstrap busybox-static kmod lz4 cpio e2fsprogs xz-utils zstd
-    # bindings (C and Go over the C ABI), leak checks
-    gcc golang-go valgrind
+    # bindings (C and Go over the C ABI, Python venv), leak checks
+    gcc g++ golang-go valgrind python3-venv
     # tests and demo helpers
-    jq tmux curl procps
+    jq tmux curl procps bc
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -40,3 +40,23 @@ if ! command -v cargo-nextest >/dev/null; then
     cargo install --locked cargo-nextest
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# --- bindings: header generator and Python build/test tools ---------------------
+# Pinned: scripts/test-bindings.sh regenerates include/lobster.h with exactly
+# this cbindgen and fails on any difference, so a different version would
+# show up as header drift.
+CBINDGEN_VERSION=0.29.4
+if [ "$(cbindgen --version 2>/dev/null)" != "cbindgen $CBINDGEN_VERSION" ]; then
+    log "cargo install cbindgen $CBINDGEN_VERSION"
+    cargo install --locked --force cbindgen --version "$CBINDGEN_VERSION"
+fi
+# maturin builds lobster-py (PEP 517 backend); pytest runs its tests; mypy's
+# stubtest checks _lobster.pyi against the compiled module. Installed for the
+# interpreter `python3` names; test-bindings.sh uses them from a venv created
+# with --system-site-packages. (PIP_BREAK_SYSTEM_PACKAGES lets this work on
+# Debian's own python3 too, which is marked externally managed.)
+PY_PACKAGES=(maturin==1.16.0 pytest==9.2.0 mypy==2.4.1)
+if ! python3 -c 'import maturin, pytest, mypy' 2>/dev/null; then
+    log "pip install ${PY_PACKAGES[*]}"
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q "${PY_PACKAGES[@]}"
+fi

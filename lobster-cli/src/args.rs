@@ -73,6 +73,10 @@ pub struct InitArgs {
     /// Overwrite an existing configuration that differs.
     #[arg(long)]
     pub force: bool,
+    /// Only write the configuration and directories: leave IP forwarding,
+    /// the firewall base chains and Caddy alone.
+    #[arg(long)]
+    pub no_host_setup: bool,
     /// Do not ask questions (init never prompts; accepted for compatibility).
     #[arg(short, long)]
     pub yes: bool,
@@ -113,6 +117,10 @@ pub struct SpawnArgs {
     /// Workload environment variable (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Run this shell command as the workload instead of the OpenClaw
+    /// gateway (it must serve HTTP on the gateway port, 9000 by default).
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub command: Option<String>,
     /// File of KEY=VALUE secret lines for the workload (`-` reads stdin);
     /// secrets never go on the command line.
     #[arg(long, value_name = "PATH")]

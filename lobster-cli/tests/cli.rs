@@ -36,7 +36,12 @@ impl Env {
     }
 
     fn init(&self) {
-        let out = self.run(&["init", "--state-dir", self.state().to_str().unwrap()]);
+        let out = self.run(&[
+            "init",
+            "--no-host-setup",
+            "--state-dir",
+            self.state().to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 
@@ -56,6 +61,8 @@ impl Env {
                     NewTenant {
                         name: (*name).into(),
                         resources,
+                        workload: Default::default(),
+                        owner: None,
                     },
                 )
                 .unwrap();
@@ -109,7 +116,7 @@ fn init_is_idempotent_and_keeps_a_different_config_unless_forced() {
     let env = Env::new();
     let state = env.state();
     let state = state.to_str().unwrap();
-    let out = env.run(&["--json", "init", "--state-dir", state]);
+    let out = env.run(&["--json", "init", "--no-host-setup", "--state-dir", state]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let report = json(&out);
     assert_eq!(report["config_action"], "written");
@@ -121,13 +128,14 @@ fn init_is_idempotent_and_keeps_a_different_config_unless_forced() {
     assert!(Path::new(state).join("registry.json").is_file());
     let first = std::fs::read(env.config()).unwrap();
 
-    let out = env.run(&["--json", "init", "--state-dir", state]);
+    let out = env.run(&["--json", "init", "--no-host-setup", "--state-dir", state]);
     assert_eq!(json(&out)["config_action"], "unchanged");
     assert_eq!(std::fs::read(env.config()).unwrap(), first);
 
     let out = env.run(&[
         "--json",
         "init",
+        "--no-host-setup",
         "--state-dir",
         state,
         "--domain",
@@ -139,6 +147,7 @@ fn init_is_idempotent_and_keeps_a_different_config_unless_forced() {
     let out = env.run(&[
         "--json",
         "init",
+        "--no-host-setup",
         "--state-dir",
         state,
         "-d",
@@ -152,7 +161,12 @@ fn init_is_idempotent_and_keeps_a_different_config_unless_forced() {
 #[test]
 fn init_names_missing_prerequisites_with_a_fix() {
     let env = Env::new();
-    let out = env.run(&["init", "--state-dir", env.state().to_str().unwrap()]);
+    let out = env.run(&[
+        "init",
+        "--no-host-setup",
+        "--state-dir",
+        env.state().to_str().unwrap(),
+    ]);
     assert_eq!(code(&out), 0);
     let stdout = text(&out.stdout);
     // Images are never in a fresh temporary state directory.
@@ -247,12 +261,23 @@ fn bad_spawn_input_names_the_field() {
 }
 
 #[test]
-fn machinery_that_comes_later_says_so() {
+fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
     let env = Env::new();
     env.init();
     let out = env.run(&["spawn", "alpha"]);
-    assert_eq!(code(&out), 15);
-    assert!(text(&out.stderr).contains("spawn is not implemented yet"));
+    assert_eq!(code(&out), 10, "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("kernel image") && stderr.contains("is missing"),
+        "{stderr}"
+    );
+    assert_eq!(json(&env.run(&["--json", "list"])), serde_json::json!([]));
+}
+
+#[test]
+fn machinery_that_comes_later_says_so() {
+    let env = Env::new();
+    env.init();
     for cmd in [&["watch"][..], &["tank"], &["uninit", "-y"], &["molt"]] {
         assert_eq!(code(&env.run(cmd)), 15, "{cmd:?}");
     }

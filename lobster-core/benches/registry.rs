@@ -16,6 +16,8 @@ fn new(name: String) -> NewTenant {
             overlay_size_mib: 512,
             backend: None,
         },
+        workload: Default::default(),
+        owner: None,
     }
 }
 
@@ -85,7 +87,9 @@ fn store_record(config: &Config, name: &str, slot: u32) -> lobster_core::store::
         created_at: 0,
         agent_token: "0".repeat(64),
         gateway_token: "0".repeat(64),
+        workload: Default::default(),
         vm: None,
+        owner: None,
         last_error: None,
     }
 }

@@ -136,7 +136,9 @@ pub struct NetworkConfig {
     pub agent_port: u16,
     /// TCP port of the agent's health endpoint inside each guest.
     pub health_port: u16,
-    /// Concurrent inbound connections allowed per tenant.
+    /// Connections a tenant may have tracked at once, counted separately for
+    /// connections the guest opens and connections to its gateway; beyond
+    /// it new connections are refused and existing ones keep flowing.
     pub max_connections: u32,
 }
 
@@ -148,8 +150,17 @@ pub struct ProxyConfig {
     pub admin_address: String,
     /// Addresses the lobster HTTP server listens on, e.g. `:80`.
     pub listen: Vec<String>,
-    /// Name of the HTTP server lobster owns inside Caddy's config.
+    /// Name of the HTTP server lobster owns inside Caddy's config; tenant
+    /// route ids are `<server_name>-<tenant>`.
     pub server_name: String,
+    /// Let Caddy obtain certificates for tenant hosts and redirect HTTP to
+    /// HTTPS. `false` serves plain HTTP on every listen address.
+    pub automatic_https: bool,
+    /// How long a request keeps retrying the guest's gateway while the guest
+    /// starts or resumes, in milliseconds (Caddy `try_duration`; 0: no retry).
+    pub upstream_retry_ms: u64,
+    /// Bound on every call to Caddy's admin API, in milliseconds.
+    pub admin_timeout_ms: u64,
 }
 
 /// Files and directories. Relative paths resolve against the config file.
@@ -212,6 +223,29 @@ pub struct VmmConfig {
     pub uid_base: u32,
     /// Bound on how long a VMM may take to become ready, in milliseconds.
     pub ready_timeout_ms: u64,
+    /// Bound on each VMM API call (Firecracker HTTP, QMP), in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Bound on writing or loading a snapshot, in milliseconds.
+    pub snapshot_timeout_ms: u64,
+    /// Cap on each VM's console log file in bytes (at least 65536); the
+    /// oldest output is dropped beyond it.
+    pub console_log_max_bytes: u64,
+}
+
+/// Firecracker's log level (`PUT /logger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirecrackerLogLevel {
+    /// No logger is configured.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Informational messages too.
+    Info,
+    /// Debug output.
+    Debug,
 }
 
 /// Firecracker and its jailer.
@@ -224,8 +258,20 @@ pub struct FirecrackerConfig {
     pub jailer: PathBuf,
     /// Run Firecracker under the jailer (chroot, own uid, cgroups).
     pub use_jailer: bool,
-    /// The jailer's chroot base directory.
+    /// The jailer's chroot base directory (on the filesystem of the images,
+    /// overlays and snapshots: files are hard-linked into each chroot).
     pub chroot_base: PathBuf,
+    /// Firecracker's log level; its log goes to the VM's console log.
+    pub log_level: FirecrackerLogLevel,
+    /// Flush Firecracker metrics to `<console log>.metrics.json`.
+    pub metrics: bool,
+    /// Give guests a virtio-rng entropy device.
+    pub entropy: bool,
+    /// Give guests a memory balloon (deflates on guest OOM).
+    pub balloon: bool,
+    /// Memory allowed to each Firecracker cgroup beyond guest memory, in MiB
+    /// (the jailer's `memory.max` is guest memory plus this).
+    pub memory_overhead_mib: u32,
 }
 
 /// QEMU.
@@ -282,6 +328,9 @@ impl Default for ProxyConfig {
             admin_address: "127.0.0.1:2019".into(),
             listen: vec![":80".into()],
             server_name: "lobster".into(),
+            automatic_https: true,
+            upstream_retry_ms: 30_000,
+            admin_timeout_ms: 5_000,
         }
     }
 }
@@ -310,6 +359,9 @@ impl Default for VmmConfig {
             qemu: QemuConfig::default(),
             uid_base: 10000,
             ready_timeout_ms: 10_000,
+            call_timeout_ms: 5_000,
+            snapshot_timeout_ms: 120_000,
+            console_log_max_bytes: 8 << 20,
         }
     }
 }
@@ -321,6 +373,11 @@ impl Default for FirecrackerConfig {
             jailer: "jailer".into(),
             use_jailer: true,
             chroot_base: "/srv/jailer".into(),
+            log_level: FirecrackerLogLevel::Warning,
+            metrics: false,
+            entropy: true,
+            balloon: false,
+            memory_overhead_mib: 128,
         }
     }
 }
@@ -526,8 +583,20 @@ impl Config {
         if self.proxy.listen.is_empty() {
             return invalid("proxy.listen", "needs at least one address".into());
         }
-        if self.proxy.server_name.is_empty() {
-            return invalid("proxy.server_name", "must not be empty".into());
+        if self.proxy.server_name.is_empty()
+            || !self
+                .proxy
+                .server_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return invalid(
+                "proxy.server_name",
+                "must be non-empty letters, digits, `-` or `_`".into(),
+            );
+        }
+        if self.proxy.admin_timeout_ms == 0 {
+            return invalid("proxy.admin_timeout_ms", "must be at least 1".into());
         }
         if self.vmm.uid_base == 0 {
             return invalid(
@@ -535,8 +604,26 @@ impl Config {
                 "uid 0 is root; use an unused range such as 10000".into(),
             );
         }
-        if self.vmm.ready_timeout_ms == 0 {
-            return invalid("vmm.ready_timeout_ms", "must be at least 1".into());
+        for (field, value) in [
+            ("vmm.ready_timeout_ms", self.vmm.ready_timeout_ms),
+            ("vmm.call_timeout_ms", self.vmm.call_timeout_ms),
+            ("vmm.snapshot_timeout_ms", self.vmm.snapshot_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be at least 1".into());
+            }
+        }
+        if self.vmm.console_log_max_bytes < 65_536 {
+            return invalid(
+                "vmm.console_log_max_bytes",
+                format!("{} is below 65536", self.vmm.console_log_max_bytes),
+            );
+        }
+        if !(1..=4096).contains(&self.vmm.qemu.tcg_tb_size_mib) {
+            return invalid(
+                "vmm.qemu.tcg_tb_size_mib",
+                format!("{} is not in 1..=4096", self.vmm.qemu.tcg_tb_size_mib),
+            );
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ fn new(name: &str) -> NewTenant {
             overlay_size_mib: 512,
             backend: None,
         },
+        workload: Default::default(),
+        owner: None,
     }
 }
 

@@ -55,6 +55,8 @@ fn new(name: String) -> NewTenant {
             overlay_size_mib: 512,
             backend: None,
         },
+        workload: Default::default(),
+        owner: None,
     }
 }
 

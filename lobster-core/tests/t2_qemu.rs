@@ -6,9 +6,6 @@
 //! network devices: these guests need none. On failure the console log is
 //! printed into the test output.
 
-// An integration test crate is test code as a whole.
-#![allow(clippy::tests_outside_test_module)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -415,4 +412,182 @@ async fn vm_outlives_its_handle_and_attach_finds_it_again() {
         .await
         .expect_err("attach to a dead vm");
     assert!(err.to_string().contains("no vmm process"), "{err}");
+}
+
+/// A guest that dies (kernel panic: no init, no root) ends QEMU; the death
+/// is reported with its exit status and the console tail.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn a_dying_guest_is_reported_with_exit_status_and_console_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "t2-panic");
+    config.initrd = None; // nothing to run: the kernel panics, QEMU exits
+    let mut evidence = Evidence::new(&config);
+    let vm = backend(&config.kernel)
+        .launch(&config)
+        .await
+        .expect("launch");
+    evidence.pids.push(vm.identity().pid);
+    let status = vm
+        .process()
+        .wait_exit(BOOT_TIMEOUT)
+        .await
+        .expect("qemu did not exit after the guest panicked");
+    assert_eq!(
+        status,
+        ExitStatus::Code(0),
+        "-no-reboot turns the panic reboot into exit 0"
+    );
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Exited(status));
+    let err = vm.pause().await.expect_err("pausing a dead vm");
+    let text = err.to_string();
+    assert!(text.contains("vmm process ended (exit code 0)"), "{text}");
+    assert!(text.contains("Kernel panic"), "{text}");
+    vm.kill().await.expect("kill of a dead vm is a no-op");
+    assert!(!config.paths.api_socket.exists());
+}
+
+/// With a jail, QEMU drops to the tenant's uid/gid before the guest runs.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn a_jailed_vm_runs_as_the_tenant_uid() {
+    // The owner of /proc/self is our effective uid.
+    let euid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").unwrap().uid()
+    };
+    assert_eq!(euid, 0, "needs root (to switch uid)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "t2-jail");
+    config.jail = Some(lobster_core::vmm::Jail {
+        uid: 10_998,
+        gid: 10_998,
+        chroot_base: dir.path().join("unused"),
+        memory_max_bytes: None,
+        cpu_max: None,
+        netns: None,
+    });
+    let mut evidence = Evidence::new(&config);
+    let vm = backend(&config.kernel)
+        .launch(&config)
+        .await
+        .expect("launch");
+    let pid = vm.identity().pid;
+    evidence.pids.push(pid);
+    let console = vm.process().console().clone();
+    console
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .expect("boot marker");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|id| id == "10998"),
+        "{uid_line}"
+    );
+    vm.pause()
+        .await
+        .expect("qmp still works after dropping privileges");
+    vm.resume().await.unwrap();
+    vm.kill().await.unwrap();
+    assert_gone(pid, &config);
+}
+
+/// A network namespace this test owns (deleted on drop, even on failure).
+struct TestNetns(String);
+
+impl TestNetns {
+    fn create() -> TestNetns {
+        let name = format!("lobster-vmmtest-{}", std::process::id());
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "cannot create network namespace {name} (needs root and iproute2)"
+        );
+        TestNetns(name)
+    }
+
+    fn exec(&self, args: &[&str]) {
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns exec {} {args:?} failed", self.0);
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// With `jail.netns`, QEMU runs inside that namespace and attaches the TAP
+/// that exists only there. Everything lives in the test's own namespace.
+#[tokio::test]
+#[ignore = "t2: needs root, qemu and images"]
+async fn a_vm_with_a_netns_runs_there_and_holds_its_tap() {
+    use std::os::unix::fs::MetadataExt;
+    let netns = TestNetns::create();
+    netns.exec(&["ip", "tuntap", "add", "dev", "lobt0", "mode", "tap"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "t2-netns");
+    config.nic = Some(lobster_core::vmm::Nic {
+        id: "eth0".into(),
+        tap: "lobt0".into(),
+        mac: "06:00:0a:c8:00:02".into(),
+        rx_rate_limiter: None,
+        tx_rate_limiter: None,
+    });
+    config.jail = Some(lobster_core::vmm::Jail {
+        uid: 10_997,
+        gid: 10_997,
+        chroot_base: dir.path().join("unused"),
+        memory_max_bytes: None,
+        cpu_max: None,
+        netns: Some(netns.path()),
+    });
+    let mut evidence = Evidence::new(&config);
+    let vm = backend(&config.kernel)
+        .launch(&config)
+        .await
+        .expect("launch");
+    let pid = vm.identity().pid;
+    evidence.pids.push(pid);
+    vm.process()
+        .console()
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .expect("boot marker");
+
+    let vm_ns = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .ino();
+    let test_ns = std::fs::metadata(netns.path()).unwrap().ino();
+    assert_eq!(
+        vm_ns, test_ns,
+        "qemu is not in the test's network namespace"
+    );
+    let holds_tap = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .any(|info| {
+            info.lines()
+                .any(|l| l.starts_with("iff:") && l.ends_with("lobt0"))
+        });
+    assert!(holds_tap, "qemu holds no fd for tap lobt0");
+
+    vm.kill().await.unwrap();
+    assert_gone(pid, &config);
 }

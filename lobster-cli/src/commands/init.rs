@@ -7,7 +7,7 @@ use lobster_core::Error;
 use super::Context;
 use crate::args::InitArgs;
 
-pub fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
+pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
     let path = Config::resolve_path(ctx.config.as_deref());
     let state_dir = args
         .state_dir
@@ -18,7 +18,14 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
         force: args.force,
     };
     let report = host::init(&path, &options)?;
-    ctx.print(&report, || {
+    let setup = if args.no_host_setup {
+        None
+    } else {
+        Some(host::setup(&Config::load(&path)?).await?)
+    };
+    let mut json = serde_json::to_value(&report).expect("report serialises");
+    json["host_setup"] = serde_json::to_value(&setup).expect("report serialises");
+    ctx.print(&json, || {
         let mut out = match report.config_action {
             "written" => format!("config: wrote {}\n", report.config_path.display()),
             "unchanged" => format!("config: {} is up to date\n", report.config_path.display()),
@@ -37,6 +44,21 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
             if let Some(fix) = &p.fix {
                 out += &format!("     {:<11} fix: {fix}\n", "");
             }
+        }
+        if let Some(setup) = &setup {
+            out += &format!(
+                "host: ip forwarding on; firewall base chains {}; caddy {}{}\n",
+                if setup.firewall_changes == 0 {
+                    "in place"
+                } else {
+                    "created"
+                },
+                setup.caddy.replace('_', " "),
+                setup
+                    .caddy_pid
+                    .map(|pid| format!(" (pid {pid}, log {})", setup.caddy_log.display()))
+                    .unwrap_or_default(),
+            );
         }
         let missing = report.missing().count();
         if missing > 0 {

@@ -49,7 +49,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         json: cli.json,
     };
     let result = match cli.command {
-        Command::Init(args) => init::run(&ctx, args),
+        Command::Init(args) => init::run(&ctx, args).await,
         Command::Spawn(args) => spawn::run(&ctx, args).await,
         Command::List => tenants::list(&ctx).await,
         Command::Token(args) => tenants::token(&ctx, &args.name).await,

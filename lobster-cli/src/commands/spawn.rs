@@ -3,6 +3,7 @@
 use std::io::Read;
 
 use lobster_core::config::Backend;
+use lobster_core::tenant::progress::{Phase, ProgressEvent, ProgressSink};
 use lobster_core::tenant::TenantError;
 use lobster_core::{Error, TenantSpec};
 
@@ -27,6 +28,9 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
             BackendArg::Qemu => Backend::Qemu,
         });
     }
+    if let Some(command) = &args.command {
+        builder = builder.command(vec!["/bin/sh".into(), "-c".into(), command.clone()]);
+    }
     for pair in &args.env {
         let (k, v) = split_pair(pair, "env")?;
         builder = builder.env(k, v);
@@ -43,7 +47,14 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
         }
     }
     let spec = builder.build()?;
-    let tenant = host.spawn(spec).await?;
+    // Progress goes to stderr, one line per finished step, so stdout stays
+    // the result (text or JSON).
+    let sink: ProgressSink = std::sync::Arc::new(|event: &ProgressEvent| match &event.phase {
+        Phase::Started => eprintln!("  [{}] ...", event.step),
+        Phase::Done { elapsed } => eprintln!("  [{}] done in {:.0?}", event.step, elapsed),
+        Phase::Failed { elapsed } => eprintln!("  [{}] failed after {:.0?}", event.step, elapsed),
+    });
+    let tenant = host.spawn_with_progress(spec, Some(sink)).await?;
     ctx.print(&tenant, || {
         format!("spawned {} at {}", tenant.name(), tenant.route())
     });

@@ -1,5 +1,6 @@
 //! Commands that read or act on existing tenants.
 
+use lobster_core::tenant::EvictOptions;
 use lobster_core::{Error, Tenant};
 
 use super::{not_yet, Context};
@@ -20,7 +21,24 @@ pub async fn token(ctx: &Context, name: &str) -> Result<(), Error> {
 }
 
 pub async fn evict(ctx: &Context, args: &EvictArgs) -> Result<(), Error> {
-    ctx.host()?.evict(&args.name).await
+    if !args.yes
+        && !confirm(&format!(
+            "Remove tenant \"{}\"? This destroys the VM and all data.",
+            args.name
+        ))
+    {
+        return Err(Error::from(lobster_core::tenant::TenantError::Aborted {
+            operation: "evict",
+        }));
+    }
+    let options = EvictOptions {
+        keep_overlay: args.keep_overlay,
+    };
+    ctx.host()?.evict_with(&args.name, options).await?;
+    ctx.print(&serde_json::json!({ "evicted": args.name }), || {
+        format!("evicted {}", args.name)
+    });
+    Ok(())
 }
 
 pub async fn molt(ctx: &Context, name: Option<&str>) -> Result<(), Error> {
@@ -68,4 +86,18 @@ fn table(tenants: &[Tenant]) -> String {
         );
     }
     out
+}
+
+/// Asks on the terminal; anything but `y`/`yes` (or no terminal) is a no.
+fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!("{question} Refusing without a terminal: pass --yes.");
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
 }

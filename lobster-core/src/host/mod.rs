@@ -6,16 +6,21 @@
 //! host at once; the registry's `flock` orders their changes.
 
 mod init;
+mod services;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
+pub use services::{backend_of, FirewallOps, Services, VmmFactory};
+pub use setup::{setup, SetupReport};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{Store, StoreError};
-use crate::tenant::{Tenant, TenantSpec};
+use crate::tenant::progress::ProgressSink;
+use crate::tenant::{EvictOptions, Tenant, TenantSpec};
 
 /// A lobster host: its configuration and its registry.
 #[derive(Debug, Clone)]
@@ -28,6 +33,7 @@ struct Inner {
     config: Config,
     config_path: Option<PathBuf>,
     store: Store,
+    services: tokio::sync::OnceCell<Arc<Services>>,
 }
 
 impl Host {
@@ -54,15 +60,41 @@ impl Host {
         Ok(Host::build(config, None))
     }
 
+    /// A host whose lifecycle acts through `services` (fakes in tests,
+    /// or real ones made for another network namespace).
+    pub fn with_services(config: Config, services: Services) -> Result<Host> {
+        config.validate()?;
+        let host = Host::build(config, None);
+        host.inner
+            .services
+            .set(Arc::new(services))
+            .expect("fresh cell");
+        Ok(host)
+    }
+
     fn build(config: Config, config_path: Option<PathBuf>) -> Host {
         let store = Store::new(&config.paths.state_dir);
+        let services = tokio::sync::OnceCell::new();
         Host {
             inner: Arc::new(Inner {
                 config,
                 config_path,
                 store,
+                services,
             }),
         }
+    }
+
+    /// The system seams, made on first use (in the calling task's network
+    /// namespace and runtime).
+    pub async fn services(&self) -> Result<Arc<Services>> {
+        let config = &self.inner.config;
+        let services = self
+            .inner
+            .services
+            .get_or_try_init(|| async { Services::system(config).map(Arc::new) })
+            .await?;
+        Ok(services.clone())
     }
 
     /// The configuration in force.
@@ -80,8 +112,10 @@ impl Host {
         &self.inner.store
     }
 
-    /// Every tenant, sorted by name.
+    /// Every tenant, sorted by name. Interrupted spawns and evicts are
+    /// finished first (see [`Host::recover`]).
     pub async fn list(&self) -> Result<Vec<Tenant>> {
+        self.recover_interrupted().await?;
         let host = self.clone();
         blocking(move || {
             let registry = host.inner.store.read()?;
@@ -115,16 +149,51 @@ impl Host {
         Ok(self.get(name).await?.gateway_token().to_owned())
     }
 
-    /// Creates and starts a tenant.
+    /// Creates and starts a tenant: overlay disk, TAP, firewall rules, VM,
+    /// agent, workload and route. A failure rolls back every completed step.
     pub async fn spawn(&self, spec: TenantSpec) -> Result<Tenant> {
-        let _ = spec;
-        Err(not_yet("spawn"))
+        self.spawn_with_progress(spec, None).await
     }
 
-    /// Removes a tenant and everything it holds.
+    /// [`Host::spawn`], reporting each step to `progress`.
+    pub async fn spawn_with_progress(
+        &self,
+        spec: TenantSpec,
+        progress: Option<ProgressSink>,
+    ) -> Result<Tenant> {
+        self.recover_interrupted().await?;
+        crate::tenant::spawn(self, spec, progress).await
+    }
+
+    /// Removes a tenant and everything it holds (route, VM, firewall rules,
+    /// TAP, overlay disk, files, registry entry). Idempotent; keeps going
+    /// past failures and reports them all.
     pub async fn evict(&self, name: &str) -> Result<()> {
-        self.get(name).await?;
-        Err(not_yet("evict"))
+        self.evict_with(name, EvictOptions::default()).await
+    }
+
+    /// [`Host::evict`] with options (e.g. keep the overlay disk).
+    pub async fn evict_with(&self, name: &str, options: EvictOptions) -> Result<()> {
+        self.recover_interrupted().await?;
+        crate::tenant::evict(self, name, options).await
+    }
+
+    /// Runs [`Host::recover`] only when the registry has something to
+    /// recover, so reading a healthy host never builds the system seams.
+    async fn recover_interrupted(&self) -> Result<()> {
+        let store = self.inner.store.clone();
+        let pending = blocking(move || Ok(crate::tenant::needs_recovery(&store.read()?))).await?;
+        if pending {
+            crate::tenant::recover(self).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes spawns and evicts whose process died midway and marks tenants
+    /// whose VM is gone; returns the tenants it tore down. Every spawn and
+    /// evict does this first.
+    pub async fn recover(&self) -> Result<Vec<String>> {
+        crate::tenant::recover(self).await
     }
 
     /// Health-checks tenants (all, or one) and repairs what failed.
@@ -155,8 +224,8 @@ fn not_yet(operation: &'static str) -> Error {
     }
 }
 
-/// Runs blocking registry work off the async workers.
-async fn blocking<T: Send + 'static>(
+/// Runs blocking work (registry, files, subprocesses) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     match tokio::task::spawn_blocking(work).await {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use record::{Allocation, Resources, TenantRecord, TenantStatus, VmIdentity};
+pub use record::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus, Workload};
 
 use crate::config::Config;
 use crate::error::{Classify, ErrorKind};
@@ -133,6 +133,10 @@ pub struct NewTenant {
     pub name: String,
     /// Sizes and backend.
     pub resources: Resources,
+    /// What the agent runs.
+    pub workload: Workload,
+    /// The process creating it (`None`: not tracked).
+    pub owner: Option<crate::vmm::VmIdentity>,
 }
 
 /// Handle on one registry file; cheap to clone, holds no lock between calls.
@@ -208,6 +212,8 @@ impl Store {
                 id,
                 status: TenantStatus::Creating,
                 resources: new.resources,
+                workload: new.workload,
+                owner: new.owner,
                 created_at: unix_now(),
                 agent_token: random_hex(32)?,
                 gateway_token: random_hex(32)?,

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Backend;
+use crate::vmm::{BackendKind, VmIdentity};
 
 /// Lifecycle state of a tenant, persisted in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,22 +102,39 @@ pub struct TenantRecord {
     pub agent_token: String,
     /// Token clients present to the tenant's gateway.
     pub gateway_token: String,
+    /// The workload the agent runs (empty command: the OpenClaw gateway).
+    #[serde(default)]
+    pub workload: Workload,
     /// The running VM's identity, when one runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm: Option<VmIdentity>,
+    pub vm: Option<RunningVm>,
+    /// The process in the middle of spawning or evicting this tenant; if it
+    /// died, the next command finishes the job (teardown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<VmIdentity>,
     /// Why the tenant is `failed` (or what the last operation reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
 
 /// Enough to find and verify a tenant's VM process from another process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VmIdentity {
+pub struct RunningVm {
     /// Backend that runs it.
-    pub backend: Backend,
-    /// Process id of the VMM.
-    pub pid: u32,
-    /// Start time of that process (field 22 of /proc/<pid>/stat), against PID reuse.
-    pub start_time: u64,
+    pub backend: BackendKind,
+    /// Process id and start time of the VMM (against PID reuse).
+    pub identity: VmIdentity,
+}
+
+/// The workload a tenant's agent runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// argv; empty means the OpenClaw gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Non-secret environment variables.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }

@@ -5,5 +5,7 @@
 
 pub mod file;
 pub mod kvm;
+pub mod netns;
 pub mod pidfd;
 pub mod scm;
+pub(crate) mod tun;

@@ -1,18 +1,27 @@
 //! Tenants: the [`Tenant`] handle, the [`TenantSpec`] a spawn asks for, and
 //! the lifecycle operations (one file each as they land).
 
+mod evict;
+pub mod plan;
 pub mod progress;
+mod recover;
 pub mod rollback;
+mod spawn;
 mod spec;
 
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub(crate) use evict::evict;
+pub use evict::EvictOptions;
+pub(crate) use recover::{needs_recovery, recover};
+pub(crate) use spawn::spawn;
+pub use spawn::AGENT_READY_TIMEOUT;
 pub use spec::{TenantSpec, TenantSpecBuilder};
 
 use crate::error::{Classify, ErrorKind};
-use crate::store::{Allocation, Resources, TenantRecord, TenantStatus, VmIdentity};
+use crate::store::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus};
 
 /// Errors of tenant operations.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +34,52 @@ pub enum TenantError {
         field: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A guest image the spawn needs is missing.
+    #[error("{what} image {} is missing: build the guest images (guest/images/build.sh) and point paths.{what} at it", path.display())]
+    MissingImage {
+        /// `kernel`, `initrd` or `rootfs`.
+        what: &'static str,
+        /// The configured path.
+        path: std::path::PathBuf,
+    },
+    /// A spawn failed; what it had done was rolled back.
+    #[error("spawn of `{name}` failed at step {step} ({rollback})")]
+    SpawnFailed {
+        /// The tenant.
+        name: String,
+        /// The step that failed.
+        step: &'static str,
+        /// What the rollback did (`rolled back k/n steps`, cleanup failures).
+        rollback: String,
+        /// The original error.
+        #[source]
+        source: Box<crate::Error>,
+    },
+    /// Some teardown steps failed; the tenant stays `evicting` (evict again).
+    #[error("evict of `{name}` is incomplete ({}); evict again to retry", failures.join("; "))]
+    EvictIncomplete {
+        /// The tenant.
+        name: String,
+        /// Each failed step with its error.
+        failures: Vec<String>,
+    },
+    /// The operator declined a confirmation.
+    #[error("{operation} aborted: not confirmed")]
+    Aborted {
+        /// The operation.
+        operation: &'static str,
+    },
+    /// A file operation failed.
+    #[error("{context} {}", path.display())]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
@@ -45,8 +100,25 @@ impl Classify for TenantError {
         match self {
             TenantError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
             TenantError::InvalidState { .. } => ErrorKind::InvalidState,
+            TenantError::MissingImage { .. } => ErrorKind::NotFound,
+            TenantError::SpawnFailed { source, .. } => source.kind(),
+            TenantError::EvictIncomplete { .. } => ErrorKind::HostFailure,
+            TenantError::Io { source, .. } => ErrorKind::from_io(source),
+            TenantError::Aborted { .. } => ErrorKind::InvalidArgument,
         }
     }
+}
+
+/// This process's identity, recorded on records it is changing.
+pub(crate) fn current_process() -> Result<crate::vmm::VmIdentity, TenantError> {
+    let pid = std::process::id() as i32;
+    let start_time =
+        crate::vmm::process::read_start_time(pid).map_err(|source| TenantError::Io {
+            context: "cannot read own start time from",
+            path: format!("/proc/{pid}/stat").into(),
+            source,
+        })?;
+    Ok(crate::vmm::VmIdentity { pid, start_time })
 }
 
 /// One tenant as the registry last recorded it. A snapshot: call
@@ -99,7 +171,7 @@ impl Tenant {
     }
 
     /// The running VM, if any.
-    pub fn vm(&self) -> Option<&VmIdentity> {
+    pub fn vm(&self) -> Option<&RunningVm> {
         self.record.vm.as_ref()
     }
 
@@ -132,7 +204,7 @@ impl Serialize for Tenant {
             allocation: &'a Allocation,
             created_at: u64,
             #[serde(skip_serializing_if = "Option::is_none")]
-            vm: Option<&'a VmIdentity>,
+            vm: Option<&'a RunningVm>,
             #[serde(skip_serializing_if = "Option::is_none")]
             last_error: Option<&'a str>,
         }

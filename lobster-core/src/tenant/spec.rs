@@ -6,7 +6,8 @@ use std::fmt;
 
 use crate::config::{Backend, Config};
 use crate::store::name::validate_tenant_name;
-use crate::store::{NewTenant, Resources};
+use crate::store::{NewTenant, Resources, Workload};
+use crate::vmm::VmIdentity;
 
 use super::TenantError;
 
@@ -21,6 +22,7 @@ pub struct TenantSpec {
     backend: Option<Backend>,
     env: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
+    command: Vec<String>,
 }
 
 /// Builds a [`TenantSpec`]; [`TenantSpecBuilder::build`] validates.
@@ -48,6 +50,7 @@ impl TenantSpec {
                 backend: None,
                 env: BTreeMap::new(),
                 secrets: BTreeMap::new(),
+                command: Vec::new(),
             },
         }
     }
@@ -78,11 +81,21 @@ impl TenantSpec {
         }
     }
 
-    /// What the registry records for this spec.
-    pub fn to_new_tenant(&self, config: &Config) -> NewTenant {
+    /// The workload's argv; empty means the OpenClaw gateway.
+    pub fn command(&self) -> &[String] {
+        &self.command
+    }
+
+    /// What the registry records for this spec, created by `owner`.
+    pub fn to_new_tenant(&self, config: &Config, owner: Option<VmIdentity>) -> NewTenant {
         NewTenant {
             name: self.name.clone(),
             resources: self.resources(config),
+            workload: Workload {
+                command: self.command.clone(),
+                env: self.env.clone(),
+            },
+            owner,
         }
     }
 }
@@ -97,6 +110,7 @@ impl fmt::Debug for TenantSpec {
             .field("backend", &self.backend)
             .field("env", &self.env)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("command", &self.command)
             .finish()
     }
 }
@@ -129,6 +143,13 @@ impl TenantSpecBuilder {
     /// Adds a workload environment variable.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.spec.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Runs `command` as the workload instead of the OpenClaw gateway; it
+    /// must serve HTTP on the configured gateway port.
+    pub fn command(mut self, command: Vec<String>) -> Self {
+        self.spec.command = command;
         self
     }
 

@@ -11,8 +11,49 @@
 //! Backends: [`qemu`] (microvm machine, QMP; TCG where KVM does not really
 //! run guests) and [`firecracker`] (API over its unix socket, optional
 //! jailer).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lobster_core::config::Config;
+//! use lobster_core::vmm::{self, Drive, VmConfig, VmPaths};
+//!
+//! # async fn run() -> Result<(), lobster_core::vmm::VmmError> {
+//! let host = Config::default();
+//! let backend = vmm::backend_for(&host);
+//! let config = VmConfig {
+//!     vm_id: "vm-alice".into(),
+//!     kernel: host.paths.kernel.clone(),
+//!     initrd: Some(host.paths.initrd.clone()),
+//!     boot_args: "quiet".into(),
+//!     drives: vec![Drive {
+//!         id: "rootfs".into(),
+//!         path: host.paths.rootfs.clone(),
+//!         read_only: true,
+//!         rate_limiter: None,
+//!     }],
+//!     nic: None,
+//!     vcpus: 1,
+//!     memory_mib: 256,
+//!     paths: VmPaths::for_tenant(&host.paths, &host.vmm, "alice"),
+//!     jail: None,
+//! };
+//! let vm = backend.launch(&config).await?;
+//! let booted = vm.process().console().wait_for("login:", 0, Duration::from_secs(30)).await;
+//! let identity = vm.identity(); // store it; `backend.attach(&config, identity)` later
+//! vm.pause().await?;
+//! let snapshot = vm.snapshot().await?;
+//! vm.kill().await?;
+//! let vm = backend.restore(&config, &snapshot, true).await?;
+//! vm.shutdown(Duration::from_secs(10)).await?;
+//! # let _ = (booted, identity);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod console;
+pub mod firecracker;
 pub mod process;
 pub mod qemu;
 pub mod vm_config;
@@ -302,4 +343,60 @@ pub(crate) fn remove_socket(vm: &str, path: &std::path::Path) -> Result<()> {
         }),
         _ => Ok(()),
     }
+}
+
+/// The backend the host configuration asks for. `auto` picks Firecracker
+/// when its binary exists and KVM really runs guests (the boot probe of
+/// [`qemu::accel`] where QEMU is installed, else the KVM_RUN probe alone),
+/// else QEMU. The choice is logged.
+pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
+    use crate::config::Backend;
+    let firecracker = || -> Box<dyn Vmm> {
+        Box::new(firecracker::FirecrackerVmm::new(
+            firecracker::FirecrackerSettings::from_config(&config.vmm),
+        ))
+    };
+    let qemu = || -> Box<dyn Vmm> {
+        Box::new(qemu::QemuVmm::new(qemu::QemuSettings::from_config(
+            &config.vmm,
+            &config.paths.kernel,
+        )))
+    };
+    match config.vmm.backend {
+        Backend::Firecracker => firecracker(),
+        Backend::Qemu => qemu(),
+        Backend::Auto => {
+            let binary = find_binary(&config.vmm.firecracker.binary);
+            let kvm = match find_binary(&config.vmm.qemu.binary) {
+                Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
+                None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
+            };
+            match (binary, kvm) {
+                (Some(path), Ok(())) => {
+                    tracing::info!(binary = %path.display(), "vmm backend: firecracker");
+                    firecracker()
+                }
+                (binary, kvm) => {
+                    tracing::info!(
+                        firecracker = ?binary,
+                        kvm = ?kvm.err(),
+                        "vmm backend: qemu"
+                    );
+                    qemu()
+                }
+            }
+        }
+    }
+}
+
+/// `binary` itself if it has a `/`, else the first match on PATH.
+fn find_binary(binary: &std::path::Path) -> Option<PathBuf> {
+    if binary.components().count() > 1 {
+        return binary.is_file().then(|| binary.to_path_buf());
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
 }

@@ -128,6 +128,46 @@ pub struct Jail {
     pub netns: Option<PathBuf>,
 }
 
+impl VmPaths {
+    /// The standard per-tenant files: `<sockets_dir>/<name>.sock`,
+    /// `<logs_dir>/<name>.console.log`, `<snapshots_dir>/<name>/`.
+    pub fn for_tenant(
+        paths: &crate::config::PathsConfig,
+        vmm: &crate::config::VmmConfig,
+        name: &str,
+    ) -> VmPaths {
+        VmPaths {
+            api_socket: paths.sockets_dir.join(format!("{name}.sock")),
+            console_log: paths.logs_dir.join(format!("{name}.console.log")),
+            console_log_max_bytes: vmm.console_log_max_bytes,
+            snapshot_dir: paths.snapshots_dir.join(name),
+        }
+    }
+}
+
+impl Jail {
+    /// The jail of a tenant's Firecracker: its own uid/gid, `memory.max` of
+    /// guest memory plus the configured overhead, `cpu.max` of one CPU per
+    /// vCPU, and optionally the tenant's network namespace.
+    pub fn for_tenant(
+        vmm: &crate::config::VmmConfig,
+        uid: u32,
+        vcpus: u8,
+        memory_mib: u32,
+        netns: Option<PathBuf>,
+    ) -> Jail {
+        let mib = u64::from(memory_mib) + u64::from(vmm.firecracker.memory_overhead_mib);
+        Jail {
+            uid,
+            gid: uid,
+            chroot_base: vmm.firecracker.chroot_base.clone(),
+            memory_max_bytes: Some(mib << 20),
+            cpu_max: Some((u64::from(vcpus) * 100_000, 100_000)),
+            netns,
+        }
+    }
+}
+
 impl VmConfig {
     /// Checks what every backend relies on; errors name the field.
     pub fn validate(&self) -> Result<()> {
@@ -336,6 +376,25 @@ pub(crate) mod tests {
             .refill_time_ms = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("drives[1].rate_limiter.ops"), "{err}");
+    }
+
+    #[test]
+    fn tenant_helpers_follow_the_host_configuration() {
+        let config = crate::config::Config::default();
+        let paths = VmPaths::for_tenant(&config.paths, &config.vmm, "alice");
+        assert_eq!(paths.api_socket, PathBuf::from("/run/lobsterd/alice.sock"));
+        assert_eq!(
+            paths.console_log,
+            PathBuf::from("/var/log/lobsterd/alice.console.log")
+        );
+        assert_eq!(
+            paths.snapshot_dir,
+            PathBuf::from("/var/lib/lobsterd/snapshots/alice")
+        );
+        let jail = Jail::for_tenant(&config.vmm, 10003, 2, 1024, None);
+        assert_eq!(jail.memory_max_bytes, Some((1024 + 128) << 20));
+        assert_eq!(jail.cpu_max, Some((200_000, 100_000)));
+        assert_eq!((jail.uid, jail.gid), (10003, 10003));
     }
 
     #[test]

@@ -119,6 +119,12 @@ pub fn plan(config: &VmConfig, accel: &Accelerator, start: Start) -> Result<Vec<
             path("paths.api_socket", &config.paths.api_socket)?
         ),
     ]);
+    if let Some(jail) = &config.jail {
+        // QEMU opens its files (and the TAP) as root, then drops to the
+        // tenant's ids before the guest runs. The network namespace is
+        // joined by the launcher before exec, not on the command line.
+        push(&["-runas", &format!("{}:{}", jail.uid, jail.gid)]);
+    }
     if start == Start::Incoming {
         push(&["-S", "-incoming", "defer"]);
     }
@@ -178,6 +184,21 @@ mod tests {
         );
         assert!(joined.contains("-kernel /img/a,,b"), "{joined}");
         assert!(joined.ends_with("-S -incoming defer"), "{joined}");
+    }
+
+    #[test]
+    fn a_jail_drops_privileges() {
+        let mut config = sample();
+        config.jail = Some(crate::vmm::Jail {
+            uid: 10007,
+            gid: 10008,
+            chroot_base: "/srv/jailer".into(),
+            memory_max_bytes: None,
+            cpu_max: None,
+            netns: None,
+        });
+        let args = plan(&config, &Accelerator::Kvm, Start::Boot).unwrap();
+        assert!(args.join(" ").ends_with("-runas 10007:10008"), "{args:?}");
     }
 
     #[test]

@@ -53,8 +53,8 @@ impl QemuSettings {
                 kernel,
             ),
             ready_timeout: Duration::from_millis(vmm.ready_timeout_ms),
-            call_timeout: Duration::from_secs(5),
-            snapshot_timeout: Duration::from_secs(120),
+            call_timeout: Duration::from_millis(vmm.call_timeout_ms),
+            snapshot_timeout: Duration::from_millis(vmm.snapshot_timeout_ms),
         }
     }
 }
@@ -78,6 +78,14 @@ impl QemuVmm {
 
     async fn start(&self, config: &VmConfig, start: Start) -> Result<QemuVm> {
         let args = argv::plan(config, &self.settings.accel, start)?;
+        if let Some(jail) = &config.jail {
+            if jail.memory_max_bytes.is_some() || jail.cpu_max.is_some() {
+                tracing::warn!(
+                    vm = %config.vm_id,
+                    "cgroup limits of the jail are applied by firecracker's jailer only; qemu runs without them"
+                );
+            }
+        }
         let socket = &config.paths.api_socket;
         clear_stale_socket(&config.vm_id, socket).await?;
         if let Some(dir) = socket.parent() {
@@ -97,6 +105,17 @@ impl QemuVmm {
         ));
         let mut command = Command::new(&self.settings.binary);
         command.args(&args);
+        if let Some(netns) = config.jail.as_ref().and_then(|j| j.netns.as_ref()) {
+            let fd = std::fs::File::open(netns).map_err(|source| VmmError::Io {
+                context: format!(
+                    "vm {}: cannot open network namespace {}",
+                    config.vm_id,
+                    netns.display()
+                ),
+                source,
+            })?;
+            crate::sys::netns::join_netns_on_exec(&mut command, fd.into());
+        }
         let process = VmProcess::spawn(&config.vm_id, command, console)?;
         let vm = QemuVm {
             config: config.clone(),

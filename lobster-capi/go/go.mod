@@ -1,0 +1,3 @@
+module lobster.dev/lobster
+
+go 1.19

@@ -1,0 +1,123 @@
+/* Error objects and codes: missing tenant, NULL and non-UTF-8 arguments,
+ * bad config, corrupt registry, spec validation, and the lifecycle calls
+ * that answer UNSUPPORTED until their machinery lands.
+ * Usage: errors <good config> <bad config> <config with corrupt registry> */
+#include "check.h"
+
+/* Checks `call` failed with `code`, that the error object says so, and that
+ * its message contains `needle`; frees the error. */
+#define CHECK_FAILS(call, code, needle)                                      \
+  do {                                                                       \
+    lobster_error *e_ = NULL;                                                \
+    lobster_result r_ = (call);                                              \
+    if (r_ != (code)) {                                                      \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s: %s\n", __FILE__,  \
+              __LINE__, #call, lobster_result_name(r_),                      \
+              lobster_result_name(code),                                     \
+              e_ ? lobster_error_message(e_) : "(no error object)");         \
+      exit(1);                                                               \
+    }                                                                        \
+    CHECK(e_ != NULL);                                                       \
+    CHECK(lobster_error_code(e_) == (code));                                 \
+    CHECK_STR(lobster_error_kind(e_), lobster_result_name(code));            \
+    if (strstr(lobster_error_message(e_), (needle)) == NULL) {               \
+      fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__,      \
+              __LINE__, lobster_error_message(e_), (needle));                \
+      exit(1);                                                               \
+    }                                                                        \
+    lobster_error_free(e_);                                                  \
+  } while (0)
+
+int main(int argc, char **argv) {
+  CHECK(argc >= 4);
+  lobster_error *err = NULL;
+  lobster_host *host = NULL;
+  CHECK_OK(lobster_host_open(argv[1], &host, &err), err);
+
+  /* A missing tenant: NOT_FOUND, the error names it, the output is untouched. */
+  lobster_tenant *sentinel = (lobster_tenant *)&err;
+  lobster_tenant *tenant = sentinel;
+  CHECK_FAILS(lobster_host_get(host, "nobody", &tenant, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK(tenant == sentinel);
+  CHECK_STR(lobster_result_name(LOBSTER_RESULT_NOT_FOUND), "not_found");
+  /* err_out may be NULL: the code alone comes back. */
+  CHECK(lobster_host_get(host, "nobody", &tenant, NULL) == LOBSTER_RESULT_NOT_FOUND);
+  CHECK(tenant == sentinel);
+  char *token = NULL;
+  CHECK_FAILS(lobster_host_token(host, "nobody", &token, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK(token == NULL);
+
+  /* NULL and non-UTF-8 arguments are named. */
+  lobster_tenant_list *list = NULL;
+  CHECK_FAILS(lobster_host_list(NULL, &list, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`host`");
+  CHECK_FAILS(lobster_host_list(host, NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`out`");
+  CHECK_FAILS(lobster_host_get(host, NULL, &tenant, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`name`");
+  CHECK_FAILS(lobster_host_get(host, "\xff\xfe", &tenant, &e_), LOBSTER_RESULT_INVALID_UTF8, "`name`");
+  CHECK(list == NULL && tenant == sentinel);
+  CHECK(lobster_error_code(NULL) == LOBSTER_RESULT_NULL_PARAMETER);
+  CHECK(lobster_error_message(NULL) == NULL);
+
+  /* Config and registry errors. */
+  lobster_host *other = NULL;
+  CHECK_FAILS(lobster_host_open(argv[2], &other, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "tenant_defaults.vcpus");
+  CHECK_FAILS(lobster_host_open("/nonexistent/lobster.json", &other, &e_), LOBSTER_RESULT_NOT_FOUND, "/nonexistent/lobster.json");
+  CHECK(other == NULL);
+  CHECK_OK(lobster_host_open(argv[3], &other, &err), err);
+  CHECK_FAILS(lobster_host_list(other, &list, &e_), LOBSTER_RESULT_CORRUPT, "corrupt");
+  lobster_host_free(other);
+
+  /* Spec builder: a valid spec builds; spawn refuses without guest images
+     (the temporary host has none) before making anything. */
+  lobster_tenant_spec_builder *builder = NULL;
+  CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_set_vcpus(builder, 1, &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_set_memory_mib(builder, 512, &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_set_overlay_size_mib(builder, 1024, &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_set_backend(builder, "qemu", &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_add_env(builder, "MODE", "dev", &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_add_secret(builder, "API_KEY", "sk-secret", &err), err);
+  lobster_tenant_spec *spec = NULL;
+  CHECK_OK(lobster_tenant_spec_builder_build(builder, &spec, &err), err);
+  CHECK_FAILS(lobster_host_spawn(host, spec, &tenant, &e_), LOBSTER_RESULT_NOT_FOUND, "kernel image");
+  CHECK(tenant == sentinel);
+  lobster_tenant_spec_free(spec);
+
+  /* Validation names the field; build consumes the builder even on failure. */
+  CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
+  CHECK_OK(lobster_tenant_spec_builder_set_vcpus(builder, 0, &err), err);
+  spec = NULL;
+  CHECK_FAILS(lobster_tenant_spec_builder_build(builder, &spec, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`vcpus`");
+  CHECK(spec == NULL);
+  CHECK_OK(lobster_tenant_spec_builder_new("Bad_Name", &builder, &err), err);
+  CHECK_FAILS(lobster_tenant_spec_builder_build(builder, &spec, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`name`");
+  CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
+  CHECK_FAILS(lobster_tenant_spec_builder_set_backend(builder, "vmware", &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`backend`");
+  CHECK_FAILS(lobster_tenant_spec_builder_add_env(builder, "MODE", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`value`");
+  lobster_tenant_spec_builder_free(builder);
+  CHECK_FAILS(lobster_tenant_spec_builder_build(NULL, &spec, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`builder`");
+
+  /* Lifecycle calls: UNSUPPORTED for an existing tenant where the machinery
+     comes later, NOT_FOUND otherwise. (Evicting an existing tenant acts on
+     the host's network; the T2 tests cover it inside a namespace.) */
+  CHECK_FAILS(lobster_host_suspend(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "suspend");
+  CHECK_FAILS(lobster_host_resume(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "resume");
+  CHECK_FAILS(lobster_host_molt(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "molt");
+  CHECK_FAILS(lobster_host_molt(host, NULL, &e_), LOBSTER_RESULT_UNSUPPORTED, "molt");
+  CHECK_FAILS(lobster_host_evict(host, "nobody", &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_OK(lobster_host_list(host, &list, &err), err);
+  CHECK(lobster_tenant_list_len(list) == 2); /* nothing was half-done */
+  lobster_tenant_list_free(list);
+
+  /* Names of codes and the version. */
+  CHECK_STR(lobster_result_name(LOBSTER_RESULT_OK), "ok");
+  CHECK_STR(lobster_result_name(LOBSTER_RESULT_PANIC), "panic");
+  CHECK_STR(lobster_result_name(7), "unknown");
+  char version[32];
+  snprintf(version, sizeof version, "%d.%d.%d", LOBSTER_VERSION_MAJOR, LOBSTER_VERSION_MINOR,
+           LOBSTER_VERSION_PATCH);
+  CHECK_STR(lobster_version(), version);
+
+  lobster_host_free(host);
+  printf("errors: ok\n");
+  return 0;
+}

@@ -1,0 +1,589 @@
+//! T2: the tenant lifecycle end to end, through `lobsterd` as a process,
+//! with real guests (QEMU, the minimal image), real TAPs, iptables and
+//! Caddy, all inside a network namespace each test creates.
+//!
+//! Needs root, `qemu-system-x86_64`, `caddy`, `ip`, iptables and the images
+//! from `guest/images/build.sh minimal` (under `$LOBSTER_IMAGES`, default
+//! `<repo>/.artifacts/images`).
+
+#[path = "../../lobster-core/tests/t1_network_support/mod.rs"]
+mod netns;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use netns::{in_netns, sh, Ctx};
+
+const TCP_CONNECT_ENV: &str = "LOBSTER_T2_TCP_CONNECT";
+
+/// The workload of every test tenant: serves `hello from $TENANT` on the
+/// gateway port and, once a second, tries a TCP connect to each address in
+/// `$PROBES` (`name=ip:port ...`) from inside the guest, writing `probe.txt`
+/// (`name=reached` or `name=blocked (<errno text>)`). perl-base is in every
+/// Debian minbase; busybox's static wget crashes, so it is not used.
+const WORKLOAD: &str = r#"mkdir -p /tmp/w
+echo "hello from $TENANT" > /tmp/w/index.html
+(n=0; while true; do
+  n=$((n+1))
+  { echo "round=$n"; for p in $PROBES; do
+      printf '%s=' "${p%%=*}"
+      perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0], Timeout => 2);
+        print $s ? "reached\n" : "blocked ($!)\n"' "${p#*=}"
+    done; } > /tmp/w/probe.new
+  mv /tmp/w/probe.new /tmp/w/probe.txt
+  sleep 1
+done) &
+exec busybox httpd -f -p 9000 -h /tmp/w"#;
+
+fn images() -> PathBuf {
+    std::env::var_os("LOBSTER_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"))
+}
+
+/// Fails with a clear message unless everything a T2 lifecycle test needs exists.
+fn require_t2() {
+    netns::require(&[
+        "ip",
+        "iptables-save",
+        "iptables-restore",
+        "qemu-system-x86_64",
+        "caddy",
+    ]);
+    for image in ["kernel/vmlinux", "initramfs.cpio.gz", "rootfs-minimal.ext4"] {
+        let path = images().join(image);
+        assert!(
+            path.is_file(),
+            "t2: needs {} (build it: guest/images/build.sh minimal)",
+            path.display()
+        );
+    }
+}
+
+/// One lobster host inside the test namespace: config, state, CLI runner.
+struct Lobster {
+    dir: tempfile::TempDir,
+    caddy_pid: Option<u32>,
+}
+
+impl Lobster {
+    /// Writes a config (pool with `slots` tenants, QEMU/TCG, the minimal
+    /// image) and runs `lobsterd init` (with host setup unless `no_setup`).
+    fn init(slots: u32, no_setup: bool) -> Lobster {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = 32 - (slots * 4).trailing_zeros();
+        let images = images();
+        let state = dir.path().join("state");
+        let config = serde_json::json!({
+            "tenant_defaults": { "vcpus": 1, "memory_mib": 256, "overlay_size_mib": 256 },
+            "network": { "pool": format!("10.200.0.0/{prefix}") },
+            "proxy": { "admin_address": "127.0.0.1:2019", "listen": [":80"] },
+            "paths": {
+                "state_dir": state,
+                "kernel": images.join("kernel/vmlinux"),
+                "initrd": images.join("initramfs.cpio.gz"),
+                "rootfs": images.join("rootfs-minimal.ext4"),
+                "overlays_dir": state.join("overlays"),
+                "sockets_dir": state.join("run"),
+                "snapshots_dir": state.join("snapshots"),
+                "logs_dir": state.join("logs"),
+            },
+            "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" } },
+        });
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        let mut lobster = Lobster {
+            dir,
+            caddy_pid: None,
+        };
+        let mut args = vec!["--json", "init"];
+        if no_setup {
+            args.push("--no-host-setup");
+        }
+        let out = lobster.run(&args);
+        assert!(out.status.success(), "init failed: {}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        lobster.caddy_pid = report["host_setup"]["caddy_pid"].as_u64().map(|p| p as u32);
+        if !no_setup {
+            assert!(
+                lobster.caddy_pid.is_some(),
+                "init should have started caddy: {report}"
+            );
+        }
+        lobster
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lobsterd"));
+        cmd.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env_remove("LOBSTERD_CONFIG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// `lobsterd spawn` of the test workload; returns the CLI's output.
+    fn spawn(&self, name: &str, probes: &str) -> Output {
+        let started = Instant::now();
+        let out = self.run(&[
+            "--json",
+            "spawn",
+            name,
+            "--command",
+            WORKLOAD,
+            "--env",
+            &format!("TENANT={name}"),
+            "--env",
+            &format!("PROBES={probes}"),
+        ]);
+        eprintln!(
+            "spawn {name}: exit {:?} after {:?}\n{}",
+            out.status.code(),
+            started.elapsed(),
+            output(&out)
+        );
+        out
+    }
+
+    fn tenant(&self, name: &str) -> serde_json::Value {
+        let out = self.run(&["--json", "list"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Asserts that nothing of tenant `name` (with id `id`) remains.
+    fn assert_gone(&self, name: &str, id: &str) {
+        let links = sh(&["ip", "-o", "link", "show"]);
+        assert!(
+            !links.contains(&format!("lob-{id}")),
+            "tap lob-{id} left:\n{links}"
+        );
+        let rules = sh(&["iptables-save"]);
+        assert!(
+            !rules.contains(&format!("LOB-{id}")),
+            "rules of {id} left:\n{rules}"
+        );
+        let socket = self.state().join(format!("run/{name}.sock"));
+        assert!(
+            processes_naming(&socket).is_empty(),
+            "a VMM of {name} still runs"
+        );
+        assert!(!socket.exists(), "socket {} left", socket.display());
+        let overlays: Vec<_> = std::fs::read_dir(self.state().join("overlays"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            overlays.iter().all(|f| !f.starts_with(&format!("{name}-"))),
+            "overlay of {name} left: {overlays:?}"
+        );
+        assert!(
+            !self
+                .state()
+                .join(format!("logs/{name}.console.log"))
+                .exists(),
+            "console log of {name} left"
+        );
+        assert_eq!(
+            self.tenant(name),
+            serde_json::Value::Null,
+            "{name} still in the registry"
+        );
+        if self
+            .caddy_pid
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            let routes = http(
+                "127.0.0.1:2019",
+                "localhost",
+                "/config/apps/http/servers/lobster/routes",
+            )
+            .unwrap_or_default();
+            assert!(
+                !routes.contains(&format!("{name}.lobster.local")),
+                "route of {name} left: {routes}"
+            );
+        }
+    }
+
+    /// On a failing test, prints every console log (the guests' side).
+    fn dump_logs(&self) {
+        let Ok(dir) = std::fs::read_dir(self.state().join("logs")) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<_> = text.lines().rev().take(60).collect();
+            eprintln!("==== {} (last 60 lines)", entry.path().display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Lobster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        // Tear down whatever a failed test left (evict is idempotent), then
+        // stop the Caddy that init started for this test.
+        if let Ok(out) = self.command(&["--json", "list"]).output() {
+            let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            for t in list.as_array().into_iter().flatten() {
+                if let Some(name) = t["name"].as_str() {
+                    let _ = self.run(&["evict", "-y", name]);
+                }
+            }
+        }
+        if let Some(pid) = self.caddy_pid {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Everything a command printed (with `--json`, errors go to stdout).
+fn output(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// A plain HTTP/1.1 GET; the body, or why there is none.
+fn http(addr: &str, host: &str, path: &str) -> Result<String, String> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let (head, body) = out.split_once("\r\n\r\n").ok_or("no http response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_owned());
+    }
+    Ok(body.to_owned())
+}
+
+/// Polls `GET path` with `Host: <name>.lobster.local` through Caddy until the
+/// body contains `want`.
+fn wait_for_page(name: &str, path: &str, want: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let host = format!("{name}.lobster.local");
+    loop {
+        let got = http("127.0.0.1:80", &host, path);
+        match &got {
+            Ok(body) if body.contains(want) => return body.clone(),
+            _ if Instant::now() >= deadline => {
+                panic!("{host}{path} did not serve {want:?} within {within:?}: last {got:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// Pids of processes whose command line mentions `path`.
+fn processes_naming(path: &Path) -> Vec<u32> {
+    let needle = path.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(&needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Connects to `target` as `uid` in a child process of this binary.
+fn tcp_connect_as(test: &str, uid: u32, target: SocketAddr) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--nocapture"])
+        .env(TCP_CONNECT_ENV, target.to_string())
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tcp-connect "))
+        .unwrap_or("no result");
+    if line == "ok" {
+        Ok(())
+    } else {
+        Err(line.to_owned())
+    }
+}
+
+/// The child side of [`tcp_connect_as`].
+fn tcp_connect_mode() {
+    if let Ok(target) = std::env::var(TCP_CONNECT_ENV) {
+        let addr: SocketAddr = target.parse().unwrap();
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => println!("tcp-connect ok"),
+            Err(e) => println!("tcp-connect err {:?}", e.kind()),
+        }
+        std::process::exit(0);
+    }
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu, caddy and images"]
+fn two_tenants_route_isolate_and_evict() {
+    tcp_connect_mode();
+    in_netns("two_tenants_route_isolate_and_evict", |_ctx: &Ctx| {
+        require_t2();
+        let lobster = Lobster::init(2, false);
+        // Slot 0: 10.200.0.0/30 (host .1, guest .2); slot 1: 10.200.0.4/30 (host .5, guest .6).
+        let probes_a = "self=10.200.0.2:9000 bgw=10.200.0.6:9000 bagent=10.200.0.6:52 \
+                        bhealth=10.200.0.6:53 ownhost=10.200.0.1:80 bhost=10.200.0.5:80";
+        let out = lobster.spawn("a", probes_a);
+        assert!(out.status.success(), "spawn a failed");
+        let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(a["status"], "running");
+        assert_eq!(a["allocation"]["guest_ip"], "10.200.0.2");
+        let out = lobster.spawn("b", "agw=10.200.0.2:9000");
+        assert!(out.status.success(), "spawn b failed");
+        let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+        // Each route reaches its own tenant's workload through Caddy.
+        wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
+        wait_for_page("b", "/", "hello from b", Duration::from_secs(60));
+
+        // From inside guest a: b's gateway, agent and health ports, and the
+        // host (its own side and b's) are all unreachable. Wait for a round
+        // that started after b answered.
+        let first = wait_for_page("a", "/probe.txt", "round=", Duration::from_secs(30));
+        let round: u32 = first
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("round=")
+            .parse()
+            .unwrap();
+        let report = wait_for_page(
+            "a",
+            "/probe.txt",
+            &format!("round={}", round + 2),
+            Duration::from_secs(60),
+        );
+        eprintln!("probes from inside a:\n{report}");
+        // The control: a guest reaches its own gateway, so the probe works.
+        assert!(
+            report.contains("self=reached"),
+            "the probe itself fails:\n{report}"
+        );
+        for probe in ["bgw", "bagent", "bhealth", "ownhost", "bhost"] {
+            assert!(
+                report.contains(&format!("{probe}=blocked")),
+                "{probe} not blocked:\n{report}"
+            );
+        }
+        let report_b = wait_for_page("b", "/probe.txt", "agw=", Duration::from_secs(30));
+        assert!(report_b.contains("agw=blocked"), "b reached a:\n{report_b}");
+
+        // The agents answer root on the host, and nobody else.
+        for port in [52u16, 53] {
+            let addr: SocketAddr = format!("10.200.0.2:{port}").parse().unwrap();
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("root cannot reach agent port {port}: {e}"));
+            let as_nobody = tcp_connect_as("two_tenants_route_isolate_and_evict", 65534, addr);
+            assert!(as_nobody.is_err(), "uid 65534 reached agent port {port}");
+        }
+
+        // Bad input: duplicate name, full pool, invalid name; nothing is made.
+        let out = lobster.spawn("a", "");
+        assert_eq!(out.status.code(), Some(11), "duplicate: {}", output(&out));
+        let out = lobster.spawn("c", "");
+        assert_eq!(out.status.code(), Some(17), "exhausted: {}", output(&out));
+        assert!(output(&out).contains("no free tenant slot"));
+        let out = lobster.spawn("Bad_Name", "");
+        assert_eq!(out.status.code(), Some(12));
+
+        // Evict a: nothing of it is left, b still answers.
+        let out = lobster.run(&["evict", "-y", "a"]);
+        assert!(out.status.success(), "evict a: {}", text(&out.stderr));
+        lobster.assert_gone("a", a["id"].as_str().unwrap());
+        wait_for_page("b", "/", "hello from b", Duration::from_secs(10));
+        let out = lobster.run(&["evict", "-y", "a"]);
+        assert_eq!(
+            out.status.code(),
+            Some(10),
+            "evicting a gone tenant is not found"
+        );
+
+        // Caddy down: a spawn fails at the route step and rolls back fully.
+        let caddy = lobster.caddy_pid.unwrap();
+        sh(&["kill", &caddy.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{caddy}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = lobster.spawn("c", "");
+        assert!(!out.status.success());
+        let stderr = output(&out);
+        assert!(
+            stderr.contains("failed at step route") && stderr.contains("rolled back"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("127.0.0.1:2019"),
+            "the error names the admin address: {stderr}"
+        );
+        let links = sh(&["ip", "-o", "link", "show"]);
+        assert_eq!(
+            links.matches("lob-").count(),
+            1,
+            "only b's tap remains:\n{links}"
+        );
+        assert_eq!(lobster.tenant("c"), serde_json::Value::Null);
+
+        // With Caddy down there is no route to remove: evict completes.
+        let out = lobster.run(&["evict", "-y", "b"]);
+        assert!(out.status.success(), "evict b: {}", output(&out));
+        lobster.assert_gone("b", b["id"].as_str().unwrap());
+    });
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu, caddy and images"]
+fn a_killed_spawn_leaves_nothing_after_the_next_command() {
+    in_netns(
+        "a_killed_spawn_leaves_nothing_after_the_next_command",
+        |_ctx: &Ctx| {
+            require_t2();
+            let lobster = Lobster::init(2, true);
+            for phase in ["overlay", "network", "firewall", "vm", "agent"] {
+                let mut child = lobster
+                    .command(&["spawn", "k", "--command", WORKLOAD, "--env", "TENANT=k"])
+                    .stderr(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let stderr = BufReader::new(child.stderr.take().unwrap());
+                let marker = format!("[{phase}] ...");
+                let mut seen = Vec::new();
+                for line in stderr.lines() {
+                    let line = line.unwrap();
+                    seen.push(line.clone());
+                    if line.contains(&marker) {
+                        break;
+                    }
+                }
+                let socket = lobster.state().join("run/k.sock");
+                if phase == "agent" {
+                    // The control: a VMM really runs (in its own session, so it
+                    // survives the CLI) when the CLI dies.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while processes_naming(&socket).is_empty() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    assert!(
+                        !processes_naming(&socket).is_empty(),
+                        "no VMM running at {phase}"
+                    );
+                }
+                child.kill().unwrap(); // SIGKILL
+                eprintln!("killed spawn at {phase} after: {seen:?}");
+                child.wait().unwrap();
+                assert!(
+                    seen.iter().any(|l| l.contains(&marker)),
+                    "never reached {phase}: {seen:?}"
+                );
+                let record = lobster.tenant("k");
+                // `list` (the next command) finished the interrupted spawn.
+                assert_eq!(
+                    record,
+                    serde_json::Value::Null,
+                    "after a kill at {phase}: {record}"
+                );
+                let links = sh(&["ip", "-o", "link", "show"]);
+                assert!(
+                    !links.contains("lob-"),
+                    "after a kill at {phase}: tap left:\n{links}"
+                );
+                let rules = sh(&["iptables-save"]);
+                assert!(
+                    !rules.contains("LOB-"),
+                    "after a kill at {phase}: rules left"
+                );
+                assert!(
+                    processes_naming(&socket).is_empty(),
+                    "after a kill at {phase}: VMM left"
+                );
+                let overlays: Vec<_> = std::fs::read_dir(lobster.state().join("overlays"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|f| !f.starts_with('.'))
+                    .collect();
+                assert!(overlays.is_empty(), "after a kill at {phase}: {overlays:?}");
+            }
+        },
+    );
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu, caddy and images"]
+fn missing_image_is_refused_before_anything_is_made() {
+    in_netns(
+        "missing_image_is_refused_before_anything_is_made",
+        |_ctx: &Ctx| {
+            require_t2();
+            let lobster = Lobster::init(2, true);
+            let mut config: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(lobster.config()).unwrap()).unwrap();
+            config["paths"]["kernel"] = "/nonexistent/vmlinuz".into();
+            std::fs::write(lobster.config(), config.to_string()).unwrap();
+            let out = lobster.spawn("m", "");
+            assert_eq!(out.status.code(), Some(10));
+            assert!(
+                output(&out).contains("kernel image /nonexistent/vmlinuz is missing"),
+                "{}",
+                output(&out)
+            );
+            assert_eq!(lobster.tenant("m"), serde_json::Value::Null);
+            assert!(!sh(&["ip", "-o", "link", "show"]).contains("lob-"));
+        },
+    );
+}

@@ -1,0 +1,111 @@
+//! The system seams tenant lifecycle operations act through: network (TAPs),
+//! firewall, proxy routes and the VMM. [`Services::system`] builds the real
+//! ones for a configuration; tests inject fakes with [`crate::Host::with_services`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Backend, Config};
+use crate::network::firewall::{Firewall, FirewallBackend, FirewallSettings, Iptables};
+use crate::network::{Network, NetworkError, NetworkOps, TenantNet};
+use crate::proxy::{Caddy, ProxySettings, RouteOps};
+use crate::vmm::{self, BackendKind, Vmm};
+
+/// Timeout of each netlink request and firewall batch.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The firewall as the lifecycle uses it: one tenant at a time.
+pub trait FirewallOps: Send + Sync + std::fmt::Debug {
+    /// Adds or repairs one tenant's rules.
+    fn apply_tenant(&self, net: &TenantNet) -> Result<(), NetworkError>;
+    /// Removes one tenant's rules; absent is success.
+    fn remove_tenant(&self, net: &TenantNet) -> Result<(), NetworkError>;
+}
+
+impl<B: FirewallBackend> FirewallOps for Firewall<B> {
+    fn apply_tenant(&self, net: &TenantNet) -> Result<(), NetworkError> {
+        Firewall::apply_tenant(self, net).map(|_| ())
+    }
+
+    fn remove_tenant(&self, net: &TenantNet) -> Result<(), NetworkError> {
+        Firewall::remove_tenant(self, net).map(|_| ())
+    }
+}
+
+/// Builds the VMM backend of a kind (so a tenant runs on the backend that
+/// launched it, whatever the host default is now).
+pub type VmmFactory = Arc<dyn Fn(BackendKind) -> Arc<dyn Vmm> + Send + Sync>;
+
+/// Everything the lifecycle touches outside the registry.
+#[derive(Clone)]
+pub struct Services {
+    /// TAP devices.
+    pub network: Arc<dyn NetworkOps>,
+    /// Per-tenant firewall rules.
+    pub firewall: Arc<dyn FirewallOps>,
+    /// Proxy routes.
+    pub routes: Arc<dyn RouteOps>,
+    /// The backend new tenants get when their spec names none.
+    pub default_backend: BackendKind,
+    /// VMM backends by kind.
+    pub vmm: VmmFactory,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("network", &self.network)
+            .field("firewall", &self.firewall)
+            .field("routes", &self.routes)
+            .field("default_backend", &self.default_backend)
+            .finish()
+    }
+}
+
+impl Services {
+    /// The real seams: rtnetlink in the caller's network namespace,
+    /// iptables, Caddy's admin API, and the configured VMM (for `auto`,
+    /// probed once here). Must run inside a tokio runtime.
+    pub fn system(config: &Config) -> Result<Services, NetworkError> {
+        let network = Network::connect(NETWORK_TIMEOUT)?;
+        let firewall = Firewall::new(
+            Iptables::new(NETWORK_TIMEOUT),
+            FirewallSettings::from_config(&config.network)?,
+        );
+        let routes = Caddy::new(ProxySettings::from_config(config));
+        let default_backend = vmm::backend_for(config).kind();
+        let config = config.clone();
+        let vmm: VmmFactory = Arc::new(move |kind| {
+            let mut config = config.clone();
+            config.vmm.backend = match kind {
+                BackendKind::Firecracker => Backend::Firecracker,
+                BackendKind::Qemu => Backend::Qemu,
+            };
+            Arc::from(vmm::backend_for(&config))
+        });
+        Ok(Services {
+            network: Arc::new(network),
+            firewall: Arc::new(firewall),
+            routes: Arc::new(routes),
+            default_backend,
+            vmm,
+        })
+    }
+
+    /// The backend a tenant with `requested` (its spec's choice) runs on.
+    pub fn backend_kind(&self, requested: Option<Backend>) -> BackendKind {
+        match requested {
+            Some(Backend::Firecracker) => BackendKind::Firecracker,
+            Some(Backend::Qemu) => BackendKind::Qemu,
+            Some(Backend::Auto) | None => self.default_backend,
+        }
+    }
+}
+
+/// The config-level backend name of a kind.
+pub fn backend_of(kind: BackendKind) -> Backend {
+    match kind {
+        BackendKind::Firecracker => Backend::Firecracker,
+        BackendKind::Qemu => Backend::Qemu,
+    }
+}

@@ -1,0 +1,246 @@
+//! The tenant firewall (iptables, nft or legacy backend).
+//!
+//! Planning is pure ([`plan`], [`plan_tenant`], and the `*_batch` functions
+//! that diff a [`Ruleset`] read from the host against the plan). Applying
+//! goes through the narrow [`FirewallBackend`] seam: read the ruleset once,
+//! apply one atomic [`Batch`]. So adding the 500th tenant writes the same
+//! handful of chains as the first, and never rewrites another tenant's rules.
+//!
+//! What each tenant gets (see [`plan_tenant`]):
+//! - guest → host: only replies to host-initiated connections;
+//! - guest → elsewhere: its own source address only; RFC 1918, link-local
+//!   and the tenant pool dropped (so no other tenant); at most
+//!   `max_connections` new connections tracked, beyond which *new*
+//!   connections are refused and existing ones keep flowing; MASQUERADE out;
+//! - anything → guest: only the gateway port, only from the host itself
+//!   (where the proxy runs), likewise connection-limited; forwarded traffic
+//!   only as replies; TAP to TAP always dropped;
+//! - agent and health ports: only root-owned host processes (`-m owner`).
+//!
+//! The [`Firewall`] methods block on subprocesses; call them from
+//! `tokio::task::spawn_blocking` in async code.
+
+mod iptables;
+mod plan;
+mod rules;
+
+pub use iptables::Iptables;
+pub use plan::{
+    apply_batch, base_only_batch, fresh_apply_batch, plan, plan_tenant, planned_remove_batch,
+    reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS,
+    BLOCKED_RANGES,
+};
+pub use rules::{Batch, Op, Ruleset, Table};
+
+use crate::config::{Ipv4Cidr, NetworkConfig};
+use crate::network::{NetworkError, TenantNet};
+
+/// What the firewall plan depends on besides the tenant itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallSettings {
+    /// The tenant address pool (dropped as a destination for guests).
+    pub pool: Ipv4Cidr,
+    /// The guest's workload port, the only one open to the host.
+    pub gateway_port: u16,
+    /// The agent's RPC port (root-only from the host).
+    pub agent_port: u16,
+    /// The agent's health port (root-only from the host).
+    pub health_port: u16,
+    /// New connections allowed per tenant while this many are tracked,
+    /// counted separately out of the guest and into its gateway.
+    pub max_connections: u32,
+}
+
+impl FirewallSettings {
+    /// The settings from the `network` section of the configuration.
+    pub fn from_config(network: &NetworkConfig) -> Result<FirewallSettings, NetworkError> {
+        let pool = Ipv4Cidr::parse(&network.pool).map_err(|reason| NetworkError::Invalid {
+            field: "pool",
+            reason,
+        })?;
+        Ok(FirewallSettings {
+            pool,
+            gateway_port: network.gateway_port,
+            agent_port: network.agent_port,
+            health_port: network.health_port,
+            max_connections: network.max_connections,
+        })
+    }
+}
+
+/// The seam to the host's packet filter: read lobster's part of the ruleset,
+/// apply one batch atomically.
+pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
+    /// The lobster-owned chains and hooks as they are now.
+    fn read(&self) -> Result<Ruleset, NetworkError>;
+    /// Applies every change of `batch` or none of them.
+    fn apply(&self, batch: &Batch) -> Result<(), NetworkError>;
+}
+
+/// What a firewall operation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirewallReport {
+    /// How many rule and chain changes were applied (0: already in place).
+    pub changes: usize,
+}
+
+/// Applies planned rulesets through a backend.
+#[derive(Debug)]
+pub struct Firewall<B: FirewallBackend = Iptables> {
+    backend: B,
+    settings: FirewallSettings,
+}
+
+impl<B: FirewallBackend> Firewall<B> {
+    /// A firewall using `backend` and `settings`.
+    pub fn new(backend: B, settings: FirewallSettings) -> Firewall<B> {
+        Firewall { backend, settings }
+    }
+
+    /// The backend (e.g. to read its command counter).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The settings rules are planned with.
+    pub fn settings(&self) -> &FirewallSettings {
+        &self.settings
+    }
+
+    /// Creates lobster's base chains and hooks where missing (host setup,
+    /// e.g. `init`); tenants' rules are left alone.
+    pub fn ensure_base(&self) -> Result<FirewallReport, NetworkError> {
+        let current = self.backend.read()?;
+        self.run(base_only_batch(&current))
+    }
+
+    /// Adds or repairs one tenant's rules (and the base chains and hooks if
+    /// missing). A new tenant costs one batch planned without reading the
+    /// ruleset; otherwise the ruleset is read and only the difference is
+    /// applied (nothing when everything is in place).
+    pub fn apply_tenant(&self, net: &TenantNet) -> Result<FirewallReport, NetworkError> {
+        let fresh = fresh_apply_batch(net, &self.settings);
+        if self.backend.apply(&fresh).is_ok() {
+            return Ok(FirewallReport {
+                changes: fresh.len(),
+            });
+        }
+        let current = self.backend.read()?;
+        self.run(apply_batch(&current, net, &self.settings))
+    }
+
+    /// Removes one tenant's chains and jumps; nothing else is touched.
+    /// Absent is success. Rules exactly as planned go in one batch without
+    /// reading the ruleset; anything else is read and removed by name.
+    pub fn remove_tenant(&self, net: &TenantNet) -> Result<FirewallReport, NetworkError> {
+        let planned = planned_remove_batch(net, &self.settings);
+        if self.backend.apply(&planned).is_ok() {
+            return Ok(FirewallReport {
+                changes: planned.len(),
+            });
+        }
+        self.remove_tenant_id(&net.id)
+    }
+
+    /// Removes every chain and jump of tenant `id`, whatever they hold
+    /// (reads the ruleset first). Absent is success.
+    pub fn remove_tenant_id(&self, id: &str) -> Result<FirewallReport, NetworkError> {
+        let current = self.backend.read()?;
+        self.run(remove_batch(&current, id))
+    }
+
+    /// Makes the ruleset match exactly the live `tenants`: restores anything
+    /// missing (after a reboot or a flush) and removes tenants not listed.
+    pub fn reconcile(&self, tenants: &[TenantNet]) -> Result<FirewallReport, NetworkError> {
+        let current = self.backend.read()?;
+        self.run(reconcile_batch(&current, tenants, &self.settings))
+    }
+
+    /// What `apply_tenant` would change for this tenant, without changing
+    /// anything (empty: its rules, the base chains and hooks are in place).
+    pub fn check_tenant(&self, net: &TenantNet) -> Result<Batch, NetworkError> {
+        let current = self.backend.read()?;
+        Ok(apply_batch(&current, net, &self.settings))
+    }
+
+    /// The lobster part of the ruleset as it is now.
+    pub fn current(&self) -> Result<Ruleset, NetworkError> {
+        self.backend.read()
+    }
+
+    fn run(&self, batch: Batch) -> Result<FirewallReport, NetworkError> {
+        let changes = batch.len();
+        if changes > 0 {
+            self.backend.apply(&batch)?;
+        }
+        Ok(FirewallReport { changes })
+    }
+}
+
+/// An in-memory backend that behaves like `iptables-restore --noflush` on a
+/// [`Ruleset`] (for tests and bindings' fakes).
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    state: std::sync::Mutex<Ruleset>,
+    /// Every batch applied, in order.
+    pub applied: std::sync::Mutex<Vec<Batch>>,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl FirewallBackend for MemoryBackend {
+    fn read(&self) -> Result<Ruleset, NetworkError> {
+        Ok(self.state.lock().expect("not poisoned").clone())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), NetworkError> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let mut next = state.clone();
+        next.apply(batch).map_err(|stderr| NetworkError::Firewall {
+            command: "memory-restore".into(),
+            stderr,
+            source: None,
+        })?;
+        *state = next;
+        self.applied
+            .lock()
+            .expect("not poisoned")
+            .push(batch.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::MacAddr;
+
+    #[test]
+    fn firewall_applies_once_and_then_is_a_no_op() {
+        let settings = FirewallSettings::from_config(&NetworkConfig::default()).unwrap();
+        let fw = Firewall::new(MemoryBackend::default(), settings.clone());
+        let net = TenantNet::new(
+            "ab12cd34",
+            Ipv4Cidr::parse("10.200.0.4/30").unwrap(),
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            20001,
+            10001,
+        )
+        .unwrap();
+        assert!(fw.ensure_base().unwrap().changes > 0);
+        assert_eq!(fw.ensure_base().unwrap().changes, 0);
+        assert!(fw.apply_tenant(&net).unwrap().changes > 0);
+        assert_eq!(fw.apply_tenant(&net).unwrap().changes, 0);
+        assert!(fw.check_tenant(&net).unwrap().is_empty());
+        assert_eq!(
+            fw.current().unwrap(),
+            plan(std::slice::from_ref(&net), &settings)
+        );
+        assert!(fw.remove_tenant(&net).unwrap().changes > 0);
+        assert!(!fw.check_tenant(&net).unwrap().is_empty());
+        assert_eq!(fw.remove_tenant(&net).unwrap().changes, 0);
+        assert_eq!(fw.remove_tenant_id("ab12cd34").unwrap().changes, 0);
+        // Applied: base, the tenant (fresh path), its removal (planned path).
+        assert_eq!(fw.backend().applied.lock().unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,603 @@
+//! Pure planning: the rules lobster wants (base chains, hooks, one set of
+//! chains per tenant) and the [`Batch`] that turns what is there into that.
+//!
+//! Layout (filter table; nat is analogous with `LOBSTER-POSTROUTING`):
+//!
+//! ```text
+//! INPUT   -> LOBSTER-INPUT   -i lob-<id> -> LOB-<id>-IN   (guest -> host)
+//! FORWARD -> LOBSTER-FORWARD -i lob-+ -o lob-+ DROP (tap to tap, first)
+//!                            -i lob-<id> -> LOB-<id>-FWI  (guest -> world)
+//!                            -o lob-<id> -> LOB-<id>-FWO  (world -> guest)
+//! OUTPUT  -> LOBSTER-OUTPUT  -o lob-<id> -> LOB-<id>-OUT  (host -> guest)
+//! ```
+//!
+//! Every per-tenant chain ends in a verdict, and the jumps select disjoint
+//! traffic (by TAP or subnet), so tenants never depend on each other's rule
+//! order, and adding or removing one never rewrites another's rules.
+
+use std::collections::BTreeSet;
+
+use super::rules::{jump_target, Batch, Op, Ruleset, Table, TENANT_PREFIX};
+use super::FirewallSettings;
+use crate::config::Ipv4Cidr;
+use crate::network::{TenantNet, TAP_PREFIX};
+
+/// Private and link-local ranges a guest may never reach.
+pub const BLOCKED_RANGES: [&str; 4] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+];
+
+/// A lobster base chain and the built-in chain that jumps to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseChain {
+    /// The table.
+    pub table: Table,
+    /// The built-in chain hooked (`INPUT`, ...).
+    pub builtin: &'static str,
+    /// Lobster's chain (`LOBSTER-INPUT`, ...).
+    pub chain: &'static str,
+}
+
+/// The base chains, hooked once into the built-ins.
+pub const BASE_CHAINS: [BaseChain; 4] = [
+    BaseChain {
+        table: Table::Filter,
+        builtin: "INPUT",
+        chain: "LOBSTER-INPUT",
+    },
+    BaseChain {
+        table: Table::Filter,
+        builtin: "FORWARD",
+        chain: "LOBSTER-FORWARD",
+    },
+    BaseChain {
+        table: Table::Filter,
+        builtin: "OUTPUT",
+        chain: "LOBSTER-OUTPUT",
+    },
+    BaseChain {
+        table: Table::Nat,
+        builtin: "POSTROUTING",
+        chain: "LOBSTER-POSTROUTING",
+    },
+];
+
+/// The static rules at the top of a base chain (before any tenant's jump).
+fn base_static_rules(chain: &str) -> Vec<String> {
+    match chain {
+        "LOBSTER-FORWARD" => vec![format!("-i {TAP_PREFIX}+ -o {TAP_PREFIX}+ -j DROP")],
+        _ => Vec::new(),
+    }
+}
+
+/// The hook rule in a built-in chain.
+fn hook_rule(base: &BaseChain) -> String {
+    format!("-j {}", base.chain)
+}
+
+/// One tenant's planned rules: its own chains, and the jumps into them from
+/// the base chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRules {
+    /// The tenant id.
+    pub id: String,
+    /// `(table, chain, rules)` for each chain the tenant owns.
+    pub chains: Vec<(Table, String, Vec<String>)>,
+    /// `(table, base chain, jump rule)`.
+    pub jumps: Vec<(Table, &'static str, String)>,
+}
+
+/// The chain-name prefix of one tenant: `LOB-<id>-`.
+pub fn tenant_chain_prefix(id: &str) -> String {
+    format!("{TENANT_PREFIX}{id}-")
+}
+
+/// The tenant id a per-tenant chain belongs to.
+pub fn tenant_of_chain(chain: &str) -> Option<&str> {
+    let rest = chain.strip_prefix(TENANT_PREFIX)?;
+    rest.rsplit_once('-').map(|(id, _)| id)
+}
+
+/// Plans one tenant's chains and jumps (canonical `iptables-save` form).
+pub fn plan_tenant(net: &TenantNet, settings: &FirewallSettings) -> TenantRules {
+    let tap = &net.tap;
+    let chain = |suffix: &str| format!("{}{suffix}", tenant_chain_prefix(&net.id));
+    let (input, fwi, fwo, output, nat) = (
+        chain("IN"),
+        chain("FWI"),
+        chain("FWO"),
+        chain("OUT"),
+        chain("NAT"),
+    );
+    let established = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string();
+    let limit = settings.max_connections;
+    let agent_ports = format!("{},{}", settings.agent_port, settings.health_port);
+    let gateway = settings.gateway_port;
+
+    let mut from_guest = vec![
+        format!("! -s {}/32 -j DROP", net.guest_ip),
+        established.clone(),
+    ];
+    for range in blocked_destinations(settings.pool) {
+        from_guest.push(format!("-d {range} -j DROP"));
+    }
+    from_guest.push(format!(
+        "-m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable"
+    ));
+    from_guest.push("-j ACCEPT".into());
+
+    let to_guest_from_host = vec![
+        format!("-p tcp -m multiport --dports {agent_ports} -m owner --uid-owner 0 -j ACCEPT"),
+        format!("-p tcp -m multiport --dports {agent_ports} -j DROP"),
+        format!(
+            "-p tcp -m tcp --dport {gateway} -m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-daddr -j REJECT --reject-with tcp-reset"
+        ),
+        format!("-p tcp -m tcp --dport {gateway} -j ACCEPT"),
+        established.clone(),
+        "-j DROP".into(),
+    ];
+
+    TenantRules {
+        id: net.id.clone(),
+        chains: vec![
+            (
+                Table::Filter,
+                input.clone(),
+                vec![established.clone(), "-j DROP".into()],
+            ),
+            (Table::Filter, fwi.clone(), from_guest),
+            (
+                Table::Filter,
+                fwo.clone(),
+                vec![established, "-j DROP".into()],
+            ),
+            (Table::Filter, output.clone(), to_guest_from_host),
+            (
+                Table::Nat,
+                nat.clone(),
+                vec![format!("! -o {tap} -j MASQUERADE")],
+            ),
+        ],
+        jumps: vec![
+            (
+                Table::Filter,
+                "LOBSTER-INPUT",
+                format!("-i {tap} -j {input}"),
+            ),
+            (
+                Table::Filter,
+                "LOBSTER-FORWARD",
+                format!("-i {tap} -j {fwi}"),
+            ),
+            (
+                Table::Filter,
+                "LOBSTER-FORWARD",
+                format!("-o {tap} -j {fwo}"),
+            ),
+            (
+                Table::Filter,
+                "LOBSTER-OUTPUT",
+                format!("-o {tap} -j {output}"),
+            ),
+            (
+                Table::Nat,
+                "LOBSTER-POSTROUTING",
+                format!("-s {} -j {nat}", net.subnet),
+            ),
+        ],
+    }
+}
+
+/// The destinations dropped for guest traffic: private and link-local
+/// ranges, plus the tenant pool when it lies outside them.
+fn blocked_destinations(pool: Ipv4Cidr) -> Vec<String> {
+    let mut out: Vec<String> = BLOCKED_RANGES.iter().map(|r| r.to_string()).collect();
+    let covered = BLOCKED_RANGES.iter().any(|r| {
+        let r = Ipv4Cidr::parse(r).expect("constant ranges parse");
+        r.prefix <= pool.prefix && u32::from(pool.addr) & r.mask() == u32::from(r.addr)
+    });
+    if !covered {
+        out.push(pool.to_string());
+    }
+    out
+}
+
+/// The whole ruleset lobster wants for these tenants (base chains, hooks,
+/// every tenant's chains and jumps in the given order).
+pub fn plan(tenants: &[TenantNet], settings: &FirewallSettings) -> Ruleset {
+    let mut rs = Ruleset::default();
+    for base in &BASE_CHAINS {
+        rs.chain_mut(base.table, base.builtin).push(hook_rule(base));
+        *rs.chain_mut(base.table, base.chain) = base_static_rules(base.chain);
+    }
+    for net in tenants {
+        let t = plan_tenant(net, settings);
+        for (table, chain, rules) in t.chains {
+            *rs.chain_mut(table, &chain) = rules;
+        }
+        for (table, base, jump) in t.jumps {
+            rs.chain_mut(table, base).push(jump);
+        }
+    }
+    rs
+}
+
+/// The changes that put the base chains and hooks in place, without
+/// touching any tenant's jumps: missing chains are created, missing static
+/// rules and hooks are inserted first.
+fn base_batch(current: &Ruleset, batch: &mut Batch) {
+    for base in &BASE_CHAINS {
+        let hook = hook_rule(base);
+        let chain = current.chain(base.table, base.chain);
+        if chain.is_none() {
+            batch.push(base.table, Op::Declare(base.chain.into()));
+            for rule in base_static_rules(base.chain) {
+                batch.push(base.table, Op::Append(base.chain.into(), rule));
+            }
+        } else if let Some(rules) = chain {
+            // Insert missing static rules at the top, keeping their order.
+            for rule in base_static_rules(base.chain).into_iter().rev() {
+                if !rules.contains(&rule) {
+                    batch.push(base.table, Op::InsertFirst(base.chain.into(), rule));
+                }
+            }
+        }
+        let hooked = current
+            .chain(base.table, base.builtin)
+            .is_some_and(|rules| rules.contains(&hook));
+        if !hooked {
+            batch.push(base.table, Op::InsertFirst(base.builtin.into(), hook));
+        }
+    }
+}
+
+/// The changes that make one tenant's rules exactly `want`: its chains are
+/// (re)written only when they differ, and its jumps are added or removed
+/// one by one. Other tenants' chains and jumps are never named.
+fn tenant_batch(current: &Ruleset, want: &TenantRules, batch: &mut Batch) {
+    for (table, chain, rules) in &want.chains {
+        if current.chain(*table, chain) != Some(rules) {
+            batch.push(*table, Op::Declare(chain.clone()));
+            for rule in rules {
+                batch.push(*table, Op::Append(chain.clone(), rule.clone()));
+            }
+        }
+    }
+    // Stale jumps into this tenant's chains (e.g. an old subnet) go first.
+    let prefix = tenant_chain_prefix(&want.id);
+    for base in &BASE_CHAINS {
+        for rule in current.chain(base.table, base.chain).into_iter().flatten() {
+            let ours = jump_target(rule).is_some_and(|t| t.starts_with(&prefix));
+            let wanted = want
+                .jumps
+                .iter()
+                .any(|(t, c, j)| *t == base.table && *c == base.chain && j == rule);
+            if ours && !wanted {
+                batch.push(base.table, Op::Delete(base.chain.into(), rule.clone()));
+            }
+        }
+    }
+    for (table, base, jump) in &want.jumps {
+        let present = current
+            .chain(*table, base)
+            .is_some_and(|rules| rules.contains(jump));
+        if !present {
+            batch.push(*table, Op::Append((*base).into(), jump.clone()));
+        }
+    }
+}
+
+/// The changes that remove every trace of tenant `id`: its jumps, then its
+/// chains. Nothing else is named.
+fn removal_batch(current: &Ruleset, id: &str, batch: &mut Batch) {
+    let prefix = tenant_chain_prefix(id);
+    for (table, chains) in &current.tables {
+        for (chain, rules) in chains.iter().filter(|(c, _)| !c.starts_with(&prefix)) {
+            for rule in rules {
+                if jump_target(rule).is_some_and(|t| t.starts_with(&prefix)) {
+                    batch.push(*table, Op::Delete(chain.clone(), rule.clone()));
+                }
+            }
+        }
+    }
+    for (table, chains) in &current.tables {
+        for chain in chains.keys().filter(|c| c.starts_with(&prefix)) {
+            batch.push(*table, Op::Flush(chain.clone()));
+        }
+    }
+    for (table, chains) in &current.tables {
+        for chain in chains.keys().filter(|c| c.starts_with(&prefix)) {
+            batch.push(*table, Op::DeleteChain(chain.clone()));
+        }
+    }
+}
+
+/// The batch that adds (or repairs) one tenant, creating the base chains
+/// and hooks when missing. Empty when everything is in place.
+pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettings) -> Batch {
+    let mut batch = Batch::default();
+    base_batch(current, &mut batch);
+    tenant_batch(current, &plan_tenant(net, settings), &mut batch);
+    batch
+}
+
+/// The batch that adds a tenant whose chains do not exist yet, planned
+/// without reading the ruleset: `-N` makes the whole batch fail (changing
+/// nothing) if any of its chains exists, and a chain that does not exist
+/// cannot have jumps pointing at it, so the appended jumps are never
+/// duplicates. It also fails if the base chains are missing. On failure,
+/// fall back to reading the ruleset and [`apply_batch`].
+pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
+    let want = plan_tenant(net, settings);
+    let mut batch = Batch::default();
+    for (table, chain, rules) in &want.chains {
+        batch.push(*table, Op::Create(chain.clone()));
+        for rule in rules {
+            batch.push(*table, Op::Append(chain.clone(), rule.clone()));
+        }
+    }
+    for (table, base, jump) in &want.jumps {
+        batch.push(*table, Op::Append((*base).into(), jump.clone()));
+    }
+    batch
+}
+
+/// The batch that removes a tenant whose rules are exactly as planned,
+/// without reading the ruleset; it fails (changing nothing) otherwise, and
+/// the caller falls back to [`remove_batch`].
+pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
+    let want = plan_tenant(net, settings);
+    let mut batch = Batch::default();
+    for (table, base, jump) in &want.jumps {
+        batch.push(*table, Op::Delete((*base).into(), jump.clone()));
+    }
+    for (table, chain, _) in &want.chains {
+        batch.push(*table, Op::Flush(chain.clone()));
+    }
+    for (table, chain, _) in &want.chains {
+        batch.push(*table, Op::DeleteChain(chain.clone()));
+    }
+    batch
+}
+
+/// The batch that creates the base chains and hooks where missing, touching
+/// no tenant. Empty when they are in place.
+pub fn base_only_batch(current: &Ruleset) -> Batch {
+    let mut batch = Batch::default();
+    base_batch(current, &mut batch);
+    batch
+}
+
+/// The batch that removes one tenant. Empty when nothing of it is left.
+pub fn remove_batch(current: &Ruleset, id: &str) -> Batch {
+    let mut batch = Batch::default();
+    removal_batch(current, id, &mut batch);
+    batch
+}
+
+/// The batch that makes the ruleset match exactly `tenants`: base chains and
+/// hooks restored, every listed tenant added or repaired, every other
+/// tenant's chains and jumps removed.
+pub fn reconcile_batch(
+    current: &Ruleset,
+    tenants: &[TenantNet],
+    settings: &FirewallSettings,
+) -> Batch {
+    let mut batch = Batch::default();
+    base_batch(current, &mut batch);
+    let live: BTreeSet<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
+    let mut stale = BTreeSet::new();
+    for chains in current.tables.values() {
+        for (chain, rules) in chains {
+            if let Some(id) = tenant_of_chain(chain) {
+                stale.insert(id.to_string());
+            }
+            for target in rules.iter().filter_map(|r| jump_target(r)) {
+                if let Some(id) = tenant_of_chain(target) {
+                    stale.insert(id.to_string());
+                }
+            }
+        }
+    }
+    for id in stale.iter().filter(|id| !live.contains(id.as_str())) {
+        removal_batch(current, id, &mut batch);
+    }
+    for net in tenants {
+        tenant_batch(current, &plan_tenant(net, settings), &mut batch);
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::MacAddr;
+
+    fn settings() -> FirewallSettings {
+        FirewallSettings {
+            pool: Ipv4Cidr::parse("10.200.0.0/16").unwrap(),
+            gateway_port: 9000,
+            agent_port: 52,
+            health_port: 53,
+            max_connections: 256,
+        }
+    }
+
+    fn tenant(id: &str, n: u32) -> TenantNet {
+        let subnet = Ipv4Cidr {
+            addr: std::net::Ipv4Addr::from(
+                u32::from(std::net::Ipv4Addr::new(10, 200, 0, 0)) + 4 * n,
+            ),
+            prefix: 30,
+        };
+        TenantNet::new(
+            id,
+            subnet,
+            MacAddr([2, 0xfc, 0, 0, 0, n as u8]),
+            20000 + n as u16,
+            10000 + n,
+        )
+        .unwrap()
+    }
+
+    /// The golden ruleset for one tenant; every line is in the form
+    /// `iptables-save` prints (checked for real by the t1_firewall tests).
+    const GOLDEN_ONE: &str = "\
+*filter
+:LOB-ab12cd34-FWI - [0:0]
+:LOB-ab12cd34-FWO - [0:0]
+:LOB-ab12cd34-IN - [0:0]
+:LOB-ab12cd34-OUT - [0:0]
+:LOBSTER-FORWARD - [0:0]
+:LOBSTER-INPUT - [0:0]
+:LOBSTER-OUTPUT - [0:0]
+-A FORWARD -j LOBSTER-FORWARD
+-A INPUT -j LOBSTER-INPUT
+-A LOB-ab12cd34-FWI ! -s 10.200.0.6/32 -j DROP
+-A LOB-ab12cd34-FWI -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A LOB-ab12cd34-FWI -d 10.0.0.0/8 -j DROP
+-A LOB-ab12cd34-FWI -d 172.16.0.0/12 -j DROP
+-A LOB-ab12cd34-FWI -d 192.168.0.0/16 -j DROP
+-A LOB-ab12cd34-FWI -d 169.254.0.0/16 -j DROP
+-A LOB-ab12cd34-FWI -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable
+-A LOB-ab12cd34-FWI -j ACCEPT
+-A LOB-ab12cd34-FWO -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A LOB-ab12cd34-FWO -j DROP
+-A LOB-ab12cd34-IN -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A LOB-ab12cd34-IN -j DROP
+-A LOB-ab12cd34-OUT -p tcp -m multiport --dports 52,53 -m owner --uid-owner 0 -j ACCEPT
+-A LOB-ab12cd34-OUT -p tcp -m multiport --dports 52,53 -j DROP
+-A LOB-ab12cd34-OUT -p tcp -m tcp --dport 9000 -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-daddr -j REJECT --reject-with tcp-reset
+-A LOB-ab12cd34-OUT -p tcp -m tcp --dport 9000 -j ACCEPT
+-A LOB-ab12cd34-OUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A LOB-ab12cd34-OUT -j DROP
+-A LOBSTER-FORWARD -i lob-+ -o lob-+ -j DROP
+-A LOBSTER-FORWARD -i lob-ab12cd34 -j LOB-ab12cd34-FWI
+-A LOBSTER-FORWARD -o lob-ab12cd34 -j LOB-ab12cd34-FWO
+-A LOBSTER-INPUT -i lob-ab12cd34 -j LOB-ab12cd34-IN
+-A LOBSTER-OUTPUT -o lob-ab12cd34 -j LOB-ab12cd34-OUT
+-A OUTPUT -j LOBSTER-OUTPUT
+COMMIT
+*nat
+:LOB-ab12cd34-NAT - [0:0]
+:LOBSTER-POSTROUTING - [0:0]
+-A LOB-ab12cd34-NAT ! -o lob-ab12cd34 -j MASQUERADE
+-A LOBSTER-POSTROUTING -s 10.200.0.4/30 -j LOB-ab12cd34-NAT
+-A POSTROUTING -j LOBSTER-POSTROUTING
+COMMIT
+";
+
+    #[test]
+    fn one_tenant_plans_to_the_golden_ruleset() {
+        let rs = plan(&[tenant("ab12cd34", 1)], &settings());
+        assert_eq!(rs.render(), GOLDEN_ONE);
+    }
+
+    #[test]
+    fn applying_the_apply_batch_to_nothing_gives_the_plan() {
+        let net = tenant("ab12cd34", 1);
+        let mut rs = Ruleset::default();
+        rs.apply(&apply_batch(&rs.clone(), &net, &settings()))
+            .unwrap();
+        assert_eq!(rs, plan(std::slice::from_ref(&net), &settings()));
+        assert!(
+            apply_batch(&rs, &net, &settings()).is_empty(),
+            "second apply is a no-op"
+        );
+    }
+
+    #[test]
+    fn adding_a_tenant_never_names_another_tenants_chains() {
+        let (a, b) = (tenant("aaaa", 1), tenant("bbbb", 2));
+        let current = plan(std::slice::from_ref(&a), &settings());
+        let batch = apply_batch(&current, &b, &settings());
+        let text = batch.render();
+        assert!(!text.contains("aaaa"), "{text}");
+        assert_eq!(
+            batch.len(),
+            5 + 18 + 1 + 5,
+            "declares, filter rules, nat rule, jumps:\n{text}"
+        );
+        let mut after = current.clone();
+        after.apply(&batch).unwrap();
+        assert_eq!(after, plan(&[a, b], &settings()));
+    }
+
+    #[test]
+    fn removing_a_tenant_touches_only_it() {
+        let (a, b) = (tenant("aaaa", 1), tenant("bbbb", 2));
+        let mut rs = plan(&[a.clone(), b], &settings());
+        let batch = remove_batch(&rs, "bbbb");
+        assert!(!batch.render().contains("aaaa"));
+        rs.apply(&batch).unwrap();
+        assert_eq!(rs, plan(&[a], &settings()));
+        assert!(
+            remove_batch(&rs, "bbbb").is_empty(),
+            "removal is idempotent"
+        );
+    }
+
+    #[test]
+    fn reconcile_restores_flushed_chains_and_drops_stale_tenants() {
+        let (a, b, c) = (tenant("aaaa", 1), tenant("bbbb", 2), tenant("cccc", 3));
+        let mut rs = plan(&[a.clone(), b.clone(), c], &settings());
+        // A flushed tenant chain, a lost hook, and a tenant that is gone.
+        rs.chain_mut(Table::Filter, "LOB-aaaa-FWI").clear();
+        rs.chain_mut(Table::Filter, "INPUT").clear();
+        let batch = reconcile_batch(&rs, &[a.clone(), b.clone()], &settings());
+        assert!(
+            !batch.render().contains("bbbb"),
+            "an intact tenant is not rewritten"
+        );
+        rs.apply(&batch).unwrap();
+        assert_eq!(rs, plan(&[a.clone(), b.clone()], &settings()));
+        assert!(reconcile_batch(&rs, &[a, b], &settings()).is_empty());
+    }
+
+    #[test]
+    fn reconcile_after_reboot_rebuilds_everything() {
+        let tenants = [tenant("aaaa", 1), tenant("bbbb", 2)];
+        let mut rs = Ruleset::default();
+        rs.apply(&reconcile_batch(&rs.clone(), &tenants, &settings()))
+            .unwrap();
+        assert_eq!(rs, plan(&tenants, &settings()));
+    }
+
+    #[test]
+    fn fresh_and_planned_batches_need_no_read_and_refuse_wrong_states() {
+        let (a, b) = (tenant("aaaa", 1), tenant("bbbb", 2));
+        let mut rs = plan(std::slice::from_ref(&a), &settings());
+        rs.apply(&fresh_apply_batch(&b, &settings())).unwrap();
+        assert_eq!(rs, plan(&[a.clone(), b.clone()], &settings()));
+        // Applying the fresh batch again fails as a whole: no duplicates.
+        let mut again = rs.clone();
+        assert!(again.apply(&fresh_apply_batch(&b, &settings())).is_err());
+        // Without base chains it fails too.
+        assert!(Ruleset::default()
+            .apply(&fresh_apply_batch(&b, &settings()))
+            .is_err());
+        rs.apply(&planned_remove_batch(&b, &settings())).unwrap();
+        assert_eq!(rs, plan(std::slice::from_ref(&a), &settings()));
+        assert!(rs.apply(&planned_remove_batch(&b, &settings())).is_err());
+    }
+
+    #[test]
+    fn a_pool_outside_private_ranges_is_blocked_explicitly() {
+        let mut s = settings();
+        s.pool = Ipv4Cidr::parse("100.64.0.0/16").unwrap();
+        assert_eq!(
+            blocked_destinations(s.pool).last().unwrap(),
+            "100.64.0.0/16"
+        );
+        assert_eq!(blocked_destinations(settings().pool).len(), 4);
+    }
+
+    #[test]
+    fn tenant_of_chain_reads_the_id() {
+        assert_eq!(tenant_of_chain("LOB-ab12cd34-FWI"), Some("ab12cd34"));
+        assert_eq!(tenant_of_chain("LOBSTER-FORWARD"), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! Pure planning: everything a tenant's lifecycle needs, derived from its
+//! registry record and the host configuration. No system effects here.
+
+use std::net::SocketAddr;
+
+use crate::agent::provision::GuestNetwork;
+use crate::agent::{OpenClawSpec, RestartPolicy, Secret, WorkloadSpec};
+use crate::config::{Backend, Config, Ipv4Cidr};
+use crate::network::{MacAddr, NetworkError, TenantNet};
+use crate::overlay::Overlay;
+use crate::proxy::{ProxyError, TenantRoute};
+use crate::store::TenantRecord;
+use crate::vmm::{Drive, Jail, Nic, VmConfig, VmPaths};
+
+/// The tenant's network as the network module wants it.
+pub fn tenant_net(record: &TenantRecord) -> Result<TenantNet, NetworkError> {
+    let a = &record.allocation;
+    let mac: MacAddr = a.mac.parse().map_err(|reason| NetworkError::Invalid {
+        field: "mac",
+        reason,
+    })?;
+    TenantNet::new(
+        &record.id,
+        Ipv4Cidr {
+            addr: a.subnet,
+            prefix: 30,
+        },
+        mac,
+        a.host_port,
+        a.jail_uid,
+    )
+}
+
+/// The tenant's overlay disk.
+pub fn overlay(config: &Config, record: &TenantRecord) -> Overlay {
+    Overlay::new(
+        &config.paths.overlays_dir,
+        &record.name,
+        &record.id,
+        record.resources.overlay_size_mib,
+    )
+}
+
+/// The guest's network settings (kernel command-line keys read by the
+/// initramfs and the agent).
+pub fn guest_network(config: &Config, record: &TenantRecord) -> GuestNetwork {
+    GuestNetwork {
+        address: record.allocation.guest_ip,
+        prefix: 30,
+        gateway: record.allocation.host_ip,
+        dns: None,
+        agent_port: config.network.agent_port,
+        health_port: config.network.health_port,
+    }
+}
+
+/// The VM: shared base read-only as `vda`, the tenant disk as `vdb`, one NIC
+/// on the tenant's TAP; Firecracker runs jailed under the tenant's uid.
+pub fn vm_config(config: &Config, record: &TenantRecord, backend: Backend) -> VmConfig {
+    let r = &record.resources;
+    let jail = (backend == Backend::Firecracker && config.vmm.firecracker.use_jailer).then(|| {
+        Jail::for_tenant(
+            &config.vmm,
+            record.allocation.jail_uid,
+            r.vcpus,
+            r.memory_mib,
+            None,
+        )
+    });
+    VmConfig {
+        vm_id: record.name.clone(),
+        kernel: config.paths.kernel.clone(),
+        initrd: Some(config.paths.initrd.clone()),
+        boot_args: format!("quiet {}", guest_network(config, record).kernel_args()),
+        drives: vec![
+            Drive {
+                id: "rootfs".into(),
+                path: config.paths.rootfs.clone(),
+                read_only: true,
+                rate_limiter: None,
+            },
+            Drive {
+                id: "overlay".into(),
+                path: overlay(config, record).path().to_path_buf(),
+                read_only: false,
+                rate_limiter: None,
+            },
+        ],
+        nic: Some(Nic {
+            id: "eth0".into(),
+            tap: record.allocation.tap.clone(),
+            mac: record.allocation.mac.clone(),
+            rx_rate_limiter: None,
+            tx_rate_limiter: None,
+        }),
+        vcpus: r.vcpus,
+        memory_mib: r.memory_mib,
+        paths: VmPaths::for_tenant(&config.paths, &config.vmm, &record.name),
+        jail,
+    }
+}
+
+/// Where the agent listens: (RPC, health).
+pub fn agent_endpoints(config: &Config, record: &TenantRecord) -> (SocketAddr, SocketAddr) {
+    let ip = record.allocation.guest_ip.into();
+    (
+        SocketAddr::new(ip, config.network.agent_port),
+        SocketAddr::new(ip, config.network.health_port),
+    )
+}
+
+/// The proxy route `<name>.<domain>` → the guest's gateway port.
+pub fn route(config: &Config, record: &TenantRecord) -> Result<TenantRoute, ProxyError> {
+    let upstream = SocketAddr::new(
+        record.allocation.guest_ip.into(),
+        config.network.gateway_port,
+    );
+    TenantRoute::new(&record.name, upstream)
+}
+
+/// What the agent runs: the recorded command, or the OpenClaw gateway with
+/// the tenant's token, port and allowed origin.
+pub fn workload(config: &Config, record: &TenantRecord) -> WorkloadSpec {
+    let w = &record.workload;
+    let openclaw = w.command.is_empty().then(|| OpenClawSpec {
+        port: config.network.gateway_port,
+        gateway_token: Secret(record.gateway_token.clone()),
+        extra: serde_json::json!({
+            "controlUi": { "allowedOrigins": [format!("https://{}.{}", record.name, config.domain)] }
+        }),
+    });
+    WorkloadSpec {
+        command: w.command.clone(),
+        env: w.env.clone(),
+        cwd: None,
+        openclaw,
+        restart: RestartPolicy::Always,
+        port: Some(config.network.gateway_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{allocation_for, Resources, TenantStatus, Workload};
+
+    fn record() -> TenantRecord {
+        let config = Config::default();
+        TenantRecord {
+            name: "alice".into(),
+            id: "0a1b2c3d".into(),
+            status: TenantStatus::Creating,
+            resources: Resources {
+                vcpus: 1,
+                memory_mib: 512,
+                overlay_size_mib: 1024,
+                backend: None,
+            },
+            allocation: allocation_for(&config, 1, "0a1b2c3d"),
+            created_at: 0,
+            agent_token: "a".repeat(64),
+            gateway_token: "g".repeat(64),
+            workload: Workload::default(),
+            vm: None,
+            owner: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn network_and_vm_are_derived_from_the_allocation() {
+        let config = Config::default();
+        let rec = record();
+        let net = tenant_net(&rec).unwrap();
+        assert_eq!(net.tap, "lob-0a1b2c3d");
+        assert_eq!(net.guest_ip.to_string(), "10.200.0.6");
+        assert_eq!(net.host_ip.to_string(), "10.200.0.5");
+        assert_eq!(net.owner_uid, 10001);
+        let vm = vm_config(&config, &rec, Backend::Qemu);
+        vm.validate().unwrap();
+        assert_eq!(vm.boot_args, "quiet lobster.ip=10.200.0.6/30 lobster.gw=10.200.0.5 lobster.agent_port=52 lobster.health_port=53");
+        assert!(
+            !vm.boot_args.contains(&rec.agent_token),
+            "token must not be on the cmdline"
+        );
+        assert_eq!(vm.drives[0].path, config.paths.rootfs);
+        assert!(vm.drives[0].read_only && !vm.drives[1].read_only);
+        assert_eq!(vm.nic.as_ref().unwrap().tap, "lob-0a1b2c3d");
+        assert!(vm.jail.is_none());
+        let fc = vm_config(&config, &rec, Backend::Firecracker);
+        assert_eq!(fc.jail.unwrap().uid, 10001);
+        let (rpc, health) = agent_endpoints(&config, &rec);
+        assert_eq!(
+            (rpc.to_string(), health.to_string()),
+            ("10.200.0.6:52".into(), "10.200.0.6:53".into())
+        );
+        assert_eq!(
+            route(&config, &rec).unwrap().upstream.to_string(),
+            "10.200.0.6:9000"
+        );
+    }
+
+    #[test]
+    fn default_workload_is_openclaw_with_the_tenant_token() {
+        let config = Config::default();
+        let mut rec = record();
+        let w = workload(&config, &rec);
+        assert!(w.command.is_empty());
+        let oc = w.openclaw.unwrap();
+        assert_eq!(oc.port, 9000);
+        assert_eq!(oc.gateway_token.0, rec.gateway_token);
+        assert_eq!(
+            oc.extra["controlUi"]["allowedOrigins"][0],
+            "https://alice.lobster.local"
+        );
+        rec.workload.command = vec!["busybox".into(), "httpd".into()];
+        let w = workload(&config, &rec);
+        assert!(w.openclaw.is_none());
+        assert_eq!(w.port, Some(9000));
+    }
+}

@@ -1,0 +1,257 @@
+//! Spawning a tenant: allocate → overlay disk (+ agent token) → TAP →
+//! firewall → VM → agent → secrets → workload → route → `running`.
+//!
+//! Each completed step pushes its undo; any failure rolls back in reverse
+//! and reports the original error with the rollback's outcome. The registry
+//! record carries the spawning process's identity while `creating`, so if
+//! this process is killed midway the next command tears the rest down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::provision;
+use crate::agent::Agent;
+use crate::error::{Error, Result};
+use crate::host::{backend_of, Host, Services};
+use crate::store::{RunningVm, TenantRecord, TenantStatus};
+use crate::vmm::{Vm, VmmError};
+
+use super::plan;
+use super::progress::{Progress, ProgressSink};
+use super::rollback::UndoStack;
+use super::{current_process, Tenant, TenantError, TenantSpec};
+
+/// How long a booted guest's agent may take to answer health.
+pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a spawn; see the module docs.
+pub(crate) async fn spawn(
+    host: &Host,
+    spec: TenantSpec,
+    sink: Option<ProgressSink>,
+) -> Result<Tenant> {
+    let config = host.config();
+    check_images(config)?;
+    let services = host.services().await?;
+    let progress = Progress::new("spawn", spec.name(), sink);
+    let mut undo = UndoStack::new();
+    let mut step = "allocate";
+    let outcome = run(host, &services, &spec, &progress, &mut undo, &mut step).await;
+    match outcome {
+        Ok(tenant) => {
+            undo.commit();
+            tracing::info!(tenant = %tenant.name(), route = %tenant.route(), "spawned");
+            Ok(tenant)
+        }
+        Err(err) => {
+            let report = undo.rollback().await;
+            tracing::warn!(tenant = %spec.name(), step, error = %err.chain(), rollback = %report.summary(), "spawn failed");
+            Err(TenantError::SpawnFailed {
+                name: spec.name().to_owned(),
+                step,
+                rollback: report.summary(),
+                source: Box::new(err),
+            }
+            .into())
+        }
+    }
+}
+
+async fn run(
+    host: &Host,
+    services: &Services,
+    spec: &TenantSpec,
+    progress: &Progress,
+    undo: &mut UndoStack,
+    step: &mut &'static str,
+) -> Result<Tenant> {
+    let config = host.config().clone();
+    let store = host.store().clone();
+
+    *step = "allocate";
+    let owner = current_process()?;
+    let new = spec.to_new_tenant(&config, Some(owner));
+    let record: TenantRecord = progress
+        .step(
+            "allocate",
+            crate::host::blocking({
+                let store = store.clone();
+                let config = config.clone();
+                move || Ok(store.allocate(&config, new)?)
+            }),
+        )
+        .await?;
+    let name = record.name.clone();
+    undo.push("allocate", {
+        let store = store.clone();
+        let name = name.clone();
+        move || crate::host::blocking(move || store.release(&name).map(|_| ()).map_err(Error::from))
+    });
+
+    *step = "overlay";
+    let overlay = plan::overlay(&config, &record);
+    progress
+        .step(
+            "overlay",
+            crate::host::blocking({
+                let overlay = overlay.clone();
+                move || Ok(overlay.create()?)
+            }),
+        )
+        .await?;
+    undo.push("overlay", {
+        let overlay = overlay.clone();
+        move || crate::host::blocking(move || Ok(overlay.remove()?))
+    });
+    *step = "token";
+    progress
+        .step("token", async {
+            Ok::<_, Error>(provision::write_token(overlay.path(), &record.agent_token).await?)
+        })
+        .await?;
+
+    *step = "network";
+    let net = plan::tenant_net(&record)?;
+    progress
+        .step("network", async {
+            Ok::<_, Error>(services.network.ensure(&net).await?)
+        })
+        .await?;
+    undo.push("network", {
+        let network = services.network.clone();
+        let net = net.clone();
+        move || async move { Ok(network.remove(&net).await?) }
+    });
+
+    *step = "firewall";
+    progress
+        .step(
+            "firewall",
+            crate::host::blocking({
+                let firewall = services.firewall.clone();
+                let net = net.clone();
+                move || Ok(firewall.apply_tenant(&net)?)
+            }),
+        )
+        .await?;
+    undo.push("firewall", {
+        let firewall = services.firewall.clone();
+        let net = net.clone();
+        move || crate::host::blocking(move || Ok(firewall.remove_tenant(&net)?))
+    });
+
+    *step = "vm";
+    let kind = services.backend_kind(record.resources.backend);
+    let vmm = (services.vmm)(kind);
+    let vm_config = plan::vm_config(&config, &record, backend_of(kind));
+    let vm: Arc<dyn Vm> = Arc::from(
+        progress
+            .step("vm", async {
+                Ok::<_, Error>(vmm.launch(&vm_config).await?)
+            })
+            .await?,
+    );
+    undo.push("vm", {
+        let vm = vm.clone();
+        move || async move {
+            match vm.kill().await {
+                Ok(_) | Err(VmmError::NotRunning { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    });
+    let running = RunningVm {
+        backend: kind,
+        identity: vm.identity(),
+    };
+    crate::host::blocking({
+        let store = store.clone();
+        let name = name.clone();
+        move || Ok(store.modify(&name, |r| r.vm = Some(running)).map(|_| ())?)
+    })
+    .await?;
+
+    *step = "agent";
+    let (rpc, health) = plan::agent_endpoints(&config, &record);
+    let agent = Agent::new(rpc, health, record.agent_token.clone());
+    progress
+        .step("agent", async {
+            // A VMM that dies during boot is reported as such, not as an agent timeout.
+            tokio::select! {
+                ready = agent.wait_ready(AGENT_READY_TIMEOUT) => ready.map(|_| ()).map_err(Error::from),
+                status = vm.process().wait_exit(AGENT_READY_TIMEOUT) => match status {
+                    Some(status) => Err(vm.process().exited_error(status).into()),
+                    None => Ok(()),
+                },
+            }
+        })
+        .await?;
+    agent.hello().await?;
+
+    *step = "secrets";
+    if !spec.secrets().is_empty() {
+        progress
+            .step("secrets", async {
+                Ok::<_, Error>(
+                    agent
+                        .inject_secrets(spec.secrets().clone(), true)
+                        .await
+                        .map(|_| ())?,
+                )
+            })
+            .await?;
+    }
+
+    *step = "workload";
+    let workload = plan::workload(&config, &record);
+    progress
+        .step("workload", async {
+            Ok::<_, Error>(agent.configure(workload, true).await.map(|_| ())?)
+        })
+        .await?;
+
+    *step = "route";
+    let route = plan::route(&config, &record)?;
+    progress
+        .step("route", async {
+            Ok::<_, Error>(services.routes.put_route(&route).await.map(|_| ())?)
+        })
+        .await?;
+    undo.push("route", {
+        let routes = services.routes.clone();
+        let name = name.clone();
+        move || async move { Ok(routes.remove_route(&name).await.map(|_| ())?) }
+    });
+
+    *step = "registry";
+    let record = crate::host::blocking({
+        let store = store.clone();
+        move || {
+            Ok(store.modify(&name, |r| {
+                r.status = TenantStatus::Running;
+                r.owner = None;
+                r.last_error = None;
+            })?)
+        }
+    })
+    .await?;
+    Ok(Tenant::new(record, &config.domain))
+}
+
+/// The images every tenant boots from must exist before anything is made.
+fn check_images(config: &crate::config::Config) -> Result<()> {
+    for (what, path) in [
+        ("kernel", &config.paths.kernel),
+        ("initrd", &config.paths.initrd),
+        ("rootfs", &config.paths.rootfs),
+    ] {
+        if !path.is_file() {
+            return Err(TenantError::MissingImage {
+                what,
+                path: path.clone(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,545 @@
+//! The Firecracker backend: the request sequence is planned from the
+//! [`VmConfig`] ([`plan`]), Firecracker (directly, or under the [`jailer`])
+//! is started through a [`Launcher`] and supervised through a pidfd, and
+//! configured over its API socket ([`client`]). Snapshots are Firecracker
+//! full snapshots (state + memory files).
+
+pub mod api;
+pub mod client;
+pub mod jailer;
+pub mod plan;
+
+#[cfg(feature = "testing")]
+pub mod fake;
+#[cfg(feature = "testing")]
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::client::{ApiClient, Timed};
+use self::jailer::JailPlan;
+use self::plan::{Features, FileNames};
+use super::{
+    remove_socket, BackendKind, ConsoleLog, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
+    VmConfig, VmIdentity, VmProcess, VmStatus, Vmm, VmmError,
+};
+
+/// Snapshot file names inside the snapshot directory.
+pub const STATE_FILE: &str = "firecracker-state.snap";
+/// Guest memory file name inside the snapshot directory.
+pub const MEMORY_FILE: &str = "firecracker-memory.mem";
+
+/// Starts a VMM process. The seam between planning and the system: the
+/// real one runs the binary; the contract tests' one runs a fake API.
+pub trait Launcher: Send + Sync + std::fmt::Debug {
+    /// Starts `program args` for `vm_id` with output to `console`.
+    fn launch(
+        &self,
+        vm_id: &str,
+        program: &Path,
+        args: &[String],
+        console: ConsoleLog,
+    ) -> Result<VmProcess>;
+}
+
+/// Runs the real binary (in its own session; see [`VmProcess::spawn`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLauncher;
+
+impl Launcher for SystemLauncher {
+    fn launch(
+        &self,
+        vm_id: &str,
+        program: &Path,
+        args: &[String],
+        console: ConsoleLog,
+    ) -> Result<VmProcess> {
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        VmProcess::spawn(vm_id, command, console)
+    }
+}
+
+/// Settings of the Firecracker backend.
+#[derive(Debug, Clone)]
+pub struct FirecrackerSettings {
+    /// The `firecracker` binary (absolute for the jailer).
+    pub binary: PathBuf,
+    /// The `jailer` binary, used for VMs whose config has a `jail`.
+    pub jailer: PathBuf,
+    /// Optional devices and observability.
+    pub features: Features,
+    /// Bound on the API socket appearing.
+    pub ready_timeout: Duration,
+    /// Bound on each API call.
+    pub call_timeout: Duration,
+    /// Bound on snapshot create/load calls.
+    pub snapshot_timeout: Duration,
+    /// How processes are started.
+    pub launcher: Arc<dyn Launcher>,
+}
+
+impl FirecrackerSettings {
+    /// Settings from the host configuration, with the real launcher.
+    pub fn from_config(vmm: &crate::config::VmmConfig) -> FirecrackerSettings {
+        use crate::config::FirecrackerLogLevel as Level;
+        let fc = &vmm.firecracker;
+        FirecrackerSettings {
+            binary: fc.binary.clone(),
+            jailer: fc.jailer.clone(),
+            features: Features {
+                log_level: match fc.log_level {
+                    Level::Off => None,
+                    Level::Error => Some(api::LogLevel::Error),
+                    Level::Warning => Some(api::LogLevel::Warning),
+                    Level::Info => Some(api::LogLevel::Info),
+                    Level::Debug => Some(api::LogLevel::Debug),
+                },
+                metrics: fc.metrics,
+                entropy: fc.entropy,
+                balloon: fc.balloon.then_some(api::Balloon {
+                    amount_mib: 0,
+                    deflate_on_oom: true,
+                    stats_polling_interval_s: 0,
+                }),
+            },
+            ready_timeout: Duration::from_millis(vmm.ready_timeout_ms),
+            call_timeout: Duration::from_millis(vmm.call_timeout_ms),
+            snapshot_timeout: Duration::from_millis(vmm.snapshot_timeout_ms),
+            launcher: Arc::new(SystemLauncher),
+        }
+    }
+}
+
+/// The Firecracker backend.
+#[derive(Debug, Clone)]
+pub struct FirecrackerVmm {
+    settings: FirecrackerSettings,
+}
+
+/// How Firecracker is started for one VM, and how it names files.
+#[derive(Debug, Clone)]
+struct Layout {
+    program: PathBuf,
+    args: Vec<String>,
+    api_socket: PathBuf,
+    names: FileNames,
+    jail: Option<JailPlan>,
+}
+
+impl FirecrackerVmm {
+    /// A backend with these settings.
+    pub fn new(settings: FirecrackerSettings) -> FirecrackerVmm {
+        FirecrackerVmm { settings }
+    }
+
+    fn layout(&self, config: &VmConfig) -> Result<Layout> {
+        config.validate()?;
+        match &config.jail {
+            None => Ok(Layout {
+                program: self.settings.binary.clone(),
+                args: vec![
+                    "--api-sock".into(),
+                    plan::utf8(config, "paths.api_socket", &config.paths.api_socket)?,
+                    "--id".into(),
+                    config.vm_id.clone(),
+                ],
+                api_socket: config.paths.api_socket.clone(),
+                names: FileNames::direct(config, &self.settings.features)?,
+                jail: None,
+            }),
+            Some(jail) => {
+                let plan =
+                    jailer::plan(config, jail, &self.settings.binary, &self.settings.features)?;
+                Ok(Layout {
+                    program: self.settings.jailer.clone(),
+                    args: plan.args.clone(),
+                    api_socket: plan.api_socket.clone(),
+                    names: plan.names.clone(),
+                    jail: Some(plan),
+                })
+            }
+        }
+    }
+
+    /// Starts the process and waits for its API socket.
+    async fn start(
+        &self,
+        config: &VmConfig,
+        layout: &Layout,
+        extra_files: &[(PathBuf, String)],
+    ) -> Result<FirecrackerVm> {
+        if tokio::net::UnixStream::connect(&layout.api_socket)
+            .await
+            .is_ok()
+        {
+            return Err(VmmError::InvalidState {
+                vm: config.vm_id.clone(),
+                operation: "launch",
+                state: format!("another vmm listens on {}", layout.api_socket.display()),
+            });
+        }
+        remove_socket(&config.vm_id, &layout.api_socket)?;
+        match &layout.jail {
+            Some(plan) => {
+                let mut plan = plan.clone();
+                for (source, name) in extra_files {
+                    plan.files.push(jailer::ChrootFile {
+                        source: Some(source.clone()),
+                        name: name.clone(),
+                        chown: true,
+                    });
+                }
+                jailer::prepare(&config.vm_id, &plan)?;
+            }
+            None => {
+                if let Some(dir) = layout.api_socket.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
+                        context: format!("cannot create socket directory {}", dir.display()),
+                        source,
+                    })?;
+                }
+                if let Some(metrics) = &layout.names.metrics {
+                    touch(Path::new(metrics))?;
+                }
+            }
+        }
+        let console = ConsoleLog::new(
+            &config.paths.console_log,
+            config.paths.console_log_max_bytes,
+        );
+        let _ = console.note(&format!(
+            "starting {} {}",
+            layout.program.display(),
+            layout.args.join(" ")
+        ));
+        let process = match self.settings.launcher.launch(
+            &config.vm_id,
+            &layout.program,
+            &layout.args,
+            console,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(plan) = &layout.jail {
+                    let _ = jailer::cleanup(&config.vm_id, plan);
+                }
+                return Err(e);
+            }
+        };
+        let vm = FirecrackerVm {
+            config: config.clone(),
+            client: ApiClient::new(
+                &config.vm_id,
+                &layout.api_socket,
+                self.settings.call_timeout,
+            ),
+            snapshot_client: ApiClient::new(
+                &config.vm_id,
+                &layout.api_socket,
+                self.settings.snapshot_timeout,
+            ),
+            process,
+            layout: layout.clone(),
+            settings: self.settings.clone(),
+        };
+        let ready = vm
+            .client
+            .wait_for_socket(self.settings.ready_timeout, || vm.process.check_alive())
+            .await;
+        if let Err(e) = ready {
+            let _ = vm.kill().await;
+            return Err(e);
+        }
+        Ok(vm)
+    }
+
+    /// Like [`Vmm::launch`], also returning how long each API call took.
+    pub async fn launch_timed(&self, config: &VmConfig) -> Result<(FirecrackerVm, Vec<Timed>)> {
+        let layout = self.layout(config)?;
+        let calls = plan::launch(config, &layout.names, &self.settings.features)?;
+        let vm = self.start(config, &layout, &[]).await?;
+        match vm.client.send_all(&calls).await {
+            Ok(times) => {
+                tracing::info!(vm = %config.vm_id, pid = vm.process.identity().pid, "firecracker guest started");
+                Ok((vm, times))
+            }
+            Err(e) => {
+                // Rolled back: no half-configured VMM stays behind.
+                let e = vm.process.check_alive().err().unwrap_or(e);
+                let _ = vm.kill().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Vmm for FirecrackerVmm {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Firecracker
+    }
+
+    async fn launch(&self, config: &VmConfig) -> Result<Box<dyn Vm>> {
+        Ok(Box::new(self.launch_timed(config).await?.0))
+    }
+
+    async fn restore(
+        &self,
+        config: &VmConfig,
+        snapshot: &Snapshot,
+        resume: bool,
+    ) -> Result<Box<dyn Vm>> {
+        let memory = match (&snapshot.backend, &snapshot.memory_file) {
+            (BackendKind::Firecracker, Some(memory)) => memory.clone(),
+            _ => {
+                return Err(VmmError::InvalidState {
+                    vm: config.vm_id.clone(),
+                    operation: "restore",
+                    state: format!(
+                        "the snapshot was not written by firecracker ({:?})",
+                        snapshot.backend
+                    ),
+                })
+            }
+        };
+        let layout = self.layout(config)?;
+        let (state_name, memory_name, extra) = match &layout.jail {
+            Some(_) => (
+                "/snapshot.state".to_string(),
+                "/snapshot.mem".to_string(),
+                vec![
+                    (snapshot.state_file.clone(), "/snapshot.state".to_string()),
+                    (memory.clone(), "/snapshot.mem".to_string()),
+                ],
+            ),
+            None => (
+                plan::utf8(config, "snapshot.state_file", &snapshot.state_file)?,
+                plan::utf8(config, "snapshot.memory_file", &memory)?,
+                Vec::new(),
+            ),
+        };
+        let calls = plan::restore(
+            config,
+            &layout.names,
+            &self.settings.features,
+            &state_name,
+            &memory_name,
+            resume,
+        );
+        let vm = self.start(config, &layout, &extra).await?;
+        let (load, rest) = calls
+            .split_last()
+            .expect("restore plan ends with snapshot/load");
+        let result = async {
+            vm.client.send_all(rest).await?;
+            vm.snapshot_client.send(load).await
+        }
+        .await;
+        if let Err(e) = result {
+            let e = vm.process.check_alive().err().unwrap_or(e);
+            let _ = vm.kill().await;
+            return Err(e);
+        }
+        Ok(Box::new(vm))
+    }
+
+    async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>> {
+        let layout = self.layout(config)?;
+        let console = ConsoleLog::new(
+            &config.paths.console_log,
+            config.paths.console_log_max_bytes,
+        );
+        let process = VmProcess::attach(&config.vm_id, identity, console)?;
+        let vm = FirecrackerVm {
+            config: config.clone(),
+            client: ApiClient::new(
+                &config.vm_id,
+                &layout.api_socket,
+                self.settings.call_timeout,
+            ),
+            snapshot_client: ApiClient::new(
+                &config.vm_id,
+                &layout.api_socket,
+                self.settings.snapshot_timeout,
+            ),
+            process,
+            layout,
+            settings: self.settings.clone(),
+        };
+        vm.status().await?;
+        Ok(Box::new(vm))
+    }
+}
+
+/// A Firecracker VM.
+#[derive(Debug)]
+pub struct FirecrackerVm {
+    config: VmConfig,
+    process: VmProcess,
+    client: ApiClient,
+    snapshot_client: ApiClient,
+    layout: Layout,
+    settings: FirecrackerSettings,
+}
+
+impl FirecrackerVm {
+    /// The API client (for calls the [`Vm`] trait does not cover, such as
+    /// `GET /vm/config` or `FlushMetrics`).
+    pub fn client(&self) -> &ApiClient {
+        &self.client
+    }
+
+    async fn call(&self, call: &plan::ApiCall) -> Result<serde_json::Value> {
+        self.process.check_alive()?;
+        match self.client.send(call).await {
+            Err(e) => Err(self.process.check_alive().err().unwrap_or(e)),
+            ok => ok,
+        }
+    }
+
+    /// Removes the API socket and, under the jailer, the chroot and cgroup.
+    fn cleanup(&self) -> Result<()> {
+        let socket = remove_socket(&self.config.vm_id, &self.layout.api_socket);
+        let jail = match &self.layout.jail {
+            Some(plan) => jailer::cleanup(&self.config.vm_id, plan),
+            None => Ok(()),
+        };
+        socket.and(jail)
+    }
+}
+
+#[async_trait::async_trait]
+impl Vm for FirecrackerVm {
+    fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    fn process(&self) -> &VmProcess {
+        &self.process
+    }
+
+    async fn status(&self) -> Result<VmStatus> {
+        if let Some(status) = self.process.exit_status() {
+            return Ok(VmStatus::Exited(status));
+        }
+        let info = self.call(&plan::ApiCall::get("/")).await?;
+        Ok(match info["state"].as_str().unwrap_or("") {
+            "Not started" => VmStatus::NotStarted,
+            "Running" => VmStatus::Running,
+            "Paused" => VmStatus::Paused,
+            other => VmStatus::Other(other.to_string()),
+        })
+    }
+
+    async fn pause(&self) -> Result<()> {
+        self.call(&plan::set_state(api::VmState::Paused))
+            .await
+            .map(drop)
+    }
+
+    async fn resume(&self) -> Result<()> {
+        self.call(&plan::set_state(api::VmState::Resumed))
+            .await
+            .map(drop)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let status = self.status().await?;
+        if status != VmStatus::Paused {
+            return Err(VmmError::InvalidState {
+                vm: self.config.vm_id.clone(),
+                operation: "snapshot",
+                state: format!("{status:?}").to_lowercase(),
+            });
+        }
+        let dir = &self.config.paths.snapshot_dir;
+        std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
+            context: format!("cannot create snapshot directory {}", dir.display()),
+            source,
+        })?;
+        let state_file = dir.join(STATE_FILE);
+        let memory_file = dir.join(MEMORY_FILE);
+        let (state_name, memory_name) = match &self.layout.jail {
+            Some(_) => ("/snapshot.state".to_string(), "/snapshot.mem".to_string()),
+            None => (
+                plan::utf8(&self.config, "paths.snapshot_dir", &state_file)?,
+                plan::utf8(&self.config, "paths.snapshot_dir", &memory_file)?,
+            ),
+        };
+        self.process.check_alive()?;
+        let created = self
+            .snapshot_client
+            .send(&plan::snapshot(&state_name, &memory_name))
+            .await;
+        if let Err(e) = created {
+            let _ = std::fs::remove_file(&state_file);
+            let _ = std::fs::remove_file(&memory_file);
+            return Err(self.process.check_alive().err().unwrap_or(e));
+        }
+        if let Some(jail) = &self.layout.jail {
+            for (name, target) in [(&state_name, &state_file), (&memory_name, &memory_file)] {
+                let source = jail.host_path(name);
+                std::fs::rename(&source, target)
+                    .or_else(|_| {
+                        std::fs::copy(&source, target).and_then(|_| std::fs::remove_file(&source))
+                    })
+                    .map_err(|e| VmmError::Io {
+                        context: format!(
+                            "cannot move {} to {}",
+                            source.display(),
+                            target.display()
+                        ),
+                        source: e,
+                    })?;
+            }
+        }
+        tracing::info!(vm = %self.config.vm_id, dir = %dir.display(), "firecracker snapshot written");
+        Ok(Snapshot {
+            backend: BackendKind::Firecracker,
+            state_file,
+            memory_file: Some(memory_file),
+        })
+    }
+
+    async fn shutdown(&self, grace: Duration) -> Result<ShutdownOutcome> {
+        if let Some(status) = self.process.exit_status() {
+            self.cleanup()?;
+            return Ok(ShutdownOutcome::Graceful(status));
+        }
+        // Ctrl+Alt+Del: the guest reboots, and with reboot=k Firecracker exits.
+        if self
+            .call(&plan::action(api::ActionType::SendCtrlAltDel))
+            .await
+            .is_ok()
+        {
+            if let Some(status) = self.process.wait_exit(grace).await {
+                self.cleanup()?;
+                return Ok(ShutdownOutcome::Graceful(status));
+            }
+        }
+        let status = self.process.kill(self.settings.call_timeout).await?;
+        self.cleanup()?;
+        Ok(ShutdownOutcome::Forced(status))
+    }
+
+    async fn kill(&self) -> Result<ExitStatus> {
+        let status = self.process.kill(self.settings.call_timeout).await?;
+        self.cleanup()?;
+        Ok(status)
+    }
+}
+
+fn touch(path: &Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| VmmError::Io {
+            context: format!("cannot create {}", path.display()),
+            source,
+        })
+}

@@ -1,0 +1,173 @@
+//! T1: real TAPs through rtnetlink and the tun driver, inside a private
+//! network namespace per test.
+
+mod t1_network_support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use lobster_core::config::Ipv4Cidr;
+use lobster_core::network::{self, Drift, MacAddr, Network, NetworkOps, TenantNet};
+use t1_network_support::{in_netns, sh, Ctx};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn tenant(id: &str, n: u32) -> TenantNet {
+    let subnet = Ipv4Cidr {
+        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + 4 * n),
+        prefix: 30,
+    };
+    let mac = MacAddr::from_guest_ip(Ipv4Addr::from(u32::from(subnet.addr) + 2));
+    TenantNet::new(id, subnet, mac, 20000 + n as u16, 10000 + n).expect("valid tenant")
+}
+
+/// What `ip` (an independent reader) says about a link: details, addresses,
+/// neighbours.
+fn ip_view(tap: &str) -> String {
+    format!(
+        "{}{}{}",
+        sh(&["ip", "-d", "link", "show", "dev", tap]),
+        sh(&["ip", "-4", "addr", "show", "dev", tap]),
+        sh(&["ip", "neigh", "show", "dev", tap])
+    )
+}
+
+#[test]
+#[ignore = "t1: needs root"]
+fn tap_ensure_check_remove() {
+    in_netns("tap_ensure_check_remove", tap_body);
+}
+
+fn tap_body(_ctx: &Ctx) {
+    runtime().block_on(async {
+        let net = Network::connect(Duration::from_secs(5)).expect("rtnetlink");
+        let t = tenant("ab12cd34", 1);
+
+        let before = net.check(&t).await.expect("check");
+        assert_eq!(before.drift, vec![Drift::Missing]);
+
+        net.ensure(&t).await.expect("ensure");
+        let after = net.check(&t).await.expect("check");
+        assert!(after.is_ok(), "drift after ensure: {:?}", after.drift);
+
+        // An independent reader agrees: a persistent TAP owned by the uid,
+        // up, with the /30 host address, the permanent neighbour, no IPv6.
+        let view = ip_view(&t.tap);
+        assert!(view.contains("tun type tap"), "{view}");
+        assert!(view.contains("persist on"), "{view}");
+        assert!(view.contains("user 10001"), "{view}");
+        assert!(view.contains(",UP>"), "{view}");
+        assert!(view.contains("inet 10.200.0.5/30"), "{view}");
+        assert!(
+            view.contains("10.200.0.6 lladdr 02:fc:0a:c8:00:06 PERMANENT"),
+            "{view}"
+        );
+        let v6 = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", t.tap));
+        assert_eq!(v6.map(|s| s.trim().to_string()).unwrap_or("1".into()), "1");
+        assert!(!sh(&["ip", "-6", "addr", "show", "dev", &t.tap]).contains("inet6"));
+
+        // ensure twice is a no-op: same device, same everything.
+        net.ensure(&t).await.expect("second ensure");
+        assert_eq!(ip_view(&t.tap), view, "second ensure changed something");
+
+        // Drift is reported as data, then repaired.
+        sh(&["ip", "link", "set", "dev", &t.tap, "down"]);
+        sh(&["ip", "addr", "add", "192.168.77.1/24", "dev", &t.tap]);
+        // (Setting a link down flushes even permanent neighbour entries.)
+        let drift = net.check(&t).await.expect("check").drift;
+        assert!(drift.contains(&Drift::Down), "{drift:?}");
+        assert!(
+            drift.contains(&Drift::UnexpectedAddress {
+                addr: Ipv4Addr::new(192, 168, 77, 1),
+                prefix: 24
+            }),
+            "{drift:?}"
+        );
+        assert!(
+            drift.contains(&Drift::WrongNeighbour { actual: None }),
+            "{drift:?}"
+        );
+        net.ensure(&t).await.expect("repair");
+        assert!(net.check(&t).await.expect("check").is_ok());
+
+        // remove leaves nothing; removing again is fine.
+        net.remove(&t).await.expect("remove");
+        let gone = std::process::Command::new("ip")
+            .args(["link", "show", "dev", &t.tap])
+            .output()
+            .unwrap();
+        assert!(!gone.status.success(), "tap still exists");
+        assert!(!sh(&["ip", "-4", "addr"]).contains("10.200.0.5"));
+        assert!(!sh(&["ip", "neigh"]).contains("10.200.0.6"));
+        assert!(!sh(&["ip", "route"]).contains("10.200.0.4/30"));
+        assert_eq!(
+            net.check(&t).await.expect("check").drift,
+            vec![Drift::Missing]
+        );
+        net.remove(&t).await.expect("second remove");
+    });
+}
+
+#[test]
+#[ignore = "t1: needs root"]
+fn tap_owner_change_and_foreign_links() {
+    in_netns("tap_owner_change_and_foreign_links", owner_body);
+}
+
+fn owner_body(_ctx: &Ctx) {
+    runtime().block_on(async {
+        let net = Network::connect(Duration::from_secs(5)).expect("rtnetlink");
+        let mut t = tenant("cafe01", 2);
+        net.ensure(&t).await.expect("ensure");
+        // The registry moved the tenant to another uid: check sees it, ensure fixes it.
+        t.owner_uid = 10077;
+        assert_eq!(
+            net.check(&t).await.unwrap().drift,
+            vec![Drift::WrongOwner {
+                expected: 10077,
+                actual: Some(10002)
+            }]
+        );
+        net.ensure(&t).await.expect("re-own");
+        assert!(sh(&["ip", "-d", "link", "show", "dev", &t.tap]).contains("user 10077"));
+
+        // A link with a lobster name that is not a TAP is reported, never touched.
+        let foreign = tenant("d00d", 3);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &foreign.tap,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "foreign-peer",
+        ]);
+        assert_eq!(
+            net.check(&foreign).await.unwrap().drift,
+            vec![Drift::NotTap]
+        );
+        assert!(net.ensure(&foreign).await.is_err());
+        assert!(net.remove(&foreign).await.is_err());
+        sh(&["ip", "link", "show", "dev", &foreign.tap]);
+
+        net.remove(&t).await.expect("remove");
+    });
+}
+
+#[test]
+#[ignore = "t1: needs root"]
+fn ip_forwarding_is_switched_on() {
+    in_netns("ip_forwarding_is_switched_on", |_ctx| {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
+        assert!(!network::ip_forwarding_enabled().unwrap());
+        network::enable_ip_forwarding().expect("enable");
+        assert!(network::ip_forwarding_enabled().unwrap());
+    });
+}

@@ -1,0 +1,167 @@
+//! Against the real `firecracker` (and `jailer`) binaries: the same flows
+//! as the contract tests, on a host with both on PATH and a working KVM.
+//! Ignored by default (reported as skipped); `scripts/test` runs them where
+//! the binaries exist. Not run on the development host, which has neither
+//! the binaries nor a KVM that runs ordinary guests.
+//!
+//! Guest: `vmlinux` from `guest/images/kernel.sh` and the test initramfs
+//! from `guest/images/test-initramfs.sh` (prints a marker, then a counter).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lobster_core::config::VmmConfig;
+use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
+use lobster_core::vmm::{ConsoleLog, Drive, Jail, VmConfig, VmPaths, VmStatus, Vmm};
+
+const MARKER: &str = "LOBSTER-TEST-GUEST-READY";
+
+fn on_path(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("missing `{name}` on PATH"))
+}
+
+fn images() -> PathBuf {
+    std::env::var_os("LOBSTER_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"))
+}
+
+/// Copies the guest images into `dir` (the jailer hard-links from there,
+/// so they must share its filesystem) and describes a 1-vCPU VM.
+fn vm_config(dir: &Path, name: &str) -> VmConfig {
+    let kernel = images().join("kernel/vmlinux");
+    let initrd = images().join("test/initramfs.cpio.gz");
+    for file in [&kernel, &initrd] {
+        assert!(
+            file.exists(),
+            "missing {} (run guest/images/kernel.sh and test-initramfs.sh)",
+            file.display()
+        );
+    }
+    std::fs::copy(&kernel, dir.join("vmlinux")).unwrap();
+    std::fs::copy(&initrd, dir.join("initrd")).unwrap();
+    for disk in ["base.img", "overlay.img"] {
+        std::fs::File::create(dir.join(disk))
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+    }
+    VmConfig {
+        vm_id: name.into(),
+        kernel: dir.join("vmlinux"),
+        initrd: Some(dir.join("initrd")),
+        boot_args: String::new(),
+        drives: vec![
+            Drive {
+                id: "rootfs".into(),
+                path: dir.join("base.img"),
+                read_only: true,
+                rate_limiter: None,
+            },
+            Drive {
+                id: "overlay".into(),
+                path: dir.join("overlay.img"),
+                read_only: false,
+                rate_limiter: None,
+            },
+        ],
+        nic: None,
+        vcpus: 1,
+        memory_mib: 128,
+        paths: VmPaths {
+            api_socket: dir.join("fc.sock"),
+            console_log: dir.join("console.log"),
+            console_log_max_bytes: 4 << 20,
+            snapshot_dir: dir.join("snapshot"),
+        },
+        jail: None,
+    }
+}
+
+fn backend() -> FirecrackerVmm {
+    let mut config = VmmConfig::default();
+    config.firecracker.binary = on_path("firecracker");
+    config.firecracker.jailer = on_path("jailer");
+    FirecrackerVmm::new(FirecrackerSettings::from_config(&config))
+}
+
+/// Prints the console log when the test fails.
+struct Evidence(ConsoleLog);
+
+impl Drop for Evidence {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- console ----\n{}\n----", self.0.tail_bytes(16 * 1024));
+        }
+    }
+}
+
+async fn run_flows(config: &VmConfig) {
+    let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
+    let _evidence = Evidence(console.clone());
+    let vmm = backend();
+    let vm = vmm.launch(config).await.expect("launch");
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
+    assert!(
+        console
+            .wait_for(MARKER, 0, Duration::from_secs(30))
+            .await
+            .is_some(),
+        "no boot marker"
+    );
+    vm.pause().await.unwrap();
+    assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
+    let snapshot = vm.snapshot().await.expect("snapshot");
+    vm.kill().await.unwrap();
+    let from = console.read_all().len() as u64;
+    let restored = vmm.restore(config, &snapshot, true).await.expect("restore");
+    assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
+    assert!(
+        console
+            .wait_for("n=", from, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "restored guest silent"
+    );
+    restored
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    assert!(
+        restored.process().exit_status().is_some(),
+        "firecracker survived shutdown"
+    );
+    assert!(!config.paths.api_socket.exists(), "api socket left behind");
+}
+
+#[tokio::test]
+#[ignore = "tx: needs firecracker and jailer on PATH and a KVM that runs guests"]
+async fn real_firecracker_launch_pause_snapshot_restore_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    run_flows(&vm_config(dir.path(), "tx-fc")).await;
+}
+
+#[tokio::test]
+#[ignore = "tx: needs firecracker and jailer on PATH, root and a KVM that runs guests"]
+async fn real_firecracker_under_the_jailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "tx-fc-jail");
+    config.jail = Some(Jail::for_tenant(
+        &VmmConfig::default(),
+        10_999,
+        1,
+        128,
+        None,
+    ));
+    config.jail.as_mut().unwrap().chroot_base = dir.path().join("jail");
+    run_flows(&config).await;
+    assert!(
+        !dir.path().join("jail/firecracker/tx-fc-jail").exists(),
+        "chroot left behind"
+    );
+}

@@ -1,0 +1,209 @@
+//! `lobster.Tenant`: an immutable snapshot of one tenant's record.
+//!
+//! Attributes mirror the core `Tenant` accessors; `to_dict()` and
+//! `to_json()` give the same document as `lobsterd list --json` (no tokens:
+//! `Host.token(name)` is the one way to read a gateway token).
+
+use lobster_core::Tenant;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use serde_json::Value;
+
+/// One tenant as the registry last recorded it.
+#[pyclass(name = "Tenant", module = "lobster._lobster", frozen, eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyTenant {
+    inner: Tenant,
+}
+
+impl From<Tenant> for PyTenant {
+    fn from(inner: Tenant) -> Self {
+        PyTenant { inner }
+    }
+}
+
+#[pymethods]
+impl PyTenant {
+    /// The tenant name (a DNS label).
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Short id naming its interfaces and jail.
+    #[getter]
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    /// Lifecycle state: creating, running, suspended, stopped, failed or evicting.
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.inner.status().as_str()
+    }
+
+    /// The host name routed to it: `<name>.<domain>`.
+    #[getter]
+    fn route(&self) -> &str {
+        self.inner.route()
+    }
+
+    /// The guest's IPv4 address on its /30.
+    #[getter]
+    fn guest_ip(&self) -> String {
+        self.inner.guest_ip().to_string()
+    }
+
+    /// The host side of the tenant's /30.
+    #[getter]
+    fn host_ip(&self) -> String {
+        self.inner.allocation().host_ip.to_string()
+    }
+
+    /// The tenant's /30 network address.
+    #[getter]
+    fn subnet(&self) -> String {
+        self.inner.allocation().subnet.to_string()
+    }
+
+    /// Guest NIC MAC address.
+    #[getter]
+    fn mac(&self) -> &str {
+        &self.inner.allocation().mac
+    }
+
+    /// Host TAP device name.
+    #[getter]
+    fn tap(&self) -> &str {
+        &self.inner.allocation().tap
+    }
+
+    /// Host TCP port reserved for the tenant.
+    #[getter]
+    fn host_port(&self) -> u16 {
+        self.inner.allocation().host_port
+    }
+
+    /// Uid of the tenant's VMM process.
+    #[getter]
+    fn jail_uid(&self) -> u32 {
+        self.inner.allocation().jail_uid
+    }
+
+    /// Virtual CPUs.
+    #[getter]
+    fn vcpus(&self) -> u8 {
+        self.inner.resources().vcpus
+    }
+
+    /// Guest memory in MiB.
+    #[getter]
+    fn memory_mib(&self) -> u32 {
+        self.inner.resources().memory_mib
+    }
+
+    /// Overlay disk size in MiB.
+    #[getter]
+    fn overlay_size_mib(&self) -> u32 {
+        self.inner.resources().overlay_size_mib
+    }
+
+    /// VMM backend chosen for this tenant, or `None` to follow the host.
+    #[getter]
+    fn backend(&self) -> Option<String> {
+        self.inner
+            .resources()
+            .backend
+            .map(|b| match serde_json::to_value(b) {
+                Ok(Value::String(name)) => name,
+                _ => format!("{b:?}").to_lowercase(),
+            })
+    }
+
+    /// Seconds since the Unix epoch at creation.
+    #[getter]
+    fn created_at(&self) -> u64 {
+        self.inner.created_at()
+    }
+
+    /// Process id of the running VMM, if one runs.
+    #[getter]
+    fn vm_pid(&self) -> Option<u32> {
+        self.inner.vm().map(|vm| vm.identity.pid.unsigned_abs())
+    }
+
+    /// Why the tenant failed, or what the last operation reported.
+    #[getter]
+    fn last_error(&self) -> Option<&str> {
+        self.inner.record().last_error.as_deref()
+    }
+
+    /// The tenant as a dict of plain values (the `list --json` document).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.json_value())
+    }
+
+    /// The tenant as a JSON string (the `list --json` document);
+    /// `pretty=True` indents it.
+    #[pyo3(signature = (*, pretty = false))]
+    fn to_json(&self, pretty: bool) -> String {
+        let value = self.json_value();
+        if pretty {
+            serde_json::to_string_pretty(&value).expect("a Value serialises")
+        } else {
+            value.to_string()
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Tenant(name={:?}, status={:?}, route={:?}, guest_ip={:?})",
+            self.inner.name(),
+            self.inner.status().as_str(),
+            self.inner.route(),
+            self.inner.guest_ip().to_string(),
+        )
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner.name().hash(&mut hasher);
+        self.inner.id().hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+impl PyTenant {
+    fn json_value(&self) -> Value {
+        serde_json::to_value(&self.inner).expect("a tenant serialises")
+    }
+}
+
+/// A JSON value as the equivalent Python object.
+pub fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (None, Some(i)) => i.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (key, item) in map {
+                dict.set_item(key, json_to_py(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}

@@ -1,0 +1,49 @@
+"""Lifecycle operations through their awaitable twins."""
+
+import asyncio
+
+import pytest
+
+import lobster
+
+
+def test_spawn_without_images_is_not_found(temp_host):
+    host = lobster.Host(temp_host.config)
+
+    async def main():
+        return await host.spawn_async(lobster.TenantSpec("alice"))
+
+    with pytest.raises(lobster.NotFoundError, match="kernel image") as info:
+        asyncio.run(main())
+    assert info.value.kind == "not_found"
+
+
+@pytest.mark.parametrize("operation", ["suspend", "resume", "molt"])
+def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
+    temp_host.seed(["alice"])
+    host = lobster.Host(temp_host.config)
+
+    async def main():
+        return await getattr(host, f"{operation}_async")("alice")
+
+    with pytest.raises(lobster.UnsupportedError, match=operation):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("operation", ["evict", "suspend", "resume", "molt"])
+def test_operation_on_missing_tenant_raises_not_found(temp_host, operation):
+    host = lobster.Host(temp_host.config)
+
+    async def main():
+        return await getattr(host, f"{operation}_async")("nobody")
+
+    with pytest.raises(lobster.NotFoundError):
+        asyncio.run(main())
+
+
+def test_molt_all_is_unsupported_for_now(temp_host):
+    async def main():
+        return await lobster.Host(temp_host.config).molt_async()
+
+    with pytest.raises(lobster.UnsupportedError):
+        asyncio.run(main())
