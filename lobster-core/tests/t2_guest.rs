@@ -605,6 +605,28 @@ fn shutdown_powers_off_and_leaves_the_tenant_disk_clean() {
 
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
+fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
+    let ns = Netns::create();
+    ns.run(|| async {
+        let tenant = Tenant::new(Variant::Minimal).await;
+        let guest = tenant.boot(1).await;
+        guest.agent.configure(shell("exec sleep 10000", None), true).await.unwrap();
+        // QEMU's system_powerdown presses the ACPI power button.
+        let outcome = guest.vm.shutdown(Duration::from_secs(30)).await.unwrap();
+        let console = guest.console.read_all();
+        assert!(
+            matches!(outcome, lobster_core::vmm::ShutdownOutcome::Graceful(_)),
+            "{outcome:?}; console:\n{console}"
+        );
+        assert!(console.contains("lobster-init: ACPI power button pressed"), "console:\n{console}");
+        assert!(console.contains("lobster-init: file systems clean"), "console:\n{console}");
+        let fsck = Command::new("e2fsck").args(["-fn"]).arg(&tenant.disk).output().unwrap();
+        assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    });
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu and images"]
 fn overlay_writes_survive_a_reboot_and_the_base_image_is_unchanged() {
     let ns = Netns::create();
     ns.run(|| async {
