@@ -610,7 +610,11 @@ fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
-        guest.agent.configure(shell("exec sleep 10000", None), true).await.unwrap();
+        guest
+            .agent
+            .configure(shell("exec sleep 10000", None), true)
+            .await
+            .unwrap();
         // QEMU's system_powerdown presses the ACPI power button.
         let outcome = guest.vm.shutdown(Duration::from_secs(30)).await.unwrap();
         let console = guest.console.read_all();
@@ -618,10 +622,24 @@ fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
             matches!(outcome, lobster_core::vmm::ShutdownOutcome::Graceful(_)),
             "{outcome:?}; console:\n{console}"
         );
-        assert!(console.contains("lobster-init: ACPI power button pressed"), "console:\n{console}");
-        assert!(console.contains("lobster-init: file systems clean"), "console:\n{console}");
-        let fsck = Command::new("e2fsck").args(["-fn"]).arg(&tenant.disk).output().unwrap();
-        assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+        assert!(
+            console.contains("lobster-init: ACPI power button pressed"),
+            "console:\n{console}"
+        );
+        assert!(
+            console.contains("lobster-init: file systems clean"),
+            "console:\n{console}"
+        );
+        let fsck = Command::new("e2fsck")
+            .args(["-fn"])
+            .arg(&tenant.disk)
+            .output()
+            .unwrap();
+        assert!(
+            fsck.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
     });
 }
 
