@@ -9,7 +9,8 @@ source "$(dirname "$0")/common.sh"
 need cpio gzip ldd sha256sum
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 E2FSCK=${E2FSCK:-/sbin/e2fsck}
-MODULES=(virtio_mmio virtio_blk virtio_net overlay)
+# evdev + button: the ACPI power button (QEMU system_powerdown) reaches lobster-init.
+MODULES=(virtio_mmio virtio_blk virtio_net overlay evdev button)
 KDIR=$LOBSTER_IMAGES/kernel
 OUT=$LOBSTER_IMAGES/initramfs.cpio.gz
 INIT_SCRIPT=$REPO_ROOT/guest/init/initramfs-init.sh

@@ -7,7 +7,7 @@
 # package-lock.json is kept next to the tarball and its sha256 printed, so two
 # builds can be compared. Prints the tarball path on stdout.
 source "$(dirname "$0")/common.sh"
-need npm tar sha256sum
+need npm tar sha256sum openssl base64
 
 NODE_VERSION=${NODE_VERSION:-24.22.3}
 NODE_INTEGRITY=${NODE_INTEGRITY:-sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==}

@@ -23,7 +23,7 @@ base_tar=$("$here/base.sh")
 oc_tar=
 [ "$variant" = minimal ] || oc_tar=$("$here/openclaw.sh")
 
-stamp=$( { echo "$base_tar $oc_tar"; cat "$BIN/lobster-agent" "$BIN/lobster-init" "$0"; } | sha256sum | cut -c1-16)
+stamp=$( { echo "$base_tar $oc_tar ${OPENCLAW_LEASE_START_TIMEOUT_MS-60000}"; cat "$BIN/lobster-agent" "$BIN/lobster-init" "$0"; } | sha256sum | cut -c1-16)
 if [ -f "$OUT" ] && [ "$(cat "$OUT.stamp" 2>/dev/null)" = "$stamp" ]; then
     step "rootfs-$variant" "cached: $(size_of "$OUT") sha256 $(cat "$OUT.sha256" | cut -c1-16)…"
     exit 0
@@ -56,6 +56,19 @@ if [ -n "$oc_tar" ]; then
 exec /opt/node/bin/node /opt/openclaw/node_modules/openclaw/openclaw.mjs "$@"
 WRAP
     chmod 0755 "$r/usr/local/bin/openclaw"
+    # OpenClaw gives its state-lease heartbeat worker a hard-coded 5 s to
+    # start. Under TCG on a busy host that takes 5.1-5.4 s (measured), so the
+    # gateway exits at every start. Raise that one constant (default 60 s,
+    # still bounded by the lease's own expiry); set
+    # OPENCLAW_LEASE_START_TIMEOUT_MS= (empty) to keep upstream's value.
+    lease_ms=${OPENCLAW_LEASE_START_TIMEOUT_MS-60000}
+    if [ -n "$lease_ms" ]; then
+        dist=$r/opt/openclaw/node_modules/openclaw/dist
+        mapfile -t files < <(grep -rlE 'LEASE_HEARTBEAT_START_TIMEOUT_MS ?= ?5e3' "$dist")
+        [ "${#files[@]}" -eq 4 ] || die "expected 4 OpenClaw files with the lease start timeout, found ${#files[@]} (new OpenClaw version?)"
+        sed -i -E "s/LEASE_HEARTBEAT_START_TIMEOUT_MS( ?)=( ?)5e3/LEASE_HEARTBEAT_START_TIMEOUT_MS\1=\2$lease_ms/" "${files[@]}"
+        step "rootfs-$variant" "OpenClaw lease heartbeat start timeout: 5000 -> $lease_ms ms (${#files[@]} files)"
+    fi
 fi
 
 cp "$r/etc/lobster-packages.txt" "$LOBSTER_IMAGES/rootfs-$variant.packages"

@@ -2,6 +2,9 @@
 //! in this process (loopback, ephemeral ports, state in a temp dir), plus
 //! hostile fake agents for the client's bounds.
 
+// An integration test crate is test code as a whole.
+#![allow(clippy::tests_outside_test_module)]
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -346,7 +349,7 @@ async fn openclaw_config_is_written_as_the_original_does() {
         extra: serde_json::Value::Null,
     });
     f.agent.configure(spec, true).await.unwrap();
-    let expected = r#"{"gateway":{"auth":{"mode":"token","token":"gw-token"},"bind":"custom","mode":"local","port":9000}}"#;
+    let expected = r#"{"gateway":{"auth":{"mode":"token","token":"gw-token"},"bind":"custom","customBindHost":"0.0.0.0","mode":"local","port":9000}}"#;
     wait_for(Duration::from_secs(5), "the config in the log", || {
         log_contains(&f.agent, expected)
     })

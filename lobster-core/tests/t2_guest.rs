@@ -605,6 +605,46 @@ fn shutdown_powers_off_and_leaves_the_tenant_disk_clean() {
 
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
+fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
+    let ns = Netns::create();
+    ns.run(|| async {
+        let tenant = Tenant::new(Variant::Minimal).await;
+        let guest = tenant.boot(1).await;
+        guest
+            .agent
+            .configure(shell("exec sleep 10000", None), true)
+            .await
+            .unwrap();
+        // QEMU's system_powerdown presses the ACPI power button.
+        let outcome = guest.vm.shutdown(Duration::from_secs(30)).await.unwrap();
+        let console = guest.console.read_all();
+        assert!(
+            matches!(outcome, lobster_core::vmm::ShutdownOutcome::Graceful(_)),
+            "{outcome:?}; console:\n{console}"
+        );
+        assert!(
+            console.contains("lobster-init: ACPI power button pressed"),
+            "console:\n{console}"
+        );
+        assert!(
+            console.contains("lobster-init: file systems clean"),
+            "console:\n{console}"
+        );
+        let fsck = Command::new("e2fsck")
+            .args(["-fn"])
+            .arg(&tenant.disk)
+            .output()
+            .unwrap();
+        assert!(
+            fsck.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+    });
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu and images"]
 fn overlay_writes_survive_a_reboot_and_the_base_image_is_unchanged() {
     let ns = Netns::create();
     ns.run(|| async {
@@ -673,6 +713,44 @@ fn a_corrupt_tenant_disk_powers_off_with_a_clear_message_instead_of_a_panic() {
 
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
+fn init_reaps_orphans_and_restarts_a_killed_agent_which_restarts_the_workload() {
+    let ns = Netns::create();
+    ns.run(|| async {
+        let tenant = Tenant::new(Variant::Minimal).await;
+        let guest = tenant.boot(1).await;
+        // Orphans (children of exited subshells) are reparented to PID 1,
+        // which must reap them. On its first run the workload also kills its
+        // parent, the agent (/run is tmpfs: the marker lasts this boot only).
+        let script = "(sleep 0.2 &); (sleep 0.2 &); (sleep 0.2 &); sleep 2; \
+            z=$(cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z '); echo \"run $$ zombies=$z\"; \
+            if [ ! -e /run/agent-killed ]; then touch /run/agent-killed; kill -9 $PPID; fi; exec sleep 10000";
+        let first = guest.agent.configure(shell(script, None), true).await.unwrap();
+        let first_pid = first.pid.unwrap();
+        // The agent dies ~2 s in; lobster-init restarts it; the new agent
+        // kills the old workload group and starts the persisted workload.
+        let status = poll(Duration::from_secs(60), "a new agent with a new workload", || async {
+            let s = guest.agent.status().await.ok()?;
+            (s.state == WorkloadState::Running && s.pid != Some(first_pid)).then_some(s)
+        })
+        .await;
+        let health = guest.agent.health().await.unwrap();
+        assert!(health.agent_uptime_ms < health.system_uptime_ms, "{health:?}");
+        poll(Duration::from_secs(30), "the second run's report", || async {
+            let logs = guest.agent.logs(LogSource::Workload, 100).await.ok()?;
+            let runs: Vec<&String> = logs.lines.iter().filter(|l| l.starts_with("run ")).collect();
+            (runs.len() >= 2).then(|| {
+                assert!(runs.iter().all(|l| l.ends_with("zombies=0")), "zombies left: {runs:?}");
+            })
+        })
+        .await;
+        let agent_log = guest.agent.logs(LogSource::Agent, 200).await.unwrap();
+        let starts = agent_log.lines.iter().filter(|l| l.contains("serving rpc")).count();
+        assert_eq!(starts, 2, "the agent started twice: {:?} (status {status:?})", agent_log.lines);
+    });
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu and images"]
 fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
     let ns = Netns::create();
     ns.run(|| async {
@@ -695,7 +773,10 @@ fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
         let status = guest.agent.configure(spec, true).await.unwrap();
         assert_eq!(status.command, ["/usr/local/bin/openclaw", "gateway"]);
         let addr = format!("{GUEST_IP}:9000");
-        let within = Duration::from_secs(420);
+        // ~154 s on an idle 2-core host under TCG (DESIGN.md §3), 488 s
+        // measured on a busy one. Below nextest's 900 s limit for this test
+        // (.config/nextest.toml), so the gateway log is printed on failure.
+        let within = Duration::from_secs(840);
         let deadline = Instant::now() + within;
         let answer = loop {
             if let Ok((line, _)) = http_get(&addr, "/").await {

@@ -74,9 +74,9 @@ impl LogSink {
     fn append_piece(&self, piece: &str) {
         let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if state.size >= self.max_bytes {
-            // Best effort: a failed rotation keeps appending to the old file
-            // only until the next write retries; the file never grows past
-            // the cap by more than a line because size is not reset.
+            // Rotate. If the rename fails, `size` stays high, so the next
+            // line retries, and the hard stop below caps the file at twice
+            // the limit whatever happens.
             drop(state.file.take());
             if std::fs::rename(&self.path, &self.rotated).is_ok() {
                 state.size = 0;

@@ -1,7 +1,9 @@
 //! OpenClaw gateway configuration, written as the original lobsterd does:
 //! `gateway.mode = "local"`, `gateway.bind = "custom"` (all addresses, so the
 //! host reaches it over the tenant network while in-guest tools connect on
-//! 127.0.0.1 as "local"), the port, and token auth.
+//! 127.0.0.1 as "local"), the port, and token auth. OpenClaw since 2026.x
+//! refuses `bind = "custom"` without `customBindHost`, so it is set to
+//! `0.0.0.0`, which is what the original's `custom` without a host meant.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,7 @@ pub fn config_document(spec: &OpenClawSpec) -> Value {
     let g = gateway.as_object_mut().expect("gateway is an object");
     g.insert("mode".into(), json!("local"));
     g.insert("bind".into(), json!("custom"));
+    g.insert("customBindHost".into(), json!("0.0.0.0"));
     g.insert("port".into(), json!(spec.port));
     g.insert(
         "auth".into(),
@@ -42,8 +45,13 @@ pub fn write_config(home: &Path, spec: &OpenClawSpec) -> std::io::Result<()> {
     write_private(&config_path(home), &bytes)
 }
 
-/// Environment the gateway expects (as the original launcher set it).
-pub fn environment(spec: &OpenClawSpec) -> Vec<(String, String)> {
+/// Environment the gateway expects (as the original launcher set it), plus
+/// a persistent V8 compile cache on the tenant disk: OpenClaw loads tens of
+/// MB of JavaScript, and reusing compiled code makes every start after the
+/// first much faster (decisive under TCG, where a cold start can exceed
+/// OpenClaw's own 5 s worker start-up timeout).
+pub fn environment(spec: &OpenClawSpec, home: &Path) -> Vec<(String, String)> {
+    let cache = home.join(".cache/node-compile-cache");
     vec![
         (
             "OPENCLAW_GATEWAY_TOKEN".into(),
@@ -51,6 +59,7 @@ pub fn environment(spec: &OpenClawSpec) -> Vec<(String, String)> {
         ),
         ("OPENCLAW_GATEWAY_PORT".into(), spec.port.to_string()),
         ("NODE_ENV".into(), "production".into()),
+        ("NODE_COMPILE_CACHE".into(), cache.display().to_string()),
     ]
 }
 
@@ -68,7 +77,7 @@ mod tests {
         };
         assert_eq!(
             config_document(&spec),
-            json!({"gateway":{"mode":"local","bind":"custom","port":9000,"auth":{"mode":"token","token":"tok"}}})
+            json!({"gateway":{"mode":"local","bind":"custom","customBindHost":"0.0.0.0","port":9000,"auth":{"mode":"token","token":"tok"}}})
         );
     }
 

@@ -259,7 +259,7 @@ impl Supervisor {
         cmd.envs(&spec.env);
         if let Some(oc) = &spec.openclaw {
             openclaw::write_config(&self.ctx.home, oc)?;
-            cmd.envs(openclaw::environment(oc));
+            cmd.envs(openclaw::environment(oc, &self.ctx.home));
         }
         {
             let secrets = self.ctx.secrets.lock().unwrap_or_else(|p| p.into_inner());

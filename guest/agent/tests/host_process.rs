@@ -1,6 +1,9 @@
 //! T0: the `lobster-agent` binary as a plain host process: flags, the
 //! address line on stdout, a JSON-lines session, and `shutdown` exiting it.
 
+// An integration test crate is test code as a whole.
+#![allow(clippy::tests_outside_test_module)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -139,6 +139,37 @@ pub fn agent_backoff(consecutive_failures: u32) -> Duration {
     Duration::from_millis(ms.min(10_000))
 }
 
+/// Size of a `struct input_event` on x86_64 (timeval, type, code, value).
+pub const INPUT_EVENT_SIZE: usize = 24;
+
+/// Whether an evdev event is the power key being pressed (`EV_KEY`,
+/// `KEY_POWER`, value 1): what the ACPI power button reports when the VMM
+/// asks the guest to power off (QEMU `system_powerdown`).
+pub fn is_power_key_press(event: &[u8; INPUT_EVENT_SIZE]) -> bool {
+    const EV_KEY: u16 = 1;
+    const KEY_POWER: u16 = 116;
+    let kind = u16::from_ne_bytes([event[16], event[17]]);
+    let code = u16::from_ne_bytes([event[18], event[19]]);
+    let value = i32::from_ne_bytes([event[20], event[21], event[22], event[23]]);
+    kind == EV_KEY && code == KEY_POWER && value == 1
+}
+
+/// The `/dev/input/eventN` of the ACPI power button, found through
+/// `<sys_class_input>/eventN/device/name`.
+pub fn find_power_button(sys_class_input: &std::path::Path) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(sys_class_input).ok()?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("event"))
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|n| {
+        let name = std::fs::read_to_string(sys_class_input.join(&n).join("device/name")).ok()?;
+        (name.trim() == "Power Button").then(|| std::path::Path::new("/dev/input").join(n))
+    })
+}
+
 /// What PID 1 does on a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -203,6 +234,37 @@ tmpfs /srv/my\\040dir tmpfs rw 0 0
         assert_eq!(agent_backoff(1), Duration::from_secs(1));
         assert_eq!(agent_backoff(5), Duration::from_secs(10));
         assert_eq!(agent_backoff(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn power_key_presses_are_recognised() {
+        let mut ev = [0u8; INPUT_EVENT_SIZE];
+        ev[16..18].copy_from_slice(&1u16.to_ne_bytes());
+        ev[18..20].copy_from_slice(&116u16.to_ne_bytes());
+        ev[20..24].copy_from_slice(&1i32.to_ne_bytes());
+        assert!(is_power_key_press(&ev));
+        ev[20..24].copy_from_slice(&0i32.to_ne_bytes()); // release
+        assert!(!is_power_key_press(&ev));
+        ev[18..20].copy_from_slice(&30u16.to_ne_bytes()); // KEY_A
+        ev[20..24].copy_from_slice(&1i32.to_ne_bytes());
+        assert!(!is_power_key_press(&ev));
+    }
+
+    #[test]
+    fn the_power_button_is_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for (ev, name) in [
+            ("event0", "AT Translated Set 2 keyboard"),
+            ("event1", "Power Button"),
+        ] {
+            std::fs::create_dir_all(dir.path().join(ev).join("device")).unwrap();
+            std::fs::write(dir.path().join(ev).join("device/name"), format!("{name}\n")).unwrap();
+        }
+        assert_eq!(
+            find_power_button(dir.path()),
+            Some("/dev/input/event1".into())
+        );
+        assert_eq!(find_power_button(&dir.path().join("none")), None);
     }
 
     #[test]

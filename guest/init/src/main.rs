@@ -5,13 +5,18 @@
 //! restarts it with backoff whenever it exits, reaps every orphan, and on
 //! SIGTERM/SIGUSR2/SIGPWR (power off) or SIGINT (ctrl-alt-del: reboot) stops
 //! all processes (TERM, 5 s, KILL), syncs, remounts the overlay root and the
-//! tenant disk read-only so the disk is clean, and then powers off.
+//! tenant disk read-only so the disk is clean, and then powers off. The
+//! ACPI power button (QEMU `system_powerdown`) powers off the same way.
 
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lobster_init::{action_for, agent_backoff, unmount_plan, Action, Unmount, EARLY_MOUNTS};
+use lobster_init::{
+    action_for, agent_backoff, find_power_button, is_power_key_press, unmount_plan, Action,
+    Unmount, EARLY_MOUNTS, INPUT_EVENT_SIZE,
+};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -99,6 +104,11 @@ fn supervise(sfd: &SignalFd) -> Action {
     let mut agent: Option<(Pid, Instant)> = None;
     let mut failures = 0u32;
     let mut restart_at = Some(Instant::now());
+    let mut power_button = find_power_button(std::path::Path::new("/sys/class/input"))
+        .and_then(|path| std::fs::File::open(&path).ok());
+    if power_button.is_none() {
+        say("no ACPI power button; power off through the agent or a signal");
+    }
     loop {
         if agent.is_none() && restart_at.is_some_and(|t| Instant::now() >= t) {
             restart_at = None;
@@ -120,15 +130,36 @@ fn supervise(sfd: &SignalFd) -> Action {
             .unwrap_or(PollTimeout::NONE),
             None => PollTimeout::NONE,
         };
-        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) | Err(Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => {
-                say(&format!("poll: {e}"));
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
+        let (signal_ready, button_ready) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(button) = power_button.as_ref() {
+                fds.push(PollFd::new(button.as_fd(), PollFlags::POLLIN));
             }
+            match poll(&mut fds, timeout) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    say(&format!("poll: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if button_ready {
+            let mut event = [0u8; INPUT_EVENT_SIZE];
+            match power_button.as_mut().map(|b| b.read_exact(&mut event)) {
+                Some(Ok(())) if is_power_key_press(&event) => {
+                    say("ACPI power button pressed");
+                    return Action::PowerOff;
+                }
+                Some(Ok(())) => {}
+                _ => power_button = None,
+            }
+        }
+        if !signal_ready {
+            continue;
         }
         let Ok(Some(info)) = sfd.read_signal() else {
             continue;

@@ -189,9 +189,14 @@ impl Agent {
         self.rpc
     }
 
-    /// Calls any protocol method on the RPC connection, within `extra` on
-    /// top of the call timeout.
-    pub async fn call<M: Method>(
+    /// Calls any protocol method on the RPC connection (the typed helpers
+    /// below cover every method; this is for callers generic over [`Method`]).
+    pub async fn call<M: Method>(&self, params: &M::Params) -> Result<M::Output, AgentError> {
+        self.call_within::<M>(params, Duration::ZERO).await
+    }
+
+    /// [`call`](Self::call) allowing `extra` time on top of the call timeout.
+    async fn call_within<M: Method>(
         &self,
         params: &M::Params,
         extra: Duration,
@@ -295,8 +300,11 @@ impl Agent {
         replace: bool,
     ) -> Result<m::InjectSecretsResult, AgentError> {
         let env = env.into_iter().map(|(k, v)| (k, Secret(v))).collect();
-        self.call::<m::InjectSecrets>(&m::InjectSecretsParams { env, replace }, Duration::ZERO)
-            .await
+        self.call_within::<m::InjectSecrets>(
+            &m::InjectSecretsParams { env, replace },
+            Duration::ZERO,
+        )
+        .await
     }
 
     /// Sets the workload; with `start`, (re)starts it.
@@ -306,13 +314,14 @@ impl Agent {
         start: bool,
     ) -> Result<WorkloadStatus, AgentError> {
         let grace = if start { STOP_GRACE } else { Duration::ZERO };
-        self.call::<m::Configure>(&m::ConfigureParams { workload, start }, grace)
+        self.call_within::<m::Configure>(&m::ConfigureParams { workload, start }, grace)
             .await
     }
 
     /// Starts the configured workload.
     pub async fn start(&self) -> Result<WorkloadStatus, AgentError> {
-        self.call::<m::Start>(&Empty {}, Duration::ZERO).await
+        self.call_within::<m::Start>(&Empty {}, Duration::ZERO)
+            .await
     }
 
     /// Stops the workload (SIGTERM, then SIGKILL after `grace`).
@@ -320,7 +329,7 @@ impl Agent {
         let params = m::StopParams {
             grace_ms: Some(grace.as_millis() as u64),
         };
-        self.call::<m::Stop>(&params, grace).await
+        self.call_within::<m::Stop>(&params, grace).await
     }
 
     /// Stops and starts the workload.
@@ -328,18 +337,19 @@ impl Agent {
         let params = m::StopParams {
             grace_ms: Some(grace.as_millis() as u64),
         };
-        self.call::<m::Restart>(&params, grace).await
+        self.call_within::<m::Restart>(&params, grace).await
     }
 
     /// The workload's supervision state.
     pub async fn status(&self) -> Result<WorkloadStatus, AgentError> {
-        self.call::<m::Status>(&Empty {}, Duration::ZERO).await
+        self.call_within::<m::Status>(&Empty {}, Duration::ZERO)
+            .await
     }
 
     /// The last `lines` lines of a log, sanitised for a terminal.
     pub async fn logs(&self, source: LogSource, lines: u32) -> Result<LogLines, AgentError> {
         let mut out = self
-            .call::<m::LogsTail>(&m::LogsParams { source, lines }, Duration::ZERO)
+            .call_within::<m::LogsTail>(&m::LogsParams { source, lines }, Duration::ZERO)
             .await?;
         for line in &mut out.lines {
             *line = sanitize_for_terminal(line);
@@ -372,7 +382,8 @@ impl Agent {
 
     /// Memory, load, connections, uptime.
     pub async fn stats(&self) -> Result<StatsResult, AgentError> {
-        self.call::<m::Stats>(&Empty {}, Duration::ZERO).await
+        self.call_within::<m::Stats>(&Empty {}, Duration::ZERO)
+            .await
     }
 
     /// Takes or extends a hold for `ttl`.
@@ -381,7 +392,8 @@ impl Agent {
             id: id.to_owned(),
             ttl_ms: ttl.as_millis() as u64,
         };
-        self.call::<m::HoldAcquire>(&params, Duration::ZERO).await
+        self.call_within::<m::HoldAcquire>(&params, Duration::ZERO)
+            .await
     }
 
     /// Extends an unexpired hold (`NotFound` if it expired).
@@ -390,14 +402,15 @@ impl Agent {
             id: id.to_owned(),
             ttl_ms: ttl.as_millis() as u64,
         };
-        self.call::<m::HoldRenew>(&params, Duration::ZERO).await
+        self.call_within::<m::HoldRenew>(&params, Duration::ZERO)
+            .await
     }
 
     /// Releases a hold; whether it was held.
     pub async fn hold_release(&self, id: &str) -> Result<bool, AgentError> {
         let params = m::HoldId { id: id.to_owned() };
         Ok(self
-            .call::<m::HoldRelease>(&params, Duration::ZERO)
+            .call_within::<m::HoldRelease>(&params, Duration::ZERO)
             .await?
             .released)
     }
@@ -405,7 +418,7 @@ impl Agent {
     /// Unexpired holds.
     pub async fn holds(&self) -> Result<Vec<HoldInfo>, AgentError> {
         Ok(self
-            .call::<m::HoldList>(&Empty {}, Duration::ZERO)
+            .call_within::<m::HoldList>(&Empty {}, Duration::ZERO)
             .await?
             .holds)
     }
@@ -416,14 +429,14 @@ impl Agent {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        self.call::<m::SetTime>(&m::SetTimeParams { unix_ms }, Duration::ZERO)
+        self.call_within::<m::SetTime>(&m::SetTimeParams { unix_ms }, Duration::ZERO)
             .await?;
         Ok(())
     }
 
     /// Asks the guest to stop its workload, sync, unmount and power off (or reboot).
     pub async fn shutdown(&self, reboot: bool) -> Result<(), AgentError> {
-        self.call::<m::Shutdown>(&m::ShutdownParams { reboot }, Duration::ZERO)
+        self.call_within::<m::Shutdown>(&m::ShutdownParams { reboot }, Duration::ZERO)
             .await?;
         *self.conn.lock().await = None;
         Ok(())
