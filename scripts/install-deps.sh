@@ -14,13 +14,15 @@ APT_PACKAGES=(
     caddy
     # T2: real guests under QEMU (microvm machine, TCG here)
     qemu-system-x86
-    # guest images: kernel extraction, initramfs, root filesystem
-    debootstrap busybox-static kmod lz4 cpio e2fsprogs xz-utils zstd
+    # guest images: kernel extraction, initramfs, root filesystem; the full
+    # image's Node.js and OpenClaw come from the npm registry (checked by hash)
+    debootstrap busybox-static kmod lz4 cpio e2fsprogs xz-utils zstd openssl coreutils
     # bindings (C and Go over the C ABI, Python venv), leak checks
     gcc g++ golang-go valgrind python3-venv
     # tests and demo helpers
     jq tmux curl procps bc
 )
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
