@@ -148,22 +148,7 @@ pub fn preflight(config: &Config) -> Vec<Prerequisite> {
         device_detail("/dev/net/tun", tun),
         "modprobe tun",
     ));
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    out.push(Prerequisite {
-        name: "kvm",
-        ok: true,
-        detail: if kvm {
-            "/dev/kvm opens read-write (whether guests really run under it is probed at launch)"
-                .into()
-        } else {
-            "/dev/kvm is not usable: guests run under QEMU with TCG (slow)".into()
-        },
-        fix: None,
-    });
+    out.push(accelerator(config));
     let vmm = &config.vmm;
     let firecracker = find_program(&vmm.firecracker.binary);
     let jailer = find_program(&vmm.firecracker.jailer);
@@ -220,6 +205,38 @@ pub fn preflight(config: &Config) -> Vec<Prerequisite> {
         out.push(program(name, Path::new(binary), &found, fix));
     }
     out
+}
+
+/// Whether guests will run with hardware virtualisation: the configured
+/// accelerator, or the probe (a real boot under KVM, cached per host boot).
+/// Informational: QEMU with TCG works everywhere, only slower.
+fn accelerator(config: &Config) -> Prerequisite {
+    use crate::config::Accel;
+    let detail = match (config.vmm.qemu.accel, find_program(&config.vmm.qemu.binary)) {
+        (Accel::Kvm, _) => "vmm.qemu.accel is kvm".to_owned(),
+        (Accel::Tcg, _) => {
+            "vmm.qemu.accel is tcg: guests run under software emulation (slow)".to_owned()
+        }
+        (Accel::Auto, None) => "no qemu to probe KVM with".to_owned(),
+        (Accel::Auto, Some(_)) if !config.paths.kernel.is_file() => {
+            "KVM not probed yet: the guest kernel is missing".to_owned()
+        }
+        (Accel::Auto, Some(qemu)) => {
+            match crate::vmm::qemu::accel::kvm_usable(&qemu, &config.paths.kernel) {
+                Ok(()) => "KVM runs guests: hardware virtualisation".to_owned(),
+                Err(why) => format!(
+                    "KVM does not run guests here ({why}): QEMU uses TCG software emulation; \
+                     a guest boots in seconds, the OpenClaw gateway needs minutes"
+                ),
+            }
+        }
+    };
+    Prerequisite {
+        name: "accel",
+        ok: true,
+        detail,
+        fix: None,
+    }
 }
 
 fn check(name: &'static str, ok: bool, detail: String, fix: &str) -> Prerequisite {
