@@ -125,8 +125,14 @@ pub fn workload(config: &Config, record: &TenantRecord) -> WorkloadSpec {
     let openclaw = w.command.is_empty().then(|| OpenClawSpec {
         port: config.network.gateway_port,
         gateway_token: Secret(record.gateway_token.clone()),
+        // `extra` is the whole openclaw.json the agent completes; the allowed
+        // origin sits under gateway.controlUi, as in the original.
         extra: serde_json::json!({
-            "controlUi": { "allowedOrigins": [format!("https://{}.{}", record.name, config.domain)] }
+            "gateway": {
+                "controlUi": {
+                    "allowedOrigins": [format!("https://{}.{}", record.name, config.domain)]
+                }
+            }
         }),
     });
     WorkloadSpec {
