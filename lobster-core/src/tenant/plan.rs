@@ -216,8 +216,14 @@ mod tests {
         assert_eq!(oc.port, 9000);
         assert_eq!(oc.gateway_token.0, rec.gateway_token);
         assert_eq!(
-            oc.extra["controlUi"]["allowedOrigins"][0],
+            oc.extra["gateway"]["controlUi"]["allowedOrigins"][0],
             "https://alice.lobster.local"
+        );
+        assert_eq!(
+            oc.extra.as_object().unwrap().len(),
+            1,
+            "only gateway keys: {}",
+            oc.extra
         );
         rec.workload.command = vec!["busybox".into(), "httpd".into()];
         let w = workload(&config, &rec);
