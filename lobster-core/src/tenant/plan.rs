@@ -125,13 +125,16 @@ pub fn workload(config: &Config, record: &TenantRecord) -> WorkloadSpec {
     let openclaw = w.command.is_empty().then(|| OpenClawSpec {
         port: config.network.gateway_port,
         gateway_token: Secret(record.gateway_token.clone()),
-        // `extra` is the whole openclaw.json the agent completes; the allowed
-        // origin sits under gateway.controlUi, as in the original.
+        // `extra` is the whole openclaw.json the agent completes: the allowed
+        // origin under gateway.controlUi (as in the original), and the one
+        // proxy hop OpenClaw must trust for client addresses: Caddy reaches
+        // the guest from the host side of the tenant's /30.
         extra: serde_json::json!({
             "gateway": {
                 "controlUi": {
                     "allowedOrigins": [format!("https://{}.{}", record.name, config.domain)]
-                }
+                },
+                "trustedProxies": [record.allocation.host_ip.to_string()]
             }
         }),
     });
