@@ -12,7 +12,7 @@ mod setup;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
+pub use init::{find_program, init, preflight, InitOptions, InitReport, Prerequisite};
 pub use services::{backend_of, FirewallOps, Services, VmmFactory};
 pub use setup::{setup, SetupReport};
 

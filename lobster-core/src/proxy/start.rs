@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Caddy, ProxyError};
+use crate::host::find_program;
 
 /// How to run Caddy when lobster starts it itself.
 #[derive(Debug, Clone)]
@@ -240,15 +241,4 @@ async fn run_bounded(
         }),
         Ok(Ok(_)) => Ok(()),
     }
-}
-
-/// The path a program resolves to (a path with `/` as is, else via PATH).
-fn find_program(program: &Path) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        return program.is_file().then(|| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }

@@ -385,8 +385,8 @@ pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
         Backend::Firecracker => firecracker(),
         Backend::Qemu => qemu(),
         Backend::Auto => {
-            let binary = find_binary(&config.vmm.firecracker.binary);
-            let kvm = match find_binary(&config.vmm.qemu.binary) {
+            let binary = crate::host::find_program(&config.vmm.firecracker.binary);
+            let kvm = match crate::host::find_program(&config.vmm.qemu.binary) {
                 Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
                 None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
             };
@@ -406,16 +406,4 @@ pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
             }
         }
     }
-}
-
-/// `binary` itself if it has a `/`, else the first match on PATH.
-fn find_binary(binary: &std::path::Path) -> Option<PathBuf> {
-    if binary.components().count() > 1 {
-        return binary.is_file().then(|| binary.to_path_buf());
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(binary))
-        .find(|p| p.is_file())
 }
