@@ -107,6 +107,29 @@ pub struct Config {
     pub paths: PathsConfig,
     /// The virtual machine monitor.
     pub vmm: VmmConfig,
+    /// The health checks, repairs and the `watch` daemon.
+    pub watchdog: WatchdogConfig,
+}
+
+/// How the watchdog checks and repairs tenants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// Time between the starts of two ticks.
+    pub interval_ms: u64,
+    /// Tenants checked (and repaired) at once.
+    pub max_concurrency: usize,
+    /// Bound of each probe (VMM API, agent, workload) in a check.
+    pub probe_timeout_ms: u64,
+    /// Repairs tried before a tenant is marked failed.
+    pub max_repair_attempts: u32,
+    /// Wait before the second repair; doubled for each further one.
+    pub backoff_base_ms: u64,
+    /// The longest wait between repairs.
+    pub backoff_max_ms: u64,
+    /// How long a repaired tenant must stay healthy before its repair
+    /// count is forgotten (a tenant that keeps breaking reaches `failed`).
+    pub cooldown_ms: u64,
 }
 
 /// Per-tenant sizes used when a spawn does not name them.
@@ -295,6 +318,21 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             paths: PathsConfig::default(),
             vmm: VmmConfig::default(),
+            watchdog: WatchdogConfig::default(),
+        }
+    }
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            interval_ms: 10_000,
+            max_concurrency: 8,
+            probe_timeout_ms: 5_000,
+            max_repair_attempts: 3,
+            backoff_base_ms: 5_000,
+            backoff_max_ms: 60_000,
+            cooldown_ms: 60_000,
         }
     }
 }
@@ -623,6 +661,29 @@ impl Config {
             return invalid(
                 "vmm.qemu.tcg_tb_size_mib",
                 format!("{} is not in 1..=4096", self.vmm.qemu.tcg_tb_size_mib),
+            );
+        }
+        let w = &self.watchdog;
+        for (field, value) in [
+            ("watchdog.interval_ms", w.interval_ms),
+            ("watchdog.max_concurrency", w.max_concurrency as u64),
+            ("watchdog.probe_timeout_ms", w.probe_timeout_ms),
+            (
+                "watchdog.max_repair_attempts",
+                u64::from(w.max_repair_attempts),
+            ),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be at least 1".into());
+            }
+        }
+        if w.backoff_max_ms < w.backoff_base_ms {
+            return invalid(
+                "watchdog.backoff_max_ms",
+                format!(
+                    "{} is below backoff_base_ms ({})",
+                    w.backoff_max_ms, w.backoff_base_ms
+                ),
             );
         }
         Ok(())

@@ -7,11 +7,13 @@
 //!
 //! Layout: `config` and `store` hold the desired state; `network`, `overlay`,
 //! `vmm`, `agent` and `proxy` act on the host through narrow seams;
-//! `tenant` composes them into lifecycle operations.
+//! `tenant` composes them into lifecycle operations; `health` checks and
+//! repairs tenants (`molt`, the `watch` daemon).
 
 pub mod agent;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod host;
 pub mod network;
 pub mod overlay;

@@ -19,6 +19,7 @@ pub use setup::{setup, SetupReport};
 use crate::agent::{Agent, LogFollow, LogSource};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::health::{MoltReport, Overview};
 use crate::store::{Store, StoreError};
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{EvictOptions, SnapReport, Tenant, TenantSpec};
@@ -221,19 +222,27 @@ impl Host {
         crate::tenant::snap(self, name, output).await
     }
 
-    /// Finishes spawns and evicts whose process died midway and marks tenants
-    /// whose VM is gone; returns the tenants it tore down. Every spawn and
+    /// Finishes spawns and evicts whose process died midway; returns the
+    /// tenants it tore down. Every spawn and
     /// evict does this first.
     pub async fn recover(&self) -> Result<Vec<String>> {
         crate::tenant::recover(self).await
     }
 
-    /// Health-checks tenants (all, or one) and repairs what failed.
-    pub async fn molt(&self, name: Option<&str>) -> Result<()> {
-        if let Some(name) = name {
-            self.get(name).await?;
-        }
-        Err(not_yet("molt"))
+    /// Health-checks tenants (`name`, or every one that should run) and
+    /// repairs what failed, in dependency order; a `failed` tenant whose
+    /// checks pass afterwards is `running` again.
+    pub async fn molt(&self, name: Option<&str>) -> Result<Vec<MoltReport>> {
+        self.recover_interrupted().await?;
+        let doctor = crate::health::Doctor::new(self).await?;
+        crate::health::molt(&doctor, name).await
+    }
+
+    /// A snapshot of every tenant with the watchdog's view and the VMM
+    /// processes' use (for dashboards).
+    pub async fn overview(&self) -> Result<Overview> {
+        let host = self.clone();
+        blocking(move || crate::health::overview(&host)).await
     }
 
     /// Snapshots a running tenant to disk and stops its VM.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Backend, Config};
-use crate::network::firewall::{Firewall, FirewallBackend, FirewallSettings, Iptables};
+use crate::network::firewall::{
+    apply_batch, Batch, Firewall, FirewallBackend, FirewallSettings, Iptables, Ruleset,
+};
 use crate::network::{Network, NetworkError, NetworkOps, TenantNet};
 use crate::proxy::{Caddy, ProxySettings, RouteOps};
 use crate::vmm::{self, BackendKind, Vmm};
@@ -20,6 +22,14 @@ pub trait FirewallOps: Send + Sync + std::fmt::Debug {
     fn apply_tenant(&self, net: &TenantNet) -> Result<(), NetworkError>;
     /// Removes one tenant's rules; absent is success.
     fn remove_tenant(&self, net: &TenantNet) -> Result<(), NetworkError>;
+    /// The lobster part of the ruleset as it is now (read once to check many tenants).
+    fn current(&self) -> Result<Ruleset, NetworkError>;
+    /// What `apply_tenant` would change for `net` in `current`; empty when
+    /// its rules, the base chains and the hooks are in place. Pure.
+    fn drift(&self, current: &Ruleset, net: &TenantNet) -> Batch;
+    /// Makes the ruleset hold exactly `tenants`' rules (after a reboot or a
+    /// flush); returns the number of changes.
+    fn reconcile(&self, tenants: &[TenantNet]) -> Result<usize, NetworkError>;
 }
 
 impl<B: FirewallBackend> FirewallOps for Firewall<B> {
@@ -29,6 +39,18 @@ impl<B: FirewallBackend> FirewallOps for Firewall<B> {
 
     fn remove_tenant(&self, net: &TenantNet) -> Result<(), NetworkError> {
         Firewall::remove_tenant(self, net).map(|_| ())
+    }
+
+    fn current(&self) -> Result<Ruleset, NetworkError> {
+        Firewall::current(self)
+    }
+
+    fn drift(&self, current: &Ruleset, net: &TenantNet) -> Batch {
+        apply_batch(current, net, self.settings())
+    }
+
+    fn reconcile(&self, tenants: &[TenantNet]) -> Result<usize, NetworkError> {
+        Firewall::reconcile(self, tenants).map(|r| r.changes)
     }
 }
 

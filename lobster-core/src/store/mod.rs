@@ -250,53 +250,29 @@ impl Store {
         })
     }
 
+    /// Takes tenant `name`'s operation lock (held by evict, snap and
+    /// repairs, so two of them never act on one tenant at once), waiting at
+    /// most `wait`. `None` when another process still holds it.
+    pub fn lock_tenant(&self, name: &str, wait: Duration) -> Result<Option<TenantLock>> {
+        let dir = self.locks_dir();
+        let path = dir.join(format!("{name}.lock"));
+        match lock_file(&dir, &path, true, wait) {
+            Ok(file) => Ok(Some(TenantLock { file, path })),
+            Err(StoreError::LockTimeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.registry
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("locks")
+    }
+
     fn lock(&self, exclusive: bool) -> Result<File> {
         let dir = self.registry.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            context: "cannot create state directory",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&self.lock)
-            .map_err(|source| StoreError::Io {
-                context: "cannot open lock file",
-                path: self.lock.clone(),
-                source,
-            })?;
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(200);
-        loop {
-            let attempt = if exclusive {
-                file.try_lock()
-            } else {
-                file.try_lock_shared()
-            };
-            match attempt {
-                Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(StoreError::Io {
-                        context: "cannot lock",
-                        path: self.lock.clone(),
-                        source,
-                    })
-                }
-            }
-            if start.elapsed() >= self.lock_timeout {
-                return Err(StoreError::LockTimeout {
-                    path: self.lock.clone(),
-                    waited: start.elapsed(),
-                });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
+        lock_file(dir, &self.lock, exclusive, self.lock_timeout)
     }
 
     fn load(&self) -> Result<Registry> {
@@ -387,6 +363,71 @@ fn free_slot(registry: &Registry, capacity: u32) -> Option<u32> {
         candidate = slot + 1;
     }
     (candidate < capacity).then_some(candidate)
+}
+
+/// An exclusive hold on one tenant's operations; released on drop.
+#[derive(Debug)]
+pub struct TenantLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl TenantLock {
+    /// Releases the lock and deletes its file (after the tenant is gone).
+    pub fn release_and_remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
+    }
+}
+
+/// Opens (creating) `path` in `dir` and takes an `flock` on it, polling
+/// with backoff for at most `timeout`.
+fn lock_file(dir: &Path, path: &Path, exclusive: bool, timeout: Duration) -> Result<File> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        context: "cannot create state directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            context: "cannot open lock file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let attempt = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match attempt {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Io {
+                    context: "cannot lock",
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        if start.elapsed() >= timeout {
+            return Err(StoreError::LockTimeout {
+                path: path.to_path_buf(),
+                waited: start.elapsed(),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// Everything a slot stands for. Pure: the same slot always gives the same values.

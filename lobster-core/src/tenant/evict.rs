@@ -30,6 +30,8 @@ pub struct EvictOptions {
 
 /// Runs an evict; see the module docs.
 pub(crate) async fn evict(host: &Host, name: &str, options: EvictOptions) -> Result<()> {
+    host.get(name).await?;
+    let lock = super::lock(host, name, super::OPERATION_LOCK_WAIT).await?;
     let owner = current_process()?;
     let record = crate::host::blocking({
         let store = host.store().clone();
@@ -43,7 +45,11 @@ pub(crate) async fn evict(host: &Host, name: &str, options: EvictOptions) -> Res
     })
     .await?;
     let services = host.services().await?;
-    finish(host, &services, &record, options).await
+    let outcome = finish(host, &services, &record, options).await;
+    if outcome.is_ok() {
+        lock.release_and_remove();
+    }
+    outcome
 }
 
 /// Tears down `record` and releases it, or records why it could not.
@@ -166,7 +172,7 @@ async fn teardown(
 /// Kills the tenant's VMM: the recorded process if it is still the same
 /// one, and any VMM still serving the tenant's control socket (a spawn
 /// killed between launch and recording the identity leaves such a one).
-async fn stop_vm(record: &TenantRecord, vm_config: &crate::vmm::VmConfig) -> Result<()> {
+pub(crate) async fn stop_vm(record: &TenantRecord, vm_config: &crate::vmm::VmConfig) -> Result<()> {
     let console = ConsoleLog::new(
         &vm_config.paths.console_log,
         vm_config.paths.console_log_max_bytes,

@@ -14,9 +14,9 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-pub(crate) use evict::evict;
 pub use evict::EvictOptions;
-pub(crate) use recover::{needs_recovery, recover};
+pub(crate) use evict::{evict, stop_vm};
+pub(crate) use recover::{alive, needs_recovery, recover};
 pub(crate) use snap::snap;
 pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
@@ -84,6 +84,14 @@ pub enum TenantError {
         #[source]
         source: std::io::Error,
     },
+    /// Another operation (repair, evict, snap) held the tenant too long.
+    #[error("tenant `{name}` is busy: another operation held it for {}s", waited.as_secs())]
+    Busy {
+        /// The tenant.
+        name: String,
+        /// How long we waited.
+        waited: std::time::Duration,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -108,8 +116,27 @@ impl Classify for TenantError {
             TenantError::EvictIncomplete { .. } => ErrorKind::HostFailure,
             TenantError::Io { source, .. } => ErrorKind::from_io(source),
             TenantError::Aborted { .. } => ErrorKind::InvalidArgument,
+            TenantError::Busy { .. } => ErrorKind::Timeout,
         }
     }
+}
+
+/// How long evict and snap wait for a repair (a VM restart) of the same tenant.
+pub(crate) const OPERATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Takes tenant `name`'s operation lock, waiting at most `wait`.
+pub(crate) async fn lock(
+    host: &crate::Host,
+    name: &str,
+    wait: std::time::Duration,
+) -> crate::Result<crate::store::TenantLock> {
+    let store = host.store().clone();
+    let name = name.to_owned();
+    crate::host::blocking(move || match store.lock_tenant(&name, wait)? {
+        Some(lock) => Ok(lock),
+        None => Err(TenantError::Busy { name, waited: wait }.into()),
+    })
+    .await
 }
 
 /// This process's identity, recorded on records it is changing.

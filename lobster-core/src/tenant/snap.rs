@@ -36,6 +36,8 @@ pub struct SnapReport {
 }
 
 pub(crate) async fn snap(host: &Host, name: &str, output: Option<PathBuf>) -> Result<SnapReport> {
+    host.get(name).await?;
+    let _lock = super::lock(host, name, super::OPERATION_LOCK_WAIT).await?;
     let tenant = host.get(name).await?;
     let record = tenant.record().clone();
     let config = host.config();

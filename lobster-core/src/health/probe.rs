@@ -1,0 +1,215 @@
+//! The guest side of health behind one narrow seam, [`GuestOps`]: observe
+//! the VMM and the agent, boot a new VM on a tenant's existing disk, start
+//! its workload again. [`SystemGuests`] is the real one (VMM backends and
+//! the agent client); tests use fakes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::agent::{Agent, AgentTimeouts, WorkloadState};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::host::{backend_of, Services};
+use crate::network::BoxFuture;
+use crate::store::{RunningVm, TenantRecord};
+use crate::tenant::{plan, AGENT_READY_TIMEOUT};
+use crate::vmm::{Vm, VmStatus};
+
+use super::check::{GuestObservation, VmObservation};
+
+/// The VM and agent operations health checks and repairs need.
+pub trait GuestOps: Send + Sync + std::fmt::Debug {
+    /// Observes the tenant's VMM: process, then API.
+    fn observe_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, VmObservation>;
+    /// Observes the tenant's agent and workload.
+    fn observe_guest<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, GuestObservation>;
+    /// Kills whatever is left of the tenant's VM and boots a new one on its
+    /// existing overlay disk; returns once the VMM runs (the guest boots on).
+    fn launch_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunningVm>>;
+    /// Continues a paused guest.
+    fn resume_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
+    /// Waits until the agent of a freshly launched VM answers.
+    fn wait_agent<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
+    /// Starts the workload again (configuring it first if the guest lost it).
+    fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The real guest operations: the tenant's VMM backend and agent client.
+#[derive(Debug)]
+pub struct SystemGuests {
+    config: Config,
+    services: Arc<Services>,
+    probe_timeout: Duration,
+    /// One agent client per tenant (keyed by name and token), so a daemon
+    /// reuses its authenticated connection from tick to tick.
+    agents: Mutex<HashMap<(String, String), Arc<Agent>>>,
+}
+
+impl SystemGuests {
+    /// Guest operations for `config`'s tenants through `services`' VMMs.
+    pub fn new(config: Config, services: Arc<Services>) -> SystemGuests {
+        let probe_timeout = Duration::from_millis(config.watchdog.probe_timeout_ms);
+        SystemGuests {
+            config,
+            services,
+            probe_timeout,
+            agents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn agent(&self, record: &TenantRecord) -> Arc<Agent> {
+        let key = (record.name.clone(), record.agent_token.clone());
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        agents
+            .entry(key)
+            .or_insert_with(|| {
+                let (rpc, health) = plan::agent_endpoints(&self.config, record);
+                Arc::new(
+                    Agent::new(rpc, health, record.agent_token.clone()).with_timeouts(
+                        AgentTimeouts {
+                            connect: self.probe_timeout,
+                            call: self.probe_timeout,
+                        },
+                    ),
+                )
+            })
+            .clone()
+    }
+
+    fn vm_config(&self, record: &TenantRecord) -> (crate::vmm::BackendKind, crate::vmm::VmConfig) {
+        let kind = record
+            .vm
+            .map(|vm| vm.backend)
+            .unwrap_or_else(|| self.services.backend_kind(record.resources.backend));
+        (
+            kind,
+            plan::vm_config(&self.config, record, backend_of(kind)),
+        )
+    }
+
+    async fn attach(&self, record: &TenantRecord) -> Option<Result<Box<dyn Vm>>> {
+        let running = record.vm?;
+        let (kind, vm_config) = self.vm_config(record);
+        let vmm = (self.services.vmm)(kind);
+        Some(
+            vmm.attach(&vm_config, running.identity)
+                .await
+                .map_err(Error::from),
+        )
+    }
+}
+
+impl GuestOps for SystemGuests {
+    fn observe_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, VmObservation> {
+        Box::pin(async move {
+            let Some(running) = record.vm else {
+                return VmObservation::NotRecorded;
+            };
+            if !crate::tenant::alive(running.identity) {
+                return VmObservation::Gone;
+            }
+            let probe = async {
+                let vm = self.attach(record).await.expect("a VM is recorded")?;
+                Ok::<_, Error>(vm.status().await?)
+            };
+            let api = match tokio::time::timeout(self.probe_timeout, probe).await {
+                Ok(Ok(VmStatus::Running)) => Ok(true),
+                Ok(Ok(VmStatus::Paused)) => Ok(false),
+                Ok(Ok(other)) => Err(format!("the VMM reports {other:?}")),
+                Ok(Err(e)) => {
+                    if !crate::tenant::alive(running.identity) {
+                        return VmObservation::Gone;
+                    }
+                    Err(e.chain().to_string())
+                }
+                Err(_) => Err(format!(
+                    "the VMM API did not answer within {:?}",
+                    self.probe_timeout
+                )),
+            };
+            VmObservation::Alive { api }
+        })
+    }
+
+    fn observe_guest<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, GuestObservation> {
+        Box::pin(async move {
+            let agent = self.agent(record);
+            match agent.health().await {
+                Ok(health) => GuestObservation::Up(Ok(health.workload)),
+                Err(e) => GuestObservation::AgentDown(crate::Error::from(e).chain().to_string()),
+            }
+        })
+    }
+
+    fn launch_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunningVm>> {
+        Box::pin(async move {
+            let (kind, vm_config) = self.vm_config(record);
+            crate::tenant::stop_vm(record, &vm_config).await?;
+            let socket = vm_config.paths.api_socket.clone();
+            crate::host::blocking(move || match std::fs::remove_file(&socket) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::from(crate::tenant::TenantError::Io {
+                        context: "cannot remove stale socket",
+                        path: socket,
+                        source: e,
+                    }))
+                }
+                _ => Ok(()),
+            })
+            .await?;
+            let vmm = (self.services.vmm)(kind);
+            let vm = vmm.launch(&vm_config).await?;
+            Ok(RunningVm {
+                backend: kind,
+                identity: vm.identity(),
+            })
+        })
+    }
+
+    fn resume_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self.attach(record).await {
+                Some(vm) => Ok(vm?.resume().await?),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn wait_agent<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let vm = match self.attach(record).await {
+                Some(vm) => vm?,
+                None => return Ok(()),
+            };
+            let (rpc, health) = plan::agent_endpoints(&self.config, record);
+            let agent = Agent::new(rpc, health, record.agent_token.clone());
+            tokio::select! {
+                ready = agent.wait_ready(AGENT_READY_TIMEOUT) => ready.map(|_| ()).map_err(Error::from),
+                status = vm.process().wait_exit(AGENT_READY_TIMEOUT) => match status {
+                    Some(status) => Err(vm.process().exited_error(status).into()),
+                    None => Ok(()),
+                },
+            }
+        })
+    }
+
+    fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let agent = self.agent(record);
+            let status = agent.status().await?;
+            match status.state {
+                WorkloadState::Running => Ok(()),
+                WorkloadState::Unconfigured => {
+                    let workload = plan::workload(&self.config, record);
+                    agent.configure(workload, true).await?;
+                    Ok(())
+                }
+                _ => {
+                    agent.start().await?;
+                    Ok(())
+                }
+            }
+        })
+    }
+}
