@@ -3,6 +3,7 @@
 
 mod init;
 mod spawn;
+mod tank;
 mod tenants;
 
 use std::process::ExitCode;
@@ -59,7 +60,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
         Command::Uninit(_) => Err(not_yet("uninit")),
         Command::Watch(_) => Err(not_yet("watch")),
-        Command::Tank => Err(not_yet("tank")),
+        Command::Tank => tank::run(&ctx).await,
         Command::Logs(args) => tenants::logs(&ctx, &args).await,
         Command::Snap(args) => tenants::snap(&ctx, &args).await,
         Command::Exec(args) => tenants::needs_tenant(&ctx, Some(&args.name), "exec").await,
