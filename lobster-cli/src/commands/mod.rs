@@ -55,7 +55,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::List => tenants::list(&ctx).await,
         Command::Token(args) => tenants::token(&ctx, &args.name).await,
         Command::Evict(args) => tenants::evict(&ctx, &args).await,
-        Command::Molt(args) => tenants::molt(&ctx, args.name.as_deref()).await,
+        Command::Molt(args) => match tenants::molt(&ctx, args.name.as_deref()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Suspend(args) => tenants::suspend(&ctx, &args.name).await,
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
         Command::Uninit(_) => Err(not_yet("uninit")),

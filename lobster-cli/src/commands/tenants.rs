@@ -1,6 +1,7 @@
 //! Commands that read or act on existing tenants.
 
 use lobster_core::agent::LogSource;
+use lobster_core::health::{CheckResult, MoltReport, Verdict};
 use lobster_core::tenant::EvictOptions;
 use lobster_core::{Error, Tenant};
 
@@ -42,8 +43,59 @@ pub async fn evict(ctx: &Context, args: &EvictArgs) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn molt(ctx: &Context, name: Option<&str>) -> Result<(), Error> {
-    ctx.host()?.molt(name).await
+/// `molt`: prints each tenant's checks and repairs; `Ok(false)` when a
+/// tenant is still unhealthy afterwards (the CLI exits 1).
+pub async fn molt(ctx: &Context, name: Option<&str>) -> Result<bool, Error> {
+    let reports = ctx.host()?.molt(name).await?;
+    ctx.print(&reports, || molt_text(&reports));
+    Ok(reports.iter().all(|r| r.healthy))
+}
+
+fn molt_text(reports: &[MoltReport]) -> String {
+    let mut out = String::new();
+    if reports.is_empty() {
+        out.push_str("no tenant to check\n");
+    }
+    for r in reports {
+        let verdict = if r.healthy { "healthy" } else { "UNHEALTHY" };
+        out.push_str(&format!("{} ({}): {verdict}\n", r.tenant, r.status));
+        for c in &r.checks {
+            out.push_str(&check_line(c));
+        }
+        for a in &r.repairs {
+            let result = match &a.error {
+                None => "ok".to_owned(),
+                Some(e) => format!("FAILED: {e}"),
+            };
+            out.push_str(&format!(
+                "  repair {:<18} {result} ({} ms)\n",
+                a.repair.as_str(),
+                a.elapsed_ms
+            ));
+        }
+        if !r.after.is_empty() {
+            out.push_str("  after repair:\n");
+            for c in r.after.iter().filter(|c| !c.passed()) {
+                out.push_str(&check_line(c));
+            }
+        }
+        if let Some(note) = &r.note {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    out
+}
+
+fn check_line(c: &CheckResult) -> String {
+    let mark = match c.verdict {
+        Verdict::Ok => "ok  ",
+        Verdict::Failed => "FAIL",
+        Verdict::Skipped => "skip",
+    };
+    match &c.detail {
+        Some(d) => format!("  {mark} {:<15} {d}\n", c.check.as_str()),
+        None => format!("  {mark} {}\n", c.check.as_str()),
+    }
 }
 
 pub async fn suspend(ctx: &Context, name: &str) -> Result<(), Error> {
