@@ -14,6 +14,7 @@ use super::{LinkObservation, NetCheck, NetworkError, NetworkOps, TenantNet};
 #[derive(Debug, Default)]
 pub struct FakeNetwork {
     taps: Mutex<BTreeMap<String, TenantNet>>,
+    down: Mutex<std::collections::BTreeSet<String>>,
     calls: Mutex<Vec<String>>,
     fail: Mutex<Option<&'static str>>,
 }
@@ -27,6 +28,15 @@ impl FakeNetwork {
     /// Makes the next call of `operation` (`ensure`, `remove`, `check`) fail.
     pub fn fail_next(&self, operation: &'static str) {
         *self.fail.lock().expect("not poisoned") = Some(operation);
+    }
+
+    /// Sets TAP `tap` administratively down (as `ip link set down` would);
+    /// the next `ensure` brings it up again.
+    pub fn set_down(&self, tap: &str) {
+        self.down
+            .lock()
+            .expect("not poisoned")
+            .insert(tap.to_owned());
     }
 
     /// Every call so far, as `operation tap`.
@@ -65,6 +75,7 @@ impl NetworkOps for FakeNetwork {
     fn ensure<'a>(&'a self, net: &'a TenantNet) -> BoxFuture<'a, Result<(), NetworkError>> {
         Box::pin(async move {
             self.enter("ensure", net)?;
+            self.down.lock().expect("not poisoned").remove(&net.tap);
             self.taps
                 .lock()
                 .expect("not poisoned")
@@ -76,6 +87,7 @@ impl NetworkOps for FakeNetwork {
     fn remove<'a>(&'a self, net: &'a TenantNet) -> BoxFuture<'a, Result<(), NetworkError>> {
         Box::pin(async move {
             self.enter("remove", net)?;
+            self.down.lock().expect("not poisoned").remove(&net.tap);
             self.taps.lock().expect("not poisoned").remove(&net.tap);
             Ok(())
         })
@@ -85,11 +97,12 @@ impl NetworkOps for FakeNetwork {
         Box::pin(async move {
             self.enter("check", net)?;
             let taps = self.taps.lock().expect("not poisoned");
+            let down = self.down.lock().expect("not poisoned").contains(&net.tap);
             let observed = taps.get(&net.tap).map(|have| LinkObservation {
                 index: 1,
                 is_tap: true,
                 owner: Some(have.owner_uid),
-                admin_up: true,
+                admin_up: !down,
                 ipv4: vec![(have.host_ip, have.subnet.prefix)],
                 guest_neighbour: Some(have.mac),
                 ipv6_disabled: true,
@@ -122,11 +135,15 @@ mod tests {
         assert_eq!(fake.check(&net).await.unwrap().drift, vec![Drift::Missing]);
         fake.ensure(&net).await.unwrap();
         assert!(fake.check(&net).await.unwrap().is_ok());
+        fake.set_down("lob-ab");
+        assert_eq!(fake.check(&net).await.unwrap().drift, vec![Drift::Down]);
+        fake.ensure(&net).await.unwrap();
+        assert!(fake.check(&net).await.unwrap().is_ok());
         fake.fail_next("remove");
         assert!(fake.remove(&net).await.is_err());
         assert_eq!(fake.taps(), vec!["lob-ab"]);
         fake.remove(&net).await.unwrap();
         assert!(fake.taps().is_empty());
-        assert_eq!(fake.calls().len(), 5);
+        assert_eq!(fake.calls().len(), 8);
     }
 }
