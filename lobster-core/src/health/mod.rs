@@ -8,10 +8,13 @@
 //! - [`Doctor`]: observes the host (through the system seams and
 //!   [`GuestOps`]) and carries out repairs;
 //! - `molt` (one pass, [`crate::Host::molt`]) and [`Watchdog`] (a daemon)
-//!   drive the doctor; [`Overview`] is the dashboard snapshot.
+//!   drive the doctor; [`Overview`] is the dashboard snapshot;
+//! - `FakeGuests` (feature `testing`): simulated VMs and agents for tests.
 
 pub mod check;
 mod doctor;
+#[cfg(any(test, feature = "testing"))]
+mod fake;
 mod molt;
 mod overview;
 pub mod policy;
@@ -21,8 +24,10 @@ mod watch;
 
 pub use check::{Check, CheckResult, Observation, Verdict};
 pub use doctor::{Doctor, HostView, RepairOutcome};
+#[cfg(any(test, feature = "testing"))]
+pub use fake::{FakeGuest, FakeGuests, FakeVm};
 pub(crate) use molt::molt;
-pub use molt::MoltReport;
+pub use molt::{molt_with, MoltReport};
 pub(crate) use overview::overview;
 pub use overview::{Overview, TenantOverview, WatchdogInfo};
 pub use policy::{HealthState, Policy, TenantHealth};

@@ -38,6 +38,13 @@ pub struct MoltReport {
     pub note: Option<String>,
 }
 
+/// [`crate::Host::molt`] through a given doctor (e.g. one over fakes):
+/// checks one tenant (`name`) or every tenant that should run, and repairs
+/// what failed.
+pub async fn molt_with(doctor: &Doctor, name: Option<&str>) -> Result<Vec<MoltReport>> {
+    molt(doctor, name).await
+}
+
 /// Molts one tenant (`name`) or every tenant that should run.
 pub(crate) async fn molt(doctor: &Doctor, name: Option<&str>) -> Result<Vec<MoltReport>> {
     let host = doctor.host();

@@ -1,0 +1,445 @@
+//! An in-memory [`GuestOps`] for tests and benchmarks of the health code:
+//! every tenant's VM and agent are data that tests break on purpose
+//! ([`FakeGuests::kill_vm`], [`FakeGuests::hang_api`] ...), calls are
+//! recorded, and any operation can be told to fail.
+//!
+//! A simulated VM carries an identity (pid, start time) like a real one;
+//! the identities are pure data, chosen far above any real pid so that
+//! nothing that looks at `/proc` mistakes them for a live process.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::agent::WorkloadState;
+use crate::error::Result;
+use crate::network::BoxFuture;
+use crate::store::{RunningVm, TenantRecord};
+use crate::vmm::{BackendKind, VmIdentity, VmmError};
+
+use super::check::{GuestObservation, VmObservation};
+use super::probe::GuestOps;
+
+/// The first pid handed out (Linux's `pid_max` is at most 2^22).
+const FIRST_PID: i32 = 1 << 23;
+
+/// The state of a simulated VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeVm {
+    /// Runs, and its API answers.
+    Running,
+    /// Runs; the guest is paused.
+    Paused,
+    /// The process lives but its API never answers.
+    Hung,
+    /// The process is gone.
+    Gone,
+}
+
+/// One tenant's simulated guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeGuest {
+    /// The VMM.
+    pub vm: FakeVm,
+    /// The identity of the VMM process (as a registry would record it).
+    pub identity: VmIdentity,
+    /// Whether the agent answers.
+    pub agent_up: bool,
+    /// The workload's state as the agent reports it.
+    pub workload: WorkloadState,
+    /// Whether the guest disk holds a workload spec to run at boot (the
+    /// agent persists it and starts it again when the guest boots).
+    pub workload_persisted: bool,
+    /// How many times a VM was launched for the tenant.
+    pub launches: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    guests: BTreeMap<String, FakeGuest>,
+    calls: Vec<String>,
+    fail_once: Vec<&'static str>,
+    fail_always: Vec<&'static str>,
+    next_pid: i32,
+}
+
+/// A fake of the guest side: simulated VMs, agents and workloads, by tenant name.
+#[derive(Debug, Default)]
+pub struct FakeGuests {
+    state: Mutex<State>,
+}
+
+impl FakeGuests {
+    /// No guests yet.
+    pub fn new() -> FakeGuests {
+        FakeGuests::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Boots a healthy guest for `name` (VM running, agent up, workload
+    /// running) and returns what the registry should record.
+    pub fn boot(&self, name: &str) -> RunningVm {
+        let mut state = self.state();
+        let identity = state.fresh_identity();
+        let launches = state.guests.get(name).map_or(0, |g| g.launches) + 1;
+        state.guests.insert(
+            name.to_owned(),
+            FakeGuest {
+                vm: FakeVm::Running,
+                identity,
+                agent_up: true,
+                workload: WorkloadState::Running,
+                workload_persisted: true,
+                launches,
+            },
+        );
+        RunningVm {
+            backend: BackendKind::Firecracker,
+            identity,
+        }
+    }
+
+    /// The guest of `name`, if one was ever booted.
+    pub fn guest(&self, name: &str) -> Option<FakeGuest> {
+        self.state().guests.get(name).cloned()
+    }
+
+    /// Every call so far, as `operation tenant`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        self.state().calls.clear();
+    }
+
+    /// Makes the next call of `operation` (`observe_vm`, `observe_guest`,
+    /// `launch_vm`, `resume_vm`, `wait_agent`, `relaunch_workload`) fail;
+    /// an observation that fails reports the VMM API or the agent as broken.
+    pub fn fail_next(&self, operation: &'static str) {
+        self.state().fail_once.push(operation);
+    }
+
+    /// Makes every call of `operation` fail until [`FakeGuests::heal`].
+    pub fn fail_always(&self, operation: &'static str) {
+        self.state().fail_always.push(operation);
+    }
+
+    /// Clears every injected failure.
+    pub fn heal(&self) {
+        let mut state = self.state();
+        state.fail_once.clear();
+        state.fail_always.clear();
+    }
+
+    /// The VMM process of `name` dies (the guest with it).
+    pub fn kill_vm(&self, name: &str) {
+        self.change(name, |g| {
+            g.vm = FakeVm::Gone;
+            g.agent_up = false;
+        });
+    }
+
+    /// The VMM of `name` stops answering its API (the process lives on).
+    pub fn hang_api(&self, name: &str) {
+        self.change(name, |g| g.vm = FakeVm::Hung);
+    }
+
+    /// The guest of `name` is paused.
+    pub fn pause_vm(&self, name: &str) {
+        self.change(name, |g| g.vm = FakeVm::Paused);
+    }
+
+    /// The agent of `name` stops answering (the VM runs on).
+    pub fn stop_agent(&self, name: &str) {
+        self.change(name, |g| g.agent_up = false);
+    }
+
+    /// Sets the workload state the agent of `name` reports (e.g. `Exited`
+    /// for a workload that died).
+    pub fn set_workload(&self, name: &str, workload: WorkloadState) {
+        self.change(name, |g| g.workload = workload);
+    }
+
+    fn change(&self, name: &str, change: impl FnOnce(&mut FakeGuest)) {
+        let mut state = self.state();
+        let guest = state
+            .guests
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("fake guest {name} was never booted"));
+        change(guest);
+    }
+
+    /// Records the call; `Err` when a failure was injected for it.
+    fn enter(&self, operation: &'static str, name: &str) -> Result<()> {
+        let mut state = self.state();
+        state.calls.push(format!("{operation} {name}"));
+        let once = state.fail_once.iter().position(|op| *op == operation);
+        if let Some(i) = once {
+            state.fail_once.remove(i);
+        }
+        if once.is_some() || state.fail_always.contains(&operation) {
+            return Err(VmmError::Io {
+                context: format!("fake {operation} of {name} failed as asked"),
+                source: std::io::Error::other("injected failure"),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    fn fresh_identity(&mut self) -> VmIdentity {
+        self.next_pid += 1;
+        VmIdentity {
+            pid: FIRST_PID + self.next_pid,
+            start_time: u64::MAX - self.next_pid as u64,
+        }
+    }
+}
+
+impl GuestOps for FakeGuests {
+    fn observe_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, VmObservation> {
+        Box::pin(async move {
+            let Some(running) = record.vm else {
+                return VmObservation::NotRecorded;
+            };
+            if let Err(e) = self.enter("observe_vm", &record.name) {
+                return VmObservation::Alive {
+                    api: Err(e.chain().to_string()),
+                };
+            }
+            let state = self.state();
+            match state.guests.get(&record.name) {
+                Some(g) if g.identity == running.identity => match g.vm {
+                    FakeVm::Gone => VmObservation::Gone,
+                    FakeVm::Hung => VmObservation::Alive {
+                        api: Err("the VMM API did not answer (fake: hung)".into()),
+                    },
+                    FakeVm::Paused => VmObservation::Alive { api: Ok(false) },
+                    FakeVm::Running => VmObservation::Alive { api: Ok(true) },
+                },
+                // Not the recorded process (or none at all): like a pid reused.
+                _ => VmObservation::Gone,
+            }
+        })
+    }
+
+    fn observe_guest<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, GuestObservation> {
+        Box::pin(async move {
+            if let Err(e) = self.enter("observe_guest", &record.name) {
+                return GuestObservation::AgentDown(e.chain().to_string());
+            }
+            match self.state().guests.get(&record.name) {
+                Some(g) if g.agent_up && g.vm == FakeVm::Running => {
+                    GuestObservation::Up(Ok(g.workload))
+                }
+                _ => GuestObservation::AgentDown("connection refused (fake agent down)".into()),
+            }
+        })
+    }
+
+    fn launch_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunningVm>> {
+        Box::pin(async move {
+            self.enter("launch_vm", &record.name)?;
+            let mut state = self.state();
+            let identity = state.fresh_identity();
+            let old = state.guests.get(&record.name);
+            let persisted = old.is_none_or(|g| g.workload_persisted);
+            let launches = old.map_or(0, |g| g.launches) + 1;
+            state.guests.insert(
+                record.name.clone(),
+                FakeGuest {
+                    vm: FakeVm::Running,
+                    identity,
+                    agent_up: true,
+                    workload: if persisted {
+                        WorkloadState::Running
+                    } else {
+                        WorkloadState::Unconfigured
+                    },
+                    workload_persisted: persisted,
+                    launches,
+                },
+            );
+            Ok(RunningVm {
+                backend: record.vm.map_or(BackendKind::Firecracker, |vm| vm.backend),
+                identity,
+            })
+        })
+    }
+
+    fn resume_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.enter("resume_vm", &record.name)?;
+            let mut state = self.state();
+            match state.guests.get_mut(&record.name) {
+                Some(g) if g.vm == FakeVm::Paused => {
+                    g.vm = FakeVm::Running;
+                    Ok(())
+                }
+                Some(g) if g.vm == FakeVm::Running => Ok(()),
+                _ => Err(fake_error("resume_vm", &record.name, "no paused VM")),
+            }
+        })
+    }
+
+    fn wait_agent<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.enter("wait_agent", &record.name)?;
+            match self.state().guests.get(&record.name) {
+                Some(g) if g.agent_up && g.vm == FakeVm::Running => Ok(()),
+                _ => Err(fake_error(
+                    "wait_agent",
+                    &record.name,
+                    "the agent never came up",
+                )),
+            }
+        })
+    }
+
+    fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.enter("relaunch_workload", &record.name)?;
+            let mut state = self.state();
+            match state.guests.get_mut(&record.name) {
+                Some(g) if g.agent_up && g.vm == FakeVm::Running => {
+                    g.workload = WorkloadState::Running;
+                    g.workload_persisted = true;
+                    Ok(())
+                }
+                _ => Err(fake_error(
+                    "relaunch_workload",
+                    &record.name,
+                    "the agent does not answer",
+                )),
+            }
+        })
+    }
+}
+
+fn fake_error(operation: &str, name: &str, why: &str) -> crate::Error {
+    VmmError::Io {
+        context: format!("fake {operation} of {name}"),
+        source: std::io::Error::other(why.to_owned()),
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::{allocation_for, Resources, TenantStatus};
+
+    fn record(name: &str, vm: Option<RunningVm>) -> TenantRecord {
+        let config = Config::default();
+        TenantRecord {
+            allocation: allocation_for(&config, 1, "0000abcd"),
+            name: name.into(),
+            id: "0000abcd".into(),
+            status: TenantStatus::Running,
+            resources: Resources {
+                vcpus: 1,
+                memory_mib: 256,
+                overlay_size_mib: 512,
+                backend: None,
+            },
+            created_at: 0,
+            agent_token: String::new(),
+            gateway_token: String::new(),
+            workload: Default::default(),
+            vm,
+            owner: None,
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn guests_break_and_come_back_as_told() {
+        let fake = FakeGuests::new();
+        let first = fake.boot("a");
+        let mut r = record("a", Some(first));
+        assert_eq!(
+            fake.observe_vm(&r).await,
+            VmObservation::Alive { api: Ok(true) }
+        );
+        assert_eq!(
+            fake.observe_guest(&r).await,
+            GuestObservation::Up(Ok(WorkloadState::Running))
+        );
+        assert!(
+            !crate::tenant::alive(first.identity),
+            "fake identities are never live processes"
+        );
+
+        fake.hang_api("a");
+        assert!(matches!(
+            fake.observe_vm(&r).await,
+            VmObservation::Alive { api: Err(_) }
+        ));
+        fake.kill_vm("a");
+        assert_eq!(fake.observe_vm(&r).await, VmObservation::Gone);
+
+        let second = fake.launch_vm(&r).await.unwrap();
+        assert_ne!(second.identity, first.identity);
+        assert_eq!(
+            fake.observe_vm(&r).await,
+            VmObservation::Gone,
+            "the registry still names the old process"
+        );
+        r.vm = Some(second);
+        assert_eq!(
+            fake.observe_vm(&r).await,
+            VmObservation::Alive { api: Ok(true) }
+        );
+        fake.wait_agent(&r).await.unwrap();
+        assert_eq!(fake.guest("a").unwrap().launches, 2);
+
+        fake.set_workload("a", WorkloadState::Exited);
+        fake.relaunch_workload(&r).await.unwrap();
+        assert_eq!(fake.guest("a").unwrap().workload, WorkloadState::Running);
+
+        fake.pause_vm("a");
+        assert_eq!(
+            fake.observe_vm(&r).await,
+            VmObservation::Alive { api: Ok(false) }
+        );
+        fake.resume_vm(&r).await.unwrap();
+        assert_eq!(fake.guest("a").unwrap().vm, FakeVm::Running);
+
+        assert_eq!(
+            fake.observe_vm(&record("a", None)).await,
+            VmObservation::NotRecorded
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_injected_once_or_until_healed() {
+        let fake = FakeGuests::new();
+        let r = record("a", Some(fake.boot("a")));
+        fake.fail_next("launch_vm");
+        let err = fake.launch_vm(&r).await.unwrap_err();
+        assert!(err.chain().to_string().contains("failed as asked"), "{err}");
+        fake.launch_vm(&r).await.unwrap();
+        fake.fail_always("relaunch_workload");
+        assert!(fake.relaunch_workload(&r).await.is_err());
+        assert!(fake.relaunch_workload(&r).await.is_err());
+        fake.heal();
+        fake.relaunch_workload(&r).await.unwrap();
+        assert_eq!(
+            fake.calls(),
+            [
+                "launch_vm a",
+                "launch_vm a",
+                "relaunch_workload a",
+                "relaunch_workload a",
+                "relaunch_workload a",
+            ]
+        );
+    }
+}

@@ -1,0 +1,947 @@
+//! T0: the watchdog over fakes (no root): every failure kind is seen,
+//! repaired in dependency order and reported as events; give-up, backoff,
+//! cooldown, operation locks, reconcile, the status file and shutdown.
+//!
+//! The host is real (registry and overlay files in a temporary directory);
+//! TAPs, firewall, proxy routes and guests are the crate's fakes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lobster_core::agent::WorkloadState;
+use lobster_core::config::{Config, PathsConfig};
+use lobster_core::health::{
+    molt_with, Doctor, Event, EventRecord, EventSink, FakeGuests, HealthState, Repair,
+    WatchOptions, WatchStatus, Watchdog,
+};
+use lobster_core::host::Services;
+use lobster_core::network::firewall::{
+    tenant_chain_prefix, Firewall, FirewallSettings, MemoryBackend,
+};
+use lobster_core::network::{FakeNetwork, MacAddr, NetworkOps, TenantNet};
+use lobster_core::proxy::{FakeRoutes, ProxySettings, RouteOps, TenantRoute};
+use lobster_core::store::{NewTenant, Resources, TenantRecord, TenantStatus};
+use lobster_core::tenant::plan;
+use lobster_core::vmm::{BackendKind, Vmm};
+use lobster_core::Host;
+
+/// A host over fakes, a watchdog on it, and the events it emitted.
+struct Rig {
+    dir: tempfile::TempDir,
+    host: Host,
+    network: Arc<FakeNetwork>,
+    firewall: Arc<Firewall<MemoryBackend>>,
+    routes: Arc<FakeRoutes>,
+    guests: Arc<FakeGuests>,
+    doctor: Doctor,
+    events: Arc<Mutex<Vec<EventRecord>>>,
+    watchdog: Watchdog,
+}
+
+fn config(root: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    config.paths = PathsConfig::under(root);
+    config.network.pool = "10.0.0.0/16".into();
+    config.watchdog.backoff_base_ms = 0;
+    config.watchdog.backoff_max_ms = 0;
+    config.watchdog.cooldown_ms = 0;
+    config.watchdog.max_repair_attempts = 3;
+    tweak(&mut config);
+    config
+}
+
+impl Rig {
+    /// A host with `names` running and healthy.
+    async fn new(names: &[&str]) -> Rig {
+        Rig::with(names, |_| {}).await
+    }
+
+    async fn with(names: &[&str], tweak: impl FnOnce(&mut Config)) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), tweak);
+        let network = Arc::new(FakeNetwork::new());
+        let firewall = Arc::new(Firewall::new(
+            MemoryBackend::default(),
+            FirewallSettings::from_config(&config.network).unwrap(),
+        ));
+        let routes = Arc::new(FakeRoutes::new(ProxySettings::from_config(&config)));
+        let guests = Arc::new(FakeGuests::new());
+        let services = Services {
+            network: network.clone(),
+            firewall: firewall.clone(),
+            routes: routes.clone(),
+            default_backend: BackendKind::Firecracker,
+            vmm: Arc::new(|kind: BackendKind| -> Arc<dyn Vmm> {
+                panic!("the doctor built a {kind:?} VMM although its guest side is faked")
+            }),
+        };
+        let host = Host::with_services(config, services).unwrap();
+        let doctor = Doctor::with_guests(&host, host.services().await.unwrap(), guests.clone());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink: EventSink = {
+            let events = events.clone();
+            Arc::new(move |e: &EventRecord| events.lock().unwrap().push(e.clone()))
+        };
+        let options = WatchOptions {
+            host_setup: false,
+            write_status: true,
+        };
+        let watchdog = Watchdog::new(doctor.clone(), options, sink);
+        let rig = Rig {
+            dir,
+            host,
+            network,
+            firewall,
+            routes,
+            guests,
+            doctor,
+            events,
+            watchdog,
+        };
+        for name in names {
+            rig.spawn(name).await;
+        }
+        rig
+    }
+
+    fn config(&self) -> &Config {
+        self.host.config()
+    }
+
+    /// Registers `name` (status `creating`, no VM) like a spawn's first step.
+    fn allocate(&self, name: &str) -> TenantRecord {
+        let new = NewTenant {
+            name: name.into(),
+            resources: Resources {
+                vcpus: 1,
+                memory_mib: 256,
+                overlay_size_mib: 512,
+                backend: None,
+            },
+            workload: Default::default(),
+            owner: None,
+        };
+        self.host.store().allocate(self.config(), new).unwrap()
+    }
+
+    /// What a finished spawn leaves behind, made through the fakes.
+    async fn spawn(&self, name: &str) -> TenantRecord {
+        let record = self.allocate(name);
+        let overlay = plan::overlay(self.config(), &record);
+        std::fs::create_dir_all(overlay.path().parent().unwrap()).unwrap();
+        std::fs::write(overlay.path(), b"not really ext4").unwrap();
+        let net = plan::tenant_net(&record).unwrap();
+        self.network.ensure(&net).await.unwrap();
+        self.firewall.apply_tenant(&net).unwrap();
+        self.routes
+            .put_route(&plan::route(self.config(), &record).unwrap())
+            .await
+            .unwrap();
+        let vm = self.guests.boot(name);
+        self.host
+            .store()
+            .modify(name, |r| {
+                r.status = TenantStatus::Running;
+                r.vm = Some(vm);
+            })
+            .unwrap()
+    }
+
+    fn record(&self, name: &str) -> TenantRecord {
+        self.host.store().read().unwrap().tenants[name].clone()
+    }
+
+    fn net(&self, name: &str) -> TenantNet {
+        plan::tenant_net(&self.record(name)).unwrap()
+    }
+
+    async fn tick(&self) -> Vec<Event> {
+        self.watchdog.tick().await.unwrap();
+        self.take_events()
+    }
+
+    fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+            .into_iter()
+            .map(|r| r.event)
+            .collect()
+    }
+
+    fn state(&self, name: &str) -> HealthState {
+        self.watchdog.status().tenants[name].health.state
+    }
+
+    /// Whether the host holds everything `name` needs besides its guest.
+    async fn host_side_intact(&self, name: &str) -> bool {
+        let record = self.record(name);
+        let net = self.net(name);
+        let tap_ok = self.network.check(&net).await.unwrap().is_ok();
+        let rules_ok = self.firewall.check_tenant(&net).unwrap().is_empty();
+        let route = plan::route(self.config(), &record).unwrap();
+        let route_ok = self
+            .routes
+            .list_routes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.name == name && r.upstreams == [route.upstream.to_string()]);
+        tap_ok && rules_ok && route_ok
+    }
+}
+
+fn about<'a>(events: &'a [Event], tenant: &str) -> Vec<&'a Event> {
+    events
+        .iter()
+        .filter(|e| e.tenant() == Some(tenant))
+        .collect()
+}
+
+fn json(events: &[&Event]) -> String {
+    serde_json::to_string_pretty(events).unwrap()
+}
+
+fn repair_starts(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::RepairStart { .. }))
+        .count()
+}
+
+const NAMES: [&str; 3] = ["alpha", "bravo", "charlie"];
+
+/// The common story of every repairable failure: a healthy host, `break_it`
+/// on bravo, then a tick that sees it (`failing` names the check), repairs
+/// it with `want`, a tick that finds it recovering and one that finds it
+/// healthy; the other tenants are never mentioned.
+async fn repaired(
+    break_it: impl AsyncFnOnce(&Rig),
+    failing: &str,
+    want: &[Repair],
+) -> (Rig, TenantRecord) {
+    let rig = Rig::new(&NAMES).await;
+    let events = rig.tick().await;
+    for name in NAMES {
+        assert!(
+            matches!(
+                about(&events, name)[..],
+                [Event::StateChange {
+                    from: HealthState::Unknown,
+                    to: HealthState::Healthy,
+                    ..
+                }]
+            ),
+            "{}",
+            json(&about(&events, name))
+        );
+    }
+    assert_eq!(repair_starts(&events), 0);
+    let before = rig.record("bravo");
+
+    break_it(&rig).await;
+    let events = rig.tick().await;
+    let bravo = about(&events, "bravo");
+    match &bravo[..] {
+        [Event::StateChange {
+            from: HealthState::Healthy,
+            to: HealthState::Degraded,
+            failing: seen,
+            ..
+        }, Event::RepairStart {
+            attempt: 1,
+            repairs,
+            ..
+        }, Event::RepairComplete { outcomes, .. }] => {
+            assert!(seen.contains(failing), "{failing} not in {seen}");
+            assert_eq!(repairs, want);
+            assert_eq!(
+                outcomes
+                    .iter()
+                    .map(|o| (o.repair, o.ok))
+                    .collect::<Vec<_>>(),
+                want.iter().map(|r| (*r, true)).collect::<Vec<_>>(),
+                "{outcomes:?}"
+            );
+        }
+        _ => panic!("unexpected events about bravo: {}", json(&bravo)),
+    }
+    for name in ["alpha", "charlie"] {
+        assert!(
+            about(&events, name).is_empty(),
+            "{}",
+            json(&about(&events, name))
+        );
+    }
+    assert!(matches!(
+        events.last(),
+        Some(Event::TickComplete {
+            checked: 3,
+            healthy: 2,
+            degraded: 1,
+            failed: 0,
+            ..
+        })
+    ));
+
+    let events = rig.tick().await;
+    assert!(
+        matches!(
+            about(&events, "bravo")[..],
+            [Event::StateChange {
+                from: HealthState::Degraded,
+                to: HealthState::Recovering,
+                ..
+            }]
+        ),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    assert!(rig.host_side_intact("bravo").await);
+    let events = rig.tick().await;
+    assert!(
+        matches!(
+            about(&events, "bravo")[..],
+            [Event::StateChange {
+                from: HealthState::Recovering,
+                to: HealthState::Healthy,
+                ..
+            }]
+        ),
+        "cooldown 0: healthy at the next passing check; {}",
+        json(&about(&events, "bravo"))
+    );
+    assert_eq!(rig.watchdog.status().tenants["bravo"].health.attempts, 0);
+    for name in NAMES {
+        assert!(rig.host_side_intact(name).await, "{name}");
+    }
+    assert_eq!(rig.record("bravo").status, TenantStatus::Running);
+    (rig, before)
+}
+
+/// The registry names the guest's new VMM, which runs its workload.
+fn assert_new_vm(rig: &Rig, before: &TenantRecord) {
+    let record = rig.record("bravo");
+    let guest = rig.guests.guest("bravo").unwrap();
+    assert_ne!(record.vm, before.vm, "a new VM is recorded");
+    assert_eq!(record.vm.unwrap().identity, guest.identity);
+    assert_eq!(guest.launches, 2);
+    assert_eq!(guest.workload, WorkloadState::Running);
+}
+
+fn assert_same_vm(rig: &Rig, before: &TenantRecord) {
+    assert_eq!(rig.record("bravo").vm, before.vm);
+    assert_eq!(rig.guests.guest("bravo").unwrap().launches, 1);
+}
+
+#[tokio::test]
+async fn a_removed_tap_is_recreated_and_the_vm_replaced() {
+    let (rig, before) = repaired(
+        async |rig| rig.network.remove(&rig.net("bravo")).await.unwrap(),
+        "net.tap: tap missing",
+        &[Repair::EnsureTap, Repair::ApplyFirewall, Repair::RestartVm],
+    )
+    .await;
+    assert_new_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_tap_set_down_is_brought_up() {
+    let (rig, before) = repaired(
+        async |rig| rig.network.set_down(&rig.net("bravo").tap),
+        "net.tap",
+        &[Repair::EnsureTap],
+    )
+    .await;
+    assert_same_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn flushed_rules_are_restored() {
+    let (rig, before) = repaired(
+        async |rig| {
+            rig.firewall.remove_tenant(&rig.net("bravo")).unwrap();
+        },
+        "net.firewall",
+        &[Repair::ApplyFirewall],
+    )
+    .await;
+    assert_same_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_removed_route_is_put_back() {
+    let (rig, before) = repaired(
+        async |rig| {
+            assert!(rig.routes.remove_route("bravo").await.unwrap());
+        },
+        "proxy.route: route missing",
+        &[Repair::PutRoute],
+    )
+    .await;
+    assert_same_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_wrong_route_is_replaced() {
+    repaired(
+        async |rig| {
+            let wrong = TenantRoute::new("bravo", "10.9.9.9:1".parse().unwrap()).unwrap();
+            rig.routes.put_route(&wrong).await.unwrap();
+        },
+        "proxy.route: route goes to",
+        &[Repair::PutRoute],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_vm_is_restarted_on_its_disk() {
+    let (rig, before) = repaired(
+        async |rig| rig.guests.kill_vm("bravo"),
+        "vm.process: the VM process is gone",
+        &[Repair::RestartVm],
+    )
+    .await;
+    assert_new_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_vm_missing_from_the_registry_is_started() {
+    let (rig, _) = repaired(
+        async |rig| {
+            rig.host.store().modify("bravo", |r| r.vm = None).unwrap();
+        },
+        "vm.process: no VM recorded",
+        &[Repair::RestartVm],
+    )
+    .await;
+    assert_eq!(
+        rig.record("bravo").vm.unwrap().identity,
+        rig.guests.guest("bravo").unwrap().identity
+    );
+}
+
+#[tokio::test]
+async fn a_hung_vmm_is_replaced() {
+    let (rig, before) = repaired(
+        async |rig| rig.guests.hang_api("bravo"),
+        "vm.api",
+        &[Repair::RestartVm],
+    )
+    .await;
+    assert_new_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_paused_guest_is_resumed() {
+    let (rig, before) = repaired(
+        async |rig| rig.guests.pause_vm("bravo"),
+        "vm.api: the guest is paused",
+        &[Repair::ResumeVm],
+    )
+    .await;
+    assert_same_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_silent_agent_gets_a_new_vm() {
+    let (rig, before) = repaired(
+        async |rig| rig.guests.stop_agent("bravo"),
+        "guest.agent",
+        &[Repair::RestartVm],
+    )
+    .await;
+    assert_new_vm(&rig, &before);
+}
+
+#[tokio::test]
+async fn a_stopped_workload_is_relaunched() {
+    let (rig, before) = repaired(
+        async |rig| rig.guests.set_workload("bravo", WorkloadState::Exited),
+        "guest.workload: workload is exited",
+        &[Repair::RelaunchWorkload],
+    )
+    .await;
+    assert_same_vm(&rig, &before);
+    assert_eq!(
+        rig.guests.guest("bravo").unwrap().workload,
+        WorkloadState::Running
+    );
+    assert!(rig
+        .guests
+        .calls()
+        .contains(&"relaunch_workload bravo".to_owned()));
+}
+
+#[tokio::test]
+async fn after_a_reboot_reconcile_and_one_tick_bring_everything_back() {
+    let rig = Rig::new(&NAMES).await;
+    // What a reboot leaves: no TAPs, no rules, an empty proxy, no VMs.
+    for name in NAMES {
+        let net = rig.net(name);
+        rig.network.remove(&net).await.unwrap();
+        rig.firewall.remove_tenant(&net).unwrap();
+        rig.guests.kill_vm(name);
+    }
+    rig.routes.reconcile(&[]).await.unwrap();
+
+    rig.watchdog.reconcile().await;
+    match &rig.take_events()[..] {
+        [Event::Reconciled {
+            firewall_changes,
+            routes_added,
+            routes_removed,
+            errors,
+        }] => {
+            assert!(*firewall_changes > 0);
+            assert_eq!(routes_added, &NAMES);
+            assert!(routes_removed.is_empty() && errors.is_empty(), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let events = rig.tick().await;
+    for name in NAMES {
+        match &about(&events, name)[..] {
+            [Event::StateChange {
+                to: HealthState::Degraded,
+                ..
+            }, Event::RepairStart { repairs, .. }, Event::RepairComplete { outcomes, .. }] => {
+                assert_eq!(
+                    repairs,
+                    &[Repair::EnsureTap, Repair::ApplyFirewall, Repair::RestartVm]
+                );
+                assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
+            }
+            other => panic!("{name}: {}", json(other)),
+        }
+    }
+    rig.tick().await;
+    for name in NAMES {
+        assert_eq!(rig.state(name), HealthState::Recovering);
+        assert!(rig.host_side_intact(name).await, "{name}");
+        assert_eq!(rig.guests.guest(name).unwrap().launches, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_repair_that_keeps_failing_gives_up_and_molt_brings_it_back() {
+    let rig = Rig::new(&NAMES).await;
+    rig.tick().await;
+    rig.guests.kill_vm("bravo");
+    rig.guests.fail_always("launch_vm");
+    for attempt in 1..=3 {
+        let events = rig.tick().await;
+        match &about(&events, "bravo")[..] {
+            [.., Event::RepairStart { attempt: a, .. }, Event::RepairComplete { outcomes, .. }] => {
+                assert_eq!(*a, attempt);
+                assert_eq!(outcomes.len(), 1);
+                assert!(!outcomes[0].ok);
+                let error = outcomes[0].error.as_deref().unwrap();
+                assert!(error.contains("failed as asked"), "{error}");
+            }
+            other => panic!("attempt {attempt}: {}", json(other)),
+        }
+        assert_eq!(rig.state("bravo"), HealthState::Degraded);
+        assert_eq!(rig.record("bravo").status, TenantStatus::Running);
+    }
+    let events = rig.tick().await;
+    match &about(&events, "bravo")[..] {
+        [Event::StateChange {
+            from: HealthState::Degraded,
+            to: HealthState::Failed,
+            ..
+        }, Event::GaveUp { reason, .. }] => {
+            assert!(reason.contains("after 3 repairs"), "{reason}");
+            assert!(reason.contains("vm.process"), "{reason}");
+        }
+        other => panic!("{}", json(other)),
+    }
+    let record = rig.record("bravo");
+    assert_eq!(record.status, TenantStatus::Failed);
+    assert!(record.last_error.unwrap().contains("vm.process"));
+
+    // Left alone: checked every tick, never repaired again.
+    rig.guests.clear_calls();
+    for _ in 0..3 {
+        let events = rig.tick().await;
+        assert!(
+            about(&events, "bravo").is_empty(),
+            "{}",
+            json(&about(&events, "bravo"))
+        );
+        assert!(matches!(
+            events.last(),
+            Some(Event::TickComplete { failed: 1, .. })
+        ));
+    }
+    assert!(!rig.guests.calls().iter().any(|c| c == "launch_vm bravo"));
+    assert_eq!(rig.record("bravo").status, TenantStatus::Failed);
+
+    // The operator fixes the cause and molts: running again.
+    rig.guests.heal();
+    let reports = molt_with(&rig.doctor, Some("bravo")).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].healthy, "{:?}", reports[0]);
+    assert_eq!(reports[0].status, TenantStatus::Running);
+    assert_eq!(
+        reports[0]
+            .repairs
+            .iter()
+            .map(|o| (o.repair, o.ok))
+            .collect::<Vec<_>>(),
+        [(Repair::RestartVm, true)]
+    );
+    let record = rig.record("bravo");
+    assert_eq!(record.status, TenantStatus::Running);
+    assert_eq!(record.last_error, None);
+    let events = rig.tick().await;
+    assert!(
+        matches!(
+            about(&events, "bravo")[..],
+            [Event::StateChange {
+                from: HealthState::Failed,
+                to: HealthState::Healthy,
+                ..
+            }]
+        ),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+}
+
+#[tokio::test]
+async fn a_lost_overlay_disk_fails_at_once_until_it_is_restored() {
+    let rig = Rig::new(&NAMES).await;
+    rig.tick().await;
+    let overlay = plan::overlay(rig.config(), &rig.record("bravo"));
+    let saved = overlay.path().with_extension("saved");
+    std::fs::rename(overlay.path(), &saved).unwrap();
+
+    let events = rig.tick().await;
+    match &about(&events, "bravo")[..] {
+        [Event::StateChange {
+            to: HealthState::Degraded,
+            failing,
+            ..
+        }, Event::StateChange {
+            from: HealthState::Degraded,
+            to: HealthState::Failed,
+            ..
+        }, Event::GaveUp { reason, .. }] => {
+            assert!(failing.contains("disk.overlay"), "{failing}");
+            assert!(reason.contains("overlay disk is missing"), "{reason}");
+        }
+        other => panic!("{}", json(other)),
+    }
+    assert_eq!(repair_starts(&events), 0);
+    let record = rig.record("bravo");
+    assert_eq!(record.status, TenantStatus::Failed);
+    assert!(record.last_error.unwrap().contains("overlay"));
+    assert!(about(&rig.tick().await, "bravo").is_empty());
+
+    // Restored by hand: healthy at the next tick, and running in the registry.
+    std::fs::rename(&saved, overlay.path()).unwrap();
+    let events = rig.tick().await;
+    assert!(
+        matches!(
+            about(&events, "bravo")[..],
+            [Event::StateChange {
+                from: HealthState::Failed,
+                to: HealthState::Healthy,
+                ..
+            }]
+        ),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    let record = rig.record("bravo");
+    assert_eq!(record.status, TenantStatus::Running);
+    assert_eq!(record.last_error, None);
+}
+
+#[tokio::test]
+async fn repairs_wait_out_the_backoff_while_checks_go_on() {
+    let rig = Rig::with(&NAMES, |c| {
+        c.watchdog.backoff_base_ms = 3_600_000;
+        c.watchdog.backoff_max_ms = 3_600_000;
+    })
+    .await;
+    rig.tick().await;
+    rig.guests.kill_vm("bravo");
+    rig.guests.fail_next("launch_vm");
+    let events = rig.tick().await;
+    assert_eq!(repair_starts(&events), 1);
+    rig.guests.clear_calls();
+    for _ in 0..3 {
+        let events = rig.tick().await;
+        assert_eq!(repair_starts(&events), 0, "within the backoff");
+        assert_eq!(rig.state("bravo"), HealthState::Degraded);
+    }
+    let calls = rig.guests.calls();
+    assert!(calls.contains(&"observe_vm bravo".to_owned()), "{calls:?}");
+    assert!(!calls.contains(&"launch_vm bravo".to_owned()), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_flapping_tenant_keeps_its_count_until_it_fails() {
+    let rig = Rig::with(&NAMES, |c| {
+        c.watchdog.cooldown_ms = 3_600_000;
+        c.watchdog.max_repair_attempts = 2;
+    })
+    .await;
+    rig.tick().await;
+    for attempt in 1..=2u32 {
+        rig.guests.set_workload("bravo", WorkloadState::Exited);
+        let events = rig.tick().await;
+        assert!(
+            about(&events, "bravo")
+                .iter()
+                .any(|e| matches!(e, Event::RepairStart { attempt: a, .. } if *a == attempt)),
+            "{}",
+            json(&about(&events, "bravo"))
+        );
+        rig.tick().await;
+        assert_eq!(rig.state("bravo"), HealthState::Recovering, "on probation");
+    }
+    rig.guests.set_workload("bravo", WorkloadState::Exited);
+    let events = rig.tick().await;
+    assert!(
+        about(&events, "bravo")
+            .iter()
+            .any(|e| matches!(e, Event::GaveUp { .. })),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    assert_eq!(rig.record("bravo").status, TenantStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_tenant_under_another_operation_is_skipped() {
+    let rig = Rig::new(&NAMES).await;
+    rig.tick().await;
+    let lock = rig
+        .host
+        .store()
+        .lock_tenant("bravo", Duration::ZERO)
+        .unwrap()
+        .expect("free");
+    rig.guests.kill_vm("bravo");
+    rig.guests.clear_calls();
+    let events = rig.tick().await;
+    assert!(
+        about(&events, "bravo").is_empty(),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    assert!(
+        !rig.guests.calls().iter().any(|c| c.ends_with(" bravo")),
+        "not even observed: {:?}",
+        rig.guests.calls()
+    );
+    assert_eq!(rig.state("bravo"), HealthState::Healthy, "unchanged");
+    drop(lock);
+    let events = rig.tick().await;
+    assert_eq!(repair_starts(&events), 1);
+    assert_eq!(rig.state("bravo"), HealthState::Degraded);
+}
+
+#[tokio::test]
+async fn tenants_being_created_or_evicted_are_never_touched() {
+    let rig = Rig::new(&["alpha"]).await;
+    let creating = rig.allocate("delta");
+    let evicting = rig.spawn("echo").await;
+    rig.host
+        .store()
+        .modify("echo", |r| r.status = TenantStatus::Evicting)
+        .unwrap();
+    rig.guests.kill_vm("echo");
+    rig.network.remove(&rig.net("echo")).await.unwrap();
+    let network_calls = rig.network.calls().len();
+    rig.guests.clear_calls();
+
+    let events = rig.tick().await;
+    for name in ["delta", "echo"] {
+        assert!(
+            about(&events, name).is_empty(),
+            "{}",
+            json(&about(&events, name))
+        );
+        assert!(
+            !rig.guests.calls().iter().any(|c| c.ends_with(name)),
+            "{:?}",
+            rig.guests.calls()
+        );
+        assert_eq!(rig.state(name), HealthState::Unknown);
+    }
+    let taps: Vec<String> = rig.network.calls()[network_calls..].to_vec();
+    assert_eq!(taps, [format!("check {}", rig.net("alpha").tap)]);
+    assert!(matches!(
+        events.last(),
+        Some(Event::TickComplete { checked: 1, .. })
+    ));
+    assert_eq!(rig.record("delta").status, TenantStatus::Creating);
+    assert_eq!(rig.record("delta").vm, creating.vm);
+    assert_eq!(rig.record("echo").vm, evicting.vm);
+}
+
+#[tokio::test]
+async fn reconcile_removes_strangers_and_restores_what_is_missing() {
+    let rig = Rig::new(&NAMES).await;
+    // A tenant the registry does not know: rules and a route left behind.
+    let ghost = TenantNet::new(
+        "0badf00d",
+        lobster_core::config::Ipv4Cidr::parse("10.0.200.0/30").unwrap(),
+        MacAddr([2, 0, 0, 0, 0, 9]),
+        40000,
+        40000,
+    )
+    .unwrap();
+    rig.firewall.apply_tenant(&ghost).unwrap();
+    let stale = TenantRoute::new("ghost", "10.0.200.2:18789".parse().unwrap()).unwrap();
+    rig.routes.put_route(&stale).await.unwrap();
+    // And missing pieces of known tenants.
+    rig.routes.remove_route("alpha").await.unwrap();
+    rig.firewall.remove_tenant(&rig.net("bravo")).unwrap();
+
+    rig.watchdog.reconcile().await;
+    match &rig.take_events()[..] {
+        [Event::Reconciled {
+            firewall_changes,
+            routes_added,
+            routes_removed,
+            errors,
+        }] => {
+            assert!(*firewall_changes > 0);
+            assert_eq!(routes_added, &["alpha"]);
+            assert_eq!(routes_removed, &["ghost"]);
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let prefix = tenant_chain_prefix(&ghost.id);
+    let ruleset = rig.firewall.current().unwrap();
+    assert!(
+        !ruleset
+            .tables
+            .values()
+            .flat_map(|chains| chains.iter())
+            .any(|(chain, rules)| chain.starts_with(&prefix)
+                || rules.iter().any(|r| r.contains(&prefix))),
+        "{ruleset:?}"
+    );
+    for name in NAMES {
+        assert!(rig.host_side_intact(name).await, "{name}");
+    }
+    // A second reconcile has nothing to do.
+    rig.watchdog.reconcile().await;
+    assert!(matches!(
+        &rig.take_events()[..],
+        [Event::Reconciled { firewall_changes: 0, routes_added, routes_removed, .. }]
+            if routes_added.is_empty() && routes_removed.is_empty()
+    ));
+    // And the first tick finds nothing to repair.
+    assert_eq!(repair_starts(&rig.tick().await), 0);
+}
+
+#[tokio::test]
+async fn the_status_file_and_the_overview_show_the_watchdog_view() {
+    let rig = Rig::new(&NAMES).await;
+    let state_dir = rig.dir.path();
+    assert_eq!(WatchStatus::read(state_dir), None);
+    let overview = rig.host.overview().await.unwrap();
+    assert!(overview.watchdog.is_none());
+    assert!(overview.tenants.iter().all(|t| t.state.is_none()));
+
+    rig.tick().await;
+    rig.guests.kill_vm("bravo");
+    rig.guests.fail_next("launch_vm");
+    rig.tick().await;
+
+    let status = WatchStatus::read(state_dir).expect("watch.json written");
+    let mine = rig.watchdog.status();
+    assert_eq!(status.tick, 2);
+    assert_eq!(status.pid, std::process::id());
+    assert_eq!(status.tenants, mine.tenants, "round trip");
+    let again: WatchStatus =
+        serde_json::from_str(&serde_json::to_string(&status).unwrap()).unwrap();
+    assert_eq!(again, status);
+    let bravo = &status.tenants["bravo"];
+    assert_eq!(bravo.health.state, HealthState::Degraded);
+    assert_eq!(bravo.health.attempts, 1);
+    assert_eq!(bravo.last_event.as_deref(), Some("repair failed"));
+
+    let overview = rig.host.overview().await.unwrap();
+    let watchdog = overview.watchdog.expect("watchdog seen");
+    assert_eq!(
+        (watchdog.pid, watchdog.alive, watchdog.tick),
+        (std::process::id(), true, 2)
+    );
+    let rows: Vec<(&str, Option<HealthState>, &str)> = overview
+        .tenants
+        .iter()
+        .map(|t| (t.name.as_str(), t.state, t.health.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("alpha", Some(HealthState::Healthy), "ok"),
+            ("bravo", Some(HealthState::Degraded), "vm.process"),
+            ("charlie", Some(HealthState::Healthy), "ok"),
+        ]
+    );
+    let alpha = &overview.tenants[0];
+    assert_eq!(alpha.pid, None, "fake VMs are not processes");
+    assert_eq!(alpha.ip, rig.record("alpha").allocation.guest_ip);
+}
+
+#[tokio::test]
+async fn run_reconciles_ticks_and_stops_when_asked() {
+    let rig = Rig::with(&NAMES, |c| c.watchdog.interval_ms = 3_600_000).await;
+    rig.routes.remove_route("alpha").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let events = rig.events.clone();
+    let stopper = async move {
+        // Bounded wait for the first tick, then ask the daemon to stop while
+        // it sleeps out its hour-long interval.
+        for _ in 0..500 {
+            let ticked = events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e.event, Event::TickComplete { .. }));
+            if ticked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(()).unwrap();
+    };
+    let run = rig.watchdog.run(async {
+        stopped.await.ok();
+    });
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(run, stopper)
+    })
+    .await
+    .expect("the watchdog stops when asked");
+    result.unwrap();
+    let events = rig.take_events();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e.tenant().is_none())
+        .map(|e| match e {
+            Event::Started { .. } => "started",
+            Event::Reconciled { .. } => "reconciled",
+            Event::TickComplete { .. } => "tick_complete",
+            Event::Stopping { .. } => "stopping",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["started", "reconciled", "tick_complete", "stopping"]
+    );
+    assert!(
+        matches!(&events[1], Event::Reconciled { routes_added, .. } if routes_added == &["alpha"])
+    );
+    assert!(rig.host_side_intact("alpha").await);
+}
