@@ -945,3 +945,66 @@ async fn run_reconciles_ticks_and_stops_when_asked() {
     );
     assert!(rig.host_side_intact("alpha").await);
 }
+
+/// Polls (bounded) until `events` holds one that `wanted` accepts.
+async fn wait_for(events: &Mutex<Vec<EventRecord>>, wanted: impl Fn(&Event) -> bool) {
+    for _ in 0..1000 {
+        if events.lock().unwrap().iter().any(|e| wanted(&e.event)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the event never came");
+}
+
+#[tokio::test]
+async fn a_shutdown_during_a_repair_lets_the_repair_finish() {
+    // Abandoning a VM restart between the launch and the registry update
+    // would leave a VMM the registry does not know (and, at the next start,
+    // a second VMM on the same disk).
+    let rig = Rig::with(&NAMES, |c| {
+        c.watchdog.interval_ms = 3_600_000;
+        c.watchdog.max_concurrency = 1;
+    })
+    .await;
+    rig.guests.kill_vm("bravo");
+    rig.guests.kill_vm("charlie");
+    rig.guests
+        .set_delay("launch_vm", Duration::from_millis(300));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let events = rig.events.clone();
+    let stopper = async move {
+        wait_for(&events, |e| matches!(e, Event::RepairStart { .. })).await;
+        stop.send(()).unwrap();
+    };
+    let run = rig.watchdog.run(async {
+        stopped.await.ok();
+    });
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(run, stopper)
+    })
+    .await
+    .expect("the watchdog stops when asked");
+    result.unwrap();
+    let events = rig.take_events();
+    assert!(
+        matches!(
+            about(&events, "bravo")[..],
+            [_, Event::RepairStart { .. }, Event::RepairComplete { .. }]
+        ),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    assert!(matches!(events.last(), Some(Event::Stopping { .. })));
+    assert!(
+        about(&events, "charlie").is_empty(),
+        "no check starts once shutdown is asked: {}",
+        json(&about(&events, "charlie"))
+    );
+    assert_eq!(rig.guests.guest("charlie").unwrap().launches, 1);
+    assert_eq!(
+        rig.record("bravo").vm.unwrap().identity,
+        rig.guests.guest("bravo").unwrap().identity,
+        "the registry records the VM that runs"
+    );
+}

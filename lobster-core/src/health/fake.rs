@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::agent::WorkloadState;
 use crate::error::Result;
@@ -59,6 +60,7 @@ struct State {
     calls: Vec<String>,
     fail_once: Vec<&'static str>,
     fail_always: Vec<&'static str>,
+    delays: BTreeMap<&'static str, Duration>,
     next_pid: i32,
 }
 
@@ -128,6 +130,20 @@ impl FakeGuests {
         self.state().fail_always.push(operation);
     }
 
+    /// Makes `operation` take `delay`. `launch_vm` starts the VM first and
+    /// then waits (like a VMM whose API comes up slowly), so a caller that
+    /// abandons it leaves a VM the registry does not know.
+    pub fn set_delay(&self, operation: &'static str, delay: Duration) {
+        self.state().delays.insert(operation, delay);
+    }
+
+    async fn delay(&self, operation: &'static str) {
+        let delay = self.state().delays.get(operation).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// Clears every injected failure.
     pub fn heal(&self) {
         let mut state = self.state();
@@ -173,6 +189,35 @@ impl FakeGuests {
         change(guest);
     }
 
+    /// A new VM for the tenant: a fresh identity, the agent up, the
+    /// workload running if the disk holds one.
+    fn start_vm(&self, record: &TenantRecord) -> RunningVm {
+        let mut state = self.state();
+        let identity = state.fresh_identity();
+        let old = state.guests.get(&record.name);
+        let persisted = old.is_none_or(|g| g.workload_persisted);
+        let launches = old.map_or(0, |g| g.launches) + 1;
+        state.guests.insert(
+            record.name.clone(),
+            FakeGuest {
+                vm: FakeVm::Running,
+                identity,
+                agent_up: true,
+                workload: if persisted {
+                    WorkloadState::Running
+                } else {
+                    WorkloadState::Unconfigured
+                },
+                workload_persisted: persisted,
+                launches,
+            },
+        );
+        RunningVm {
+            backend: record.vm.map_or(BackendKind::Firecracker, |vm| vm.backend),
+            identity,
+        }
+    }
+
     /// Records the call; `Err` when a failure was injected for it.
     fn enter(&self, operation: &'static str, name: &str) -> Result<()> {
         let mut state = self.state();
@@ -208,6 +253,7 @@ impl GuestOps for FakeGuests {
             let Some(running) = record.vm else {
                 return VmObservation::NotRecorded;
             };
+            self.delay("observe_vm").await;
             if let Err(e) = self.enter("observe_vm", &record.name) {
                 return VmObservation::Alive {
                     api: Err(e.chain().to_string()),
@@ -231,6 +277,7 @@ impl GuestOps for FakeGuests {
 
     fn observe_guest<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, GuestObservation> {
         Box::pin(async move {
+            self.delay("observe_guest").await;
             if let Err(e) = self.enter("observe_guest", &record.name) {
                 return GuestObservation::AgentDown(e.chain().to_string());
             }
@@ -246,36 +293,16 @@ impl GuestOps for FakeGuests {
     fn launch_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunningVm>> {
         Box::pin(async move {
             self.enter("launch_vm", &record.name)?;
-            let mut state = self.state();
-            let identity = state.fresh_identity();
-            let old = state.guests.get(&record.name);
-            let persisted = old.is_none_or(|g| g.workload_persisted);
-            let launches = old.map_or(0, |g| g.launches) + 1;
-            state.guests.insert(
-                record.name.clone(),
-                FakeGuest {
-                    vm: FakeVm::Running,
-                    identity,
-                    agent_up: true,
-                    workload: if persisted {
-                        WorkloadState::Running
-                    } else {
-                        WorkloadState::Unconfigured
-                    },
-                    workload_persisted: persisted,
-                    launches,
-                },
-            );
-            Ok(RunningVm {
-                backend: record.vm.map_or(BackendKind::Firecracker, |vm| vm.backend),
-                identity,
-            })
+            let running = self.start_vm(record);
+            self.delay("launch_vm").await;
+            Ok(running)
         })
     }
 
     fn resume_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.enter("resume_vm", &record.name)?;
+            self.delay("resume_vm").await;
             let mut state = self.state();
             match state.guests.get_mut(&record.name) {
                 Some(g) if g.vm == FakeVm::Paused => {
@@ -291,6 +318,7 @@ impl GuestOps for FakeGuests {
     fn wait_agent<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.enter("wait_agent", &record.name)?;
+            self.delay("wait_agent").await;
             match self.state().guests.get(&record.name) {
                 Some(g) if g.agent_up && g.vm == FakeVm::Running => Ok(()),
                 _ => Err(fake_error(
@@ -305,6 +333,7 @@ impl GuestOps for FakeGuests {
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.enter("relaunch_workload", &record.name)?;
+            self.delay("relaunch_workload").await;
             let mut state = self.state();
             match state.guests.get_mut(&record.name) {
                 Some(g) if g.agent_up && g.vm == FakeVm::Running => {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -247,6 +247,8 @@ pub struct Watchdog {
     sink: EventSink,
     tenants: Mutex<BTreeMap<String, TenantWatch>>,
     ticks: AtomicU64,
+    /// Set once shutdown is requested: no check or repair starts after it.
+    stopping: AtomicBool,
     started_ms: u64,
 }
 
@@ -278,6 +280,7 @@ impl Watchdog {
             sink,
             tenants: Mutex::new(BTreeMap::new()),
             ticks: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             started_ms: now_ms(),
         }
     }
@@ -299,7 +302,11 @@ impl Watchdog {
 
     /// Runs until `shutdown` completes: reconcile, then a tick every
     /// interval (a tick that overruns delays the next; ticks never overlap).
-    /// A tick in flight when `shutdown` completes is abandoned.
+    ///
+    /// A tick in flight when `shutdown` completes starts no further check
+    /// or repair but lets the repairs under way finish (each is bounded by
+    /// its own timeouts): abandoning a VM restart between the launch and
+    /// the registry update would leave a VMM the registry does not know.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let interval = Duration::from_millis(self.doctor.host().config().watchdog.interval_ms);
         self.emit(Event::Started {
@@ -307,21 +314,36 @@ impl Watchdog {
             interval_ms: interval.as_millis() as u64,
         });
         tokio::pin!(shutdown);
-        let work = async {
-            self.reconcile().await;
+        // Reconciling applies atomic batches only: it may be abandoned.
+        let stop = tokio::select! {
+            _ = &mut shutdown => true,
+            _ = self.reconcile() => false,
+        };
+        if !stop {
             loop {
                 let started = Instant::now();
-                if let Err(e) = self.tick().await {
+                let tick = self.tick();
+                tokio::pin!(tick);
+                let (result, stop) = tokio::select! {
+                    result = &mut tick => (result, false),
+                    _ = &mut shutdown => {
+                        self.stopping.store(true, Ordering::Relaxed);
+                        (tick.await, true)
+                    }
+                };
+                if let Err(e) = result {
                     self.emit(Event::TickFailed {
                         error: e.chain().to_string(),
                     });
                 }
-                tokio::time::sleep_until((started + interval).into()).await;
+                if stop {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep_until((started + interval).into()) => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = &mut shutdown => {}
-            _ = work => {}
         }
         self.emit(Event::Stopping {
             reason: "shutdown requested".into(),
@@ -430,6 +452,9 @@ impl Watchdog {
             .for_each_concurrent(concurrency, |name| {
                 let view = &view;
                 async move {
+                    if self.stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
                     if let Err(e) = self.visit(view, &name).await {
                         tracing::warn!(tenant = %name, error = %e.chain(), "health check failed");
                     }
@@ -550,6 +575,7 @@ impl Watchdog {
                     self.state_changed(name, mid, &failing);
                     self.give_up(&record, why).await?;
                 }
+                RepairPlan::Repairs(_) if self.stopping.load(Ordering::Relaxed) => {}
                 RepairPlan::Repairs(repairs) => {
                     let attempt = self.update(name, |t| {
                         t.health.repaired(now_ms());
