@@ -190,3 +190,33 @@ fn modify_changes_one_record() {
         .collect();
     assert_eq!(ips.len(), 2);
 }
+
+#[test]
+fn a_snapshot_knows_whether_the_registry_was_written_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let config = config("10.200.0.0/16");
+    let empty = store.snapshot().unwrap();
+    assert!(empty.registry.tenants.is_empty());
+    assert!(!store.changed_since(&empty).unwrap(), "no file, still none");
+    store.allocate(&config, new("a")).unwrap();
+    assert!(store.changed_since(&empty).unwrap());
+
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.registry, store.read().unwrap());
+    assert!(!store.changed_since(&snap).unwrap());
+    // A change to the same size and within one mtime tick is still seen:
+    // every write is a new file.
+    store
+        .modify("a", |r| r.agent_token = "f".repeat(64))
+        .unwrap();
+    assert!(store.changed_since(&snap).unwrap());
+    // A write that changes nothing writes nothing.
+    let snap = store.snapshot().unwrap();
+    store.modify("a", |_| {}).unwrap();
+    assert!(!store.changed_since(&snap).unwrap());
+    store.release("a").unwrap();
+    assert!(store.changed_since(&snap).unwrap());
+    std::fs::remove_file(store.path()).unwrap();
+    assert!(store.changed_since(&snap).unwrap(), "deleted");
+}
