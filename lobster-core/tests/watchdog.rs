@@ -1008,3 +1008,41 @@ async fn a_shutdown_during_a_repair_lets_the_repair_finish() {
         "the registry records the VM that runs"
     );
 }
+
+#[tokio::test]
+async fn a_record_changed_during_the_tick_is_read_afresh() {
+    // The tick reads the registry once; bravo is evicted while alpha is
+    // being checked. Bravo's visit must see the eviction, not the tick's copy.
+    let rig = Rig::with(&NAMES, |c| c.watchdog.max_concurrency = 1).await;
+    rig.tick().await;
+    rig.guests.kill_vm("bravo");
+    rig.guests
+        .set_delay("observe_vm", Duration::from_millis(100));
+    rig.guests.clear_calls();
+    let evict = async {
+        for _ in 0..1000 {
+            if rig.guests.calls().iter().any(|c| c == "observe_vm alpha") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rig.host
+            .store()
+            .modify("bravo", |r| r.status = TenantStatus::Evicting)
+            .unwrap();
+    };
+    let (result, ()) = tokio::join!(rig.watchdog.tick(), evict);
+    result.unwrap();
+    let events = rig.take_events();
+    assert!(
+        about(&events, "bravo").is_empty(),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    let calls = rig.guests.calls();
+    assert!(!calls.iter().any(|c| c.ends_with(" bravo")), "{calls:?}");
+    assert!(
+        calls.contains(&"observe_vm charlie".to_owned()),
+        "{calls:?}"
+    );
+}

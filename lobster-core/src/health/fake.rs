@@ -253,8 +253,9 @@ impl GuestOps for FakeGuests {
             let Some(running) = record.vm else {
                 return VmObservation::NotRecorded;
             };
+            let entered = self.enter("observe_vm", &record.name);
             self.delay("observe_vm").await;
-            if let Err(e) = self.enter("observe_vm", &record.name) {
+            if let Err(e) = entered {
                 return VmObservation::Alive {
                     api: Err(e.chain().to_string()),
                 };
@@ -277,8 +278,9 @@ impl GuestOps for FakeGuests {
 
     fn observe_guest<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, GuestObservation> {
         Box::pin(async move {
+            let entered = self.enter("observe_guest", &record.name);
             self.delay("observe_guest").await;
-            if let Err(e) = self.enter("observe_guest", &record.name) {
+            if let Err(e) = entered {
                 return GuestObservation::AgentDown(e.chain().to_string());
             }
             match self.state().guests.get(&record.name) {

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::store::{TenantRecord, TenantStatus};
+use crate::store::{RegistrySnapshot, TenantLock, TenantRecord, TenantStatus};
 use crate::tenant::plan;
 
 use super::check::CheckResult;
@@ -427,11 +427,12 @@ impl Watchdog {
     pub async fn tick(&self) -> Result<()> {
         let started = Instant::now();
         let host = self.doctor.host();
-        let registry = crate::host::blocking({
+        let snapshot = crate::host::blocking({
             let store = host.store().clone();
-            move || Ok(store.read()?)
+            move || Ok(store.snapshot()?)
         })
         .await?;
+        let registry = &snapshot.registry;
         {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             tenants.retain(|name, _| registry.tenants.contains_key(name));
@@ -448,14 +449,16 @@ impl Watchdog {
             .collect();
         let checked = names.len();
         let concurrency = host.config().watchdog.max_concurrency;
+        let latest = Mutex::new(Arc::new(snapshot));
         futures_util::stream::iter(names)
             .for_each_concurrent(concurrency, |name| {
                 let view = &view;
+                let latest = &latest;
                 async move {
                     if self.stopping.load(Ordering::Relaxed) {
                         return;
                     }
-                    if let Err(e) = self.visit(view, &name).await {
+                    if let Err(e) = self.visit(view, latest, &name).await {
                         tracing::warn!(tenant = %name, error = %e.chain(), "health check failed");
                     }
                 }
@@ -518,24 +521,59 @@ impl Watchdog {
         }
     }
 
+    /// Takes the tenant's operation lock (`None`: another operation holds
+    /// it) and reads its record afresh under it: from `latest` (the newest
+    /// registry this tick read) when nobody wrote since, else from a new
+    /// read that becomes `latest`. So a tick parses the registry once plus
+    /// once per write, not once per tenant.
+    async fn lock_and_read(
+        &self,
+        latest: &Mutex<Arc<RegistrySnapshot>>,
+        name: &str,
+    ) -> Result<Option<(TenantLock, Option<TenantRecord>)>> {
+        let store = self.doctor.host().store().clone();
+        let tenant = name.to_owned();
+        let snapshot = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (lock, fresh) = crate::host::blocking(move || {
+            let Some(lock) = store.lock_tenant(&tenant, Duration::ZERO)? else {
+                return Ok((None, None));
+            };
+            let fresh = if store.changed_since(&snapshot)? {
+                Arc::new(store.snapshot()?)
+            } else {
+                snapshot
+            };
+            Ok((Some(lock), Some(fresh)))
+        })
+        .await?;
+        let (Some(lock), Some(fresh)) = (lock, fresh) else {
+            return Ok(None);
+        };
+        let record = fresh.registry.tenants.get(name).cloned();
+        let mut latest = latest.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&latest, &fresh) {
+            *latest = fresh;
+        }
+        Ok(Some((lock, record)))
+    }
+
     /// Checks one tenant and acts on the state machine's decision.
-    async fn visit(&self, view: &HostView, name: &str) -> Result<()> {
+    async fn visit(
+        &self,
+        view: &HostView,
+        latest: &Mutex<Arc<RegistrySnapshot>>,
+        name: &str,
+    ) -> Result<()> {
         let host = self.doctor.host();
         let store = host.store().clone();
-        let lock = {
-            let store = store.clone();
-            let name = name.to_owned();
-            crate::host::blocking(move || Ok(store.lock_tenant(&name, Duration::ZERO)?)).await?
-        };
-        let Some(lock) = lock else {
+        let Some((lock, record)) = self.lock_and_read(latest, name).await? else {
             tracing::debug!(tenant = %name, "busy (another operation holds it); skipped this tick");
             return Ok(());
         };
         // Fresh under the lock: never act on what the tick read earlier.
-        let Ok(tenant) = host.get(name).await else {
+        let Some(record) = record else {
             return Ok(());
         };
-        let record = tenant.record().clone();
         let before = self.health(name).state;
         if record.status == TenantStatus::Suspended {
             self.update(name, |t| t.health.suspend());
