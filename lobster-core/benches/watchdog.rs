@@ -93,8 +93,10 @@ impl Bench {
     /// A host with `tenants` running, healthy tenants over fakes.
     async fn new(tenants: u32) -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.paths = PathsConfig::under(dir.path());
+        let mut config = Config {
+            paths: PathsConfig::under(dir.path()),
+            ..Config::default()
+        };
         config.network.pool = "10.0.0.0/16".into();
         config.watchdog.backoff_base_ms = 0;
         config.watchdog.backoff_max_ms = 0;

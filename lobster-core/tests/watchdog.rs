@@ -39,8 +39,10 @@ struct Rig {
 }
 
 fn config(root: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config::default();
-    config.paths = PathsConfig::under(root);
+    let mut config = Config {
+        paths: PathsConfig::under(root),
+        ..Config::default()
+    };
     config.network.pool = "10.0.0.0/16".into();
     config.watchdog.backoff_base_ms = 0;
     config.watchdog.backoff_max_ms = 0;
