@@ -1048,3 +1048,122 @@ async fn a_record_changed_during_the_tick_is_read_afresh() {
         "{calls:?}"
     );
 }
+
+#[tokio::test]
+async fn an_operator_reset_puts_a_failed_tenant_back_in_the_watchdog_care() {
+    // The watchdog gave up; the operator molts it back to running; it breaks
+    // again before the next tick. The registry says `running` (the operator
+    // acted), so the watchdog repairs it again instead of leaving it failed.
+    let rig = Rig::with(&NAMES, |c| c.watchdog.max_repair_attempts = 1).await;
+    rig.tick().await;
+    rig.guests.kill_vm("bravo");
+    rig.guests.fail_always("launch_vm");
+    rig.tick().await; // repair 1 fails
+    rig.tick().await; // gives up
+    assert_eq!(rig.record("bravo").status, TenantStatus::Failed);
+    rig.guests.heal();
+    let reports = molt_with(&rig.doctor, Some("bravo")).await.unwrap();
+    assert!(reports[0].healthy);
+    rig.guests.set_workload("bravo", WorkloadState::Exited);
+    let events = rig.tick().await;
+    match &about(&events, "bravo")[..] {
+        [Event::StateChange {
+            from: HealthState::Failed,
+            to: HealthState::Degraded,
+            ..
+        }, Event::RepairStart {
+            attempt: 1,
+            repairs,
+            ..
+        }, Event::RepairComplete { .. }] => assert_eq!(repairs, &[Repair::RelaunchWorkload]),
+        other => panic!("{}", json(other)),
+    }
+    rig.tick().await;
+    assert_eq!(rig.state("bravo"), HealthState::Recovering);
+}
+
+#[tokio::test]
+async fn molt_checks_repairs_and_reports_every_tenant() {
+    let rig = Rig::new(&NAMES).await;
+    rig.routes.remove_route("alpha").await.unwrap();
+    rig.guests.kill_vm("bravo");
+    let reports = molt_with(&rig.doctor, None).await.unwrap();
+    let summary: Vec<(&str, bool, Vec<Repair>)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r.tenant.as_str(),
+                r.healthy,
+                r.repairs.iter().map(|o| o.repair).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("alpha", true, vec![Repair::PutRoute]),
+            ("bravo", true, vec![Repair::RestartVm]),
+            ("charlie", true, vec![]),
+        ]
+    );
+    assert!(reports[0].checks.iter().any(|c| !c.passed()));
+    assert!(reports[0].after.iter().all(|c| c.passed()));
+    assert!(
+        reports[2].after.is_empty(),
+        "nothing repaired, not re-checked"
+    );
+    assert!(rig.host_side_intact("alpha").await);
+    assert_eq!(
+        rig.record("bravo").vm.unwrap().identity,
+        rig.guests.guest("bravo").unwrap().identity
+    );
+
+    // A lost disk: reported, not repaired, the tenant keeps its status.
+    let overlay = plan::overlay(rig.config(), &rig.record("charlie"));
+    std::fs::remove_file(overlay.path()).unwrap();
+    let report = &molt_with(&rig.doctor, Some("charlie")).await.unwrap()[0];
+    assert!(!report.healthy);
+    assert!(report.repairs.is_empty());
+    assert!(report
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("overlay disk is missing"));
+    let record = rig.record("charlie");
+    assert_eq!(record.status, TenantStatus::Running);
+    assert!(record.last_error.unwrap().contains("disk.overlay"));
+
+    // Tenants that are not running are refused by name.
+    rig.allocate("delta");
+    let err = molt_with(&rig.doctor, Some("delta")).await.unwrap_err();
+    assert_eq!(err.kind(), lobster_core::ErrorKind::InvalidState, "{err}");
+    let err = molt_with(&rig.doctor, Some("nobody")).await.unwrap_err();
+    assert_eq!(err.kind(), lobster_core::ErrorKind::NotFound, "{err}");
+}
+
+#[tokio::test]
+async fn suspended_tenants_are_not_checked() {
+    let rig = Rig::new(&NAMES).await;
+    rig.tick().await;
+    rig.host
+        .store()
+        .modify("bravo", |r| r.status = TenantStatus::Suspended)
+        .unwrap();
+    rig.guests.kill_vm("bravo");
+    rig.guests.clear_calls();
+    let events = rig.tick().await;
+    assert!(
+        matches!(
+            about(&events, "bravo")[..],
+            [Event::StateChange {
+                to: HealthState::Suspended,
+                ..
+            }]
+        ),
+        "{}",
+        json(&about(&events, "bravo"))
+    );
+    assert_eq!(repair_starts(&events), 0);
+    assert!(!rig.guests.calls().iter().any(|c| c.ends_with(" bravo")));
+    assert!(about(&rig.tick().await, "bravo").is_empty());
+}

@@ -586,6 +586,11 @@ impl Watchdog {
         if record.status == TenantStatus::Failed && before != HealthState::Failed {
             self.update(name, |t| t.health.fail());
         }
+        // Given up on, yet `running` in the registry: an operator put it
+        // back (e.g. molt). It is in the watchdog's care again, count reset.
+        if record.status == TenantStatus::Running && before == HealthState::Failed {
+            self.update(name, |t| t.health = TenantHealth::default());
+        }
         let (observation, results) = self.doctor.examine(view, &record).await;
         let ok = results.iter().all(CheckResult::passed);
         let failing = failing_summary(&results);
