@@ -1167,3 +1167,34 @@ async fn suspended_tenants_are_not_checked() {
     assert!(!rig.guests.calls().iter().any(|c| c.ends_with(" bravo")));
     assert!(about(&rig.tick().await, "bravo").is_empty());
 }
+
+#[tokio::test]
+async fn reconcile_does_not_bring_back_what_an_eviction_removed() {
+    let rig = Rig::new(&NAMES).await;
+    // Evict of bravo under way: its route and rules are already gone.
+    rig.host
+        .store()
+        .modify("bravo", |r| r.status = TenantStatus::Evicting)
+        .unwrap();
+    rig.routes.remove_route("bravo").await.unwrap();
+    rig.firewall.remove_tenant(&rig.net("bravo")).unwrap();
+    rig.watchdog.reconcile().await;
+    match &rig.take_events()[..] {
+        [Event::Reconciled {
+            firewall_changes: 0,
+            routes_added,
+            routes_removed,
+            errors,
+        }] => assert!(
+            routes_added.is_empty() && routes_removed.is_empty() && errors.is_empty(),
+            "{routes_added:?} {routes_removed:?} {errors:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!rig
+        .firewall
+        .check_tenant(&rig.net("bravo"))
+        .unwrap()
+        .is_empty());
+    assert!(rig.host_side_intact("alpha").await);
+}

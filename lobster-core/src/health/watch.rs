@@ -382,10 +382,13 @@ impl Watchdog {
             }
         };
         // Every tenant in the registry keeps its rules (one being created by
-        // another process included); only unknown tenants lose theirs.
+        // another process included); unknown tenants lose theirs, and so do
+        // tenants being evicted: evict is removing them, and restoring them
+        // behind its back would leak them once their record is released.
         let nets: Vec<_> = registry
             .tenants
             .values()
+            .filter(|r| r.status != TenantStatus::Evicting)
             .filter_map(|r| plan::tenant_net(r).ok())
             .collect();
         let firewall = services.firewall.clone();
