@@ -8,6 +8,7 @@
 mod init;
 mod services;
 mod setup;
+mod unit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub use init::{find_program, init, preflight, InitOptions, InitReport, Prerequisite};
 pub use services::{backend_of, FirewallOps, Services, VmmFactory};
 pub use setup::{setup, SetupReport};
+pub use unit::{install_watch_unit, watch_unit, UnitAction, WATCH_UNIT};
 
 use crate::agent::{Agent, LogFollow, LogSource};
 use crate::config::Config;
