@@ -891,6 +891,43 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             assert_eq!(molt[0]["repairs"], serde_json::json!([]), "{molt}");
 
             watch.stop();
+
+            // 6. A "reboot" while no watchdog runs: the VM dies, the TAP, every
+            //    firewall rule and chain, and the route are gone. A new
+            //    watchdog reconciles rules and routes at start, then brings
+            //    the TAP and the VM back.
+            let pid = lobster.tenant("a")["vm"]["identity"]["pid"].as_u64().unwrap();
+            sh(&["kill", "-KILL", &pid.to_string()]);
+            sh(&["ip", "link", "del", &format!("lob-{id}")]);
+            for table in ["filter", "nat"] {
+                sh(&["iptables", "-t", table, "-F"]);
+                sh(&["iptables", "-t", table, "-X"]);
+            }
+            sh(&[
+                "curl",
+                "-sf",
+                "-X",
+                "DELETE",
+                "http://127.0.0.1:2019/id/lobster-a",
+            ]);
+            let started = Instant::now();
+            let mut watch = Watch::start(&lobster);
+            let reconciled = watch.wait("the start reconcile", Duration::from_secs(30), |e| {
+                e["event"] == "reconciled"
+            });
+            assert!(
+                reconciled["firewall_changes"].as_u64().unwrap() > 0,
+                "{reconciled}"
+            );
+            assert_eq!(reconciled["routes_added"], serde_json::json!(["a"]));
+            watch.repaired("a", &["ensure_tap", "apply_firewall", "restart_vm"]);
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
+            eprintln!("after a reboot: answering again after {:?}", started.elapsed());
+            let mut restored = lobster_rules();
+            restored.sort();
+            assert_eq!(restored, want, "the rules are back exactly as planned");
+            watch.stop();
+
             let out = lobster.run(&["evict", "-y", "a"]);
             assert!(out.status.success(), "evict a: {}", output(&out));
             lobster.assert_gone("a", &id);
