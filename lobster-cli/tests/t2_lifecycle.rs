@@ -896,7 +896,9 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             //    firewall rule and chain, and the route are gone. A new
             //    watchdog reconciles rules and routes at start, then brings
             //    the TAP and the VM back.
-            let pid = lobster.tenant("a")["vm"]["identity"]["pid"].as_u64().unwrap();
+            let pid = lobster.tenant("a")["vm"]["identity"]["pid"]
+                .as_u64()
+                .unwrap();
             sh(&["kill", "-KILL", &pid.to_string()]);
             sh(&["ip", "link", "del", &format!("lob-{id}")]);
             for table in ["filter", "nat"] {
@@ -922,7 +924,10 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             assert_eq!(reconciled["routes_added"], serde_json::json!(["a"]));
             watch.repaired("a", &["ensure_tap", "apply_firewall", "restart_vm"]);
             wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
-            eprintln!("after a reboot: answering again after {:?}", started.elapsed());
+            eprintln!(
+                "after a reboot: answering again after {:?}",
+                started.elapsed()
+            );
             let mut restored = lobster_rules();
             restored.sort();
             assert_eq!(restored, want, "the rules are back exactly as planned");
@@ -931,6 +936,42 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             let out = lobster.run(&["evict", "-y", "a"]);
             assert!(out.status.success(), "evict a: {}", output(&out));
             lobster.assert_gone("a", &id);
+
+            // `watch -d` detaches; one watchdog per state directory; its log
+            // is readable with `logs --watchdog`; SIGTERM stops it.
+            let out = lobster.run(&["--json", "watch", "-d", "--no-host-setup"]);
+            assert!(out.status.success(), "watch -d: {}", output(&out));
+            let daemon: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let pid = daemon["pid"].as_u64().unwrap().to_string();
+            let out = lobster.run(&["watch", "--no-host-setup"]);
+            assert_eq!(
+                out.status.code(),
+                Some(11),
+                "second watchdog: {}",
+                output(&out)
+            );
+            assert!(
+                output(&out).contains("a watchdog already runs"),
+                "{}",
+                output(&out)
+            );
+            let out = lobster.run(&["--json", "logs", "--watchdog", "-n", "50"]);
+            assert!(out.status.success(), "logs --watchdog: {}", output(&out));
+            let lines: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                lines.iter().any(|l| l.contains("\"event\":\"started\"")),
+                "{lines:?}"
+            );
+            sh(&["kill", "-TERM", &pid]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Path::new(&format!("/proc/{pid}")).exists() {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat.contains(") Z ") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "watch -d ignored SIGTERM");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         },
     );
 }

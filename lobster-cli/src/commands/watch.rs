@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, args: WatchArgs) -> Result<(), Error> {
 fn detach(ctx: &Context, host: &lobster_core::Host, no_host_setup: bool) -> Result<(), Error> {
     use std::os::unix::process::CommandExt;
     let logs = &host.config().paths.logs_dir;
-    let log_path = logs.join("watch.log");
+    let log_path = lobster_core::health::watch_log_path(host.config());
     let io = |context, path: &std::path::Path, source| {
         Error::from(TenantError::Io {
             context,

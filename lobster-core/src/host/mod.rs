@@ -240,6 +240,12 @@ impl Host {
         crate::health::molt(&doctor, name).await
     }
 
+    /// The last `lines` lines of the detached watchdog's log.
+    pub async fn watchdog_log(&self, lines: u32) -> Result<Vec<String>> {
+        let config = self.config().clone();
+        blocking(move || crate::health::log_tail(&config, lines as usize)).await
+    }
+
     /// A snapshot of every tenant with the watchdog's view and the VMM
     /// processes' use (for dashboards).
     pub async fn overview(&self) -> Result<Overview> {
