@@ -1198,3 +1198,50 @@ async fn reconcile_does_not_bring_back_what_an_eviction_removed() {
         .is_empty());
     assert!(rig.host_side_intact("alpha").await);
 }
+
+#[tokio::test]
+async fn a_proxy_outage_spends_no_tenant_repairs_and_is_fixed_host_wide() {
+    // Caddy down: every route check fails because the proxy cannot be read.
+    // That is the host's failure, not the tenants': no per-tenant repairs,
+    // no give-up (which would leave every tenant failed for good).
+    let rig = Rig::new(&NAMES).await;
+    rig.tick().await;
+    rig.routes.set_down(true);
+    for _ in 0..5 {
+        let events = rig.tick().await;
+        assert_eq!(repair_starts(&events), 0, "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Reconciled { errors, .. } if !errors.is_empty())),
+            "the watchdog tries to set the host up again: {events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::GaveUp { .. })));
+    }
+    for name in NAMES {
+        assert_eq!(rig.state(name), HealthState::Degraded);
+        assert_eq!(rig.watchdog.status().tenants[name].health.attempts, 0);
+        assert_eq!(rig.record(name).status, TenantStatus::Running);
+    }
+    // It comes back empty (restarted without its config): each tenant gets
+    // its route back with a first attempt.
+    rig.routes.set_down(false);
+    rig.routes.reconcile(&[]).await.unwrap();
+    let events = rig.tick().await;
+    for name in NAMES {
+        assert!(
+            matches!(
+                about(&events, name)[..],
+                [Event::RepairStart { attempt: 1, ref repairs, .. }, Event::RepairComplete { .. }]
+                    if repairs == &[Repair::PutRoute]
+            ),
+            "{}",
+            json(&about(&events, name))
+        );
+    }
+    rig.tick().await;
+    for name in NAMES {
+        assert_eq!(rig.state(name), HealthState::Recovering);
+        assert!(rig.host_side_intact(name).await);
+    }
+}

@@ -181,6 +181,18 @@ impl TenantHealth {
         }
     }
 
+    /// Feeds a check run that failed only because the host could not be
+    /// read (the proxy down, the ruleset unreadable): degraded, but no
+    /// repair is due and no attempt is spent (the host needs fixing, not
+    /// the tenant; giving up would leave it failed after the outage).
+    pub fn host_failure(&mut self) -> Decision {
+        self.ok_since_ms = None;
+        if self.state != HealthState::Failed {
+            self.state = HealthState::Degraded;
+        }
+        Decision::Wait
+    }
+
     /// Records a repair run at `now_ms`.
     pub fn repaired(&mut self, now_ms: u64) {
         self.attempts += 1;
@@ -302,6 +314,24 @@ mod tests {
         }
         assert_eq!(h.state, HealthState::Failed);
         assert_eq!(repairs, 3);
+    }
+
+    #[test]
+    fn a_host_outage_spends_no_attempt_and_never_gives_up() {
+        let p = policy();
+        let mut h = TenantHealth::default();
+        h.observe(&p, true, 0);
+        for t in 1..100 {
+            assert_eq!(h.host_failure(), Decision::Wait);
+            assert_eq!(h.state, HealthState::Degraded);
+            assert_eq!(h.attempts, 0, "at {t}");
+        }
+        // Once the host is back, a tenant still broken is repaired at once.
+        assert_eq!(h.observe(&p, false, 100 * S), Decision::Repair);
+        // A failed tenant stays failed.
+        h.fail();
+        h.host_failure();
+        assert_eq!(h.state, HealthState::Failed);
     }
 
     #[test]

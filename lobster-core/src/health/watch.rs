@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::store::{RegistrySnapshot, TenantLock, TenantRecord, TenantStatus};
 use crate::tenant::plan;
 
-use super::check::CheckResult;
+use super::check::{Check, CheckResult};
 use super::doctor::{Doctor, HostView, RepairOutcome};
 use super::molt::{failing_summary, should_run};
 use super::policy::{Decision, HealthState, Policy, TenantHealth};
@@ -465,7 +465,14 @@ impl Watchdog {
                 tenants.entry(name.clone()).or_default();
             }
         }
-        let view = self.doctor.survey().await;
+        let mut view = self.doctor.survey().await;
+        if view.firewall.is_err() || view.routes.is_err() {
+            // The host lost what every tenant needs (the proxy is down, the
+            // ruleset unreadable): set the host up again as a whole rather
+            // than tenant by tenant, then look again.
+            self.reconcile().await;
+            view = self.doctor.survey().await;
+        }
         let names: Vec<String> = registry
             .tenants
             .values()
@@ -620,10 +627,18 @@ impl Watchdog {
         let ok = results.iter().all(CheckResult::passed);
         let failing = failing_summary(&results);
         let now = now_ms();
+        let host_only = !ok
+            && results
+                .iter()
+                .all(|r| r.passed() || host_wide(view, r.check));
         let decision = self.update(name, |t| {
             t.checks = results.clone();
             t.checked_ms = Some(now);
-            t.health.observe(&self.policy, ok, now)
+            if host_only {
+                t.health.host_failure()
+            } else {
+                t.health.observe(&self.policy, ok, now)
+            }
         });
         let mid = self.health(name).state;
         self.state_changed(name, before, &failing);
@@ -726,5 +741,15 @@ impl Watchdog {
                 },
             });
         }
+    }
+}
+
+/// Whether `check` failed because the host-wide read it depends on failed
+/// (no tenant repair can fix that).
+fn host_wide(view: &HostView, check: Check) -> bool {
+    match check {
+        Check::Firewall => view.firewall.is_err(),
+        Check::Route => view.routes.is_err(),
+        _ => false,
     }
 }
