@@ -10,7 +10,9 @@
 //! | failed | healthy (an operator fixed it) | failed, never repaired |
 //!
 //! Checks run on every tick in every state (there is no blind spot); only
-//! repairs wait.
+//! repairs wait. A run that failed only because the host could not be read
+//! (proxy down, ruleset unreadable) is [`TenantHealth::host_failure`]:
+//! degraded, no repair, no attempt spent.
 
 use std::time::Duration;
 
