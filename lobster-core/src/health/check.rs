@@ -1,6 +1,7 @@
-//! The checks: what is observed of one tenant ([`Observation`], gathered by
-//! [`super::probe`]) turned into one verdict per [`Check`] by a pure
-//! function, so every failure kind is tested without a host.
+//! The checks: what is observed of one tenant ([`Observation`], gathered
+//! by the doctor through the system seams and [`super::GuestOps`]) turned
+//! into one verdict per [`Check`] by a pure function, so every failure kind
+//! is tested without a host.
 
 use serde::{Deserialize, Serialize};
 
