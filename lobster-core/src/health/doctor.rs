@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::host::{Host, Services};
-use crate::network::firewall::Ruleset;
+use crate::network::firewall::TenantIndex;
 use crate::proxy::{ProxySettings, RouteInfo};
 use crate::store::TenantRecord;
 use crate::tenant::plan;
@@ -21,8 +21,8 @@ use super::repair::Repair;
 /// Host-wide state read once per check run.
 #[derive(Debug, Clone)]
 pub struct HostView {
-    /// The lobster part of the ruleset.
-    pub firewall: std::result::Result<Ruleset, String>,
+    /// The lobster part of the ruleset, split by tenant.
+    pub firewall: std::result::Result<TenantIndex, String>,
     /// Lobster's routes in the proxy.
     pub routes: std::result::Result<Vec<RouteInfo>, String>,
 }
@@ -81,7 +81,7 @@ impl Doctor {
     /// Reads the ruleset and the proxy's routes once.
     pub async fn survey(&self) -> HostView {
         let firewall = self.services.firewall.clone();
-        let ruleset = crate::host::blocking(move || Ok(firewall.current()?))
+        let ruleset = crate::host::blocking(move || Ok(TenantIndex::new(&firewall.current()?)))
             .await
             .map_err(|e| e.chain().to_string());
         let routes = self
@@ -110,7 +110,11 @@ impl Doctor {
                     .await
                     .map_err(|e| Error::from(e).chain().to_string());
                 let changes = match &view.firewall {
-                    Ok(current) => Ok(self.services.firewall.drift(current, net).len()),
+                    Ok(index) => Ok(self
+                        .services
+                        .firewall
+                        .drift(&index.view(&net.id), net)
+                        .len()),
                     Err(e) => Err(e.clone()),
                 };
                 (tap, changes)

@@ -20,10 +20,12 @@
 //! The [`Firewall`] methods block on subprocesses; call them from
 //! `tokio::task::spawn_blocking` in async code.
 
+mod index;
 mod iptables;
 mod plan;
 mod rules;
 
+pub use index::TenantIndex;
 pub use iptables::Iptables;
 pub use plan::{
     apply_batch, base_only_batch, fresh_apply_batch, plan, plan_tenant, planned_remove_batch,
