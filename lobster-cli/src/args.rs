@@ -168,9 +168,13 @@ pub struct TankArgs {
 /// `watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Detach and run in the background.
+    /// Detach and run in the background (events go to <logs_dir>/watch.log).
     #[arg(short, long)]
     pub daemon: bool,
+    /// Skip host setup at start (forwarding, firewall base chains, Caddy);
+    /// tenants' rules and routes are still reconciled.
+    #[arg(long)]
+    pub no_host_setup: bool,
 }
 
 /// `logs`.

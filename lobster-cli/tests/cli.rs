@@ -278,9 +278,24 @@ fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
 fn machinery_that_comes_later_says_so() {
     let env = Env::new();
     env.init();
-    for cmd in [&["watch"][..], &["uninit", "-y"]] {
-        assert_eq!(code(&env.run(cmd)), 15, "{cmd:?}");
-    }
+    assert_eq!(code(&env.run(&["uninit", "-y"])), 15);
+}
+
+#[test]
+fn molt_and_tank_on_an_empty_host() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["--json", "molt"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(json(&out), serde_json::json!([]));
+    let out = env.run(&["molt", "nope"]);
+    assert_eq!(code(&out), 10, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no tenant named `nope`"));
+    let out = env.run(&["--json", "tank"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let snapshot = json(&out);
+    assert_eq!(snapshot["tenants"], serde_json::json!([]));
+    assert_eq!(snapshot["watchdog"], serde_json::Value::Null);
 }
 
 #[test]

@@ -93,6 +93,14 @@ impl Lobster {
                 "logs_dir": state.join("logs"),
             },
             "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" } },
+            // Fast ticks so the watchdog test repairs within seconds.
+            "watchdog": {
+                "interval_ms": 1000,
+                "probe_timeout_ms": 3000,
+                "backoff_base_ms": 1000,
+                "backoff_max_ms": 4000,
+                "cooldown_ms": 3000,
+            },
         });
         std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
         let mut lobster = Lobster {
@@ -627,6 +635,343 @@ fn missing_image_is_refused_before_anything_is_made() {
             );
             assert_eq!(lobster.tenant("m"), serde_json::Value::Null);
             assert!(!sh(&["ip", "-o", "link", "show"]).contains("lob-"));
+        },
+    );
+}
+
+/// A running `lobsterd watch` whose JSON-line events are collected.
+struct Watch {
+    child: std::process::Child,
+    events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    seen: usize,
+}
+
+impl Watch {
+    fn start(lobster: &Lobster) -> Watch {
+        let mut child = lobster
+            .command(&["watch", "--no-host-setup"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(event) => {
+                        eprintln!("watch: {line}");
+                        sink.lock().unwrap().push(event);
+                    }
+                    Err(_) => eprintln!("watch (not json): {line}"),
+                }
+            }
+        });
+        Watch {
+            child,
+            events,
+            seen: 0,
+        }
+    }
+
+    /// The first event after the last one returned that matches `want`.
+    fn wait(
+        &mut self,
+        what: &str,
+        within: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                let events = self.events.lock().unwrap();
+                if let Some(i) = events[self.seen..].iter().position(&want) {
+                    self.seen += i + 1;
+                    return events[self.seen - 1].clone();
+                }
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the watchdog exited while waiting for {what}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {within:?}; events: {:#?}",
+                self.events.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the repair of `tenant` that runs `repairs` (in order) and
+    /// checks that it succeeded; then for the tenant to be healthy again.
+    fn repaired(&mut self, tenant: &str, repairs: &[&str]) -> serde_json::Value {
+        let start = self.wait(
+            &format!("repair_start of {tenant}"),
+            Duration::from_secs(60),
+            |e| e["event"] == "repair_start" && e["tenant"] == tenant,
+        );
+        let planned: Vec<&str> = start["repairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(planned, repairs, "planned repairs: {start}");
+        let done = self.wait(
+            &format!("repair_complete of {tenant}"),
+            Duration::from_secs(240),
+            |e| e["event"] == "repair_complete" && e["tenant"] == tenant,
+        );
+        let outcomes = done["outcomes"].as_array().unwrap();
+        assert!(
+            outcomes.iter().all(|o| o["ok"] == true) && outcomes.len() == repairs.len(),
+            "repair failed: {done}"
+        );
+        self.wait(
+            &format!("{tenant} healthy again"),
+            Duration::from_secs(60),
+            |e| e["event"] == "state_change" && e["tenant"] == tenant && e["to"] == "healthy",
+        );
+        done
+    }
+
+    /// SIGTERM, then a bounded wait for a clean exit.
+    fn stop(mut self) {
+        sh(&["kill", "-TERM", &self.child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "watch exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "watch ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The reader thread may still be draining the pipe.
+        std::thread::sleep(Duration::from_millis(200));
+        self.wait("stopping", Duration::from_secs(5), |e| {
+            e["event"] == "stopping"
+        });
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The LOB* chains of a table as `iptables-save` prints them (rules only).
+fn lobster_rules() -> Vec<String> {
+    sh(&["iptables-save"])
+        .lines()
+        .filter(|l| l.starts_with("-A LOB"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+#[ignore = "t2: needs root, qemu, caddy and images"]
+fn watchdog_repairs_vm_tap_rules_route_and_workload() {
+    in_netns(
+        "watchdog_repairs_vm_tap_rules_route_and_workload",
+        |_ctx: &Ctx| {
+            require_t2();
+            let lobster = Lobster::init(1, false);
+            let out = lobster.spawn("a", "");
+            assert!(out.status.success(), "spawn a failed");
+            let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let id = a["id"].as_str().unwrap().to_owned();
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
+            let rules_before = lobster_rules();
+            assert!(!rules_before.is_empty());
+
+            let mut watch = Watch::start(&lobster);
+            watch.wait("the start reconcile", Duration::from_secs(30), |e| {
+                e["event"] == "reconciled"
+            });
+            watch.wait("a healthy first tick", Duration::from_secs(60), |e| {
+                e["event"] == "tick_complete" && e["healthy"] == 1
+            });
+            // tank shows what the watchdog wrote.
+            let out = lobster.run(&["--json", "tank"]);
+            assert!(out.status.success(), "{}", output(&out));
+            let tank: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(tank["tenants"][0]["state"], "healthy", "{tank}");
+            assert_eq!(tank["tenants"][0]["health"], "ok", "{tank}");
+            assert_eq!(tank["watchdog"]["alive"], true, "{tank}");
+
+            // 1. The VM process is killed: a new VM boots on the same disk.
+            let old_pid = lobster.tenant("a")["vm"]["identity"]["pid"]
+                .as_u64()
+                .unwrap();
+            sh(&["kill", "-KILL", &old_pid.to_string()]);
+            let started = Instant::now();
+            watch.repaired("a", &["restart_vm"]);
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
+            eprintln!("killed VM: answering again after {:?}", started.elapsed());
+            let new_pid = lobster.tenant("a")["vm"]["identity"]["pid"]
+                .as_u64()
+                .unwrap();
+            assert_ne!(new_pid, old_pid, "the registry records the new VM");
+            assert!(Path::new(&format!("/proc/{new_pid}")).exists());
+
+            // 2. The TAP is deleted: recreated, rules re-applied, and a new
+            //    VMM (the old one held the deleted device).
+            sh(&["ip", "link", "del", &format!("lob-{id}")]);
+            let started = Instant::now();
+            watch.repaired("a", &["ensure_tap", "apply_firewall", "restart_vm"]);
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
+            eprintln!("deleted TAP: answering again after {:?}", started.elapsed());
+            assert!(sh(&["ip", "-o", "link", "show"]).contains(&format!("lob-{id}")));
+
+            // 3. Every lobster chain is flushed: the rules come back as planned.
+            for line in sh(&["iptables-save"]).lines() {
+                if let Some(chain) = line.strip_prefix(":LOB") {
+                    let chain = format!("LOB{}", chain.split_whitespace().next().unwrap());
+                    let table = if chain.ends_with("-NAT") || chain == "LOBSTER-POSTROUTING" {
+                        "nat"
+                    } else {
+                        "filter"
+                    };
+                    sh(&["iptables", "-t", table, "-F", &chain]);
+                }
+            }
+            assert!(lobster_rules().is_empty(), "the flush left rules");
+            watch.repaired("a", &["apply_firewall"]);
+            let mut restored = lobster_rules();
+            let mut want = rules_before.clone();
+            restored.sort();
+            want.sort();
+            assert_eq!(restored, want, "the rules are back exactly as planned");
+
+            // 4. The Caddy route is deleted: put back, the page is served again.
+            sh(&[
+                "curl",
+                "-sf",
+                "-X",
+                "DELETE",
+                "http://127.0.0.1:2019/id/lobster-a",
+            ]);
+            // Caddy answers an unmatched host with an empty 200.
+            let page = http("127.0.0.1:80", "a.lobster.local", "/").unwrap_or_default();
+            assert!(!page.contains("hello from a"), "still routed: {page}");
+            watch.repaired("a", &["put_route"]);
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(30));
+
+            // 5. The workload is stopped through the agent: relaunched.
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let host = lobster_core::Host::open(Some(&lobster.config())).unwrap();
+            let stopped = runtime
+                .block_on(async {
+                    host.agent("a")
+                        .await?
+                        .stop(Duration::from_secs(5))
+                        .await
+                        .map_err(lobster_core::Error::from)
+                })
+                .unwrap();
+            assert_eq!(
+                stopped.state,
+                lobster_core::agent::WorkloadState::Stopped,
+                "{stopped:?}"
+            );
+            watch.repaired("a", &["relaunch_workload"]);
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(30));
+
+            // molt agrees: everything passes, nothing to repair.
+            let out = lobster.run(&["--json", "molt", "a"]);
+            assert!(out.status.success(), "molt: {}", output(&out));
+            let molt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(molt[0]["healthy"], true, "{molt}");
+            assert_eq!(molt[0]["repairs"], serde_json::json!([]), "{molt}");
+
+            watch.stop();
+
+            // 6. A "reboot" while no watchdog runs: the VM dies, the TAP, every
+            //    firewall rule and chain, and the route are gone. A new
+            //    watchdog reconciles rules and routes at start, then brings
+            //    the TAP and the VM back.
+            let pid = lobster.tenant("a")["vm"]["identity"]["pid"]
+                .as_u64()
+                .unwrap();
+            sh(&["kill", "-KILL", &pid.to_string()]);
+            sh(&["ip", "link", "del", &format!("lob-{id}")]);
+            for table in ["filter", "nat"] {
+                sh(&["iptables", "-t", table, "-F"]);
+                sh(&["iptables", "-t", table, "-X"]);
+            }
+            sh(&[
+                "curl",
+                "-sf",
+                "-X",
+                "DELETE",
+                "http://127.0.0.1:2019/id/lobster-a",
+            ]);
+            let started = Instant::now();
+            let mut watch = Watch::start(&lobster);
+            let reconciled = watch.wait("the start reconcile", Duration::from_secs(30), |e| {
+                e["event"] == "reconciled"
+            });
+            assert!(
+                reconciled["firewall_changes"].as_u64().unwrap() > 0,
+                "{reconciled}"
+            );
+            assert_eq!(reconciled["routes_added"], serde_json::json!(["a"]));
+            watch.repaired("a", &["ensure_tap", "apply_firewall", "restart_vm"]);
+            wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
+            eprintln!(
+                "after a reboot: answering again after {:?}",
+                started.elapsed()
+            );
+            let mut restored = lobster_rules();
+            restored.sort();
+            assert_eq!(restored, want, "the rules are back exactly as planned");
+            watch.stop();
+
+            let out = lobster.run(&["evict", "-y", "a"]);
+            assert!(out.status.success(), "evict a: {}", output(&out));
+            lobster.assert_gone("a", &id);
+
+            // `watch -d` detaches; one watchdog per state directory; its log
+            // is readable with `logs --watchdog`; SIGTERM stops it.
+            let out = lobster.run(&["--json", "watch", "-d", "--no-host-setup"]);
+            assert!(out.status.success(), "watch -d: {}", output(&out));
+            let daemon: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let pid = daemon["pid"].as_u64().unwrap().to_string();
+            let out = lobster.run(&["watch", "--no-host-setup"]);
+            assert_eq!(
+                out.status.code(),
+                Some(11),
+                "second watchdog: {}",
+                output(&out)
+            );
+            assert!(
+                output(&out).contains("a watchdog already runs"),
+                "{}",
+                output(&out)
+            );
+            let out = lobster.run(&["--json", "logs", "--watchdog", "-n", "50"]);
+            assert!(out.status.success(), "logs --watchdog: {}", output(&out));
+            let lines: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                lines.iter().any(|l| l.contains("\"event\":\"started\"")),
+                "{lines:?}"
+            );
+            sh(&["kill", "-TERM", &pid]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Path::new(&format!("/proc/{pid}")).exists() {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat.contains(") Z ") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "watch -d ignored SIGTERM");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         },
     );
 }

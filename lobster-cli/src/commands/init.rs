@@ -18,13 +18,24 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
         force: args.force,
     };
     let report = host::init(&path, &options)?;
-    let setup = if args.no_host_setup {
-        None
+    let (setup, unit) = if args.no_host_setup {
+        (None, None)
     } else {
-        Some(host::setup(&Config::load(&path)?).await?)
+        let setup = host::setup(&Config::load(&path)?).await?;
+        let exe = std::env::current_exe().map_err(|source| {
+            Error::from(lobster_core::tenant::TenantError::Io {
+                context: "cannot find the lobsterd binary",
+                path: "/proc/self/exe".into(),
+                source,
+            })
+        })?;
+        let config = std::path::absolute(&path).unwrap_or(path.clone());
+        let unit = host::install_watch_unit(&exe, &config, "/etc/systemd/system".as_ref()).await?;
+        (Some(setup), Some(unit))
     };
     let mut json = serde_json::to_value(&report).expect("report serialises");
     json["host_setup"] = serde_json::to_value(&setup).expect("report serialises");
+    json["watch_unit"] = serde_json::to_value(unit).expect("report serialises");
     ctx.print(&json, || {
         let mut out = match report.config_action {
             "written" => format!("config: wrote {}\n", report.config_path.display()),
@@ -59,6 +70,18 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
                     .map(|pid| format!(" (pid {pid}, log {})", setup.caddy_log.display()))
                     .unwrap_or_default(),
             );
+        }
+        match unit {
+            Some(host::UnitAction::Installed) => {
+                out += &format!("watchdog: {} installed and started\n", host::WATCH_UNIT)
+            }
+            Some(host::UnitAction::Unchanged) => {
+                out += &format!("watchdog: {} in place and started\n", host::WATCH_UNIT)
+            }
+            Some(host::UnitAction::NoSystemd) => {
+                out += "watchdog: systemd is not running here; start it with `lobsterd watch -d`\n"
+            }
+            None => {}
         }
         let missing = report.missing().count();
         if missing > 0 {

@@ -5,6 +5,7 @@ mod init;
 mod spawn;
 mod tank;
 mod tenants;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -63,7 +64,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Suspend(args) => tenants::suspend(&ctx, &args.name).await,
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
         Command::Uninit(_) => Err(not_yet("uninit")),
-        Command::Watch(_) => Err(not_yet("watch")),
+        Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Tank(args) => match tank::run(&ctx, &args).await {
             Ok(()) => Ok(()),
             Err(failure) => match failure.report() {

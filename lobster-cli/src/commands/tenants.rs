@@ -107,8 +107,15 @@ pub async fn resume(ctx: &Context, name: &str) -> Result<(), Error> {
 }
 
 pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
-    let Some(name) = args.name.as_deref().filter(|_| !args.watchdog) else {
-        return needs_tenant(ctx, None, "logs --watchdog").await;
+    if args.watchdog {
+        return watchdog_logs(ctx, args).await;
+    }
+    let Some(name) = args.name.as_deref() else {
+        return Err(lobster_core::tenant::TenantError::InvalidSpec {
+            field: "name",
+            reason: "logs needs a tenant name (or --watchdog)".into(),
+        }
+        .into());
     };
     let source = match args.service {
         LogService::Agent => LogSource::Agent,
@@ -130,6 +137,34 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
             Some(line) if ctx.json => println!("{}", serde_json::json!({ "line": line })),
             Some(line) => println!("{line}"),
             None => return Ok(()),
+        }
+    }
+}
+
+/// `logs --watchdog`: the detached watchdog's log; `--follow` polls it.
+async fn watchdog_logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
+    let host = ctx.host()?;
+    let lines = host.watchdog_log(args.lines).await?;
+    ctx.print(&lines, || lines.join("\n"));
+    if !args.follow {
+        return Ok(());
+    }
+    let path = lobster_core::health::watch_log_path(host.config());
+    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if (bytes.len() as u64) < offset {
+            offset = 0; // rotated or truncated
+        }
+        let new = String::from_utf8_lossy(&bytes[offset as usize..]).into_owned();
+        if let Some(end) = new.rfind('\n') {
+            for line in new[..end].lines() {
+                println!("{}", lobster_core::agent::sanitize_for_terminal(line));
+            }
+            offset += end as u64 + 1;
         }
     }
 }

@@ -28,4 +28,8 @@ pub use overview::{Overview, TenantOverview, WatchdogInfo};
 pub use policy::{HealthState, Policy, TenantHealth};
 pub use probe::{GuestOps, SystemGuests};
 pub use repair::{Repair, RepairPlan};
-pub use watch::{Event, EventRecord, EventSink, TenantWatch, WatchOptions, WatchStatus, Watchdog};
+pub(crate) use watch::log_tail;
+pub use watch::{
+    log_path as watch_log_path, Event, EventRecord, EventSink, TenantWatch, WatchOptions,
+    WatchStatus, Watchdog,
+};

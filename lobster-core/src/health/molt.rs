@@ -70,6 +70,9 @@ pub(crate) async fn molt(doctor: &Doctor, name: Option<&str>) -> Result<Vec<Molt
             .filter(|r| should_run(r.status))
             .collect(),
     };
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
     let view = doctor.survey().await;
     let mut reports = Vec::new();
     for record in records {

@@ -116,6 +116,7 @@ impl GuestOps for SystemGuests {
             let api = match tokio::time::timeout(self.probe_timeout, probe).await {
                 Ok(Ok(VmStatus::Running)) => Ok(true),
                 Ok(Ok(VmStatus::Paused)) => Ok(false),
+                Ok(Ok(VmStatus::Exited(_))) => return VmObservation::Gone,
                 Ok(Ok(other)) => Err(format!("the VMM reports {other:?}")),
                 Ok(Err(e)) => {
                     if !crate::tenant::alive(running.identity) {

@@ -8,6 +8,7 @@
 mod init;
 mod services;
 mod setup;
+mod unit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub use init::{find_program, init, preflight, InitOptions, InitReport, Prerequisite};
 pub use services::{backend_of, FirewallOps, Services, VmmFactory};
 pub use setup::{setup, SetupReport};
+pub use unit::{install_watch_unit, watch_unit, UnitAction, WATCH_UNIT};
 
 use crate::agent::{Agent, LogFollow, LogSource};
 use crate::config::Config;
@@ -236,6 +238,12 @@ impl Host {
         self.recover_interrupted().await?;
         let doctor = crate::health::Doctor::new(self).await?;
         crate::health::molt(&doctor, name).await
+    }
+
+    /// The last `lines` lines of the detached watchdog's log.
+    pub async fn watchdog_log(&self, lines: u32) -> Result<Vec<String>> {
+        let config = self.config().clone();
+        blocking(move || crate::health::log_tail(&config, lines as usize)).await
     }
 
     /// A snapshot of every tenant with the watchdog's view and the VMM

@@ -263,6 +263,18 @@ impl Store {
         }
     }
 
+    /// Takes the single-watchdog lock of this state directory without
+    /// waiting; `None` when another watchdog holds it.
+    pub fn lock_watchdog(&self) -> Result<Option<TenantLock>> {
+        let dir = self.registry.parent().unwrap_or(Path::new("."));
+        let path = dir.join("watch.lock");
+        match lock_file(dir, &path, true, Duration::ZERO) {
+            Ok(file) => Ok(Some(TenantLock { file, path })),
+            Err(StoreError::LockTimeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn locks_dir(&self) -> PathBuf {
         self.registry
             .parent()
@@ -365,7 +377,8 @@ fn free_slot(registry: &Registry, capacity: u32) -> Option<u32> {
     (candidate < capacity).then_some(candidate)
 }
 
-/// An exclusive hold on one tenant's operations; released on drop.
+/// An exclusive hold on one tenant's operations (or on the watchdog role);
+/// released on drop.
 #[derive(Debug)]
 pub struct TenantLock {
     file: File,

@@ -92,6 +92,12 @@ pub enum TenantError {
         /// How long we waited.
         waited: std::time::Duration,
     },
+    /// A watchdog already runs for this state directory.
+    #[error("a watchdog already runs for {} (see its watch.json for the pid)", state_dir.display())]
+    WatchdogRunning {
+        /// The state directory.
+        state_dir: std::path::PathBuf,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -117,6 +123,7 @@ impl Classify for TenantError {
             TenantError::Io { source, .. } => ErrorKind::from_io(source),
             TenantError::Aborted { .. } => ErrorKind::InvalidArgument,
             TenantError::Busy { .. } => ErrorKind::Timeout,
+            TenantError::WatchdogRunning { .. } => ErrorKind::AlreadyExists,
         }
     }
 }

@@ -48,7 +48,15 @@ pub(crate) async fn recover(host: &Host) -> Result<Vec<String>> {
     Ok(torn_down)
 }
 
-/// Whether the process `identity` names still runs (pid and start time match).
+/// Whether the process `identity` names still runs (pid and start time
+/// match, and it is not a zombie waiting to be reaped).
 pub(crate) fn alive(identity: crate::vmm::VmIdentity) -> bool {
-    read_start_time(identity.pid).is_ok_and(|t| t == identity.start_time)
+    let zombie = std::fs::read_to_string(format!("/proc/{}/stat", identity.pid))
+        .ok()
+        .and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false);
+    !zombie && read_start_time(identity.pid).is_ok_and(|t| t == identity.start_time)
 }

@@ -1,0 +1,130 @@
+//! The systemd unit that runs the watchdog (`lobsterd watch`) at boot, so a
+//! rebooted host brings its tenants back. `init` installs and enables it
+//! where systemd runs.
+//!
+//! `KillMode=process`: stopping or restarting the watchdog signals only the
+//! daemon itself, never the VMMs it restarted (they live in its cgroup).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::tenant::TenantError;
+
+/// The unit's file name.
+pub const WATCH_UNIT: &str = "lobsterd-watch.service";
+
+/// Where systemd runs, this directory exists.
+const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
+
+/// The unit text for `lobsterd` at `exe` with configuration `config`.
+pub fn watch_unit(exe: &Path, config: &Path) -> String {
+    format!(
+        "[Unit]
+Description=lobster watchdog: health checks and repairs of microVM tenants
+After=network-online.target caddy.service
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart={exe} --config {config} watch
+Restart=on-failure
+RestartSec=5
+KillMode=process
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+",
+        exe = exe.display(),
+        config = config.display(),
+    )
+}
+
+/// What [`install_watch_unit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitAction {
+    /// Written (or rewritten) and enabled.
+    Installed,
+    /// Already in place; enabled.
+    Unchanged,
+    /// systemd does not run here: start `lobsterd watch -d` instead.
+    NoSystemd,
+}
+
+/// Writes the unit into `unit_dir` (normally `/etc/systemd/system`) and
+/// enables and starts it, where systemd runs.
+pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> Result<UnitAction> {
+    if !Path::new(SYSTEMD_RUNTIME).is_dir() {
+        return Ok(UnitAction::NoSystemd);
+    }
+    let text = watch_unit(exe, config);
+    let path = unit_dir.join(WATCH_UNIT);
+    let action = if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        UnitAction::Unchanged
+    } else {
+        std::fs::write(&path, text).map_err(|source| TenantError::Io {
+            context: "cannot write systemd unit",
+            path: path.clone(),
+            source,
+        })?;
+        UnitAction::Installed
+    };
+    systemctl(&["daemon-reload"]).await?;
+    systemctl(&["enable", "--now", WATCH_UNIT]).await?;
+    Ok(action)
+}
+
+async fn systemctl(args: &[&str]) -> Result<()> {
+    let what = format!("systemctl {}", args.join(" "));
+    let run = tokio::process::Command::new("systemctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let io = |source| TenantError::Io {
+        context: "cannot run systemctl for",
+        path: WATCH_UNIT.into(),
+        source,
+    };
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .map_err(|_| {
+            io(std::io::Error::other(format!(
+                "`{what}` did not finish within 30 s"
+            )))
+        })?
+        .map_err(io)?;
+    if !out.status.success() {
+        return Err(io(std::io::Error::other(format!(
+            "`{what}` exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_runs_watch_with_the_config_and_spares_the_vms() {
+        let unit = watch_unit(
+            Path::new("/usr/local/bin/lobsterd"),
+            Path::new("/etc/lobsterd/config.json"),
+        );
+        assert!(unit.contains(
+            "\nExecStart=/usr/local/bin/lobsterd --config /etc/lobsterd/config.json watch\n"
+        ));
+        assert!(
+            unit.contains("\nKillMode=process\n"),
+            "VMMs must survive a watchdog restart"
+        );
+        assert!(unit.contains("\nRestart=on-failure\n"));
+        assert!(unit.contains("\nWantedBy=multi-user.target\n"));
+    }
+}
