@@ -473,6 +473,19 @@ fn tank_shows_sorts_refreshes_and_quits_cleanly_in_a_terminal() {
         order(s) == ["bravo", "alpha", "charlie"]
     });
 
+    // An unreadable registry: the rows stay, the footer says why.
+    let registry = host.state_dir().join("registry.json");
+    let good = std::fs::read(&registry).unwrap();
+    std::fs::write(&registry, b"{ torn").unwrap();
+    let screen = tmux.wait_for("the refresh failure", |s| {
+        s.iter().any(|l| l.starts_with("refresh failed: "))
+    });
+    assert_eq!(order(&screen), ["bravo", "alpha", "charlie"]);
+    std::fs::write(&registry, &good).unwrap();
+    tmux.wait_for("the failure to clear", |s| {
+        !s.iter().any(|l| l.contains("refresh failed")) && order(s).len() == 3
+    });
+
     tmux.keys("q");
     assert_quit_cleanly(&tmux);
 }
@@ -485,5 +498,25 @@ fn ctrl_c_quits_the_dashboard_cleanly() {
     let tmux = host.tank_in_tmux("ctrlc");
     tmux.wait_for("the three rows", |s| order(s).len() == 3);
     tmux.keys("C-c");
+    assert_quit_cleanly(&tmux);
+}
+
+#[test]
+#[ignore = "t1: needs tmux"]
+fn sigterm_quits_the_dashboard_cleanly() {
+    require_tmux();
+    let host = Host::new();
+    let tmux = host.tank_in_tmux("sigterm");
+    tmux.wait_for("the three rows", |s| order(s).len() == 3);
+    // The pane runs `sh -c '<lobsterd> tank; ...'`: tank is its only child.
+    let shell = tmux.pane("#{pane_pid}");
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let tank: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(tank.len(), 1, "children of the pane's shell: {children:?}");
+    let out = Command::new("kill")
+        .args(["-TERM", tank[0]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kill: {}", text(&out.stderr));
     assert_quit_cleanly(&tmux);
 }
