@@ -70,6 +70,7 @@ $2"
     echo "example $1: ok"
 }
 check_example python "$("$venv/bin/python" examples/python/list_tenants.py "$config")"
+check_example python-tank "$("$venv/bin/python" examples/python/tank.py "$config")"
 gcc -std=c11 -Wall -Wextra -Werror -I lobster-capi/include examples/c/list_tenants.c \
     target/debug/liblobster.a -lpthread -ldl -lm -o "$work/list_tenants"
 check_example c "$(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \

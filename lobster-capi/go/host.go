@@ -154,19 +154,46 @@ func (h *Host) Evict(name string) error {
 	})
 }
 
-// Molt health-checks one tenant, or every tenant when name is "", and
-// repairs what failed.
-func (h *Host) Molt(name string) error {
+// Molt health-checks one tenant, or every tenant that should run when name
+// is "", and repairs what failed; one report per tenant checked.
+func (h *Host) Molt(name string) ([]MoltReport, error) {
+	var out *C.char
+	var cerr *C.lobster_error
+	var code C.lobster_result
 	if name == "" {
-		var cerr *C.lobster_error
-		code := C.lobster_host_molt(h.ptr(), nil, &cerr)
+		code = C.lobster_host_molt(h.ptr(), nil, &out, &cerr)
 		runtime.KeepAlive(h)
-		return errorFrom(code, cerr)
+	} else {
+		_ = h.withName(name, func(host *C.lobster_host, cname *C.char) error {
+			code = C.lobster_host_molt(host, cname, &out, &cerr)
+			return nil
+		})
 	}
-	return h.withName(name, func(host *C.lobster_host, cname *C.char) error {
-		var cerr *C.lobster_error
-		return errorFrom(C.lobster_host_molt(host, cname, &cerr), cerr)
-	})
+	if err := errorFrom(code, cerr); err != nil {
+		return nil, err
+	}
+	reports := []MoltReport{}
+	if err := decodeOwned(out, &reports); err != nil {
+		return nil, err
+	}
+	return reports, nil
+}
+
+// Overview returns a snapshot of every tenant with the watchdog's view. It
+// only reads.
+func (h *Host) Overview() (Overview, error) {
+	var out *C.char
+	var cerr *C.lobster_error
+	code := C.lobster_host_overview(h.ptr(), &out, &cerr)
+	runtime.KeepAlive(h)
+	if err := errorFrom(code, cerr); err != nil {
+		return Overview{}, err
+	}
+	var overview Overview
+	if err := decodeOwned(out, &overview); err != nil {
+		return Overview{}, err
+	}
+	return overview, nil
 }
 
 // Suspend snapshots a running tenant to disk and stops its VM.

@@ -14,8 +14,15 @@ import (
 )
 
 // tempHost writes a config rooted in a temporary directory and, for each
-// name, a tenant record in the registry schema (version 1) the core reads.
+// name, a running tenant's record in the registry schema (version 1) the
+// core reads.
 func tempHost(t *testing.T, names ...string) string {
+	t.Helper()
+	return seededHost(t, "running", names...)
+}
+
+// seededHost is tempHost with every tenant in status.
+func seededHost(t *testing.T, status string, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	config := filepath.Join(dir, "config.json")
@@ -23,7 +30,7 @@ func tempHost(t *testing.T, names ...string) string {
 	if len(names) > 0 {
 		tenants := map[string]any{}
 		for slot, name := range names {
-			tenants[name] = record(name, slot)
+			tenants[name] = record(name, slot, status)
 		}
 		doc, err := json.Marshal(map[string]any{"schema_version": 1, "tenants": tenants})
 		if err != nil {
@@ -37,11 +44,11 @@ func tempHost(t *testing.T, names ...string) string {
 	return config
 }
 
-func record(name string, slot int) map[string]any {
+func record(name string, slot int, status string) map[string]any {
 	ip := func(offset int) string { return fmt.Sprintf("10.200.%d.%d", (4*slot+offset)/256, (4*slot+offset)%256) }
 	id := fmt.Sprintf("%08x", slot)
 	return map[string]any{
-		"name": name, "id": id, "status": "running",
+		"name": name, "id": id, "status": status,
 		"resources": map[string]any{"vcpus": 2, "memory_mib": 1024, "overlay_size_mib": 4096},
 		"allocation": map[string]any{
 			"slot": slot, "subnet": ip(0), "host_ip": ip(1), "guest_ip": ip(2),
@@ -196,7 +203,7 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 func TestLifecycleIsUnsupportedForNow(t *testing.T) {
 	host := open(t, tempHost(t, "alice"))
 	calls := map[string]func(string) error{
-		"suspend": host.Suspend, "resume": host.Resume, "molt": host.Molt,
+		"suspend": host.Suspend, "resume": host.Resume,
 	}
 	for name, call := range calls {
 		if err := call("alice"); !errors.Is(err, lobster.ErrUnsupported) {
@@ -206,11 +213,104 @@ func TestLifecycleIsUnsupportedForNow(t *testing.T) {
 			t.Errorf("%s(nobody) error = %v", name, err)
 		}
 	}
-	if err := host.Molt(""); !errors.Is(err, lobster.ErrUnsupported) {
-		t.Errorf("Molt(all) error = %v", err)
-	}
 	if err := host.Evict("nobody"); !errors.Is(err, lobster.ErrNotFound) {
 		t.Errorf("Evict(nobody) error = %v", err)
+	}
+}
+
+// Molt only meets hosts where it has nothing to repair: on seeded running
+// tenants it would repair this host's network for real (the T2 tests do
+// that inside a namespace).
+func TestMoltOnAnEmptyHostReportsNothing(t *testing.T) {
+	reports, err := open(t, tempHost(t)).Molt("")
+	if err != nil || reports == nil || len(reports) != 0 {
+		t.Fatalf("Molt(all) = %#v, %v; want an empty list", reports, err)
+	}
+}
+
+func TestMoltOfAMissingTenantIsErrNotFound(t *testing.T) {
+	reports, err := open(t, tempHost(t, "alice")).Molt("nope")
+	if !errors.Is(err, lobster.ErrNotFound) || !strings.Contains(err.Error(), "nope") || reports != nil {
+		t.Fatalf("Molt(nope) = %v, %v; want not_found naming it", reports, err)
+	}
+}
+
+func TestMoltSkipsTenantsThatShouldNotRun(t *testing.T) {
+	host := open(t, seededHost(t, "stopped", "alice", "bob"))
+	if _, err := host.Molt("alice"); !errors.Is(err, lobster.ErrInvalidState) {
+		t.Fatalf("Molt(stopped alice) error = %v; want invalid_state", err)
+	}
+	reports, err := host.Molt("")
+	if err != nil || len(reports) != 0 {
+		t.Fatalf("Molt(all stopped) = %v, %v; want an empty list", reports, err)
+	}
+}
+
+func TestOverviewWithoutAWatchdog(t *testing.T) {
+	overview, err := open(t, tempHost(t, "bob", "alice")).Overview()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if overview.Watchdog != nil || overview.TakenMs < 1_700_000_000_000 || len(overview.Tenants) != 2 {
+		t.Fatalf("Overview() = %+v", overview)
+	}
+	alice := overview.Tenants[0]
+	want := lobster.TenantOverview{
+		Name: "alice", Status: "running", State: "", Health: "-", IP: "10.200.0.6",
+		VCPUs: 2, MemoryMiB: 1024,
+	}
+	if alice != want {
+		t.Fatalf("alice = %+v; want %+v", alice, want)
+	}
+	if overview.Tenants[1].Name != "bob" {
+		t.Fatalf("tenants = %+v; want sorted by name", overview.Tenants)
+	}
+}
+
+func TestOverviewShowsWhatTheWatchdogWrote(t *testing.T) {
+	config := tempHost(t, "alice", "bob")
+	watch := map[string]any{
+		"pid": os.Getpid(), "started_ms": 1_700_000_000_000, "updated_ms": 1_700_000_060_000,
+		"tick": 12, "interval_ms": 5000,
+		"tenants": map[string]any{
+			"alice": map[string]any{
+				"state": "degraded", "attempts": 2,
+				"checks": []map[string]any{
+					{"check": "disk.overlay", "verdict": "ok"},
+					{"check": "vm.process", "verdict": "failed", "detail": "the VM process is gone"},
+				},
+				"last_event": "repair restart_vm failed", "last_event_ms": 1_700_000_050_000,
+			},
+		},
+	}
+	doc, err := json.Marshal(watch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(filepath.Dir(config), "state", "watch.json"), string(doc))
+	overview, err := open(t, config).Overview()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd := overview.Watchdog
+	if wd == nil || wd.PID != uint32(os.Getpid()) || !wd.Alive || wd.Tick != 12 || wd.UpdatedMs != 1_700_000_060_000 {
+		t.Fatalf("watchdog = %+v", wd)
+	}
+	alice, bob := overview.Tenants[0], overview.Tenants[1]
+	if alice.State != "degraded" || alice.Health != "vm.process" ||
+		alice.LastEvent != "repair restart_vm failed" || alice.LastEventMs != 1_700_000_050_000 {
+		t.Fatalf("alice = %+v", alice)
+	}
+	if bob.State != "" || bob.Health != "-" {
+		t.Fatalf("bob = %+v; want unchecked", bob)
+	}
+}
+
+func TestOverviewOfACorruptRegistryIsErrCorrupt(t *testing.T) {
+	config := tempHost(t, "alice")
+	write(t, filepath.Join(filepath.Dir(config), "state", "registry.json"), "{")
+	if _, err := open(t, config).Overview(); !errors.Is(err, lobster.ErrCorrupt) {
+		t.Fatalf("Overview() error = %v", err)
 	}
 }
 

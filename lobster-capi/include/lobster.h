@@ -267,12 +267,22 @@ lobster_result lobster_host_evict(const lobster_host *host,
                                   lobster_error **err_out);
 
 /**
- * Health-checks one tenant, or every tenant when `name` is NULL, and
- * repairs what failed.
+ * Health-checks one tenant, or every tenant that should run when `name`
+ * is NULL, and repairs what failed. On success `*out` is an owned string
+ * (`lobster_string_free`): a JSON array with one report per tenant (the
+ * `lobsterd molt --json` document; `[]` when there was nothing to check).
  */
 lobster_result lobster_host_molt(const lobster_host *host,
                                  const char *name,
+                                 char **out,
                                  lobster_error **err_out);
+
+/**
+ * A snapshot of every tenant with the watchdog's view, as a JSON object
+ * (the `lobsterd tank --json` document). Only reads. On success `*out` is
+ * an owned string (`lobster_string_free`).
+ */
+lobster_result lobster_host_overview(const lobster_host *host, char **out, lobster_error **err_out);
 
 /**
  * Snapshots a running tenant to disk and stops its VM.

@@ -151,18 +151,44 @@ pub extern "C" fn lobster_host_evict(
     })
 }
 
-/// Health-checks one tenant, or every tenant when `name` is NULL, and
-/// repairs what failed.
+/// Health-checks one tenant, or every tenant that should run when `name`
+/// is NULL, and repairs what failed. On success `*out` is an owned string
+/// (`lobster_string_free`): a JSON array with one report per tenant (the
+/// `lobsterd molt --json` document; `[]` when there was nothing to check).
 #[no_mangle]
 pub extern "C" fn lobster_host_molt(
     host: *const lobster_host,
     name: *const c_char,
+    out: *mut *mut c_char,
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_molt", err_out, || {
         let host = &ffi::borrow(host, "host")?.host;
         let name = ffi::opt_str_arg(name, "name")?;
-        Ok(block_on(host.molt(name))??)
+        let out = ffi::out(out, "out")?;
+        let reports = block_on(host.molt(name))??;
+        let json = serde_json::to_string(&reports).expect("molt reports serialise");
+        out.set(ffi::string_into_raw(json, "molt report JSON")?);
+        Ok(())
+    })
+}
+
+/// A snapshot of every tenant with the watchdog's view, as a JSON object
+/// (the `lobsterd tank --json` document). Only reads. On success `*out` is
+/// an owned string (`lobster_string_free`).
+#[no_mangle]
+pub extern "C" fn lobster_host_overview(
+    host: *const lobster_host,
+    out: *mut *mut c_char,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_overview", err_out, || {
+        let host = &ffi::borrow(host, "host")?.host;
+        let out = ffi::out(out, "out")?;
+        let overview = block_on(host.overview())??;
+        let json = serde_json::to_string(&overview).expect("an overview serialises");
+        out.set(ffi::string_into_raw(json, "overview JSON")?);
+        Ok(())
     })
 }
 

@@ -1,6 +1,7 @@
 //! Compiles every C test in `tests/c/` with gcc against the checked-in
 //! header and the static library cargo built next to this test, seeds a
-//! registry in a temporary host, and runs each program: under valgrind's
+//! registry and a watchdog status in a temporary host, and runs each
+//! program (`<good> <bad> <corrupt> <empty>` configs): under valgrind's
 //! leak check when valgrind is installed, plainly otherwise.
 //! `LOBSTER_REQUIRE_VALGRIND=1` (set by scripts/test-bindings.sh) turns a
 //! missing valgrind into a failure.
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lobster_core::config::Config;
+use lobster_core::health::{HealthState, TenantHealth, TenantWatch, WatchStatus};
 use lobster_core::store::Store;
 use lobster_core::TenantSpec;
 
@@ -26,12 +28,14 @@ fn crate_dir() -> PathBuf {
 }
 
 /// A temporary host: a good config with two tenants allocated through the
-/// real registry code, a bad config, and a config whose registry is corrupt.
+/// real registry code (and a watchdog status naming alice), a bad config, a
+/// config whose registry is corrupt, and one without tenants.
 struct Fixture {
     _dir: tempfile::TempDir,
     good: PathBuf,
     bad: PathBuf,
     corrupt: PathBuf,
+    empty: PathBuf,
 }
 
 fn fixture() -> Fixture {
@@ -47,6 +51,7 @@ fn fixture() -> Fixture {
     );
     let bad = write("bad.json", r#"{"tenant_defaults": {"vcpus": 0}}"#);
     let corrupt = write("corrupt.json", r#"{"paths": {"state_dir": "broken"}}"#);
+    let empty = write("empty.json", r#"{"paths": {"state_dir": "empty"}}"#);
     std::fs::create_dir(dir.path().join("broken")).expect("mkdir");
     write(
         "broken/registry.json",
@@ -61,11 +66,34 @@ fn fixture() -> Fixture {
             .allocate(&config, spec.to_new_tenant(&config, None))
             .expect("allocate");
     }
+    let alice = TenantWatch {
+        health: TenantHealth {
+            state: HealthState::Degraded,
+            attempts: 1,
+            ..TenantHealth::default()
+        },
+        last_event: Some("repair restart_vm failed".into()),
+        ..TenantWatch::default()
+    };
+    let watch = WatchStatus {
+        pid: std::process::id(),
+        started_ms: 1_700_000_000_000,
+        updated_ms: 1_700_000_060_000,
+        tick: 12,
+        interval_ms: 5000,
+        tenants: [("alice".to_owned(), alice)].into(),
+    };
+    std::fs::write(
+        WatchStatus::path(&config.paths.state_dir),
+        serde_json::to_vec(&watch).expect("watch status serialises"),
+    )
+    .expect("write watch.json");
     Fixture {
         _dir: dir,
         good,
         bad,
         corrupt,
+        empty,
     }
 }
 
@@ -139,7 +167,12 @@ fn c_programs_pass_and_free_everything() {
             Command::new(&exe)
         };
         let output = command
-            .args([&fixture.good, &fixture.bad, &fixture.corrupt])
+            .args([
+                &fixture.good,
+                &fixture.bad,
+                &fixture.corrupt,
+                &fixture.empty,
+            ])
             .env_remove("LOBSTERD_CONFIG")
             .output()
             .expect("run C test");

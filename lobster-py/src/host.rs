@@ -10,6 +10,7 @@ use lobster_core::Host;
 use pyo3::prelude::*;
 
 use crate::errors::IntoPyResult;
+use crate::json::Plain;
 use crate::runtime::{awaitable, block_on};
 use crate::spec::PyTenantSpec;
 use crate::tenant::PyTenant;
@@ -121,11 +122,14 @@ impl PyHost {
         awaitable(py, async move { host.evict(&name).await.py() })
     }
 
-    /// Health-checks one tenant (or all, when `name` is None) and repairs what failed.
+    /// Health-checks one tenant (or every one that should run, when `name`
+    /// is None) and repairs what failed; one report dict per tenant.
     #[pyo3(signature = (name = None))]
-    fn molt(&self, py: Python<'_>, name: Option<String>) -> PyResult<()> {
+    fn molt(&self, py: Python<'_>, name: Option<String>) -> PyResult<Plain> {
         let host = &self.inner;
-        block_on(py, async { host.molt(name.as_deref()).await.py() })
+        block_on(py, async {
+            host.molt(name.as_deref()).await.map(Plain::of).py()
+        })
     }
 
     /// Awaitable twin of `molt()`.
@@ -136,7 +140,22 @@ impl PyHost {
         name: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
-        awaitable(py, async move { host.molt(name.as_deref()).await.py() })
+        awaitable(py, async move {
+            host.molt(name.as_deref()).await.map(Plain::of).py()
+        })
+    }
+
+    /// A snapshot of every tenant with the watchdog's view (a dict, the
+    /// `lobsterd tank --json` document).
+    fn overview(&self, py: Python<'_>) -> PyResult<Plain> {
+        let host = &self.inner;
+        block_on(py, async { host.overview().await.map(Plain::of).py() })
+    }
+
+    /// Awaitable twin of `overview()`.
+    fn overview_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let host = self.inner.clone();
+        awaitable(py, async move { host.overview().await.map(Plain::of).py() })
     }
 
     /// Snapshots a running tenant to disk and stops its VM.

@@ -4,10 +4,12 @@
 //! which re-exports these classes next to the exception hierarchy. Every
 //! class wraps a core type and holds no logic of its own: `host.rs` calls
 //! the core, `errors.rs` maps its errors, `runtime.rs` owns the one tokio
-//! runtime, `tenant.rs` and `spec.rs` convert values.
+//! runtime, `tenant.rs` and `spec.rs` convert values, `json.rs` turns
+//! reports into plain Python objects.
 
 mod errors;
 mod host;
+mod json;
 mod runtime;
 mod spec;
 mod tenant;

@@ -65,11 +65,25 @@ class TempHost:
         self.config.write_text(json.dumps(document))
         return self.config
 
-    def seed(self, names: list[str]) -> None:
-        """Writes a registry holding one running tenant per name."""
+    def seed(self, names: list[str], status: str = "running") -> None:
+        """Writes a registry holding one tenant per name, all in `status`."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        tenants = {name: tenant_record(name, slot) for slot, name in enumerate(names)}
+        tenants = {name: tenant_record(name, slot, status) for slot, name in enumerate(names)}
         self.registry.write_text(json.dumps({"schema_version": 1, "tenants": tenants}))
+
+    def write_watch(self, pid: int, tenants: dict[str, dict]) -> None:
+        """Writes `watch.json` as a watchdog with `pid` would, holding
+        `tenants` (name -> the watchdog's entry: state, attempts, checks...)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        status = {
+            "pid": pid,
+            "started_ms": 1_700_000_000_000,
+            "updated_ms": 1_700_000_060_000,
+            "tick": 12,
+            "interval_ms": 5000,
+            "tenants": tenants,
+        }
+        (self.state_dir / "watch.json").write_text(json.dumps(status))
 
 
 if __name__ == "__main__":

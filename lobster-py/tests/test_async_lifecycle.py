@@ -18,7 +18,7 @@ def test_spawn_without_images_is_not_found(temp_host):
     assert info.value.kind == "not_found"
 
 
-@pytest.mark.parametrize("operation", ["suspend", "resume", "molt"])
+@pytest.mark.parametrize("operation", ["suspend", "resume"])
 def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)
@@ -38,12 +38,4 @@ def test_operation_on_missing_tenant_raises_not_found(temp_host, operation):
         return await getattr(host, f"{operation}_async")("nobody")
 
     with pytest.raises(lobster.NotFoundError):
-        asyncio.run(main())
-
-
-def test_molt_all_is_unsupported_for_now(temp_host):
-    async def main():
-        return await lobster.Host(temp_host.config).molt_async()
-
-    with pytest.raises(lobster.UnsupportedError):
         asyncio.run(main())

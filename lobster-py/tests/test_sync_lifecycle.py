@@ -1,6 +1,7 @@
 """Lifecycle operations, blocking. Spawn refuses a host without guest images
 before making anything; operations whose machinery comes later answer
-`unsupported` (after checking the tenant exists), and so must the binding.
+`unsupported` (after checking the tenant exists), and so must the binding
+(molt: test_sync_health.py).
 Spawning and evicting for real is covered by the T2 tests in a namespace."""
 
 import pytest
@@ -17,7 +18,7 @@ def test_spawn_without_images_is_not_found(temp_host):
     assert host.list() == [], "a failed spawn must leave no tenant behind"
 
 
-@pytest.mark.parametrize("operation", ["suspend", "resume", "molt"])
+@pytest.mark.parametrize("operation", ["suspend", "resume"])
 def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)
@@ -30,8 +31,3 @@ def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operatio
 def test_operation_on_missing_tenant_raises_not_found(temp_host, operation):
     with pytest.raises(lobster.NotFoundError):
         getattr(lobster.Host(temp_host.config), operation)("nobody")
-
-
-def test_molt_all_is_unsupported_for_now(temp_host):
-    with pytest.raises(lobster.UnsupportedError):
-        lobster.Host(temp_host.config).molt()

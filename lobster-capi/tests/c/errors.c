@@ -1,6 +1,6 @@
 /* Error objects and codes: missing tenant, NULL and non-UTF-8 arguments,
  * bad config, corrupt registry, spec validation, and the lifecycle calls
- * that answer UNSUPPORTED until their machinery lands.
+ * that answer UNSUPPORTED until their machinery lands (molt: health.c).
  * Usage: errors <good config> <bad config> <config with corrupt registry> */
 #include "check.h"
 
@@ -101,8 +101,6 @@ int main(int argc, char **argv) {
      the host's network; the T2 tests cover it inside a namespace.) */
   CHECK_FAILS(lobster_host_suspend(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "suspend");
   CHECK_FAILS(lobster_host_resume(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "resume");
-  CHECK_FAILS(lobster_host_molt(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "molt");
-  CHECK_FAILS(lobster_host_molt(host, NULL, &e_), LOBSTER_RESULT_UNSUPPORTED, "molt");
   CHECK_FAILS(lobster_host_evict(host, "nobody", &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
   CHECK_OK(lobster_host_list(host, &list, &err), err);
   CHECK(lobster_tenant_list_len(list) == 2); /* nothing was half-done */

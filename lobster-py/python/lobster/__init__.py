@@ -11,6 +11,8 @@ Open a host from its configuration and read or change its tenants::
 Every operation blocks (with the GIL released) and has an ``*_async`` twin
 that returns an awaitable. Errors are :class:`LobsterError` subclasses, one
 per kind (see :mod:`lobster.exceptions`).
+``Host.molt()`` and ``Host.overview()`` return plain dicts, typed in
+:mod:`lobster.health`.
 """
 
 from __future__ import annotations
