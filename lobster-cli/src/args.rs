@@ -46,7 +46,7 @@ pub enum Command {
     /// Run the watchdog: checks and repairs on a schedule.
     Watch(WatchArgs),
     /// Live dashboard of all tenants (`--json`: one snapshot).
-    Tank,
+    Tank(TankArgs),
     /// Show a tenant's agent or workload logs, or the watchdog's.
     Logs(LogsArgs),
     /// Snapshot a tenant's overlay disk to a compressed archive.
@@ -154,6 +154,15 @@ pub struct EvictArgs {
 pub struct MoltArgs {
     /// Only this tenant [default: all].
     pub name: Option<String>,
+}
+
+/// `tank`.
+#[derive(Debug, Args)]
+pub struct TankArgs {
+    /// Time between refreshes of the dashboard.
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub interval_ms: u64,
 }
 
 /// `watch`.

@@ -344,3 +344,85 @@ fn config_env_variable_selects_the_file() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(json(&out)[0]["name"], "viaenv");
 }
+
+#[test]
+fn tank_json_prints_one_snapshot_with_the_watchdogs_view() {
+    use lobster_core::health::{HealthState, TenantHealth, TenantWatch, WatchStatus};
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["--json", "tank"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let empty = json(&out);
+    assert_eq!(empty["tenants"], serde_json::json!([]));
+    assert!(empty["watchdog"].is_null(), "{empty}");
+
+    env.seed(&["beta", "alpha"]);
+    let watch = WatchStatus {
+        pid: std::process::id(),
+        started_ms: 1,
+        updated_ms: 2,
+        tick: 3,
+        interval_ms: 5000,
+        tenants: [(
+            "beta".to_owned(),
+            TenantWatch {
+                health: TenantHealth {
+                    state: HealthState::Degraded,
+                    ..TenantHealth::default()
+                },
+                last_event: Some("repairing".into()),
+                last_event_ms: Some(2),
+                ..TenantWatch::default()
+            },
+        )]
+        .into(),
+    };
+    std::fs::write(
+        WatchStatus::path(&env.state()),
+        serde_json::to_vec(&watch).unwrap(),
+    )
+    .unwrap();
+    let out = env.run(&["--json", "tank"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let snapshot = json(&out);
+    assert_eq!(snapshot["watchdog"]["pid"], std::process::id());
+    assert_eq!(snapshot["watchdog"]["alive"], true);
+    assert_eq!(snapshot["watchdog"]["tick"], 3);
+    let tenants = snapshot["tenants"].as_array().unwrap();
+    let names: Vec<&str> = tenants
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    assert!(tenants[0]["state"].is_null(), "unchecked: {snapshot}");
+    assert_eq!(tenants[0]["health"], "-");
+    assert_eq!(tenants[1]["state"], "degraded");
+    assert_eq!(tenants[1]["last_event"], "repairing");
+    assert_eq!(tenants[1]["memory_mib"], 256);
+    assert!(tenants[1]["ip"]
+        .as_str()
+        .unwrap()
+        .parse::<std::net::Ipv4Addr>()
+        .is_ok());
+    assert!(snapshot["taken_ms"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn tank_without_a_terminal_points_at_json() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["tank"]);
+    assert_eq!(code(&out), 15, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("standard output is not a terminal (use --json"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing drawn: {}",
+        text(&out.stdout)
+    );
+    let out = env.run(&["tank", "--interval-ms", "5"]);
+    assert_eq!(code(&out), 2, "interval below 100 ms is a usage error");
+}

@@ -65,7 +65,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
         Command::Uninit(_) => Err(not_yet("uninit")),
         Command::Watch(args) => watch::run(&ctx, args).await,
-        Command::Tank => tank::run(&ctx).await,
+        Command::Tank(args) => match tank::run(&ctx, &args).await {
+            Ok(()) => Ok(()),
+            Err(failure) => match failure.report() {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            },
+        },
         Command::Logs(args) => tenants::logs(&ctx, &args).await,
         Command::Snap(args) => tenants::snap(&ctx, &args).await,
         Command::Exec(args) => tenants::needs_tenant(&ctx, Some(&args.name), "exec").await,
