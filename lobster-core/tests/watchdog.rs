@@ -1245,3 +1245,74 @@ async fn a_proxy_outage_spends_no_tenant_repairs_and_is_fixed_host_wide() {
         assert!(rig.host_side_intact(name).await);
     }
 }
+
+#[tokio::test]
+async fn every_tick_sweeps_rules_and_routes_of_tenants_no_longer_registered() {
+    let rig = Rig::new(&NAMES).await;
+    let first = rig.tick().await;
+    assert!(
+        !first.iter().any(|e| matches!(e, Event::Swept { .. })),
+        "nothing to sweep on a clean host: {first:?}"
+    );
+    // What a teardown racing a reconcile (or a hand-made change) leaves:
+    // rules and a route of a tenant the registry does not hold.
+    let ghost = TenantNet::new(
+        "0badf00d",
+        lobster_core::config::Ipv4Cidr::parse("10.0.200.0/30").unwrap(),
+        MacAddr([2, 0, 0, 0, 0, 9]),
+        40000,
+        40000,
+    )
+    .unwrap();
+    rig.firewall.apply_tenant(&ghost).unwrap();
+    let stale = TenantRoute::new("ghost", "10.0.200.2:18789".parse().unwrap()).unwrap();
+    rig.routes.put_route(&stale).await.unwrap();
+
+    let events = rig.tick().await;
+    let swept: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Swept {
+                rules_removed,
+                routes_removed,
+                errors,
+            } => Some((
+                rules_removed.clone(),
+                routes_removed.clone(),
+                errors.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        swept,
+        vec![(
+            vec!["0badf00d".to_owned()],
+            vec!["ghost".to_owned()],
+            vec![]
+        )],
+        "{events:?}"
+    );
+    let prefix = tenant_chain_prefix(&ghost.id);
+    let ruleset = rig.firewall.current().unwrap();
+    assert!(
+        !ruleset
+            .tables
+            .values()
+            .flat_map(|chains| chains.iter())
+            .any(|(chain, rules)| chain.starts_with(&prefix)
+                || rules.iter().any(|r| r.contains(&prefix))),
+        "{ruleset:?}"
+    );
+    // Registered tenants keep everything and nothing needed repair.
+    for name in NAMES {
+        assert!(rig.host_side_intact(name).await, "{name}");
+    }
+    assert_eq!(repair_starts(&events), 0);
+    // Swept once: the next tick has nothing to remove.
+    let next = rig.tick().await;
+    assert!(
+        !next.iter().any(|e| matches!(e, Event::Swept { .. })),
+        "{next:?}"
+    );
+}

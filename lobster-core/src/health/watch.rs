@@ -89,6 +89,17 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Rules and routes of tenants no longer in the registry were removed
+    /// (left by a teardown that raced a reconcile, or made by hand).
+    Swept {
+        /// Tenant ids whose firewall chains were removed.
+        rules_removed: Vec<String>,
+        /// Tenant names whose routes were removed.
+        routes_removed: Vec<String>,
+        /// What could not be removed.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<String>,
+    },
     /// A tick could not run (e.g. the registry is unreadable).
     TickFailed {
         /// The error.
@@ -221,6 +232,10 @@ impl WatchStatus {
     }
 }
 
+/// How long a stopping watchdog lets repairs under way finish (below the
+/// systemd unit's `TimeoutStopSec=30`).
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// Where a detached watchdog (`watch -d`) writes its events and log.
 pub fn log_path(config: &crate::config::Config) -> PathBuf {
     config.paths.logs_dir.join("watch.log")
@@ -326,9 +341,11 @@ impl Watchdog {
     /// interval (a tick that overruns delays the next; ticks never overlap).
     ///
     /// A tick in flight when `shutdown` completes starts no further check
-    /// or repair but lets the repairs under way finish (each is bounded by
-    /// its own timeouts): abandoning a VM restart between the launch and
-    /// the registry update would leave a VMM the registry does not know.
+    /// or repair but lets the repairs under way finish for up to
+    /// [`STOP_GRACE`]: abandoning a VM restart between the launch and the
+    /// registry update would leave a VMM the registry does not know (the
+    /// launch is bounded by `vmm.ready_timeout_ms`; after the update only
+    /// the wait for the guest's agent remains, which may be abandoned).
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let interval = Duration::from_millis(self.doctor.host().config().watchdog.interval_ms);
         self.emit(Event::Started {
@@ -350,7 +367,12 @@ impl Watchdog {
                     result = &mut tick => (result, false),
                     _ = &mut shutdown => {
                         self.stopping.store(true, Ordering::Relaxed);
-                        (tick.await, true)
+                        match tokio::time::timeout(STOP_GRACE, &mut tick).await {
+                            Ok(result) => (result, true),
+                            // Past the grace only waits for agents remain:
+                            // the new VMs are already in the registry.
+                            Err(_) => (Ok(()), true),
+                        }
                     }
                 };
                 if let Err(e) = result {
@@ -473,6 +495,7 @@ impl Watchdog {
             self.reconcile().await;
             view = self.doctor.survey().await;
         }
+        self.sweep(&view).await?;
         let names: Vec<String> = registry
             .tenants
             .values()
@@ -533,6 +556,68 @@ impl Watchdog {
             degraded,
             failed,
             elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+        Ok(())
+    }
+
+    /// Removes the rules and routes `view` shows for tenants that are not
+    /// in the registry. The registry is read after the survey: a tenant is
+    /// in the registry before it gets rules or a route and leaves it only
+    /// after its teardown, so what the survey saw of a tenant absent now is
+    /// left over.
+    async fn sweep(&self, view: &HostView) -> Result<()> {
+        let host = self.doctor.host();
+        let registry = crate::host::blocking({
+            let store = host.store().clone();
+            move || Ok(store.read()?)
+        })
+        .await?;
+        let ids: std::collections::HashSet<&str> =
+            registry.tenants.values().map(|r| r.id.as_str()).collect();
+        let stale_rules: Vec<String> = match &view.firewall {
+            Ok(index) => index
+                .tenant_ids()
+                .filter(|id| !ids.contains(id))
+                .map(str::to_owned)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let stale_routes: Vec<String> = match &view.routes {
+            Ok(routes) => routes
+                .iter()
+                .filter(|r| !registry.tenants.contains_key(&r.name))
+                .map(|r| r.name.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if stale_rules.is_empty() && stale_routes.is_empty() {
+            return Ok(());
+        }
+        let services = self.doctor.services();
+        let mut errors = Vec::new();
+        let mut rules_removed = Vec::new();
+        for id in stale_rules {
+            let firewall = services.firewall.clone();
+            let target = id.clone();
+            match crate::host::blocking(move || Ok(firewall.remove_tenant_id(&target)?)).await {
+                Ok(()) => rules_removed.push(id),
+                Err(e) => errors.push(format!("rules of {id}: {}", e.chain())),
+            }
+        }
+        let mut routes_removed = Vec::new();
+        for name in stale_routes {
+            match services.routes.remove_route(&name).await {
+                Ok(_) => routes_removed.push(name),
+                Err(e) => errors.push(format!(
+                    "route of {name}: {}",
+                    crate::Error::from(e).chain()
+                )),
+            }
+        }
+        self.emit(Event::Swept {
+            rules_removed,
+            routes_removed,
+            errors,
         });
         Ok(())
     }

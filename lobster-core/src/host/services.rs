@@ -22,6 +22,9 @@ pub trait FirewallOps: Send + Sync + std::fmt::Debug {
     fn apply_tenant(&self, net: &TenantNet) -> Result<(), NetworkError>;
     /// Removes one tenant's rules; absent is success.
     fn remove_tenant(&self, net: &TenantNet) -> Result<(), NetworkError>;
+    /// Removes every chain and jump of tenant `id`, whatever they hold
+    /// (rules of a tenant no longer in the registry). Absent is success.
+    fn remove_tenant_id(&self, id: &str) -> Result<(), NetworkError>;
     /// The lobster part of the ruleset as it is now (read once to check many tenants).
     fn current(&self) -> Result<Ruleset, NetworkError>;
     /// What `apply_tenant` would change for `net` in `current`; empty when
@@ -39,6 +42,10 @@ impl<B: FirewallBackend> FirewallOps for Firewall<B> {
 
     fn remove_tenant(&self, net: &TenantNet) -> Result<(), NetworkError> {
         Firewall::remove_tenant(self, net).map(|_| ())
+    }
+
+    fn remove_tenant_id(&self, id: &str) -> Result<(), NetworkError> {
+        Firewall::remove_tenant_id(self, id).map(|_| ())
     }
 
     fn current(&self) -> Result<Ruleset, NetworkError> {

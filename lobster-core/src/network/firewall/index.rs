@@ -40,6 +40,11 @@ impl TenantIndex {
         index
     }
 
+    /// The ids of every tenant with chains or jumps in the ruleset.
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
     fn tenant(&mut self, id: &str) -> &mut Ruleset {
         self.tenants.entry(id.to_owned()).or_default()
     }
