@@ -81,6 +81,9 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
             Some(host::UnitAction::NoSystemd) => {
                 out += "watchdog: systemd is not running here; start it with `lobsterd watch -d`\n"
             }
+            Some(host::UnitAction::OtherNetns) => {
+                out += "watchdog: not in the host's network namespace, no systemd unit; start it with `lobsterd watch -d`\n"
+            }
             None => {}
         }
         let missing = report.missing().count();

@@ -51,6 +51,9 @@ pub enum UnitAction {
     Unchanged,
     /// systemd does not run here: start `lobsterd watch -d` instead.
     NoSystemd,
+    /// `init` runs in another network namespace than systemd (a test or a
+    /// demo): a unit would run the watchdog against the host's network.
+    OtherNetns,
 }
 
 /// Writes the unit into `unit_dir` (normally `/etc/systemd/system`) and
@@ -58,6 +61,9 @@ pub enum UnitAction {
 pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> Result<UnitAction> {
     if !Path::new(SYSTEMD_RUNTIME).is_dir() {
         return Ok(UnitAction::NoSystemd);
+    }
+    if !in_init_netns() {
+        return Ok(UnitAction::OtherNetns);
     }
     let text = watch_unit(exe, config);
     let path = unit_dir.join(WATCH_UNIT);
@@ -74,6 +80,18 @@ pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> R
     systemctl(&["daemon-reload"]).await?;
     systemctl(&["enable", "--now", WATCH_UNIT]).await?;
     Ok(action)
+}
+
+/// Whether this process shares PID 1's network namespace (where a systemd
+/// unit runs). Unknown counts as no: never install a unit by mistake.
+fn in_init_netns() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/net"),
+        std::fs::read_link("/proc/1/ns/net"),
+    ) {
+        (Ok(own), Ok(init)) => own == init,
+        _ => false,
+    }
 }
 
 async fn systemctl(args: &[&str]) -> Result<()> {
