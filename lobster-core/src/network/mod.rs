@@ -133,10 +133,11 @@ pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
     /// A locally administered unicast MAC derived from a guest address
-    /// (`02:fc:a.b.c.d`), unique as long as guest addresses are.
+    /// (`06:00:a.b.c.d`, Firecracker's convention), unique as long as guest
+    /// addresses are. The registry allocates every tenant's MAC this way.
     pub fn from_guest_ip(ip: Ipv4Addr) -> MacAddr {
         let [a, b, c, d] = ip.octets();
-        MacAddr([0x02, 0xfc, a, b, c, d])
+        MacAddr([0x06, 0x00, a, b, c, d])
     }
 }
 
@@ -316,7 +317,7 @@ mod tests {
     fn mac_parses_and_rejects() {
         assert_eq!(
             MacAddr::from_guest_ip(Ipv4Addr::new(10, 1, 2, 3)).to_string(),
-            "02:fc:0a:01:02:03"
+            "06:00:0a:01:02:03"
         );
         assert!("02:fc:0a:01:02".parse::<MacAddr>().is_err());
         assert!("02:fc:0a:01:02:03:04".parse::<MacAddr>().is_err());

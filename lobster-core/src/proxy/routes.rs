@@ -72,21 +72,12 @@ pub struct TenantRoute {
 }
 
 impl TenantRoute {
-    /// A route for `name` to `upstream`; the name must be a DNS label.
+    /// A route for `name` to `upstream`; the name must be a valid tenant name (a DNS label).
     pub fn new(name: &str, upstream: SocketAddr) -> Result<TenantRoute, ProxyError> {
-        let label_ok = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-')
-            && !name.ends_with('-');
-        if !label_ok {
-            return Err(ProxyError::Invalid {
-                field: "name",
-                reason: format!("`{name}` is not a lower-case DNS label"),
-            });
-        }
+        crate::store::name::validate_tenant_name(name).map_err(|reason| ProxyError::Invalid {
+            field: "name",
+            reason,
+        })?;
         Ok(TenantRoute {
             name: name.to_string(),
             upstream,

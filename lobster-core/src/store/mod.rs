@@ -535,13 +535,12 @@ fn lock_file(dir: &Path, path: &Path, exclusive: bool, timeout: Duration) -> Res
 pub fn allocation_for(config: &Config, slot: u32, id: &str) -> Allocation {
     let subnet = u32::from(config.pool().addr) + 4 * slot;
     let guest_ip = Ipv4Addr::from(subnet + 2);
-    let [a, b, c, d] = guest_ip.octets();
     Allocation {
         slot,
         subnet: Ipv4Addr::from(subnet),
         host_ip: Ipv4Addr::from(subnet + 1),
         guest_ip,
-        mac: format!("06:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}"),
+        mac: crate::network::MacAddr::from_guest_ip(guest_ip).to_string(),
         tap: format!("lob-{id}"),
         host_port: config.network.host_port_base + slot as u16,
         jail_uid: config.vmm.uid_base + slot,
