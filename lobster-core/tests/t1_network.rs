@@ -64,7 +64,7 @@ fn tap_body(_ctx: &Ctx) {
         assert!(view.contains(",UP>"), "{view}");
         assert!(view.contains("inet 10.200.0.5/30"), "{view}");
         assert!(
-            view.contains("10.200.0.6 lladdr 02:fc:0a:c8:00:06 PERMANENT"),
+            view.contains("10.200.0.6 lladdr 06:00:0a:c8:00:06 PERMANENT"),
             "{view}"
         );
         let v6 = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", t.tap));
