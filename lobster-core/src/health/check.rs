@@ -282,11 +282,12 @@ fn workload_state_name(state: WorkloadState) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::network::Drift;
 
-    fn healthy() -> Observation {
+    /// What a healthy tenant looks like (shared with the repair tests).
+    pub(crate) fn healthy() -> Observation {
         Observation {
             overlay_present: true,
             tap: Ok(NetCheck {

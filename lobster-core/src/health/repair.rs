@@ -96,24 +96,11 @@ pub fn plan(observation: &Observation, results: &[CheckResult]) -> RepairPlan {
 
 #[cfg(test)]
 mod tests {
+    use super::super::check::tests::healthy;
     use super::super::check::{evaluate, GuestObservation, RouteObservation};
     use super::*;
     use crate::agent::WorkloadState;
     use crate::network::NetCheck;
-
-    fn healthy() -> Observation {
-        Observation {
-            overlay_present: true,
-            tap: Ok(NetCheck {
-                tap: "lob-1".into(),
-                drift: vec![],
-            }),
-            firewall_changes: Ok(0),
-            vm: VmObservation::Alive { api: Ok(true) },
-            guest: GuestObservation::Up(Ok(WorkloadState::Running)),
-            route: RouteObservation::Present,
-        }
-    }
 
     fn plan_for(change: impl FnOnce(&mut Observation)) -> RepairPlan {
         let mut o = healthy();

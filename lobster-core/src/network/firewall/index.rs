@@ -68,38 +68,14 @@ impl TenantIndex {
 
 #[cfg(test)]
 mod tests {
+    use super::super::plan::tests::{settings, tenant as tenant_in_slot};
     use super::super::plan::{apply_batch, plan};
     use super::super::rules::{Op, Table};
-    use super::super::FirewallSettings;
     use super::*;
-    use crate::config::Ipv4Cidr;
-    use crate::network::{MacAddr, TenantNet};
-
-    fn settings() -> FirewallSettings {
-        FirewallSettings {
-            pool: Ipv4Cidr::parse("10.200.0.0/16").unwrap(),
-            gateway_port: 9000,
-            agent_port: 52,
-            health_port: 53,
-            max_connections: 256,
-        }
-    }
+    use crate::network::TenantNet;
 
     fn tenant(n: u32) -> TenantNet {
-        let subnet = Ipv4Cidr {
-            addr: std::net::Ipv4Addr::from(
-                u32::from(std::net::Ipv4Addr::new(10, 200, 0, 0)) + 4 * n,
-            ),
-            prefix: 30,
-        };
-        TenantNet::new(
-            &format!("{n:08x}"),
-            subnet,
-            MacAddr([2, 0xfc, 0, 0, 0, n as u8]),
-            20000 + n as u16,
-            10000 + n,
-        )
-        .unwrap()
+        tenant_in_slot(&format!("{n:08x}"), n)
     }
 
     #[test]

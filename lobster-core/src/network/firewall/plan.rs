@@ -412,11 +412,12 @@ pub fn reconcile_batch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::network::MacAddr;
 
-    fn settings() -> FirewallSettings {
+    /// Settings of the golden tests (shared with the other firewall tests).
+    pub(crate) fn settings() -> FirewallSettings {
         FirewallSettings {
             pool: Ipv4Cidr::parse("10.200.0.0/16").unwrap(),
             gateway_port: 9000,
@@ -426,7 +427,8 @@ mod tests {
         }
     }
 
-    fn tenant(id: &str, n: u32) -> TenantNet {
+    /// Tenant `id` in slot `n` of 10.200.0.0/16.
+    pub(crate) fn tenant(id: &str, n: u32) -> TenantNet {
         let subnet = Ipv4Cidr {
             addr: std::net::Ipv4Addr::from(
                 u32::from(std::net::Ipv4Addr::new(10, 200, 0, 0)) + 4 * n,
