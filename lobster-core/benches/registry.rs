@@ -2,6 +2,8 @@
 //! atomically replaced write) and one read, with N tenants already held.
 //! `cargo bench -p lobster-core --bench registry` prints a table.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use lobster_core::config::Config;
@@ -39,7 +41,7 @@ fn main() {
             .update(|reg| {
                 for i in 0..held {
                     let name = format!("held{i}");
-                    let mut rec = store_record(&config, &name, i as u32);
+                    let mut rec = support::running_record(&config, &name, i as u32);
                     rec.name = name.clone();
                     reg.tenants.insert(name, rec);
                 }
@@ -68,28 +70,5 @@ fn main() {
             median(read),
             size / 1024
         );
-    }
-}
-
-fn store_record(config: &Config, name: &str, slot: u32) -> lobster_core::store::TenantRecord {
-    let id = format!("{slot:08x}");
-    lobster_core::store::TenantRecord {
-        allocation: lobster_core::store::allocation_for(config, slot, &id),
-        name: name.into(),
-        id,
-        status: lobster_core::store::TenantStatus::Running,
-        resources: Resources {
-            vcpus: 2,
-            memory_mib: 1024,
-            overlay_size_mib: 4096,
-            backend: None,
-        },
-        created_at: 0,
-        agent_token: "0".repeat(64),
-        gateway_token: "0".repeat(64),
-        workload: Default::default(),
-        vm: None,
-        owner: None,
-        last_error: None,
     }
 }

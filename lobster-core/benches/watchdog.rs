@@ -11,6 +11,8 @@
 //! `CLOCK_PROCESS_CPUTIME_ID`) of a healthy tick and of a tick where 1% of
 //! the tenants need a VM restart, then where a healthy tick's time goes.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use lobster_core::host::Services;
 use lobster_core::network::firewall::{Firewall, FirewallSettings, MemoryBackend};
 use lobster_core::network::{FakeNetwork, NetworkOps};
 use lobster_core::proxy::{FakeRoutes, ProxySettings, RouteOps};
-use lobster_core::store::{allocation_for, Resources, StoreError, TenantRecord, TenantStatus};
+use lobster_core::store::{StoreError, TenantRecord};
 use lobster_core::tenant::plan;
 use lobster_core::vmm::{BackendKind, Vmm};
 use lobster_core::Host;
@@ -66,29 +68,6 @@ struct Bench {
     names: Vec<String>,
 }
 
-fn record(config: &Config, slot: u32) -> TenantRecord {
-    let id = format!("{slot:08x}");
-    TenantRecord {
-        allocation: allocation_for(config, slot, &id),
-        name: format!("t{slot}"),
-        id,
-        status: TenantStatus::Running,
-        resources: Resources {
-            vcpus: 2,
-            memory_mib: 1024,
-            overlay_size_mib: 4096,
-            backend: None,
-        },
-        created_at: 0,
-        agent_token: "0".repeat(64),
-        gateway_token: "0".repeat(64),
-        workload: Default::default(),
-        vm: None,
-        owner: None,
-        last_error: None,
-    }
-}
-
 impl Bench {
     /// A host with `tenants` running, healthy tenants over fakes.
     async fn new(tenants: u32) -> Bench {
@@ -110,7 +89,7 @@ impl Bench {
         let guests = Arc::new(FakeGuests::new());
         let records: Vec<TenantRecord> = (0..tenants)
             .map(|slot| {
-                let mut r = record(&config, slot);
+                let mut r = support::running_record(&config, &format!("t{slot}"), slot);
                 r.vm = Some(guests.boot(&r.name));
                 r
             })
