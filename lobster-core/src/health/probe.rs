@@ -14,7 +14,7 @@ use crate::host::{backend_of, Services};
 use crate::network::BoxFuture;
 use crate::store::{RunningVm, TenantRecord};
 use crate::tenant::{plan, AGENT_READY_TIMEOUT};
-use crate::vmm::{Vm, VmStatus};
+use crate::vmm::{Vm, VmIdentity, VmStatus};
 
 use super::check::{GuestObservation, VmObservation};
 
@@ -35,6 +35,9 @@ pub trait GuestOps: Send + Sync + std::fmt::Debug {
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
 }
 
+/// A VM handle and the identity it was attached to.
+type AttachedVm = (VmIdentity, Arc<dyn Vm>);
+
 /// The real guest operations: the tenant's VMM backend and agent client.
 #[derive(Debug)]
 pub struct SystemGuests {
@@ -44,6 +47,10 @@ pub struct SystemGuests {
     /// One agent client per tenant (keyed by name and token), so a daemon
     /// reuses its authenticated connection from tick to tick.
     agents: Mutex<HashMap<(String, String), Arc<Agent>>>,
+    /// The attached VM of each tenant with the identity it was attached to:
+    /// attaching opens a pidfd and asks the API once, so a daemon does it
+    /// once per VM, not once per tick.
+    vms: Mutex<HashMap<String, AttachedVm>>,
 }
 
 impl SystemGuests {
@@ -55,6 +62,7 @@ impl SystemGuests {
             services,
             probe_timeout,
             agents: Mutex::new(HashMap::new()),
+            vms: Mutex::new(HashMap::new()),
         }
     }
 
@@ -88,15 +96,31 @@ impl SystemGuests {
         )
     }
 
-    async fn attach(&self, record: &TenantRecord) -> Option<Result<Box<dyn Vm>>> {
+    /// The tenant's recorded VM, attached (or reused from an earlier
+    /// attach to the same identity); `None` when no VM is recorded.
+    async fn attach(&self, record: &TenantRecord) -> Option<Result<Arc<dyn Vm>>> {
         let running = record.vm?;
+        let cached = self
+            .vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&record.name)
+            .filter(|(identity, _)| *identity == running.identity)
+            .map(|(_, vm)| vm.clone());
+        if let Some(vm) = cached {
+            return Some(Ok(vm));
+        }
         let (kind, vm_config) = self.vm_config(record);
         let vmm = (self.services.vmm)(kind);
-        Some(
-            vmm.attach(&vm_config, running.identity)
-                .await
-                .map_err(Error::from),
-        )
+        let attached = vmm.attach(&vm_config, running.identity).await;
+        Some(attached.map_err(Error::from).map(|vm| {
+            let vm: Arc<dyn Vm> = Arc::from(vm);
+            self.vms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(record.name.clone(), (running.identity, vm.clone()));
+            vm
+        }))
     }
 }
 
