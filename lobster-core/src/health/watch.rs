@@ -298,6 +298,19 @@ impl std::fmt::Debug for Watchdog {
     }
 }
 
+/// `snapshot` if nobody wrote the registry since it was read (one `stat`),
+/// else a new read. Blocking.
+fn fresh_snapshot(
+    store: &crate::store::Store,
+    snapshot: Arc<RegistrySnapshot>,
+) -> Result<Arc<RegistrySnapshot>> {
+    Ok(if store.changed_since(&snapshot)? {
+        Arc::new(store.snapshot()?)
+    } else {
+        snapshot
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -495,7 +508,6 @@ impl Watchdog {
             self.reconcile().await;
             view = self.doctor.survey().await;
         }
-        self.sweep(&view).await?;
         let names: Vec<String> = registry
             .tenants
             .values()
@@ -505,6 +517,7 @@ impl Watchdog {
         let checked = names.len();
         let concurrency = host.config().watchdog.max_concurrency;
         let latest = Mutex::new(Arc::new(snapshot));
+        self.sweep(&view, &latest).await?;
         futures_util::stream::iter(names)
             .for_each_concurrent(concurrency, |name| {
                 let view = &view;
@@ -561,17 +574,17 @@ impl Watchdog {
     }
 
     /// Removes the rules and routes `view` shows for tenants that are not
-    /// in the registry. The registry is read after the survey: a tenant is
+    /// in the registry. The registry is looked at after the survey (re-read
+    /// only if written since `latest`): a tenant is
     /// in the registry before it gets rules or a route and leaves it only
     /// after its teardown, so what the survey saw of a tenant absent now is
     /// left over.
-    async fn sweep(&self, view: &HostView) -> Result<()> {
-        let host = self.doctor.host();
-        let registry = crate::host::blocking({
-            let store = host.store().clone();
-            move || Ok(store.read()?)
-        })
-        .await?;
+    async fn sweep(&self, view: &HostView, latest: &Mutex<Arc<RegistrySnapshot>>) -> Result<()> {
+        let store = self.doctor.host().store().clone();
+        let snapshot = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let fresh = crate::host::blocking(move || fresh_snapshot(&store, snapshot)).await?;
+        *latest.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        let registry = &fresh.registry;
         let ids: std::collections::HashSet<&str> =
             registry.tenants.values().map(|r| r.id.as_str()).collect();
         let stale_rules: Vec<String> = match &view.firewall {
@@ -655,12 +668,7 @@ impl Watchdog {
             let Some(lock) = store.lock_tenant(&tenant, Duration::ZERO)? else {
                 return Ok((None, None));
             };
-            let fresh = if store.changed_since(&snapshot)? {
-                Arc::new(store.snapshot()?)
-            } else {
-                snapshot
-            };
-            Ok((Some(lock), Some(fresh)))
+            Ok((Some(lock), Some(fresh_snapshot(&store, snapshot)?)))
         })
         .await?;
         let (Some(lock), Some(fresh)) = (lock, fresh) else {
