@@ -203,7 +203,7 @@ async fn breakdown(bench: &Bench) -> [Duration; 5] {
         v.sort();
         v[v.len() / 2]
     };
-    let store = bench.host.store();
+    let store = lobster_core::store::Store::new(&bench.host.config().paths.state_dir);
     let rounds = if bench.names.len() > 100 { 5 } else { 50 };
     let mut read = Vec::new();
     let mut survey = Vec::new();

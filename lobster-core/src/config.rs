@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Classify, ErrorKind};
+use crate::base::{Classify, ErrorKind};
 
 /// Where the configuration is read from when nothing else is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lobsterd/config.json";
@@ -217,6 +217,27 @@ pub enum Backend {
     /// Firecracker (with the jailer when enabled).
     Firecracker,
     /// QEMU's `microvm` machine (KVM when it works, TCG otherwise).
+    Qemu,
+}
+
+impl Backend {
+    /// The backend this choice names; `None` for `auto` (decided per host).
+    pub fn kind(self) -> Option<BackendKind> {
+        match self {
+            Backend::Auto => None,
+            Backend::Firecracker => Some(BackendKind::Firecracker),
+            Backend::Qemu => Some(BackendKind::Qemu),
+        }
+    }
+}
+
+/// Which backend runs a VM (a [`Backend`] choice once `auto` is decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Firecracker.
+    Firecracker,
+    /// QEMU microvm.
     Qemu,
 }
 

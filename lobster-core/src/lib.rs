@@ -5,16 +5,31 @@
 //! operation is async (tokio) and returns [`Result`] with the one public
 //! [`Error`], whose [`Error::kind`] is what bindings map on.
 //!
-//! Layout: `config` and `store` hold the desired state; `network`, `overlay`,
-//! `vmm`, `agent` and `proxy` act on the host through narrow seams;
-//! `tenant` composes them into lifecycle operations; `health` checks and
-//! repairs tenants (`molt`, the `watch` daemon).
+//! Layers, each importing only from the ones below it (checked by
+//! `tests/layers.rs`):
+//!
+//! 1. `base` (error kinds, runtime helpers), `sys` (system calls) and
+//!    `store::name` (the rules for names);
+//! 2. `config`;
+//! 3. `network`, `overlay`, `vmm`, `agent`, `proxy`: act on the host
+//!    through narrow seams;
+//! 4. `store`: the registry of what they made for each tenant;
+//! 5. `context` (configuration, registry and seams in one value) and
+//!    `machine` (init, host setup, the watchdog's unit);
+//! 6. `tenant`: lifecycle operations on a [`context::Context`];
+//! 7. `health`: checks and repairs (`molt`, the `watch` daemon);
+//! 8. [`Host`], the façade over them all.
+//!
+//! [`Error`] gathers every module's error; modules from layer 5 up return it.
 
 pub mod agent;
+mod base;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod health;
 pub mod host;
+pub mod machine;
 pub mod network;
 pub mod overlay;
 pub mod proxy;

@@ -20,7 +20,7 @@ use lobster_core::network::firewall::{
 };
 use lobster_core::network::{FakeNetwork, MacAddr, NetworkOps, TenantNet};
 use lobster_core::proxy::{FakeRoutes, ProxySettings, RouteOps, TenantRoute};
-use lobster_core::store::{NewTenant, Resources, TenantRecord, TenantStatus};
+use lobster_core::store::{NewTenant, Resources, Store, TenantRecord, TenantStatus};
 use lobster_core::tenant::plan;
 use lobster_core::vmm::{BackendKind, Vmm};
 use lobster_core::Host;
@@ -29,6 +29,8 @@ use lobster_core::Host;
 struct Rig {
     dir: tempfile::TempDir,
     host: Host,
+    /// The registry, read and changed behind the host's back.
+    store: Store,
     network: Arc<FakeNetwork>,
     firewall: Arc<Firewall<MemoryBackend>>,
     routes: Arc<FakeRoutes>,
@@ -77,6 +79,7 @@ impl Rig {
                 panic!("the doctor built a {kind:?} VMM although its guest side is faked")
             }),
         };
+        let store = Store::new(&config.paths.state_dir);
         let host = Host::with_services(config, services).unwrap();
         let doctor = Doctor::with_guests(&host, host.services().await.unwrap(), guests.clone());
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -92,6 +95,7 @@ impl Rig {
         let rig = Rig {
             dir,
             host,
+            store,
             network,
             firewall,
             routes,
@@ -123,7 +127,7 @@ impl Rig {
             workload: Default::default(),
             owner: None,
         };
-        self.host.store().allocate(self.config(), new).unwrap()
+        self.store.allocate(self.config(), new).unwrap()
     }
 
     /// What a finished spawn leaves behind, made through the fakes.
@@ -140,8 +144,7 @@ impl Rig {
             .await
             .unwrap();
         let vm = self.guests.boot(name);
-        self.host
-            .store()
+        self.store
             .modify(name, |r| {
                 r.status = TenantStatus::Running;
                 r.vm = Some(vm);
@@ -150,7 +153,7 @@ impl Rig {
     }
 
     fn record(&self, name: &str) -> TenantRecord {
-        self.host.store().read().unwrap().tenants[name].clone()
+        self.store.read().unwrap().tenants[name].clone()
     }
 
     fn net(&self, name: &str) -> TenantNet {
@@ -410,7 +413,7 @@ async fn a_dead_vm_is_restarted_on_its_disk() {
 async fn a_vm_missing_from_the_registry_is_started() {
     let (rig, _) = repaired(
         async |rig| {
-            rig.host.store().modify("bravo", |r| r.vm = None).unwrap();
+            rig.store.modify("bravo", |r| r.vm = None).unwrap();
         },
         "vm.process: no VM recorded",
         &[Repair::RestartVm],
@@ -721,8 +724,7 @@ async fn a_tenant_under_another_operation_is_skipped() {
     let rig = Rig::new(&NAMES).await;
     rig.tick().await;
     let lock = rig
-        .host
-        .store()
+        .store
         .lock_tenant("bravo", Duration::ZERO)
         .unwrap()
         .expect("free");
@@ -751,8 +753,7 @@ async fn tenants_being_created_or_evicted_are_never_touched() {
     let rig = Rig::new(&["alpha"]).await;
     let creating = rig.allocate("delta");
     let evicting = rig.spawn("echo").await;
-    rig.host
-        .store()
+    rig.store
         .modify("echo", |r| r.status = TenantStatus::Evicting)
         .unwrap();
     rig.guests.kill_vm("echo");
@@ -1028,8 +1029,7 @@ async fn a_record_changed_during_the_tick_is_read_afresh() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        rig.host
-            .store()
+        rig.store
             .modify("bravo", |r| r.status = TenantStatus::Evicting)
             .unwrap();
     };
@@ -1145,8 +1145,7 @@ async fn molt_checks_repairs_and_reports_every_tenant() {
 async fn suspended_tenants_are_not_checked() {
     let rig = Rig::new(&NAMES).await;
     rig.tick().await;
-    rig.host
-        .store()
+    rig.store
         .modify("bravo", |r| r.status = TenantStatus::Suspended)
         .unwrap();
     rig.guests.kill_vm("bravo");
@@ -1172,8 +1171,7 @@ async fn suspended_tenants_are_not_checked() {
 async fn reconcile_does_not_bring_back_what_an_eviction_removed() {
     let rig = Rig::new(&NAMES).await;
     // Evict of bravo under way: its route and rules are already gone.
-    rig.host
-        .store()
+    rig.store
         .modify("bravo", |r| r.status = TenantStatus::Evicting)
         .unwrap();
     rig.routes.remove_route("bravo").await.unwrap();

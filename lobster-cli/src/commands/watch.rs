@@ -19,12 +19,7 @@ pub async fn run(ctx: &Context, args: WatchArgs) -> Result<(), Error> {
     if args.daemon {
         return detach(ctx, &host, args.no_host_setup);
     }
-    let Some(_instance) = host.store().lock_watchdog()? else {
-        return Err(TenantError::WatchdogRunning {
-            state_dir: host.config().paths.state_dir.clone(),
-        }
-        .into());
-    };
+    let _instance = host.lock_watchdog()?;
     let doctor = Doctor::new(&host).await?;
     let sink: EventSink = Arc::new(|event| {
         let mut out = std::io::stdout().lock();

@@ -30,7 +30,7 @@ use lobster_agent_proto::{Method, ReplyBody};
 pub use sanitize::sanitize_for_terminal;
 use tokio::sync::Mutex;
 
-use crate::error::{Classify, ErrorKind};
+use crate::base::{Classify, ErrorKind};
 use conn::Conn;
 
 /// Errors of this module.

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::base::blocking;
+use crate::context::{Context, Services};
 use crate::error::{Error, Result};
-use crate::host::{Host, Services};
 use crate::network::firewall::TenantIndex;
 use crate::proxy::{ProxySettings, RouteInfo};
 use crate::store::TenantRecord;
@@ -44,33 +45,43 @@ pub struct RepairOutcome {
 /// Checks and repairs tenants of one host.
 #[derive(Debug, Clone)]
 pub struct Doctor {
-    host: Host,
+    context: Context,
     services: Arc<Services>,
     guests: Arc<dyn GuestOps>,
     settings: ProxySettings,
 }
 
 impl Doctor {
-    /// A doctor acting through the host's real seams.
-    pub async fn new(host: &Host) -> Result<Doctor> {
-        let services = host.services().await?;
-        let guests = Arc::new(SystemGuests::new(host.config().clone(), services.clone()));
-        Ok(Doctor::with_guests(host, services, guests))
+    /// A doctor acting through the context's real seams (`context`: a
+    /// [`crate::Host`] or its [`Context`]).
+    pub async fn new(context: impl AsRef<Context>) -> Result<Doctor> {
+        let context = context.as_ref();
+        let services = context.services().await?;
+        let guests = Arc::new(SystemGuests::new(
+            context.config().clone(),
+            services.clone(),
+        ));
+        Ok(Doctor::with_guests(context, services, guests))
     }
 
     /// A doctor acting through the given seams (fakes in tests).
-    pub fn with_guests(host: &Host, services: Arc<Services>, guests: Arc<dyn GuestOps>) -> Doctor {
+    pub fn with_guests(
+        context: impl AsRef<Context>,
+        services: Arc<Services>,
+        guests: Arc<dyn GuestOps>,
+    ) -> Doctor {
+        let context = context.as_ref();
         Doctor {
-            settings: ProxySettings::from_config(host.config()),
-            host: host.clone(),
+            settings: ProxySettings::from_config(context.config()),
+            context: context.clone(),
             services,
             guests,
         }
     }
 
-    /// The host this doctor works on.
-    pub fn host(&self) -> &Host {
-        &self.host
+    /// The configuration, registry and seams this doctor works on.
+    pub fn context(&self) -> &Context {
+        &self.context
     }
 
     /// The system seams it acts through.
@@ -81,9 +92,9 @@ impl Doctor {
     /// Reads the ruleset and the proxy's routes once.
     pub async fn survey(&self) -> HostView {
         let firewall = self.services.firewall.clone();
-        let ruleset = crate::host::blocking(move || Ok(TenantIndex::new(&firewall.current()?)))
+        let ruleset = blocking(move || firewall.current().map(|r| TenantIndex::new(&r)))
             .await
-            .map_err(|e| e.chain().to_string());
+            .map_err(|e| Error::from(e).chain().to_string());
         let routes = self
             .services
             .routes
@@ -98,7 +109,7 @@ impl Doctor {
 
     /// Observes one tenant.
     pub async fn observe(&self, view: &HostView, record: &TenantRecord) -> Observation {
-        let config = self.host.config();
+        let config = self.context.config();
         let overlay_present = plan::overlay(config, record).check().present;
         let net = plan::tenant_net(record);
         let (tap, firewall_changes) = match &net {
@@ -147,7 +158,7 @@ impl Doctor {
         let Some(found) = routes.iter().find(|r| r.name == record.name) else {
             return RouteObservation::Missing;
         };
-        let want = match plan::route(self.host.config(), record) {
+        let want = match plan::route(self.context.config(), record) {
             Ok(route) => route,
             Err(e) => return RouteObservation::Wrong(e.to_string()),
         };
@@ -199,7 +210,7 @@ impl Doctor {
     }
 
     async fn apply(&self, record: &mut TenantRecord, repair: Repair) -> Result<()> {
-        let config = self.host.config();
+        let config = self.context.config();
         match repair {
             Repair::EnsureTap => {
                 let net = plan::tenant_net(record)?;
@@ -208,17 +219,15 @@ impl Doctor {
             Repair::ApplyFirewall => {
                 let net = plan::tenant_net(record)?;
                 let firewall = self.services.firewall.clone();
-                crate::host::blocking(move || Ok(firewall.apply_tenant(&net)?)).await
+                Ok(blocking(move || firewall.apply_tenant(&net)).await?)
             }
             Repair::ResumeVm => self.guests.resume_vm(record).await,
             Repair::RestartVm => {
                 let running = self.guests.launch_vm(record).await?;
-                let store = self.host.store().clone();
-                let name = record.name.clone();
-                *record = crate::host::blocking(move || {
-                    Ok(store.modify(&name, |r| r.vm = Some(running))?)
-                })
-                .await?;
+                *record = self
+                    .context
+                    .modify(&record.name, move |r| r.vm = Some(running))
+                    .await?;
                 self.guests.wait_agent(record).await
             }
             Repair::RelaunchWorkload => self.guests.relaunch_workload(record).await,

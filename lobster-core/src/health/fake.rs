@@ -404,7 +404,7 @@ mod tests {
             GuestObservation::Up(Ok(WorkloadState::Running))
         );
         assert!(
-            !crate::tenant::alive(first.identity),
+            !first.identity.is_alive(),
             "fake identities are never live processes"
         );
 

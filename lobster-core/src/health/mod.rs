@@ -8,11 +8,15 @@
 //! - [`Doctor`]: observes the host (through the system seams and
 //!   [`GuestOps`]) and carries out repairs;
 //! - `molt` (one pass, [`crate::Host::molt`]) and [`Watchdog`] (a daemon)
-//!   drive the doctor; [`Overview`] is the dashboard snapshot;
+//!   drive the doctor; the watchdog reports [`Event`]s (JSON lines) and
+//!   writes its [`WatchStatus`] (`watch.json`); [`Overview`] is the
+//!   dashboard snapshot;
 //! - `FakeGuests` (feature `testing`): simulated VMs and agents for tests.
 
 pub mod check;
 mod doctor;
+mod error;
+mod events;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
 mod molt;
@@ -20,10 +24,13 @@ mod overview;
 pub mod policy;
 mod probe;
 pub mod repair;
+mod status;
 mod watch;
 
 pub use check::{Check, CheckResult, Observation, Verdict};
 pub use doctor::{Doctor, HostView, RepairOutcome};
+pub use error::HealthError;
+pub use events::{Event, EventRecord, EventSink};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::{FakeGuest, FakeGuests, FakeVm};
 pub(crate) use molt::molt;
@@ -33,8 +40,6 @@ pub use overview::{Overview, TenantOverview, WatchdogInfo};
 pub use policy::{HealthState, Policy, TenantHealth};
 pub use probe::{GuestOps, SystemGuests};
 pub use repair::{Repair, RepairPlan};
+pub use status::{TenantWatch, WatchStatus, STATUS_SCHEMA};
 pub(crate) use watch::log_tail;
-pub use watch::{
-    log_path as watch_log_path, Event, EventRecord, EventSink, TenantWatch, WatchOptions,
-    WatchStatus, Watchdog,
-};
+pub use watch::{log_path as watch_log_path, WatchOptions, Watchdog};

@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::store::{StoreError, TenantRecord, TenantStatus};
-use crate::tenant::TenantError;
 
 use super::check::CheckResult;
 use super::doctor::{Doctor, RepairOutcome};
 use super::repair::{plan, RepairPlan};
+use super::HealthError;
 
 /// How long molt waits for another operation on the same tenant.
 const MOLT_LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -47,12 +47,8 @@ pub async fn molt_with(doctor: &Doctor, name: Option<&str>) -> Result<Vec<MoltRe
 
 /// Molts one tenant (`name`) or every tenant that should run.
 pub(crate) async fn molt(doctor: &Doctor, name: Option<&str>) -> Result<Vec<MoltReport>> {
-    let host = doctor.host();
-    let registry = crate::host::blocking({
-        let store = host.store().clone();
-        move || Ok(store.read()?)
-    })
-    .await?;
+    let context = doctor.context();
+    let registry = context.registry().await?;
     let records: Vec<TenantRecord> = match name {
         Some(name) => {
             let record = registry
@@ -61,7 +57,7 @@ pub(crate) async fn molt(doctor: &Doctor, name: Option<&str>) -> Result<Vec<Molt
                 .cloned()
                 .ok_or_else(|| StoreError::NotFound(name.into()))?;
             if !should_run(record.status) {
-                return Err(TenantError::InvalidState {
+                return Err(HealthError::InvalidState {
                     name: name.into(),
                     status: record.status,
                     operation: "molt",
@@ -83,9 +79,15 @@ pub(crate) async fn molt(doctor: &Doctor, name: Option<&str>) -> Result<Vec<Molt
     let view = doctor.survey().await;
     let mut reports = Vec::new();
     for record in records {
-        let lock = crate::tenant::lock(host, &record.name, MOLT_LOCK_WAIT).await?;
+        let Some(lock) = context.lock_tenant(&record.name, MOLT_LOCK_WAIT).await? else {
+            return Err(HealthError::Busy {
+                name: record.name,
+                waited: MOLT_LOCK_WAIT,
+            }
+            .into());
+        };
         // Re-read under the lock: another process may have changed it.
-        let fresh = host.get(&record.name).await?.record().clone();
+        let fresh = context.record(&record.name).await?;
         reports.push(molt_one(doctor, &view, fresh).await?);
         drop(lock);
     }
@@ -117,7 +119,7 @@ async fn molt_one(
             RepairPlan::Unrepairable(why) => report.note = Some(why),
             RepairPlan::Repairs(repairs) => {
                 report.repairs = doctor.treat(&record, &repairs).await;
-                let record = doctor.host().get(&record.name).await?.record().clone();
+                let record = doctor.context().record(&record.name).await?;
                 // The repairs changed the host: read it again.
                 let view = doctor.survey().await;
                 let (_, after) = doctor.examine(&view, &record).await;
@@ -126,25 +128,23 @@ async fn molt_one(
             }
         }
     }
-    let store = doctor.host().store().clone();
-    let name = record.name.clone();
     let healthy = report.healthy;
     let failing = failing_summary(if report.after.is_empty() {
         &report.checks
     } else {
         &report.after
     });
-    let updated = crate::host::blocking(move || {
-        Ok(store.modify(&name, |r| {
+    let updated = doctor
+        .context()
+        .modify(&record.name, move |r| {
             if healthy {
                 r.status = TenantStatus::Running;
                 r.last_error = None;
             } else {
                 r.last_error = Some(format!("molt: still failing: {failing}"));
             }
-        })?)
-    })
-    .await?;
+        })
+        .await?;
     report.status = updated.status;
     Ok(report)
 }

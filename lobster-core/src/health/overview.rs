@@ -6,13 +6,13 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use crate::context::Context;
 use crate::error::Result;
-use crate::host::Host;
 use crate::store::TenantStatus;
 
 use super::check::CheckResult;
 use super::policy::HealthState;
-use super::watch::WatchStatus;
+use super::status::WatchStatus;
 
 /// The watchdog as seen from outside.
 #[derive(Debug, Clone, Serialize)]
@@ -68,9 +68,9 @@ pub struct Overview {
 }
 
 /// Takes a snapshot; blocking (files and `/proc`).
-pub(crate) fn overview(host: &Host) -> Result<Overview> {
-    let registry = host.store().read()?;
-    let watch = WatchStatus::read(&host.config().paths.state_dir);
+pub(crate) fn overview(context: &Context) -> Result<Overview> {
+    let registry = context.store().read()?;
+    let watch = WatchStatus::read(&context.config().paths.state_dir);
     let watchdog = watch.as_ref().map(|w| WatchdogInfo {
         pid: w.pid,
         alive: std::path::Path::new(&format!("/proc/{}", w.pid)).exists(),
@@ -84,7 +84,7 @@ pub(crate) fn overview(host: &Host) -> Result<Overview> {
         .into_values()
         .map(|r| {
             let seen = watch.as_ref().and_then(|w| w.tenants.get(&r.name));
-            let vm = r.vm.filter(|vm| crate::tenant::alive(vm.identity));
+            let vm = r.vm.filter(|vm| vm.identity.is_alive());
             let pid = vm.map(|vm| vm.identity.pid);
             TenantOverview {
                 state: seen.map(|s| s.health.state),
@@ -106,7 +106,7 @@ pub(crate) fn overview(host: &Host) -> Result<Overview> {
         })
         .collect();
     Ok(Overview {
-        taken_ms: super::watch::now_ms(),
+        taken_ms: crate::base::unix_ms(),
         watchdog,
         tenants,
     })

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::agent::{Agent, AgentTimeouts, WorkloadState};
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
+use crate::context::Services;
 use crate::error::{Error, Result};
-use crate::host::{backend_of, Services};
 use crate::network::BoxFuture;
 use crate::store::{RunningVm, TenantRecord};
 use crate::tenant::{plan, AGENT_READY_TIMEOUT};
-use crate::vmm::{Vm, VmIdentity, VmStatus};
+use crate::vmm::{Vm, VmConfig, VmIdentity, VmStatus};
 
 use super::check::{GuestObservation, VmObservation};
 
@@ -85,15 +85,8 @@ impl SystemGuests {
             .clone()
     }
 
-    fn vm_config(&self, record: &TenantRecord) -> (crate::vmm::BackendKind, crate::vmm::VmConfig) {
-        let kind = record
-            .vm
-            .map(|vm| vm.backend)
-            .unwrap_or_else(|| self.services.backend_kind(record.resources.backend));
-        (
-            kind,
-            plan::vm_config(&self.config, record, backend_of(kind)),
-        )
+    fn vm_config(&self, record: &TenantRecord) -> (BackendKind, VmConfig) {
+        plan::vm(&self.config, record, self.services.default_backend)
     }
 
     /// The tenant's recorded VM, attached (or reused from an earlier
@@ -130,7 +123,7 @@ impl GuestOps for SystemGuests {
             let Some(running) = record.vm else {
                 return VmObservation::NotRecorded;
             };
-            if !crate::tenant::alive(running.identity) {
+            if !running.identity.is_alive() {
                 return VmObservation::Gone;
             }
             let probe = async {
@@ -143,7 +136,7 @@ impl GuestOps for SystemGuests {
                 Ok(Ok(VmStatus::Exited(_))) => return VmObservation::Gone,
                 Ok(Ok(other)) => Err(format!("the VMM reports {other:?}")),
                 Ok(Err(e)) => {
-                    if !crate::tenant::alive(running.identity) {
+                    if !running.identity.is_alive() {
                         return VmObservation::Gone;
                     }
                     Err(e.chain().to_string())
@@ -170,19 +163,8 @@ impl GuestOps for SystemGuests {
     fn launch_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunningVm>> {
         Box::pin(async move {
             let (kind, vm_config) = self.vm_config(record);
-            crate::tenant::stop_vm(record, &vm_config).await?;
-            let socket = vm_config.paths.api_socket.clone();
-            crate::host::blocking(move || match std::fs::remove_file(&socket) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::from(crate::tenant::TenantError::Io {
-                        context: "cannot remove stale socket",
-                        path: socket,
-                        source: e,
-                    }))
-                }
-                _ => Ok(()),
-            })
-            .await?;
+            // The launch removes the socket the stopped VMM left behind.
+            crate::vmm::stop_recorded(&vm_config, record.vm.map(|vm| vm.identity)).await?;
             let vmm = (self.services.vmm)(kind);
             let vm = vmm.launch(&vm_config).await?;
             Ok(RunningVm {

@@ -19,233 +19,36 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::store::{RegistrySnapshot, TenantLock, TenantRecord, TenantStatus};
+use crate::base::{blocking, unix_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::{RegistrySnapshot, Store, TenantLock, TenantRecord, TenantStatus};
 use crate::tenant::plan;
 
 use super::check::{Check, CheckResult};
-use super::doctor::{Doctor, HostView, RepairOutcome};
+use super::doctor::{Doctor, HostView};
+use super::events::{Event, EventRecord, EventSink};
 use super::molt::{failing_summary, should_run};
 use super::policy::{Decision, HealthState, Policy, TenantHealth};
-use super::repair::{plan as plan_repairs, Repair, RepairPlan};
-
-/// Something the watchdog saw or did.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// The daemon started.
-    Started {
-        /// Its pid.
-        pid: u32,
-        /// Time between ticks.
-        interval_ms: u64,
-    },
-    /// The host was reconciled with the registry.
-    Reconciled {
-        /// Firewall changes applied.
-        firewall_changes: usize,
-        /// Routes put back.
-        routes_added: Vec<String>,
-        /// Routes of tenants that no longer exist, removed.
-        routes_removed: Vec<String>,
-        /// What could not be reconciled.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        errors: Vec<String>,
-    },
-    /// A tenant's health state changed.
-    StateChange {
-        /// The tenant.
-        tenant: String,
-        /// The state before.
-        from: HealthState,
-        /// The state now.
-        to: HealthState,
-        /// The failed checks, if any.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        failing: String,
-    },
-    /// Repairs begin.
-    RepairStart {
-        /// The tenant.
-        tenant: String,
-        /// Which attempt (1-based).
-        attempt: u32,
-        /// The repairs, in order.
-        repairs: Vec<Repair>,
-    },
-    /// Repairs ended.
-    RepairComplete {
-        /// The tenant.
-        tenant: String,
-        /// Each repair's outcome.
-        outcomes: Vec<RepairOutcome>,
-    },
-    /// The watchdog stopped repairing a tenant; it is marked failed.
-    GaveUp {
-        /// The tenant.
-        tenant: String,
-        /// Why.
-        reason: String,
-    },
-    /// Rules and routes of tenants no longer in the registry were removed
-    /// (left by a teardown that raced a reconcile, or made by hand).
-    Swept {
-        /// Tenant ids whose firewall chains were removed.
-        rules_removed: Vec<String>,
-        /// Tenant names whose routes were removed.
-        routes_removed: Vec<String>,
-        /// What could not be removed.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        errors: Vec<String>,
-    },
-    /// A tick could not run (e.g. the registry is unreadable).
-    TickFailed {
-        /// The error.
-        error: String,
-    },
-    /// A tick ended.
-    TickComplete {
-        /// Its number (from 1).
-        tick: u64,
-        /// Tenants checked.
-        checked: usize,
-        /// How many are healthy (or recovering), degraded, failed.
-        healthy: usize,
-        /// Degraded tenants.
-        degraded: usize,
-        /// Failed tenants.
-        failed: usize,
-        /// Wall time of the tick.
-        elapsed_ms: u64,
-    },
-    /// The daemon is stopping.
-    Stopping {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Event {
-    /// The tenant the event is about, if any.
-    pub fn tenant(&self) -> Option<&str> {
-        match self {
-            Event::StateChange { tenant, .. }
-            | Event::RepairStart { tenant, .. }
-            | Event::RepairComplete { tenant, .. }
-            | Event::GaveUp { tenant, .. } => Some(tenant),
-            _ => None,
-        }
-    }
-
-    /// A one-line human summary (for `tank`'s last-event column).
-    pub fn summary(&self) -> String {
-        match self {
-            Event::StateChange { from, to, .. } => format!("{from} -> {to}"),
-            Event::RepairStart {
-                attempt, repairs, ..
-            } => format!(
-                "repair #{attempt}: {}",
-                repairs
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            Event::RepairComplete { outcomes, .. } => {
-                let ok = outcomes.iter().all(|o| o.ok);
-                format!("repair {}", if ok { "done" } else { "failed" })
-            }
-            Event::GaveUp { reason, .. } => format!("gave up: {reason}"),
-            other => serde_json::to_string(other).unwrap_or_default(),
-        }
-    }
-}
-
-/// An event with its time.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventRecord {
-    /// Milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// The event.
-    #[serde(flatten)]
-    pub event: Event,
-}
-
-/// Where events go (the CLI prints them as JSON lines).
-pub type EventSink = Arc<dyn Fn(&EventRecord) + Send + Sync>;
-
-/// What the watchdog knows of one tenant (as written to `watch.json`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TenantWatch {
-    /// The state machine.
-    #[serde(flatten)]
-    pub health: TenantHealth,
-    /// The last check run's results.
-    pub checks: Vec<CheckResult>,
-    /// When it was last checked (ms since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checked_ms: Option<u64>,
-    /// The last event about it, summarised.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_event: Option<String>,
-    /// When that event happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_event_ms: Option<u64>,
-}
-
-/// The watchdog's state, as written after every tick.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WatchStatus {
-    /// The daemon's pid.
-    pub pid: u32,
-    /// When it started (ms since the Unix epoch).
-    pub started_ms: u64,
-    /// When this was written.
-    pub updated_ms: u64,
-    /// Ticks run.
-    pub tick: u64,
-    /// Time between ticks.
-    pub interval_ms: u64,
-    /// Per tenant.
-    pub tenants: BTreeMap<String, TenantWatch>,
-}
-
-impl WatchStatus {
-    /// The status file of a state directory.
-    pub fn path(state_dir: &std::path::Path) -> PathBuf {
-        state_dir.join("watch.json")
-    }
-
-    /// Reads the status file; `None` if there is none (no watchdog ran).
-    pub fn read(state_dir: &std::path::Path) -> Option<WatchStatus> {
-        let text = std::fs::read(WatchStatus::path(state_dir)).ok()?;
-        serde_json::from_slice(&text).ok()
-    }
-
-    fn write(&self, state_dir: &std::path::Path) -> std::io::Result<()> {
-        let path = WatchStatus::path(state_dir);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
-        std::fs::rename(&tmp, &path)
-    }
-}
+use super::repair::{plan as plan_repairs, RepairPlan};
+use super::status::{TenantWatch, WatchStatus};
+use super::HealthError;
 
 /// How long a stopping watchdog lets repairs under way finish (below the
 /// systemd unit's `TimeoutStopSec=30`).
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// Where a detached watchdog (`watch -d`) writes its events and log.
-pub fn log_path(config: &crate::config::Config) -> PathBuf {
+pub fn log_path(config: &Config) -> PathBuf {
     config.paths.logs_dir.join("watch.log")
 }
 
 /// The last `lines` lines of the detached watchdog's log, sanitised for a
 /// terminal. Blocking.
-pub(crate) fn log_tail(config: &crate::config::Config, lines: usize) -> Result<Vec<String>> {
+pub(crate) fn log_tail(config: &Config, lines: usize) -> Result<Vec<String>, HealthError> {
     let path = log_path(config);
-    let text = std::fs::read(&path).map_err(|source| crate::tenant::TenantError::Io {
+    let text = std::fs::read(&path).map_err(|source| HealthError::Io {
         context: "no watchdog log (start one with `lobsterd watch -d`; under systemd read `journalctl -u lobsterd-watch`) at",
         path: path.clone(),
         source,
@@ -301,9 +104,9 @@ impl std::fmt::Debug for Watchdog {
 /// `snapshot` if nobody wrote the registry since it was read (one `stat`),
 /// else a new read. Blocking.
 fn fresh_snapshot(
-    store: &crate::store::Store,
+    store: &Store,
     snapshot: Arc<RegistrySnapshot>,
-) -> Result<Arc<RegistrySnapshot>> {
+) -> Result<Arc<RegistrySnapshot>, crate::store::StoreError> {
     Ok(if store.changed_since(&snapshot)? {
         Arc::new(store.snapshot()?)
     } else {
@@ -311,18 +114,10 @@ fn fresh_snapshot(
     })
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Watchdog {
     /// A watchdog acting through `doctor`, reporting to `sink`.
     pub fn new(doctor: Doctor, options: WatchOptions, sink: EventSink) -> Watchdog {
-        let policy = Policy::from_config(&doctor.host().config().watchdog);
+        let policy = Policy::from_config(&doctor.context().config().watchdog);
         Watchdog {
             doctor,
             policy,
@@ -331,13 +126,13 @@ impl Watchdog {
             tenants: Mutex::new(BTreeMap::new()),
             ticks: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
-            started_ms: now_ms(),
+            started_ms: unix_ms(),
         }
     }
 
     fn emit(&self, event: Event) {
         let record = EventRecord {
-            at_ms: now_ms(),
+            at_ms: unix_ms(),
             event,
         };
         if let Some(tenant) = record.event.tenant() {
@@ -360,7 +155,7 @@ impl Watchdog {
     /// launch is bounded by `vmm.ready_timeout_ms`; after the update only
     /// the wait for the guest's agent remains, which may be abandoned).
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let interval = Duration::from_millis(self.doctor.host().config().watchdog.interval_ms);
+        let interval = Duration::from_millis(self.doctor.context().config().watchdog.interval_ms);
         self.emit(Event::Started {
             pid: std::process::id(),
             interval_ms: interval.as_millis() as u64,
@@ -412,20 +207,15 @@ impl Watchdog {
     /// firewall (missing rules restored, stale tenants' removed) and the
     /// proxy's routes.
     pub async fn reconcile(&self) {
-        let host = self.doctor.host();
+        let context = self.doctor.context();
         let services = self.doctor.services();
         let mut errors = Vec::new();
         if self.options.host_setup {
-            if let Err(e) = crate::host::setup(host.config()).await {
+            if let Err(e) = crate::machine::setup(context.config()).await {
                 errors.push(format!("host setup: {}", e.chain()));
             }
         }
-        let registry = match crate::host::blocking({
-            let store = host.store().clone();
-            move || Ok(store.read()?)
-        })
-        .await
-        {
+        let registry = match context.registry().await {
             Ok(r) => r,
             Err(e) => {
                 errors.push(format!("registry: {}", e.chain()));
@@ -449,19 +239,18 @@ impl Watchdog {
             .filter_map(|r| plan::tenant_net(r).ok())
             .collect();
         let firewall = services.firewall.clone();
-        let firewall_changes =
-            match crate::host::blocking(move || Ok(firewall.reconcile(&nets)?)).await {
-                Ok(n) => n,
-                Err(e) => {
-                    errors.push(format!("firewall: {}", e.chain()));
-                    0
-                }
-            };
+        let firewall_changes = match blocking(move || firewall.reconcile(&nets)).await {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(format!("firewall: {}", Error::from(e).chain()));
+                0
+            }
+        };
         let routes: Vec<_> = registry
             .tenants
             .values()
             .filter(|r| r.status != TenantStatus::Evicting)
-            .filter_map(|r| plan::route(host.config(), r).ok())
+            .filter_map(|r| plan::route(context.config(), r).ok())
             .collect();
         let (routes_added, routes_removed) = match services.routes.reconcile(&routes).await {
             Ok(report) => (
@@ -486,12 +275,11 @@ impl Watchdog {
     /// state machine decides, then writes the status file.
     pub async fn tick(&self) -> Result<()> {
         let started = Instant::now();
-        let host = self.doctor.host();
-        let snapshot = crate::host::blocking({
-            let store = host.store().clone();
-            move || Ok(store.snapshot()?)
-        })
-        .await?;
+        let context = self.doctor.context();
+        let snapshot = {
+            let store = context.store().clone();
+            blocking(move || store.snapshot()).await?
+        };
         let registry = &snapshot.registry;
         {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
@@ -515,7 +303,7 @@ impl Watchdog {
             .map(|r| r.name.clone())
             .collect();
         let checked = names.len();
-        let concurrency = host.config().watchdog.max_concurrency;
+        let concurrency = context.config().watchdog.max_concurrency;
         let latest = Mutex::new(Arc::new(snapshot));
         self.sweep(&view, &latest).await?;
         futures_util::stream::iter(names)
@@ -549,15 +337,12 @@ impl Watchdog {
         }
         if self.options.write_status {
             let status = self.status();
-            let dir = host.config().paths.state_dir.clone();
-            crate::host::blocking(move || {
-                status.write(&dir).map_err(|source| {
-                    crate::tenant::TenantError::Io {
-                        context: "cannot write watchdog status",
-                        path: WatchStatus::path(&dir),
-                        source,
-                    }
-                    .into()
+            let dir = context.config().paths.state_dir.clone();
+            blocking(move || {
+                status.write(&dir).map_err(|source| HealthError::Io {
+                    context: "cannot write watchdog status",
+                    path: WatchStatus::path(&dir),
+                    source,
                 })
             })
             .await?;
@@ -580,9 +365,9 @@ impl Watchdog {
     /// after its teardown, so what the survey saw of a tenant absent now is
     /// left over.
     async fn sweep(&self, view: &HostView, latest: &Mutex<Arc<RegistrySnapshot>>) -> Result<()> {
-        let store = self.doctor.host().store().clone();
+        let store = self.doctor.context().store().clone();
         let snapshot = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let fresh = crate::host::blocking(move || fresh_snapshot(&store, snapshot)).await?;
+        let fresh = blocking(move || fresh_snapshot(&store, snapshot)).await?;
         *latest.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
         let registry = &fresh.registry;
         let ids: std::collections::HashSet<&str> =
@@ -612,9 +397,9 @@ impl Watchdog {
         for id in stale_rules {
             let firewall = services.firewall.clone();
             let target = id.clone();
-            match crate::host::blocking(move || Ok(firewall.remove_tenant_id(&target)?)).await {
+            match blocking(move || firewall.remove_tenant_id(&target)).await {
                 Ok(()) => rules_removed.push(id),
-                Err(e) => errors.push(format!("rules of {id}: {}", e.chain())),
+                Err(e) => errors.push(format!("rules of {id}: {}", Error::from(e).chain())),
             }
         }
         let mut routes_removed = Vec::new();
@@ -640,9 +425,9 @@ impl Watchdog {
         WatchStatus {
             pid: std::process::id(),
             started_ms: self.started_ms,
-            updated_ms: now_ms(),
+            updated_ms: unix_ms(),
             tick: self.ticks.load(Ordering::Relaxed),
-            interval_ms: self.doctor.host().config().watchdog.interval_ms,
+            interval_ms: self.doctor.context().config().watchdog.interval_ms,
             tenants: self
                 .tenants
                 .lock()
@@ -661,14 +446,14 @@ impl Watchdog {
         latest: &Mutex<Arc<RegistrySnapshot>>,
         name: &str,
     ) -> Result<Option<(TenantLock, Option<TenantRecord>)>> {
-        let store = self.doctor.host().store().clone();
+        let store = self.doctor.context().store().clone();
         let tenant = name.to_owned();
         let snapshot = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (lock, fresh) = crate::host::blocking(move || {
+        let (lock, fresh) = blocking(move || {
             let Some(lock) = store.lock_tenant(&tenant, Duration::ZERO)? else {
                 return Ok((None, None));
             };
-            Ok((Some(lock), Some(fresh_snapshot(&store, snapshot)?)))
+            Ok::<_, crate::store::StoreError>((Some(lock), Some(fresh_snapshot(&store, snapshot)?)))
         })
         .await?;
         let (Some(lock), Some(fresh)) = (lock, fresh) else {
@@ -689,8 +474,6 @@ impl Watchdog {
         latest: &Mutex<Arc<RegistrySnapshot>>,
         name: &str,
     ) -> Result<()> {
-        let host = self.doctor.host();
-        let store = host.store().clone();
         let Some((lock, record)) = self.lock_and_read(latest, name).await? else {
             tracing::debug!(tenant = %name, "busy (another operation holds it); skipped this tick");
             return Ok(());
@@ -719,7 +502,7 @@ impl Watchdog {
         let (observation, results) = self.doctor.examine(view, &record).await;
         let ok = results.iter().all(CheckResult::passed);
         let failing = failing_summary(&results);
-        let now = now_ms();
+        let now = unix_ms();
         let host_only = !ok
             && results
                 .iter()
@@ -754,7 +537,7 @@ impl Watchdog {
                 RepairPlan::Repairs(_) if self.stopping.load(Ordering::Relaxed) => {}
                 RepairPlan::Repairs(repairs) => {
                     let attempt = self.update(name, |t| {
-                        t.health.repaired(now_ms());
+                        t.health.repaired(unix_ms());
                         t.health.attempts
                     });
                     self.emit(Event::RepairStart {
@@ -771,34 +554,27 @@ impl Watchdog {
             },
         }
         if ok && record.status == TenantStatus::Failed {
-            let name = name.to_owned();
-            crate::host::blocking(move || {
-                Ok(store
-                    .modify(&name, |r| {
-                        r.status = TenantStatus::Running;
-                        r.last_error = None;
-                    })
-                    .map(|_| ())?)
-            })
-            .await?;
+            self.doctor
+                .context()
+                .modify(name, |r| {
+                    r.status = TenantStatus::Running;
+                    r.last_error = None;
+                })
+                .await?;
         }
         drop(lock);
         Ok(())
     }
 
     async fn give_up(&self, record: &TenantRecord, reason: String) -> Result<()> {
-        let store = self.doctor.host().store().clone();
-        let name = record.name.clone();
         let why = reason.clone();
-        crate::host::blocking(move || {
-            Ok(store
-                .modify(&name, |r| {
-                    r.status = TenantStatus::Failed;
-                    r.last_error = Some(why);
-                })
-                .map(|_| ())?)
-        })
-        .await?;
+        self.doctor
+            .context()
+            .modify(&record.name, move |r| {
+                r.status = TenantStatus::Failed;
+                r.last_error = Some(why);
+            })
+            .await?;
         self.emit(Event::GaveUp {
             tenant: record.name.clone(),
             reason,

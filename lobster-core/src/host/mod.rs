@@ -4,40 +4,42 @@
 //! A `Host` is a cheap `Clone` (`Arc` inside), `Send + Sync + 'static`, and
 //! holds no lock between calls: any number of processes may open the same
 //! host at once; the registry's `flock` orders their changes.
-
-mod init;
-mod services;
-mod setup;
-mod unit;
+//!
+//! The façade on top of the layers: it hands its [`Context`] to tenant
+//! operations and health, and re-exports what callers build hosts with (the
+//! seams of [`crate::context`], the machine preparation of [`crate::machine`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use init::{find_program, init, preflight, InitOptions, InitReport, Prerequisite};
-pub use services::{backend_of, FirewallOps, Services, VmmFactory};
-pub use setup::{setup, SetupReport};
-pub use unit::{install_watch_unit, watch_unit, UnitAction, WATCH_UNIT};
+pub use crate::base::find_program;
+pub use crate::context::{Context, FirewallOps, Services, VmmFactory};
+pub use crate::machine::{
+    init, install_watch_unit, preflight, setup, watch_unit, InitOptions, InitReport, Prerequisite,
+    SetupReport, UnitAction, WATCH_UNIT,
+};
 
 use crate::agent::{Agent, LogFollow, LogSource};
+use crate::base::blocking;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health::{MoltReport, Overview};
-use crate::store::{Store, StoreError};
+use crate::store::TenantLock;
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{EvictOptions, SnapReport, Tenant, TenantSpec};
 
 /// A lobster host: its configuration and its registry.
 #[derive(Debug, Clone)]
 pub struct Host {
-    inner: Arc<Inner>,
+    context: Context,
+    config_path: Option<Arc<Path>>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    config: Config,
-    config_path: Option<PathBuf>,
-    store: Store,
-    services: tokio::sync::OnceCell<Arc<Services>>,
+/// A host hands its [`Context`] to what takes one (e.g. [`crate::health::Doctor`]).
+impl AsRef<Context> for Host {
+    fn as_ref(&self) -> &Context {
+        &self.context
+    }
 }
 
 impl Host {
@@ -55,97 +57,70 @@ impl Host {
     pub fn open(path: Option<&Path>) -> Result<Host> {
         let path = Config::resolve_path(path);
         let config = Config::load(&path)?;
-        Ok(Host::build(config, Some(path)))
+        Ok(Host {
+            context: Context::new(config),
+            config_path: Some(path.into()),
+        })
     }
 
     /// A host from a configuration already in memory (validated here).
     pub fn from_config(config: Config) -> Result<Host> {
         config.validate()?;
-        Ok(Host::build(config, None))
+        Ok(Host {
+            context: Context::new(config),
+            config_path: None,
+        })
     }
 
     /// A host whose lifecycle acts through `services` (fakes in tests,
     /// or real ones made for another network namespace).
     pub fn with_services(config: Config, services: Services) -> Result<Host> {
         config.validate()?;
-        let host = Host::build(config, None);
-        host.inner
-            .services
-            .set(Arc::new(services))
-            .expect("fresh cell");
-        Ok(host)
-    }
-
-    fn build(config: Config, config_path: Option<PathBuf>) -> Host {
-        let store = Store::new(&config.paths.state_dir);
-        let services = tokio::sync::OnceCell::new();
-        Host {
-            inner: Arc::new(Inner {
-                config,
-                config_path,
-                store,
-                services,
-            }),
-        }
+        Ok(Host {
+            context: Context::with_services(config, services),
+            config_path: None,
+        })
     }
 
     /// The system seams, made on first use (in the calling task's network
     /// namespace and runtime).
     pub async fn services(&self) -> Result<Arc<Services>> {
-        let config = &self.inner.config;
-        let services = self
-            .inner
-            .services
-            .get_or_try_init(|| async { Services::system(config).map(Arc::new) })
-            .await?;
-        Ok(services.clone())
+        self.context.services().await
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        self.context.config()
     }
 
     /// The file the configuration came from, if any.
     pub fn config_path(&self) -> Option<&Path> {
-        self.inner.config_path.as_deref()
+        self.config_path.as_deref()
     }
 
-    /// The tenant registry.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// Takes this state directory's single-watchdog lock without waiting;
+    /// held until dropped. Fails with `already_exists` when another
+    /// watchdog holds it.
+    pub fn lock_watchdog(&self) -> Result<TenantLock> {
+        match self.context.store().lock_watchdog()? {
+            Some(lock) => Ok(lock),
+            None => Err(crate::health::HealthError::WatchdogRunning {
+                state_dir: self.config().paths.state_dir.clone(),
+            }
+            .into()),
+        }
     }
 
     /// Every tenant, sorted by name. Interrupted spawns and evicts are
     /// finished first (see [`Host::recover`]).
     pub async fn list(&self) -> Result<Vec<Tenant>> {
         self.recover_interrupted().await?;
-        let host = self.clone();
-        blocking(move || {
-            let registry = host.inner.store.read()?;
-            let domain = &host.inner.config.domain;
-            Ok(registry
-                .tenants
-                .into_values()
-                .map(|r| Tenant::new(r, domain))
-                .collect())
-        })
-        .await
+        crate::tenant::list(&self.context).await
     }
 
     /// One tenant by name.
     pub async fn get(&self, name: &str) -> Result<Tenant> {
-        let host = self.clone();
-        let name = name.to_owned();
-        blocking(move || {
-            let mut registry = host.inner.store.read()?;
-            let record = registry
-                .tenants
-                .remove(&name)
-                .ok_or(StoreError::NotFound(name))?;
-            Ok(Tenant::new(record, &host.inner.config.domain))
-        })
-        .await
+        crate::tenant::get(&self.context, name).await
     }
 
     /// The token clients present to a tenant's gateway.
@@ -166,7 +141,7 @@ impl Host {
         progress: Option<ProgressSink>,
     ) -> Result<Tenant> {
         self.recover_interrupted().await?;
-        crate::tenant::spawn(self, spec, progress).await
+        crate::tenant::spawn(&self.context, spec, progress).await
     }
 
     /// Removes a tenant and everything it holds (route, VM, firewall rules,
@@ -179,16 +154,15 @@ impl Host {
     /// [`Host::evict`] with options (e.g. keep the overlay disk).
     pub async fn evict_with(&self, name: &str, options: EvictOptions) -> Result<()> {
         self.recover_interrupted().await?;
-        crate::tenant::evict(self, name, options).await
+        crate::tenant::evict(&self.context, name, options).await
     }
 
     /// Runs [`Host::recover`] only when the registry has something to
     /// recover, so reading a healthy host never builds the system seams.
     async fn recover_interrupted(&self) -> Result<()> {
-        let store = self.inner.store.clone();
-        let pending = blocking(move || Ok(crate::tenant::needs_recovery(&store.read()?))).await?;
-        if pending {
-            crate::tenant::recover(self).await?;
+        let registry = self.context.registry().await?;
+        if crate::tenant::needs_recovery(&registry) {
+            crate::tenant::recover(&self.context).await?;
         }
         Ok(())
     }
@@ -221,14 +195,14 @@ impl Host {
     /// overlay disk (the VM is paused for the copy only) to `output`, or to
     /// the snapshots directory.
     pub async fn snap(&self, name: &str, output: Option<PathBuf>) -> Result<SnapReport> {
-        crate::tenant::snap(self, name, output).await
+        crate::tenant::snap(&self.context, name, output).await
     }
 
     /// Finishes spawns and evicts whose process died midway; returns the
     /// tenants it tore down. Every spawn and
     /// evict does this first.
     pub async fn recover(&self) -> Result<Vec<String>> {
-        crate::tenant::recover(self).await
+        crate::tenant::recover(&self.context).await
     }
 
     /// Health-checks tenants (`name`, or every one that should run) and
@@ -236,21 +210,21 @@ impl Host {
     /// checks pass afterwards is `running` again.
     pub async fn molt(&self, name: Option<&str>) -> Result<Vec<MoltReport>> {
         self.recover_interrupted().await?;
-        let doctor = crate::health::Doctor::new(self).await?;
+        let doctor = crate::health::Doctor::new(&self.context).await?;
         crate::health::molt(&doctor, name).await
     }
 
     /// The last `lines` lines of the detached watchdog's log.
     pub async fn watchdog_log(&self, lines: u32) -> Result<Vec<String>> {
         let config = self.config().clone();
-        blocking(move || crate::health::log_tail(&config, lines as usize)).await
+        Ok(blocking(move || crate::health::log_tail(&config, lines as usize)).await?)
     }
 
     /// A snapshot of every tenant with the watchdog's view and the VMM
     /// processes' use (for dashboards).
     pub async fn overview(&self) -> Result<Overview> {
-        let host = self.clone();
-        blocking(move || crate::health::overview(&host)).await
+        let context = self.context.clone();
+        blocking(move || crate::health::overview(&context)).await
     }
 
     /// Snapshots a running tenant to disk and stops its VM.
@@ -270,15 +244,5 @@ fn not_yet(operation: &'static str) -> Error {
     Error::Unsupported {
         operation,
         detail: "the tenant lifecycle (VM, network, agent, route) is not wired up in this version",
-    }
-}
-
-/// Runs blocking work (registry, files, subprocesses) off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(out) => out,
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
 }

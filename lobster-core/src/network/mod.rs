@@ -17,8 +17,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use crate::base::{Classify, ErrorKind};
 use crate::config::Ipv4Cidr;
-use crate::error::{Classify, ErrorKind};
 
 #[cfg(any(test, feature = "testing"))]
 pub use fake::FakeNetwork;

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::error::{Classify, ErrorKind};
+use crate::base::{Classify, ErrorKind};
 
 pub use sparse::copy_sparse;
 

@@ -22,7 +22,7 @@ pub use fake::FakeRoutes;
 pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
 pub use start::{ensure_installed, ensure_running, prepare, CaddyStart, SpawnOptions};
 
-use crate::error::{Classify, ErrorKind};
+use crate::base::{Classify, ErrorKind};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

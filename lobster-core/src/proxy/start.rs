@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Caddy, ProxyError};
-use crate::host::find_program;
+use crate::base::find_program;
 
 /// How to run Caddy when lobster starts it itself.
 #[derive(Debug, Clone)]

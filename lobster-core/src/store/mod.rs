@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use record::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus, Workload};
 
+use crate::base::{Classify, ErrorKind};
 use crate::config::Config;
-use crate::error::{Classify, ErrorKind};
 
 /// The registry format this version reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;

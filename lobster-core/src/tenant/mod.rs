@@ -14,17 +14,19 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub(crate) use evict::evict;
 pub use evict::EvictOptions;
-pub(crate) use evict::{evict, stop_vm};
-pub(crate) use recover::{alive, needs_recovery, recover};
+pub(crate) use recover::{needs_recovery, recover};
 pub(crate) use snap::snap;
 pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
 pub use spawn::AGENT_READY_TIMEOUT;
 pub use spec::{TenantSpec, TenantSpecBuilder};
 
-use crate::error::{Classify, ErrorKind};
-use crate::store::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus};
+use crate::base::{Classify, ErrorKind};
+use crate::context::Context;
+use crate::store::{Allocation, Resources, RunningVm, TenantLock, TenantRecord, TenantStatus};
+use crate::vmm::VmIdentity;
 
 /// Errors of tenant operations.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +94,6 @@ pub enum TenantError {
         /// How long we waited.
         waited: std::time::Duration,
     },
-    /// A watchdog already runs for this state directory.
-    #[error("a watchdog already runs for {} (see its watch.json for the pid)", state_dir.display())]
-    WatchdogRunning {
-        /// The state directory.
-        state_dir: std::path::PathBuf,
-    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -123,7 +119,6 @@ impl Classify for TenantError {
             TenantError::Io { source, .. } => ErrorKind::from_io(source),
             TenantError::Aborted { .. } => ErrorKind::InvalidArgument,
             TenantError::Busy { .. } => ErrorKind::Timeout,
-            TenantError::WatchdogRunning { .. } => ErrorKind::AlreadyExists,
         }
     }
 }
@@ -133,29 +128,45 @@ pub(crate) const OPERATION_LOCK_WAIT: std::time::Duration = std::time::Duration:
 
 /// Takes tenant `name`'s operation lock, waiting at most `wait`.
 pub(crate) async fn lock(
-    host: &crate::Host,
+    context: &Context,
     name: &str,
     wait: std::time::Duration,
-) -> crate::Result<crate::store::TenantLock> {
-    let store = host.store().clone();
-    let name = name.to_owned();
-    crate::host::blocking(move || match store.lock_tenant(&name, wait)? {
+) -> crate::Result<TenantLock> {
+    match context.lock_tenant(name, wait).await? {
         Some(lock) => Ok(lock),
-        None => Err(TenantError::Busy { name, waited: wait }.into()),
-    })
-    .await
+        None => Err(TenantError::Busy {
+            name: name.to_owned(),
+            waited: wait,
+        }
+        .into()),
+    }
 }
 
 /// This process's identity, recorded on records it is changing.
-pub(crate) fn current_process() -> Result<crate::vmm::VmIdentity, TenantError> {
+pub(crate) fn current_process() -> Result<VmIdentity, TenantError> {
     let pid = std::process::id() as i32;
-    let start_time =
-        crate::vmm::process::read_start_time(pid).map_err(|source| TenantError::Io {
-            context: "cannot read own start time from",
-            path: format!("/proc/{pid}/stat").into(),
-            source,
-        })?;
-    Ok(crate::vmm::VmIdentity { pid, start_time })
+    VmIdentity::of(pid).map_err(|source| TenantError::Io {
+        context: "cannot read own start time from",
+        path: format!("/proc/{pid}/stat").into(),
+        source,
+    })
+}
+
+/// Tenant `name` as the registry records it now.
+pub(crate) async fn get(context: &Context, name: &str) -> crate::Result<Tenant> {
+    let record = context.record(name).await?;
+    Ok(Tenant::new(record, &context.config().domain))
+}
+
+/// Every tenant, sorted by name.
+pub(crate) async fn list(context: &Context) -> crate::Result<Vec<Tenant>> {
+    let registry = context.registry().await?;
+    let domain = &context.config().domain;
+    Ok(registry
+        .tenants
+        .into_values()
+        .map(|r| Tenant::new(r, domain))
+        .collect())
 }
 
 /// One tenant as the registry last recorded it. A snapshot: call

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use crate::agent::provision::GuestNetwork;
 use crate::agent::{OpenClawSpec, RestartPolicy, Secret, WorkloadSpec};
-use crate::config::{Backend, Config, Ipv4Cidr};
+use crate::config::{Backend, BackendKind, Config, Ipv4Cidr};
 use crate::network::{MacAddr, NetworkError, TenantNet};
 use crate::overlay::Overlay;
 use crate::proxy::{ProxyError, TenantRoute};
@@ -54,19 +54,36 @@ pub fn guest_network(config: &Config, record: &TenantRecord) -> GuestNetwork {
     }
 }
 
-/// The VM: shared base read-only as `vda`, the tenant disk as `vdb`, one NIC
-/// on the tenant's TAP; Firecracker runs jailed under the tenant's uid.
-pub fn vm_config(config: &Config, record: &TenantRecord, backend: Backend) -> VmConfig {
+/// The backend a tenant runs on: the one that launched its VM, else its
+/// spec's choice, else `default` (the host's).
+pub fn backend(record: &TenantRecord, default: BackendKind) -> BackendKind {
+    record
+        .vm
+        .map(|vm| vm.backend)
+        .or_else(|| record.resources.backend.and_then(Backend::kind))
+        .unwrap_or(default)
+}
+
+/// The tenant's backend (see [`backend`]) and its VM: shared base read-only
+/// as `vda`, the tenant disk as `vdb`, one NIC on the tenant's TAP;
+/// Firecracker runs jailed under the tenant's uid.
+pub fn vm(config: &Config, record: &TenantRecord, default: BackendKind) -> (BackendKind, VmConfig) {
+    let kind = backend(record, default);
+    (kind, vm_config(config, record, kind))
+}
+
+fn vm_config(config: &Config, record: &TenantRecord, backend: BackendKind) -> VmConfig {
     let r = &record.resources;
-    let jail = (backend == Backend::Firecracker && config.vmm.firecracker.use_jailer).then(|| {
-        Jail::for_tenant(
-            &config.vmm,
-            record.allocation.jail_uid,
-            r.vcpus,
-            r.memory_mib,
-            None,
-        )
-    });
+    let jail =
+        (backend == BackendKind::Firecracker && config.vmm.firecracker.use_jailer).then(|| {
+            Jail::for_tenant(
+                &config.vmm,
+                record.allocation.jail_uid,
+                r.vcpus,
+                r.memory_mib,
+                None,
+            )
+        });
     VmConfig {
         vm_id: record.name.clone(),
         kernel: config.paths.kernel.clone(),
@@ -185,7 +202,8 @@ mod tests {
         assert_eq!(net.guest_ip.to_string(), "10.200.0.6");
         assert_eq!(net.host_ip.to_string(), "10.200.0.5");
         assert_eq!(net.owner_uid, 10001);
-        let vm = vm_config(&config, &rec, Backend::Qemu);
+        let (kind, vm) = super::vm(&config, &rec, BackendKind::Qemu);
+        assert_eq!(kind, BackendKind::Qemu);
         vm.validate().unwrap();
         assert_eq!(vm.boot_args, "quiet lobster.ip=10.200.0.6/30 lobster.gw=10.200.0.5 lobster.agent_port=52 lobster.health_port=53");
         assert!(
@@ -196,7 +214,7 @@ mod tests {
         assert!(vm.drives[0].read_only && !vm.drives[1].read_only);
         assert_eq!(vm.nic.as_ref().unwrap().tap, "lob-0a1b2c3d");
         assert!(vm.jail.is_none());
-        let fc = vm_config(&config, &rec, Backend::Firecracker);
+        let (_, fc) = super::vm(&config, &rec, BackendKind::Firecracker);
         assert_eq!(fc.jail.unwrap().uid, 10001);
         let (rpc, health) = agent_endpoints(&config, &rec);
         assert_eq!(
@@ -207,6 +225,27 @@ mod tests {
             route(&config, &rec).unwrap().upstream.to_string(),
             "10.200.0.6:9000"
         );
+    }
+
+    #[test]
+    fn the_backend_is_the_running_vm_s_then_the_spec_s_then_the_host_s() {
+        let mut rec = record();
+        assert_eq!(backend(&rec, BackendKind::Qemu), BackendKind::Qemu);
+        rec.resources.backend = Some(Backend::Auto);
+        assert_eq!(
+            backend(&rec, BackendKind::Firecracker),
+            BackendKind::Firecracker
+        );
+        rec.resources.backend = Some(Backend::Firecracker);
+        assert_eq!(backend(&rec, BackendKind::Qemu), BackendKind::Firecracker);
+        rec.vm = Some(crate::store::RunningVm {
+            backend: BackendKind::Qemu,
+            identity: crate::vmm::VmIdentity {
+                pid: 1,
+                start_time: 1,
+            },
+        });
+        assert_eq!(backend(&rec, BackendKind::Firecracker), BackendKind::Qemu);
     }
 
     #[test]

@@ -3,41 +3,36 @@
 //! it. A `running` tenant whose VM died stays `running` (what should run):
 //! bringing it back is the health checks' job (`molt`, `watch`).
 
+use crate::context::Context;
 use crate::error::Result;
-use crate::host::Host;
-use crate::store::TenantStatus;
-use crate::vmm::process::read_start_time;
+use crate::store::{Registry, TenantRecord, TenantStatus};
 
 use super::evict::{finish, EvictOptions};
 
 /// Whether [`recover`] has anything to do for `registry`.
-pub(crate) fn needs_recovery(registry: &crate::store::Registry) -> bool {
+pub(crate) fn needs_recovery(registry: &Registry) -> bool {
     registry.tenants.values().any(interrupted)
 }
 
-fn interrupted(record: &crate::store::TenantRecord) -> bool {
+fn interrupted(record: &TenantRecord) -> bool {
     matches!(
         record.status,
         TenantStatus::Creating | TenantStatus::Evicting
-    ) && record.owner.is_some_and(|owner| !alive(owner))
+    ) && record.owner.is_some_and(|owner| !owner.is_alive())
 }
 
 /// Finishes interrupted spawns and evicts.
 /// Returns the names it tore down.
-pub(crate) async fn recover(host: &Host) -> Result<Vec<String>> {
-    let registry = crate::host::blocking({
-        let store = host.store().clone();
-        move || Ok(store.read()?)
-    })
-    .await?;
+pub(crate) async fn recover(context: &Context) -> Result<Vec<String>> {
+    let registry = context.registry().await?;
     let mut torn_down = Vec::new();
     for record in registry.tenants.values() {
         if interrupted(record) {
             tracing::warn!(tenant = %record.name, status = %record.status, "finishing an interrupted operation");
-            let services = host.services().await?;
+            let services = context.services().await?;
             // Another process may be finishing it at the same time; the
             // teardown is idempotent and a release of a released entry is fine.
-            if finish(host, &services, record, EvictOptions::default())
+            if finish(context, &services, record, EvictOptions::default())
                 .await
                 .is_ok()
             {
@@ -46,17 +41,4 @@ pub(crate) async fn recover(host: &Host) -> Result<Vec<String>> {
         }
     }
     Ok(torn_down)
-}
-
-/// Whether the process `identity` names still runs (pid and start time
-/// match, and it is not a zombie waiting to be reaped).
-pub(crate) fn alive(identity: crate::vmm::VmIdentity) -> bool {
-    let zombie = std::fs::read_to_string(format!("/proc/{}/stat", identity.pid))
-        .ok()
-        .and_then(|stat| {
-            let rest = &stat[stat.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|state| state == "Z")
-        })
-        .unwrap_or(false);
-    !zombie && read_start_time(identity.pid).is_ok_and(|t| t == identity.start_time)
 }

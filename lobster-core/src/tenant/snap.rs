@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::base::blocking;
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::host::{backend_of, Host};
 use crate::overlay::copy_sparse;
 
 use super::plan;
@@ -35,27 +36,27 @@ pub struct SnapReport {
     pub paused_ms: u64,
 }
 
-pub(crate) async fn snap(host: &Host, name: &str, output: Option<PathBuf>) -> Result<SnapReport> {
-    host.get(name).await?;
-    let _lock = super::lock(host, name, super::OPERATION_LOCK_WAIT).await?;
-    let tenant = host.get(name).await?;
-    let record = tenant.record().clone();
-    let config = host.config();
+pub(crate) async fn snap(
+    context: &Context,
+    name: &str,
+    output: Option<PathBuf>,
+) -> Result<SnapReport> {
+    context.record(name).await?;
+    let _lock = super::lock(context, name, super::OPERATION_LOCK_WAIT).await?;
+    let record = context.record(name).await?;
+    let config = context.config();
     let overlay = plan::overlay(config, &record);
     let dir = config.paths.snapshots_dir.clone();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = crate::base::unix_secs();
     let output = output.unwrap_or_else(|| dir.join(format!("{name}-{stamp}.ext4.zst")));
     let copy = dir.join(format!(".{name}-{stamp}.ext4.copy"));
     std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
 
     let vm = match record.vm {
         Some(running) => {
-            let services = host.services().await?;
-            let vmm = (services.vmm)(running.backend);
-            let vm_config = plan::vm_config(config, &record, backend_of(running.backend));
+            let services = context.services().await?;
+            let (kind, vm_config) = plan::vm(config, &record, services.default_backend);
+            let vmm = (services.vmm)(kind);
             Some(vmm.attach(&vm_config, running.identity).await?)
         }
         None => None,
@@ -66,7 +67,7 @@ pub(crate) async fn snap(host: &Host, name: &str, output: Option<PathBuf>) -> Re
     }
     let copied = {
         let (from, to) = (overlay.path().to_path_buf(), copy.clone());
-        crate::host::blocking(move || {
+        blocking(move || {
             copy_sparse(&from, &to).map_err(|e| io("cannot copy the overlay to", &to, e))
         })
         .await
@@ -81,7 +82,7 @@ pub(crate) async fn snap(host: &Host, name: &str, output: Option<PathBuf>) -> Re
     };
     copied?;
     let (from, to) = (copy.clone(), output.clone());
-    let result = crate::host::blocking(move || compress(&from, &to)).await;
+    let result = blocking(move || compress(&from, &to)).await;
     let _ = std::fs::remove_file(&copy);
     let (disk_bytes, archive_bytes) = result?;
     tracing::info!(tenant = name, path = %output.display(), paused_ms, "snapshot written");

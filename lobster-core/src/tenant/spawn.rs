@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use crate::agent::provision;
 use crate::agent::Agent;
+use crate::base::blocking;
+use crate::config::Config;
+use crate::context::{Context, Services};
 use crate::error::{Error, Result};
-use crate::host::{backend_of, Host, Services};
 use crate::store::{RunningVm, TenantRecord, TenantStatus};
 use crate::vmm::{Vm, VmmError};
 
@@ -26,17 +28,16 @@ pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs a spawn; see the module docs.
 pub(crate) async fn spawn(
-    host: &Host,
+    context: &Context,
     spec: TenantSpec,
     sink: Option<ProgressSink>,
 ) -> Result<Tenant> {
-    let config = host.config();
-    check_images(config)?;
-    let services = host.services().await?;
+    check_images(context.config())?;
+    let services = context.services().await?;
     let progress = Progress::new("spawn", spec.name(), sink);
     let mut undo = UndoStack::new();
     let mut step = "allocate";
-    let outcome = run(host, &services, &spec, &progress, &mut undo, &mut step).await;
+    let outcome = run(context, &services, &spec, &progress, &mut undo, &mut step).await;
     match outcome {
         Ok(tenant) => {
             undo.commit();
@@ -58,15 +59,15 @@ pub(crate) async fn spawn(
 }
 
 async fn run(
-    host: &Host,
+    context: &Context,
     services: &Services,
     spec: &TenantSpec,
     progress: &Progress,
     undo: &mut UndoStack,
     step: &mut &'static str,
 ) -> Result<Tenant> {
-    let config = host.config().clone();
-    let store = host.store().clone();
+    let config = context.config().clone();
+    let store = context.store().clone();
 
     *step = "allocate";
     let owner = current_process()?;
@@ -74,10 +75,10 @@ async fn run(
     let record: TenantRecord = progress
         .step(
             "allocate",
-            crate::host::blocking({
+            blocking({
                 let store = store.clone();
                 let config = config.clone();
-                move || Ok(store.allocate(&config, new)?)
+                move || store.allocate(&config, new)
             }),
         )
         .await?;
@@ -85,7 +86,7 @@ async fn run(
     undo.push("allocate", {
         let store = store.clone();
         let name = name.clone();
-        move || crate::host::blocking(move || store.release(&name).map(|_| ()).map_err(Error::from))
+        move || blocking(move || store.release(&name).map(|_| ()).map_err(Error::from))
     });
 
     *step = "overlay";
@@ -93,15 +94,15 @@ async fn run(
     progress
         .step(
             "overlay",
-            crate::host::blocking({
+            blocking({
                 let overlay = overlay.clone();
-                move || Ok(overlay.create()?)
+                move || overlay.create()
             }),
         )
         .await?;
     undo.push("overlay", {
         let overlay = overlay.clone();
-        move || crate::host::blocking(move || Ok(overlay.remove()?))
+        move || blocking(move || Ok(overlay.remove()?))
     });
     *step = "token";
     progress
@@ -127,23 +128,22 @@ async fn run(
     progress
         .step(
             "firewall",
-            crate::host::blocking({
+            blocking({
                 let firewall = services.firewall.clone();
                 let net = net.clone();
-                move || Ok(firewall.apply_tenant(&net)?)
+                move || firewall.apply_tenant(&net)
             }),
         )
         .await?;
     undo.push("firewall", {
         let firewall = services.firewall.clone();
         let net = net.clone();
-        move || crate::host::blocking(move || Ok(firewall.remove_tenant(&net)?))
+        move || blocking(move || Ok(firewall.remove_tenant(&net)?))
     });
 
     *step = "vm";
-    let kind = services.backend_kind(record.resources.backend);
+    let (kind, vm_config) = plan::vm(&config, &record, services.default_backend);
     let vmm = (services.vmm)(kind);
-    let vm_config = plan::vm_config(&config, &record, backend_of(kind));
     let vm: Arc<dyn Vm> = Arc::from(
         progress
             .step("vm", async {
@@ -164,12 +164,7 @@ async fn run(
         backend: kind,
         identity: vm.identity(),
     };
-    crate::host::blocking({
-        let store = store.clone();
-        let name = name.clone();
-        move || Ok(store.modify(&name, |r| r.vm = Some(running)).map(|_| ())?)
-    })
-    .await?;
+    context.modify(&name, move |r| r.vm = Some(running)).await?;
 
     *step = "agent";
     let (rpc, health) = plan::agent_endpoints(&config, &record);
@@ -224,22 +219,18 @@ async fn run(
     });
 
     *step = "registry";
-    let record = crate::host::blocking({
-        let store = store.clone();
-        move || {
-            Ok(store.modify(&name, |r| {
-                r.status = TenantStatus::Running;
-                r.owner = None;
-                r.last_error = None;
-            })?)
-        }
-    })
-    .await?;
+    let record = context
+        .modify(&name, |r| {
+            r.status = TenantStatus::Running;
+            r.owner = None;
+            r.last_error = None;
+        })
+        .await?;
     Ok(Tenant::new(record, &config.domain))
 }
 
 /// The images every tenant boots from must exist before anything is made.
-fn check_images(config: &crate::config::Config) -> Result<()> {
+fn check_images(config: &Config) -> Result<()> {
     for (what, path) in [
         ("kernel", &config.paths.kernel),
         ("initrd", &config.paths.initrd),

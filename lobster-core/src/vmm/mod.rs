@@ -54,8 +54,10 @@
 
 pub mod console;
 pub mod firecracker;
+mod launch;
 pub mod process;
 pub mod qemu;
+mod stop;
 pub mod vm_config;
 
 use std::path::PathBuf;
@@ -63,9 +65,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Classify, ErrorKind};
+use crate::base::{Classify, ErrorKind};
+pub use crate::config::BackendKind;
 pub use console::ConsoleLog;
 pub use process::{ExitStatus, VmIdentity, VmProcess};
+pub use stop::stop_recorded;
 pub use vm_config::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
 
 /// `Result` of this module.
@@ -223,16 +227,6 @@ impl Classify for VmmError {
     }
 }
 
-/// Which backend runs a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    /// Firecracker.
-    Firecracker,
-    /// QEMU microvm.
-    Qemu,
-}
-
 /// What the VMM reports about its guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -364,46 +358,49 @@ pub(crate) fn remove_socket(vm: &str, path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// The backend the host configuration asks for. `auto` picks Firecracker
+/// The backend the host configuration asks for; see [`choose_backend`].
+pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
+    backend(choose_backend(config), config)
+}
+
+/// The backend of `kind`, with the host configuration's settings.
+pub fn backend(kind: BackendKind, config: &crate::config::Config) -> Box<dyn Vmm> {
+    match kind {
+        BackendKind::Firecracker => Box::new(firecracker::FirecrackerVmm::new(
+            firecracker::FirecrackerSettings::from_config(&config.vmm),
+        )),
+        BackendKind::Qemu => Box::new(qemu::QemuVmm::new(qemu::QemuSettings::from_config(
+            &config.vmm,
+            &config.paths.kernel,
+        ))),
+    }
+}
+
+/// Which backend the host configuration asks for. `auto` picks Firecracker
 /// when its binary exists and KVM really runs guests (the boot probe of
 /// [`qemu::accel`] where QEMU is installed, else the KVM_RUN probe alone),
 /// else QEMU. The choice is logged.
-pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
-    use crate::config::Backend;
-    let firecracker = || -> Box<dyn Vmm> {
-        Box::new(firecracker::FirecrackerVmm::new(
-            firecracker::FirecrackerSettings::from_config(&config.vmm),
-        ))
+pub fn choose_backend(config: &crate::config::Config) -> BackendKind {
+    if let Some(kind) = config.vmm.backend.kind() {
+        return kind;
+    }
+    let binary = crate::base::find_program(&config.vmm.firecracker.binary);
+    let kvm = match crate::base::find_program(&config.vmm.qemu.binary) {
+        Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
+        None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
     };
-    let qemu = || -> Box<dyn Vmm> {
-        Box::new(qemu::QemuVmm::new(qemu::QemuSettings::from_config(
-            &config.vmm,
-            &config.paths.kernel,
-        )))
-    };
-    match config.vmm.backend {
-        Backend::Firecracker => firecracker(),
-        Backend::Qemu => qemu(),
-        Backend::Auto => {
-            let binary = crate::host::find_program(&config.vmm.firecracker.binary);
-            let kvm = match crate::host::find_program(&config.vmm.qemu.binary) {
-                Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
-                None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
-            };
-            match (binary, kvm) {
-                (Some(path), Ok(())) => {
-                    tracing::info!(binary = %path.display(), "vmm backend: firecracker");
-                    firecracker()
-                }
-                (binary, kvm) => {
-                    tracing::info!(
-                        firecracker = ?binary,
-                        kvm = ?kvm.err(),
-                        "vmm backend: qemu"
-                    );
-                    qemu()
-                }
-            }
+    match (binary, kvm) {
+        (Some(path), Ok(())) => {
+            tracing::info!(binary = %path.display(), "vmm backend: firecracker");
+            BackendKind::Firecracker
+        }
+        (binary, kvm) => {
+            tracing::info!(
+                firecracker = ?binary,
+                kvm = ?kvm.err(),
+                "vmm backend: qemu"
+            );
+            BackendKind::Qemu
         }
     }
 }

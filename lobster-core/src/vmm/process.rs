@@ -34,6 +34,29 @@ pub struct VmIdentity {
     pub start_time: u64,
 }
 
+impl VmIdentity {
+    /// The identity of process `pid` as it runs now.
+    pub fn of(pid: i32) -> std::io::Result<VmIdentity> {
+        Ok(VmIdentity {
+            pid,
+            start_time: read_start_time(pid)?,
+        })
+    }
+
+    /// Whether the process this names still runs (pid and start time match,
+    /// and it is not a zombie waiting to be reaped).
+    pub fn is_alive(self) -> bool {
+        let zombie = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().next().map(|state| state == "Z")
+            })
+            .unwrap_or(false);
+        !zombie && read_start_time(self.pid).is_ok_and(|t| t == self.start_time)
+    }
+}
+
 /// How a VMM process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

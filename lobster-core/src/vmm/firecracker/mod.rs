@@ -22,8 +22,8 @@ use self::client::{ApiClient, Timed};
 use self::jailer::JailPlan;
 use self::plan::{Features, FileNames};
 use super::{
-    remove_socket, BackendKind, ConsoleLog, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
-    VmConfig, VmIdentity, VmProcess, VmStatus, Vmm, VmmError,
+    launch, remove_socket, BackendKind, ConsoleLog, ExitStatus, Result, ShutdownOutcome, Snapshot,
+    Vm, VmConfig, VmIdentity, VmProcess, VmStatus, Vmm, VmmError,
 };
 
 /// Snapshot file names inside the snapshot directory.
@@ -171,17 +171,7 @@ impl FirecrackerVmm {
         layout: &Layout,
         extra_files: &[(PathBuf, String)],
     ) -> Result<FirecrackerVm> {
-        if tokio::net::UnixStream::connect(&layout.api_socket)
-            .await
-            .is_ok()
-        {
-            return Err(VmmError::InvalidState {
-                vm: config.vm_id.clone(),
-                operation: "launch",
-                state: format!("another vmm listens on {}", layout.api_socket.display()),
-            });
-        }
-        remove_socket(&config.vm_id, &layout.api_socket)?;
+        launch::clear_stale_socket(&config.vm_id, &layout.api_socket).await?;
         match &layout.jail {
             Some(plan) => {
                 let mut plan = plan.clone();
@@ -195,26 +185,13 @@ impl FirecrackerVmm {
                 jailer::prepare(&config.vm_id, &plan)?;
             }
             None => {
-                if let Some(dir) = layout.api_socket.parent() {
-                    std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
-                        context: format!("cannot create socket directory {}", dir.display()),
-                        source,
-                    })?;
-                }
+                launch::create_socket_dir(&layout.api_socket)?;
                 if let Some(metrics) = &layout.names.metrics {
                     touch(Path::new(metrics))?;
                 }
             }
         }
-        let console = ConsoleLog::new(
-            &config.paths.console_log,
-            config.paths.console_log_max_bytes,
-        );
-        let _ = console.note(&format!(
-            "starting {} {}",
-            layout.program.display(),
-            layout.args.join(" ")
-        ));
+        let console = launch::console_for_start(config, &layout.program, &layout.args);
         let process = match self.settings.launcher.launch(
             &config.vm_id,
             &layout.program,
@@ -249,11 +226,10 @@ impl FirecrackerVmm {
             .client
             .wait_for_socket(self.settings.ready_timeout, || vm.process.check_alive())
             .await;
-        if let Err(e) = ready {
-            let _ = vm.kill().await;
-            return Err(e);
+        match ready {
+            Ok(()) => Ok(vm),
+            Err(e) => Err(launch::abandon(&vm, e).await),
         }
-        Ok(vm)
     }
 
     /// Like [`Vmm::launch`], also returning how long each API call took.
@@ -269,8 +245,7 @@ impl FirecrackerVmm {
             Err(e) => {
                 // Rolled back: no half-configured VMM stays behind.
                 let e = vm.process.check_alive().err().unwrap_or(e);
-                let _ = vm.kill().await;
-                Err(e)
+                Err(launch::abandon(&vm, e).await)
             }
         }
     }
@@ -340,19 +315,14 @@ impl Vmm for FirecrackerVmm {
         .await;
         if let Err(e) = result {
             let e = vm.process.check_alive().err().unwrap_or(e);
-            let _ = vm.kill().await;
-            return Err(e);
+            return Err(launch::abandon(&vm, e).await);
         }
         Ok(Box::new(vm))
     }
 
     async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>> {
         let layout = self.layout(config)?;
-        let console = ConsoleLog::new(
-            &config.paths.console_log,
-            config.paths.console_log_max_bytes,
-        );
-        let process = VmProcess::attach(&config.vm_id, identity, console)?;
+        let process = launch::attach_process(config, identity)?;
         let vm = FirecrackerVm {
             config: config.clone(),
             client: ApiClient::new(
@@ -446,16 +416,27 @@ impl Vm for FirecrackerVm {
             .map(drop)
     }
 
+    /// Firecracker writes both files under partial names; each is then
+    /// synced and renamed into place, as QEMU's snapshot is.
     async fn snapshot(&self) -> Result<Snapshot> {
         let dir = super::snapshot_dir_of_paused(self).await?;
         let state_file = dir.join(STATE_FILE);
         let memory_file = dir.join(MEMORY_FILE);
+        let files = [
+            (launch::partial_path(&state_file), state_file.clone()),
+            (launch::partial_path(&memory_file), memory_file.clone()),
+        ];
         let (state_name, memory_name) = match &self.layout.jail {
             Some(_) => ("/snapshot.state".to_string(), "/snapshot.mem".to_string()),
             None => (
-                plan::utf8(&self.config, "paths.snapshot_dir", &state_file)?,
-                plan::utf8(&self.config, "paths.snapshot_dir", &memory_file)?,
+                plan::utf8(&self.config, "paths.snapshot_dir", &files[0].0)?,
+                plan::utf8(&self.config, "paths.snapshot_dir", &files[1].0)?,
             ),
+        };
+        let remove_partials = || {
+            for (partial, _) in &files {
+                let _ = std::fs::remove_file(partial);
+            }
         };
         self.process.check_alive()?;
         let created = self
@@ -463,26 +444,22 @@ impl Vm for FirecrackerVm {
             .send(&plan::snapshot(&state_name, &memory_name))
             .await;
         if let Err(e) = created {
-            let _ = std::fs::remove_file(&state_file);
-            let _ = std::fs::remove_file(&memory_file);
+            remove_partials();
             return Err(self.process.check_alive().err().unwrap_or(e));
         }
-        if let Some(jail) = &self.layout.jail {
-            for (name, target) in [(&state_name, &state_file), (&memory_name, &memory_file)] {
-                let source = jail.host_path(name);
-                std::fs::rename(&source, target)
-                    .or_else(|_| {
-                        std::fs::copy(&source, target).and_then(|_| std::fs::remove_file(&source))
-                    })
-                    .map_err(|e| VmmError::Io {
-                        context: format!(
-                            "cannot move {} to {}",
-                            source.display(),
-                            target.display()
-                        ),
-                        source: e,
-                    })?;
-            }
+        let names = [&state_name, &memory_name];
+        let committed = files
+            .iter()
+            .zip(names)
+            .try_for_each(|((partial, target), name)| {
+                if let Some(jail) = &self.layout.jail {
+                    move_out_of_jail(&jail.host_path(name), partial)?;
+                }
+                launch::commit_file(partial, target)
+            });
+        if let Err(e) = committed {
+            remove_partials();
+            return Err(e);
         }
         tracing::info!(vm = %self.config.vm_id, dir = %dir.display(), "firecracker snapshot written");
         Ok(Snapshot {
@@ -493,31 +470,33 @@ impl Vm for FirecrackerVm {
     }
 
     async fn shutdown(&self, grace: Duration) -> Result<ShutdownOutcome> {
-        if let Some(status) = self.process.exit_status() {
-            self.cleanup()?;
-            return Ok(ShutdownOutcome::Graceful(status));
-        }
         // Ctrl+Alt+Del: the guest reboots, and with reboot=k Firecracker exits.
-        if self
-            .call(&plan::action(api::ActionType::SendCtrlAltDel))
-            .await
-            .is_ok()
-        {
-            if let Some(status) = self.process.wait_exit(grace).await {
-                self.cleanup()?;
-                return Ok(ShutdownOutcome::Graceful(status));
-            }
-        }
-        let status = self.process.kill(self.settings.call_timeout).await?;
-        self.cleanup()?;
-        Ok(ShutdownOutcome::Forced(status))
+        let ctrl_alt_del = plan::action(api::ActionType::SendCtrlAltDel);
+        let power_off = self.call(&ctrl_alt_del);
+        let force = self.process.kill(self.settings.call_timeout);
+        launch::shutdown(
+            &self.process,
+            grace,
+            async { power_off.await.map(drop) },
+            force,
+            || self.cleanup(),
+        )
+        .await
     }
 
     async fn kill(&self) -> Result<ExitStatus> {
-        let status = self.process.kill(self.settings.call_timeout).await?;
-        self.cleanup()?;
-        Ok(status)
+        launch::kill(&self.process, self.settings.call_timeout, || self.cleanup()).await
     }
+}
+
+/// Moves a file the jailed Firecracker wrote out of its chroot.
+fn move_out_of_jail(source: &Path, target: &Path) -> Result<()> {
+    std::fs::rename(source, target)
+        .or_else(|_| std::fs::copy(source, target).and_then(|_| std::fs::remove_file(source)))
+        .map_err(|e| VmmError::Io {
+            context: format!("cannot move {} to {}", source.display(), target.display()),
+            source: e,
+        })
 }
 
 fn touch(path: &Path) -> Result<()> {

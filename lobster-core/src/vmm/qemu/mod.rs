@@ -18,7 +18,7 @@ use self::accel::Accelerator;
 use self::argv::Start;
 use self::qmp::Qmp;
 use super::{
-    remove_socket, BackendKind, ConsoleLog, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
+    launch, remove_socket, BackendKind, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
     VmConfig, VmIdentity, VmProcess, VmStatus, Vmm, VmmError,
 };
 
@@ -87,22 +87,9 @@ impl QemuVmm {
             }
         }
         let socket = &config.paths.api_socket;
-        clear_stale_socket(&config.vm_id, socket).await?;
-        if let Some(dir) = socket.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
-                context: format!("cannot create socket directory {}", dir.display()),
-                source,
-            })?;
-        }
-        let console = ConsoleLog::new(
-            &config.paths.console_log,
-            config.paths.console_log_max_bytes,
-        );
-        let _ = console.note(&format!(
-            "starting {} {}",
-            self.settings.binary.display(),
-            args.join(" ")
-        ));
+        launch::clear_stale_socket(&config.vm_id, socket).await?;
+        launch::create_socket_dir(socket)?;
+        let console = launch::console_for_start(config, &self.settings.binary, &args);
         let mut command = Command::new(&self.settings.binary);
         command.args(&args);
         if let Some(netns) = config.jail.as_ref().and_then(|j| j.netns.as_ref()) {
@@ -123,8 +110,7 @@ impl QemuVmm {
             settings: self.settings.clone(),
         };
         if let Err(e) = vm.wait_ready().await {
-            let _ = vm.kill().await;
-            return Err(e);
+            return Err(launch::abandon(&vm, e).await);
         }
         tracing::info!(vm = %config.vm_id, pid = vm.process.identity().pid, "qemu ready");
         Ok(vm)
@@ -160,18 +146,13 @@ impl Vmm for QemuVmm {
         })?;
         let vm = self.start(config, Start::Incoming).await?;
         if let Err(e) = vm.receive_state(file, resume).await {
-            let _ = vm.kill().await;
-            return Err(e);
+            return Err(launch::abandon(&vm, e).await);
         }
         Ok(Box::new(vm))
     }
 
     async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>> {
-        let console = ConsoleLog::new(
-            &config.paths.console_log,
-            config.paths.console_log_max_bytes,
-        );
-        let process = VmProcess::attach(&config.vm_id, identity, console)?;
+        let process = launch::attach_process(config, identity)?;
         let vm = QemuVm {
             config: config.clone(),
             process,
@@ -345,7 +326,7 @@ impl Vm for QemuVm {
         use std::os::fd::AsFd;
         let dir = super::snapshot_dir_of_paused(self).await?;
         let state_file = dir.join(STATE_FILE);
-        let partial = dir.join(format!("{STATE_FILE}.partial"));
+        let partial = launch::partial_path(&state_file);
         let file = std::fs::File::create(&partial).map_err(|source| VmmError::Io {
             context: format!("cannot create {}", partial.display()),
             source,
@@ -358,19 +339,9 @@ impl Vm for QemuVm {
             self.wait_migration(&mut qmp, "writing the snapshot").await
         }
         .await;
-        let synced = written.and_then(|()| {
-            file.sync_all().map_err(|source| VmmError::Io {
-                context: format!("cannot sync {}", partial.display()),
-                source,
-            })
-        });
-        let renamed = synced.and_then(|()| {
-            std::fs::rename(&partial, &state_file).map_err(|source| VmmError::Io {
-                context: format!("cannot rename {} into place", partial.display()),
-                source,
-            })
-        });
-        if let Err(e) = renamed {
+        drop(file);
+        let committed = written.and_then(|()| launch::commit_file(&partial, &state_file));
+        if let Err(e) = committed {
             let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
@@ -383,46 +354,27 @@ impl Vm for QemuVm {
     }
 
     async fn shutdown(&self, grace: Duration) -> Result<ShutdownOutcome> {
-        if let Some(status) = self.process.exit_status() {
-            self.cleanup()?;
-            return Ok(ShutdownOutcome::Graceful(status));
-        }
-        let asked = self.execute("system_powerdown", None).await;
-        if asked.is_ok() {
-            if let Some(status) = self.process.wait_exit(grace).await {
-                self.cleanup()?;
-                return Ok(ShutdownOutcome::Graceful(status));
-            }
-        }
+        let power_off = self.execute("system_powerdown", None);
         // The guest ignored the power button: stop QEMU cleanly, then by force.
-        let _ = self.execute("quit", None).await;
-        let status = match self.process.wait_exit(self.settings.call_timeout).await {
-            Some(status) => status,
-            None => self.process.kill(self.settings.call_timeout).await?,
+        let force = async {
+            let _ = self.execute("quit", None).await;
+            match self.process.wait_exit(self.settings.call_timeout).await {
+                Some(status) => Ok(status),
+                None => self.process.kill(self.settings.call_timeout).await,
+            }
         };
-        self.cleanup()?;
-        Ok(ShutdownOutcome::Forced(status))
+        launch::shutdown(
+            &self.process,
+            grace,
+            async { power_off.await.map(drop) },
+            force,
+            || self.cleanup(),
+        )
+        .await
     }
 
     async fn kill(&self) -> Result<ExitStatus> {
-        let status = self.process.kill(self.settings.call_timeout).await?;
-        self.cleanup()?;
-        Ok(status)
-    }
-}
-
-/// Removes a socket file nobody listens on; refuses one that answers.
-async fn clear_stale_socket(vm: &str, path: &std::path::Path) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    match tokio::net::UnixStream::connect(path).await {
-        Ok(_) => Err(VmmError::InvalidState {
-            vm: vm.to_string(),
-            operation: "launch",
-            state: format!("another vmm listens on {}", path.display()),
-        }),
-        Err(_) => remove_socket(vm, path),
+        launch::kill(&self.process, self.settings.call_timeout, || self.cleanup()).await
     }
 }
 
@@ -431,7 +383,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::error::Classify;
+    use crate::base::Classify;
     use crate::vmm::vm_config::tests::sample;
 
     /// A stand-in "qemu" (a shell script) and a config whose files live in `dir`.
@@ -445,7 +397,9 @@ mod tests {
                 tb_size_mib: 32,
                 tsc_khz: 1,
             },
-            ready_timeout: Duration::from_millis(500),
+            // Generous: a fake that exits must be seen exiting, not timing
+            // out, however loaded the machine is.
+            ready_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_millis(300),
             snapshot_timeout: Duration::from_secs(1),
         };
@@ -481,21 +435,39 @@ mod tests {
     #[tokio::test]
     async fn socket_that_never_appears_times_out_and_the_process_is_killed() {
         let dir = tempfile::tempdir().unwrap();
-        let (vmm, config) = fake(
-            dir.path(),
-            "echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30",
-        );
+        // The shell stays (no `exec`), so its command line names the fake
+        // from the moment it is spawned: no race with the script running.
+        let (vmm, config) = fake(dir.path(), "sleep 30");
+        let vmm = QemuVmm::new(QemuSettings {
+            ready_timeout: Duration::from_millis(500),
+            ..vmm.settings().clone()
+        });
         let err = vmm.launch(&config).await.unwrap_err();
         assert!(matches!(err, VmmError::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("qmp.sock"), "{err}");
-        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
-        let stat = format!("/proc/{}/stat", pid.trim());
         // Rolled back: the process is gone (or at most a zombie being reaped).
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+        let fake_path = dir.path().join("fake-qemu");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while running_with_arg(&fake_path) {
             assert!(std::time::Instant::now() < deadline, "fake qemu survived");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Whether a live (non-zombie) process has `arg` on its command line.
+    fn running_with_arg(arg: &Path) -> bool {
+        let needle = arg.as_os_str().as_encoded_bytes();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == needle))
+            })
+            .any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "))
+            })
     }
 
     #[tokio::test]

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::MachineError;
 use crate::error::Result;
-use crate::tenant::TenantError;
 
 /// The unit's file name.
 pub const WATCH_UNIT: &str = "lobsterd-watch.service";
@@ -70,7 +70,7 @@ pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> R
     let action = if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
         UnitAction::Unchanged
     } else {
-        std::fs::write(&path, text).map_err(|source| TenantError::Io {
+        std::fs::write(&path, text).map_err(|source| MachineError::Io {
             context: "cannot write systemd unit",
             path: path.clone(),
             source,
@@ -101,7 +101,7 @@ async fn systemctl(args: &[&str]) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
-    let io = |source| TenantError::Io {
+    let io = |source| MachineError::Io {
         context: "cannot run systemctl for",
         path: WATCH_UNIT.into(),
         source,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::base::find_program;
 use crate::config::{Backend, Config, ConfigError};
 use crate::error::Result;
 use crate::store::{Store, StoreError};
@@ -258,24 +259,6 @@ fn program(name: &'static str, wanted: &Path, found: &Option<PathBuf>, fix: &str
 
 fn device_detail(path: &str, ok: bool) -> String {
     format!("{path} {}", if ok { "exists" } else { "is missing" })
-}
-
-/// Resolves a program: a path with a `/` is taken as is, a bare name is
-/// searched on `PATH`. Only executable files count.
-pub fn find_program(program: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if program.components().count() > 1 {
-        return executable(program).then(|| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| executable(p))
 }
 
 fn write_config(path: &Path, config: &Config) -> Result<(), ConfigError> {

@@ -32,9 +32,9 @@ pub struct SetupReport {
 pub async fn setup(config: &Config) -> Result<SetupReport> {
     crate::network::enable_ip_forwarding()?;
     let settings = FirewallSettings::from_config(&config.network)?;
-    let firewall_changes = super::blocking(move || {
+    let firewall_changes = crate::base::blocking(move || {
         let firewall = Firewall::new(Iptables::new(Duration::from_secs(30)), settings);
-        Ok(firewall.ensure_base()?.changes)
+        firewall.ensure_base().map(|report| report.changes)
     })
     .await?;
     let caddy = Caddy::new(ProxySettings::from_config(config));

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Backend, Config};
+use crate::config::{BackendKind, Config};
 use crate::network::firewall::{
     apply_batch, Batch, Firewall, FirewallBackend, FirewallSettings, Iptables, Ruleset,
 };
 use crate::network::{Network, NetworkError, NetworkOps, TenantNet};
 use crate::proxy::{Caddy, ProxySettings, RouteOps};
-use crate::vmm::{self, BackendKind, Vmm};
+use crate::vmm::{self, Vmm};
 
 /// Timeout of each netlink request and firewall batch.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,16 +102,9 @@ impl Services {
             FirewallSettings::from_config(&config.network)?,
         );
         let routes = Caddy::new(ProxySettings::from_config(config));
-        let default_backend = vmm::backend_for(config).kind();
+        let default_backend = vmm::choose_backend(config);
         let config = config.clone();
-        let vmm: VmmFactory = Arc::new(move |kind| {
-            let mut config = config.clone();
-            config.vmm.backend = match kind {
-                BackendKind::Firecracker => Backend::Firecracker,
-                BackendKind::Qemu => Backend::Qemu,
-            };
-            Arc::from(vmm::backend_for(&config))
-        });
+        let vmm: VmmFactory = Arc::new(move |kind| Arc::from(vmm::backend(kind, &config)));
         Ok(Services {
             network: Arc::new(network),
             firewall: Arc::new(firewall),
@@ -119,22 +112,5 @@ impl Services {
             default_backend,
             vmm,
         })
-    }
-
-    /// The backend a tenant with `requested` (its spec's choice) runs on.
-    pub fn backend_kind(&self, requested: Option<Backend>) -> BackendKind {
-        match requested {
-            Some(Backend::Firecracker) => BackendKind::Firecracker,
-            Some(Backend::Qemu) => BackendKind::Qemu,
-            Some(Backend::Auto) | None => self.default_backend,
-        }
-    }
-}
-
-/// The config-level backend name of a kind.
-pub fn backend_of(kind: BackendKind) -> Backend {
-    match kind {
-        BackendKind::Firecracker => Backend::Firecracker,
-        BackendKind::Qemu => Backend::Qemu,
     }
 }
