@@ -188,17 +188,14 @@ pub async fn snap(ctx: &Context, args: &SnapArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// A command whose machinery comes later: a missing tenant is still
-/// reported as such.
-pub async fn needs_tenant(
-    ctx: &Context,
-    name: Option<&str>,
-    operation: &'static str,
-) -> Result<(), Error> {
-    if let Some(name) = name {
-        ctx.host()?.get(name).await?;
-    }
-    Err(not_yet(operation))
+/// `exec`: a missing tenant is reported as such; any other is told that
+/// running commands in a guest is not implemented yet.
+pub async fn exec(ctx: &Context, name: &str) -> Result<(), Error> {
+    ctx.host()?.get(name).await?;
+    Err(not_yet(
+        "exec",
+        "the guest agent has no method that runs a command yet",
+    ))
 }
 
 fn table(tenants: &[Tenant]) -> String {

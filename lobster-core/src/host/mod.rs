@@ -256,20 +256,26 @@ impl Host {
     /// Snapshots a running tenant to disk and stops its VM.
     pub async fn suspend(&self, name: &str) -> Result<()> {
         self.get(name).await?;
-        Err(not_yet("suspend"))
+        Err(not_yet(
+            "suspend",
+            "no tenant operation writes the VM's snapshot to disk and records the tenant as suspended yet (the VMM backends can snapshot)",
+        ))
     }
 
     /// Restores a suspended tenant.
     pub async fn resume(&self, name: &str) -> Result<()> {
         self.get(name).await?;
-        Err(not_yet("resume"))
+        Err(not_yet(
+            "resume",
+            "no tenant operation restores a VM from its snapshot on disk yet (the VMM backends can restore)",
+        ))
     }
 }
 
-fn not_yet(operation: &'static str) -> Error {
+fn not_yet(operation: &'static str, missing: &'static str) -> Error {
     Error::Unsupported {
         operation,
-        detail: "the tenant lifecycle (VM, network, agent, route) is not wired up in this version",
+        detail: missing,
     }
 }
 
