@@ -28,7 +28,7 @@ pub fn claim_watchdog(store: &Store) -> Result<WatchdogLock> {
     match store.lock_watchdog()? {
         Some(lock) => Ok(lock),
         None => Err(TenantError::WatchdogRunning {
-            state_dir: store.path().parent().unwrap_or(Path::new(".")).into(),
+            state_dir: store.state_dir().into(),
         }
         .into()),
     }

@@ -13,14 +13,14 @@ impl Store {
     /// repairs, so two of them never act on one tenant at once), waiting at
     /// most `wait`. `None` when another process still holds it.
     pub fn lock_tenant(&self, name: &str, wait: Duration) -> Result<Option<TenantLock>> {
-        let path = self.dir().join("locks").join(format!("{name}.lock"));
+        let path = self.state_dir().join("locks").join(format!("{name}.lock"));
         Ok(try_lock_file(&path, wait)?.map(|file| TenantLock { file, path }))
     }
 
     /// Takes the single-watchdog lock of this state directory without
     /// waiting; `None` when another watchdog holds it.
     pub fn lock_watchdog(&self) -> Result<Option<WatchdogLock>> {
-        let path = self.dir().join("watch.lock");
+        let path = self.state_dir().join("watch.lock");
         Ok(try_lock_file(&path, Duration::ZERO)?.map(|file| WatchdogLock { _file: file }))
     }
 

@@ -174,8 +174,8 @@ impl Store {
         &self.registry
     }
 
-    /// The directory holding the registry and its locks.
-    fn dir(&self) -> &Path {
+    /// The state directory: the registry and its locks.
+    pub fn state_dir(&self) -> &Path {
         self.registry.parent().unwrap_or(Path::new("."))
     }
 }

@@ -186,7 +186,7 @@ impl Store {
                 source,
             }
         };
-        let dir = self.dir();
+        let dir = self.state_dir();
         let tmp = self.registry.with_extension("json.tmp");
         let mut text = serde_json::to_vec_pretty(registry).expect("registry serialises");
         text.push(b'\n');
