@@ -121,7 +121,7 @@ pub fn detach(mut command: Command, log: &Path, timeout: Duration) -> Result<Det
         .map_err(io("cannot start the daemon logging to", log))?;
     let pid = child.id();
     let startup = listener
-        .wait(timeout, || child.try_wait())
+        .wait(pid, timeout, || child.try_wait())
         .map_err(io("cannot wait for the daemon logging to", log))?;
     let (context, failure) = match startup {
         Startup::Ready => {

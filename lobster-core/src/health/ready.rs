@@ -1,7 +1,10 @@
 //! Readiness as an explicit signal, in systemd's `sd_notify` protocol: the
 //! starter binds a datagram socket and names it in `$NOTIFY_SOCKET`; the
-//! daemon sends `READY=1` to it once it serves. The same signal tells
-//! systemd (a `Type=notify` unit) and [`super::detach`] that the watchdog is up.
+//! daemon sends `READY=1` (with `MAINPID=`, its pid) to it once it serves.
+//! The same signal tells systemd (a `Type=notify` unit) and
+//! [`super::detach`] that the watchdog is up. The starter accepts it only
+//! with the pid of the process it started: a child of the daemon that
+//! inherited the variable (Caddy speaks `sd_notify` too) is not the daemon.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 /// The environment variable naming the socket readiness goes to.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
-/// The message that means "ready".
+/// The field that means "ready".
 const READY: &str = "READY=1";
 
 /// Tells whoever started this process (see [`NOTIFY_SOCKET`]) that it is
@@ -26,7 +29,8 @@ pub fn notify_ready() -> io::Result<bool> {
         Some(name) => SocketAddr::from_abstract_name(name)?,
         None => SocketAddr::from_pathname(&*target)?,
     };
-    UnixDatagram::unbound()?.send_to_addr(READY.as_bytes(), &addr)?;
+    let message = format!("{READY}\nMAINPID={}\n", std::process::id());
+    UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)?;
     Ok(true)
 }
 
@@ -65,10 +69,11 @@ impl ReadyListener {
         format!("@{}", self.name)
     }
 
-    /// Waits until `READY=1` arrives, `exited` reports the daemon gone, or
-    /// `timeout` passes (whichever comes first).
+    /// Waits until `READY=1` from process `pid` arrives, `exited` reports
+    /// that process gone, or `timeout` passes (whichever comes first).
     pub(crate) fn wait(
         &self,
+        pid: u32,
         timeout: Duration,
         mut exited: impl FnMut() -> io::Result<Option<ExitStatus>>,
     ) -> io::Result<Startup> {
@@ -83,8 +88,8 @@ impl ReadyListener {
             }
             self.socket.set_read_timeout(Some(left.min(EXIT_CHECK)))?;
             match self.socket.recv(&mut buf) {
-                Ok(n) if is_ready(&buf[..n]) => return Ok(Startup::Ready),
-                Ok(_) => continue, // another sd_notify field (STATUS=...)
+                Ok(n) if is_ready(&buf[..n], pid) => return Ok(Startup::Ready),
+                Ok(_) => continue, // another field (STATUS=...) or another process
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -99,11 +104,16 @@ impl ReadyListener {
     }
 }
 
-/// Whether an `sd_notify` message (newline-separated `KEY=VALUE`) says ready.
-fn is_ready(message: &[u8]) -> bool {
-    message
-        .split(|&b| b == b'\n')
-        .any(|line| line == READY.as_bytes())
+/// Whether an `sd_notify` message (newline-separated `KEY=VALUE`) says
+/// process `pid` is ready.
+fn is_ready(message: &[u8], pid: u32) -> bool {
+    let main_pid = format!("MAINPID={pid}");
+    let has = |field: &str| {
+        message
+            .split(|&b| b == b'\n')
+            .any(|line| line == field.as_bytes())
+    };
+    has(READY) && has(&main_pid)
 }
 
 #[cfg(test)]
@@ -111,11 +121,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_is_one_field_among_others() {
-        assert!(is_ready(b"READY=1"));
-        assert!(is_ready(b"STATUS=up\nREADY=1\n"));
-        assert!(!is_ready(b"READY=0"));
-        assert!(!is_ready(b"STATUS=READY=1"));
+    fn ready_is_one_field_among_others_and_names_the_process() {
+        assert!(is_ready(b"READY=1\nMAINPID=42", 42));
+        assert!(is_ready(b"STATUS=up\nMAINPID=42\nREADY=1\n", 42));
+        assert!(!is_ready(b"READY=1", 42), "no pid: maybe a child's");
+        assert!(!is_ready(b"READY=1\nMAINPID=43", 42));
+        assert!(!is_ready(b"READY=0\nMAINPID=42", 42));
+        assert!(!is_ready(b"STATUS=READY=1\nMAINPID=42", 42));
     }
 
     #[test]
@@ -123,7 +135,7 @@ mod tests {
         let listener = ReadyListener::bind().unwrap();
         let started = Instant::now();
         let wait = listener
-            .wait(Duration::from_millis(200), || Ok(None))
+            .wait(7, Duration::from_millis(200), || Ok(None))
             .unwrap();
         assert!(matches!(wait, Startup::TimedOut), "{wait:?}");
         assert!(started.elapsed() >= Duration::from_millis(200));
@@ -131,8 +143,11 @@ mod tests {
         let addr = SocketAddr::from_abstract_name(&listener.name).unwrap();
         let sender = UnixDatagram::unbound().unwrap();
         sender.send_to_addr(b"STATUS=starting", &addr).unwrap();
-        sender.send_to_addr(b"READY=1", &addr).unwrap();
-        let wait = listener.wait(Duration::from_secs(5), || Ok(None)).unwrap();
+        sender.send_to_addr(b"READY=1\nMAINPID=8", &addr).unwrap();
+        sender.send_to_addr(b"READY=1\nMAINPID=7", &addr).unwrap();
+        let wait = listener
+            .wait(7, Duration::from_secs(5), || Ok(None))
+            .unwrap();
         assert!(matches!(wait, Startup::Ready), "{wait:?}");
     }
 }
