@@ -4,15 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const EXIT_CODES: &str = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 10 not found, \
-11 already exists, 12 invalid argument, 13 invalid state, 14 permission denied, \
-15 unsupported, 16 timeout, 17 pool exhausted, 18 corrupt state, 19 host failure, \
-20 guest failure, 21 internal error";
-
 /// lobsterd: run isolated microVM tenants (VM, /30 network, overlay disk,
 /// agent, OpenClaw gateway, Caddy route).
 #[derive(Debug, Parser)]
-#[command(name = "lobsterd", version, propagate_version = true, after_help = EXIT_CODES)]
+#[command(name = "lobsterd", version, propagate_version = true, after_help = crate::exit::help())]
 pub struct Cli {
     /// Configuration file [default: $LOBSTERD_CONFIG, else /etc/lobsterd/config.json].
     #[arg(long, global = true, value_name = "PATH")]
@@ -33,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Write the configuration, create state directories, check prerequisites.
     Init(InitArgs),
-    /// Remove all lobster state from this host (refuses while tenants exist).
+    /// Not yet implemented (exits 15): remove all lobster state from this host.
     Uninit(ConfirmArgs),
     /// Create and start a tenant.
     Spawn(SpawnArgs),
@@ -51,11 +46,11 @@ pub enum Command {
     Logs(LogsArgs),
     /// Snapshot a tenant's overlay disk to a compressed archive.
     Snap(SnapArgs),
-    /// Snapshot a running tenant to disk and stop its VM.
+    /// Not yet implemented (exits 15): snapshot a running tenant to disk and stop its VM.
     Suspend(NameArg),
-    /// Restore a suspended tenant.
+    /// Not yet implemented (exits 15): restore a suspended tenant.
     Resume(NameArg),
-    /// Run a command inside a tenant.
+    /// Not yet implemented (exits 15): run a command inside a tenant.
     Exec(ExecArgs),
     /// Print a tenant's gateway token.
     Token(NameArg),
@@ -223,4 +218,34 @@ pub struct ExecArgs {
     /// Command and arguments to run in the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use lobster_core::ErrorKind;
+
+    use super::Cli;
+
+    /// Commands that parse but exit with `unsupported` in this version.
+    const NOT_YET: [&str; 4] = ["uninit", "suspend", "resume", "exec"];
+
+    #[test]
+    fn help_marks_what_is_not_implemented_and_ends_with_the_exit_codes() {
+        assert_eq!(crate::exit::code(ErrorKind::Unsupported), 15);
+        let help = Cli::command().render_help().to_string();
+        for command in Cli::command().get_subcommands() {
+            let name = command.get_name();
+            let about = command
+                .get_about()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                about.starts_with("Not yet implemented (exits 15): "),
+                NOT_YET.contains(&name),
+                "{name}: {about}"
+            );
+        }
+        assert!(help.trim_end().ends_with(&crate::exit::help()), "{help}");
+    }
 }

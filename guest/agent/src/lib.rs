@@ -71,6 +71,15 @@ struct Shared {
     shutdown_requested: Condvar,
 }
 
+impl Shared {
+    /// Records a `shutdown` request and wakes [`Agent::wait_for_shutdown`].
+    fn request_shutdown(&self, params: ShutdownParams) {
+        self.log.line("shutdown requested");
+        *self.shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some(params);
+        self.shutdown_requested.notify_all();
+    }
+}
+
 /// A running agent.
 #[derive(Debug)]
 pub struct Agent {

@@ -9,7 +9,7 @@ mod watch;
 
 use std::process::ExitCode;
 
-use lobster_core::{Error, ErrorKind, Host};
+use lobster_core::{Error, Host};
 use serde::Serialize;
 
 use crate::args::{Cli, Command};
@@ -63,7 +63,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Suspend(args) => tenants::suspend(&ctx, &args.name).await,
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
-        Command::Uninit(_) => Err(not_yet("uninit")),
+        Command::Uninit(_) => Err(not_yet(
+            "uninit",
+            "nothing removes what `init` set up yet (the watchdog unit, the firewall base chains, Caddy's lobster routes, the state directories)",
+        )),
         Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Tank(args) => match tank::run(&ctx, &args).await {
             Ok(()) => Ok(()),
@@ -74,7 +77,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Logs(args) => tenants::logs(&ctx, &args).await,
         Command::Snap(args) => tenants::snap(&ctx, &args).await,
-        Command::Exec(args) => tenants::needs_tenant(&ctx, Some(&args.name), "exec").await,
+        Command::Exec(args) => tenants::exec(&ctx, &args.name).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,10 +85,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn not_yet(operation: &'static str) -> Error {
+/// The error of a command this version does not implement, naming what
+/// is missing.
+fn not_yet(operation: &'static str, missing: &'static str) -> Error {
     Error::Unsupported {
         operation,
-        detail: "its machinery (VMs, agent, watchdog) is not wired up in this version",
+        detail: missing,
     }
 }
 
@@ -101,25 +106,5 @@ fn report(ctx: &Context, err: &Error) -> ExitCode {
     } else {
         eprintln!("error: {}", err.chain());
     }
-    ExitCode::from(exit_code(kind))
-}
-
-/// One exit code per error kind (documented in `lobsterd --help` and the README).
-/// 0 is success, 1 an unexpected failure, 2 a usage error (clap).
-pub fn exit_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::NotFound => 10,
-        ErrorKind::AlreadyExists => 11,
-        ErrorKind::InvalidArgument => 12,
-        ErrorKind::InvalidState => 13,
-        ErrorKind::PermissionDenied => 14,
-        ErrorKind::Unsupported => 15,
-        ErrorKind::Timeout => 16,
-        ErrorKind::Exhausted => 17,
-        ErrorKind::Corrupt => 18,
-        ErrorKind::HostFailure => 19,
-        ErrorKind::GuestFailure => 20,
-        ErrorKind::Internal => 21,
-        _ => 1,
-    }
+    ExitCode::from(crate::exit::code(kind))
 }

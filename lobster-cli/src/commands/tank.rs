@@ -44,7 +44,7 @@ impl Failure {
             Failure::Terminal(e) => (format!("terminal: {e}"), ErrorKind::HostFailure),
         };
         eprintln!("error: {message}");
-        Ok(ExitCode::from(super::exit_code(kind)))
+        Ok(ExitCode::from(crate::exit::code(kind)))
     }
 }
 

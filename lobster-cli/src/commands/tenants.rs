@@ -2,7 +2,7 @@
 
 use lobster_core::agent::LogSource;
 use lobster_core::health::{CheckResult, MoltReport, Verdict};
-use lobster_core::tenant::EvictOptions;
+use lobster_core::tenant::{EvictOptions, TenantError};
 use lobster_core::{Error, Tenant};
 
 use super::{not_yet, Context};
@@ -29,9 +29,7 @@ pub async fn evict(ctx: &Context, args: &EvictArgs) -> Result<(), Error> {
             args.name
         ))
     {
-        return Err(Error::from(lobster_core::tenant::TenantError::Aborted {
-            operation: "evict",
-        }));
+        return Err(Error::from(TenantError::Aborted { operation: "evict" }));
     }
     let options = EvictOptions {
         keep_overlay: args.keep_overlay,
@@ -111,7 +109,7 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
         return watchdog_logs(ctx, args).await;
     }
     let Some(name) = args.name.as_deref() else {
-        return Err(lobster_core::tenant::TenantError::InvalidSpec {
+        return Err(TenantError::InvalidSpec {
             field: "name",
             reason: "logs needs a tenant name (or --watchdog)".into(),
         }
@@ -134,38 +132,45 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
             .next_line(std::time::Duration::from_secs(3600))
             .await?
         {
-            Some(line) if ctx.json => println!("{}", serde_json::json!({ "line": line })),
-            Some(line) => println!("{line}"),
+            Some(line) => print_line(ctx, &line),
             None => return Ok(()),
         }
     }
 }
 
-/// `logs --watchdog`: the detached watchdog's log; `--follow` polls it.
+/// `logs --watchdog`: the detached watchdog's log; `--follow` goes on
+/// printing what it writes (across rotation).
 async fn watchdog_logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {
     let host = ctx.host()?;
-    let lines = host.watchdog_log(args.lines).await?;
-    ctx.print(&lines, || lines.join("\n"));
     if !args.follow {
+        let lines = host.watchdog_log(args.lines).await?;
+        ctx.print(&lines, || lines.join("\n"));
         return Ok(());
     }
-    let path = lobster_core::health::watch_log_path(host.config());
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let (tail, mut follow) =
+        lobster_core::health::follow_watch_log(host.config(), args.lines as usize)?;
+    ctx.print(&tail, || tail.join("\n"));
     loop {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        if (bytes.len() as u64) < offset {
-            offset = 0; // rotated or truncated
+        let lines = follow
+            .next_lines()
+            .await
+            .map_err(|source| TenantError::Io {
+                context: "cannot follow",
+                path: lobster_core::health::watch_log_path(host.config()),
+                source,
+            })?;
+        for line in lines {
+            print_line(ctx, &line);
         }
-        let new = String::from_utf8_lossy(&bytes[offset as usize..]).into_owned();
-        if let Some(end) = new.rfind('\n') {
-            for line in new[..end].lines() {
-                println!("{}", lobster_core::agent::sanitize_for_terminal(line));
-            }
-            offset += end as u64 + 1;
-        }
+    }
+}
+
+/// One followed log line (already sanitised), as text or a JSON object.
+fn print_line(ctx: &Context, line: &str) {
+    if ctx.json {
+        println!("{}", serde_json::json!({ "line": line }));
+    } else {
+        println!("{line}");
     }
 }
 
@@ -183,17 +188,14 @@ pub async fn snap(ctx: &Context, args: &SnapArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// A command whose machinery comes later: a missing tenant is still
-/// reported as such.
-pub async fn needs_tenant(
-    ctx: &Context,
-    name: Option<&str>,
-    operation: &'static str,
-) -> Result<(), Error> {
-    if let Some(name) = name {
-        ctx.host()?.get(name).await?;
-    }
-    Err(not_yet(operation))
+/// `exec`: a missing tenant is reported as such; any other is told that
+/// running commands in a guest is not implemented yet.
+pub async fn exec(ctx: &Context, name: &str) -> Result<(), Error> {
+    ctx.host()?.get(name).await?;
+    Err(not_yet(
+        "exec",
+        "the guest agent has no method that runs a command yet",
+    ))
 }
 
 fn table(tenants: &[Tenant]) -> String {

@@ -14,32 +14,38 @@
 //! - `FakeGuests` (feature `testing`): simulated VMs and agents for tests.
 
 pub mod check;
+mod daemon;
 mod doctor;
 mod error;
 mod events;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
+mod log_follow;
 mod molt;
 mod overview;
 pub mod policy;
 mod probe;
+mod ready;
 pub mod repair;
 mod status;
 mod watch;
 
 pub use check::{Check, CheckResult, Observation, Verdict};
+pub use daemon::{claim_watchdog, detach, serve_watchdog, Detached, READY_TIMEOUT};
 pub use doctor::{Doctor, HostView, RepairOutcome};
 pub use error::HealthError;
 pub use events::{Event, EventRecord, EventSink};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::{FakeGuest, FakeGuests, FakeVm};
+pub(crate) use log_follow::log_tail;
+pub use log_follow::{follow_watch_log, LogFileFollow};
 pub(crate) use molt::molt;
 pub use molt::{molt_with, MoltReport};
 pub(crate) use overview::overview;
 pub use overview::{Overview, TenantOverview, WatchdogInfo};
 pub use policy::{HealthState, Policy, TenantHealth};
 pub use probe::{GuestOps, SystemGuests};
+pub use ready::{notify_ready, NOTIFY_SOCKET};
 pub use repair::{Repair, RepairPlan};
 pub use status::{TenantWatch, WatchStatus, STATUS_SCHEMA};
-pub(crate) use watch::log_tail;
 pub use watch::{log_path as watch_log_path, WatchOptions, Watchdog};

@@ -44,23 +44,6 @@ pub fn log_path(config: &Config) -> PathBuf {
     config.paths.logs_dir.join("watch.log")
 }
 
-/// The last `lines` lines of the detached watchdog's log, sanitised for a
-/// terminal. Blocking.
-pub(crate) fn log_tail(config: &Config, lines: usize) -> Result<Vec<String>, HealthError> {
-    let path = log_path(config);
-    let text = std::fs::read(&path).map_err(|source| HealthError::Io {
-        context: "no watchdog log (start one with `lobsterd watch -d`; under systemd read `journalctl -u lobsterd-watch`) at",
-        path: path.clone(),
-        source,
-    })?;
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    Ok(all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|l| crate::agent::sanitize_for_terminal(l))
-        .collect())
-}
-
 /// Options of a watchdog.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {

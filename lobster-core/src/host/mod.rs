@@ -24,7 +24,6 @@ use crate::base::blocking;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health::{MoltReport, Overview};
-use crate::store::TenantLock;
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{EvictOptions, SnapReport, Tenant, TenantSpec};
 
@@ -96,19 +95,6 @@ impl Host {
     /// The file the configuration came from, if any.
     pub fn config_path(&self) -> Option<&Path> {
         self.config_path.as_deref()
-    }
-
-    /// Takes this state directory's single-watchdog lock without waiting;
-    /// held until dropped. Fails with `already_exists` when another
-    /// watchdog holds it.
-    pub fn lock_watchdog(&self) -> Result<TenantLock> {
-        match self.context.store().lock_watchdog()? {
-            Some(lock) => Ok(lock),
-            None => Err(crate::health::HealthError::WatchdogRunning {
-                state_dir: self.config().paths.state_dir.clone(),
-            }
-            .into()),
-        }
     }
 
     /// Every tenant, sorted by name. Interrupted spawns and evicts are
@@ -217,7 +203,7 @@ impl Host {
     /// The last `lines` lines of the detached watchdog's log.
     pub async fn watchdog_log(&self, lines: u32) -> Result<Vec<String>> {
         let config = self.config().clone();
-        Ok(blocking(move || crate::health::log_tail(&config, lines as usize)).await?)
+        blocking(move || crate::health::log_tail(&config, lines as usize)).await
     }
 
     /// A snapshot of every tenant with the watchdog's view and the VMM
@@ -230,19 +216,25 @@ impl Host {
     /// Snapshots a running tenant to disk and stops its VM.
     pub async fn suspend(&self, name: &str) -> Result<()> {
         self.get(name).await?;
-        Err(not_yet("suspend"))
+        Err(not_yet(
+            "suspend",
+            "no tenant operation writes the VM's snapshot to disk and records the tenant as suspended yet (the VMM backends can snapshot)",
+        ))
     }
 
     /// Restores a suspended tenant.
     pub async fn resume(&self, name: &str) -> Result<()> {
         self.get(name).await?;
-        Err(not_yet("resume"))
+        Err(not_yet(
+            "resume",
+            "no tenant operation restores a VM from its snapshot on disk yet (the VMM backends can restore)",
+        ))
     }
 }
 
-fn not_yet(operation: &'static str) -> Error {
+fn not_yet(operation: &'static str, missing: &'static str) -> Error {
     Error::Unsupported {
         operation,
-        detail: "the tenant lifecycle (VM, network, agent, route) is not wired up in this version",
+        detail: missing,
     }
 }

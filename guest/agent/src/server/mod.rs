@@ -1,27 +1,32 @@
-//! Listeners, connections and method dispatch.
+//! The transport: listeners, connections, authentication and log streaming.
+//! What each method does is in [`handlers`].
 //!
 //! A connection must authenticate first (`hello` with the token, or a
 //! `token` on the request); any failure to do so gets one `unauthorized`
 //! reply and the connection is closed. Afterwards requests are served in
 //! order. The health port serves `hello` and `health` only.
 
+mod handlers;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lobster_agent_proto::methods::*;
+use lobster_agent_proto::methods::{
+    Health, Hello, HelloParams, HelloResult, LogEvent, LogSource, LogsParams, ALL_METHODS,
+    MAX_TAIL_LINES,
+};
 use lobster_agent_proto::{
     encode_line, parse_request, token_matches, ErrorCode, LineReader, Method, Reply, Request,
     PROTOCOL_VERSION,
 };
 use serde_json::Value;
 
-use crate::holds::HoldError;
-use crate::workload::{Failure, DEFAULT_GRACE};
-use crate::{stats, Shared};
+use self::handlers::{dispatch, Outcome};
+use crate::Shared;
 
 /// Time a new connection has to authenticate.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,12 +112,6 @@ fn send(stream: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
     stream.write_all(&line)
 }
 
-/// What a dispatched method asks the connection to do.
-enum Outcome {
-    Reply(Result<Value, Failure>),
-    Follow(LogsParams),
-}
-
 struct Connection {
     shared: Arc<Shared>,
     stream: TcpStream,
@@ -194,27 +193,20 @@ impl Connection {
         }
         match dispatch(&self.shared, &req) {
             Outcome::Reply(result) => {
-                let shutdown = req.method == Shutdown::NAME && result.is_ok();
                 let reply = match result {
                     Ok(v) => Reply::ok(req.id, v),
                     Err((code, msg)) => Reply::error(req.id, code, msg),
                 };
-                let sent = self.reply(reply).is_ok();
-                if shutdown {
-                    let params = serde_json::from_value(req.params.clone()).unwrap_or_default();
-                    self.shared.log.line("shutdown requested");
-                    *self
-                        .shared
-                        .shutdown
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(params);
-                    self.shared.shutdown_requested.notify_all();
-                    return false;
-                }
-                sent
+                self.reply(reply).is_ok()
             }
             Outcome::Follow(params) => {
                 self.follow(req.id, params);
+                false
+            }
+            Outcome::Shutdown(params) => {
+                // Acknowledge first: the agent may be gone a moment later.
+                let _ = self.reply(Reply::ok(req.id, serde_json::json!({})));
+                self.shared.request_shutdown(params);
                 false
             }
         }
@@ -349,163 +341,4 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Decodes `M`'s parameters and runs `f`.
-fn call<M: Method>(
-    req: &Request,
-    f: impl FnOnce(M::Params) -> Result<M::Output, Failure>,
-) -> Outcome {
-    let params = if req.params.is_null() {
-        Value::Object(Default::default())
-    } else {
-        req.params.clone()
-    };
-    let result = serde_json::from_value::<M::Params>(params)
-        .map_err(|e| {
-            (
-                ErrorCode::BadRequest,
-                format!("{}: invalid params: {e}", M::NAME),
-            )
-        })
-        .and_then(f)
-        .and_then(|out| {
-            serde_json::to_value(out).map_err(|e| (ErrorCode::Internal, e.to_string()))
-        });
-    Outcome::Reply(result)
-}
-
-fn grace(p: StopParams) -> Duration {
-    p.grace_ms
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_GRACE)
-        .min(Duration::from_secs(60))
-}
-
-fn hold_failure(e: HoldError) -> Failure {
-    match e {
-        HoldError::Invalid(msg) => (ErrorCode::BadRequest, msg.into()),
-        HoldError::NotFound => (
-            ErrorCode::NotFound,
-            "no such hold (expired or never taken)".into(),
-        ),
-        HoldError::Full => (
-            ErrorCode::Busy,
-            format!("{MAX_HOLDS} holds are held already"),
-        ),
-    }
-}
-
-fn dispatch(shared: &Shared, req: &Request) -> Outcome {
-    let sup = &shared.supervisor;
-    match req.method.as_str() {
-        Health::NAME => call::<Health>(req, |_| {
-            Ok(HealthResult {
-                agent_uptime_ms: shared.started.elapsed().as_millis() as u64,
-                system_uptime_ms: stats::uptime_ms(&shared.proc_dir),
-                workload: sup.status().state,
-            })
-        }),
-        InjectSecrets::NAME => call::<InjectSecrets>(req, |p| {
-            let count = p.env.len();
-            let names = shared
-                .secrets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .inject(p.env, p.replace)
-                .map_err(|m| (ErrorCode::BadRequest, m))?;
-            shared.log.line(&format!(
-                "secrets: {count} injected, {} stored",
-                names.len()
-            ));
-            Ok(InjectSecretsResult {
-                names,
-                restart_needed: sup.pgid().is_some(),
-            })
-        }),
-        Configure::NAME => call::<Configure>(req, |p| sup.configure(p.workload, p.start)),
-        Start::NAME => call::<Start>(req, |_| sup.start_workload()),
-        Stop::NAME => call::<Stop>(req, |p| sup.stop(grace(p))),
-        Restart::NAME => call::<Restart>(req, |p| sup.restart(grace(p))),
-        Status::NAME => call::<Status>(req, |_| Ok(sup.status())),
-        LogsTail::NAME => call::<LogsTail>(req, |p| {
-            let n = p.lines.min(MAX_TAIL_LINES) as usize;
-            Ok(match p.source {
-                LogSource::Workload => shared.workload_log.tail(n),
-                LogSource::Agent => shared.agent_log.tail(n),
-            })
-        }),
-        LogsFollow::NAME => match serde_json::from_value::<LogsParams>(if req.params.is_null() {
-            Value::Object(Default::default())
-        } else {
-            req.params.clone()
-        }) {
-            Ok(p) => Outcome::Follow(p),
-            Err(e) => Outcome::Reply(Err((
-                ErrorCode::BadRequest,
-                format!("logs.follow: invalid params: {e}"),
-            ))),
-        },
-        Stats::NAME => call::<Stats>(req, |_| {
-            let proc = &shared.proc_dir;
-            Ok(StatsResult {
-                uptime_ms: stats::uptime_ms(proc),
-                load: stats::load(proc),
-                memory: stats::memory(proc),
-                connections: stats::connections(proc, sup.port()),
-                workload_rss_kib: sup.pgid().map(|g| stats::group_rss_kib(proc, g)),
-                holds: shared
-                    .holds
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .list(Instant::now())
-                    .len() as u32,
-            })
-        }),
-        HoldAcquire::NAME => call::<HoldAcquire>(req, |p| {
-            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
-            holds
-                .acquire(&p.id, p.ttl_ms, Instant::now())
-                .map_err(hold_failure)
-        }),
-        HoldRenew::NAME => call::<HoldRenew>(req, |p| {
-            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
-            holds
-                .renew(&p.id, p.ttl_ms, Instant::now())
-                .map_err(hold_failure)
-        }),
-        HoldRelease::NAME => call::<HoldRelease>(req, |p| {
-            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(HoldReleased {
-                released: holds.release(&p.id, Instant::now()),
-            })
-        }),
-        HoldList::NAME => call::<HoldList>(req, |_| {
-            let mut holds = shared.holds.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(HoldListResult {
-                holds: holds.list(Instant::now()),
-            })
-        }),
-        SetTime::NAME => call::<SetTime>(req, |p| {
-            if !shared.config.allow_set_time {
-                return Err((
-                    ErrorCode::InvalidState,
-                    "time.set is disabled outside a guest".into(),
-                ));
-            }
-            let ts = nix::sys::time::TimeSpec::new(
-                (p.unix_ms / 1000) as i64,
-                ((p.unix_ms % 1000) * 1_000_000) as i64,
-            );
-            nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
-                .map_err(|e| (ErrorCode::Internal, format!("setting the clock: {e}")))?;
-            shared.log.line(&format!("clock set to {} ms", p.unix_ms));
-            Ok(Empty {})
-        }),
-        Shutdown::NAME => call::<Shutdown>(req, |_| Ok(Empty {})),
-        other => Outcome::Reply(Err((
-            ErrorCode::UnknownMethod,
-            format!("no method `{other}`"),
-        ))),
-    }
 }
