@@ -221,7 +221,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn remove_file(path: &Path) -> Result<()> {
+/// Removes `path`; absent is success.
+pub(super) fn remove_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path, e)),
         _ => Ok(()),

@@ -144,6 +144,11 @@ async fn run(
     let kind = services.backend_kind(record.resources.backend);
     let vmm = (services.vmm)(kind);
     let vm_config = plan::vm_config(&config, &record, backend_of(kind));
+    // The launch starts the console log before anything can fail.
+    undo.push("console log", {
+        let log = vm_config.paths.console_log.clone();
+        move || crate::host::blocking(move || super::evict::remove_file(&log))
+    });
     let vm: Arc<dyn Vm> = Arc::from(
         progress
             .step("vm", async {
