@@ -16,6 +16,7 @@ use serde::Serialize;
 
 pub use evict::EvictOptions;
 pub(crate) use evict::{evict, stop_vm};
+pub use recover::RecoverReport;
 pub(crate) use recover::{alive, needs_recovery, recover};
 pub(crate) use snap::snap;
 pub use snap::SnapReport;

@@ -3,7 +3,7 @@
 //! it. A `running` tenant whose VM died stays `running` (what should run):
 //! bringing it back is the health checks' job (`molt`, `watch`).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::store::TenantStatus;
 use crate::vmm::process::read_start_time;
@@ -22,30 +22,38 @@ fn interrupted(record: &crate::store::TenantRecord) -> bool {
     ) && record.owner.is_some_and(|owner| !alive(owner))
 }
 
-/// Finishes interrupted spawns and evicts.
-/// Returns the names it tore down.
-pub(crate) async fn recover(host: &Host) -> Result<Vec<String>> {
+/// What [`recover`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RecoverReport {
+    /// Tenants torn down and released.
+    pub torn_down: Vec<String>,
+    /// Tenants whose teardown failed, with the error; each stays `evicting`
+    /// with the failures in its `last_error` until it is evicted again.
+    pub failed: Vec<(String, Error)>,
+}
+
+/// Finishes interrupted spawns and evicts, and reports each outcome.
+pub(crate) async fn recover(host: &Host) -> Result<RecoverReport> {
     let registry = crate::host::blocking({
         let store = host.store().clone();
         move || Ok(store.read()?)
     })
     .await?;
-    let mut torn_down = Vec::new();
+    let mut report = RecoverReport::default();
     for record in registry.tenants.values() {
         if interrupted(record) {
             tracing::warn!(tenant = %record.name, status = %record.status, "finishing an interrupted operation");
             let services = host.services().await?;
             // Another process may be finishing it at the same time; the
             // teardown is idempotent and a release of a released entry is fine.
-            if finish(host, &services, record, EvictOptions::default())
-                .await
-                .is_ok()
-            {
-                torn_down.push(record.name.clone());
+            match finish(host, &services, record, EvictOptions::default()).await {
+                Ok(()) => report.torn_down.push(record.name.clone()),
+                Err(err) => report.failed.push((record.name.clone(), err)),
             }
         }
     }
-    Ok(torn_down)
+    Ok(report)
 }
 
 /// Whether the process `identity` names still runs (pid and start time
