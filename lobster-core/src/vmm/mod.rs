@@ -364,46 +364,54 @@ pub(crate) fn remove_socket(vm: &str, path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// The backend the host configuration asks for. `auto` picks Firecracker
-/// when its binary exists and KVM really runs guests (the boot probe of
-/// [`qemu::accel`] where QEMU is installed, else the KVM_RUN probe alone),
-/// else QEMU. The choice is logged.
+/// The backend the host configuration asks for; `auto` is resolved by
+/// [`auto_backend`] with the host's [`kvm_runs_guests`] probe.
 pub fn backend_for(config: &crate::config::Config) -> Box<dyn Vmm> {
     use crate::config::Backend;
-    let firecracker = || -> Box<dyn Vmm> {
-        Box::new(firecracker::FirecrackerVmm::new(
-            firecracker::FirecrackerSettings::from_config(&config.vmm),
-        ))
+    let kind = match config.vmm.backend {
+        Backend::Firecracker => BackendKind::Firecracker,
+        Backend::Qemu => BackendKind::Qemu,
+        Backend::Auto => auto_backend(config, || kvm_runs_guests(config)),
     };
-    let qemu = || -> Box<dyn Vmm> {
-        Box::new(qemu::QemuVmm::new(qemu::QemuSettings::from_config(
+    match kind {
+        BackendKind::Firecracker => Box::new(firecracker::FirecrackerVmm::new(
+            firecracker::FirecrackerSettings::from_config(&config.vmm),
+        )),
+        BackendKind::Qemu => Box::new(qemu::QemuVmm::new(qemu::QemuSettings::from_config(
             &config.vmm,
             &config.paths.kernel,
-        )))
+        ))),
+    }
+}
+
+/// What `auto` picks: Firecracker when its binary exists and `kvm` (asked
+/// only then) finds that KVM really runs guests, else QEMU. The choice is
+/// logged.
+pub fn auto_backend(
+    config: &crate::config::Config,
+    kvm: impl FnOnce() -> Result<(), String>,
+) -> BackendKind {
+    let Some(binary) = crate::host::find_program(&config.vmm.firecracker.binary) else {
+        tracing::info!(firecracker = %config.vmm.firecracker.binary.display(), "vmm backend: qemu (no firecracker binary)");
+        return BackendKind::Qemu;
     };
-    match config.vmm.backend {
-        Backend::Firecracker => firecracker(),
-        Backend::Qemu => qemu(),
-        Backend::Auto => {
-            let binary = crate::host::find_program(&config.vmm.firecracker.binary);
-            let kvm = match crate::host::find_program(&config.vmm.qemu.binary) {
-                Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
-                None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
-            };
-            match (binary, kvm) {
-                (Some(path), Ok(())) => {
-                    tracing::info!(binary = %path.display(), "vmm backend: firecracker");
-                    firecracker()
-                }
-                (binary, kvm) => {
-                    tracing::info!(
-                        firecracker = ?binary,
-                        kvm = ?kvm.err(),
-                        "vmm backend: qemu"
-                    );
-                    qemu()
-                }
-            }
+    match kvm() {
+        Ok(()) => {
+            tracing::info!(binary = %binary.display(), "vmm backend: firecracker");
+            BackendKind::Firecracker
         }
+        Err(kvm) => {
+            tracing::info!(%kvm, "vmm backend: qemu (kvm does not run guests)");
+            BackendKind::Qemu
+        }
+    }
+}
+
+/// Whether KVM really runs guests here: the boot probe of [`qemu::accel`]
+/// where QEMU is installed, else the KVM_RUN probe alone.
+pub fn kvm_runs_guests(config: &crate::config::Config) -> Result<(), String> {
+    match crate::host::find_program(&config.vmm.qemu.binary) {
+        Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
+        None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
     }
 }
