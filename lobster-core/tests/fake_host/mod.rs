@@ -14,6 +14,9 @@
 //! process: when it dies, they close and the agent's workload is stopped,
 //! so nothing of a dead guest answers or runs.
 //!
+//! The process comparison sees every child of the test process, so each
+//! test needs its own process (nextest).
+//!
 //! Local test kit: to be folded into `lobster-testkit`.
 #![allow(dead_code)]
 
