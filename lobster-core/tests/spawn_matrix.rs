@@ -263,6 +263,23 @@ async fn overlay_failure_releases_the_allocation() {
         .unwrap_err();
     std::fs::remove_dir_all(&blocker).unwrap();
     failed_at(err, "overlay", 1);
+    rig.assert_state(&baseline, "template file taken").await;
+
+    // The template is made but cannot be moved into place (its name is
+    // taken by a directory): its temporary file must not stay behind.
+    let taken = rig
+        .config()
+        .paths
+        .overlays_dir
+        .join(".templates/blank-80m.ext4");
+    std::fs::create_dir_all(taken.join("x")).unwrap();
+    let err = rig
+        .host
+        .spawn(spec("alice").overlay_size_mib(80).build().unwrap())
+        .await
+        .unwrap_err();
+    std::fs::remove_dir_all(&taken).unwrap();
+    failed_at(err, "overlay", 1);
     then_alice_spawns_and_evicts(&rig, &baseline, "overlay").await;
 }
 
