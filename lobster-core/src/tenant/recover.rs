@@ -22,7 +22,7 @@ fn interrupted(record: &crate::store::TenantRecord) -> bool {
     ) && record.owner.is_some_and(|owner| !alive(owner))
 }
 
-/// What [`recover`] did.
+/// What [`Host::recover`] did.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct RecoverReport {
