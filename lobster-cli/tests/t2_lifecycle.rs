@@ -22,10 +22,12 @@ const TCP_CONNECT_ENV: &str = "LOBSTER_T2_TCP_CONNECT";
 /// The workload of every test tenant: serves `hello from $TENANT` on the
 /// gateway port and, once a second, tries a TCP connect to each address in
 /// `$PROBES` (`name=ip:port ...`) from inside the guest, writing `probe.txt`
-/// (`name=reached` or `name=blocked (<errno text>)`). perl-base is in every
-/// Debian minbase; busybox's static wget crashes, so it is not used.
+/// (`name=reached` or `name=blocked (<errno text>)`). It also serves
+/// `secret.txt`, the `API_KEY` secret it got (or `none`). perl-base is in
+/// every Debian minbase; busybox's static wget crashes, so it is not used.
 const WORKLOAD: &str = r#"mkdir -p /tmp/w
 echo "hello from $TENANT" > /tmp/w/index.html
+echo "secret=${API_KEY:-none}" > /tmp/w/secret.txt
 (n=0; while true; do
   n=$((n+1))
   { echo "round=$n"; for p in $PROBES; do
@@ -147,18 +149,27 @@ impl Lobster {
 
     /// `lobsterd spawn` of the test workload; returns the CLI's output.
     fn spawn(&self, name: &str, probes: &str) -> Output {
+        self.spawn_with(name, probes, &[])
+    }
+
+    /// [`Lobster::spawn`] with more spawn options.
+    fn spawn_with(&self, name: &str, probes: &str, options: &[&str]) -> Output {
         let started = Instant::now();
-        let out = self.run(&[
+        let tenant = format!("TENANT={name}");
+        let probes = format!("PROBES={probes}");
+        let mut args = vec![
             "--json",
             "spawn",
             name,
             "--command",
             WORKLOAD,
             "--env",
-            &format!("TENANT={name}"),
+            &tenant,
             "--env",
-            &format!("PROBES={probes}"),
-        ]);
+            &probes,
+        ];
+        args.extend_from_slice(options);
+        let out = self.run(&args);
         eprintln!(
             "spawn {name}: exit {:?} after {:?}\n{}",
             out.status.code(),
@@ -341,6 +352,45 @@ fn processes_naming(path: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// A proxy admin API that accepts connections and never answers, so a
+/// spawn's route step hangs until the test kills it. Stopping it closes
+/// every connection: the admin address is then refused (a proxy that is
+/// down), which the next command's teardown accepts.
+struct SilentAdmin {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentAdmin {
+    fn start(addr: &str) -> SilentAdmin {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentAdmin {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
 /// Connects to `target` as `uid` in a child process of this binary.
 fn tcp_connect_as(test: &str, uid: u32, target: SocketAddr) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
@@ -390,13 +440,55 @@ fn two_tenants_route_isolate_and_evict() {
         let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(a["status"], "running");
         assert_eq!(a["allocation"]["guest_ip"], "10.200.0.2");
-        let out = lobster.spawn("b", "agw=10.200.0.2:9000");
+        // b with every sizing option and a secret from a file.
+        let secrets = lobster.dir.path().join("b-secrets.env");
+        std::fs::write(&secrets, "# for b\nAPI_KEY=sk-b-4242\n").unwrap();
+        let out = lobster.spawn_with(
+            "b",
+            "agw=10.200.0.2:9000",
+            &[
+                "--memory-mib",
+                "320",
+                "--overlay-size-mib",
+                "300",
+                "--backend",
+                "qemu",
+                "--secrets-file",
+                secrets.to_str().unwrap(),
+            ],
+        );
         assert!(out.status.success(), "spawn b failed");
+        assert!(
+            !output(&out).contains("sk-b-4242"),
+            "the secret was printed"
+        );
         let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(b["resources"]["memory_mib"], 320, "{b}");
+        assert_eq!(b["resources"]["overlay_size_mib"], 300, "{b}");
+        assert_eq!(b["resources"]["backend"], "qemu", "{b}");
+        let qemu = processes_naming(&lobster.state().join("run/b.sock"));
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", qemu[0])).unwrap();
+        let argv: Vec<&[u8]> = cmdline.split(|c| *c == 0).collect();
+        assert!(
+            argv.windows(2).any(|w| w == [&b"-m"[..], &b"320M"[..]]),
+            "b's VM does not get 320 MiB: {}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        let disk = lobster
+            .state()
+            .join(format!("overlays/b-{}.ext4", b["id"].as_str().unwrap()));
+        assert_eq!(std::fs::metadata(&disk).unwrap().len(), 300 << 20);
 
         // Each route reaches its own tenant's workload through Caddy.
         wait_for_page("a", "/", "hello from a", Duration::from_secs(60));
         wait_for_page("b", "/", "hello from b", Duration::from_secs(60));
+        wait_for_page(
+            "b",
+            "/secret.txt",
+            "secret=sk-b-4242",
+            Duration::from_secs(10),
+        );
+        wait_for_page("a", "/secret.txt", "secret=none", Duration::from_secs(10));
 
         // From inside guest a: b's gateway, agent and health ports, and the
         // host (its own side and b's) are all unreachable. Wait for a round
@@ -490,6 +582,16 @@ fn two_tenants_route_isolate_and_evict() {
             "the snapshot is not a's disk:\n{meta}"
         );
         wait_for_page("a", "/", "hello from a", Duration::from_secs(10));
+        // snap --output: the archive goes where it is told.
+        let wanted = lobster.dir.path().join("a-disk.ext4.zst");
+        let out = lobster.run(&["--json", "snap", "a", "--output", wanted.to_str().unwrap()]);
+        assert!(out.status.success(), "snap --output: {}", output(&out));
+        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(snap["path"], wanted.to_str().unwrap(), "{snap}");
+        assert_eq!(
+            std::fs::metadata(&wanted).unwrap().len(),
+            snap["archive_bytes"].as_u64().unwrap()
+        );
 
         // Evict a: nothing of it is left, b still answers.
         let out = lobster.run(&["evict", "-y", "a"]);
@@ -544,9 +646,29 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
         |_ctx: &Ctx| {
             require_t2();
             let lobster = Lobster::init(2, true);
-            for phase in ["overlay", "network", "firewall", "vm", "agent"] {
+            // A secret, so the spawn has a secrets phase to be killed in.
+            let secrets = lobster.dir.path().join("k-secrets.env");
+            std::fs::write(&secrets, "API_KEY=sk-k\n").unwrap();
+            // The route step hangs on a silent admin API, so a VMM runs
+            // whenever the kill lands from the agent phase on (the secrets
+            // and workload phases are short calls: the kill lands in them
+            // or in a later step, at the latest in the hanging route).
+            let phases = [
+                "overlay", "network", "firewall", "vm", "agent", "secrets", "workload", "route",
+            ];
+            for phase in phases {
+                let admin = SilentAdmin::start("127.0.0.1:2019");
                 let mut child = lobster
-                    .command(&["spawn", "k", "--command", WORKLOAD, "--env", "TENANT=k"])
+                    .command(&[
+                        "spawn",
+                        "k",
+                        "--command",
+                        WORKLOAD,
+                        "--env",
+                        "TENANT=k",
+                        "--secrets-file",
+                        secrets.to_str().unwrap(),
+                    ])
                     .stderr(Stdio::piped())
                     .stdout(Stdio::null())
                     .spawn()
@@ -562,7 +684,7 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                     }
                 }
                 let socket = lobster.state().join("run/k.sock");
-                if phase == "agent" {
+                if ["agent", "secrets", "workload", "route"].contains(&phase) {
                     // The control: a VMM really runs (in its own session, so it
                     // survives the CLI) when the CLI dies.
                     let deadline = Instant::now() + Duration::from_secs(5);
@@ -577,6 +699,7 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                 child.kill().unwrap(); // SIGKILL
                 eprintln!("killed spawn at {phase} after: {seen:?}");
                 child.wait().unwrap();
+                admin.stop();
                 assert!(
                     seen.iter().any(|l| l.contains(&marker)),
                     "never reached {phase}: {seen:?}"

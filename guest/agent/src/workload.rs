@@ -183,23 +183,16 @@ impl Supervisor {
 
     fn after_exit(&self, s: &mut State, exit: ExitInfo, ran: Duration) {
         s.last_exit = Some(exit);
-        let failed = exit.code != Some(0);
         let policy = s.spec.as_ref().map(|w| w.restart).unwrap_or_default();
-        let again = s.desired
-            && match policy {
-                RestartPolicy::Always => true,
-                RestartPolicy::OnFailure => failed,
-                RestartPolicy::Never => false,
-            };
-        if again {
-            if ran >= STABLE_RUN {
-                s.backoff = BACKOFF_MIN;
-            }
-            s.restart_at = Some(Instant::now() + s.backoff);
+        let delay = match s.desired {
+            true => restart_delay(policy, exit, ran, &mut s.backoff),
+            false => None,
+        };
+        if let Some(delay) = delay {
+            s.restart_at = Some(Instant::now() + delay);
             self.ctx
                 .log
-                .line(&format!("workload: restarting in {}s", s.backoff.as_secs()));
-            s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
+                .line(&format!("workload: restarting in {}s", delay.as_secs()));
         } else {
             s.exited = s.desired;
             s.desired = false;
@@ -409,6 +402,32 @@ impl Supervisor {
     }
 }
 
+/// The restart policy with its backoff: after a run of `ran` that ended
+/// with `exit`, how long until the workload is started again (`None`: it
+/// stays down). `backoff` is the next delay: it doubles from 1 s up to
+/// 30 s, and a run of at least 60 s resets it.
+fn restart_delay(
+    policy: RestartPolicy,
+    exit: ExitInfo,
+    ran: Duration,
+    backoff: &mut Duration,
+) -> Option<Duration> {
+    let again = match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => exit.code != Some(0),
+        RestartPolicy::Never => false,
+    };
+    if !again {
+        return None;
+    }
+    if ran >= STABLE_RUN {
+        *backoff = BACKOFF_MIN;
+    }
+    let delay = *backoff;
+    *backoff = (delay * 2).min(BACKOFF_MAX);
+    Some(delay)
+}
+
 fn status_of(s: &State, default_command: &[String]) -> WorkloadStatus {
     let now = Instant::now();
     let state = match (&s.spec, &s.run, s.restart_at, s.exited) {
@@ -493,4 +512,86 @@ fn kill_stale_group(state_dir: &Path) {
         }
     }
     let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAILED: ExitInfo = ExitInfo {
+        code: Some(1),
+        signal: None,
+    };
+    const SUCCEEDED: ExitInfo = ExitInfo {
+        code: Some(0),
+        signal: None,
+    };
+    const KILLED: ExitInfo = ExitInfo {
+        code: None,
+        signal: Some(9),
+    };
+
+    fn secs(delays: &[Option<Duration>]) -> Vec<Option<u64>> {
+        delays.iter().map(|d| d.map(|d| d.as_secs())).collect()
+    }
+
+    #[test]
+    fn quick_failures_back_off_doubling_from_one_second_to_thirty() {
+        let mut backoff = BACKOFF_MIN;
+        let delays: Vec<_> = (0..8)
+            .map(|_| restart_delay(RestartPolicy::Always, FAILED, Duration::ZERO, &mut backoff))
+            .collect();
+        assert_eq!(
+            secs(&delays),
+            [1, 2, 4, 8, 16, 30, 30, 30].map(Some).to_vec()
+        );
+    }
+
+    #[test]
+    fn a_run_of_a_minute_resets_the_backoff() {
+        let mut backoff = BACKOFF_MIN;
+        for _ in 0..4 {
+            restart_delay(
+                RestartPolicy::Always,
+                FAILED,
+                Duration::from_secs(1),
+                &mut backoff,
+            );
+        }
+        assert_eq!(backoff, Duration::from_secs(16));
+        let just_short = STABLE_RUN - Duration::from_millis(1);
+        let delay = restart_delay(RestartPolicy::Always, FAILED, just_short, &mut backoff);
+        assert_eq!(delay, Some(Duration::from_secs(16)));
+        let delay = restart_delay(RestartPolicy::Always, FAILED, STABLE_RUN, &mut backoff);
+        assert_eq!(delay, Some(Duration::from_secs(1)));
+        assert_eq!(backoff, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn each_policy_restarts_what_it_names() {
+        let cases = [
+            (RestartPolicy::Always, [Some(1), Some(1), Some(1)]),
+            (RestartPolicy::OnFailure, [None, Some(1), Some(1)]),
+            (RestartPolicy::Never, [None, None, None]),
+        ];
+        for (policy, want) in cases {
+            let got: Vec<_> = [SUCCEEDED, FAILED, KILLED]
+                .map(|exit| {
+                    let mut backoff = BACKOFF_MIN;
+                    restart_delay(policy, exit, Duration::ZERO, &mut backoff)
+                })
+                .to_vec();
+            assert_eq!(secs(&got), want.to_vec(), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn no_restart_leaves_the_backoff_alone() {
+        let mut backoff = Duration::from_secs(8);
+        assert_eq!(
+            restart_delay(RestartPolicy::Never, FAILED, STABLE_RUN, &mut backoff),
+            None
+        );
+        assert_eq!(backoff, Duration::from_secs(8));
+    }
 }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health::{MoltReport, Overview};
 use crate::tenant::progress::ProgressSink;
-use crate::tenant::{EvictOptions, SnapReport, Tenant, TenantSpec};
+use crate::tenant::{EvictOptions, RecoverReport, SnapReport, Tenant, TenantSpec};
 
 /// A lobster host: its configuration and its registry.
 #[derive(Debug, Clone)]
@@ -184,10 +184,11 @@ impl Host {
         crate::tenant::snap(&self.context, name, output).await
     }
 
-    /// Finishes spawns and evicts whose process died midway; returns the
-    /// tenants it tore down. Every spawn and
-    /// evict does this first.
-    pub async fn recover(&self) -> Result<Vec<String>> {
+    /// Finishes spawns and evicts whose process died midway; reports the
+    /// tenants it tore down and those whose teardown failed. Every spawn,
+    /// evict, list and molt does this first (and leaves a failed teardown
+    /// to the tenant's `evicting` status and `last_error`).
+    pub async fn recover(&self) -> Result<RecoverReport> {
         crate::tenant::recover(&self.context).await
     }
 

@@ -196,7 +196,10 @@ pub fn blank_template(dir: &Path, size_mib: u32) -> Result<PathBuf> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
-    std::fs::rename(&tmp, &template).map_err(io("cannot move template into place:"))?;
+    if let Err(source) = std::fs::rename(&tmp, &template) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("cannot move template into place:")(source));
+    }
     Ok(template)
 }
 

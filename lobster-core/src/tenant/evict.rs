@@ -156,7 +156,8 @@ async fn teardown(
     failures
 }
 
-fn remove_file(path: &Path) -> Result<()> {
+/// Removes `path`; absent is success.
+pub(super) fn remove_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path, e)),
         _ => Ok(()),

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
+pub use recover::RecoverReport;
 pub(crate) use recover::{needs_recovery, recover};
 pub(crate) use snap::snap;
 pub use snap::SnapReport;

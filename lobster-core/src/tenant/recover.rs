@@ -4,7 +4,7 @@
 //! bringing it back is the health checks' job (`molt`, `watch`).
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{Registry, TenantRecord, TenantStatus};
 
 use super::evict::{finish, EvictOptions};
@@ -21,24 +21,32 @@ fn interrupted(record: &TenantRecord) -> bool {
     ) && record.owner.is_some_and(|owner| !owner.is_alive())
 }
 
-/// Finishes interrupted spawns and evicts.
-/// Returns the names it tore down.
-pub(crate) async fn recover(context: &Context) -> Result<Vec<String>> {
+/// What [`crate::Host::recover`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RecoverReport {
+    /// Tenants torn down and released.
+    pub torn_down: Vec<String>,
+    /// Tenants whose teardown failed, with the error; each stays `evicting`
+    /// with the failures in its `last_error` until it is evicted again.
+    pub failed: Vec<(String, Error)>,
+}
+
+/// Finishes interrupted spawns and evicts, and reports each outcome.
+pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
     let registry = context.registry().await?;
-    let mut torn_down = Vec::new();
+    let mut report = RecoverReport::default();
     for record in registry.tenants.values() {
         if interrupted(record) {
             tracing::warn!(tenant = %record.name, status = %record.status, "finishing an interrupted operation");
             let services = context.services().await?;
             // Another process may be finishing it at the same time; the
             // teardown is idempotent and a release of a released entry is fine.
-            if finish(context, &services, record, EvictOptions::default())
-                .await
-                .is_ok()
-            {
-                torn_down.push(record.name.clone());
+            match finish(context, &services, record, EvictOptions::default()).await {
+                Ok(()) => report.torn_down.push(record.name.clone()),
+                Err(err) => report.failed.push((record.name.clone(), err)),
             }
         }
     }
-    Ok(torn_down)
+    Ok(report)
 }

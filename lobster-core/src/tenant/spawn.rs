@@ -144,6 +144,11 @@ async fn run(
     *step = "vm";
     let (kind, vm_config) = plan::vm(&config, &record, services.default_backend);
     let vmm = (services.vmm)(kind);
+    // The launch starts the console log before anything can fail.
+    undo.push("console log", {
+        let log = vm_config.paths.console_log.clone();
+        move || crate::base::blocking(move || super::evict::remove_file(&log))
+    });
     let vm: Arc<dyn Vm> = Arc::from(
         progress
             .step("vm", async {

@@ -376,31 +376,43 @@ pub fn backend(kind: BackendKind, config: &crate::config::Config) -> Box<dyn Vmm
     }
 }
 
-/// Which backend the host configuration asks for. `auto` picks Firecracker
-/// when its binary exists and KVM really runs guests (the boot probe of
-/// [`qemu::accel`] where QEMU is installed, else the KVM_RUN probe alone),
-/// else QEMU. The choice is logged.
+/// Which backend the host configuration asks for; `auto` is resolved by
+/// [`auto_backend`] with the host's [`kvm_runs_guests`] probe.
 pub fn choose_backend(config: &crate::config::Config) -> BackendKind {
-    if let Some(kind) = config.vmm.backend.kind() {
-        return kind;
+    match config.vmm.backend.kind() {
+        Some(kind) => kind,
+        None => auto_backend(config, || kvm_runs_guests(config)),
     }
-    let binary = crate::base::find_program(&config.vmm.firecracker.binary);
-    let kvm = match crate::base::find_program(&config.vmm.qemu.binary) {
-        Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
-        None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
+}
+
+/// What `auto` picks: Firecracker when its binary exists and `kvm` (asked
+/// only then) finds that KVM really runs guests, else QEMU. The choice is
+/// logged.
+pub fn auto_backend(
+    config: &crate::config::Config,
+    kvm: impl FnOnce() -> Result<(), String>,
+) -> BackendKind {
+    let Some(binary) = crate::base::find_program(&config.vmm.firecracker.binary) else {
+        tracing::info!(firecracker = %config.vmm.firecracker.binary.display(), "vmm backend: qemu (no firecracker binary)");
+        return BackendKind::Qemu;
     };
-    match (binary, kvm) {
-        (Some(path), Ok(())) => {
-            tracing::info!(binary = %path.display(), "vmm backend: firecracker");
+    match kvm() {
+        Ok(()) => {
+            tracing::info!(binary = %binary.display(), "vmm backend: firecracker");
             BackendKind::Firecracker
         }
-        (binary, kvm) => {
-            tracing::info!(
-                firecracker = ?binary,
-                kvm = ?kvm.err(),
-                "vmm backend: qemu"
-            );
+        Err(kvm) => {
+            tracing::info!(%kvm, "vmm backend: qemu (kvm does not run guests)");
             BackendKind::Qemu
         }
+    }
+}
+
+/// Whether KVM really runs guests here: the boot probe of [`qemu::accel`]
+/// where QEMU is installed, else the KVM_RUN probe alone.
+pub fn kvm_runs_guests(config: &crate::config::Config) -> Result<(), String> {
+    match crate::base::find_program(&config.vmm.qemu.binary) {
+        Some(qemu) => qemu::accel::kvm_usable(&qemu, &config.paths.kernel),
+        None => crate::sys::kvm::probe_kvm_runs_guest().map_err(|e| e.to_string()),
     }
 }
