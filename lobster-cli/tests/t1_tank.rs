@@ -19,8 +19,9 @@ use lobster_core::config::Config;
 use lobster_core::health::{
     Check, CheckResult, HealthState, TenantHealth, TenantWatch, Verdict, WatchStatus,
 };
-use lobster_core::store::{NewTenant, Resources, RunningVm, Store, TenantStatus};
+use lobster_core::store::{RunningVm, Store, TenantStatus};
 use lobster_core::vmm::{BackendKind, VmIdentity};
+use lobster_testkit::registry::new_tenant;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -196,22 +197,9 @@ impl Host {
             start_time: start_time(self.vmm.id()),
         };
         for name in ["alpha", "bravo", "charlie"] {
-            let record = store
-                .allocate(
-                    &config,
-                    NewTenant {
-                        name: name.into(),
-                        resources: Resources {
-                            vcpus: 2,
-                            memory_mib: 256,
-                            overlay_size_mib: 512,
-                            backend: None,
-                        },
-                        workload: Default::default(),
-                        owner: None,
-                    },
-                )
-                .unwrap();
+            let mut new = new_tenant(name);
+            new.resources.vcpus = 2;
+            let record = store.allocate(&config, new).unwrap();
             self.ips
                 .insert(name.into(), record.allocation.guest_ip.to_string());
             store

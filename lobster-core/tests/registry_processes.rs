@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store};
+use lobster_core::store::Store;
+use lobster_testkit::registry::new_tenant;
 
 const WORKER_ENV: &str = "LOBSTER_REGISTRY_WORKER";
 const PROCESSES: usize = 32;
@@ -46,20 +47,6 @@ fn config() -> Config {
     config
 }
 
-fn new(name: String) -> NewTenant {
-    NewTenant {
-        name,
-        resources: Resources {
-            vcpus: 1,
-            memory_mib: 256,
-            overlay_size_mib: 512,
-            backend: None,
-        },
-        workload: Default::default(),
-        owner: None,
-    }
-}
-
 /// Allocates `PER_PROCESS` tenants, releasing every other one right away;
 /// prints the names it kept.
 fn churn_worker(dir: &Path) {
@@ -69,7 +56,7 @@ fn churn_worker(dir: &Path) {
     for i in 0..PER_PROCESS {
         let name = format!("p{pid}-{i}");
         store
-            .allocate(&config, new(name.clone()))
+            .allocate(&config, new_tenant(&name))
             .expect("allocate");
         if i % 2 == 1 {
             store.release(&name).expect("release");
@@ -86,7 +73,7 @@ fn writer_worker(dir: &Path) {
     let mut i = 0u64;
     loop {
         let name = format!("churn{}", i % 2);
-        let _ = store.allocate(&config, new(name.clone()));
+        let _ = store.allocate(&config, new_tenant(&name));
         let _ = store.release(&name);
         i += 1;
     }
@@ -194,7 +181,7 @@ fn sigkill_mid_write() -> Result<(), Failed> {
     let config = config();
     // A registry large enough that a write takes a while.
     for i in 0..200 {
-        store.allocate(&config, new(format!("base{i}")))?;
+        store.allocate(&config, new_tenant(&format!("base{i}")))?;
     }
     for round in 0..12u64 {
         let mut child = spawn_worker("writer", dir.path());

@@ -3,8 +3,6 @@
 //! stops routing removed routes, carries WebSocket upgrades, retries dials
 //! while a backend starts, and gets its routes back after a restart.
 
-mod t1_network_support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use lobster_core::proxy::{
     ensure_running, prepare, Caddy, CaddyStart, ProxyError, ProxySettings, SpawnOptions,
     TenantRoute,
 };
-use t1_network_support::{in_netns, require, Ctx};
+use lobster_testkit::netns::{in_netns, require, Ctx};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use lobster_core::config::VmmConfig;
 use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
-use lobster_core::vmm::{ConsoleLog, Drive, Jail, VmConfig, VmPaths, VmStatus, Vmm};
-
-const MARKER: &str = "LOBSTER-TEST-GUEST-READY";
+use lobster_core::vmm::{ConsoleLog, Jail, VmConfig, VmStatus, Vmm};
+use lobster_testkit::images::{test_guest, TEST_GUEST_READY as MARKER};
+use lobster_testkit::vm::blank_disks;
+use lobster_testkit::Evidence;
 
 fn on_path(name: &str) -> PathBuf {
     std::env::var_os("PATH")
@@ -25,62 +26,17 @@ fn on_path(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("missing `{name}` on PATH"))
 }
 
-fn images() -> PathBuf {
-    std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"))
-}
-
-/// Copies the guest images into `dir` (the jailer hard-links from there,
-/// so they must share its filesystem) and describes a 1-vCPU VM.
+/// Copies the test guest into `dir` (the jailer hard-links from there, so
+/// it must share its filesystem) and describes a 1-vCPU VM.
 fn vm_config(dir: &Path, name: &str) -> VmConfig {
-    let kernel = images().join("kernel/vmlinux");
-    let initrd = images().join("test/initramfs.cpio.gz");
-    for file in [&kernel, &initrd] {
-        assert!(
-            file.exists(),
-            "missing {} (run guest/images/kernel.sh and test-initramfs.sh)",
-            file.display()
-        );
-    }
+    let (kernel, initrd) = test_guest("vmlinux");
     std::fs::copy(&kernel, dir.join("vmlinux")).unwrap();
     std::fs::copy(&initrd, dir.join("initrd")).unwrap();
-    for disk in ["base.img", "overlay.img"] {
-        std::fs::File::create(dir.join(disk))
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
-    }
-    VmConfig {
-        vm_id: name.into(),
-        kernel: dir.join("vmlinux"),
-        initrd: Some(dir.join("initrd")),
-        boot_args: String::new(),
-        drives: vec![
-            Drive {
-                id: "rootfs".into(),
-                path: dir.join("base.img"),
-                read_only: true,
-                rate_limiter: None,
-            },
-            Drive {
-                id: "overlay".into(),
-                path: dir.join("overlay.img"),
-                read_only: false,
-                rate_limiter: None,
-            },
-        ],
-        nic: None,
-        vcpus: 1,
-        memory_mib: 128,
-        paths: VmPaths {
-            api_socket: dir.join("fc.sock"),
-            console_log: dir.join("console.log"),
-            console_log_max_bytes: 4 << 20,
-            snapshot_dir: dir.join("snapshot"),
-        },
-        jail: None,
-    }
+    let mut config = lobster_testkit::vm::vm_config(dir, name, dir.join("vmlinux"));
+    config.initrd = Some(dir.join("initrd"));
+    config.boot_args = String::new();
+    blank_disks(&config);
+    config
 }
 
 fn backend() -> FirecrackerVmm {
@@ -90,20 +46,9 @@ fn backend() -> FirecrackerVmm {
     FirecrackerVmm::new(FirecrackerSettings::from_config(&config))
 }
 
-/// Prints the console log when the test fails.
-struct Evidence(ConsoleLog);
-
-impl Drop for Evidence {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- console ----\n{}\n----", self.0.tail_bytes(16 * 1024));
-        }
-    }
-}
-
 async fn run_flows(config: &VmConfig) {
     let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
-    let _evidence = Evidence(console.clone());
+    let _evidence = Evidence::new(&config.paths.console_log);
     let vmm = backend();
     let vm = vmm.launch(config).await.expect("launch");
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);

@@ -9,47 +9,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lobster_core::agent::WorkloadState;
-use lobster_core::config::{Config, PathsConfig};
+use lobster_core::config::Config;
 use lobster_core::health::{
-    molt_with, Doctor, Event, EventRecord, EventSink, FakeGuests, HealthState, Repair,
-    WatchOptions, WatchStatus, Watchdog,
+    molt_with, Event, EventRecord, EventSink, HealthState, Repair, WatchStatus, Watchdog,
 };
-use lobster_core::host::Services;
-use lobster_core::network::firewall::{
-    tenant_chain_prefix, Firewall, FirewallSettings, MemoryBackend,
-};
-use lobster_core::network::{FakeNetwork, MacAddr, NetworkOps, TenantNet};
-use lobster_core::proxy::{FakeRoutes, ProxySettings, RouteOps, TenantRoute};
-use lobster_core::store::{NewTenant, Resources, TenantRecord, TenantStatus};
+use lobster_core::network::firewall::tenant_chain_prefix;
+use lobster_core::network::{MacAddr, NetworkOps, TenantNet};
+use lobster_core::proxy::{RouteOps, TenantRoute};
+use lobster_core::store::{TenantRecord, TenantStatus};
 use lobster_core::tenant::plan;
-use lobster_core::vmm::{BackendKind, Vmm};
-use lobster_core::Host;
+use lobster_testkit::rig::FakeHost;
 
 /// A host over fakes, a watchdog on it, and the events it emitted.
 struct Rig {
-    dir: tempfile::TempDir,
-    host: Host,
-    network: Arc<FakeNetwork>,
-    firewall: Arc<Firewall<MemoryBackend>>,
-    routes: Arc<FakeRoutes>,
-    guests: Arc<FakeGuests>,
-    doctor: Doctor,
+    fake: FakeHost,
     events: Arc<Mutex<Vec<EventRecord>>>,
     watchdog: Watchdog,
 }
 
-fn config(root: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config {
-        paths: PathsConfig::under(root),
-        ..Config::default()
-    };
-    config.network.pool = "10.0.0.0/16".into();
-    config.watchdog.backoff_base_ms = 0;
-    config.watchdog.backoff_max_ms = 0;
-    config.watchdog.cooldown_ms = 0;
-    config.watchdog.max_repair_attempts = 3;
-    tweak(&mut config);
-    config
+/// The host's parts (`rig.host`, `rig.guests`, ...) are the fake host's.
+impl std::ops::Deref for Rig {
+    type Target = FakeHost;
+
+    fn deref(&self) -> &FakeHost {
+        &self.fake
+    }
 }
 
 impl Rig {
@@ -59,44 +43,19 @@ impl Rig {
     }
 
     async fn with(names: &[&str], tweak: impl FnOnce(&mut Config)) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), tweak);
-        let network = Arc::new(FakeNetwork::new());
-        let firewall = Arc::new(Firewall::new(
-            MemoryBackend::default(),
-            FirewallSettings::from_config(&config.network).unwrap(),
-        ));
-        let routes = Arc::new(FakeRoutes::new(ProxySettings::from_config(&config)));
-        let guests = Arc::new(FakeGuests::new());
-        let services = Services {
-            network: network.clone(),
-            firewall: firewall.clone(),
-            routes: routes.clone(),
-            default_backend: BackendKind::Firecracker,
-            vmm: Arc::new(|kind: BackendKind| -> Arc<dyn Vmm> {
-                panic!("the doctor built a {kind:?} VMM although its guest side is faked")
-            }),
-        };
-        let host = Host::with_services(config, services).unwrap();
-        let doctor = Doctor::with_guests(&host, host.services().await.unwrap(), guests.clone());
+        let fake = FakeHost::new(|config| {
+            config.watchdog.max_repair_attempts = 3;
+            tweak(config);
+        })
+        .await;
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink: EventSink = {
             let events = events.clone();
             Arc::new(move |e: &EventRecord| events.lock().unwrap().push(e.clone()))
         };
-        let options = WatchOptions {
-            host_setup: false,
-            write_status: true,
-        };
-        let watchdog = Watchdog::new(doctor.clone(), options, sink);
+        let watchdog = fake.watchdog(sink);
         let rig = Rig {
-            dir,
-            host,
-            network,
-            firewall,
-            routes,
-            guests,
-            doctor,
+            fake,
             events,
             watchdog,
         };
@@ -104,49 +63,6 @@ impl Rig {
             rig.spawn(name).await;
         }
         rig
-    }
-
-    fn config(&self) -> &Config {
-        self.host.config()
-    }
-
-    /// Registers `name` (status `creating`, no VM) like a spawn's first step.
-    fn allocate(&self, name: &str) -> TenantRecord {
-        let new = NewTenant {
-            name: name.into(),
-            resources: Resources {
-                vcpus: 1,
-                memory_mib: 256,
-                overlay_size_mib: 512,
-                backend: None,
-            },
-            workload: Default::default(),
-            owner: None,
-        };
-        self.host.store().allocate(self.config(), new).unwrap()
-    }
-
-    /// What a finished spawn leaves behind, made through the fakes.
-    async fn spawn(&self, name: &str) -> TenantRecord {
-        let record = self.allocate(name);
-        let overlay = plan::overlay(self.config(), &record);
-        std::fs::create_dir_all(overlay.path().parent().unwrap()).unwrap();
-        std::fs::write(overlay.path(), b"not really ext4").unwrap();
-        let net = plan::tenant_net(&record).unwrap();
-        self.network.ensure(&net).await.unwrap();
-        self.firewall.apply_tenant(&net).unwrap();
-        self.routes
-            .put_route(&plan::route(self.config(), &record).unwrap())
-            .await
-            .unwrap();
-        let vm = self.guests.boot(name);
-        self.host
-            .store()
-            .modify(name, |r| {
-                r.status = TenantStatus::Running;
-                r.vm = Some(vm);
-            })
-            .unwrap()
     }
 
     fn record(&self, name: &str) -> TenantRecord {
