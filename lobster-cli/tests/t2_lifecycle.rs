@@ -218,7 +218,7 @@ impl Lobster {
                 "localhost",
                 "/config/apps/http/servers/lobster/routes",
             )
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("cannot read caddy's routes: {e}"));
             assert!(
                 !routes.contains(&format!("{name}.lobster.local")),
                 "route of {name} left: {routes}"
