@@ -260,19 +260,32 @@ async fn a_crashing_workload_is_restarted_with_backoff() {
         .configure(shell("echo run; exit 3"), true)
         .await
         .unwrap();
-    let status = until_async("a restart", Duration::from_secs(10), || async {
-        let s = f.agent.status().await.unwrap();
-        (s.restarts >= 1).then_some(s)
-    })
+    // After its first restart the workload crashes again and waits out a
+    // backoff of 2 s (1 s doubling per restart): long enough to be seen.
+    let s = until_async(
+        "a backoff after a restart",
+        Duration::from_secs(10),
+        || async {
+            let s = f.agent.status().await.unwrap();
+            (s.state == WorkloadState::Backoff && s.restarts >= 1).then_some(s)
+        },
+    )
     .await;
-    assert_eq!(status.last_exit.unwrap().code, Some(3));
-    let s = f.agent.status().await.unwrap();
-    if s.state == WorkloadState::Backoff {
-        assert!(
-            s.restart_in_ms.unwrap() <= 2000,
-            "second backoff is 2 s: {s:?}"
-        );
-    }
+    assert_eq!(s.last_exit.unwrap().code, Some(3));
+    let backoff_ms = (1000u64 << s.restarts.min(5)).min(30_000);
+    assert!(
+        s.restart_in_ms.unwrap() <= backoff_ms,
+        "the backoff after {} restarts is {backoff_ms} ms: {s:?}",
+        s.restarts
+    );
+    // The agent announced each wait: 1 s, then 2 s.
+    let log = f.agent.logs(LogSource::Agent, 1000).await.unwrap();
+    let waits: Vec<&str> = log
+        .lines
+        .iter()
+        .filter_map(|l| l.split_once("workload: restarting in ").map(|(_, w)| w))
+        .collect();
+    assert_eq!(waits[..2], ["1s", "2s"], "{:?}", log.lines);
     // With `never` the workload stays down.
     let mut once = shell("exit 0");
     once.restart = RestartPolicy::Never;
@@ -356,7 +369,13 @@ async fn bad_workload_specs_are_refused() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     let mut spec = shell("true");
     spec.cwd = Some("relative".into());
-    assert!(f.agent.configure(spec, false).await.is_err());
+    let err = f.agent.configure(spec, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        err.to_string()
+            .contains("workload.cwd must be an absolute path"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -386,8 +405,9 @@ async fn holds_are_acquired_renewed_listed_and_released() {
         .hold_acquire("exec-1", Duration::from_secs(60))
         .await
         .unwrap();
+    // Long enough to be counted below on a busy machine; then awaited.
     f.agent
-        .hold_acquire("short", Duration::from_millis(100))
+        .hold_acquire("short", Duration::from_secs(3))
         .await
         .unwrap();
     assert_eq!(f.agent.stats().await.unwrap().holds, 2);
@@ -397,7 +417,7 @@ async fn holds_are_acquired_renewed_listed_and_released() {
         .unwrap();
     until_async(
         "the short hold to expire",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || async { (f.agent.holds().await.unwrap().len() == 1).then_some(()) },
     )
     .await;

@@ -25,7 +25,11 @@ struct Rig {
     fake: FakeHost,
     events: Arc<Mutex<Vec<EventRecord>>>,
     watchdog: Watchdog,
+    stop_at: Arc<Mutex<Option<StopAt>>>,
 }
+
+/// Which event stops the watchdog, and the stop to send.
+type StopAt = (fn(&Event) -> bool, tokio::sync::oneshot::Sender<()>);
 
 /// The host's parts (`rig.host`, `rig.guests`, ...) are the fake host's.
 impl std::ops::Deref for Rig {
@@ -49,20 +53,39 @@ impl Rig {
         })
         .await;
         let events = Arc::new(Mutex::new(Vec::new()));
+        let stop_at = Arc::new(Mutex::new(None::<StopAt>));
         let sink: EventSink = {
-            let events = events.clone();
-            Arc::new(move |e: &EventRecord| events.lock().unwrap().push(e.clone()))
+            let (events, stop_at) = (events.clone(), stop_at.clone());
+            Arc::new(move |e: &EventRecord| {
+                events.lock().unwrap().push(e.clone());
+                let mut stop_at = stop_at.lock().unwrap();
+                if stop_at.as_ref().is_some_and(|(at, _)| at(&e.event)) {
+                    let (_, stop) = stop_at.take().unwrap();
+                    let _ = stop.send(());
+                }
+            })
         };
         let watchdog = fake.watchdog(sink);
         let rig = Rig {
             fake,
             events,
             watchdog,
+            stop_at,
         };
         for name in names {
             rig.spawn(name).await;
         }
         rig
+    }
+
+    /// A shutdown for `watchdog.run` that completes the moment the watchdog
+    /// emits an event `at` accepts (from inside the event sink: no polling).
+    fn shutdown_at(&self, at: fn(&Event) -> bool) -> impl std::future::Future<Output = ()> {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        *self.stop_at.lock().unwrap() = Some((at, stop));
+        async move {
+            stopped.await.expect("the stop event came");
+        }
     }
 
     fn record(&self, name: &str) -> TenantRecord {
@@ -815,33 +838,13 @@ async fn the_status_file_and_the_overview_show_the_watchdog_view() {
 async fn run_reconciles_ticks_and_stops_when_asked() {
     let rig = Rig::with(&NAMES, |c| c.watchdog.interval_ms = 3_600_000).await;
     rig.routes.remove_route("alpha").await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let events = rig.events.clone();
-    let stopper = async move {
-        // Bounded wait for the first tick, then ask the daemon to stop while
-        // it sleeps out its hour-long interval.
-        for _ in 0..500 {
-            let ticked = events
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|e| matches!(e.event, Event::TickComplete { .. }));
-            if ticked {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        stop.send(()).unwrap();
-    };
-    let run = rig.watchdog.run(async {
-        stopped.await.ok();
-    });
-    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::join!(run, stopper)
-    })
-    .await
-    .expect("the watchdog stops when asked");
-    result.unwrap();
+    // Asked to stop at the first tick's end, while it would sleep out its
+    // hour-long interval.
+    let shutdown = rig.shutdown_at(|e| matches!(e, Event::TickComplete { .. }));
+    tokio::time::timeout(Duration::from_secs(30), rig.watchdog.run(shutdown))
+        .await
+        .expect("the watchdog stops when asked")
+        .unwrap();
     let events = rig.take_events();
     let kinds: Vec<&str> = events
         .iter()
@@ -864,17 +867,6 @@ async fn run_reconciles_ticks_and_stops_when_asked() {
     assert!(rig.host_side_intact("alpha").await);
 }
 
-/// Polls (bounded) until `events` holds one that `wanted` accepts.
-async fn wait_for(events: &Mutex<Vec<EventRecord>>, wanted: impl Fn(&Event) -> bool) {
-    for _ in 0..1000 {
-        if events.lock().unwrap().iter().any(|e| wanted(&e.event)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the event never came");
-}
-
 #[tokio::test]
 async fn a_shutdown_during_a_repair_lets_the_repair_finish() {
     // Abandoning a VM restart between the launch and the registry update
@@ -887,23 +879,15 @@ async fn a_shutdown_during_a_repair_lets_the_repair_finish() {
     .await;
     rig.guests.kill_vm("bravo");
     rig.guests.kill_vm("charlie");
+    // The launch yields, so the stop asked at the repair's start is seen
+    // while bravo's repair is under way (however long that takes).
     rig.guests
         .set_delay("launch_vm", Duration::from_millis(300));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let events = rig.events.clone();
-    let stopper = async move {
-        wait_for(&events, |e| matches!(e, Event::RepairStart { .. })).await;
-        stop.send(()).unwrap();
-    };
-    let run = rig.watchdog.run(async {
-        stopped.await.ok();
-    });
-    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::join!(run, stopper)
-    })
-    .await
-    .expect("the watchdog stops when asked");
-    result.unwrap();
+    let shutdown = rig.shutdown_at(|e| matches!(e, Event::RepairStart { .. }));
+    tokio::time::timeout(Duration::from_secs(30), rig.watchdog.run(shutdown))
+        .await
+        .expect("the watchdog stops when asked")
+        .unwrap();
     let events = rig.take_events();
     assert!(
         matches!(
