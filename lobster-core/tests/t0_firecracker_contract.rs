@@ -54,14 +54,18 @@ fn config(dir: &Path) -> VmConfig {
     config
 }
 
+/// Bounds for a fake that answers in milliseconds: only a hang reaches
+/// them, however busy the machine (nextest runs these tests in parallel).
+const GENEROUS: Duration = Duration::from_secs(30);
+
 fn backend_with(launcher: Arc<dyn Launcher>, features: Features) -> FirecrackerVmm {
     FirecrackerVmm::new(FirecrackerSettings {
         binary: "/usr/local/bin/firecracker".into(),
         jailer: "/usr/local/bin/jailer".into(),
         features,
-        ready_timeout: Duration::from_secs(2),
-        call_timeout: Duration::from_secs(2),
-        snapshot_timeout: Duration::from_secs(5),
+        ready_timeout: GENEROUS,
+        call_timeout: GENEROUS,
+        snapshot_timeout: GENEROUS,
         launcher,
     })
 }
@@ -93,14 +97,10 @@ fn assert_all_accepted(fake: &FakeFirecracker) {
 }
 
 async fn wait_gone(pid: i32) {
-    until_async(
-        &format!("process {pid} to end"),
-        Duration::from_secs(5),
-        || async {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
-            (!stat.is_ok_and(|s| !s.contains(") Z "))).then_some(())
-        },
-    )
+    until_async(&format!("process {pid} to end"), GENEROUS, || async {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        (!stat.is_ok_and(|s| !s.contains(") Z "))).then_some(())
+    })
     .await;
 }
 
@@ -148,7 +148,7 @@ async fn launch_pause_snapshot_restore_shutdown_through_the_spec_checked_fake() 
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
 
     // What the VMM reports back matches what was configured.
-    let full = ApiClient::new("vm-alice", &config.paths.api_socket, Duration::from_secs(2))
+    let full = ApiClient::new("vm-alice", &config.paths.api_socket, GENEROUS)
         .get("/vm/config")
         .await
         .unwrap();
@@ -185,7 +185,8 @@ async fn launch_pause_snapshot_restore_shutdown_through_the_spec_checked_fake() 
     assert_all_accepted(&fake2);
     assert_eq!(fake2.requests().last().unwrap().path, "/snapshot/load");
     assert_eq!(restored.status().await.unwrap(), VmStatus::Paused);
-    assert!(fake2.ticks() >= ticks, "guest state did not carry over");
+    assert!(ticks > 0, "the guest made progress before the snapshot");
+    assert_eq!(fake2.ticks(), ticks, "guest state did not carry over");
     restored.resume().await.unwrap();
     assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
 
@@ -212,7 +213,7 @@ async fn fake_rejects_what_firecracker_rejects() {
         },
     )
     .unwrap();
-    let client = ApiClient::new("t", &socket, Duration::from_secs(2));
+    let client = ApiClient::new("t", &socket, GENEROUS);
     let put = |path: &str, body: serde_json::Value| ApiCall {
         method: lobster_core::vmm::firecracker::plan::Method::Put,
         path: path.into(),
@@ -509,7 +510,7 @@ async fn fake_answers_match_the_response_schemas() {
     let vmm = backend_with(Arc::new(launcher), all_features());
     let vm = vmm.launch(&config).await.expect("launch");
     let spec = Spec::pinned();
-    let client = ApiClient::new("vm-alice", &config.paths.api_socket, Duration::from_secs(2));
+    let client = ApiClient::new("vm-alice", &config.paths.api_socket, GENEROUS);
     for (path, definition) in [
         ("/", "InstanceInfo"),
         ("/vm/config", "FullVmConfiguration"),

@@ -13,7 +13,10 @@ use std::time::Duration;
 use lobster_core::config::VmmConfig;
 use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
 use lobster_core::vmm::{ConsoleLog, Jail, VmConfig, VmStatus, Vmm};
-use lobster_testkit::images::{test_guest, TEST_GUEST_READY as MARKER};
+use lobster_testkit::images::{
+    first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
+};
+use lobster_testkit::poll::until_async;
 use lobster_testkit::vm::blank_disks;
 use lobster_testkit::Evidence;
 
@@ -46,32 +49,42 @@ fn backend() -> FirecrackerVmm {
     FirecrackerVmm::new(FirecrackerSettings::from_config(&config))
 }
 
+/// Launch, pause, snapshot, kill, restore into a new process, shutdown. The
+/// restored guest must continue its counter where the snapshot froze it
+/// (first value frozen + 1, no second boot). Every VM started is killed by
+/// PID if the test fails half-way.
 async fn run_flows(config: &VmConfig) {
-    let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
-    let _evidence = Evidence::new(&config.paths.console_log);
+    let mut evidence = Evidence::new(&config.paths.console_log);
+    let console = evidence.console().clone();
     let vmm = backend();
     let vm = vmm.launch(config).await.expect("launch");
+    evidence.watch(vm.identity());
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
-    assert!(
-        console
-            .wait_for(MARKER, 0, Duration::from_secs(30))
-            .await
-            .is_some(),
-        "no boot marker"
-    );
+    let booted = console
+        .wait_for(MARKER, 0, Duration::from_secs(30))
+        .await
+        .expect("no boot marker");
+    counter_above(&console, booted, 3).await;
     vm.pause().await.unwrap();
     assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
+    let frozen =
+        last_counter(&text_after(&console, booted)).expect("a counter before the snapshot");
     let snapshot = vm.snapshot().await.expect("snapshot");
     vm.kill().await.unwrap();
     let from = console.read_all().len() as u64;
     let restored = vmm.restore(config, &snapshot, true).await.expect("restore");
+    evidence.watch(restored.identity());
     assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
+    counter_above(&console, from, frozen + 3).await;
+    let after = text_after(&console, from);
     assert!(
-        console
-            .wait_for("n=", from, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "restored guest silent"
+        !after.contains(MARKER),
+        "guest rebooted instead of resuming:\n{after}"
+    );
+    assert_eq!(
+        first_counter(&after),
+        Some(frozen + 1),
+        "counter did not continue from the snapshot:\n{after}"
     );
     restored
         .shutdown(Duration::from_secs(5))
@@ -82,6 +95,22 @@ async fn run_flows(config: &VmConfig) {
         "firecracker survived shutdown"
     );
     assert!(!config.paths.api_socket.exists(), "api socket left behind");
+}
+
+/// The console text after byte `from`.
+fn text_after(console: &ConsoleLog, from: u64) -> String {
+    let text = console.read_all();
+    text[usize::try_from(from).unwrap().min(text.len())..].to_owned()
+}
+
+/// Waits until the guest printed a counter above `value` after byte `from`.
+async fn counter_above(console: &ConsoleLog, from: u64, value: u64) {
+    until_async(
+        &format!("the guest counter to pass {value}"),
+        Duration::from_secs(30),
+        || async { last_counter(&text_after(console, from)).filter(|n| *n > value) },
+    )
+    .await;
 }
 
 #[tokio::test]
