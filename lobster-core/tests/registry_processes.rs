@@ -217,6 +217,33 @@ fn concurrent_processes() -> Result<(), Failed> {
 /// cycle (measured on the writes let through). Each time the registry must
 /// load with every base tenant, and some kills must have landed mid-write
 /// (leaving the new registry's temporary file behind).
+/// Lets the writer through three writes, timing one write cycle (a go to
+/// the next signal), then lets it into a fourth and returns `round / rounds`
+/// of a cycle later.
+fn go_into_a_write(
+    writer: &mut std::process::Child,
+    round: u32,
+    rounds: u32,
+) -> Result<(), String> {
+    let mut go = writer.stdin.take().expect("piped");
+    let mut signals = BufReader::new(writer.stdout.take().expect("piped")).lines();
+    let mut signal = || match signals.next() {
+        Some(Ok(line)) if line == "writing" => Ok(()),
+        other => Err(format!("the writer said {other:?}")),
+    };
+    signal()?;
+    let mut cycle = Duration::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        go.write_all(b"g").map_err(|e| e.to_string())?;
+        signal()?;
+        cycle = cycle.min(started.elapsed());
+    }
+    go.write_all(b"g").map_err(|e| e.to_string())?;
+    std::thread::sleep(cycle * round / rounds);
+    Ok(())
+}
+
 fn sigkill_mid_write() -> Result<(), Failed> {
     const ROUNDS: u32 = 16;
     let dir = tempfile::tempdir()?;
@@ -231,25 +258,10 @@ fn sigkill_mid_write() -> Result<(), Failed> {
     for round in 0..ROUNDS {
         let _ = std::fs::remove_file(&partial);
         let mut child = spawn_worker("writer", dir.path());
-        let mut go = child.stdin.take().expect("piped");
-        let mut signals = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let mut signal = || match signals.next() {
-            Some(Ok(line)) if line == "writing" => Ok(()),
-            other => Err(format!("round {round}: the writer said {other:?}")),
-        };
-        // Three writes through, timed: one cycle is go to the next signal.
-        signal()?;
-        let mut cycle = Duration::MAX;
-        for _ in 0..3 {
-            let started = std::time::Instant::now();
-            go.write_all(b"g")?;
-            signal()?;
-            cycle = cycle.min(started.elapsed());
-        }
-        go.write_all(b"g")?;
-        std::thread::sleep(cycle * round / ROUNDS);
+        let into_a_write = go_into_a_write(&mut child, round, ROUNDS);
         let killed = child.kill(); // SIGKILL
         child.wait()?;
+        into_a_write.map_err(|e| format!("round {round}: {e}"))?;
         killed?;
         mid_write += usize::from(partial.exists());
         let registry = store.read().map_err(|e| format!("round {round}: {e}"))?;
