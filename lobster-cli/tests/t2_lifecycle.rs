@@ -213,9 +213,10 @@ impl Lobster {
             .caddy_pid
             .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
         {
+            // Caddy's admin API answers only its own address as the host.
             let routes = http(
                 "127.0.0.1:2019",
-                "localhost",
+                "127.0.0.1:2019",
                 "/config/apps/http/servers/lobster/routes",
             )
             .unwrap_or_else(|e| panic!("cannot read caddy's routes: {e}"));
