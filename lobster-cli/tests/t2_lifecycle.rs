@@ -666,26 +666,25 @@ impl Watch {
         within: Duration,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + within;
-        loop {
-            {
-                let events = self.events.lock().unwrap();
-                if let Some(i) = events[self.seen..].iter().position(&want) {
-                    self.seen += i + 1;
-                    return events[self.seen - 1].clone();
-                }
+        let (events, seen, child) = (&self.events, self.seen, &mut self.child);
+        let found = poll::within(within, || {
+            if let Some(i) = events.lock().unwrap()[seen..].iter().position(&want) {
+                return Some(seen + i);
             }
             assert!(
-                self.child.try_wait().unwrap().is_none(),
+                child.try_wait().unwrap().is_none(),
                 "the watchdog exited while waiting for {what}"
             );
-            assert!(
-                Instant::now() < deadline,
+            None
+        });
+        let Some(i) = found else {
+            panic!(
                 "no {what} within {within:?}; events: {:#?}",
                 self.events.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            )
+        };
+        self.seen = i + 1;
+        self.events.lock().unwrap()[i].clone()
     }
 
     /// Waits for the repair of `tenant` that runs `repairs` (in order) and
@@ -721,22 +720,21 @@ impl Watch {
         done
     }
 
-    /// SIGTERM, then a bounded wait for a clean exit.
+    /// SIGTERM, then a bounded wait for a clean exit and its last event.
     fn stop(mut self) {
         sh(&["kill", "-TERM", &self.child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "watch exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "watch ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = poll::until("watch to obey SIGTERM", Duration::from_secs(20), || {
+            self.child.try_wait().unwrap()
+        });
+        assert!(status.success(), "watch exited with {status}");
         // The reader thread may still be draining the pipe.
-        std::thread::sleep(Duration::from_millis(200));
-        self.wait("stopping", Duration::from_secs(5), |e| {
-            e["event"] == "stopping"
+        let events = &self.events;
+        poll::until("the stopping event", Duration::from_secs(5), || {
+            let events = events.lock().unwrap();
+            events
+                .iter()
+                .any(|e| e["event"] == "stopping")
+                .then_some(())
         });
     }
 }
