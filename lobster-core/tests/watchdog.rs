@@ -18,6 +18,7 @@ use lobster_core::network::{MacAddr, NetworkOps, TenantNet};
 use lobster_core::proxy::{RouteOps, TenantRoute};
 use lobster_core::store::{TenantRecord, TenantStatus};
 use lobster_core::tenant::plan;
+use lobster_testkit::poll::until_async;
 use lobster_testkit::rig::FakeHost;
 
 /// A host over fakes, a watchdog on it, and the events it emitted.
@@ -922,12 +923,18 @@ async fn a_record_changed_during_the_tick_is_read_afresh() {
         .set_delay("observe_vm", Duration::from_millis(100));
     rig.guests.clear_calls();
     let evict = async {
-        for _ in 0..1000 {
-            if rig.guests.calls().iter().any(|c| c == "observe_vm alpha") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_async(
+            "alpha's VM to be observed",
+            Duration::from_secs(5),
+            || async {
+                rig.guests
+                    .calls()
+                    .iter()
+                    .any(|c| c == "observe_vm alpha")
+                    .then_some(())
+            },
+        )
+        .await;
         rig.host
             .store()
             .modify("bravo", |r| r.status = TenantStatus::Evicting)
