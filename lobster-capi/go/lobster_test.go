@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,52 +14,99 @@ import (
 	"lobster.dev/lobster"
 )
 
-// tempHost writes a config rooted in a temporary directory and, for each
-// name, a running tenant's record in the registry schema (version 1) the
-// core reads.
+// tempHost writes a config rooted in a temporary directory and allocates
+// a running tenant per name (see seed).
 func tempHost(t *testing.T, names ...string) string {
 	t.Helper()
-	return seededHost(t, "running", names...)
+	config, _ := seed(t, "running", names...)
+	return config
 }
 
-// seededHost is tempHost with every tenant in status.
-func seededHost(t *testing.T, status string, names ...string) string {
+// seededTenant is what the tests read back of a seeded registry record.
+type seededTenant struct {
+	CreatedAt    int64  `json:"created_at"`
+	GatewayToken string `json:"gateway_token"`
+}
+
+// seed writes a config rooted in a temporary directory and has
+// `lobster-testkit seed` allocate one tenant per name (in order: the first
+// gets slot 0) through lobster-core's real allocator, each in status.
+// Returns the config and the seeded records by name.
+func seed(t *testing.T, status string, names ...string) (string, map[string]seededTenant) {
 	t.Helper()
 	dir := t.TempDir()
 	config := filepath.Join(dir, "config.json")
 	write(t, config, `{"domain": "test.lobster", "paths": {"state_dir": "state"}}`)
-	if len(names) > 0 {
-		tenants := map[string]any{}
-		for slot, name := range names {
-			tenants[name] = record(name, slot, status)
-		}
-		doc, err := json.Marshal(map[string]any{"schema_version": 1, "tenants": tenants})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		write(t, filepath.Join(dir, "state", "registry.json"), string(doc))
+	tenants := map[string]seededTenant{}
+	if len(names) == 0 {
+		return config, tenants
 	}
-	return config
+	args := append([]string{"seed", config, "--status", status}, names...)
+	out, err := exec.Command(testkit(t), args...).Output()
+	if err != nil {
+		t.Fatalf("lobster-testkit seed: %v: %s", err, stderrOf(err))
+	}
+	var records []struct {
+		Name string `json:"name"`
+		seededTenant
+	}
+	if err := json.Unmarshal(out, &records); err != nil {
+		t.Fatalf("lobster-testkit seed printed %s: %v", out, err)
+	}
+	for _, r := range records {
+		tenants[r.Name] = r.seededTenant
+	}
+	return config, tenants
 }
 
-func record(name string, slot int, status string) map[string]any {
-	ip := func(offset int) string { return fmt.Sprintf("10.200.%d.%d", (4*slot+offset)/256, (4*slot+offset)%256) }
-	id := fmt.Sprintf("%08x", slot)
-	return map[string]any{
-		"name": name, "id": id, "status": status,
-		"resources": map[string]any{"vcpus": 2, "memory_mib": 1024, "overlay_size_mib": 4096},
-		"allocation": map[string]any{
-			"slot": slot, "subnet": ip(0), "host_ip": ip(1), "guest_ip": ip(2),
-			"mac": "06:00:0a:c8:00:02", "tap": "lob-" + id,
-			"host_port": 20000 + slot, "jail_uid": 10000 + slot,
-		},
-		"created_at":    1700000000 + slot,
-		"agent_token":   "agent-" + name,
-		"gateway_token": "gateway-" + name,
+var (
+	testkitOnce sync.Once
+	testkitPath string
+	testkitErr  error
+)
+
+// testkit is the lobster-testkit command: $LOBSTER_TESTKIT, else built with
+// cargo (once per test binary).
+func testkit(t *testing.T) string {
+	t.Helper()
+	testkitOnce.Do(func() {
+		if testkitPath = os.Getenv("LOBSTER_TESTKIT"); testkitPath != "" {
+			return
+		}
+		build := exec.Command("cargo", "build", "--quiet", "--locked", "-p", "lobster-testkit",
+			"--bin", "lobster-testkit", "--message-format=json")
+		build.Dir = filepath.Join("..", "..")
+		out, err := build.Output()
+		if err != nil {
+			testkitErr = fmt.Errorf("building lobster-testkit: %v: %s", err, stderrOf(err))
+			return
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			var message struct {
+				Reason     string `json:"reason"`
+				Executable string `json:"executable"`
+			}
+			if json.Unmarshal([]byte(line), &message) == nil &&
+				message.Reason == "compiler-artifact" && message.Executable != "" {
+				testkitPath = message.Executable
+			}
+		}
+		if testkitPath == "" {
+			testkitErr = errors.New("cargo built no lobster-testkit executable")
+		}
+	})
+	if testkitErr != nil {
+		t.Fatal(testkitErr)
 	}
+	return testkitPath
+}
+
+func stderrOf(err error) string {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(exit.Stderr)
+	}
+	return ""
 }
 
 func write(t *testing.T, path, text string) {
@@ -86,7 +134,8 @@ func TestListEmpty(t *testing.T) {
 }
 
 func TestListSeeded(t *testing.T) {
-	tenants, err := open(t, tempHost(t, "carol", "alice", "bob")).List()
+	config, seeded := seed(t, "running", "carol", "alice", "bob")
+	tenants, err := open(t, config).List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +150,7 @@ func TestListSeeded(t *testing.T) {
 	if carol.Route != "carol.test.lobster" || carol.GuestIP != "10.200.0.2" || carol.Status != "running" {
 		t.Fatalf("carol = %+v", carol)
 	}
-	if carol.VCPUs != 2 || carol.MemoryMiB != 1024 || carol.HostPort != 20000 || carol.CreatedAt.Unix() != 1700000000 {
+	if carol.VCPUs != 2 || carol.MemoryMiB != 1024 || carol.HostPort != 20000 || carol.CreatedAt.Unix() != seeded["carol"].CreatedAt {
 		t.Fatalf("carol = %+v", carol)
 	}
 }
@@ -121,13 +170,14 @@ func TestListJSONHasNoTokens(t *testing.T) {
 }
 
 func TestGetAndToken(t *testing.T) {
-	host := open(t, tempHost(t, "alice", "bob"))
+	config, seeded := seed(t, "running", "alice", "bob")
+	host := open(t, config)
 	bob, err := host.Get("bob")
 	if err != nil || bob.GuestIP != "10.200.0.6" {
 		t.Fatalf("Get(bob) = %+v, %v", bob, err)
 	}
 	token, err := host.Token("alice")
-	if err != nil || token != "gateway-alice" {
+	if err != nil || token != seeded["alice"].GatewayToken {
 		t.Fatalf("Token(alice) = %q, %v", token, err)
 	}
 }
@@ -236,7 +286,8 @@ func TestMoltOfAMissingTenantIsErrNotFound(t *testing.T) {
 }
 
 func TestMoltSkipsTenantsThatShouldNotRun(t *testing.T) {
-	host := open(t, seededHost(t, "stopped", "alice", "bob"))
+	config, _ := seed(t, "stopped", "alice", "bob")
+	host := open(t, config)
 	if _, err := host.Molt("alice"); !errors.Is(err, lobster.ErrInvalidState) {
 		t.Fatalf("Molt(stopped alice) error = %v; want invalid_state", err)
 	}

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store};
+use lobster_core::store::Store;
+use lobster_testkit::registry::new_tenant;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -49,23 +50,7 @@ impl Env {
         let config = Config::load(&self.config()).unwrap();
         let store = Store::new(&config.paths.state_dir);
         for name in names {
-            let resources = Resources {
-                vcpus: 1,
-                memory_mib: 256,
-                overlay_size_mib: 512,
-                backend: None,
-            };
-            store
-                .allocate(
-                    &config,
-                    NewTenant {
-                        name: (*name).into(),
-                        resources,
-                        workload: Default::default(),
-                        owner: None,
-                    },
-                )
-                .unwrap();
+            store.allocate(&config, new_tenant(name)).unwrap();
         }
     }
 }

@@ -7,16 +7,14 @@
 //! what evict keeps or removes does not depend on one; the T2 lifecycle
 //! evicts running guests).
 
-#[path = "../../lobster-core/tests/t1_network_support/mod.rs"]
-mod netns;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store};
+use lobster_core::store::Store;
 use lobster_core::tenant::plan;
-use netns::{in_netns, Ctx};
+use lobster_testkit::netns::{self, in_netns, Ctx};
+use lobster_testkit::registry::new_tenant;
 
 fn run(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lobsterd"))
@@ -39,20 +37,7 @@ fn all(out: &Output) -> String {
 /// Registers `name` and writes its overlay disk; returns the disk's path.
 fn seed(config: &Config, name: &str) -> PathBuf {
     let record = Store::new(&config.paths.state_dir)
-        .allocate(
-            config,
-            NewTenant {
-                name: name.into(),
-                resources: Resources {
-                    vcpus: 1,
-                    memory_mib: 256,
-                    overlay_size_mib: 64,
-                    backend: None,
-                },
-                workload: Default::default(),
-                owner: None,
-            },
-        )
+        .allocate(config, new_tenant(name))
         .unwrap();
     let disk = plan::overlay(config, &record).path().to_path_buf();
     std::fs::create_dir_all(disk.parent().unwrap()).unwrap();

@@ -13,14 +13,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lobster_core::config::Config;
 use lobster_core::health::{
     Check, CheckResult, HealthState, TenantHealth, TenantWatch, Verdict, WatchStatus,
 };
-use lobster_core::store::{NewTenant, Resources, RunningVm, Store, TenantStatus};
+use lobster_core::store::{RunningVm, Store, TenantStatus};
 use lobster_core::vmm::{BackendKind, VmIdentity};
+use lobster_testkit::poll;
+use lobster_testkit::registry::new_tenant;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -117,19 +119,12 @@ impl Tmux {
     /// Polls the screen until `ready` holds; panics with the last screen
     /// after [`WAIT`].
     fn wait_for(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
+        poll::within(WAIT, || Some(self.screen()).filter(|s| ready(s))).unwrap_or_else(|| {
+            panic!(
                 "timed out after {WAIT:?} waiting for {what}; the screen:\n{}",
-                screen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                self.screen().join("\n")
+            )
+        })
     }
 }
 
@@ -196,22 +191,9 @@ impl Host {
             start_time: start_time(self.vmm.id()),
         };
         for name in ["alpha", "bravo", "charlie"] {
-            let record = store
-                .allocate(
-                    &config,
-                    NewTenant {
-                        name: name.into(),
-                        resources: Resources {
-                            vcpus: 2,
-                            memory_mib: 256,
-                            overlay_size_mib: 512,
-                            backend: None,
-                        },
-                        workload: Default::default(),
-                        owner: None,
-                    },
-                )
-                .unwrap();
+            let mut new = new_tenant(name);
+            new.resources.vcpus = 2;
+            let record = store.allocate(&config, new).unwrap();
             self.ips
                 .insert(name.into(), record.allocation.guest_ip.to_string());
             store
@@ -342,16 +324,15 @@ fn row<'a>(screen: &'a [String], name: &str) -> Vec<&'a str> {
 /// Waits for the dashboard to end, then checks that it exited 0 and left
 /// the terminal as it found it.
 fn assert_quit_cleanly(tmux: &Tmux) {
-    let deadline = Instant::now() + WAIT;
     let done = |lines: Vec<String>| lines.iter().any(|l| l.contains("modes printed"));
-    while !done(tmux.history()) && !done(tmux.screen()) {
-        assert!(
-            Instant::now() < deadline,
-            "tank did not exit within {WAIT:?}; the screen:\n{}",
-            tmux.screen().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let exited = poll::within(WAIT, || {
+        (done(tmux.history()) || done(tmux.screen())).then_some(())
+    });
+    assert!(
+        exited.is_some(),
+        "tank did not exit within {WAIT:?}; the screen:\n{}",
+        tmux.screen().join("\n")
+    );
     let all = tmux.history().join("\n");
     assert!(all.contains("tank exited 0"), "exit status not 0:\n{all}");
     assert_eq!(

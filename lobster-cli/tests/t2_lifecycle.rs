@@ -6,16 +6,15 @@
 //! from `guest/images/build.sh minimal` (under `$LOBSTER_IMAGES`, default
 //! `<repo>/.artifacts/images`).
 
-#[path = "../../lobster-core/tests/t1_network_support/mod.rs"]
-mod netns;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use netns::{in_netns, sh, Ctx};
+use lobster_testkit::images;
+use lobster_testkit::netns::{in_netns, require, sh, Ctx};
+use lobster_testkit::poll;
 
 const TCP_CONNECT_ENV: &str = "LOBSTER_T2_TCP_CONNECT";
 
@@ -41,15 +40,9 @@ echo "secret=${API_KEY:-none}" > /tmp/w/secret.txt
 done) &
 exec busybox httpd -f -p 9000 -h /tmp/w"#;
 
-fn images() -> PathBuf {
-    std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"))
-}
-
 /// Fails with a clear message unless everything a T2 lifecycle test needs exists.
 fn require_t2() {
-    netns::require(&[
+    require(&[
         "ip",
         "iptables-save",
         "iptables-restore",
@@ -57,12 +50,7 @@ fn require_t2() {
         "caddy",
     ]);
     for image in ["kernel/vmlinux", "initramfs.cpio.gz", "rootfs-minimal.ext4"] {
-        let path = images().join(image);
-        assert!(
-            path.is_file(),
-            "t2: needs {} (build it: guest/images/build.sh minimal)",
-            path.display()
-        );
+        images::require(image, "run guest/images/build.sh minimal");
     }
 }
 
@@ -78,7 +66,7 @@ impl Lobster {
     fn init(slots: u32, no_setup: bool) -> Lobster {
         let dir = tempfile::tempdir().unwrap();
         let prefix = 32 - (slots * 4).trailing_zeros();
-        let images = images();
+        let images = images::images();
         let state = dir.path().join("state");
         let config = serde_json::json!({
             "tenant_defaults": { "vcpus": 1, "memory_mib": 256, "overlay_size_mib": 256 },
@@ -236,12 +224,13 @@ impl Lobster {
             .caddy_pid
             .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
         {
+            // Caddy's admin API answers only its own address as the host.
             let routes = http(
                 "127.0.0.1:2019",
-                "localhost",
+                "127.0.0.1:2019",
                 "/config/apps/http/servers/lobster/routes",
             )
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("cannot read caddy's routes: {e}"));
             assert!(
                 !routes.contains(&format!("{name}.lobster.local")),
                 "route of {name} left: {routes}"
@@ -319,18 +308,18 @@ fn http(addr: &str, host: &str, path: &str) -> Result<String, String> {
 /// Polls `GET path` with `Host: <name>.lobster.local` through Caddy until the
 /// body contains `want`.
 fn wait_for_page(name: &str, path: &str, want: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
     let host = format!("{name}.lobster.local");
-    loop {
-        let got = http("127.0.0.1:80", &host, path);
-        match &got {
-            Ok(body) if body.contains(want) => return body.clone(),
-            _ if Instant::now() >= deadline => {
-                panic!("{host}{path} did not serve {want:?} within {within:?}: last {got:?}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
+    let mut last = Err(String::new());
+    poll::within(within, || {
+        last = http("127.0.0.1:80", &host, path);
+        last.as_ref()
+            .ok()
+            .filter(|body| body.contains(want))
+            .cloned()
+    })
+    .unwrap_or_else(|| {
+        panic!("{host}{path} did not serve {want:?} within {within:?}: last {last:?}")
+    })
 }
 
 /// Pids of processes whose command line mentions `path`.
@@ -608,10 +597,9 @@ fn two_tenants_route_isolate_and_evict() {
         // Caddy down: a spawn fails at the route step and rolls back fully.
         let caddy = lobster.caddy_pid.unwrap();
         sh(&["kill", &caddy.to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{caddy}")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll::within(Duration::from_secs(10), || {
+            (!Path::new(&format!("/proc/{caddy}")).exists()).then_some(())
+        });
         let out = lobster.spawn("c", "");
         assert!(!out.status.success());
         let stderr = output(&out);
@@ -687,13 +675,10 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                 if ["agent", "secrets", "workload", "route"].contains(&phase) {
                     // The control: a VMM really runs (in its own session, so it
                     // survives the CLI) when the CLI dies.
-                    let deadline = Instant::now() + Duration::from_secs(5);
-                    while processes_naming(&socket).is_empty() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    assert!(
-                        !processes_naming(&socket).is_empty(),
-                        "no VMM running at {phase}"
+                    poll::until(
+                        &format!("a VMM running at {phase}"),
+                        Duration::from_secs(5),
+                        || (!processes_naming(&socket).is_empty()).then_some(()),
                     );
                 }
                 child.kill().unwrap(); // SIGKILL
@@ -804,26 +789,25 @@ impl Watch {
         within: Duration,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + within;
-        loop {
-            {
-                let events = self.events.lock().unwrap();
-                if let Some(i) = events[self.seen..].iter().position(&want) {
-                    self.seen += i + 1;
-                    return events[self.seen - 1].clone();
-                }
+        let (events, seen, child) = (&self.events, self.seen, &mut self.child);
+        let found = poll::within(within, || {
+            if let Some(i) = events.lock().unwrap()[seen..].iter().position(&want) {
+                return Some(seen + i);
             }
             assert!(
-                self.child.try_wait().unwrap().is_none(),
+                child.try_wait().unwrap().is_none(),
                 "the watchdog exited while waiting for {what}"
             );
-            assert!(
-                Instant::now() < deadline,
+            None
+        });
+        let Some(i) = found else {
+            panic!(
                 "no {what} within {within:?}; events: {:#?}",
                 self.events.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            )
+        };
+        self.seen = i + 1;
+        self.events.lock().unwrap()[i].clone()
     }
 
     /// Waits for the repair of `tenant` that runs `repairs` (in order) and
@@ -859,22 +843,21 @@ impl Watch {
         done
     }
 
-    /// SIGTERM, then a bounded wait for a clean exit.
+    /// SIGTERM, then a bounded wait for a clean exit and its last event.
     fn stop(mut self) {
         sh(&["kill", "-TERM", &self.child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "watch exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "watch ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = poll::until("watch to obey SIGTERM", Duration::from_secs(20), || {
+            self.child.try_wait().unwrap()
+        });
+        assert!(status.success(), "watch exited with {status}");
         // The reader thread may still be draining the pipe.
-        std::thread::sleep(Duration::from_millis(200));
-        self.wait("stopping", Duration::from_secs(5), |e| {
-            e["event"] == "stopping"
+        let events = &self.events;
+        poll::until("the stopping event", Duration::from_secs(5), || {
+            let events = events.lock().unwrap();
+            events
+                .iter()
+                .any(|e| e["event"] == "stopping")
+                .then_some(())
         });
     }
 }
@@ -1086,15 +1069,10 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
                 "{lines:?}"
             );
             sh(&["kill", "-TERM", &pid]);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Path::new(&format!("/proc/{pid}")).exists() {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                if stat.contains(") Z ") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "watch -d ignored SIGTERM");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            poll::until("watch -d to obey SIGTERM", Duration::from_secs(20), || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                (!stat.is_ok_and(|s| !s.contains(") Z "))).then_some(())
+            });
         },
     );
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use lobster_agent::{Agent as GuestAgent, AgentConfig};
 use lobster_core::agent::{Agent, LogSource, RestartPolicy, WorkloadSpec};
+use lobster_testkit::bench::percentile;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+fn report(name: &str, samples: Vec<Duration>) {
+    let pct = |p: f64| percentile(&samples, p);
     let total: Duration = samples.iter().sum();
     println!(
         "{name:<34} n={:<6} p50={:>8.1?} p90={:>8.1?} p99={:>8.1?} max={:>8.1?} ({:.0}/s)",
@@ -22,7 +22,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
         pct(0.50),
         pct(0.90),
         pct(0.99),
-        samples[samples.len() - 1],
+        pct(1.0),
         samples.len() as f64 / total.as_secs_f64()
     );
 }

@@ -8,37 +8,22 @@
 //! and deletes (`ip netns exec`), so the host's network is never touched.
 //! `cargo bench -p lobster-core --bench network` prints a table.
 
-use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lobster_core::config::{Ipv4Cidr, NetworkConfig};
+use lobster_core::config::NetworkConfig;
 use lobster_core::network::firewall::{Firewall, FirewallSettings, Iptables};
-use lobster_core::network::{MacAddr, Network, NetworkOps, TenantNet};
+use lobster_core::network::{Network, NetworkOps, TenantNet};
+use lobster_testkit::bench::median;
+use lobster_testkit::netns::Netns;
+use lobster_testkit::registry::tenant_net;
 
 const NETNS_ENV: &str = "LOBSTER_BENCH_NETNS";
 const CHECKPOINTS: [usize; 3] = [1, 100, 500];
 const ROUNDS: usize = 7;
 
 fn tenant(n: usize) -> TenantNet {
-    let subnet = Ipv4Cidr {
-        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + 4 * n as u32),
-        prefix: 30,
-    };
-    let mac = MacAddr::from_guest_ip(Ipv4Addr::from(u32::from(subnet.addr) + 2));
-    TenantNet::new(
-        &format!("{n:08x}"),
-        subnet,
-        mac,
-        20000 + n as u16,
-        10000 + n as u32,
-    )
-    .expect("valid tenant")
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+    tenant_net(&format!("{n:08x}"), n as u32)
 }
 
 fn ms(d: Duration) -> String {
@@ -47,19 +32,13 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     if std::env::var_os(NETNS_ENV).is_none() {
-        let ns = format!("lobbench{}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &ns]).status();
-        assert!(
-            ok.is_ok_and(|s| s.success()),
-            "the network bench needs root and `ip` (ip netns add {ns} failed)"
-        );
+        let netns = Netns::unique("lobbench");
         let exe = std::env::current_exe().expect("bench binary path");
         let status = Command::new("ip")
-            .args(["netns", "exec", &ns])
+            .args(["netns", "exec", netns.name()])
             .arg(exe)
-            .env(NETNS_ENV, &ns)
+            .env(NETNS_ENV, netns.name())
             .status();
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         assert!(status.is_ok_and(|s| s.success()), "bench failed");
         return;
     }

@@ -2,31 +2,12 @@
 //! atomically replaced write) and one read, with N tenants already held.
 //! `cargo bench -p lobster-core --bench registry` prints a table.
 
-mod support;
-
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store};
-
-fn new(name: String) -> NewTenant {
-    NewTenant {
-        name,
-        resources: Resources {
-            vcpus: 1,
-            memory_mib: 256,
-            overlay_size_mib: 512,
-            backend: None,
-        },
-        workload: Default::default(),
-        owner: None,
-    }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
+use lobster_core::store::Store;
+use lobster_testkit::bench::median;
+use lobster_testkit::registry::{insert, new_tenant, running_record};
 
 fn main() {
     let config = Config::default();
@@ -37,21 +18,16 @@ fn main() {
     for held in [0usize, 100, 1000] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
-        store
-            .update(|reg| {
-                for i in 0..held {
-                    let name = format!("held{i}");
-                    let mut rec = support::running_record(&config, &name, i as u32);
-                    rec.name = name.clone();
-                    reg.tenants.insert(name, rec);
-                }
-                Ok::<_, lobster_core::store::StoreError>(())
-            })
-            .unwrap();
+        let held_records: Vec<_> = (0..held)
+            .map(|i| running_record(&config, &format!("held{i}"), i as u32))
+            .collect();
+        insert(&store, &held_records);
         let (mut alloc, mut release, mut read) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..30 {
             let t = Instant::now();
-            store.allocate(&config, new(format!("bench{i}"))).unwrap();
+            store
+                .allocate(&config, new_tenant(&format!("bench{i}")))
+                .unwrap();
             alloc.push(t.elapsed());
             let t = Instant::now();
             store.release(&format!("bench{i}")).unwrap();

@@ -20,60 +20,23 @@ use lobster_core::vmm::firecracker::fake::{FakeFirecracker, FakeLauncher, FakeOp
 use lobster_core::vmm::firecracker::plan::{self, Features, FileNames};
 use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
-use lobster_core::vmm::{Drive, Nic, VmConfig, VmPaths, Vmm};
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
+use lobster_core::vmm::{VmConfig, Vmm};
+use lobster_testkit::bench::median;
+use lobster_testkit::images::{images, TEST_GUEST_READY};
+use lobster_testkit::vm::{self, blank_disks, vm_config};
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The bench VM in `dir`: the test kit's fixture with blank disks, and a
+/// NIC when `nic`.
 fn config(dir: &Path, kernel: PathBuf, initrd: Option<PathBuf>, nic: bool) -> VmConfig {
-    for disk in ["base.img", "overlay.img"] {
-        std::fs::File::create(dir.join(disk))
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
-    }
-    VmConfig {
-        vm_id: "bench".into(),
-        kernel,
-        initrd,
-        boot_args: "quiet".into(),
-        drives: vec![
-            Drive {
-                id: "rootfs".into(),
-                path: dir.join("base.img"),
-                read_only: true,
-                rate_limiter: None,
-            },
-            Drive {
-                id: "overlay".into(),
-                path: dir.join("overlay.img"),
-                read_only: false,
-                rate_limiter: None,
-            },
-        ],
-        nic: nic.then(|| Nic {
-            id: "eth0".into(),
-            tap: "lob-bench".into(),
-            mac: "06:00:0a:c8:00:02".into(),
-            rx_rate_limiter: None,
-            tx_rate_limiter: None,
-        }),
-        vcpus: 1,
-        memory_mib: 128,
-        paths: VmPaths {
-            api_socket: dir.join("api.sock"),
-            console_log: dir.join("console.log"),
-            console_log_max_bytes: 4 << 20,
-            snapshot_dir: dir.join("snapshot"),
-        },
-        jail: None,
-    }
+    let mut config = vm_config(dir, "bench", kernel);
+    config.initrd = initrd;
+    config.nic = nic.then(|| vm::nic("lob-bench", "06:00:0a:c8:00:02"));
+    blank_disks(&config);
+    config
 }
 
 async fn firecracker_fake() {
@@ -130,9 +93,7 @@ async fn firecracker_fake() {
 }
 
 async fn qemu() {
-    let images = std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"));
+    let images = images();
     let initrd = images.join("test/initramfs.cpio.gz");
     let rounds: usize = std::env::var("LOBSTER_BENCH_QEMU_ROUNDS")
         .ok()
@@ -161,7 +122,7 @@ async fn qemu() {
             ready.push(start.elapsed());
             let console = handle.process().console().clone();
             console
-                .wait_for("LOBSTER-TEST-GUEST-READY", 0, Duration::from_secs(120))
+                .wait_for(TEST_GUEST_READY, 0, Duration::from_secs(120))
                 .await
                 .expect("boot marker");
             booted.push(start.elapsed());

@@ -11,21 +11,17 @@
 //! `CLOCK_PROCESS_CPUTIME_ID`) of a healthy tick and of a tick where 1% of
 //! the tenants need a VM restart, then where a healthy tick's time goes.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lobster_core::config::{Config, PathsConfig};
-use lobster_core::health::{Doctor, EventSink, FakeGuests, WatchOptions, Watchdog};
-use lobster_core::host::Services;
-use lobster_core::network::firewall::{Firewall, FirewallSettings, MemoryBackend};
-use lobster_core::network::{FakeNetwork, NetworkOps};
-use lobster_core::proxy::{FakeRoutes, ProxySettings, RouteOps};
-use lobster_core::store::{StoreError, TenantRecord};
+use lobster_core::health::Watchdog;
+use lobster_core::network::NetworkOps;
+use lobster_core::proxy::RouteOps;
+use lobster_core::store::TenantRecord;
 use lobster_core::tenant::plan;
-use lobster_core::vmm::{BackendKind, Vmm};
-use lobster_core::Host;
+use lobster_testkit::bench::{median, percentile};
+use lobster_testkit::registry::{insert, running_record};
+use lobster_testkit::rig::FakeHost;
 
 /// Process CPU time so far (every thread, blocking pool included).
 fn cpu_now() -> Duration {
@@ -40,30 +36,21 @@ async fn measure<F: std::future::Future<Output = ()>>(op: F) -> (Duration, Durat
     (wall.elapsed(), cpu_now().saturating_sub(cpu))
 }
 
-fn pct(samples: &[Duration], p: f64) -> Duration {
-    let mut s = samples.to_vec();
-    s.sort();
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
-
 fn row(label: &str, n: usize, samples: &[(Duration, Duration)]) {
     let wall: Vec<_> = samples.iter().map(|s| s.0).collect();
     let cpu: Vec<_> = samples.iter().map(|s| s.1).collect();
     println!(
         "{label:<16} {n:>6} {:>6} {:>11.2?} {:>11.2?} {:>11.2?} {:>11.2?}",
         samples.len(),
-        pct(&wall, 0.5),
-        pct(&wall, 0.9),
-        pct(&cpu, 0.5),
-        pct(&cpu, 0.9),
+        percentile(&wall, 0.5),
+        percentile(&wall, 0.9),
+        percentile(&cpu, 0.5),
+        percentile(&cpu, 0.9),
     );
 }
 
 struct Bench {
-    _dir: tempfile::TempDir,
-    host: Host,
-    guests: Arc<FakeGuests>,
-    doctor: Doctor,
+    fake: FakeHost,
     watchdog: Watchdog,
     names: Vec<String>,
 }
@@ -71,73 +58,33 @@ struct Bench {
 impl Bench {
     /// A host with `tenants` running, healthy tenants over fakes.
     async fn new(tenants: u32) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            paths: PathsConfig::under(dir.path()),
-            ..Config::default()
-        };
-        config.network.pool = "10.0.0.0/16".into();
-        config.watchdog.backoff_base_ms = 0;
-        config.watchdog.backoff_max_ms = 0;
-        config.watchdog.cooldown_ms = 0;
-        let network = Arc::new(FakeNetwork::new());
-        let firewall = Arc::new(Firewall::new(
-            MemoryBackend::default(),
-            FirewallSettings::from_config(&config.network).unwrap(),
-        ));
-        let routes = Arc::new(FakeRoutes::new(ProxySettings::from_config(&config)));
-        let guests = Arc::new(FakeGuests::new());
+        let fake = FakeHost::new(|_| {}).await;
+        let config = fake.config();
         let records: Vec<TenantRecord> = (0..tenants)
             .map(|slot| {
-                let mut r = support::running_record(&config, &format!("t{slot}"), slot);
-                r.vm = Some(guests.boot(&r.name));
+                let mut r = running_record(config, &format!("t{slot}"), slot);
+                r.vm = Some(fake.guests.boot(&r.name));
                 r
             })
             .collect();
-        let store = lobster_core::store::Store::new(dir.path());
-        store
-            .update(|reg| {
-                for r in &records {
-                    reg.tenants.insert(r.name.clone(), r.clone());
-                }
-                Ok::<_, StoreError>(())
-            })
-            .unwrap();
+        insert(&fake.store(), &records);
+        // The host side in bulk (one reconcile each), not tenant by tenant.
         let mut nets = Vec::new();
         let mut tenant_routes = Vec::new();
         for r in &records {
-            let overlay = plan::overlay(&config, r);
+            let overlay = plan::overlay(config, r);
             std::fs::create_dir_all(overlay.path().parent().unwrap()).unwrap();
             std::fs::write(overlay.path(), b"overlay").unwrap();
             let net = plan::tenant_net(r).unwrap();
-            network.ensure(&net).await.unwrap();
+            fake.network.ensure(&net).await.unwrap();
             nets.push(net);
-            tenant_routes.push(plan::route(&config, r).unwrap());
+            tenant_routes.push(plan::route(config, r).unwrap());
         }
-        firewall.reconcile(&nets).unwrap();
-        routes.reconcile(&tenant_routes).await.unwrap();
-        let services = Services {
-            network,
-            firewall,
-            routes,
-            default_backend: BackendKind::Firecracker,
-            vmm: Arc::new(|kind: BackendKind| -> Arc<dyn Vmm> {
-                panic!("no {kind:?} VMM over fakes")
-            }),
-        };
-        let host = Host::with_services(config, services).unwrap();
-        let doctor = Doctor::with_guests(&host, host.services().await.unwrap(), guests.clone());
-        let sink: EventSink = Arc::new(|_| {});
-        let options = WatchOptions {
-            host_setup: false,
-            write_status: true,
-        };
-        let watchdog = Watchdog::new(doctor.clone(), options, sink);
+        fake.firewall.reconcile(&nets).unwrap();
+        fake.routes.reconcile(&tenant_routes).await.unwrap();
+        let watchdog = fake.watchdog(Arc::new(|_| {}));
         Bench {
-            _dir: dir,
-            host,
-            guests,
-            doctor,
+            fake,
             watchdog,
             names: records.into_iter().map(|r| r.name).collect(),
         }
@@ -167,13 +114,13 @@ async fn main() {
             let mut repairing = Vec::new();
             for (i, chunk) in bench.names.chunks(broken).take(ticks).enumerate() {
                 for name in chunk {
-                    bench.guests.kill_vm(name);
+                    bench.fake.guests.kill_vm(name);
                 }
                 repairing.push(measure(async { bench.watchdog.tick().await.unwrap() }).await);
                 assert!(
                     chunk
                         .iter()
-                        .all(|n| bench.guests.guest(n).unwrap().launches == 2),
+                        .all(|n| bench.fake.guests.guest(n).unwrap().launches == 2),
                     "tick {i} repaired its tenants"
                 );
             }
@@ -199,11 +146,7 @@ async fn main() {
 /// routes), one tenant's lock and freshness check (the registry is not
 /// written meanwhile), one tenant's checks, and the status serialisation.
 async fn breakdown(bench: &Bench) -> [Duration; 5] {
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let store = lobster_core::store::Store::new(&bench.host.config().paths.state_dir);
+    let store = bench.fake.store();
     let rounds = if bench.names.len() > 100 { 5 } else { 50 };
     let mut read = Vec::new();
     let mut survey = Vec::new();
@@ -215,7 +158,7 @@ async fn breakdown(bench: &Bench) -> [Duration; 5] {
         let snapshot = store.snapshot().unwrap();
         read.push(t.elapsed());
         let t = Instant::now();
-        let view = bench.doctor.survey().await;
+        let view = bench.fake.doctor.survey().await;
         survey.push(t.elapsed());
         let sample: Vec<&String> = bench.names.iter().take(20).collect();
         for name in &sample {
@@ -226,7 +169,7 @@ async fn breakdown(bench: &Bench) -> [Duration; 5] {
             drop(lock);
             lock_check.push(t.elapsed());
             let t = Instant::now();
-            bench.doctor.examine(&view, &record).await;
+            bench.fake.doctor.examine(&view, &record).await;
             examine.push(t.elapsed());
         }
         let t = Instant::now();

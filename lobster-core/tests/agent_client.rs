@@ -6,7 +6,6 @@
 #![allow(clippy::tests_outside_test_module)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +17,7 @@ use lobster_core::agent::{
     WorkloadSpec, WorkloadState,
 };
 use lobster_core::error::{Classify, ErrorKind};
+use lobster_testkit::poll::until_async;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -42,25 +42,6 @@ fn shell(script: &str) -> WorkloadSpec {
         openclaw: None,
         restart: RestartPolicy::Always,
         port: None,
-    }
-}
-
-/// Polls `check` every 50 ms until it returns `Some` or `within` passes.
-async fn wait_for<T, F: Future<Output = Option<T>>>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -206,9 +187,9 @@ async fn injected_secrets_reach_the_workload_environment_and_are_stored_0600() {
         .await
         .unwrap();
     assert_eq!(status.state, WorkloadState::Running);
-    wait_for(
-        Duration::from_secs(5),
+    until_async(
         "the secret in the workload log",
+        Duration::from_secs(5),
         || log_contains(&f.agent, "key=sk-test-4242"),
     )
     .await;
@@ -263,7 +244,7 @@ async fn a_workload_ignoring_sigterm_is_killed_after_the_grace_time() {
         )
         .await
         .unwrap();
-    wait_for(Duration::from_secs(5), "the trap to be set", || {
+    until_async("the trap to be set", Duration::from_secs(5), || {
         log_contains(&f.agent, "armed")
     })
     .await;
@@ -279,24 +260,37 @@ async fn a_crashing_workload_is_restarted_with_backoff() {
         .configure(shell("echo run; exit 3"), true)
         .await
         .unwrap();
-    let status = wait_for(Duration::from_secs(10), "a restart", || async {
-        let s = f.agent.status().await.unwrap();
-        (s.restarts >= 1).then_some(s)
-    })
+    // After its first restart the workload crashes again and waits out a
+    // backoff of 2 s (1 s doubling per restart): long enough to be seen.
+    let s = until_async(
+        "a backoff after a restart",
+        Duration::from_secs(10),
+        || async {
+            let s = f.agent.status().await.unwrap();
+            (s.state == WorkloadState::Backoff && s.restarts >= 1).then_some(s)
+        },
+    )
     .await;
-    assert_eq!(status.last_exit.unwrap().code, Some(3));
-    let s = f.agent.status().await.unwrap();
-    if s.state == WorkloadState::Backoff {
-        assert!(
-            s.restart_in_ms.unwrap() <= 2000,
-            "second backoff is 2 s: {s:?}"
-        );
-    }
+    assert_eq!(s.last_exit.unwrap().code, Some(3));
+    let backoff_ms = (1000u64 << s.restarts.min(5)).min(30_000);
+    assert!(
+        s.restart_in_ms.unwrap() <= backoff_ms,
+        "the backoff after {} restarts is {backoff_ms} ms: {s:?}",
+        s.restarts
+    );
+    // The agent announced each wait: 1 s, then 2 s.
+    let log = f.agent.logs(LogSource::Agent, 1000).await.unwrap();
+    let waits: Vec<&str> = log
+        .lines
+        .iter()
+        .filter_map(|l| l.split_once("workload: restarting in ").map(|(_, w)| w))
+        .collect();
+    assert_eq!(waits[..2], ["1s", "2s"], "{:?}", log.lines);
     // With `never` the workload stays down.
     let mut once = shell("exit 0");
     once.restart = RestartPolicy::Never;
     f.agent.configure(once, true).await.unwrap();
-    wait_for(Duration::from_secs(5), "exited state", || async {
+    until_async("exited state", Duration::from_secs(5), || async {
         (f.agent.status().await.unwrap().state == WorkloadState::Exited).then_some(())
     })
     .await;
@@ -309,7 +303,7 @@ async fn logs_are_followable_and_sanitised() {
         .configure(shell("printf 'evil \\033]0;title\\007 end\\n'; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"), true)
         .await
         .unwrap();
-    wait_for(Duration::from_secs(5), "first ticks", || {
+    until_async("first ticks", Duration::from_secs(5), || {
         log_contains(&f.agent, "tick 2")
     })
     .await;
@@ -350,11 +344,11 @@ async fn openclaw_config_is_written_as_the_original_does() {
     });
     f.agent.configure(spec, true).await.unwrap();
     let expected = r#"{"gateway":{"auth":{"mode":"token","token":"gw-token"},"bind":"custom","customBindHost":"0.0.0.0","mode":"local","port":9000}}"#;
-    wait_for(Duration::from_secs(5), "the config in the log", || {
+    until_async("the config in the log", Duration::from_secs(5), || {
         log_contains(&f.agent, expected)
     })
     .await;
-    wait_for(Duration::from_secs(5), "the env in the log", || {
+    until_async("the env in the log", Duration::from_secs(5), || {
         log_contains(&f.agent, "port=9000 env=production")
     })
     .await;
@@ -375,7 +369,13 @@ async fn bad_workload_specs_are_refused() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     let mut spec = shell("true");
     spec.cwd = Some("relative".into());
-    assert!(f.agent.configure(spec, false).await.is_err());
+    let err = f.agent.configure(spec, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        err.to_string()
+            .contains("workload.cwd must be an absolute path"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -405,8 +405,9 @@ async fn holds_are_acquired_renewed_listed_and_released() {
         .hold_acquire("exec-1", Duration::from_secs(60))
         .await
         .unwrap();
+    // Long enough to be counted below on a busy machine; then awaited.
     f.agent
-        .hold_acquire("short", Duration::from_millis(100))
+        .hold_acquire("short", Duration::from_secs(3))
         .await
         .unwrap();
     assert_eq!(f.agent.stats().await.unwrap().holds, 2);
@@ -414,9 +415,9 @@ async fn holds_are_acquired_renewed_listed_and_released() {
         .hold_renew("exec-1", Duration::from_secs(120))
         .await
         .unwrap();
-    wait_for(
-        Duration::from_secs(5),
+    until_async(
         "the short hold to expire",
+        Duration::from_secs(15),
         || async { (f.agent.holds().await.unwrap().len() == 1).then_some(()) },
     )
     .await;
@@ -486,9 +487,9 @@ async fn a_running_workload_is_started_again_by_a_new_agent_process() {
     let status = agent2.status().await.unwrap();
     assert_eq!(status.state, WorkloadState::Running);
     assert_ne!(status.pid.unwrap(), old);
-    wait_for(
-        Duration::from_secs(5),
+    until_async(
         "the stale workload to die",
+        Duration::from_secs(5),
         || async {
             let stat = std::fs::read_to_string(format!("/proc/{old}/stat")).unwrap_or_default();
             (stat.is_empty() || stat.contains(") Z ")).then_some(())

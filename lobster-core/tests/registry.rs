@@ -4,28 +4,15 @@
 use std::collections::HashSet;
 
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store, StoreError};
+use lobster_core::store::{Store, StoreError};
 use lobster_core::ErrorKind;
+use lobster_testkit::registry::new_tenant as new;
 
 fn config(pool: &str) -> Config {
     let mut config = Config::default();
     config.network.pool = pool.into();
     config.validate().unwrap();
     config
-}
-
-fn new(name: &str) -> NewTenant {
-    NewTenant {
-        name: name.into(),
-        resources: Resources {
-            vcpus: 1,
-            memory_mib: 256,
-            overlay_size_mib: 512,
-            backend: None,
-        },
-        workload: Default::default(),
-        owner: None,
-    }
 }
 
 fn kind(err: StoreError) -> ErrorKind {

@@ -3,13 +3,15 @@
 //! (`LOBSTER_REGISTRY_WORKER` set), so workers share nothing but the files.
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store};
+use lobster_core::store::{Store, StoreError};
+use lobster_testkit::registry::new_tenant;
 
 const WORKER_ENV: &str = "LOBSTER_REGISTRY_WORKER";
 const PROCESSES: usize = 32;
@@ -39,56 +41,64 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn config() -> Config {
+/// The churn pool: a /23 holds 128 slots, fewer than the `PROCESSES *
+/// PER_PROCESS` = 192 allocations (so they succeed only if released slots
+/// are reused), and as many as are ever live at once (4 per worker).
+const CHURN_POOL: &str = "10.200.0.0/23";
+/// The writer's pool: room for the 200 base tenants and its own.
+const WRITER_POOL: &str = "10.200.0.0/22";
+
+fn config(pool: &str) -> Config {
     let mut config = Config::default();
-    // Small enough that slots get reused, large enough for every live tenant.
-    config.network.pool = "10.200.0.0/22".into();
+    config.network.pool = pool.into();
     config
 }
 
-fn new(name: String) -> NewTenant {
-    NewTenant {
-        name,
-        resources: Resources {
-            vcpus: 1,
-            memory_mib: 256,
-            overlay_size_mib: 512,
-            backend: None,
-        },
-        workload: Default::default(),
-        owner: None,
-    }
-}
-
 /// Allocates `PER_PROCESS` tenants, releasing every other one right away;
-/// prints the names it kept.
+/// prints `<name> <slot> kept|released` for each.
 fn churn_worker(dir: &Path) {
     let store = Store::new(dir);
-    let config = config();
+    let config = config(CHURN_POOL);
     let pid = std::process::id();
     for i in 0..PER_PROCESS {
         let name = format!("p{pid}-{i}");
-        store
-            .allocate(&config, new(name.clone()))
+        let record = store
+            .allocate(&config, new_tenant(&name))
             .expect("allocate");
-        if i % 2 == 1 {
+        let fate = if i % 2 == 1 {
             store.release(&name).expect("release");
+            "released"
         } else {
-            println!("{name}");
-        }
+            "kept"
+        };
+        println!("{name} {} {fate}", record.allocation.slot);
     }
 }
 
-/// Rewrites a large registry forever (until killed).
+/// Rewrites a large registry forever (until killed), adding and removing a
+/// tenant. Inside each update, just before its write, prints `writing` and
+/// waits for a byte on stdin: the parent knows when a write starts.
 fn writer_worker(dir: &Path) {
     let store = Store::new(dir);
-    let config = config();
-    let mut i = 0u64;
-    loop {
+    let churn = store.read().expect("registry").tenants["base0"].clone();
+    let mut out = std::io::stdout().lock();
+    let mut go = std::io::stdin().lock();
+    for i in 0u64.. {
         let name = format!("churn{}", i % 2);
-        let _ = store.allocate(&config, new(name.clone()));
-        let _ = store.release(&name);
-        i += 1;
+        store
+            .update(|reg| {
+                writeln!(out, "writing")
+                    .and_then(|()| out.flush())
+                    .and_then(|()| go.read_exact(&mut [0u8]))
+                    .expect("the parent's go");
+                if reg.tenants.remove(&name).is_none() {
+                    let mut record = churn.clone();
+                    record.name.clone_from(&name);
+                    reg.tenants.insert(name.clone(), record);
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("update");
     }
 }
 
@@ -96,6 +106,7 @@ fn spawn_worker(role: &str, dir: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .env(WORKER_ENV, role)
         .env("LOBSTER_REGISTRY_DIR", dir)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -108,12 +119,30 @@ fn concurrent_processes() -> Result<(), Failed> {
         .map(|_| spawn_worker("churn", dir.path()))
         .collect();
     let mut kept = HashSet::new();
+    let mut slots = Vec::new();
     for child in children {
         let out = child.wait_with_output()?;
         if !out.status.success() {
             return Err(format!("worker failed: {}", out.status).into());
         }
-        kept.extend(String::from_utf8(out.stdout)?.lines().map(str::to_owned));
+        for line in String::from_utf8(out.stdout)?.lines() {
+            let [name, slot, fate] = line.split(' ').collect::<Vec<_>>()[..] else {
+                return Err(format!("worker printed {line:?}").into());
+            };
+            slots.push(slot.parse::<u32>()?);
+            if fate == "kept" {
+                kept.insert(name.to_owned());
+            }
+        }
+    }
+    // Every allocation succeeded, more than the pool holds: slots were reused.
+    let capacity = config(CHURN_POOL).capacity() as usize;
+    if slots.len() != PROCESSES * PER_PROCESS || slots.len() <= capacity {
+        return Err(format!("{} allocations in a pool of {capacity}", slots.len()).into());
+    }
+    let used: HashSet<u32> = slots.iter().copied().collect();
+    if used.len() > capacity {
+        return Err(format!("{} distinct slots in a pool of {capacity}", used.len()).into());
     }
     let expected = PROCESSES * PER_PROCESS.div_ceil(2);
     if kept.len() != expected {
@@ -179,30 +208,62 @@ fn concurrent_processes() -> Result<(), Failed> {
         "tap",
     )?;
     distinct(records.iter().map(|r| r.id.clone()).collect(), "id")?;
-    // Releases were interleaved with allocations, so slots were reused: the
-    // live set packs into the lowest slots only if reuse works.
-    let max_slot = records.iter().map(|r| r.allocation.slot).max().unwrap_or(0) as usize;
-    if max_slot >= PROCESSES * PER_PROCESS {
-        return Err(format!("slot {max_slot} used: released slots were not reused").into());
+    Ok(())
+}
+
+/// Kills a writer (SIGKILL) while it is inside a registry update: it
+/// signals each update before its write and waits for the go; the kill
+/// follows the go of a later update by a delay spread over a whole write
+/// cycle (measured on the writes let through). Each time the registry must
+/// load with every base tenant, and some kills must have landed mid-write
+/// (leaving the new registry's temporary file behind).
+/// Lets the writer through three writes, timing one write cycle (a go to
+/// the next signal), then lets it into a fourth and returns `round / rounds`
+/// of a cycle later.
+fn go_into_a_write(
+    writer: &mut std::process::Child,
+    round: u32,
+    rounds: u32,
+) -> Result<(), String> {
+    let mut go = writer.stdin.take().expect("piped");
+    let mut signals = BufReader::new(writer.stdout.take().expect("piped")).lines();
+    let mut signal = || match signals.next() {
+        Some(Ok(line)) if line == "writing" => Ok(()),
+        other => Err(format!("the writer said {other:?}")),
+    };
+    signal()?;
+    let mut cycle = Duration::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        go.write_all(b"g").map_err(|e| e.to_string())?;
+        signal()?;
+        cycle = cycle.min(started.elapsed());
     }
+    go.write_all(b"g").map_err(|e| e.to_string())?;
+    std::thread::sleep(cycle * round / rounds);
     Ok(())
 }
 
 fn sigkill_mid_write() -> Result<(), Failed> {
+    const ROUNDS: u32 = 16;
     let dir = tempfile::tempdir()?;
     let store = Store::new(dir.path());
-    let config = config();
+    let config = config(WRITER_POOL);
     // A registry large enough that a write takes a while.
     for i in 0..200 {
-        store.allocate(&config, new(format!("base{i}")))?;
+        store.allocate(&config, new_tenant(&format!("base{i}")))?;
     }
-    for round in 0..12u64 {
+    let partial = store.path().with_extension("json.tmp");
+    let mut mid_write = 0;
+    for round in 0..ROUNDS {
+        let _ = std::fs::remove_file(&partial);
         let mut child = spawn_worker("writer", dir.path());
-        // Vary the moment of death across rounds.
-        std::thread::sleep(Duration::from_millis(20 + round * 7));
+        let into_a_write = go_into_a_write(&mut child, round, ROUNDS);
         let killed = child.kill(); // SIGKILL
         child.wait()?;
+        into_a_write.map_err(|e| format!("round {round}: {e}"))?;
         killed?;
+        mid_write += usize::from(partial.exists());
         let registry = store.read().map_err(|e| format!("round {round}: {e}"))?;
         let base = registry
             .tenants
@@ -215,6 +276,10 @@ fn sigkill_mid_write() -> Result<(), Failed> {
         if registry.tenants.len() > 202 {
             return Err(format!("round {round}: {} tenants", registry.tenants.len()).into());
         }
+    }
+    eprintln!("{mid_write} of {ROUNDS} kills left a partial registry file");
+    if mid_write == 0 {
+        return Err("no kill landed between creating and renaming the new registry".into());
     }
     Ok(())
 }

@@ -2,24 +2,14 @@
 //! saved ruleset equals the plan, removal is isolated, reconcile repairs, and
 //! real traffic between stand-in guests obeys the rules.
 
-mod t1_network_support;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use lobster_core::config::{Ipv4Cidr, NetworkConfig};
+use lobster_core::network;
 use lobster_core::network::firewall::{plan, Firewall, FirewallSettings, Iptables, Ruleset};
-use lobster_core::network::{self, MacAddr, TenantNet};
-use t1_network_support::{in_netns, sh, Ctx};
-
-fn tenant(id: &str, n: u32) -> TenantNet {
-    let subnet = Ipv4Cidr {
-        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + 4 * n),
-        prefix: 30,
-    };
-    let mac = MacAddr::from_guest_ip(Ipv4Addr::from(u32::from(subnet.addr) + 2));
-    TenantNet::new(id, subnet, mac, 20000 + n as u16, 10000 + n).expect("valid tenant")
-}
+use lobster_testkit::netns::{in_netns, sh, Ctx};
+use lobster_testkit::registry::tenant_net;
 
 fn settings() -> FirewallSettings {
     FirewallSettings::from_config(&NetworkConfig::default()).expect("default settings")
@@ -50,9 +40,9 @@ fn saved_ruleset_equals_plan_and_removal_is_isolated() {
 fn golden_body(_ctx: &Ctx) {
     let fw = firewall(settings());
     let (a, b, c) = (
-        tenant("aaaa0001", 1),
-        tenant("bbbb0002", 2),
-        tenant("cccc0003", 3),
+        tenant_net("aaaa0001", 1),
+        tenant_net("bbbb0002", 2),
+        tenant_net("cccc0003", 3),
     );
     for t in [&a, &b, &c] {
         assert!(fw.apply_tenant(t).expect("apply").changes > 0);
@@ -113,8 +103,8 @@ fn reconcile_repairs_flushes_reboots_and_stale_tenants() {
 
 fn reconcile_body(_ctx: &Ctx) {
     let fw = firewall(settings());
-    let live = [tenant("aaaa0001", 1), tenant("cccc0003", 3)];
-    let gone = tenant("dead0004", 4);
+    let live = [tenant_net("aaaa0001", 1), tenant_net("cccc0003", 3)];
+    let gone = tenant_net("dead0004", 4);
     for t in live.iter().chain([&gone]) {
         fw.apply_tenant(t).expect("apply");
     }
@@ -164,7 +154,7 @@ fn traffic_body(ctx: &Ctx) {
     let mut s = settings();
     s.max_connections = 2;
     let fw = firewall(s);
-    let (a, b) = (tenant("aaaa0001", 1), tenant("bbbb0002", 2));
+    let (a, b) = (tenant_net("aaaa0001", 1), tenant_net("bbbb0002", 2));
 
     // Two stand-in guests behind veth "TAPs", and an upstream on a public
     // (documentation) range, reached through this "host".

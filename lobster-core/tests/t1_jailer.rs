@@ -9,7 +9,8 @@ use std::path::Path;
 use lobster_core::config::VmmConfig;
 use lobster_core::vmm::firecracker::jailer;
 use lobster_core::vmm::firecracker::plan::Features;
-use lobster_core::vmm::{Drive, Jail, VmConfig, VmPaths};
+use lobster_core::vmm::Jail;
+use lobster_testkit::vm::vm_config;
 
 #[test]
 #[ignore = "t1: needs root"]
@@ -17,41 +18,24 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
     let euid = std::fs::metadata("/proc/self").unwrap().uid();
     assert_eq!(euid, 0, "needs root (chown to the tenant uid)");
     let dir = tempfile::tempdir().unwrap();
-    for file in ["vmlinux", "initrd", "rootfs.ext4", "overlay.ext4"] {
-        std::fs::write(dir.path().join(file), file).unwrap();
-    }
     let mut jail = Jail::for_tenant(&VmmConfig::default(), 10_996, 2, 512, None);
     jail.chroot_base = dir.path().join("jail");
-    let config = VmConfig {
-        vm_id: "vm-t1".into(),
-        kernel: dir.path().join("vmlinux"),
-        initrd: Some(dir.path().join("initrd")),
-        boot_args: String::new(),
-        drives: vec![
-            Drive {
-                id: "rootfs".into(),
-                path: dir.path().join("rootfs.ext4"),
-                read_only: true,
-                rate_limiter: None,
-            },
-            Drive {
-                id: "overlay".into(),
-                path: dir.path().join("overlay.ext4"),
-                read_only: false,
-                rate_limiter: None,
-            },
-        ],
-        nic: None,
-        vcpus: 2,
-        memory_mib: 512,
-        paths: VmPaths {
-            api_socket: dir.path().join("api.sock"),
-            console_log: dir.path().join("console.log"),
-            console_log_max_bytes: 1 << 20,
-            snapshot_dir: dir.path().join("snap"),
-        },
-        jail: Some(jail.clone()),
-    };
+    let mut config = vm_config(dir.path(), "vm-t1", dir.path().join("vmlinux"));
+    config.initrd = Some(dir.path().join("initrd"));
+    config.boot_args = String::new();
+    config.vcpus = 2;
+    config.memory_mib = 512;
+    config.jail = Some(jail.clone());
+    // Each file holds its own name, so a copy is told from the source.
+    let overlay = config.drives[1].path.clone();
+    for file in [
+        &config.kernel,
+        config.initrd.as_ref().unwrap(),
+        &config.drives[0].path,
+        &overlay,
+    ] {
+        std::fs::write(file, file.file_name().unwrap().as_encoded_bytes()).unwrap();
+    }
     let features = Features {
         metrics: true,
         ..Features::default()
@@ -82,17 +66,12 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
         std::fs::metadata(plan.host_path("/drive-overlay.img"))
             .unwrap()
             .ino(),
-        std::fs::metadata(dir.path().join("overlay.ext4"))
-            .unwrap()
-            .ino()
+        std::fs::metadata(&overlay).unwrap().ino()
     );
 
     jailer::cleanup("vm-t1", &plan).unwrap();
     assert!(!plan.jail_dir.exists());
     jailer::cleanup("vm-t1", &plan).unwrap();
     // The sources are untouched (only the links went away).
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("overlay.ext4")).unwrap(),
-        "overlay.ext4"
-    );
+    assert_eq!(std::fs::read_to_string(&overlay).unwrap(), "overlay.img");
 }

@@ -1,29 +1,18 @@
 //! T1: real TAPs through rtnetlink and the tun driver, inside a private
 //! network namespace per test.
 
-mod t1_network_support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use lobster_core::config::Ipv4Cidr;
-use lobster_core::network::{self, Drift, MacAddr, Network, NetworkOps, TenantNet};
-use t1_network_support::{in_netns, sh, Ctx};
+use lobster_core::network::{self, Drift, Network, NetworkOps};
+use lobster_testkit::netns::{in_netns, sh, Ctx};
+use lobster_testkit::registry::tenant_net;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn tenant(id: &str, n: u32) -> TenantNet {
-    let subnet = Ipv4Cidr {
-        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + 4 * n),
-        prefix: 30,
-    };
-    let mac = MacAddr::from_guest_ip(Ipv4Addr::from(u32::from(subnet.addr) + 2));
-    TenantNet::new(id, subnet, mac, 20000 + n as u16, 10000 + n).expect("valid tenant")
 }
 
 /// What `ip` (an independent reader) says about a link: details, addresses,
@@ -46,7 +35,7 @@ fn tap_ensure_check_remove() {
 fn tap_body(_ctx: &Ctx) {
     runtime().block_on(async {
         let net = Network::connect(Duration::from_secs(5)).expect("rtnetlink");
-        let t = tenant("ab12cd34", 1);
+        let t = tenant_net("ab12cd34", 1);
 
         let before = net.check(&t).await.expect("check");
         assert_eq!(before.drift, vec![Drift::Missing]);
@@ -122,7 +111,7 @@ fn tap_owner_change_and_foreign_links() {
 fn owner_body(_ctx: &Ctx) {
     runtime().block_on(async {
         let net = Network::connect(Duration::from_secs(5)).expect("rtnetlink");
-        let mut t = tenant("cafe01", 2);
+        let mut t = tenant_net("cafe01", 2);
         net.ensure(&t).await.expect("ensure");
         // The registry moved the tenant to another uid: check sees it, ensure fixes it.
         t.owner_uid = 10077;
@@ -137,7 +126,7 @@ fn owner_body(_ctx: &Ctx) {
         assert!(sh(&["ip", "-d", "link", "show", "dev", &t.tap]).contains("user 10077"));
 
         // A link with a lobster name that is not a TAP is reported, never touched.
-        let foreign = tenant("d00d", 3);
+        let foreign = tenant_net("d00d", 3);
         sh(&[
             "ip",
             "link",

@@ -3,8 +3,6 @@
 //! stops routing removed routes, carries WebSocket upgrades, retries dials
 //! while a backend starts, and gets its routes back after a restart.
 
-mod t1_network_support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,7 +12,8 @@ use lobster_core::proxy::{
     ensure_running, prepare, Caddy, CaddyStart, ProxyError, ProxySettings, SpawnOptions,
     TenantRoute,
 };
-use t1_network_support::{in_netns, require, Ctx};
+use lobster_testkit::netns::{in_netns, require, sh, Ctx};
+use lobster_testkit::poll::until_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -65,9 +64,14 @@ async fn backend(addr: SocketAddr, name: &'static str) {
 
 /// GET / with `Host: host` through Caddy; returns (status, body).
 async fn get(host: &str) -> (u16, String) {
+    get_from(LISTEN, host, "/").await
+}
+
+/// GET `path` with `Host: host` from `addr`; returns (status, body).
+async fn get_from(addr: &str, host: &str, path: &str) -> (u16, String) {
     let exchange = async {
-        let mut conn = TcpStream::connect(LISTEN).await.expect("connect to caddy");
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let mut conn = TcpStream::connect(addr).await.expect("connect to caddy");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         conn.write_all(request.as_bytes()).await.unwrap();
         let mut reply = String::new();
         conn.read_to_string(&mut reply).await.unwrap();
@@ -128,6 +132,25 @@ async fn websocket_echo(host: &str) -> Result<String, String> {
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .unwrap_or_else(|_| Err("websocket exchange timed out".into()))
+}
+
+/// How many connections this namespace opened to `port` (SYNs counted by
+/// a rule [`count_dials`] added).
+fn dials_to(port: u16) -> u64 {
+    let needle = format!("--dport {port} ");
+    sh(&["iptables-save", "-c", "-t", "filter"])
+        .lines()
+        .find(|l| l.contains("-A OUTPUT") && l.contains(&needle))
+        .and_then(|l| l.strip_prefix('[')?.split(':').next()?.parse().ok())
+        .expect("the dial counting rule")
+}
+
+/// Adds a rule that only counts the connections opened to `port`.
+fn count_dials(port: u16) {
+    let port = port.to_string();
+    sh(&[
+        "iptables", "-I", "OUTPUT", "-p", "tcp", "--syn", "--dport", &port,
+    ]);
 }
 
 /// The Caddy this test started; killed (by its pid) on drop, and its log
@@ -216,7 +239,8 @@ fn caddy_body(_ctx: &Ctx) {
         assert_eq!(report.added, vec!["a", "b"]);
         assert_eq!(get("a.lobster.local").await, (200, "backend-a".into()));
         assert_eq!(get("b.lobster.local").await, (200, "backend-b".into()));
-        assert_ne!(get("nobody.lobster.local").await.1, "backend-a");
+        // An unknown host matches no route: Caddy's empty 200.
+        assert_eq!(get("nobody.lobster.local").await, (200, String::new()));
 
         // WebSocket upgrade with a lower-case `Connection: upgrade`.
         assert_eq!(
@@ -242,7 +266,7 @@ fn caddy_body(_ctx: &Ctx) {
         // A removed route stops routing; the other keeps working.
         assert!(caddy.remove_route("a").await.unwrap());
         assert!(!caddy.remove_route("a").await.unwrap());
-        assert_ne!(get("a.lobster.local").await.1, "backend-a");
+        assert_eq!(get("a.lobster.local").await, (200, String::new()));
         assert_eq!(get("b.lobster.local").await, (200, "backend-b".into()));
         let names: Vec<String> = caddy
             .list_routes()
@@ -260,8 +284,16 @@ fn caddy_body(_ctx: &Ctx) {
             .put_route(&TenantRoute::new("c", c_addr).unwrap())
             .await
             .unwrap();
+        count_dials(c_addr.port());
         let late = tokio::spawn(get("c.lobster.local"));
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Nothing listens yet: Caddy's first dial fails. A second dial is
+        // its retry, with the request still held.
+        until_async(
+            "caddy to retry its dial to c",
+            Duration::from_secs(5),
+            || async { (dials_to(c_addr.port()) >= 2).then_some(()) },
+        )
+        .await;
         backend(c_addr, "backend-c").await;
         assert_eq!(late.await.unwrap(), (200, "backend-c".into()));
 

@@ -18,7 +18,6 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use lobster_core::agent::provision::{generate_token, write_token, GuestNetwork};
@@ -27,7 +26,11 @@ use lobster_core::agent::{
 };
 use lobster_core::config::{Accel, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
-use lobster_core::vmm::{ConsoleLog, Drive, Nic, Vm, VmConfig, VmPaths, Vmm};
+use lobster_core::vmm::{ConsoleLog, Vm, Vmm};
+use lobster_testkit::images;
+use lobster_testkit::netns::{require, Netns};
+use lobster_testkit::poll::until_async;
+use lobster_testkit::vm::{nic, vm_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOST_IP: &str = "10.77.0.1";
@@ -36,31 +39,6 @@ const GUEST_MAC: &str = "06:00:0a:4d:00:02";
 const BOOT_BOUND: Duration = Duration::from_secs(90);
 
 // --- prerequisites ---------------------------------------------------------
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn images() -> PathBuf {
-    std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".artifacts/images"))
-}
-
-fn require_root() {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .expect("running id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "this T2 test needs root"
-    );
-}
 
 fn require_tool(tool: &str, package: &str) {
     let found = Command::new("sh")
@@ -72,13 +50,7 @@ fn require_tool(tool: &str, package: &str) {
 }
 
 fn require_image(name: &str, build: &str) -> PathBuf {
-    let path = images().join(name);
-    assert!(
-        path.exists(),
-        "missing {}: run guest/images/build.sh {build}",
-        path.display()
-    );
-    path
+    images::require(name, &format!("run guest/images/build.sh {build}"))
 }
 
 fn sh(cmd: &str, args: &[&str]) {
@@ -109,59 +81,29 @@ fn sha256(path: &Path) -> String {
 // --- the test's network namespace -------------------------------------------
 
 /// A network namespace with `tap0` (host side of the guest's /30).
-struct Netns {
-    name: String,
-}
+struct GuestNetns(Netns);
 
-impl Netns {
-    fn create() -> Netns {
-        require_root();
-        require_tool("ip", "iproute2");
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "lobt2-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        sh("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        let n = ns.name.as_str();
-        sh("ip", &["-n", n, "link", "set", "lo", "up"]);
-        sh(
-            "ip",
-            &["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"],
-        );
-        sh(
-            "ip",
-            &[
-                "-n",
-                n,
-                "addr",
-                "add",
-                &format!("{HOST_IP}/30"),
-                "dev",
-                "tap0",
-            ],
-        );
-        sh("ip", &["-n", n, "link", "set", "tap0", "up"]);
+impl GuestNetns {
+    fn create() -> GuestNetns {
+        require(&["ip"]);
+        let ns = Netns::unique("lobt2-");
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
+        ns.ip(&["addr", "add", &format!("{HOST_IP}/30"), "dev", "tap0"]);
+        ns.ip(&["link", "set", "tap0", "up"]);
         // A permanent neighbour entry saves the guest's first ARP round trip.
-        sh(
-            "ip",
-            &[
-                "-n",
-                n,
-                "neigh",
-                "add",
-                GUEST_IP,
-                "lladdr",
-                GUEST_MAC,
-                "dev",
-                "tap0",
-                "nud",
-                "permanent",
-            ],
-        );
-        ns
+        ns.ip(&[
+            "neigh",
+            "add",
+            GUEST_IP,
+            "lladdr",
+            GUEST_MAC,
+            "dev",
+            "tap0",
+            "nud",
+            "permanent",
+        ]);
+        GuestNetns(ns)
     }
 
     /// Runs `body` on a thread inside the namespace, on a current-thread
@@ -171,9 +113,10 @@ impl Netns {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let path = format!("/run/netns/{}", self.name);
+        let path = self.0.path();
         let handle = std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let ns =
+                std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .expect("entering the test netns");
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -185,14 +128,6 @@ impl Netns {
         if let Err(panic) = handle.join() {
             std::panic::resume_unwind(panic);
         }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
@@ -280,42 +215,15 @@ impl Tenant {
             256
         };
         let run = self.dir.path().join(format!("boot{boot}"));
-        let config = VmConfig {
-            vm_id: format!("t2-boot{boot}"),
-            kernel: kernel.clone(),
-            initrd: Some(initrd),
-            boot_args: format!("quiet {}", net.kernel_args()),
-            drives: vec![
-                Drive {
-                    id: "rootfs".into(),
-                    path: self.base(),
-                    read_only: true,
-                    rate_limiter: None,
-                },
-                Drive {
-                    id: "overlay".into(),
-                    path: self.disk.clone(),
-                    read_only: false,
-                    rate_limiter: None,
-                },
-            ],
-            nic: Some(Nic {
-                id: "eth0".into(),
-                tap: "tap0".into(),
-                mac: GUEST_MAC.into(),
-                rx_rate_limiter: None,
-                tx_rate_limiter: None,
-            }),
-            vcpus: if self.variant == Variant::Full { 2 } else { 1 },
-            memory_mib,
-            paths: VmPaths {
-                api_socket: run.join("qmp.sock"),
-                console_log: run.join("console.log"),
-                console_log_max_bytes: 8 << 20,
-                snapshot_dir: run.join("snapshot"),
-            },
-            jail: None,
-        };
+        let mut config = vm_config(&run, &format!("t2-boot{boot}"), kernel.clone());
+        config.initrd = Some(initrd);
+        config.boot_args = format!("quiet {}", net.kernel_args());
+        config.drives[0].path = self.base();
+        config.drives[1].path = self.disk.clone();
+        config.nic = Some(nic("tap0", GUEST_MAC));
+        config.vcpus = if self.variant == Variant::Full { 2 } else { 1 };
+        config.memory_mib = memory_mib;
+        config.paths.console_log_max_bytes = 8 << 20;
         let mut vmm_config = VmmConfig::default();
         vmm_config.qemu.binary = PathBuf::from("qemu-system-x86_64");
         vmm_config.qemu.accel = match std::env::var("LOBSTER_TEST_ACCEL").as_deref() {
@@ -405,24 +313,6 @@ async fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
         })
 }
 
-async fn poll<T, F: Future<Output = Option<T>>>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn workload_log_has(agent: &Agent, needle: &str) -> Option<()> {
     let tail = agent.logs(LogSource::Workload, 500).await.ok()?;
     tail.lines.iter().any(|l| l.contains(needle)).then_some(())
@@ -433,7 +323,7 @@ async fn workload_log_has(agent: &Agent, needle: &str) -> Option<()> {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn minimal_guest_agent_answers_health_hello_and_stats() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
@@ -466,7 +356,7 @@ fn minimal_guest_agent_answers_health_hello_and_stats() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn injected_secret_reaches_a_workload_serving_http_over_the_tenant_network() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
@@ -489,9 +379,9 @@ fn injected_secret_reaches_a_workload_serving_http_over_the_tenant_network() {
             .unwrap();
         assert_eq!(status.state, WorkloadState::Running);
         let addr = format!("{GUEST_IP}:8080");
-        let (line, body) = poll(
-            Duration::from_secs(30),
+        let (line, body) = until_async(
             "the workload's HTTP answer",
+            Duration::from_secs(30),
             || async {
                 http_get(&addr, "/secret.txt")
                     .await
@@ -516,7 +406,7 @@ fn injected_secret_reaches_a_workload_serving_http_over_the_tenant_network() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn guest_logs_are_readable_and_followable() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
@@ -526,7 +416,7 @@ fn guest_logs_are_readable_and_followable() {
             .configure(shell(script, None), true)
             .await
             .unwrap();
-        poll(Duration::from_secs(30), "tick 3 in the log", || {
+        until_async("tick 3 in the log", Duration::from_secs(30), || {
             workload_log_has(&guest.agent, "tick 3")
         })
         .await;
@@ -558,7 +448,7 @@ fn guest_logs_are_readable_and_followable() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn shutdown_powers_off_and_leaves_the_tenant_disk_clean() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
@@ -606,7 +496,7 @@ fn shutdown_powers_off_and_leaves_the_tenant_disk_clean() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
@@ -646,7 +536,7 @@ fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn overlay_writes_survive_a_reboot_and_the_base_image_is_unchanged() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let base_before = sha256(&tenant.base());
@@ -654,7 +544,7 @@ fn overlay_writes_survive_a_reboot_and_the_base_image_is_unchanged() {
             let guest = tenant.boot(1).await;
             let script = "echo persisted-on-boot-1 >/root/marker && rm /etc/debian_version && sync && echo wrote && exec sleep 10000";
             guest.agent.configure(shell(script, None), true).await.unwrap();
-            poll(Duration::from_secs(30), "the write", || workload_log_has(&guest.agent, "wrote")).await;
+            until_async("the write", Duration::from_secs(30), || workload_log_has(&guest.agent, "wrote")).await;
             guest.power_off().await;
         }
         {
@@ -663,7 +553,7 @@ fn overlay_writes_survive_a_reboot_and_the_base_image_is_unchanged() {
             assert_eq!(status.state, WorkloadState::Stopped, "the workload was stopped at shutdown: {status:?}");
             let script = "echo \"boot2: $(cat /root/marker) $(ls /etc/debian_version 2>&1 | tr -d '\\n' | tail -c 25)\"; exec sleep 10000";
             guest.agent.configure(shell(script, None), true).await.unwrap();
-            poll(Duration::from_secs(30), "the boot-2 report", || {
+            until_async("the boot-2 report", Duration::from_secs(30), || {
                 workload_log_has(&guest.agent, "boot2: persisted-on-boot-1")
             })
             .await;
@@ -679,7 +569,7 @@ fn overlay_writes_survive_a_reboot_and_the_base_image_is_unchanged() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn a_corrupt_tenant_disk_powers_off_with_a_clear_message_instead_of_a_panic() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         // Zero the primary superblock and the first block groups' metadata.
@@ -714,7 +604,7 @@ fn a_corrupt_tenant_disk_powers_off_with_a_clear_message_instead_of_a_panic() {
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn init_reaps_orphans_and_restarts_a_killed_agent_which_restarts_the_workload() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
         let guest = tenant.boot(1).await;
@@ -728,14 +618,14 @@ fn init_reaps_orphans_and_restarts_a_killed_agent_which_restarts_the_workload() 
         let first_pid = first.pid.unwrap();
         // The agent dies ~2 s in; lobster-init restarts it; the new agent
         // kills the old workload group and starts the persisted workload.
-        let status = poll(Duration::from_secs(60), "a new agent with a new workload", || async {
+        let status = until_async("a new agent with a new workload", Duration::from_secs(60), || async {
             let s = guest.agent.status().await.ok()?;
             (s.state == WorkloadState::Running && s.pid != Some(first_pid)).then_some(s)
         })
         .await;
         let health = guest.agent.health().await.unwrap();
         assert!(health.agent_uptime_ms < health.system_uptime_ms, "{health:?}");
-        poll(Duration::from_secs(30), "the second run's report", || async {
+        until_async("the second run's report", Duration::from_secs(30), || async {
             let logs = guest.agent.logs(LogSource::Workload, 100).await.ok()?;
             let runs: Vec<&String> = logs.lines.iter().filter(|l| l.starts_with("run ")).collect();
             (runs.len() >= 2).then(|| {
@@ -752,7 +642,7 @@ fn init_reaps_orphans_and_restarts_a_killed_agent_which_restarts_the_workload() 
 #[test]
 #[ignore = "t2: needs root, qemu and images"]
 fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
-    let ns = Netns::create();
+    let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Full).await;
         let guest = tenant.boot(1).await;

@@ -11,45 +11,16 @@ use std::time::Duration;
 
 use lobster_core::config::{Accel, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
-use lobster_core::vmm::{
-    ConsoleLog, Drive, ExitStatus, ShutdownOutcome, VmConfig, VmPaths, VmStatus, Vmm,
+use lobster_core::vmm::{ConsoleLog, ExitStatus, ShutdownOutcome, VmConfig, VmStatus, Vmm};
+use lobster_testkit::images::{
+    first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
+use lobster_testkit::netns::Netns;
+use lobster_testkit::poll::until_async;
+use lobster_testkit::vm::{blank_disks, nic};
+use lobster_testkit::Evidence;
 
-const MARKER: &str = "LOBSTER-TEST-GUEST-READY";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn images() -> PathBuf {
-    std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".artifacts/images"))
-}
-
-/// The kernel and test initramfs; fails naming what is missing.
-fn guest_images() -> (PathBuf, PathBuf) {
-    let kernel = images().join("kernel/vmlinuz");
-    assert!(
-        kernel.exists(),
-        "missing {}: run guest/images/kernel.sh",
-        kernel.display()
-    );
-    let initrd = images().join("test/initramfs.cpio.gz");
-    if !initrd.exists() {
-        // Cheap and local (busybox + cpio): build it rather than fail.
-        let status = std::process::Command::new("bash")
-            .arg(repo_root().join("guest/images/test-initramfs.sh"))
-            .status()
-            .expect("run guest/images/test-initramfs.sh");
-        assert!(status.success(), "guest/images/test-initramfs.sh failed");
-    }
-    (kernel, initrd)
-}
 
 fn qemu_binary() -> PathBuf {
     let binary = PathBuf::from("qemu-system-x86_64");
@@ -79,104 +50,31 @@ fn backend(kernel: &Path) -> QemuVmm {
     QemuVmm::new(QemuSettings::from_config(&config, kernel))
 }
 
-/// A VM config in `dir` with a read-only base disk and a writable overlay
-/// (small blank raw files: the test guest does not mount them, but QEMU
-/// opens and locks them like real ones).
+/// A VM config in `dir` for the test guest, with a read-only base disk and
+/// a writable overlay (blank: the guest does not mount them, but QEMU opens
+/// and locks them like real ones).
 fn vm_config(dir: &Path, name: &str) -> VmConfig {
-    let (kernel, initrd) = guest_images();
-    for disk in ["base.img", "overlay.img"] {
-        let f = std::fs::File::create(dir.join(disk)).unwrap();
-        f.set_len(1 << 20).unwrap();
-    }
-    VmConfig {
-        vm_id: name.into(),
-        kernel,
-        initrd: Some(initrd),
-        boot_args: "quiet".into(),
-        drives: vec![
-            Drive {
-                id: "rootfs".into(),
-                path: dir.join("base.img"),
-                read_only: true,
-                rate_limiter: None,
-            },
-            Drive {
-                id: "overlay".into(),
-                path: dir.join("overlay.img"),
-                read_only: false,
-                rate_limiter: None,
-            },
-        ],
-        nic: None,
-        vcpus: 1,
-        memory_mib: 128,
-        paths: VmPaths {
-            api_socket: dir.join("qmp.sock"),
-            console_log: dir.join("console.log"),
-            console_log_max_bytes: 4 << 20,
-            snapshot_dir: dir.join("snapshot"),
-        },
-        jail: None,
-    }
-}
-
-/// Prints the console log if the test fails, and kills what is left.
-struct Evidence {
-    console: ConsoleLog,
-    pids: Vec<i32>,
-}
-
-impl Evidence {
-    fn new(config: &VmConfig) -> Evidence {
-        Evidence {
-            console: ConsoleLog::new(&config.paths.console_log, 1 << 30),
-            pids: Vec::new(),
-        }
-    }
-}
-
-impl Drop for Evidence {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- guest console ({}) ----\n{}\n---- end ----",
-                self.console.path().display(),
-                self.console.tail_bytes(16 * 1024)
-            );
-        }
-        for pid in &self.pids {
-            // Only our own VMs, by pid, and only if still alive.
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
+    let (kernel, initrd) = test_guest("vmlinuz");
+    let mut config = lobster_testkit::vm::vm_config(dir, name, kernel);
+    config.initrd = Some(initrd);
+    blank_disks(&config);
+    config
 }
 
 /// The last counter value the guest printed after byte `from`.
-fn last_counter(console: &ConsoleLog, from: u64) -> Option<u64> {
+fn counter_after(console: &ConsoleLog, from: u64) -> Option<u64> {
     let text = console.read_all();
     let start = usize::try_from(from).unwrap().min(text.len());
-    text[start..].lines().rev().find_map(|l| {
-        l.trim()
-            .strip_prefix("n=")
-            .and_then(|n| n.trim().parse().ok())
-    })
+    last_counter(&text[start..])
 }
 
 async fn wait_counter_above(console: &ConsoleLog, from: u64, value: u64, within: Duration) -> u64 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(n) = last_counter(console, from).filter(|n| *n > value) {
-            return n;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "guest counter did not pass {value} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_async(
+        &format!("the guest counter to pass {value}"),
+        within,
+        || async { counter_after(console, from).filter(|n| *n > value) },
+    )
+    .await
 }
 
 /// Inode numbers of the file as /proc/locks prints them (`maj:min:ino`).
@@ -213,12 +111,12 @@ fn assert_gone(pid: i32, config: &VmConfig) {
 async fn boots_to_marker_then_kill_leaves_no_process_socket_or_lock() {
     let dir = tempfile::tempdir().unwrap();
     let config = vm_config(dir.path(), "t2-boot");
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
     let vmm = backend(&config.kernel);
 
     let vm = vmm.launch(&config).await.expect("launch");
     let pid = vm.identity().pid;
-    evidence.pids.push(pid);
+    evidence.watch(vm.identity());
     assert!(
         vm.process()
             .console()
@@ -244,11 +142,11 @@ async fn boots_to_marker_then_kill_leaves_no_process_socket_or_lock() {
 async fn pause_stops_guest_progress_and_resume_continues_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = vm_config(dir.path(), "t2-pause");
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
     let vmm = backend(&config.kernel);
 
     let vm = vmm.launch(&config).await.expect("launch");
-    evidence.pids.push(vm.identity().pid);
+    evidence.watch(vm.identity());
     let console = vm.process().console().clone();
     let booted = console
         .wait_for(MARKER, 0, BOOT_TIMEOUT)
@@ -258,11 +156,11 @@ async fn pause_stops_guest_progress_and_resume_continues_it() {
 
     vm.pause().await.expect("pause");
     assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
-    let frozen = last_counter(&console, booted).unwrap();
+    let frozen = counter_after(&console, booted).unwrap();
     // While paused the counter must not move; 1 s is ten ticks of the guest.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        last_counter(&console, booted),
+        counter_after(&console, booted),
         Some(frozen),
         "guest ran while paused"
     );
@@ -289,12 +187,12 @@ async fn pause_stops_guest_progress_and_resume_continues_it() {
 async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
     let dir = tempfile::tempdir().unwrap();
     let config = vm_config(dir.path(), "t2-snap");
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
 
     let (frozen, restore_from) = {
         let vmm = backend(&config.kernel);
         let vm = vmm.launch(&config).await.expect("launch");
-        evidence.pids.push(vm.identity().pid);
+        evidence.watch(vm.identity());
         let console = vm.process().console().clone();
         let booted = console
             .wait_for(MARKER, 0, BOOT_TIMEOUT)
@@ -308,7 +206,7 @@ async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
             "{err}"
         );
         vm.pause().await.expect("pause");
-        let frozen = last_counter(&console, booted).unwrap();
+        let frozen = counter_after(&console, booted).unwrap();
         let snapshot = vm.snapshot().await.expect("snapshot");
         let pid = vm.identity().pid;
         vm.kill().await.expect("kill after snapshot");
@@ -329,7 +227,7 @@ async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
         .await
         .expect("restore");
     let pid = vm.identity().pid;
-    evidence.pids.push(pid);
+    evidence.watch(vm.identity());
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
     let console = vm.process().console().clone();
     let last =
@@ -342,14 +240,7 @@ async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
         !after.contains(MARKER),
         "guest rebooted instead of resuming:\n{after}"
     );
-    let first = after
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("n=")
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        })
-        .expect("restored guest printed no counter");
+    let first = first_counter(&after).expect("restored guest printed no counter");
     assert_eq!(
         first,
         frozen + 1,
@@ -368,7 +259,7 @@ async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
 async fn vm_outlives_its_handle_and_attach_finds_it_again() {
     let dir = tempfile::tempdir().unwrap();
     let config = vm_config(dir.path(), "t2-attach");
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
     eprintln!(
         "accelerator: {:?}",
         lobster_core::vmm::qemu::accel::kvm_usable("qemu-system-x86_64".as_ref(), &config.kernel)
@@ -379,7 +270,7 @@ async fn vm_outlives_its_handle_and_attach_finds_it_again() {
             .launch(&config)
             .await
             .expect("launch");
-        evidence.pids.push(vm.identity().pid);
+        evidence.watch(vm.identity());
         vm.identity()
     };
     let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
@@ -422,12 +313,12 @@ async fn a_dying_guest_is_reported_with_exit_status_and_console_tail() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_config(dir.path(), "t2-panic");
     config.initrd = None; // nothing to run: the kernel panics, QEMU exits
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
     let vm = backend(&config.kernel)
         .launch(&config)
         .await
         .expect("launch");
-    evidence.pids.push(vm.identity().pid);
+    evidence.watch(vm.identity());
     let status = vm
         .process()
         .wait_exit(BOOT_TIMEOUT)
@@ -467,13 +358,13 @@ async fn a_jailed_vm_runs_as_the_tenant_uid() {
         cpu_max: None,
         netns: None,
     });
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
     let vm = backend(&config.kernel)
         .launch(&config)
         .await
         .expect("launch");
     let pid = vm.identity().pid;
-    evidence.pids.push(pid);
+    evidence.watch(vm.identity());
     let console = vm.process().console().clone();
     console
         .wait_for(MARKER, 0, BOOT_TIMEOUT)
@@ -493,63 +384,17 @@ async fn a_jailed_vm_runs_as_the_tenant_uid() {
     assert_gone(pid, &config);
 }
 
-/// A network namespace this test owns (deleted on drop, even on failure).
-struct TestNetns(String);
-
-impl TestNetns {
-    fn create() -> TestNetns {
-        let name = format!("lobster-vmmtest-{}", std::process::id());
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "cannot create network namespace {name} (needs root and iproute2)"
-        );
-        TestNetns(name)
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let status = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns exec {} {args:?} failed", self.0);
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/var/run/netns").join(&self.0)
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
-}
-
 /// With `jail.netns`, QEMU runs inside that namespace and attaches the TAP
 /// that exists only there. Everything lives in the test's own namespace.
 #[tokio::test]
 #[ignore = "t2: needs root, qemu and images"]
 async fn a_vm_with_a_netns_runs_there_and_holds_its_tap() {
     use std::os::unix::fs::MetadataExt;
-    let netns = TestNetns::create();
-    netns.exec(&["ip", "tuntap", "add", "dev", "lobt0", "mode", "tap"]);
+    let netns = Netns::unique("lobster-vmmtest-");
+    netns.ip(&["tuntap", "add", "dev", "lobt0", "mode", "tap"]);
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_config(dir.path(), "t2-netns");
-    config.nic = Some(lobster_core::vmm::Nic {
-        id: "eth0".into(),
-        tap: "lobt0".into(),
-        mac: "06:00:0a:c8:00:02".into(),
-        rx_rate_limiter: None,
-        tx_rate_limiter: None,
-    });
+    config.nic = Some(nic("lobt0", "06:00:0a:c8:00:02"));
     config.jail = Some(lobster_core::vmm::Jail {
         uid: 10_997,
         gid: 10_997,
@@ -558,13 +403,13 @@ async fn a_vm_with_a_netns_runs_there_and_holds_its_tap() {
         cpu_max: None,
         netns: Some(netns.path()),
     });
-    let mut evidence = Evidence::new(&config);
+    let mut evidence = Evidence::new(&config.paths.console_log);
     let vm = backend(&config.kernel)
         .launch(&config)
         .await
         .expect("launch");
     let pid = vm.identity().pid;
-    evidence.pids.push(pid);
+    evidence.watch(vm.identity());
     vm.process()
         .console()
         .wait_for(MARKER, 0, BOOT_TIMEOUT)

@@ -12,13 +12,15 @@ use std::time::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use lobster_core::config::VmmConfig;
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
-use lobster_core::vmm::{
-    ConsoleLog, Drive, Snapshot, VmConfig, VmIdentity, VmPaths, VmStatus, Vmm,
+use lobster_core::vmm::{ConsoleLog, Snapshot, VmConfig, VmIdentity, VmStatus, Vmm};
+use lobster_testkit::evidence::{alive, kill};
+use lobster_testkit::images::{
+    first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
+use lobster_testkit::vm::{blank_disks, vm_config};
 
 const ROLE_ENV: &str = "LOBSTER_T2_ROLE";
 const DIR_ENV: &str = "LOBSTER_T2_DIR";
-const MARKER: &str = "LOBSTER-TEST-GUEST-READY";
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE_ENV) {
@@ -37,12 +39,6 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn images() -> PathBuf {
-    std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"))
-}
-
 fn backend(config: &VmConfig) -> QemuVmm {
     QemuVmm::new(QemuSettings::from_config(
         &VmmConfig::default(),
@@ -56,14 +52,6 @@ fn read<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> T {
 
 fn write(dir: &Path, name: &str, value: &impl serde::Serialize) {
     std::fs::write(dir.join(name), serde_json::to_vec(value).unwrap()).unwrap();
-}
-
-fn last_counter(text: &str) -> Option<u64> {
-    text.lines().rev().find_map(|l| {
-        l.trim()
-            .strip_prefix("n=")
-            .and_then(|n| n.trim().parse().ok())
-    })
 }
 
 /// One role, run in its own process.
@@ -127,61 +115,12 @@ fn run_role(role: &str, dir: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
-fn alive(identity: VmIdentity) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", identity.pid)).is_ok_and(|stat| {
-        // Same process (start time) and not a zombie.
-        let rest = &stat[stat.rfind(')').unwrap() + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields[0] != "Z" && fields[19].parse::<u64>().ok() == Some(identity.start_time)
-    })
-}
-
 fn outlives_and_restores() -> Result<(), Failed> {
-    let kernel = images().join("kernel/vmlinux");
-    let initrd = images().join("test/initramfs.cpio.gz");
-    for file in [&kernel, &initrd] {
-        if !file.exists() {
-            return Err(format!(
-                "missing {} (run guest/images/kernel.sh and guest/images/test-initramfs.sh)",
-                file.display()
-            )
-            .into());
-        }
-    }
+    let (kernel, initrd) = test_guest("vmlinux");
     let dir = tempfile::tempdir()?;
-    for disk in ["base.img", "overlay.img"] {
-        std::fs::File::create(dir.path().join(disk))?.set_len(1 << 20)?;
-    }
-    let config = VmConfig {
-        vm_id: "t2-procs".into(),
-        kernel,
-        initrd: Some(initrd),
-        boot_args: "quiet".into(),
-        drives: vec![
-            Drive {
-                id: "rootfs".into(),
-                path: dir.path().join("base.img"),
-                read_only: true,
-                rate_limiter: None,
-            },
-            Drive {
-                id: "overlay".into(),
-                path: dir.path().join("overlay.img"),
-                read_only: false,
-                rate_limiter: None,
-            },
-        ],
-        nic: None,
-        vcpus: 1,
-        memory_mib: 128,
-        paths: VmPaths {
-            api_socket: dir.path().join("qmp.sock"),
-            console_log: dir.path().join("console.log"),
-            console_log_max_bytes: 4 << 20,
-            snapshot_dir: dir.path().join("snapshot"),
-        },
-        jail: None,
-    };
+    let mut config = vm_config(dir.path(), "t2-procs", kernel);
+    config.initrd = Some(initrd);
+    blank_disks(&config);
     write(dir.path(), "config.json", &config);
     let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
     let mut started = Vec::new();
@@ -222,11 +161,7 @@ fn outlives_and_restores() -> Result<(), Failed> {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
-            let first_after = after.lines().find_map(|l| {
-                l.trim()
-                    .strip_prefix("n=")
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-            });
+            let first_after = first_counter(&after);
             if first_after != Some(frozen + 1) || after.contains(MARKER) {
                 return Err(format!(
                     "guest state not kept: froze at {frozen}, restored output:\n{after}"
@@ -252,10 +187,8 @@ fn outlives_and_restores() -> Result<(), Failed> {
                 started.extend(serde_json::from_slice::<VmIdentity>(&bytes).ok());
             }
         }
-        for identity in started.iter().filter(|i| alive(**i)) {
-            let _ = Command::new("kill")
-                .args(["-9", &identity.pid.to_string()])
-                .status();
+        for identity in started {
+            kill(identity);
         }
     }
     result

@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use lobster_core::config::VmmConfig;
 use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
-use lobster_core::vmm::{ConsoleLog, Drive, Jail, VmConfig, VmPaths, VmStatus, Vmm};
-
-const MARKER: &str = "LOBSTER-TEST-GUEST-READY";
+use lobster_core::vmm::{ConsoleLog, Jail, VmConfig, VmStatus, Vmm};
+use lobster_testkit::images::{
+    first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
+};
+use lobster_testkit::poll::until_async;
+use lobster_testkit::vm::blank_disks;
+use lobster_testkit::Evidence;
 
 fn on_path(name: &str) -> PathBuf {
     std::env::var_os("PATH")
@@ -25,62 +29,17 @@ fn on_path(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("missing `{name}` on PATH"))
 }
 
-fn images() -> PathBuf {
-    std::env::var_os("LOBSTER_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.artifacts/images"))
-}
-
-/// Copies the guest images into `dir` (the jailer hard-links from there,
-/// so they must share its filesystem) and describes a 1-vCPU VM.
+/// Copies the test guest into `dir` (the jailer hard-links from there, so
+/// it must share its filesystem) and describes a 1-vCPU VM.
 fn vm_config(dir: &Path, name: &str) -> VmConfig {
-    let kernel = images().join("kernel/vmlinux");
-    let initrd = images().join("test/initramfs.cpio.gz");
-    for file in [&kernel, &initrd] {
-        assert!(
-            file.exists(),
-            "missing {} (run guest/images/kernel.sh and test-initramfs.sh)",
-            file.display()
-        );
-    }
+    let (kernel, initrd) = test_guest("vmlinux");
     std::fs::copy(&kernel, dir.join("vmlinux")).unwrap();
     std::fs::copy(&initrd, dir.join("initrd")).unwrap();
-    for disk in ["base.img", "overlay.img"] {
-        std::fs::File::create(dir.join(disk))
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
-    }
-    VmConfig {
-        vm_id: name.into(),
-        kernel: dir.join("vmlinux"),
-        initrd: Some(dir.join("initrd")),
-        boot_args: String::new(),
-        drives: vec![
-            Drive {
-                id: "rootfs".into(),
-                path: dir.join("base.img"),
-                read_only: true,
-                rate_limiter: None,
-            },
-            Drive {
-                id: "overlay".into(),
-                path: dir.join("overlay.img"),
-                read_only: false,
-                rate_limiter: None,
-            },
-        ],
-        nic: None,
-        vcpus: 1,
-        memory_mib: 128,
-        paths: VmPaths {
-            api_socket: dir.join("fc.sock"),
-            console_log: dir.join("console.log"),
-            console_log_max_bytes: 4 << 20,
-            snapshot_dir: dir.join("snapshot"),
-        },
-        jail: None,
-    }
+    let mut config = lobster_testkit::vm::vm_config(dir, name, dir.join("vmlinux"));
+    config.initrd = Some(dir.join("initrd"));
+    config.boot_args = String::new();
+    blank_disks(&config);
+    config
 }
 
 fn backend() -> FirecrackerVmm {
@@ -90,43 +49,42 @@ fn backend() -> FirecrackerVmm {
     FirecrackerVmm::new(FirecrackerSettings::from_config(&config))
 }
 
-/// Prints the console log when the test fails.
-struct Evidence(ConsoleLog);
-
-impl Drop for Evidence {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- console ----\n{}\n----", self.0.tail_bytes(16 * 1024));
-        }
-    }
-}
-
+/// Launch, pause, snapshot, kill, restore into a new process, shutdown. The
+/// restored guest must continue its counter where the snapshot froze it
+/// (first value frozen + 1, no second boot). Every VM started is killed by
+/// PID if the test fails half-way.
 async fn run_flows(config: &VmConfig) {
-    let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
-    let _evidence = Evidence(console.clone());
+    let mut evidence = Evidence::new(&config.paths.console_log);
+    let console = evidence.console().clone();
     let vmm = backend();
     let vm = vmm.launch(config).await.expect("launch");
+    evidence.watch(vm.identity());
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
-    assert!(
-        console
-            .wait_for(MARKER, 0, Duration::from_secs(30))
-            .await
-            .is_some(),
-        "no boot marker"
-    );
+    let booted = console
+        .wait_for(MARKER, 0, Duration::from_secs(30))
+        .await
+        .expect("no boot marker");
+    counter_above(&console, booted, 3).await;
     vm.pause().await.unwrap();
     assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
+    let frozen =
+        last_counter(&text_after(&console, booted)).expect("a counter before the snapshot");
     let snapshot = vm.snapshot().await.expect("snapshot");
     vm.kill().await.unwrap();
     let from = console.read_all().len() as u64;
     let restored = vmm.restore(config, &snapshot, true).await.expect("restore");
+    evidence.watch(restored.identity());
     assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
+    counter_above(&console, from, frozen + 3).await;
+    let after = text_after(&console, from);
     assert!(
-        console
-            .wait_for("n=", from, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "restored guest silent"
+        !after.contains(MARKER),
+        "guest rebooted instead of resuming:\n{after}"
+    );
+    assert_eq!(
+        first_counter(&after),
+        Some(frozen + 1),
+        "counter did not continue from the snapshot:\n{after}"
     );
     restored
         .shutdown(Duration::from_secs(5))
@@ -137,6 +95,22 @@ async fn run_flows(config: &VmConfig) {
         "firecracker survived shutdown"
     );
     assert!(!config.paths.api_socket.exists(), "api socket left behind");
+}
+
+/// The console text after byte `from`.
+fn text_after(console: &ConsoleLog, from: u64) -> String {
+    let text = console.read_all();
+    text[usize::try_from(from).unwrap().min(text.len())..].to_owned()
+}
+
+/// Waits until the guest printed a counter above `value` after byte `from`.
+async fn counter_above(console: &ConsoleLog, from: u64, value: u64) {
+    until_async(
+        &format!("the guest counter to pass {value}"),
+        Duration::from_secs(30),
+        || async { last_counter(&text_after(console, from)).filter(|n| *n > value) },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -9,49 +9,36 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lobster_core::agent::WorkloadState;
-use lobster_core::config::{Config, PathsConfig};
+use lobster_core::config::Config;
 use lobster_core::health::{
-    molt_with, Doctor, Event, EventRecord, EventSink, FakeGuests, HealthState, Repair,
-    WatchOptions, WatchStatus, Watchdog,
+    molt_with, Event, EventRecord, EventSink, HealthState, Repair, WatchStatus, Watchdog,
 };
-use lobster_core::host::Services;
-use lobster_core::network::firewall::{
-    tenant_chain_prefix, Firewall, FirewallSettings, MemoryBackend,
-};
-use lobster_core::network::{FakeNetwork, MacAddr, NetworkOps, TenantNet};
-use lobster_core::proxy::{FakeRoutes, ProxySettings, RouteOps, TenantRoute};
-use lobster_core::store::{NewTenant, Resources, Store, TenantRecord, TenantStatus};
+use lobster_core::network::firewall::tenant_chain_prefix;
+use lobster_core::network::{MacAddr, NetworkOps, TenantNet};
+use lobster_core::proxy::{RouteOps, TenantRoute};
+use lobster_core::store::{TenantRecord, TenantStatus};
 use lobster_core::tenant::plan;
-use lobster_core::vmm::{BackendKind, Vmm};
-use lobster_core::Host;
+use lobster_testkit::poll::until_async;
+use lobster_testkit::rig::FakeHost;
 
 /// A host over fakes, a watchdog on it, and the events it emitted.
 struct Rig {
-    dir: tempfile::TempDir,
-    host: Host,
-    /// The registry, read and changed behind the host's back.
-    store: Store,
-    network: Arc<FakeNetwork>,
-    firewall: Arc<Firewall<MemoryBackend>>,
-    routes: Arc<FakeRoutes>,
-    guests: Arc<FakeGuests>,
-    doctor: Doctor,
+    fake: FakeHost,
     events: Arc<Mutex<Vec<EventRecord>>>,
     watchdog: Watchdog,
+    stop_at: Arc<Mutex<Option<StopAt>>>,
 }
 
-fn config(root: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config {
-        paths: PathsConfig::under(root),
-        ..Config::default()
-    };
-    config.network.pool = "10.0.0.0/16".into();
-    config.watchdog.backoff_base_ms = 0;
-    config.watchdog.backoff_max_ms = 0;
-    config.watchdog.cooldown_ms = 0;
-    config.watchdog.max_repair_attempts = 3;
-    tweak(&mut config);
-    config
+/// Which event stops the watchdog, and the stop to send.
+type StopAt = (fn(&Event) -> bool, tokio::sync::oneshot::Sender<()>);
+
+/// The host's parts (`rig.host`, `rig.guests`, ...) are the fake host's.
+impl std::ops::Deref for Rig {
+    type Target = FakeHost;
+
+    fn deref(&self) -> &FakeHost {
+        &self.fake
+    }
 }
 
 impl Rig {
@@ -61,48 +48,30 @@ impl Rig {
     }
 
     async fn with(names: &[&str], tweak: impl FnOnce(&mut Config)) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), tweak);
-        let network = Arc::new(FakeNetwork::new());
-        let firewall = Arc::new(Firewall::new(
-            MemoryBackend::default(),
-            FirewallSettings::from_config(&config.network).unwrap(),
-        ));
-        let routes = Arc::new(FakeRoutes::new(ProxySettings::from_config(&config)));
-        let guests = Arc::new(FakeGuests::new());
-        let services = Services {
-            network: network.clone(),
-            firewall: firewall.clone(),
-            routes: routes.clone(),
-            default_backend: BackendKind::Firecracker,
-            vmm: Arc::new(|kind: BackendKind| -> Arc<dyn Vmm> {
-                panic!("the doctor built a {kind:?} VMM although its guest side is faked")
-            }),
-        };
-        let store = Store::new(&config.paths.state_dir);
-        let host = Host::with_services(config, services).unwrap();
-        let doctor = Doctor::with_guests(&host, host.services().await.unwrap(), guests.clone());
+        let fake = FakeHost::new(|config| {
+            config.watchdog.max_repair_attempts = 3;
+            tweak(config);
+        })
+        .await;
         let events = Arc::new(Mutex::new(Vec::new()));
+        let stop_at = Arc::new(Mutex::new(None::<StopAt>));
         let sink: EventSink = {
-            let events = events.clone();
-            Arc::new(move |e: &EventRecord| events.lock().unwrap().push(e.clone()))
+            let (events, stop_at) = (events.clone(), stop_at.clone());
+            Arc::new(move |e: &EventRecord| {
+                events.lock().unwrap().push(e.clone());
+                let mut stop_at = stop_at.lock().unwrap();
+                if stop_at.as_ref().is_some_and(|(at, _)| at(&e.event)) {
+                    let (_, stop) = stop_at.take().unwrap();
+                    let _ = stop.send(());
+                }
+            })
         };
-        let options = WatchOptions {
-            host_setup: false,
-            write_status: true,
-        };
-        let watchdog = Watchdog::new(doctor.clone(), options, sink);
+        let watchdog = fake.watchdog(sink);
         let rig = Rig {
-            dir,
-            host,
-            store,
-            network,
-            firewall,
-            routes,
-            guests,
-            doctor,
+            fake,
             events,
             watchdog,
+            stop_at,
         };
         for name in names {
             rig.spawn(name).await;
@@ -110,50 +79,18 @@ impl Rig {
         rig
     }
 
-    fn config(&self) -> &Config {
-        self.host.config()
-    }
-
-    /// Registers `name` (status `creating`, no VM) like a spawn's first step.
-    fn allocate(&self, name: &str) -> TenantRecord {
-        let new = NewTenant {
-            name: name.into(),
-            resources: Resources {
-                vcpus: 1,
-                memory_mib: 256,
-                overlay_size_mib: 512,
-                backend: None,
-            },
-            workload: Default::default(),
-            owner: None,
-        };
-        self.store.allocate(self.config(), new).unwrap()
-    }
-
-    /// What a finished spawn leaves behind, made through the fakes.
-    async fn spawn(&self, name: &str) -> TenantRecord {
-        let record = self.allocate(name);
-        let overlay = plan::overlay(self.config(), &record);
-        std::fs::create_dir_all(overlay.path().parent().unwrap()).unwrap();
-        std::fs::write(overlay.path(), b"not really ext4").unwrap();
-        let net = plan::tenant_net(&record).unwrap();
-        self.network.ensure(&net).await.unwrap();
-        self.firewall.apply_tenant(&net).unwrap();
-        self.routes
-            .put_route(&plan::route(self.config(), &record).unwrap())
-            .await
-            .unwrap();
-        let vm = self.guests.boot(name);
-        self.store
-            .modify(name, |r| {
-                r.status = TenantStatus::Running;
-                r.vm = Some(vm);
-            })
-            .unwrap()
+    /// A shutdown for `watchdog.run` that completes the moment the watchdog
+    /// emits an event `at` accepts (from inside the event sink: no polling).
+    fn shutdown_at(&self, at: fn(&Event) -> bool) -> impl std::future::Future<Output = ()> {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        *self.stop_at.lock().unwrap() = Some((at, stop));
+        async move {
+            stopped.await.expect("the stop event came");
+        }
     }
 
     fn record(&self, name: &str) -> TenantRecord {
-        self.store.read().unwrap().tenants[name].clone()
+        self.store().read().unwrap().tenants[name].clone()
     }
 
     fn net(&self, name: &str) -> TenantNet {
@@ -413,7 +350,7 @@ async fn a_dead_vm_is_restarted_on_its_disk() {
 async fn a_vm_missing_from_the_registry_is_started() {
     let (rig, _) = repaired(
         async |rig| {
-            rig.store.modify("bravo", |r| r.vm = None).unwrap();
+            rig.store().modify("bravo", |r| r.vm = None).unwrap();
         },
         "vm.process: no VM recorded",
         &[Repair::RestartVm],
@@ -724,7 +661,7 @@ async fn a_tenant_under_another_operation_is_skipped() {
     let rig = Rig::new(&NAMES).await;
     rig.tick().await;
     let lock = rig
-        .store
+        .store()
         .lock_tenant("bravo", Duration::ZERO)
         .unwrap()
         .expect("free");
@@ -753,7 +690,7 @@ async fn tenants_being_created_or_evicted_are_never_touched() {
     let rig = Rig::new(&["alpha"]).await;
     let creating = rig.allocate("delta");
     let evicting = rig.spawn("echo").await;
-    rig.store
+    rig.store()
         .modify("echo", |r| r.status = TenantStatus::Evicting)
         .unwrap();
     rig.guests.kill_vm("echo");
@@ -900,33 +837,13 @@ async fn the_status_file_and_the_overview_show_the_watchdog_view() {
 async fn run_reconciles_ticks_and_stops_when_asked() {
     let rig = Rig::with(&NAMES, |c| c.watchdog.interval_ms = 3_600_000).await;
     rig.routes.remove_route("alpha").await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let events = rig.events.clone();
-    let stopper = async move {
-        // Bounded wait for the first tick, then ask the daemon to stop while
-        // it sleeps out its hour-long interval.
-        for _ in 0..500 {
-            let ticked = events
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|e| matches!(e.event, Event::TickComplete { .. }));
-            if ticked {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        stop.send(()).unwrap();
-    };
-    let run = rig.watchdog.run(async {
-        stopped.await.ok();
-    });
-    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::join!(run, stopper)
-    })
-    .await
-    .expect("the watchdog stops when asked");
-    result.unwrap();
+    // Asked to stop at the first tick's end, while it would sleep out its
+    // hour-long interval.
+    let shutdown = rig.shutdown_at(|e| matches!(e, Event::TickComplete { .. }));
+    tokio::time::timeout(Duration::from_secs(30), rig.watchdog.run(shutdown))
+        .await
+        .expect("the watchdog stops when asked")
+        .unwrap();
     let events = rig.take_events();
     let kinds: Vec<&str> = events
         .iter()
@@ -949,17 +866,6 @@ async fn run_reconciles_ticks_and_stops_when_asked() {
     assert!(rig.host_side_intact("alpha").await);
 }
 
-/// Polls (bounded) until `events` holds one that `wanted` accepts.
-async fn wait_for(events: &Mutex<Vec<EventRecord>>, wanted: impl Fn(&Event) -> bool) {
-    for _ in 0..1000 {
-        if events.lock().unwrap().iter().any(|e| wanted(&e.event)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the event never came");
-}
-
 #[tokio::test]
 async fn a_shutdown_during_a_repair_lets_the_repair_finish() {
     // Abandoning a VM restart between the launch and the registry update
@@ -972,23 +878,15 @@ async fn a_shutdown_during_a_repair_lets_the_repair_finish() {
     .await;
     rig.guests.kill_vm("bravo");
     rig.guests.kill_vm("charlie");
+    // The launch yields, so the stop asked at the repair's start is seen
+    // while bravo's repair is under way (however long that takes).
     rig.guests
         .set_delay("launch_vm", Duration::from_millis(300));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let events = rig.events.clone();
-    let stopper = async move {
-        wait_for(&events, |e| matches!(e, Event::RepairStart { .. })).await;
-        stop.send(()).unwrap();
-    };
-    let run = rig.watchdog.run(async {
-        stopped.await.ok();
-    });
-    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::join!(run, stopper)
-    })
-    .await
-    .expect("the watchdog stops when asked");
-    result.unwrap();
+    let shutdown = rig.shutdown_at(|e| matches!(e, Event::RepairStart { .. }));
+    tokio::time::timeout(Duration::from_secs(30), rig.watchdog.run(shutdown))
+        .await
+        .expect("the watchdog stops when asked")
+        .unwrap();
     let events = rig.take_events();
     assert!(
         matches!(
@@ -1023,13 +921,19 @@ async fn a_record_changed_during_the_tick_is_read_afresh() {
         .set_delay("observe_vm", Duration::from_millis(100));
     rig.guests.clear_calls();
     let evict = async {
-        for _ in 0..1000 {
-            if rig.guests.calls().iter().any(|c| c == "observe_vm alpha") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        rig.store
+        until_async(
+            "alpha's VM to be observed",
+            Duration::from_secs(5),
+            || async {
+                rig.guests
+                    .calls()
+                    .iter()
+                    .any(|c| c == "observe_vm alpha")
+                    .then_some(())
+            },
+        )
+        .await;
+        rig.store()
             .modify("bravo", |r| r.status = TenantStatus::Evicting)
             .unwrap();
     };
@@ -1145,7 +1049,7 @@ async fn molt_checks_repairs_and_reports_every_tenant() {
 async fn suspended_tenants_are_not_checked() {
     let rig = Rig::new(&NAMES).await;
     rig.tick().await;
-    rig.store
+    rig.store()
         .modify("bravo", |r| r.status = TenantStatus::Suspended)
         .unwrap();
     rig.guests.kill_vm("bravo");
@@ -1171,7 +1075,7 @@ async fn suspended_tenants_are_not_checked() {
 async fn reconcile_does_not_bring_back_what_an_eviction_removed() {
     let rig = Rig::new(&NAMES).await;
     // Evict of bravo under way: its route and rules are already gone.
-    rig.store
+    rig.store()
         .modify("bravo", |r| r.status = TenantStatus::Evicting)
         .unwrap();
     rig.routes.remove_route("bravo").await.unwrap();

@@ -2,45 +2,41 @@
 with its state dir beside it, and a registry seeder.
 
 Python has no API to allocate tenants (spawn comes with the VM path), so
-`TempHost.seed` writes `registry.json` in the core's schema (version 1)
-directly, the way the registry holds tenants after spawns. Usable without
-pytest: `python fixtures.py DIR NAME...` writes DIR/config.json and seeds it.
+`TempHost.seed` has the `lobster-testkit seed` command allocate them through
+lobster-core's real allocator, the way spawn's first step does. The command
+is `$LOBSTER_TESTKIT`, else built with cargo. Usable without pytest:
+`python fixtures.py DIR NAME...` writes DIR/config.json and seeds it.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import json
-from dataclasses import dataclass
+import os
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
-POOL = ipaddress.IPv4Address("10.200.0.0")
+REPO = Path(__file__).resolve().parents[2]
 
 
-def tenant_record(name: str, slot: int, status: str = "running") -> dict:
-    """A registry record as the core writes it for `name` in `slot`."""
-    subnet = POOL + 4 * slot
-    guest = subnet + 2
-    tenant_id = f"{slot:08x}"
-    return {
-        "name": name,
-        "id": tenant_id,
-        "status": status,
-        "resources": {"vcpus": 2, "memory_mib": 1024, "overlay_size_mib": 4096, "backend": None},
-        "allocation": {
-            "slot": slot,
-            "subnet": str(subnet),
-            "host_ip": str(subnet + 1),
-            "guest_ip": str(guest),
-            "mac": "06:00:" + ":".join(f"{b:02x}" for b in guest.packed),
-            "tap": f"lob-{tenant_id}",
-            "host_port": 20000 + slot,
-            "jail_uid": 10000 + slot,
-        },
-        "created_at": 1_700_000_000 + slot,
-        "agent_token": f"agent-token-{name}",
-        "gateway_token": f"gateway-token-{name}",
-    }
+@functools.cache
+def testkit() -> str:
+    """The `lobster-testkit` command: `$LOBSTER_TESTKIT`, else built here."""
+    if path := os.environ.get("LOBSTER_TESTKIT"):
+        return path
+    build = subprocess.run(
+        ["cargo", "build", "--quiet", "--locked", "-p", "lobster-testkit", "--bin", "lobster-testkit",
+         "--message-format=json"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    if build.returncode != 0:
+        raise RuntimeError(f"building lobster-testkit failed:\n{build.stderr}")
+    for line in build.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message.get("executable"):
+            return str(message["executable"])
+    raise RuntimeError("cargo built no lobster-testkit executable")
 
 
 @dataclass
@@ -48,6 +44,8 @@ class TempHost:
     """A host rooted in a temporary directory."""
 
     root: Path
+    records: dict[str, dict] = field(default_factory=dict)
+    """The seeded tenants' registry records, by name."""
 
     @property
     def config(self) -> Path:
@@ -66,10 +64,15 @@ class TempHost:
         return self.config
 
     def seed(self, names: list[str], status: str = "running") -> None:
-        """Writes a registry holding one tenant per name, all in `status`."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tenants = {name: tenant_record(name, slot, status) for slot, name in enumerate(names)}
-        self.registry.write_text(json.dumps({"schema_version": 1, "tenants": tenants}))
+        """Allocates one tenant per name (in order: the first gets slot 0), all
+        in `status`, and keeps their records in `records`."""
+        seeded = subprocess.run(
+            [testkit(), "seed", str(self.config), "--status", status, *names],
+            capture_output=True, text=True, check=False,
+        )
+        if seeded.returncode != 0:
+            raise RuntimeError(f"lobster-testkit seed failed: {seeded.stderr}")
+        self.records.update((r["name"], r) for r in json.loads(seeded.stdout))
 
     def write_watch(self, pid: int, tenants: dict[str, dict]) -> None:
         """Writes `watch.json` as a watchdog with `pid` would, holding

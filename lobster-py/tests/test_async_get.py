@@ -33,7 +33,7 @@ def test_token_of_existing_tenant(temp_host):
     async def main():
         return await lobster.Host(temp_host.config).token_async("alice")
 
-    assert asyncio.run(main()) == "gateway-token-alice"
+    assert asyncio.run(main()) == temp_host.records["alice"]["gateway_token"]
 
 
 def test_token_of_missing_tenant_raises_not_found(temp_host):

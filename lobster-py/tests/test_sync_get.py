@@ -24,7 +24,7 @@ def test_get_missing_raises_not_found_which_is_a_lookup_error(temp_host):
 
 def test_token_of_existing_tenant(temp_host):
     temp_host.seed(["alice"])
-    assert lobster.Host(temp_host.config).token("alice") == "gateway-token-alice"
+    assert lobster.Host(temp_host.config).token("alice") == temp_host.records["alice"]["gateway_token"]
 
 
 def test_token_of_missing_tenant_raises_not_found(temp_host):

@@ -22,7 +22,7 @@ def test_list_seeded_registry_sorted_with_fields(temp_host):
     assert carol.mac == "06:00:0a:c8:00:02"
     assert (carol.vcpus, carol.memory_mib, carol.overlay_size_mib) == (2, 1024, 4096)
     assert (carol.host_port, carol.jail_uid, carol.backend, carol.vm_pid) == (20000, 10000, None, None)
-    assert carol.created_at == 1_700_000_000
+    assert carol.created_at == temp_host.records["carol"]["created_at"]
 
 
 def test_tenant_dict_and_json_hold_no_tokens(temp_host):

@@ -193,16 +193,30 @@ mod tests {
             .status()
             .unwrap();
         assert!(st.success());
+        let debugfs = |request: &str| {
+            let out = std::process::Command::new("debugfs")
+                .args(["-R", request])
+                .arg(&img)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
         write_token(&img, "first").await.unwrap();
+        assert_eq!(debugfs("cat meta/agent.token"), "first");
         write_token(&img, "second-token").await.unwrap();
-        let out = std::process::Command::new("debugfs")
-            .args(["-R", "stat meta/agent.token"])
-            .arg(&img)
-            .output()
-            .unwrap();
-        let stat = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            debugfs("cat meta/agent.token"),
+            "second-token",
+            "the second token replaces the first"
+        );
+        let stat = debugfs("stat meta/agent.token");
         assert!(stat.contains("Mode:  0600"), "{stat}");
         assert!(write_token(&img, "bad token").await.is_err());
+        assert_eq!(
+            debugfs("cat meta/agent.token"),
+            "second-token",
+            "a refused token changes nothing"
+        );
     }
 
     fn which(tool: &str) -> Option<PathBuf> {

@@ -1,18 +1,20 @@
-//! Shared harness for the T1 network tests: run a test body inside a fresh
-//! network namespace, plus tiny helper modes (TCP server, TCP client) that
-//! the same test binary runs inside other namespaces or as another uid.
+//! Network namespaces a test owns.
 //!
-//! `in_netns` creates `lobt<pid>...`, re-executes this very test inside it
-//! through `ip netns exec`, and deletes it (and every namespace the body
-//! created with the same prefix) afterwards, pass or fail. So everything the
-//! body does (rtnetlink, iptables-restore, Caddy) stays in the namespace.
-#![allow(dead_code)]
+//! [`Netns`] makes a namespace and deletes it (and every `<name>-*` one made
+//! beside it) on drop, pass or fail. [`in_netns`] runs a whole test body in a
+//! fresh one: it creates `lobt<pid>x<n>`, re-executes this very test inside
+//! it through `ip netns exec`, and deletes it afterwards. So everything the
+//! body does (rtnetlink, iptables-restore, Caddy, VMs) stays in the
+//! namespace. The same test binary also serves tiny helper modes (TCP
+//! server, TCP client) that [`Ctx`] runs inside other namespaces or as
+//! another uid.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NETNS_ENV: &str = "LOBSTER_T1_NETNS";
 const SERVE_ENV: &str = "LOBSTER_T1_SERVE";
@@ -69,17 +71,11 @@ pub fn in_netns(test: &str, body: fn(&Ctx)) {
         return;
     }
     require(&["ip", "iptables-save", "iptables-restore"]);
-    static N: AtomicU32 = AtomicU32::new(0);
-    let ns = format!(
-        "lobt{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    sh(&["ip", "netns", "add", &ns]);
-    let _cleanup = NetnsGuard(ns.clone());
+    let netns = Netns::unique("lobt");
+    let ns = netns.name();
     let exe = std::env::current_exe().expect("test binary path");
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns])
+        .args(["netns", "exec", ns])
         .arg(&exe)
         .args([
             "--exact",
@@ -88,7 +84,7 @@ pub fn in_netns(test: &str, body: fn(&Ctx)) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(NETNS_ENV, &ns)
+        .env(NETNS_ENV, ns)
         .output()
         .expect("run the test inside its namespace");
     print!("{}", String::from_utf8_lossy(&out.stdout));
@@ -101,21 +97,66 @@ pub fn in_netns(test: &str, body: fn(&Ctx)) {
     );
 }
 
-/// Deletes a namespace and every `<name>-*` namespace on drop.
-struct NetnsGuard(String);
+/// A network namespace this test made; deleted on drop, together with every
+/// `<name>-*` namespace made beside it.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
 
-impl Drop for NetnsGuard {
+impl Netns {
+    /// Makes namespace `name`; fails the test unless that works (root, iproute2).
+    pub fn create(name: &str) -> Netns {
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot create network namespace {name} (needs root and iproute2)"
+        );
+        Netns { name: name.into() }
+    }
+
+    /// A namespace named `<prefix><pid>x<n>`, unique among this process's.
+    pub fn unique(prefix: &str) -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Netns::create(&format!("{prefix}{}x{n}", std::process::id()))
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its bind mount (`setns` target, `jail.netns`).
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n <name> args...`, panicking with its stderr on failure.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["ip", "-n", &self.name];
+        all.extend_from_slice(args);
+        sh(&all)
+    }
+}
+
+impl Drop for Netns {
     fn drop(&mut self) {
         let list = Command::new("ip").args(["netns", "list"]).output();
         if let Ok(list) = list {
             for line in String::from_utf8_lossy(&list.stdout).lines() {
                 let name = line.split_whitespace().next().unwrap_or("");
-                if name.starts_with(&format!("{}-", self.0)) {
+                if name.starts_with(&format!("{}-", self.name)) {
                     let _ = Command::new("ip").args(["netns", "del", name]).status();
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -134,6 +175,23 @@ pub fn sh(args: &[&str]) -> String {
 }
 
 impl Ctx {
+    /// This test binary, run again in namespace `ns` (`None`: this one) as
+    /// a helper: the mode is chosen by the environment the caller adds.
+    fn helper(&self, ns: Option<&str>) -> Command {
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.args(["--exact", &self.test, "--ignored", "--nocapture"])
+            .env_remove(NETNS_ENV);
+        cmd
+    }
+
     /// A new namespace `<ns>-<suffix><n>` (deleted with the test's own).
     pub fn new_netns(&self, suffix: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -182,13 +240,9 @@ impl Ctx {
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let exe = std::env::current_exe().expect("test binary path");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args(["--exact", &self.test, "--ignored", "--nocapture"])
+        let mut child = self
+            .helper(Some(ns))
             .env(SERVE_ENV, spec)
-            .env_remove(NETNS_ENV)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start a server");
@@ -210,19 +264,9 @@ impl Ctx {
     /// all; returns the per-connection results and whether the first one
     /// still carried data afterwards.
     pub fn hold_from(&self, ns: Option<&str>, target: SocketAddr, n: usize) -> String {
-        let exe = std::env::current_exe().expect("test binary path");
-        let mut cmd = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        let out = cmd
-            .args(["--exact", &self.test, "--ignored", "--nocapture"])
+        let out = self
+            .helper(ns)
             .env(HOLD_ENV, format!("{target},{n}"))
-            .env_remove(NETNS_ENV)
             .output()
             .expect("run a client");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -241,18 +285,8 @@ impl Ctx {
         target: SocketAddr,
     ) -> Result<String, String> {
         use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe().expect("test binary path");
-        let mut cmd = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        cmd.args(["--exact", &self.test, "--ignored", "--nocapture"])
-            .env(CONNECT_ENV, target.to_string())
-            .env_remove(NETNS_ENV);
+        let mut cmd = self.helper(ns);
+        cmd.env(CONNECT_ENV, target.to_string());
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);
         }
@@ -276,6 +310,7 @@ impl Ctx {
 }
 
 /// A helper server process; killed (by its pid) on drop.
+#[derive(Debug)]
 pub struct Server(Child);
 
 impl Drop for Server {
@@ -379,18 +414,4 @@ fn hold_and_exit(spec: &str) -> ! {
         established.unwrap_or_else(|| "none".into())
     );
     std::process::exit(0)
-}
-
-/// Polls `probe` until it returns `Some`, at most `within`.
-pub fn wait_for<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

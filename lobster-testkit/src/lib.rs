@@ -1,0 +1,28 @@
+//! Test support for lobster, written once for every test, bench and binding
+//! fixture of the workspace (a dev-dependency only; never published).
+//!
+//! - [`netns`]: run a test body inside a network namespace it owns, and the
+//!   guard that deletes such namespaces (T1/T2).
+//! - [`images`]: where the guest images are (`$LOBSTER_IMAGES`).
+//! - [`vm`]: a [`VmConfig`](lobster_core::vmm::VmConfig) fixture.
+//! - [`evidence`]: the guest console printed on failure, and the VMs a test
+//!   started killed by PID.
+//! - [`poll`]: wait for a condition with a deadline instead of sleeping.
+//! - [`registry`]: tenants through the real allocator, and records as spawn
+//!   leaves them (also behind the `lobster-testkit seed` command the Python
+//!   and Go fixtures call).
+//! - [`bench`]: sample statistics for the bench binaries.
+//! - [`rig`] (feature `fakes`): a `Host` over the crate's recording fakes.
+
+pub mod bench;
+pub mod evidence;
+pub mod images;
+pub mod netns;
+pub mod poll;
+pub mod registry;
+#[cfg(feature = "fakes")]
+pub mod rig;
+pub mod vm;
+
+pub use evidence::Evidence;
+pub use images::images;
