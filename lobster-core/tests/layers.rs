@@ -13,28 +13,29 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Layers, lowest first; a module path belongs to its longest matching prefix.
+/// Layers as in the crate docs, lowest first; a module path belongs to its
+/// longest matching prefix.
 const LAYERS: &[(&str, u32)] = &[
-    ("base", 0),
-    ("sys", 0),
-    ("store::name", 0),
-    ("config", 1),
-    ("network", 2),
-    ("overlay", 2),
-    ("vmm", 2),
-    ("agent", 2),
-    ("proxy", 2),
-    ("store", 3),
-    ("context", 4),
-    ("machine", 4),
-    ("tenant", 5),
-    ("health", 6),
-    ("host", 7),
-    ("lib", 8),
+    ("base", 1),
+    ("sys", 1),
+    ("store::name", 1),
+    ("config", 2),
+    ("network", 3),
+    ("overlay", 3),
+    ("vmm", 3),
+    ("agent", 3),
+    ("proxy", 3),
+    ("store", 4),
+    ("context", 5),
+    ("machine", 5),
+    ("tenant", 6),
+    ("health", 7),
+    ("host", 8),
+    ("lib", 9),
 ];
 
 /// The lowest layer that may name the public `Error` (`crate::error`).
-const ERROR_FROM_LAYER: u32 = 4;
+const ERROR_FROM_LAYER: u32 = 5;
 
 /// What the crate root re-exports, by the module that defines it.
 const ROOT_ITEMS: &[(&str, &str)] = &[

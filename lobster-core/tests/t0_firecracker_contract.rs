@@ -168,6 +168,16 @@ async fn launch_pause_snapshot_restore_shutdown_through_the_spec_checked_fake() 
     let ticks = fake.ticks();
     let snapshot = vm.snapshot().await.expect("snapshot");
     assert!(snapshot.state_file.exists() && snapshot.memory_file.as_ref().unwrap().exists());
+    // Written under partial names, then renamed into place: none is left.
+    let partials: Vec<_> = std::fs::read_dir(&config.paths.snapshot_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(
+        partials.is_empty(),
+        "partial snapshot files left: {partials:?}"
+    );
     vm.resume().await.unwrap();
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
     let pid = vm.identity().pid;

@@ -13,7 +13,7 @@ use crate::context::Services;
 use crate::error::{Error, Result};
 use crate::network::BoxFuture;
 use crate::store::{RunningVm, TenantRecord};
-use crate::tenant::{plan, AGENT_READY_TIMEOUT};
+use crate::tenant::{plan, wait_agent_ready};
 use crate::vmm::{Vm, VmConfig, VmIdentity, VmStatus};
 
 use super::check::{GuestObservation, VmObservation};
@@ -191,13 +191,7 @@ impl GuestOps for SystemGuests {
             };
             let (rpc, health) = plan::agent_endpoints(&self.config, record);
             let agent = Agent::new(rpc, health, record.agent_token.clone());
-            tokio::select! {
-                ready = agent.wait_ready(AGENT_READY_TIMEOUT) => ready.map(|_| ()).map_err(Error::from),
-                status = vm.process().wait_exit(AGENT_READY_TIMEOUT) => match status {
-                    Some(status) => Err(vm.process().exited_error(status).into()),
-                    None => Ok(()),
-                },
-            }
+            wait_agent_ready(&agent, vm.as_ref()).await
         })
     }
 

@@ -21,7 +21,7 @@ pub(crate) use recover::{needs_recovery, recover};
 pub(crate) use snap::snap;
 pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
-pub use spawn::AGENT_READY_TIMEOUT;
+pub use spawn::{wait_agent_ready, AGENT_READY_TIMEOUT};
 pub use spec::{TenantSpec, TenantSpecBuilder};
 
 use crate::base::{Classify, ErrorKind};

@@ -26,6 +26,18 @@ use super::{current_process, Tenant, TenantError, TenantSpec};
 /// How long a booted guest's agent may take to answer health.
 pub const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Waits up to [`AGENT_READY_TIMEOUT`] for the agent of a freshly booted
+/// `vm`; a VMM that dies meanwhile is reported as such, not as an agent timeout.
+pub async fn wait_agent_ready(agent: &Agent, vm: &dyn Vm) -> Result<()> {
+    tokio::select! {
+        ready = agent.wait_ready(AGENT_READY_TIMEOUT) => ready.map(|_| ()).map_err(Error::from),
+        status = vm.process().wait_exit(AGENT_READY_TIMEOUT) => match status {
+            Some(status) => Err(vm.process().exited_error(status).into()),
+            None => Ok(()),
+        },
+    }
+}
+
 /// Runs a spawn; see the module docs.
 pub(crate) async fn spawn(
     context: &Context,
@@ -175,16 +187,7 @@ async fn run(
     let (rpc, health) = plan::agent_endpoints(&config, &record);
     let agent = Agent::new(rpc, health, record.agent_token.clone());
     progress
-        .step("agent", async {
-            // A VMM that dies during boot is reported as such, not as an agent timeout.
-            tokio::select! {
-                ready = agent.wait_ready(AGENT_READY_TIMEOUT) => ready.map(|_| ()).map_err(Error::from),
-                status = vm.process().wait_exit(AGENT_READY_TIMEOUT) => match status {
-                    Some(status) => Err(vm.process().exited_error(status).into()),
-                    None => Ok(()),
-                },
-            }
-        })
+        .step("agent", wait_agent_ready(&agent, vm.as_ref()))
         .await?;
     agent.hello().await?;
 
