@@ -33,7 +33,7 @@ impl Store {
                 resources: new.resources,
                 workload: new.workload,
                 owner: new.owner,
-                created_at: unix_now(),
+                created_at: crate::base::unix_secs(),
                 agent_token: random_hex(32)?,
                 gateway_token: random_hex(32)?,
                 vm: None,
@@ -92,11 +92,4 @@ fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| StoreError::Random(e.to_string()))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
