@@ -325,11 +325,12 @@ pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettin
 }
 
 /// The batch that adds a tenant whose chains do not exist yet, planned
-/// without reading the ruleset: `-N` makes the whole batch fail (changing
-/// nothing) if any of its chains exists, and a chain that does not exist
-/// cannot have jumps pointing at it, so the appended jumps are never
-/// duplicates. It also fails if the base chains are missing. On failure,
-/// fall back to reading the ruleset and [`apply_batch`].
+/// without reading the ruleset: `-N` makes a table's part fail (changing
+/// nothing in it) if any of its chains exists, and a chain that does not
+/// exist cannot have jumps pointing at it, so the appended jumps are never
+/// duplicates. A table also fails if its base chain is missing. On failure
+/// (possibly after the filter table went in), fall back to reading the
+/// ruleset and [`apply_batch`], which completes whatever is missing.
 pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let want = plan_tenant(net, settings);
     let mut batch = Batch::default();
@@ -346,8 +347,9 @@ pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch 
 }
 
 /// The batch that removes a tenant whose rules are exactly as planned,
-/// without reading the ruleset; it fails (changing nothing) otherwise, and
-/// the caller falls back to [`remove_batch`].
+/// without reading the ruleset; a table where they are not fails (changing
+/// nothing in it), and the caller falls back to [`remove_batch`] for what
+/// is left.
 pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let want = plan_tenant(net, settings);
     let mut batch = Batch::default();
