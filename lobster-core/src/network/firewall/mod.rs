@@ -33,7 +33,7 @@ pub use plan::{
     reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS,
     BLOCKED_RANGES,
 };
-pub use rules::{builtin_chains, Batch, Op, Ruleset, Table};
+pub use rules::{builtin_chains, is_owned_chain, jump_target, Batch, Op, Ruleset, Table};
 
 use crate::config::{Ipv4Cidr, NetworkConfig};
 use crate::network::{NetworkError, TenantNet};
@@ -112,8 +112,9 @@ impl<B: FirewallBackend> Firewall<B> {
         &self.settings
     }
 
-    /// Creates lobster's base chains and hooks where missing (host setup,
-    /// e.g. `init`); tenants' rules are left alone.
+    /// Puts lobster's base chains and hooks exactly in place (host setup,
+    /// e.g. `init`): creates what is missing, drops stray rules of lobster's
+    /// there; tenants' rules are left alone.
     pub fn ensure_base(&self) -> Result<FirewallReport, NetworkError> {
         let current = self.backend.read()?;
         self.run(base_only_batch(&current))

@@ -159,13 +159,14 @@ impl Ruleset {
         out
     }
 
-    /// The ruleset as `-A CHAIN spec` lines per table (owned chains
-    /// declared), in a stable order; what tests compare.
+    /// The ruleset in `iptables-save` form (user chains declared, rules as
+    /// `-A CHAIN spec`), in a stable order; what tests compare, and what
+    /// [`Ruleset::parse_tables`] reads back unchanged.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (table, chains) in &self.tables {
+        for (&table, chains) in &self.tables {
             let _ = writeln!(out, "*{}", table.name());
-            for chain in chains.keys().filter(|c| is_owned_chain(c)) {
+            for chain in chains.keys().filter(|c| !is_builtin(table, c)) {
                 let _ = writeln!(out, ":{chain} - [0:0]");
             }
             for (chain, rules) in chains {
