@@ -12,16 +12,19 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed};
 
-/// The fuzz target's seed corpus.
-fn seeds() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/request_parser");
-    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .map(|entry| std::fs::read(entry.expect("a seed").path()).expect("read a seed"))
-        .collect();
-    seeds.sort();
-    assert!(seeds.len() >= 5, "the seed corpus in {dir} is missing");
-    seeds
+/// The fuzz target's seed corpus (read once).
+fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/request_parser");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .map(|entry| std::fs::read(entry.expect("a seed").path()).expect("read a seed"))
+            .collect();
+        seeds.sort();
+        assert!(seeds.len() >= 5, "the seed corpus in {dir} is missing");
+        seeds
+    })
 }
 
 /// One edit of a byte string.
@@ -77,7 +80,7 @@ fn config(cases: u32) -> Config {
 #[test]
 fn every_seed_passes() {
     for seed in seeds() {
-        request_path::run(&seed);
+        request_path::run(seed);
     }
 }
 
@@ -92,6 +95,6 @@ proptest! {
     #[test]
     fn mutated_seeds(seed in any::<Index>(), edits in prop::collection::vec(edit(), 1..8)) {
         let seeds = seeds();
-        request_path::run(&mutate(seed.get(&seeds).clone(), &edits, &seeds));
+        request_path::run(&mutate(seed.get(seeds).clone(), &edits, seeds));
     }
 }
