@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every guest artifact into $LOBSTER_IMAGES (default <repo>/.artifacts/images):
-#   kernel/  initramfs.cpio.gz  bin/{lobster-agent,lobster-init}
-#   rootfs-minimal.ext4  [rootfs-full.ext4]  overlay-template.ext4
+#   kernel/  initramfs.cpio.gz  test/initramfs.cpio.gz (the VMM tests' guest)
+#   bin/{lobster-agent,lobster-init}  rootfs-minimal.ext4  [rootfs-full.ext4]
+#   overlay-template.ext4
 # usage: guest/images/build.sh [minimal|full|all]   (default: minimal)
 # Runs as root. Idempotent and cached: a second run only checks stamps.
 source "$(dirname "$0")/common.sh"
@@ -12,6 +13,7 @@ need cargo
 
 "$here/kernel.sh"
 "$here/initramfs.sh"
+"$here/test-initramfs.sh"
 
 step bin "cargo build --release (static glibc) lobster-agent lobster-init"
 (cd "$REPO_ROOT" && RUSTFLAGS='-C target-feature=+crt-static' \

@@ -7,16 +7,23 @@ use std::sync::Mutex;
 
 use super::link::BoxFuture;
 use super::plan::diff;
-use super::{LinkObservation, NetCheck, NetworkError, NetworkOps, TenantNet};
+use super::{LinkObservation, MacAddr, NetCheck, NetworkError, NetworkOps, TenantNet};
 
 /// A fake TAP manager: `ensure` stores the description, `remove` drops it,
 /// `check` diffs against what was stored.
 #[derive(Debug, Default)]
 pub struct FakeNetwork {
-    taps: Mutex<BTreeMap<String, TenantNet>>,
-    down: Mutex<std::collections::BTreeSet<String>>,
+    taps: Mutex<BTreeMap<String, FakeTap>>,
     calls: Mutex<Vec<String>>,
     fail: Mutex<Option<&'static str>>,
+}
+
+/// One fake TAP: as `ensure` left it, then changed the way the kernel would.
+#[derive(Debug)]
+struct FakeTap {
+    net: TenantNet,
+    up: bool,
+    guest_neighbour: Option<MacAddr>,
 }
 
 impl FakeNetwork {
@@ -30,13 +37,15 @@ impl FakeNetwork {
         *self.fail.lock().expect("not poisoned") = Some(operation);
     }
 
-    /// Sets TAP `tap` administratively down (as `ip link set down` would);
-    /// the next `ensure` brings it up again.
+    /// Sets TAP `tap` administratively down as `ip link set down` does:
+    /// like the kernel, that also flushes its neighbour entries, even the
+    /// permanent one for the guest (checked by the `t1_fake_network` test).
+    /// The next `ensure` puts both back.
     pub fn set_down(&self, tap: &str) {
-        self.down
-            .lock()
-            .expect("not poisoned")
-            .insert(tap.to_owned());
+        if let Some(have) = self.taps.lock().expect("not poisoned").get_mut(tap) {
+            have.up = false;
+            have.guest_neighbour = None;
+        }
     }
 
     /// Every call so far, as `operation tap`.
@@ -75,11 +84,15 @@ impl NetworkOps for FakeNetwork {
     fn ensure<'a>(&'a self, net: &'a TenantNet) -> BoxFuture<'a, Result<(), NetworkError>> {
         Box::pin(async move {
             self.enter("ensure", net)?;
-            self.down.lock().expect("not poisoned").remove(&net.tap);
+            let tap = FakeTap {
+                net: net.clone(),
+                up: true,
+                guest_neighbour: Some(net.mac),
+            };
             self.taps
                 .lock()
                 .expect("not poisoned")
-                .insert(net.tap.clone(), net.clone());
+                .insert(net.tap.clone(), tap);
             Ok(())
         })
     }
@@ -87,7 +100,6 @@ impl NetworkOps for FakeNetwork {
     fn remove<'a>(&'a self, net: &'a TenantNet) -> BoxFuture<'a, Result<(), NetworkError>> {
         Box::pin(async move {
             self.enter("remove", net)?;
-            self.down.lock().expect("not poisoned").remove(&net.tap);
             self.taps.lock().expect("not poisoned").remove(&net.tap);
             Ok(())
         })
@@ -97,14 +109,13 @@ impl NetworkOps for FakeNetwork {
         Box::pin(async move {
             self.enter("check", net)?;
             let taps = self.taps.lock().expect("not poisoned");
-            let down = self.down.lock().expect("not poisoned").contains(&net.tap);
             let observed = taps.get(&net.tap).map(|have| LinkObservation {
                 index: 1,
                 is_tap: true,
-                owner: Some(have.owner_uid),
-                admin_up: !down,
-                ipv4: vec![(have.host_ip, have.subnet.prefix)],
-                guest_neighbour: Some(have.mac),
+                owner: Some(have.net.owner_uid),
+                admin_up: have.up,
+                ipv4: vec![(have.net.host_ip, have.net.subnet.prefix)],
+                guest_neighbour: have.guest_neighbour,
                 ipv6_disabled: true,
             });
             Ok(NetCheck {
@@ -136,7 +147,10 @@ mod tests {
         fake.ensure(&net).await.unwrap();
         assert!(fake.check(&net).await.unwrap().is_ok());
         fake.set_down("lob-ab");
-        assert_eq!(fake.check(&net).await.unwrap().drift, vec![Drift::Down]);
+        assert_eq!(
+            fake.check(&net).await.unwrap().drift,
+            vec![Drift::Down, Drift::WrongNeighbour { actual: None }]
+        );
         fake.ensure(&net).await.unwrap();
         assert!(fake.check(&net).await.unwrap().is_ok());
         fake.fail_next("remove");

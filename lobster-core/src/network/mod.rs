@@ -5,7 +5,7 @@
 //! by the registry). [`Network`] makes the host match it through rtnetlink and
 //! the tun driver (`ensure`, `remove`) and reports drift as data (`check`).
 //! [`firewall`] plans the iptables ruleset as data and applies it as one
-//! atomic batch per change.
+//! batch per change (atomic per table).
 
 #[cfg(any(test, feature = "testing"))]
 mod fake;

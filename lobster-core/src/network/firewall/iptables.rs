@@ -1,6 +1,6 @@
 //! The real firewall backend: `iptables-save` to read, one
-//! `iptables-restore --noflush` per change to write (atomic per run, and it
-//! only touches the chains and rules the batch names).
+//! `iptables-restore --noflush` per change to write (atomic per table, and
+//! it only touches the chains and rules the batch names).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};

@@ -3,8 +3,9 @@
 //! Planning is pure ([`plan`], [`plan_tenant`], and the `*_batch` functions
 //! that diff a [`Ruleset`] read from the host against the plan). Applying
 //! goes through the narrow [`FirewallBackend`] seam: read the ruleset once,
-//! apply one atomic [`Batch`]. So adding the 500th tenant writes the same
-//! handful of chains as the first, and never rewrites another tenant's rules.
+//! apply one [`Batch`] (atomic per table, like `iptables-restore`). So
+//! adding the 500th tenant writes the same handful of chains as the first,
+//! and never rewrites another tenant's rules.
 //!
 //! What each tenant gets (see [`plan_tenant`]):
 //! - guest → host: only replies to host-initiated connections;
@@ -32,7 +33,7 @@ pub use plan::{
     reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS,
     BLOCKED_RANGES,
 };
-pub use rules::{Batch, Op, Ruleset, Table};
+pub use rules::{builtin_chains, is_owned_chain, jump_target, Batch, Op, Ruleset, Table};
 
 use crate::config::{Ipv4Cidr, NetworkConfig};
 use crate::network::{NetworkError, TenantNet};
@@ -71,11 +72,13 @@ impl FirewallSettings {
 }
 
 /// The seam to the host's packet filter: read lobster's part of the ruleset,
-/// apply one batch atomically.
+/// apply one batch.
 pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
     /// The lobster-owned chains and hooks as they are now.
     fn read(&self) -> Result<Ruleset, NetworkError>;
-    /// Applies every change of `batch` or none of them.
+    /// Applies `batch` as `iptables-restore --noflush` does: table by
+    /// table, each table's changes all or none, stopping at the first table
+    /// that fails (the tables before it stay applied).
     fn apply(&self, batch: &Batch) -> Result<(), NetworkError>;
 }
 
@@ -109,8 +112,9 @@ impl<B: FirewallBackend> Firewall<B> {
         &self.settings
     }
 
-    /// Creates lobster's base chains and hooks where missing (host setup,
-    /// e.g. `init`); tenants' rules are left alone.
+    /// Puts lobster's base chains and hooks exactly in place (host setup,
+    /// e.g. `init`): creates what is missing, drops stray rules of lobster's
+    /// there; tenants' rules are left alone.
     pub fn ensure_base(&self) -> Result<FirewallReport, NetworkError> {
         let current = self.backend.read()?;
         self.run(base_only_batch(&current))
@@ -179,31 +183,42 @@ impl<B: FirewallBackend> Firewall<B> {
     }
 }
 
-/// An in-memory backend that behaves like `iptables-restore --noflush` on a
-/// [`Ruleset`] (for tests and bindings' fakes).
+/// An in-memory backend that is as strict as `iptables-restore --noflush`
+/// on an empty host (see [`Ruleset::apply`]; compared with the real tool by
+/// the `t1_firewall_differential` test), for tests and bindings' fakes.
 #[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
+    /// The filter and nat tables as they are (every rule, not only lobster's).
     state: std::sync::Mutex<Ruleset>,
-    /// Every batch applied, in order.
+    /// Every batch applied in full, in order.
     pub applied: std::sync::Mutex<Vec<Batch>>,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl MemoryBackend {
+    /// Every chain and rule of the fake tables, lobster's or not (what
+    /// [`Ruleset::parse_tables`] reads from a real `iptables-save`).
+    pub fn tables(&self) -> Ruleset {
+        self.state.lock().expect("not poisoned").clone()
+    }
 }
 
 #[cfg(any(test, feature = "testing"))]
 impl FirewallBackend for MemoryBackend {
     fn read(&self) -> Result<Ruleset, NetworkError> {
-        Ok(self.state.lock().expect("not poisoned").clone())
+        Ok(self.state.lock().expect("not poisoned").owned())
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), NetworkError> {
         let mut state = self.state.lock().expect("not poisoned");
-        let mut next = state.clone();
-        next.apply(batch).map_err(|stderr| NetworkError::Firewall {
-            command: "memory-restore".into(),
-            stderr,
-            source: None,
-        })?;
-        *state = next;
+        state
+            .apply(batch)
+            .map_err(|stderr| NetworkError::Firewall {
+                command: "memory-restore".into(),
+                stderr,
+                source: None,
+            })?;
         self.applied
             .lock()
             .expect("not poisoned")

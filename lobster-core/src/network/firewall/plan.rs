@@ -225,29 +225,53 @@ pub fn plan(tenants: &[TenantNet], settings: &FirewallSettings) -> Ruleset {
     rs
 }
 
-/// The changes that put the base chains and hooks in place, without
-/// touching any tenant's jumps: missing chains are created, missing static
-/// rules and hooks are inserted first.
+/// The changes that put the base chains and hooks exactly in place,
+/// without touching any tenant's jumps: missing chains are created,
+/// missing static rules and hooks are inserted first, and anything else of
+/// lobster's there goes (a stray `-j ACCEPT` in a base chain would let
+/// traffic skip every tenant's rules; a second hook would run them twice).
 fn base_batch(current: &Ruleset, batch: &mut Batch) {
     for base in &BASE_CHAINS {
-        let hook = hook_rule(base);
-        let chain = current.chain(base.table, base.chain);
-        if chain.is_none() {
-            batch.push(base.table, Op::Declare(base.chain.into()));
-            for rule in base_static_rules(base.chain) {
-                batch.push(base.table, Op::Append(base.chain.into(), rule));
+        let statics = base_static_rules(base.chain);
+        match current.chain(base.table, base.chain) {
+            None => {
+                batch.push(base.table, Op::Declare(base.chain.into()));
+                for rule in statics {
+                    batch.push(base.table, Op::Append(base.chain.into(), rule));
+                }
             }
-        } else if let Some(rules) = chain {
-            // Insert missing static rules at the top, keeping their order.
-            for rule in base_static_rules(base.chain).into_iter().rev() {
-                if !rules.contains(&rule) {
-                    batch.push(base.table, Op::InsertFirst(base.chain.into(), rule));
+            Some(rules) => {
+                // Each static rule once, and tenants' jumps; nothing else.
+                let mut seen = BTreeSet::new();
+                for rule in rules {
+                    let tenant_jump =
+                        jump_target(rule).is_some_and(|t| tenant_of_chain(t).is_some());
+                    let first_static = statics.contains(rule) && seen.insert(rule);
+                    if !tenant_jump && !first_static {
+                        batch.push(base.table, Op::Delete(base.chain.into(), rule.clone()));
+                    }
+                }
+                // Insert missing static rules at the top, keeping their order.
+                for rule in statics.iter().rev().filter(|r| !rules.contains(r)) {
+                    batch.push(base.table, Op::InsertFirst(base.chain.into(), rule.clone()));
                 }
             }
         }
-        let hooked = current
+        // The hook, once, is lobster's only rule in the built-in chain.
+        let hook = hook_rule(base);
+        let mut hooked = false;
+        let ours = current
             .chain(base.table, base.builtin)
-            .is_some_and(|rules| rules.contains(&hook));
+            .into_iter()
+            .flatten()
+            .filter(|r| jump_target(r).is_some());
+        for rule in ours {
+            if *rule == hook && !hooked {
+                hooked = true;
+            } else {
+                batch.push(base.table, Op::Delete(base.builtin.into(), rule.clone()));
+            }
+        }
         if !hooked {
             batch.push(base.table, Op::InsertFirst(base.builtin.into(), hook));
         }
@@ -325,11 +349,12 @@ pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettin
 }
 
 /// The batch that adds a tenant whose chains do not exist yet, planned
-/// without reading the ruleset: `-N` makes the whole batch fail (changing
-/// nothing) if any of its chains exists, and a chain that does not exist
-/// cannot have jumps pointing at it, so the appended jumps are never
-/// duplicates. It also fails if the base chains are missing. On failure,
-/// fall back to reading the ruleset and [`apply_batch`].
+/// without reading the ruleset: `-N` makes a table's part fail (changing
+/// nothing in it) if any of its chains exists, and a chain that does not
+/// exist cannot have jumps pointing at it, so the appended jumps are never
+/// duplicates. A table also fails if its base chain is missing. On failure
+/// (possibly after the filter table went in), fall back to reading the
+/// ruleset and [`apply_batch`], which completes whatever is missing.
 pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let want = plan_tenant(net, settings);
     let mut batch = Batch::default();
@@ -346,8 +371,9 @@ pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch 
 }
 
 /// The batch that removes a tenant whose rules are exactly as planned,
-/// without reading the ruleset; it fails (changing nothing) otherwise, and
-/// the caller falls back to [`remove_batch`].
+/// without reading the ruleset; a table where they are not fails (changing
+/// nothing in it), and the caller falls back to [`remove_batch`] for what
+/// is left.
 pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let want = plan_tenant(net, settings);
     let mut batch = Batch::default();
@@ -363,8 +389,8 @@ pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Bat
     batch
 }
 
-/// The batch that creates the base chains and hooks where missing, touching
-/// no tenant. Empty when they are in place.
+/// The batch that puts the base chains and hooks exactly in place (see
+/// `base_batch`), touching no tenant. Empty when they are in place.
 pub fn base_only_batch(current: &Ruleset) -> Batch {
     let mut batch = Batch::default();
     base_batch(current, &mut batch);

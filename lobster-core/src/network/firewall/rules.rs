@@ -49,10 +49,29 @@ pub fn is_owned_chain(chain: &str) -> bool {
 
 /// The target chain of a `-j CHAIN` spec, if it jumps to a lobster chain.
 pub fn jump_target(spec: &str) -> Option<&str> {
-    let (_, target) = spec.rsplit_once("-j ")?;
-    let target = target.split_whitespace().next()?;
-    is_owned_chain(target).then_some(target)
+    target(spec).filter(|t| is_owned_chain(t))
 }
+
+/// The target of a `-j TARGET` spec (a chain, a verdict or an extension).
+fn target(spec: &str) -> Option<&str> {
+    let (_, target) = spec.rsplit_once("-j ")?;
+    target.split_whitespace().next()
+}
+
+/// The targets that are not chains: verdicts and the extension targets the
+/// model knows (any other target must name an existing chain).
+const NON_CHAIN_TARGETS: [&str; 10] = [
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "MASQUERADE",
+    "SNAT",
+    "DNAT",
+    "REDIRECT",
+    "LOG",
+    "MARK",
+];
 
 /// The lobster-owned part of the ruleset: every owned chain with its rules
 /// in order, and, for built-in chains, only the rules that jump into
@@ -80,6 +99,12 @@ impl Ruleset {
 
     /// Parses `iptables-save` output, keeping only what lobster owns.
     pub fn parse_save(text: &str) -> Result<Ruleset, NetworkError> {
+        Ok(Ruleset::parse_tables(text)?.owned())
+    }
+
+    /// Parses `iptables-save` output whole: every user chain and every rule
+    /// of the tables lobster writes to (built-ins only where they hold rules).
+    pub fn parse_tables(text: &str) -> Result<Ruleset, NetworkError> {
         let mut out = Ruleset::default();
         let mut table: Option<Table> = None;
         let bad = |line: usize, text: &str| NetworkError::FirewallParse {
@@ -104,28 +129,44 @@ impl Ruleset {
             };
             if let Some(decl) = line.strip_prefix(':') {
                 let chain = decl.split_whitespace().next().ok_or_else(|| bad(n, line))?;
-                if is_owned_chain(chain) {
+                if !is_builtin(t, chain) {
                     out.chain_mut(t, chain);
                 }
                 continue;
             }
             let rest = line.strip_prefix("-A ").ok_or_else(|| bad(n, line))?;
             let (chain, spec) = rest.split_once(' ').ok_or_else(|| bad(n, line))?;
-            let hook = jump_target(spec).is_some_and(|c| c.starts_with(BASE_PREFIX));
-            if is_owned_chain(chain) || hook {
-                out.chain_mut(t, chain).push(spec.to_string());
-            }
+            out.chain_mut(t, chain).push(spec.to_string());
         }
         Ok(out)
     }
 
-    /// The ruleset as `-A CHAIN spec` lines per table (owned chains
-    /// declared), in a stable order; what tests compare.
+    /// Lobster's part of this ruleset: owned chains whole, elsewhere only
+    /// the hooks (what [`Ruleset::parse_save`] keeps of a whole save).
+    pub fn owned(&self) -> Ruleset {
+        let mut out = Ruleset::default();
+        for (&table, chains) in &self.tables {
+            for (chain, rules) in chains {
+                if is_owned_chain(chain) {
+                    out.chain_mut(table, chain).clone_from(rules);
+                    continue;
+                }
+                for spec in rules.iter().filter(|s| is_lobster_rule(chain, s)) {
+                    out.chain_mut(table, chain).push(spec.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The ruleset in `iptables-save` form (user chains declared, rules as
+    /// `-A CHAIN spec`), in a stable order; what tests compare, and what
+    /// [`Ruleset::parse_tables`] reads back unchanged.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (table, chains) in &self.tables {
+        for (&table, chains) in &self.tables {
             let _ = writeln!(out, "*{}", table.name());
-            for chain in chains.keys().filter(|c| is_owned_chain(c)) {
+            for chain in chains.keys().filter(|c| !is_builtin(table, c)) {
                 let _ = writeln!(out, ":{chain} - [0:0]");
             }
             for (chain, rules) in chains {
@@ -138,64 +179,137 @@ impl Ruleset {
         out
     }
 
-    /// Applies a batch the way `iptables-restore --noflush` does (used by
-    /// the in-memory backend and to check plans).
+    /// Applies a batch the way `iptables-restore --noflush` does (the
+    /// in-memory backend, and checks of plans), as strictly as the real
+    /// tool (checked against it by the `t1_firewall_differential` test):
+    /// tables in order, each one all or nothing, stopping at the first
+    /// table that fails while the tables before it stay applied. A table
+    /// fails when a change creates a chain that exists, names a chain or
+    /// jumps to one that does not exist, deletes a rule that is not there,
+    /// or deletes a built-in, non-empty or referenced chain.
+    ///
+    /// Built-in chains always exist; they are kept only while they hold
+    /// rules, like in a parsed ruleset. A target must be an existing chain,
+    /// a verdict or one of the few extension targets the model knows.
     pub fn apply(&mut self, batch: &Batch) -> Result<(), String> {
-        for (table, ops) in &batch.tables {
-            for op in ops {
-                let chains = self.tables.entry(*table).or_default();
-                match op {
-                    Op::Declare(chain) => {
-                        chains.insert(chain.clone(), Vec::new());
-                    }
-                    Op::Create(chain) => {
-                        if chains.contains_key(chain) {
-                            return Err(format!("chain {chain} already exists"));
-                        }
-                        chains.insert(chain.clone(), Vec::new());
-                    }
-                    Op::Append(chain, spec) => chains
-                        .get_mut(chain)
-                        .ok_or_else(|| format!("no chain {chain}"))?
-                        .push(spec.clone()),
-                    Op::InsertFirst(chain, spec) => chains
-                        .entry(chain.clone())
-                        .or_default()
-                        .insert(0, spec.clone()),
-                    Op::Delete(chain, spec) => {
-                        let rules = chains
-                            .get_mut(chain)
-                            .ok_or_else(|| format!("no chain {chain}"))?;
-                        let at = rules
-                            .iter()
-                            .position(|r| r == spec)
-                            .ok_or_else(|| format!("no rule `{spec}` in {chain}"))?;
-                        rules.remove(at);
-                        if rules.is_empty() && !is_owned_chain(chain) {
-                            chains.remove(chain);
-                        }
-                    }
-                    Op::Flush(chain) => chains
-                        .get_mut(chain)
-                        .ok_or_else(|| format!("no chain {chain}"))?
-                        .clear(),
-                    Op::DeleteChain(chain) => {
-                        chains
-                            .remove(chain)
-                            .ok_or_else(|| format!("no chain {chain}"))?;
-                    }
-                }
+        for (&table, ops) in batch.tables.iter().filter(|(_, ops)| !ops.is_empty()) {
+            let mut chains = self.tables.get(&table).cloned().unwrap_or_default();
+            for (n, op) in ops.iter().enumerate() {
+                apply_op(table, &mut chains, op)
+                    .map_err(|e| format!("{} table, change {}: {e}", table.name(), n + 1))?;
             }
-            if chains_is_empty(self.tables.get(table)) {
-                self.tables.remove(table);
+            chains.retain(|chain, rules| !rules.is_empty() || !is_builtin(table, chain));
+            if chains.is_empty() {
+                self.tables.remove(&table);
+            } else {
+                self.tables.insert(table, chains);
             }
         }
         Ok(())
     }
 }
 
-fn chains_is_empty(chains: Option<&BTreeMap<String, Vec<String>>>) -> bool {
-    chains.is_none_or(BTreeMap::is_empty)
+/// The built-in chains of the tables lobster writes to.
+pub fn builtin_chains(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
+        Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+    }
+}
+
+fn is_builtin(table: Table, chain: &str) -> bool {
+    builtin_chains(table).contains(&chain)
+}
+
+/// Whether lobster's view of the ruleset keeps rule `spec` of `chain`:
+/// every rule of an owned chain, and elsewhere only the hooks (jumps into
+/// a base chain).
+fn is_lobster_rule(chain: &str, spec: &str) -> bool {
+    is_owned_chain(chain) || jump_target(spec).is_some_and(|c| c.starts_with(BASE_PREFIX))
+}
+
+/// One change of [`Ruleset::apply`] to one table's chains.
+fn apply_op(
+    table: Table,
+    chains: &mut BTreeMap<String, Vec<String>>,
+    op: &Op,
+) -> Result<(), String> {
+    let exists = |chains: &BTreeMap<String, Vec<String>>, chain: &str| {
+        is_builtin(table, chain) || chains.contains_key(chain)
+    };
+    let check_chain = |chains: &BTreeMap<String, Vec<String>>, chain: &str| {
+        if exists(chains, chain) {
+            Ok(())
+        } else {
+            Err(format!("no chain {chain}"))
+        }
+    };
+    let check_rule = |chains: &BTreeMap<String, Vec<String>>, chain: &str, spec: &str| {
+        check_chain(chains, chain)?;
+        match target(spec) {
+            Some(t) if !chains.contains_key(t) && !NON_CHAIN_TARGETS.contains(&t) => {
+                Err(format!("no chain or target {t}"))
+            }
+            _ => Ok(()),
+        }
+    };
+    match op {
+        Op::Declare(chain) => {
+            // Declaring a built-in only sets its policy, which is not modelled.
+            if !is_builtin(table, chain) {
+                chains.insert(chain.clone(), Vec::new());
+            }
+        }
+        Op::Create(chain) => {
+            if exists(chains, chain) {
+                return Err(format!("chain {chain} already exists"));
+            }
+            chains.insert(chain.clone(), Vec::new());
+        }
+        Op::Append(chain, spec) => {
+            check_rule(chains, chain, spec)?;
+            chains.entry(chain.clone()).or_default().push(spec.clone());
+        }
+        Op::InsertFirst(chain, spec) => {
+            check_rule(chains, chain, spec)?;
+            chains
+                .entry(chain.clone())
+                .or_default()
+                .insert(0, spec.clone());
+        }
+        Op::Delete(chain, spec) => {
+            check_chain(chains, chain)?;
+            let rules = chains.entry(chain.clone()).or_default();
+            let at = rules
+                .iter()
+                .position(|r| r == spec)
+                .ok_or_else(|| format!("no rule `{spec}` in {chain}"))?;
+            rules.remove(at);
+        }
+        Op::Flush(chain) => {
+            check_chain(chains, chain)?;
+            chains.entry(chain.clone()).or_default().clear();
+        }
+        Op::DeleteChain(chain) => {
+            if is_builtin(table, chain) {
+                return Err(format!("cannot delete built-in chain {chain}"));
+            }
+            let rules = chains
+                .get(chain)
+                .ok_or_else(|| format!("no chain {chain}"))?;
+            if !rules.is_empty() {
+                return Err(format!("chain {chain} is not empty"));
+            }
+            let referrer = chains
+                .iter()
+                .find(|(_, rules)| rules.iter().any(|r| target(r) == Some(chain.as_str())));
+            if let Some((from, _)) = referrer {
+                return Err(format!("chain {chain} is referenced from {from}"));
+            }
+            chains.remove(chain);
+        }
+    }
+    Ok(())
 }
 
 /// One change inside a table, as `iptables-restore` understands it.
@@ -306,21 +420,27 @@ COMMIT
         );
     }
 
+    fn filter_batch(ops: Vec<Op>) -> Batch {
+        let mut batch = Batch::default();
+        for op in ops {
+            batch.push(Table::Filter, op);
+        }
+        batch
+    }
+
     #[test]
     fn batch_renders_restore_input_and_applies_in_memory() {
-        let mut batch = Batch::default();
-        batch.push(Table::Filter, Op::Declare("LOB-x-IN".into()));
-        batch.push(
-            Table::Filter,
+        let batch = filter_batch(vec![
+            Op::Declare("LOBSTER-INPUT".into()),
+            Op::Declare("LOB-x-IN".into()),
             Op::Append("LOB-x-IN".into(), "-j DROP".into()),
-        );
-        batch.push(
-            Table::Filter,
+            Op::Append("LOBSTER-INPUT".into(), "-i lob-x -j LOB-x-IN".into()),
             Op::InsertFirst("INPUT".into(), "-j LOBSTER-INPUT".into()),
-        );
+        ]);
         assert_eq!(
             batch.render(),
-            "*filter\n:LOB-x-IN - [0:0]\n-A LOB-x-IN -j DROP\n-I INPUT 1 -j LOBSTER-INPUT\nCOMMIT\n"
+            "*filter\n:LOBSTER-INPUT - [0:0]\n:LOB-x-IN - [0:0]\n-A LOB-x-IN -j DROP\n\
+             -A LOBSTER-INPUT -i lob-x -j LOB-x-IN\n-I INPUT 1 -j LOBSTER-INPUT\nCOMMIT\n"
         );
         let mut rs = Ruleset::default();
         rs.apply(&batch).unwrap();
@@ -328,19 +448,93 @@ COMMIT
             rs.chain(Table::Filter, "LOB-x-IN").unwrap(),
             &vec!["-j DROP".to_string()]
         );
-        let mut undo = Batch::default();
-        undo.push(
-            Table::Filter,
+        let undo = filter_batch(vec![
             Op::Delete("INPUT".into(), "-j LOBSTER-INPUT".into()),
-        );
-        undo.push(Table::Filter, Op::Flush("LOB-x-IN".into()));
-        undo.push(Table::Filter, Op::DeleteChain("LOB-x-IN".into()));
+            Op::Delete("LOBSTER-INPUT".into(), "-i lob-x -j LOB-x-IN".into()),
+            Op::Flush("LOB-x-IN".into()),
+            Op::DeleteChain("LOB-x-IN".into()),
+            Op::DeleteChain("LOBSTER-INPUT".into()),
+        ]);
         rs.apply(&undo).unwrap();
         assert_eq!(rs, Ruleset::default());
         assert!(
             rs.apply(&undo).is_err(),
             "deleting what is gone fails like iptables does"
         );
+    }
+
+    #[test]
+    fn apply_refuses_what_iptables_restore_refuses_and_changes_nothing_in_that_table() {
+        let setup = filter_batch(vec![
+            Op::Declare("LOBSTER-INPUT".into()),
+            Op::Declare("LOB-x-IN".into()),
+            Op::Declare("LOB-y-IN".into()),
+            Op::Append("LOB-x-IN".into(), "-j DROP".into()),
+            Op::Append("LOBSTER-INPUT".into(), "-j LOB-y-IN".into()),
+        ]);
+        let mut base = Ruleset::default();
+        base.apply(&setup).unwrap();
+        let refused = [
+            ("non-empty", Op::DeleteChain("LOB-x-IN".into())),
+            ("referenced", Op::DeleteChain("LOB-y-IN".into())),
+            ("built-in", Op::DeleteChain("INPUT".into())),
+            ("missing -X", Op::DeleteChain("LOB-z".into())),
+            ("missing -F", Op::Flush("LOB-z".into())),
+            ("missing -A", Op::Append("LOB-z".into(), "-j DROP".into())),
+            (
+                "missing -I",
+                Op::InsertFirst("LOB-z".into(), "-j DROP".into()),
+            ),
+            (
+                "missing -D",
+                Op::Delete("LOB-x-IN".into(), "-j ACCEPT".into()),
+            ),
+            ("existing -N", Op::Create("LOB-x-IN".into())),
+            ("built-in -N", Op::Create("FORWARD".into())),
+            (
+                "jump",
+                Op::Append("LOBSTER-INPUT".into(), "-j LOB-z".into()),
+            ),
+        ];
+        for (what, op) in refused {
+            let mut rs = base.clone();
+            // A valid change first: the failing one undoes it too.
+            let batch = filter_batch(vec![Op::Declare("LOB-v".into()), op]);
+            assert!(rs.apply(&batch).is_err(), "{what}: accepted");
+            assert_eq!(rs, base, "{what}: the table changed");
+        }
+        // Tables go in order; a failing one keeps the ones before it and
+        // stops the ones after it (filter sorts before nat).
+        let mut rs = base.clone();
+        let mut batch = filter_batch(vec![Op::Declare("LOB-w".into())]);
+        batch.push(Table::Nat, Op::Flush("LOB-z".into()));
+        assert!(rs.apply(&batch).is_err());
+        assert!(rs.chain(Table::Filter, "LOB-w").is_some());
+        let mut rs = base.clone();
+        let mut batch = filter_batch(vec![Op::Flush("LOB-z".into())]);
+        batch.push(Table::Nat, Op::Declare("LOB-w".into()));
+        assert!(rs.apply(&batch).is_err());
+        assert_eq!(rs, base);
+    }
+
+    #[test]
+    fn owned_keeps_what_parse_save_keeps() {
+        let mut rs = Ruleset::default();
+        rs.apply(&filter_batch(vec![
+            Op::Declare("LOBSTER-FORWARD".into()),
+            Op::Declare("DOCKER".into()),
+            Op::Declare("LOB-ab12-FWI".into()),
+            Op::Append("FORWARD".into(), "-j LOBSTER-FORWARD".into()),
+            Op::Append("FORWARD".into(), "-j DOCKER".into()),
+            Op::Append("DOCKER".into(), "-d 172.17.0.2/32 -j ACCEPT".into()),
+            Op::Append("LOB-ab12-FWI".into(), "-j ACCEPT".into()),
+            Op::Append(
+                "LOBSTER-FORWARD".into(),
+                "-i lob-ab12 -j LOB-ab12-FWI".into(),
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(rs.owned(), Ruleset::parse_save(SAVE).unwrap());
     }
 
     #[test]
