@@ -13,12 +13,12 @@
 
 mod conn;
 pub mod provision;
-mod sanitize;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use crate::base::sanitize_for_terminal;
 use lobster_agent_proto::methods::{self as m, Empty};
 pub use lobster_agent_proto::methods::{
     ConnectionStats, ExitInfo, HealthResult, HelloResult, HoldInfo, LogLines, LogSource,
@@ -27,7 +27,6 @@ pub use lobster_agent_proto::methods::{
 };
 pub use lobster_agent_proto::ErrorCode;
 use lobster_agent_proto::{Method, ReplyBody};
-pub use sanitize::sanitize_for_terminal;
 use tokio::sync::Mutex;
 
 use crate::base::{Classify, ErrorKind};

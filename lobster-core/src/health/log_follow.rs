@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::agent::sanitize_for_terminal;
+use crate::base::sanitize_for_terminal;
 use crate::config::Config;
 use crate::error::Result;
 

@@ -13,6 +13,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::base::sanitize_for_terminal;
+
 /// How many bytes of the log an error report carries.
 pub const TAIL_BYTES: u64 = 4096;
 
@@ -76,9 +78,15 @@ impl ConsoleLog {
         copy_truncate(file, len, keep)
     }
 
-    /// The last `TAIL_BYTES` of the log, lossily decoded, starting at a line.
+    /// The last `TAIL_BYTES` of the log, lossily decoded, starting at a
+    /// line, each line made safe for a terminal (the guest writes this log:
+    /// the tail goes into errors that operators read).
     pub fn tail(&self) -> String {
         self.tail_bytes(TAIL_BYTES)
+            .lines()
+            .map(sanitize_for_terminal)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The last `max` bytes of the log, lossily decoded, starting at a line.
@@ -169,6 +177,19 @@ mod tests {
         std::fs::write(log.path(), "aaaa\nbbbb\ncccc\n").unwrap();
         assert_eq!(log.tail_bytes(8), "cccc\n");
         assert_eq!(log.tail_bytes(100), "aaaa\nbbbb\ncccc\n");
+    }
+
+    #[test]
+    fn the_tail_carries_no_terminal_control_from_the_guest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ConsoleLog::new(dir.path().join("c.log"), 1 << 20);
+        // OSC 52 (set the operator's clipboard), a CSI colour, a C1 CSI.
+        let hostile = "booting\n\x1b]52;c;cm0gLXJmIC8=\x07\x1b[31mred\u{9b}2J\npowered off\n";
+        std::fs::write(log.path(), hostile).unwrap();
+        let tail = log.tail();
+        assert!(!tail.contains(['\x1b', '\x07', '\u{9b}']), "{tail:?}");
+        assert_eq!(tail.lines().count(), 3, "{tail:?}");
+        assert!(tail.ends_with("powered off"), "{tail:?}");
     }
 
     #[test]

@@ -349,6 +349,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dying_guest_cannot_put_terminal_controls_into_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = ConsoleLog::new(dir.path().join("c.log"), 1 << 20);
+        let mut cmd = Command::new("sh");
+        // OSC 52 would set the operator's clipboard when the error is printed.
+        cmd.args(["-c", r"printf '\033]52;c;cm0gLXJmIC8=\007bye\n'; exit 1"]);
+        let p = VmProcess::spawn("vm-t", cmd, console).unwrap();
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).await,
+            Some(ExitStatus::Code(1))
+        );
+        let err = p.check_alive().unwrap_err().to_string();
+        assert!(err.contains("^[]52;c;") && err.contains("bye"), "{err:?}");
+        assert!(!err.contains(['\x1b', '\x07']), "{err:?}");
+    }
+
+    #[tokio::test]
     async fn attach_verifies_identity_and_kill_reaches_the_group() {
         let dir = tempfile::tempdir().unwrap();
         let console = ConsoleLog::new(dir.path().join("c.log"), 1 << 20);
