@@ -4,6 +4,7 @@
 //! across processes. This binary re-executes itself as the daemon
 //! (`LOBSTER_DAEMON_WORKER` names its role).
 
+use std::os::linux::net::SocketAddrExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,6 +33,10 @@ fn main() {
         ),
         Trial::test("detach_reports_a_daemon_that_exits_first", exits_first),
         Trial::test("detach_times_out_on_a_silent_daemon", silent),
+        Trial::test(
+            "a_ready_sent_by_another_process_for_the_daemon_is_refused",
+            spoofed,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -51,6 +56,30 @@ fn worker(role: &str, dir: &Path) {
         "silent" => {
             std::fs::write(dir.join("silent.pid"), std::process::id().to_string()).unwrap();
             std::thread::sleep(WORKER_LIFETIME);
+        }
+        "spoofed" => {
+            // Silent itself; another process claims readiness in its name,
+            // as any local user who reads /proc/net/unix and /proc could.
+            std::fs::write(dir.join("silent.pid"), std::process::id().to_string()).unwrap();
+            let status = command("spoofer", dir)
+                .env("LOBSTER_DAEMON_PID", std::process::id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::fs::write(dir.join("spoofed"), "sent").unwrap();
+            std::thread::sleep(WORKER_LIFETIME);
+        }
+        "spoofer" => {
+            let target = std::env::var("NOTIFY_SOCKET").unwrap();
+            let daemon = std::env::var("LOBSTER_DAEMON_PID").unwrap();
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(
+                target.strip_prefix('@').unwrap(),
+            )
+            .unwrap();
+            std::os::unix::net::UnixDatagram::unbound()
+                .unwrap()
+                .send_to_addr(format!("READY=1\nMAINPID={daemon}\n").as_bytes(), &addr)
+                .unwrap();
         }
         other => panic!("unknown worker role {other}"),
     }
@@ -129,6 +158,18 @@ fn silent() -> Result<(), Failed> {
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert_eq!(err.kind(), ErrorKind::Timeout, "{}", err.chain());
     assert!(err.chain().contains("left running"), "{}", err.chain());
+    terminate(std::fs::read_to_string(dir.path().join("silent.pid"))?.parse()?);
+    Ok(())
+}
+
+fn spoofed() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("watch.log");
+    let err = detach(command("spoofed", dir.path()), &log, Duration::from_secs(3))
+        .expect_err("a readiness claimed by another process is not readiness");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{}", err.chain());
+    // The forged message was really sent before the wait gave up.
+    assert!(dir.path().join("spoofed").exists(), "the spoofer never ran");
     terminate(std::fs::read_to_string(dir.path().join("silent.pid"))?.parse()?);
     Ok(())
 }

@@ -3,10 +3,14 @@
 //! daemon sends `READY=1` (with `MAINPID=`, its pid) to it once it serves.
 //! The same signal tells systemd (a `Type=notify` unit) and
 //! [`super::detach`] that the watchdog is up. The starter accepts it only
-//! with the pid of the process it started: a child of the daemon that
-//! inherited the variable (Caddy speaks `sd_notify` too) is not the daemon.
+//! from the process it started, as the kernel names the sender
+//! (`SCM_CREDENTIALS`), never as the message claims: an abstract socket's
+//! name and a daemon's pid are visible to every local user, and a child of
+//! the daemon that inherited the variable (Caddy speaks `sd_notify` too) is
+//! not the daemon.
 
-use std::io;
+use std::io::{self, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::process::ExitStatus;
@@ -30,7 +34,10 @@ pub fn notify_ready() -> io::Result<bool> {
         None => SocketAddr::from_pathname(&*target)?,
     };
     let message = format!("{READY}\nMAINPID={}\n", std::process::id());
-    UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)?;
+    // Never block the caller (an async runtime) on a full listener.
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    socket.send_to_addr(message.as_bytes(), &addr)?;
     Ok(true)
 }
 
@@ -61,6 +68,8 @@ impl ReadyListener {
         let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("lobster-ready-{}-{hex}", std::process::id());
         let socket = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(&name)?)?;
+        // Have the kernel attach each sender's credentials.
+        rustix::net::sockopt::set_socket_passcred(&socket, true)?;
         Ok(ReadyListener { socket, name })
     }
 
@@ -69,7 +78,7 @@ impl ReadyListener {
         format!("@{}", self.name)
     }
 
-    /// Waits until `READY=1` from process `pid` arrives, `exited` reports
+    /// Waits until `READY=1` sent by process `pid` arrives, `exited` reports
     /// that process gone, or `timeout` passes (whichever comes first).
     pub(crate) fn wait(
         &self,
@@ -87,9 +96,11 @@ impl ReadyListener {
                 return Ok(Startup::TimedOut);
             }
             self.socket.set_read_timeout(Some(left.min(EXIT_CHECK)))?;
-            match self.socket.recv(&mut buf) {
-                Ok(n) if is_ready(&buf[..n], pid) => return Ok(Startup::Ready),
-                Ok(_) => continue, // another field (STATUS=...) or another process
+            match self.recv(&mut buf) {
+                Ok((n, sender)) if sender == Some(pid) && is_ready(&buf[..n], pid) => {
+                    return Ok(Startup::Ready)
+                }
+                Ok(_) => {} // another field (STATUS=...) or another process
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -101,6 +112,28 @@ impl ReadyListener {
                 return Ok(Startup::Exited(status));
             }
         }
+    }
+}
+
+impl ReadyListener {
+    /// One datagram into `buf`, with the sender's pid as the kernel gives it.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<u32>)> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = rustix::net::recvmsg(
+            &self.socket,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        let sender = control.drain().find_map(|message| match message {
+            RecvAncillaryMessage::ScmCredentials(cred) => {
+                u32::try_from(cred.pid.as_raw_nonzero().get()).ok()
+            }
+            _ => None,
+        });
+        Ok((received.bytes.min(buf.len()), sender))
     }
 }
 
@@ -142,12 +175,34 @@ mod tests {
 
         let addr = SocketAddr::from_abstract_name(&listener.name).unwrap();
         let sender = UnixDatagram::unbound().unwrap();
+        let me = std::process::id();
         sender.send_to_addr(b"STATUS=starting", &addr).unwrap();
-        sender.send_to_addr(b"READY=1\nMAINPID=8", &addr).unwrap();
-        sender.send_to_addr(b"READY=1\nMAINPID=7", &addr).unwrap();
+        sender
+            .send_to_addr(format!("READY=1\nMAINPID={}", me + 1).as_bytes(), &addr)
+            .unwrap();
+        sender
+            .send_to_addr(format!("READY=1\nMAINPID={me}").as_bytes(), &addr)
+            .unwrap();
         let wait = listener
-            .wait(7, Duration::from_secs(5), || Ok(None))
+            .wait(me, Duration::from_secs(5), || Ok(None))
             .unwrap();
         assert!(matches!(wait, Startup::Ready), "{wait:?}");
+    }
+
+    #[test]
+    fn a_ready_claimed_for_another_process_is_refused() {
+        // Anyone who can read /proc/net/unix and /proc can name the socket
+        // and the daemon's pid; the kernel's credentials name the sender.
+        let listener = ReadyListener::bind().unwrap();
+        let addr = SocketAddr::from_abstract_name(&listener.name).unwrap();
+        let daemon = std::process::id() + 1;
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to_addr(format!("READY=1\nMAINPID={daemon}").as_bytes(), &addr)
+            .unwrap();
+        let wait = listener
+            .wait(daemon, Duration::from_millis(300), || Ok(None))
+            .unwrap();
+        assert!(matches!(wait, Startup::TimedOut), "{wait:?}");
     }
 }
