@@ -8,6 +8,6 @@ mod runtime;
 mod sanitize;
 
 pub use kind::{Classify, ErrorKind};
-pub use runtime::find_program;
 pub(crate) use runtime::{blocking, unix_ms, unix_secs};
+pub use runtime::{find_program, NOTIFY_SOCKET};
 pub use sanitize::sanitize_for_terminal;

@@ -17,6 +17,10 @@ where
     }
 }
 
+/// The environment variable naming where a daemon reports readiness
+/// (systemd's `sd_notify`); processes lobster starts never inherit it.
+pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+
 /// Milliseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_ms() -> u64 {
     since_epoch().as_millis() as u64

@@ -1,7 +1,7 @@
 //! Readiness as an explicit signal, in systemd's `sd_notify` protocol: the
 //! starter binds a datagram socket and names it in `$NOTIFY_SOCKET`; the
 //! daemon sends `READY=1` (with `MAINPID=`, its pid) to it once it serves.
-//! The same signal tells systemd (a `Type=notify` unit) and
+//! The same signal tells systemd (the watchdog unit is `Type=notify`) and
 //! [`super::detach`] that the watchdog is up. The starter accepts it only
 //! from the process it started, as the kernel names the sender
 //! (`SCM_CREDENTIALS`), never as the message claims: an abstract socket's
@@ -16,8 +16,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-/// The environment variable naming the socket readiness goes to.
-pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+pub use crate::base::NOTIFY_SOCKET;
 
 /// The field that means "ready".
 const READY: &str = "READY=1";

@@ -26,7 +26,7 @@ After=network-online.target caddy.service
 Wants=network-online.target
 
 [Service]
-Type=simple
+Type=notify
 ExecStart={exe} --config {config} watch
 Restart=on-failure
 RestartSec=5

@@ -163,6 +163,8 @@ fn spawn(options: &SpawnOptions, admin: &str) -> Result<std::process::Child, Pro
         .env("HOME", dir.join("home"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_CONFIG_HOME", dir.join("config"))
+        // Caddy speaks sd_notify: it must not answer the watchdog's starter.
+        .env_remove(crate::base::NOTIFY_SOCKET)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::console::ConsoleLog;
 use super::{Result, VmmError};
+use crate::base::NOTIFY_SOCKET;
 use crate::sys::pidfd::{self, Reaped};
 
 /// How often the supervisor trims the console log while the VM runs.
@@ -93,6 +94,9 @@ impl VmProcess {
     /// Starts `command` in a new session with stdin from /dev/null and
     /// stdout+stderr appended to `console`. Must run inside a tokio runtime.
     pub fn spawn(vm_id: &str, mut command: Command, console: ConsoleLog) -> Result<VmProcess> {
+        // The watchdog's readiness socket is for it alone (systemd's rule:
+        // a notifying daemon's children must not inherit it).
+        command.env_remove(NOTIFY_SOCKET);
         let binary = std::path::PathBuf::from(command.get_program());
         let io_err = |context: String| {
             move |source| VmmError::Io {
@@ -346,6 +350,21 @@ mod tests {
             err.contains("exit code 3") && err.contains("broken"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_vmm_never_inherits_the_watchdog_readiness_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = ConsoleLog::new(dir.path().join("c.log"), 1 << 20);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo \"socket=[${NOTIFY_SOCKET-unset}]\""])
+            .env(NOTIFY_SOCKET, "@lobster-ready-test");
+        let p = VmProcess::spawn("vm-t", cmd, console.clone()).unwrap();
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).await,
+            Some(ExitStatus::Code(0))
+        );
+        assert_eq!(console.read_all().trim(), "socket=[unset]");
     }
 
     #[tokio::test]
