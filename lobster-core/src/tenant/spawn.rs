@@ -33,7 +33,8 @@ pub async fn wait_agent_ready(agent: &Agent, vm: &dyn Vm) -> Result<()> {
         ready = agent.wait_ready(AGENT_READY_TIMEOUT) => ready.map(|_| ()).map_err(Error::from),
         status = vm.process().wait_exit(AGENT_READY_TIMEOUT) => match status {
             Some(status) => Err(vm.process().exited_error(status).into()),
-            None => Ok(()),
+            // Still running: only the agent's answer (or its timeout) decides.
+            None => std::future::pending().await,
         },
     }
 }
