@@ -14,17 +14,43 @@ use super::{
 };
 
 /// Refuses a control socket another VMM answers on; removes a stale one.
+/// Only a socket file (never a link or anything else) that refuses
+/// connections is stale: a busy VMM (backlog full) or one we may not reach
+/// is not, and deleting its socket would let a second VMM start on the
+/// same disk.
 pub(crate) async fn clear_stale_socket(vm: &str, socket: &Path) -> Result<()> {
-    if !socket.exists() {
-        return Ok(());
+    use std::os::unix::fs::FileTypeExt;
+    let refuse = |state: String| VmmError::InvalidState {
+        vm: vm.to_string(),
+        operation: "launch",
+        state,
+    };
+    let kind = match std::fs::symlink_metadata(socket) {
+        Ok(meta) => meta.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(VmmError::Io {
+                context: format!("cannot inspect {}", socket.display()),
+                source,
+            })
+        }
+    };
+    if !kind.is_socket() {
+        return Err(refuse(format!(
+            "{} is in the way and is not a socket",
+            socket.display()
+        )));
     }
     match tokio::net::UnixStream::connect(socket).await {
-        Ok(_) => Err(VmmError::InvalidState {
-            vm: vm.to_string(),
-            operation: "launch",
-            state: format!("another vmm listens on {}", socket.display()),
-        }),
-        Err(_) => remove_socket(vm, socket),
+        Ok(_) => Err(refuse(format!(
+            "another vmm listens on {}",
+            socket.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => remove_socket(vm, socket),
+        Err(e) => Err(refuse(format!(
+            "{} may still belong to a vmm ({e})",
+            socket.display()
+        ))),
     }
 }
 
@@ -106,8 +132,8 @@ pub(crate) async fn shutdown(
 }
 
 /// Makes a file a VMM wrote at `partial` durable under `target`: fsync,
-/// then rename into place (a crash leaves the old file or the new one,
-/// never a torn one).
+/// rename into place, fsync the directory (a crash leaves the old file or
+/// the new one, never a torn one).
 pub(crate) fn commit_file(partial: &Path, target: &Path) -> Result<()> {
     let synced = std::fs::File::open(partial)
         .and_then(|file| file.sync_all())
@@ -120,7 +146,14 @@ pub(crate) fn commit_file(partial: &Path, target: &Path) -> Result<()> {
             context: format!("cannot rename {} into place", partial.display()),
             source,
         })
-    })
+    })?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| VmmError::Io {
+            context: format!("cannot sync directory {}", dir.display()),
+            source,
+        })
 }
 
 /// Where a file headed for `target` is written until it is complete.
@@ -128,4 +161,40 @@ pub(crate) fn partial_path(target: &Path) -> std::path::PathBuf {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     target.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_refusing_socket_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        assert!(clear_stale_socket("vm", &socket).await.is_ok(), "absent");
+
+        // A live VMM's socket is refused and kept.
+        let live = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let err = clear_stale_socket("vm", &socket).await.unwrap_err();
+        assert!(err.to_string().contains("another vmm listens"), "{err}");
+        assert!(socket.exists());
+
+        // Once nobody listens, it is stale and goes.
+        drop(live);
+        clear_stale_socket("vm", &socket).await.unwrap();
+        assert!(!socket.exists());
+
+        // A link (to a socket or anything else) or a plain file is never
+        // removed or followed.
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, &socket).unwrap();
+        let err = clear_stale_socket("vm", &socket).await.unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert!(socket.symlink_metadata().is_ok() && target.exists());
+        std::fs::remove_file(&socket).unwrap();
+        std::fs::write(&socket, "a file").unwrap();
+        assert!(clear_stale_socket("vm", &socket).await.is_err());
+        assert!(socket.exists());
+    }
 }
