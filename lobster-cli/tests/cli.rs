@@ -1,71 +1,13 @@
 //! `lobsterd` tested as a process: exit codes, JSON output, error text.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{code, json, text, Env};
 use lobster_core::config::Config;
 use lobster_core::store::Store;
-use lobster_testkit::registry::new_tenant;
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("etc/config.json")
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lobsterd"))
-            .arg("--config")
-            .arg(self.config())
-            .args(args)
-            .env_remove("LOBSTERD_CONFIG")
-            .output()
-            .unwrap()
-    }
-
-    fn init(&self) {
-        let out = self.run(&[
-            "init",
-            "--no-host-setup",
-            "--state-dir",
-            self.state().to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
-
-    fn seed(&self, names: &[&str]) {
-        let config = Config::load(&self.config()).unwrap();
-        let store = Store::new(&config.paths.state_dir);
-        for name in names {
-            store.allocate(&config, new_tenant(name)).unwrap();
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
-}
 
 #[test]
 fn help_lists_every_command_of_the_original() {
@@ -161,8 +103,7 @@ fn init_names_missing_prerequisites_with_a_fix() {
 
 #[test]
 fn list_prints_tenants_without_tokens() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let out = env.run(&["--json", "list"]);
     assert_eq!(code(&out), 0);
     assert_eq!(json(&out), serde_json::json!([]));
@@ -193,8 +134,7 @@ fn list_prints_tenants_without_tokens() {
 
 #[test]
 fn token_prints_the_gateway_token() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     env.seed(&["alpha"]);
     let config = Config::load(&env.config()).unwrap();
     let expected = Store::new(&config.paths.state_dir).read().unwrap().tenants["alpha"]
@@ -207,8 +147,7 @@ fn token_prints_the_gateway_token() {
 
 #[test]
 fn missing_tenant_is_not_found_and_printed_once() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     for cmd in [
         &["token", "ghost"][..],
         &["evict", "ghost", "-y"],
@@ -229,8 +168,7 @@ fn missing_tenant_is_not_found_and_printed_once() {
 
 #[test]
 fn bad_spawn_input_names_the_field() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let out = env.run(&["spawn", "Bad_Name"]);
     assert_eq!(code(&out), 12);
     assert!(
@@ -247,8 +185,7 @@ fn bad_spawn_input_names_the_field() {
 
 #[test]
 fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let out = env.run(&["spawn", "alpha"]);
     assert_eq!(code(&out), 10, "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -261,15 +198,13 @@ fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
 
 #[test]
 fn machinery_that_comes_later_says_so() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     assert_eq!(code(&env.run(&["uninit", "-y"])), 15);
 }
 
 #[test]
 fn molt_and_tank_on_an_empty_host() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let out = env.run(&["--json", "molt"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(json(&out), serde_json::json!([]));
@@ -285,8 +220,7 @@ fn molt_and_tank_on_an_empty_host() {
 
 #[test]
 fn corrupt_registry_exits_18_and_is_left_alone() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let registry = env.state().join("registry.json");
     std::fs::write(&registry, b"{ torn").unwrap();
     let out = env.run(&["list"]);
@@ -318,8 +252,7 @@ fn bad_or_missing_config_is_named() {
 
 #[test]
 fn config_env_variable_selects_the_file() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     env.seed(&["viaenv"]);
     let out = Command::new(env!("CARGO_BIN_EXE_lobsterd"))
         .args(["--json", "list"])
@@ -333,8 +266,7 @@ fn config_env_variable_selects_the_file() {
 #[test]
 fn tank_json_prints_one_snapshot_with_the_watchdogs_view() {
     use lobster_core::health::{HealthState, TenantHealth, TenantWatch, WatchStatus};
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let out = env.run(&["--json", "tank"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let empty = json(&out);
@@ -394,8 +326,7 @@ fn tank_json_prints_one_snapshot_with_the_watchdogs_view() {
 
 #[test]
 fn tank_without_a_terminal_points_at_json() {
-    let env = Env::new();
-    env.init();
+    let env = Env::initialised();
     let out = env.run(&["tank"]);
     assert_eq!(code(&out), 15, "{}", text(&out.stderr));
     assert!(

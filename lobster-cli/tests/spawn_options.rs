@@ -5,45 +5,22 @@
 //! (the host has no guest images), so nothing on the host is touched.
 //! What the options do to a running tenant is checked by the T2 lifecycle.
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+
+use common::{all, Env};
 
 /// A host from `lobsterd init --no-host-setup` in a temporary directory.
-struct Env {
-    dir: tempfile::TempDir,
+trait SpawnEnv {
+    /// A secrets file holding `text`.
+    fn secrets(&self, text: &str) -> PathBuf;
+    fn registry_is_empty(&self) -> bool;
 }
 
-impl Env {
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let state = env.dir.path().join("state");
-        let out = env.run(&[
-            "init",
-            "--no-host-setup",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "init: {}", all(&out));
-        env
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lobsterd"));
-        cmd.arg("--config")
-            .arg(self.dir.path().join("config.json"))
-            .args(args)
-            .env_remove("LOBSTERD_CONFIG");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// A secrets file holding `text`.
+impl SpawnEnv for Env {
     fn secrets(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("secrets.env");
         std::fs::write(&path, text).unwrap();
@@ -51,25 +28,16 @@ impl Env {
     }
 
     fn registry_is_empty(&self) -> bool {
-        let registry = self.dir.path().join("state/registry.json");
+        let registry = self.state().join("registry.json");
         std::fs::read_to_string(registry).map_or(true, |r| !r.contains("\"alice\""))
     }
-}
-
-/// Everything a command printed (errors go to stdout with `--json`).
-fn all(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 const LEAK: &str = "sk-LEAK-4242";
 
 #[test]
 fn a_secrets_line_without_equals_is_refused_and_never_echoed() {
-    let env = Env::new();
+    let env = Env::initialised();
     let file = env.secrets(&format!("# comment\nGOOD=ok\n{LEAK}\n"));
     for json in [false, true] {
         let mut args = vec!["spawn", "alice", "--secrets-file", file.to_str().unwrap()];
@@ -90,7 +58,7 @@ fn a_secrets_line_without_equals_is_refused_and_never_echoed() {
 
 #[test]
 fn a_bad_secret_name_is_named_but_its_value_never_shown() {
-    let env = Env::new();
+    let env = Env::initialised();
     let file = env.secrets(&format!("1BAD={LEAK}\n"));
     let out = env.run(&["spawn", "alice", "--secrets-file", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(12), "{}", all(&out));
@@ -104,7 +72,7 @@ fn a_bad_secret_name_is_named_but_its_value_never_shown() {
 
 #[test]
 fn secrets_are_read_from_stdin_with_a_dash() {
-    let env = Env::new();
+    let env = Env::initialised();
     let mut child = env
         .command(&["spawn", "alice", "--secrets-file", "-"])
         .stdin(Stdio::piped())
@@ -125,7 +93,7 @@ fn secrets_are_read_from_stdin_with_a_dash() {
 
 #[test]
 fn an_unreadable_secrets_file_is_named() {
-    let env = Env::new();
+    let env = Env::initialised();
     let missing = env.dir.path().join("nope.env");
     let out = env.run(&[
         "spawn",
@@ -143,7 +111,7 @@ fn an_unreadable_secrets_file_is_named() {
 
 #[test]
 fn sizes_out_of_range_are_refused_by_field() {
-    let env = Env::new();
+    let env = Env::initialised();
     for (flag, value, field) in [
         ("--memory-mib", "64", "memory_mib"),
         ("--overlay-size-mib", "1", "overlay_size_mib"),
@@ -161,7 +129,7 @@ fn sizes_out_of_range_are_refused_by_field() {
 
 #[test]
 fn an_unknown_backend_is_a_usage_error_listing_the_backends() {
-    let env = Env::new();
+    let env = Env::initialised();
     let out = env.run(&["spawn", "alice", "--backend", "xen"]);
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     let text = all(&out);
@@ -173,7 +141,7 @@ fn an_unknown_backend_is_a_usage_error_listing_the_backends() {
 
 #[test]
 fn valid_options_reach_the_spawn_itself() {
-    let env = Env::new();
+    let env = Env::initialised();
     let file = env.secrets("API_KEY=sk-fine\n\n  # note\nOTHER=two=equals\n");
     for backend in ["qemu", "firecracker"] {
         let out = env.run(&[

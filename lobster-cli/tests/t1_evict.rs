@@ -7,32 +7,16 @@
 //! what evict keeps or removes does not depend on one; the T2 lifecycle
 //! evicts running guests).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{all, run};
 use lobster_core::config::Config;
 use lobster_core::store::Store;
 use lobster_core::tenant::plan;
 use lobster_testkit::netns::{self, in_netns, Ctx};
 use lobster_testkit::registry::new_tenant;
-
-fn run(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lobsterd"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("LOBSTERD_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn all(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Registers `name` and writes its overlay disk; returns the disk's path.
 fn seed(config: &Config, name: &str) -> PathBuf {

@@ -34,6 +34,22 @@ fn fixture() -> Fixture {
     Fixture { dir, guest, agent }
 }
 
+impl Fixture {
+    /// A raw connection to the guest's RPC port (replies within 5 s).
+    fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(self.guest.rpc_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+}
+
+/// The first line `s` receives.
+fn first_line(s: TcpStream) -> String {
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
 fn shell(script: &str) -> WorkloadSpec {
     WorkloadSpec {
         command: vec!["/bin/sh".into(), "-c".into(), script.into()],
@@ -81,8 +97,7 @@ async fn a_wrong_token_is_refused_with_permission_denied() {
 #[test]
 fn a_request_without_token_gets_unauthorized_and_the_connection_closes() {
     let f = fixture();
-    let mut s = TcpStream::connect(f.guest.rpc_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = f.raw();
     s.write_all(b"{\"id\":9,\"method\":\"stats\"}\n").unwrap();
     let mut r = BufReader::new(s);
     let mut line = String::new();
@@ -102,23 +117,20 @@ fn a_request_without_token_gets_unauthorized_and_the_connection_closes() {
 #[test]
 fn a_per_request_token_authenticates_one_shot_callers() {
     let f = fixture();
-    let mut s = TcpStream::connect(f.guest.rpc_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = f.raw();
     writeln!(
         s,
         "{{\"id\":1,\"method\":\"hold.list\",\"token\":\"{TOKEN}\"}}"
     )
     .unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
+    let line = first_line(s);
     assert_eq!(line.trim(), r#"{"id":1,"ok":{"holds":[]}}"#);
 }
 
 #[test]
 fn an_oversized_request_is_refused_without_buffering_it() {
     let f = fixture();
-    let mut s = TcpStream::connect(f.guest.rpc_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = f.raw();
     let chunk = vec![b'x'; 64 * 1024];
     // Keep writing past the cap; the agent answers and closes, so a write fails eventually.
     for _ in 0..64 {
@@ -134,15 +146,13 @@ fn an_oversized_request_is_refused_without_buffering_it() {
 #[test]
 fn a_wrong_protocol_version_is_refused() {
     let f = fixture();
-    let mut s = TcpStream::connect(f.guest.rpc_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = f.raw();
     writeln!(
         s,
         "{{\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":99,\"token\":\"{TOKEN}\"}}}}"
     )
     .unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
+    let line = first_line(s);
     assert!(line.contains("unsupported_version"), "{line}");
 }
 

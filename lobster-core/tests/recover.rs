@@ -1,6 +1,6 @@
 //! T0: `Host::from_config`, `Host::recover` and the evict flows over the
-//! Firecracker backend (`fake_host`: the spec-checked fake Firecracker and
-//! the real agent in this process): an interrupted spawn and an
+//! Firecracker backend (the test kit's `FakeHost::booting`: the
+//! spec-checked fake Firecracker and the real agent in this process): an interrupted spawn and an
 //! interrupted evict are finished by the next command, a teardown that
 //! fails is reported (not dropped), and a running tenant whose VM died is
 //! left to the health checks.
@@ -8,15 +8,13 @@
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
 
-mod fake_host;
-
-use fake_host::{HostState, Rig};
 use lobster_core::config::{Config, PathsConfig};
 use lobster_core::proxy::RouteOps;
 use lobster_core::store::TenantStatus;
 use lobster_core::tenant::{EvictOptions, TenantError, TenantSpec};
 use lobster_core::vmm::VmIdentity;
 use lobster_core::{Error, ErrorKind, Host};
+use lobster_testkit::rig::{FakeHost, HostState};
 
 fn spec(name: &str) -> TenantSpec {
     TenantSpec::builder(name)
@@ -38,8 +36,8 @@ fn dead_process() -> VmIdentity {
 }
 
 /// A rig running `bystander`, the host as that left it, and `alice` spawned on top.
-async fn with_alice(net: u8) -> (Rig, HostState) {
-    let rig = Rig::new(net);
+async fn with_alice(net: u8) -> (FakeHost, HostState) {
+    let rig = FakeHost::booting(net).await;
     rig.host.spawn(spec("bystander")).await.unwrap();
     let baseline = rig.state().await;
     rig.host.spawn(spec("alice")).await.unwrap();
@@ -47,7 +45,7 @@ async fn with_alice(net: u8) -> (Rig, HostState) {
 }
 
 /// Marks `name` as an operation in `status` whose process died.
-fn interrupt(rig: &Rig, name: &str, status: TenantStatus) {
+fn interrupt(rig: &FakeHost, name: &str, status: TenantStatus) {
     rig.store()
         .modify(name, |r| {
             r.status = status;

@@ -1,24 +1,21 @@
 //! T0: a spawn over fakes, failed at each of its steps in turn.
 //!
-//! The host is `fake_host`'s: real registry and overlay disks, fake TAPs,
-//! firewall and proxy, the Firecracker backend against the spec-checked
-//! fake Firecracker, and the real agent booting in this process. Each case
-//! injects one failure into a host already running a bystander tenant and
-//! asserts that the spawn fails at that step, rolls back exactly the steps
-//! that completed, and leaves registry, TAPs, rules, routes, files and
-//! processes as they were; then the same name spawns cleanly (and evicts
-//! back to the same host).
+//! The host is the test kit's `FakeHost::booting`: real registry and
+//! overlay disks, fake TAPs, firewall and proxy, the Firecracker backend
+//! against the spec-checked fake Firecracker, and the real agent booting in
+//! this process. Each case injects one failure into a host already running
+//! a bystander tenant and asserts that the spawn fails at that step, rolls
+//! back exactly the steps that completed, and leaves registry, TAPs, rules,
+//! routes, files and processes as they were; then the same name spawns
+//! cleanly (and evicts back to the same host).
 
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
-
-mod fake_host;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fake_host::{HostState, Rig};
 use lobster_core::agent::{LogSource, WorkloadState};
 use lobster_core::context::Services;
 use lobster_core::network::NetworkOps;
@@ -27,6 +24,7 @@ use lobster_core::store::TenantStatus;
 use lobster_core::tenant::progress::{Phase, ProgressEvent, ProgressSink};
 use lobster_core::tenant::{TenantError, TenantSpec, TenantSpecBuilder};
 use lobster_core::{Error, ErrorKind, Host};
+use lobster_testkit::rig::{FakeHost, HostState};
 
 /// What every tenant here runs: prints its secret's presence, then sleeps.
 fn spec(name: &str) -> TenantSpecBuilder {
@@ -39,8 +37,8 @@ fn spec(name: &str) -> TenantSpecBuilder {
 
 /// A rig on `127.<net>.0.0/24` running the tenant `bystander`, and the host
 /// as that left it.
-async fn with_bystander(net: u8) -> (Rig, HostState) {
-    let rig = Rig::new(net);
+async fn with_bystander(net: u8) -> (FakeHost, HostState) {
+    let rig = FakeHost::booting(net).await;
     rig.host
         .spawn(spec("bystander").build().unwrap())
         .await
@@ -84,7 +82,7 @@ fn failed_at(err: Error, step: &str, undone: usize) -> Error {
 
 /// After a failure: the host is exactly as before, and `alice` now spawns
 /// cleanly, runs, and evicts back to the same host.
-async fn then_alice_spawns_and_evicts(rig: &Rig, baseline: &HostState, context: &str) {
+async fn then_alice_spawns_and_evicts(rig: &FakeHost, baseline: &HostState, context: &str) {
     rig.assert_state(baseline, context).await;
     let alice = rig
         .host
@@ -106,7 +104,7 @@ async fn then_alice_spawns_and_evicts(rig: &Rig, baseline: &HostState, context: 
         .await;
 }
 
-fn overlay_of(rig: &Rig, name: &str) -> Option<PathBuf> {
+fn overlay_of(rig: &FakeHost, name: &str) -> Option<PathBuf> {
     std::fs::read_dir(&rig.config().paths.overlays_dir)
         .unwrap()
         .flatten()
@@ -120,7 +118,7 @@ fn overlay_of(rig: &Rig, name: &str) -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_spawn_runs_every_step_over_the_contract_server_and_evicts_to_nothing() {
-    let rig = Rig::new(101);
+    let rig = FakeHost::booting(101).await;
     let empty = rig.state().await;
     let steps = Arc::new(Mutex::new(Vec::new()));
     let sink: ProgressSink = {
@@ -191,7 +189,7 @@ async fn a_clean_spawn_runs_every_step_over_the_contract_server_and_evicts_to_no
     }
     let net = lobster_core::tenant::plan::tenant_net(&record).unwrap();
     assert!(rig.network.check(&net).await.unwrap().is_ok());
-    assert!(rig.firewall.inner.check_tenant(&net).unwrap().is_empty());
+    assert!(rig.firewall.check_tenant(&net).unwrap().is_empty());
     let routes = rig.routes.list_routes().await.unwrap();
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].upstreams, ["127.101.0.2:9000"]);
@@ -208,7 +206,7 @@ async fn a_clean_spawn_runs_every_step_over_the_contract_server_and_evicts_to_no
         ]
         .map(PathBuf::from),
     );
-    after.rules = rig.firewall.inner.current().unwrap();
+    after.rules = rig.firewall.current().unwrap();
     let chains: Vec<&String> = after.rules.tables.values().flat_map(|t| t.keys()).collect();
     assert!(
         chains.iter().all(|c| !c.starts_with("LOB-")),

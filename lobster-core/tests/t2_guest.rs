@@ -26,11 +26,12 @@ use lobster_core::agent::{
 };
 use lobster_core::config::{Accel, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
-use lobster_core::vmm::{ConsoleLog, Vm, Vmm};
+use lobster_core::vmm::{Vm, Vmm};
 use lobster_testkit::images;
 use lobster_testkit::netns::{require, Netns};
 use lobster_testkit::poll::until_async;
 use lobster_testkit::vm::{nic, vm_config};
+use lobster_testkit::Evidence;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOST_IP: &str = "10.77.0.1";
@@ -76,6 +77,20 @@ fn sha256(path: &Path) -> String {
         .next()
         .unwrap_or("")
         .to_owned()
+}
+
+/// Fails the test unless `e2fsck -fn` finds `disk` clean.
+fn assert_clean(disk: &Path) {
+    let fsck = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "tenant disk not clean after shutdown:\n{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
 }
 
 // --- the test's network namespace -------------------------------------------
@@ -196,6 +211,17 @@ impl Tenant {
         guest
     }
 
+    /// Boots the tenant with a workload that only sleeps.
+    async fn boot_idle(&self) -> Guest {
+        let guest = self.boot(1).await;
+        guest
+            .agent
+            .configure(shell("exec sleep 10000", None), true)
+            .await
+            .unwrap();
+        guest
+    }
+
     /// Starts the VM (inside the current netns thread) without waiting for the guest.
     async fn launch(&self, boot: u32) -> Guest {
         require_tool("qemu-system-x86_64", "qemu-system-x86");
@@ -233,11 +259,12 @@ impl Tenant {
         };
         vmm_config.ready_timeout_ms = 30_000;
         let vmm = QemuVmm::new(QemuSettings::from_config(&vmm_config, &kernel));
-        let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
+        let mut evidence = Evidence::new(&config.paths.console_log);
         let vm = vmm.launch(&config).await.expect("launching the guest");
+        evidence.watch(vm.identity());
         Guest {
             vm,
-            console,
+            evidence,
             agent: Agent::new(
                 format!("{GUEST_IP}:52").parse().unwrap(),
                 format!("{GUEST_IP}:53").parse().unwrap(),
@@ -251,28 +278,21 @@ impl Tenant {
 /// the test is failing).
 struct Guest {
     vm: Box<dyn Vm>,
-    console: ConsoleLog,
+    evidence: Evidence,
     agent: Agent,
 }
 
 impl Guest {
+    /// Everything the guest printed on its console so far.
+    fn console(&self) -> String {
+        self.evidence.console().read_all()
+    }
+
     /// Asks the agent to power off and waits for the VMM to exit.
     async fn power_off(&self) {
         self.agent.shutdown(false).await.expect("shutdown request");
         let exit = self.vm.process().wait_exit(Duration::from_secs(60)).await;
         assert!(exit.is_some(), "the guest did not power off within 60 s");
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- guest console ----\n{}\n---- end ----",
-                self.console.tail_bytes(24 * 1024)
-            );
-        }
-        let _ = self.vm.process().signal(9);
     }
 }
 
@@ -451,33 +471,19 @@ fn shutdown_powers_off_and_leaves_the_tenant_disk_clean() {
     let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
-        let guest = tenant.boot(1).await;
-        guest
-            .agent
-            .configure(shell("exec sleep 10000", None), true)
-            .await
-            .unwrap();
+        let guest = tenant.boot_idle().await;
         let started = Instant::now();
         guest.power_off().await;
         eprintln!(
             "powered off {:.1}s after the shutdown request",
             started.elapsed().as_secs_f64()
         );
-        let console = guest.console.read_all();
+        let console = guest.console();
         assert!(
             console.contains("lobster-init: file systems clean"),
             "console:\n{console}"
         );
-        let fsck = Command::new("e2fsck")
-            .args(["-fn"])
-            .arg(&tenant.disk)
-            .output()
-            .unwrap();
-        assert!(
-            fsck.status.success(),
-            "tenant disk not clean after shutdown:\n{}",
-            String::from_utf8_lossy(&fsck.stdout)
-        );
+        assert_clean(&tenant.disk);
         let state = Command::new("dumpe2fs")
             .args(["-h"])
             .arg(&tenant.disk)
@@ -499,15 +505,10 @@ fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
     let ns = GuestNetns::create();
     ns.run(|| async {
         let tenant = Tenant::new(Variant::Minimal).await;
-        let guest = tenant.boot(1).await;
-        guest
-            .agent
-            .configure(shell("exec sleep 10000", None), true)
-            .await
-            .unwrap();
+        let guest = tenant.boot_idle().await;
         // QEMU's system_powerdown presses the ACPI power button.
         let outcome = guest.vm.shutdown(Duration::from_secs(30)).await.unwrap();
-        let console = guest.console.read_all();
+        let console = guest.console();
         assert!(
             matches!(outcome, lobster_core::vmm::ShutdownOutcome::Graceful(_)),
             "{outcome:?}; console:\n{console}"
@@ -520,16 +521,7 @@ fn the_vmm_power_button_shuts_the_guest_down_cleanly() {
             console.contains("lobster-init: file systems clean"),
             "console:\n{console}"
         );
-        let fsck = Command::new("e2fsck")
-            .args(["-fn"])
-            .arg(&tenant.disk)
-            .output()
-            .unwrap();
-        assert!(
-            fsck.status.success(),
-            "{}",
-            String::from_utf8_lossy(&fsck.stdout)
-        );
+        assert_clean(&tenant.disk);
     });
 }
 
@@ -586,7 +578,7 @@ fn a_corrupt_tenant_disk_powers_off_with_a_clear_message_instead_of_a_panic() {
         );
         let guest = tenant.launch(1).await;
         let exit = guest.vm.process().wait_exit(BOOT_BOUND).await;
-        let console = guest.console.read_all();
+        let console = guest.console();
         assert!(
             exit.is_some(),
             "the guest did not power off; console:\n{console}"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lobster_core::config::{Accel, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
-use lobster_core::vmm::{ConsoleLog, ExitStatus, ShutdownOutcome, VmConfig, VmStatus, Vmm};
+use lobster_core::vmm::{ConsoleLog, ExitStatus, ShutdownOutcome, Vm, VmConfig, VmStatus, Vmm};
 use lobster_testkit::images::{
     first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
@@ -59,6 +59,24 @@ fn vm_config(dir: &Path, name: &str) -> VmConfig {
     config.initrd = Some(initrd);
     blank_disks(&config);
     config
+}
+
+/// Launches `config` on a fresh backend, has `evidence` kill it by PID if
+/// the test fails, and waits for the boot marker: the VM and the console
+/// offset just after the marker.
+async fn boot(config: &VmConfig, evidence: &mut Evidence) -> (Box<dyn Vm>, u64) {
+    let vm = backend(&config.kernel)
+        .launch(config)
+        .await
+        .expect("launch");
+    evidence.watch(vm.identity());
+    let booted = vm
+        .process()
+        .console()
+        .wait_for(MARKER, 0, BOOT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no boot marker within {BOOT_TIMEOUT:?}"));
+    (vm, booted)
 }
 
 /// The last counter value the guest printed after byte `from`.
@@ -112,19 +130,9 @@ async fn boots_to_marker_then_kill_leaves_no_process_socket_or_lock() {
     let dir = tempfile::tempdir().unwrap();
     let config = vm_config(dir.path(), "t2-boot");
     let mut evidence = Evidence::new(&config.paths.console_log);
-    let vmm = backend(&config.kernel);
 
-    let vm = vmm.launch(&config).await.expect("launch");
+    let (vm, _) = boot(&config, &mut evidence).await;
     let pid = vm.identity().pid;
-    evidence.watch(vm.identity());
-    assert!(
-        vm.process()
-            .console()
-            .wait_for(MARKER, 0, BOOT_TIMEOUT)
-            .await
-            .is_some(),
-        "no boot marker within {BOOT_TIMEOUT:?}"
-    );
     assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
     assert!(
         locks_on(&config.drives[1].path) > 0,
@@ -143,15 +151,9 @@ async fn pause_stops_guest_progress_and_resume_continues_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = vm_config(dir.path(), "t2-pause");
     let mut evidence = Evidence::new(&config.paths.console_log);
-    let vmm = backend(&config.kernel);
 
-    let vm = vmm.launch(&config).await.expect("launch");
-    evidence.watch(vm.identity());
+    let (vm, booted) = boot(&config, &mut evidence).await;
     let console = vm.process().console().clone();
-    let booted = console
-        .wait_for(MARKER, 0, BOOT_TIMEOUT)
-        .await
-        .expect("boot marker");
     wait_counter_above(&console, booted, 3, Duration::from_secs(30)).await;
 
     vm.pause().await.expect("pause");
@@ -190,14 +192,8 @@ async fn snapshot_then_restore_in_a_new_process_keeps_guest_state() {
     let mut evidence = Evidence::new(&config.paths.console_log);
 
     let (frozen, restore_from) = {
-        let vmm = backend(&config.kernel);
-        let vm = vmm.launch(&config).await.expect("launch");
-        evidence.watch(vm.identity());
+        let (vm, booted) = boot(&config, &mut evidence).await;
         let console = vm.process().console().clone();
-        let booted = console
-            .wait_for(MARKER, 0, BOOT_TIMEOUT)
-            .await
-            .expect("boot marker");
         wait_counter_above(&console, booted, 10, Duration::from_secs(30)).await;
 
         let err = vm.snapshot().await.expect_err("snapshot of a running vm");
@@ -359,17 +355,8 @@ async fn a_jailed_vm_runs_as_the_tenant_uid() {
         netns: None,
     });
     let mut evidence = Evidence::new(&config.paths.console_log);
-    let vm = backend(&config.kernel)
-        .launch(&config)
-        .await
-        .expect("launch");
+    let (vm, _) = boot(&config, &mut evidence).await;
     let pid = vm.identity().pid;
-    evidence.watch(vm.identity());
-    let console = vm.process().console().clone();
-    console
-        .wait_for(MARKER, 0, BOOT_TIMEOUT)
-        .await
-        .expect("boot marker");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert!(
@@ -404,17 +391,8 @@ async fn a_vm_with_a_netns_runs_there_and_holds_its_tap() {
         netns: Some(netns.path()),
     });
     let mut evidence = Evidence::new(&config.paths.console_log);
-    let vm = backend(&config.kernel)
-        .launch(&config)
-        .await
-        .expect("launch");
+    let (vm, _) = boot(&config, &mut evidence).await;
     let pid = vm.identity().pid;
-    evidence.watch(vm.identity());
-    vm.process()
-        .console()
-        .wait_for(MARKER, 0, BOOT_TIMEOUT)
-        .await
-        .expect("boot marker");
 
     let vm_ns = std::fs::metadata(format!("/proc/{pid}/ns/net"))
         .unwrap()

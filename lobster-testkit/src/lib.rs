@@ -12,7 +12,9 @@
 //!   leaves them (also behind the `lobster-testkit seed` command the Python
 //!   and Go fixtures call).
 //! - [`bench`]: sample statistics for the bench binaries.
-//! - [`rig`] (feature `fakes`): a `Host` over the crate's recording fakes.
+//! - [`rig`] (feature `fakes`): a `Host` over lobster-core's fakes, its
+//!   guests recorded or booting the real agent, with armable faults and a
+//!   host-state diff.
 
 pub mod bench;
 pub mod evidence;

@@ -32,14 +32,8 @@ pub struct Ctx {
 
 /// Fails the test with a clear message unless we are root and `tools` exist.
 pub fn require(tools: &[&str]) {
-    // SAFETY-free check: euid 0 is visible in /proc/self/status.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert_eq!(euid, "0", "t1: needs root (euid is {euid})");
+    let euid = rustix::process::geteuid();
+    assert!(euid.is_root(), "t1: needs root (euid is {})", euid.as_raw());
     for tool in tools {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))

@@ -4,10 +4,12 @@
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn the_binary_serves_a_session_and_exits_on_shutdown() {
@@ -60,18 +62,12 @@ fn the_binary_serves_a_session_and_exits_on_shutdown() {
     r.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), r#"{"id":3,"ok":{}}"#);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent did not exit after shutdown"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = common::exit_of(
+        &mut child,
+        "the agent to exit after shutdown",
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -6,74 +6,46 @@
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::Session;
 
 use lobster_agent::{Agent, AgentConfig};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "supervision-token";
 
-/// One authenticated connection.
-struct Session {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    next_id: u64,
+/// The workload's status, polled over a session.
+trait Workload {
+    fn status(&mut self) -> Value;
+    fn wait_status(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value;
 }
 
-impl Session {
-    fn open(agent: &Agent) -> Session {
-        let stream = TcpStream::connect(agent.rpc_addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut session = Session {
-            stream,
-            reader,
-            next_id: 1,
-        };
-        session.call("hello", json!({"protocol": 1, "token": TOKEN}));
-        session
-    }
-
-    /// Calls `method`; returns the `ok` value (panics on an error reply).
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"id": id, "method": method, "params": params});
-        writeln!(self.stream, "{request}").unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let reply: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(reply["id"], id, "{line}");
-        reply
-            .get("ok")
-            .cloned()
-            .unwrap_or_else(|| panic!("{method} failed: {line}"))
-    }
-
+impl Workload for Session {
     fn status(&mut self) -> Value {
         self.call("workload.status", json!({}))
     }
 
     /// Polls the workload status until `done` holds (generous deadline).
     fn wait_status(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = self.status();
-            if done(&status) {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no {what}: {status}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut last = Value::Null;
+        let found = common::within(Duration::from_secs(20), || {
+            last = self.status();
+            done(&last).then(|| last.clone())
+        });
+        found.unwrap_or_else(|| panic!("no {what}: {last}"))
     }
 }
 
 fn agent(dir: &tempfile::TempDir) -> Agent {
     Agent::start(AgentConfig::for_host_process(dir.path(), TOKEN)).unwrap()
+}
+
+fn open(agent: &Agent) -> Session {
+    Session::open(TcpStream::connect(agent.rpc_addr()).unwrap(), TOKEN)
 }
 
 fn configure(session: &mut Session, script: &str, restart: &str) {
@@ -90,7 +62,7 @@ fn configure(session: &mut Session, script: &str, restart: &str) {
 fn on_failure_leaves_a_clean_exit_down() {
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&dir);
-    let mut session = Session::open(&agent);
+    let mut session = open(&agent);
     configure(&mut session, "exit 0", "on_failure");
     let status = session.wait_status("exit", |s| s["state"] == "exited");
     assert_eq!(status["restarts"], 0);
@@ -102,7 +74,7 @@ fn on_failure_leaves_a_clean_exit_down() {
 fn on_failure_restarts_a_failing_workload_after_one_then_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&dir);
-    let mut session = Session::open(&agent);
+    let mut session = open(&agent);
     configure(&mut session, "exit 3", "on_failure");
     let first = session.wait_status("first backoff", |s| s["state"] == "backoff");
     assert_eq!(first["restarts"], 0);
@@ -119,7 +91,7 @@ fn on_failure_restarts_a_failing_workload_after_one_then_two_seconds() {
 fn never_does_not_restart_even_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&dir);
-    let mut session = Session::open(&agent);
+    let mut session = open(&agent);
     configure(&mut session, "exit 7", "never");
     let status = session.wait_status("exit", |s| s["state"] == "exited");
     assert_eq!(status["restarts"], 0);
@@ -130,7 +102,7 @@ fn never_does_not_restart_even_a_failure() {
 fn always_restarts_a_clean_exit_too() {
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&dir);
-    let mut session = Session::open(&agent);
+    let mut session = open(&agent);
     configure(&mut session, "exit 0", "always");
     let status = session.wait_status("a restart", |s| s["restarts"].as_u64() >= Some(1));
     assert_eq!(status["last_exit"]["code"], 0);
@@ -140,7 +112,7 @@ fn always_restarts_a_clean_exit_too() {
 fn shutdown_with_reboot_hands_the_reboot_to_the_agent_runner() {
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&dir);
-    let mut session = Session::open(&agent);
+    let mut session = open(&agent);
     configure(&mut session, "exec sleep 3600", "always");
     let pid = session.wait_status("a running workload", |s| s["state"] == "running")["pid"]
         .as_u64()

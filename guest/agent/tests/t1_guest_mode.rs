@@ -14,11 +14,15 @@
 //! `clock_settime` that records the call instead; the test refuses to send
 //! `time.set` unless that shim has announced itself in the agent process.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::Session;
+use serde_json::{json, Value};
 
 /// The stand-in init: private mounts, the made-up command line, then the
 /// agent in guest mode (with `$PRELOAD` preloaded, if set); records the
@@ -56,14 +60,11 @@ int clock_settime(clockid_t clock, const struct timespec *ts) {
 }
 "#;
 
+/// Fails the test unless it runs as root (`/proc/self` belongs to the euid).
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert_eq!(euid, "0", "t1: needs root (PID and mount namespaces)");
+    use std::os::unix::fs::MetadataExt;
+    let euid = std::fs::metadata("/proc/self").unwrap().uid();
+    assert_eq!(euid, 0, "t1: needs root (PID and mount namespaces)");
 }
 
 /// A port free on loopback now.
@@ -79,9 +80,7 @@ fn free_port() -> u16 {
 struct Guest {
     dir: tempfile::TempDir,
     init: Child,
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    next_id: u64,
+    session: Session,
 }
 
 impl Guest {
@@ -116,59 +115,28 @@ impl Guest {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let stream = loop {
-            match TcpStream::connect(("127.0.0.1", rpc)) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "the agent never listened: {e}");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut guest = Guest {
-            dir,
-            init,
-            stream,
-            reader,
-            next_id: 1,
-        };
-        let hello = guest.call("hello", r#"{"protocol":1,"token":"t1-token"}"#);
-        assert!(hello.contains(r#""ok""#), "hello: {hello}");
-        guest
+        let stream = common::until("the agent to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", rpc)).ok()
+        });
+        let session = Session::open(stream, "t1-token");
+        Guest { dir, init, session }
     }
 
     /// Sends one request; returns the reply line.
-    fn call(&mut self, method: &str, params: &str) -> String {
-        let id = self.next_id;
-        self.next_id += 1;
-        writeln!(
-            self.stream,
-            r#"{{"id":{id},"method":"{method}","params":{params}}}"#
-        )
-        .unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        line.trim().to_owned()
+    fn call(&mut self, method: &str, params: Value) -> String {
+        self.session.line(method, params)
     }
 
     /// Shuts the guest down; returns what init recorded.
     fn shutdown(mut self, reboot: bool) -> String {
-        let reply = self.call("shutdown", &format!(r#"{{"reboot":{reboot}}}"#));
+        let reply = self.call("shutdown", json!({ "reboot": reboot }));
         assert!(reply.ends_with(r#""ok":{}}"#), "shutdown: {reply}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.init.try_wait().unwrap() {
-                assert!(status.success(), "init: {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "init got no signal");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = common::exit_of(
+            &mut self.init,
+            "init to get a signal",
+            Duration::from_secs(20),
+        );
+        assert!(status.success(), "init: {status}");
         let signal = self.dir.path().join("init.signal");
         assert!(signal.exists(), "init exited without a signal");
         std::fs::read_to_string(signal).unwrap().trim().to_owned()
@@ -225,7 +193,7 @@ fn time_set_sets_the_realtime_clock_to_the_millisecond() {
         .unwrap()
         .as_secs();
     let unix_ms = now * 1000 + 123;
-    let reply = guest.call("time.set", &format!(r#"{{"unix_ms":{unix_ms}}}"#));
+    let reply = guest.call("time.set", json!({ "unix_ms": unix_ms }));
     assert!(reply.ends_with(r#""ok":{}}"#), "time.set: {reply}");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),

@@ -4,30 +4,6 @@
  * Usage: errors <good config> <bad config> <config with corrupt registry> */
 #include "check.h"
 
-/* Checks `call` failed with `code`, that the error object says so, and that
- * its message contains `needle`; frees the error. */
-#define CHECK_FAILS(call, code, needle)                                      \
-  do {                                                                       \
-    lobster_error *e_ = NULL;                                                \
-    lobster_result r_ = (call);                                              \
-    if (r_ != (code)) {                                                      \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s: %s\n", __FILE__,  \
-              __LINE__, #call, lobster_result_name(r_),                      \
-              lobster_result_name(code),                                     \
-              e_ ? lobster_error_message(e_) : "(no error object)");         \
-      exit(1);                                                               \
-    }                                                                        \
-    CHECK(e_ != NULL);                                                       \
-    CHECK(lobster_error_code(e_) == (code));                                 \
-    CHECK_STR(lobster_error_kind(e_), lobster_result_name(code));            \
-    if (strstr(lobster_error_message(e_), (needle)) == NULL) {               \
-      fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__,      \
-              __LINE__, lobster_error_message(e_), (needle));                \
-      exit(1);                                                               \
-    }                                                                        \
-    lobster_error_free(e_);                                                  \
-  } while (0)
-
 int main(int argc, char **argv) {
   CHECK(argc >= 4);
   lobster_error *err = NULL;

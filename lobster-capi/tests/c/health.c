@@ -16,21 +16,6 @@
     }                                                                        \
   } while (0)
 
-/* Checks `call` failed with `code` and left `*out` (a char *) untouched. */
-#define CHECK_CODE(call, code)                                               \
-  do {                                                                       \
-    lobster_error *e_ = NULL;                                                \
-    lobster_result r_ = (call);                                              \
-    if (r_ != (code)) {                                                      \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__,      \
-              __LINE__, #call, lobster_result_name(r_),                      \
-              lobster_result_name(code));                                    \
-      exit(1);                                                               \
-    }                                                                        \
-    CHECK(e_ != NULL && lobster_error_code(e_) == (code));                   \
-    lobster_error_free(e_);                                                  \
-  } while (0)
-
 int main(int argc, char **argv) {
   CHECK(argc >= 5);
   lobster_error *err = NULL;
@@ -63,11 +48,11 @@ int main(int argc, char **argv) {
   lobster_error_free(e);
 
   /* NULL and non-UTF-8 arguments are named. */
-  CHECK_CODE(lobster_host_molt(host, "alice", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER);
-  CHECK_CODE(lobster_host_molt(host, "\xff", &json, &e_), LOBSTER_RESULT_INVALID_UTF8);
-  CHECK_CODE(lobster_host_molt(NULL, NULL, &json, &e_), LOBSTER_RESULT_NULL_PARAMETER);
-  CHECK_CODE(lobster_host_overview(NULL, &json, &e_), LOBSTER_RESULT_NULL_PARAMETER);
-  CHECK_CODE(lobster_host_overview(host, NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER);
+  CHECK_FAILS(lobster_host_molt(host, "alice", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "");
+  CHECK_FAILS(lobster_host_molt(host, "\xff", &json, &e_), LOBSTER_RESULT_INVALID_UTF8, "");
+  CHECK_FAILS(lobster_host_molt(NULL, NULL, &json, &e_), LOBSTER_RESULT_NULL_PARAMETER, "");
+  CHECK_FAILS(lobster_host_overview(NULL, &json, &e_), LOBSTER_RESULT_NULL_PARAMETER, "");
+  CHECK_FAILS(lobster_host_overview(host, NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "");
   CHECK(json == sentinel);
   lobster_host_free(host);
 
@@ -87,7 +72,7 @@ int main(int argc, char **argv) {
   /* A corrupt registry: CORRUPT, as for list. */
   CHECK_OK(lobster_host_open(argv[3], &host, &err), err);
   json = sentinel;
-  CHECK_CODE(lobster_host_overview(host, &json, &e_), LOBSTER_RESULT_CORRUPT);
+  CHECK_FAILS(lobster_host_overview(host, &json, &e_), LOBSTER_RESULT_CORRUPT, "");
   CHECK(json == sentinel);
   lobster_host_free(host);
 
