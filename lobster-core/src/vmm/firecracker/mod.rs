@@ -417,7 +417,10 @@ impl Vm for FirecrackerVm {
     }
 
     /// Firecracker writes both files under partial names; each is then
-    /// synced and renamed into place, as QEMU's snapshot is.
+    /// synced and renamed into place, as QEMU's snapshot is. The state file
+    /// marks the pair: the old one goes first and the new one comes last,
+    /// so a crash between the two renames leaves no snapshot, never a state
+    /// file beside another snapshot's memory.
     async fn snapshot(&self) -> Result<Snapshot> {
         let dir = super::snapshot_dir_of_paused(self).await?;
         let state_file = dir.join(STATE_FILE);
@@ -448,15 +451,18 @@ impl Vm for FirecrackerVm {
             return Err(self.process.check_alive().err().unwrap_or(e));
         }
         let names = [&state_name, &memory_name];
-        let committed = files
-            .iter()
-            .zip(names)
-            .try_for_each(|((partial, target), name)| {
-                if let Some(jail) = &self.layout.jail {
-                    move_out_of_jail(&jail.host_path(name), partial)?;
-                }
-                launch::commit_file(partial, target)
-            });
+        let committed = remove_if_present(&state_file).and_then(|()| {
+            files
+                .iter()
+                .zip(names)
+                .rev()
+                .try_for_each(|((partial, target), name)| {
+                    if let Some(jail) = &self.layout.jail {
+                        move_out_of_jail(&jail.host_path(name), partial)?;
+                    }
+                    launch::commit_file(partial, target)
+                })
+        });
         if let Err(e) = committed {
             remove_partials();
             return Err(e);
@@ -489,14 +495,59 @@ impl Vm for FirecrackerVm {
     }
 }
 
-/// Moves a file the jailed Firecracker wrote out of its chroot.
+/// Moves a file the jailed Firecracker wrote out of its chroot. The jail
+/// is the VMM's to shape: only a regular file is taken (a link it planted
+/// is never followed, so root copies nothing the VMM could not read), and
+/// what lands at `target` must be that very file.
 fn move_out_of_jail(source: &Path, target: &Path) -> Result<()> {
-    std::fs::rename(source, target)
-        .or_else(|_| std::fs::copy(source, target).and_then(|_| std::fs::remove_file(source)))
-        .map_err(|e| VmmError::Io {
-            context: format!("cannot move {} to {}", source.display(), target.display()),
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let io = |err| VmmError::Io {
+        context: format!("cannot move {} to {}", source.display(), target.display()),
+        source: err,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(source)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    match std::fs::rename(source, target) {
+        Ok(()) => {
+            let landed = std::fs::symlink_metadata(target).map_err(io)?;
+            if landed.is_file() && (landed.dev(), landed.ino()) == (meta.dev(), meta.ino()) {
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(target);
+            Err(io(std::io::Error::other(
+                "the file was swapped while it moved",
+            )))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(target)
+                .map_err(io)?;
+            std::io::copy(&mut file, &mut out).map_err(io)?;
+            std::fs::remove_file(source).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Removes `path`; absent is success.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(VmmError::Io {
+            context: format!("cannot remove {}", path.display()),
             source: e,
-        })
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn touch(path: &Path) -> Result<()> {
@@ -509,4 +560,28 @@ fn touch(path: &Path) -> Result<()> {
             context: format!("cannot create {}", path.display()),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_planted_in_the_jail_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("registry.json");
+        std::fs::write(&secret, "every token").unwrap();
+        let planted = dir.path().join("jail-snapshot.mem");
+        std::os::unix::fs::symlink(&secret, &planted).unwrap();
+        let target = dir.path().join("out/snapshot.mem.partial");
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        assert!(move_out_of_jail(&planted, &target).is_err());
+        assert!(target.symlink_metadata().is_err(), "nothing may land");
+
+        let real = dir.path().join("jail-snapshot.state");
+        std::fs::write(&real, "state").unwrap();
+        move_out_of_jail(&real, &target).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "state");
+        assert!(!real.exists());
+    }
 }
