@@ -97,14 +97,37 @@ fn not_yet(operation: &'static str, missing: &'static str) -> Error {
 /// Prints an error once, with its cause chain, and picks the exit code.
 fn report(ctx: &Context, err: &Error) -> ExitCode {
     let kind = err.kind();
+    let message = printable(&err.chain());
     if ctx.json {
-        let body = serde_json::json!({ "error": { "kind": kind, "message": err.chain() } });
+        let body = serde_json::json!({ "error": { "kind": kind, "message": message } });
         println!(
             "{}",
             serde_json::to_string_pretty(&body).expect("error serialises")
         );
     } else {
-        eprintln!("error: {}", err.chain());
+        eprintln!("error: {message}");
     }
     ExitCode::from(crate::exit::code(kind))
+}
+
+/// `text` safe for a terminal line by line: an error can quote a guest
+/// (its console, its agent), and core sanitises what it knows comes from
+/// one; this is the last line of defence for anything else.
+fn printable(text: &str) -> String {
+    text.lines()
+        .map(lobster_core::agent::sanitize_for_terminal)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_reach_the_terminal_without_controls_but_with_their_lines() {
+        let text = "vm a: vmm process ended\nlast output:\n\x1b]52;c;cm0=\x07bye";
+        let shown = super::printable(text);
+        assert!(!shown.contains(['\x1b', '\x07']), "{shown:?}");
+        assert_eq!(shown.lines().count(), 3);
+        assert!(shown.ends_with("^[]52;c;cm0=^Gbye"), "{shown:?}");
+    }
 }

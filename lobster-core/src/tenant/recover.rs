@@ -44,7 +44,10 @@ pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
             // teardown is idempotent and a release of a released entry is fine.
             match finish(context, &services, record, EvictOptions::default()).await {
                 Ok(()) => report.torn_down.push(record.name.clone()),
-                Err(err) => report.failed.push((record.name.clone(), err)),
+                Err(err) => {
+                    tracing::warn!(tenant = %record.name, error = %err.chain(), "cannot finish the interrupted operation");
+                    report.failed.push((record.name.clone(), err))
+                }
             }
         }
     }
