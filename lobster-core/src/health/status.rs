@@ -84,13 +84,11 @@ impl WatchStatus {
 
     pub(crate) fn write(&self, state_dir: &Path) -> std::io::Result<()> {
         let path = WatchStatus::path(state_dir);
-        let tmp = path.with_extension("json.tmp");
         let versioned = Versioned {
             schema: Some(STATUS_SCHEMA),
             status: self,
         };
-        std::fs::write(&tmp, serde_json::to_vec(&versioned)?)?;
-        std::fs::rename(&tmp, &path)
+        crate::base::replace_file(&path, &serde_json::to_vec(&versioned)?, 0o600)
     }
 }
 

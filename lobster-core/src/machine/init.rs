@@ -266,9 +266,7 @@ fn write_config(path: &Path, config: &Config) -> Result<(), ConfigError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, config.to_json_pretty())?;
-        std::fs::rename(&tmp, path)
+        crate::base::replace_file(path, config.to_json_pretty().as_bytes(), 0o644)
     };
     write().map_err(|source| ConfigError::Write {
         path: path.to_path_buf(),

@@ -1,9 +1,9 @@
 //! Reading and writing `registry.json`: shared-lock reads, snapshots that
 //! tell in one `stat` whether anyone wrote since, and atomic updates.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -186,24 +186,11 @@ impl Store {
                 source,
             }
         };
-        let dir = self.state_dir();
-        let tmp = self.registry.with_extension("json.tmp");
         let mut text = serde_json::to_vec_pretty(registry).expect("registry serialises");
         text.push(b'\n');
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("cannot create", &tmp))?;
-        file.write_all(&text).map_err(io("cannot write", &tmp))?;
-        file.sync_all().map_err(io("cannot fsync", &tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, &self.registry).map_err(io("cannot replace", &self.registry))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("cannot fsync directory", dir))?;
+        // 0600: it holds every tenant's tokens.
+        crate::base::replace_file(&self.registry, &text, 0o600)
+            .map_err(io("cannot write", &self.registry))?;
         Ok(())
     }
 }
