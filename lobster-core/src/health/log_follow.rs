@@ -16,6 +16,10 @@ use crate::error::Result;
 /// How often [`LogFileFollow::next_lines`] looks for new lines.
 const POLL: Duration = Duration::from_millis(200);
 
+/// A line longer than this is cut there (the rest follows as more lines):
+/// a writer that never ends its line cannot grow the follower's memory.
+const MAX_LINE: usize = 64 * 1024;
+
 /// A log file being followed. Lines come sanitised for a terminal.
 #[derive(Debug)]
 pub struct LogFileFollow {
@@ -32,13 +36,16 @@ pub struct LogFileFollow {
 impl LogFileFollow {
     /// Opens `path` and returns its last `tail` lines and a follower that
     /// goes on from there. A missing file is an error.
+    /// Only the end of the file is read, however long it has grown.
     pub fn open(path: &Path, tail: usize) -> io::Result<(Vec<String>, LogFileFollow)> {
-        let file = File::open(path)?;
-        let id = file_id(&file.metadata()?);
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        let start = tail_start(&mut file, meta.len(), tail)?;
+        file.seek(SeekFrom::Start(start))?;
         let mut follow = LogFileFollow {
             path: path.to_path_buf(),
-            file: Some((file, id)),
-            pos: 0,
+            file: Some((file, file_id(&meta))),
+            pos: start,
             partial: Vec::new(),
         };
         let mut lines = follow.drain()?;
@@ -106,18 +113,55 @@ impl LogFileFollow {
         let Some((file, _)) = &mut self.file else {
             return Ok(Vec::new());
         };
-        let start = self.partial.len();
-        let read = file.read_to_end(&mut self.partial)?;
-        self.pos += read as u64;
-        let Some(end) = self.partial[start..].iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
-        };
-        let rest = self.partial.split_off(start + end + 1);
-        let done = std::mem::replace(&mut self.partial, rest);
-        Ok(String::from_utf8_lossy(&done)
-            .lines()
-            .map(sanitize_for_terminal)
-            .collect())
+        let mut lines = Vec::new();
+        loop {
+            let start = self.partial.len();
+            let room = (MAX_LINE + 1).saturating_sub(start) as u64;
+            let read = file.take(room.max(1)).read_to_end(&mut self.partial)?;
+            self.pos += read as u64;
+            match self.partial[start..].iter().rposition(|&b| b == b'\n') {
+                Some(end) => {
+                    let rest = self.partial.split_off(start + end + 1);
+                    let done = std::mem::replace(&mut self.partial, rest);
+                    lines.extend(
+                        String::from_utf8_lossy(&done)
+                            .lines()
+                            .map(sanitize_for_terminal),
+                    );
+                }
+                None if self.partial.len() > MAX_LINE => {
+                    let rest = self.partial.split_off(MAX_LINE);
+                    let cut = std::mem::replace(&mut self.partial, rest);
+                    lines.push(sanitize_for_terminal(&String::from_utf8_lossy(&cut)));
+                }
+                None => {}
+            }
+            if read == 0 {
+                return Ok(lines);
+            }
+        }
+    }
+}
+
+/// Where the last `tail` lines of `file` (`len` bytes) begin: its end is
+/// read backwards in growing windows until enough line ends are seen.
+fn tail_start(file: &mut File, len: u64, tail: usize) -> io::Result<u64> {
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let from = len.saturating_sub(window);
+        if from == 0 {
+            return Ok(0);
+        }
+        file.seek(SeekFrom::Start(from))?;
+        let mut buf = Vec::new();
+        file.by_ref().take(len - from).read_to_end(&mut buf)?;
+        let ends = buf.iter().filter(|&&b| b == b'\n').count();
+        if ends > tail {
+            // Start after the first line end in the window (a whole line).
+            let first = buf.iter().position(|&b| b == b'\n').unwrap_or(0);
+            return Ok(from + first as u64 + 1);
+        }
+        window = window.saturating_mul(4);
     }
 }
 
@@ -191,6 +235,26 @@ mod tests {
         );
         append(&log, "third\n");
         assert_eq!(follow.read_new().unwrap(), ["third"]);
+    }
+
+    #[test]
+    fn a_long_log_is_tailed_from_its_end_and_an_endless_line_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("watch.log");
+        let body: String = (0..100_000).map(|i| format!("event {i}\n")).collect();
+        append(&log, &body);
+        let (tail, mut follow) = LogFileFollow::open(&log, 3).unwrap();
+        assert_eq!(tail, ["event 99997", "event 99998", "event 99999"]);
+        // Only the end is read: the tail starts within the last window.
+        let mut file = File::open(&log).unwrap();
+        let start = tail_start(&mut file, body.len() as u64, 3).unwrap();
+        assert!(body.len() as u64 - start <= 64 * 1024, "{start}");
+        assert_eq!(&body[start as usize..start as usize + 6], "event ");
+        append(&log, &"x".repeat(3 * MAX_LINE));
+        let cut = follow.read_new().unwrap();
+        assert_eq!(cut.len(), 2, "two whole pieces out, the rest pending");
+        assert!(cut.iter().all(|l| l.len() == MAX_LINE));
+        assert!(follow.partial.len() <= MAX_LINE);
     }
 
     #[test]
