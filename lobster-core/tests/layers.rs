@@ -37,16 +37,27 @@ const LAYERS: &[(&str, u32)] = &[
 /// The lowest layer that may name the public `Error` (`crate::error`).
 const ERROR_FROM_LAYER: u32 = 5;
 
-/// What the crate root re-exports, by the module that defines it.
-const ROOT_ITEMS: &[(&str, &str)] = &[
-    ("Error", "error"),
-    ("Result", "error"),
-    ("ErrorKind", "base"),
-    ("Host", "host"),
-    ("Tenant", "tenant"),
-    ("TenantSpec", "tenant"),
-    ("Overlay", "overlay"),
-];
+/// What the crate root re-exports (`pub use` in lib.rs), each with the
+/// module it comes through: read from the source, so a new re-export is
+/// checked like any other path.
+fn root_items() -> &'static [(String, String)] {
+    static ITEMS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    ITEMS.get_or_init(|| {
+        let code = code_only(&std::fs::read_to_string(src_dir().join("lib.rs")).unwrap());
+        let toks = tokens(&code);
+        let mut items = Vec::new();
+        for i in 1..toks.len() {
+            if toks[i].0 == "use" && toks[i - 1].0 == "pub" {
+                let mut paths = Vec::new();
+                tree(&toks, i + 1, Vec::new(), &mut paths);
+                for path in paths.into_iter().filter(|p| p.len() >= 2) {
+                    items.push((path.last().unwrap().clone(), path[0].clone()));
+                }
+            }
+        }
+        items
+    })
+}
 
 /// One source file: its module path and text.
 struct Source {
@@ -370,8 +381,8 @@ fn references(source: &Source) -> Vec<Reference> {
 /// The module a root-relative path lands in (root re-exports resolved).
 fn target_module(to: &[String]) -> Option<Vec<String>> {
     let first = to.first()?;
-    if let Some((_, module)) = ROOT_ITEMS.iter().find(|(item, _)| item == first) {
-        return Some(vec![module.to_string()]);
+    if let Some((_, module)) = root_items().iter().find(|(item, _)| item == first) {
+        return Some(vec![module.clone()]);
     }
     Some(to.to_vec())
 }
@@ -428,8 +439,23 @@ fn tenant_private(src: &Path) -> BTreeSet<String> {
 fn violations(sources: &[Source], tenant_private: &BTreeSet<String>) -> Vec<String> {
     let mut out = BTreeSet::new();
     for source in sources {
+        let toks = tokens(&code_only(&source.text));
+        for pair in toks.windows(2) {
+            if pair[0].0 == "crate" && pair[1].0 == "as" {
+                out.insert(format!(
+                    "{}:{}: renames the crate (`crate as`), which hides what it names",
+                    source.file.display(),
+                    pair[0].1
+                ));
+            }
+        }
         for r in references(source) {
             let Some(to) = target_module(&r.to) else {
+                out.insert(format!(
+                    "{}:{}: a glob import of the crate root (`crate::*`) hides what it names",
+                    source.file.display(),
+                    r.line
+                ));
                 continue;
             };
             let from_module = if r.from.is_empty() {
@@ -480,7 +506,10 @@ fn violations(sources: &[Source], tenant_private: &BTreeSet<String>) -> Vec<Stri
                 }
             }
             let Some((to_prefix, to_layer)) = layer_of(&to) else {
-                continue; // an item of the crate root or of the naming module
+                out.insert(format!(
+                    "{at}: {named} is neither a module nor a re-export of the crate root"
+                ));
+                continue;
             };
             let same_module =
                 from_prefix == to_prefix || (from_top == to_top && from_layer == to_layer);
@@ -564,6 +593,18 @@ fn a_forbidden_import_is_caught() {
             "imports must point down",
         ),
         ("config.rs", "use crate::Host;\n", "imports must point down"),
+        (
+            "vmm/stop.rs",
+            "use crate::RecoverReport;\n",
+            "imports must point down",
+        ),
+        ("tenant/evict.rs", "use crate as c;\n", "renames the crate"),
+        ("tenant/evict.rs", "use crate::*;\n", "glob import"),
+        (
+            "health/molt.rs",
+            "fn f() -> crate::Nowhere { todo!() }\n",
+            "neither a module",
+        ),
     ];
     for (file, line, expect) in cases {
         let path = src.join(file);

@@ -429,7 +429,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("could not open kernel"), "{text}");
-        assert_eq!(err.kind(), crate::ErrorKind::GuestFailure);
+        assert_eq!(err.kind(), crate::base::ErrorKind::GuestFailure);
     }
 
     #[tokio::test]
