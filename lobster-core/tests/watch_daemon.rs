@@ -104,6 +104,11 @@ fn ready_and_locked() -> Result<(), Failed> {
     // Ready is sent after the lock is taken and the line is written.
     let text = std::fs::read_to_string(&log)?;
     assert!(text.contains("holding the watchdog lock"), "{text:?}");
+    // The log and the directory made for it are private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(log.parent().unwrap()), 0o700);
     let refused = claim_watchdog(&store).expect_err("a second holder is refused");
     assert_eq!(refused.kind(), ErrorKind::AlreadyExists);
     assert!(

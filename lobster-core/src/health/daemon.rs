@@ -96,6 +96,7 @@ pub struct Detached {
 /// ready. An error if it exits first (with what it wrote to the log) or
 /// stays silent for `timeout` (it is left running then). Blocking.
 pub fn detach(mut command: Command, log: &Path, timeout: Duration) -> Result<Detached> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     use std::os::unix::process::CommandExt;
     let io = |context, path: &Path| {
         let path = path.to_path_buf();
@@ -106,11 +107,16 @@ pub fn detach(mut command: Command, log: &Path, timeout: Duration) -> Result<Det
         }
     };
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("cannot create", dir))?;
     }
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log)
         .map_err(io("cannot open", log))?;
     let start_len = out.metadata().map(|m| m.len()).unwrap_or(0);
@@ -130,10 +136,12 @@ pub fn detach(mut command: Command, log: &Path, timeout: Duration) -> Result<Det
         .map_err(io("cannot wait for the daemon logging to", log))?;
     let (context, failure) = match startup {
         Startup::Ready => {
+            // Reap it when it ends, however long this process lives.
+            std::thread::spawn(move || child.wait());
             return Ok(Detached {
                 pid,
                 log: log.to_path_buf(),
-            })
+            });
         }
         Startup::Exited(status) => {
             let text = std::fs::read(log).unwrap_or_default();

@@ -2,7 +2,7 @@
 //! tenant's operation lock and the single-watchdog lock.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -65,11 +65,15 @@ fn try_lock_file(path: &Path, wait: Duration) -> Result<Option<File>> {
 /// polling with backoff for at most `timeout`.
 fn lock_file(path: &Path, exclusive: bool, timeout: Duration) -> Result<File> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-        context: "cannot create state directory",
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            context: "cannot create state directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
