@@ -917,8 +917,7 @@ async fn a_record_changed_during_the_tick_is_read_afresh() {
     let rig = Rig::with(&NAMES, |c| c.watchdog.max_concurrency = 1).await;
     rig.tick().await;
     rig.guests.kill_vm("bravo");
-    rig.guests
-        .set_delay("observe_vm", Duration::from_millis(100));
+    let observing = rig.guests.gate("observe_vm");
     rig.guests.clear_calls();
     let evict = async {
         until_async(
@@ -936,6 +935,7 @@ async fn a_record_changed_during_the_tick_is_read_afresh() {
         rig.store()
             .modify("bravo", |r| r.status = TenantStatus::Evicting)
             .unwrap();
+        observing.open();
     };
     let (result, ()) = tokio::join!(rig.watchdog.tick(), evict);
     result.unwrap();

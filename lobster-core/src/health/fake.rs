@@ -8,7 +8,7 @@
 //! nothing that looks at `/proc` mistakes them for a live process.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::agent::WorkloadState;
@@ -61,6 +61,7 @@ struct State {
     fail_once: Vec<&'static str>,
     fail_always: Vec<&'static str>,
     delays: BTreeMap<&'static str, Duration>,
+    gates: BTreeMap<&'static str, Arc<tokio::sync::Semaphore>>,
     next_pid: i32,
 }
 
@@ -137,8 +138,25 @@ impl FakeGuests {
         self.state().delays.insert(operation, delay);
     }
 
+    /// Holds every call of `operation` (after it is recorded in
+    /// [`FakeGuests::calls`]) until [`Gate::open`]: a test acts while a
+    /// call is in flight, without guessing how long it takes.
+    pub fn gate(&self, operation: &'static str) -> Gate {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.state().gates.insert(operation, gate.clone());
+        Gate(gate)
+    }
+
     async fn delay(&self, operation: &'static str) {
-        let delay = self.state().delays.get(operation).copied();
+        let (delay, gate) = {
+            let state = self.state();
+            let gate = state.gates.get(operation).cloned();
+            (state.delays.get(operation).copied(), gate)
+        };
+        if let Some(gate) = gate {
+            // Closed means open: every held and later call goes on.
+            let _ = gate.acquire().await;
+        }
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
@@ -359,6 +377,17 @@ fn fake_error(operation: &str, name: &str, why: &str) -> crate::Error {
         source: std::io::Error::other(why.to_owned()),
     }
     .into()
+}
+
+/// A held operation of [`FakeGuests`]; see [`FakeGuests::gate`].
+#[derive(Debug)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    /// Lets every held call, and every later one, go on.
+    pub fn open(&self) {
+        self.0.close();
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub use doctor::{Doctor, HostView, RepairOutcome};
 pub use error::HealthError;
 pub use events::{Event, EventRecord, EventSink};
 #[cfg(any(test, feature = "testing"))]
-pub use fake::{FakeGuest, FakeGuests, FakeVm};
+pub use fake::{FakeGuest, FakeGuests, FakeVm, Gate};
 pub(crate) use log_follow::log_tail;
 pub use log_follow::{follow_watch_log, LogFileFollow};
 pub(crate) use molt::molt;
