@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::AgentError;
@@ -63,6 +63,12 @@ impl GuestNetwork {
 /// image `disk` with `debugfs -w`, replacing any previous token, and reads it
 /// back to confirm. Needs `debugfs` (e2fsprogs); no mount, no loop device.
 pub async fn write_token(disk: &Path, token: &str) -> Result<(), AgentError> {
+    write_token_via(disk, token, &std::env::temp_dir()).await
+}
+
+/// [`write_token`], staging the token in a private directory under
+/// `scratch`, which is removed on every path (success, failure, panic).
+async fn write_token_via(disk: &Path, token: &str, scratch: &Path) -> Result<(), AgentError> {
     let fail = |detail: String| AgentError::Provision {
         path: disk.to_path_buf(),
         detail,
@@ -70,14 +76,12 @@ pub async fn write_token(disk: &Path, token: &str) -> Result<(), AgentError> {
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(fail("the token must be non-empty printable ascii".into()));
     }
-    let mut src =
-        tempfile_in_private_dir().map_err(|e| fail(format!("temporary token file: {e}")))?;
-    src.1
-        .write_all(token.as_bytes())
-        .map_err(|e| fail(format!("temporary token file: {e}")))?;
+    let staged =
+        stage_token(scratch, token).map_err(|e| fail(format!("temporary token file: {e}")))?;
+    let src = staged.path().join("token");
     let commands = format!(
         "mkdir meta\nset_inode_field meta mode 040700\nrm {TOKEN_PATH_IN_DISK}\nwrite {} {TOKEN_PATH_IN_DISK}\nset_inode_field {TOKEN_PATH_IN_DISK} mode 0100600\n",
-        src.0.display()
+        src.display()
     );
     run_debugfs(disk, &["-w", "-f", "-"], Some(commands))
         .await
@@ -85,7 +89,7 @@ pub async fn write_token(disk: &Path, token: &str) -> Result<(), AgentError> {
     let back = run_debugfs(disk, &["-R", &format!("cat {TOKEN_PATH_IN_DISK}")], None)
         .await
         .map_err(fail)?;
-    let _ = std::fs::remove_file(&src.0);
+    drop(staged);
     if back != token {
         return Err(fail(
             "the token read back differs from the one written".into(),
@@ -94,26 +98,20 @@ pub async fn write_token(disk: &Path, token: &str) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// A 0600 file in a fresh 0700 directory (removed by the caller).
-fn tempfile_in_private_dir() -> std::io::Result<(PathBuf, std::fs::File)> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir =
-        std::env::temp_dir().join(format!("lobster-token-{}-{}", std::process::id(), nanos()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    let path = dir.join("token");
-    let file = std::fs::OpenOptions::new()
+/// `token` in a 0600 file `token` inside a fresh 0700 directory under
+/// `scratch`; the directory goes when the guard drops.
+fn stage_token(scratch: &Path, token: &str) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("lobster-token-")
+        .tempdir_in(scratch)?;
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
-    Ok((path, file))
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos()
+        .open(dir.path().join("token"))?
+        .write_all(token.as_bytes())?;
+    Ok(dir)
 }
 
 async fn run_debugfs(disk: &Path, args: &[&str], stdin: Option<String>) -> Result<String, String> {
@@ -212,14 +210,28 @@ mod tests {
         let stat = debugfs("stat meta/agent.token");
         assert!(stat.contains("Mode:  0600"), "{stat}");
         assert!(write_token(&img, "bad token").await.is_err());
+
         assert_eq!(
             debugfs("cat meta/agent.token"),
             "second-token",
             "a refused token changes nothing"
         );
+
+        // Nothing is left behind in the scratch directory, whether debugfs
+        // worked or failed.
+        let scratch = tempfile::tempdir().unwrap();
+        write_token_via(&img, "third", scratch.path())
+            .await
+            .unwrap();
+        let not_ext4 = dir.path().join("not-ext4");
+        std::fs::write(&not_ext4, "garbage").unwrap();
+        assert!(write_token_via(&not_ext4, "fourth", scratch.path())
+            .await
+            .is_err());
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
     }
 
-    fn which(tool: &str) -> Option<PathBuf> {
+    fn which(tool: &str) -> Option<std::path::PathBuf> {
         ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
             .iter()
             .map(|d| Path::new(d).join(tool))
