@@ -7,7 +7,8 @@ mod prop_support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use lobster_core::config::Config;
-use lobster_core::store::{NewTenant, Resources, Store, StoreError};
+use lobster_core::store::{Store, StoreError};
+use lobster_testkit::registry::new_tenant;
 use proptest::prelude::*;
 
 /// A /28: 4 slots, so sequences fill it, run out and reuse often.
@@ -25,20 +26,6 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (0..NAMES.len()).prop_map(Action::Allocate),
         2 => (0..NAMES.len()).prop_map(Action::Release),
     ]
-}
-
-fn new(name: &str) -> NewTenant {
-    NewTenant {
-        name: name.into(),
-        resources: Resources {
-            vcpus: 1,
-            memory_mib: 256,
-            overlay_size_mib: 512,
-            backend: None,
-        },
-        workload: Default::default(),
-        owner: None,
-    }
 }
 
 proptest! {
@@ -60,7 +47,7 @@ proptest! {
                     let name = NAMES[n];
                     let used: BTreeSet<u32> = model.values().copied().collect();
                     let free = (0..config.capacity()).find(|s| !used.contains(s));
-                    match (store.allocate(&config, new(name)), model.contains_key(name), free) {
+                    match (store.allocate(&config, new_tenant(name)), model.contains_key(name), free) {
                         (Err(StoreError::Exists(_)), true, _) => {}
                         (Err(StoreError::Exhausted { .. }), false, None) => {}
                         (Ok(record), false, Some(slot)) => {
