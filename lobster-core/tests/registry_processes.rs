@@ -245,7 +245,13 @@ fn go_into_a_write(
 }
 
 fn sigkill_mid_write() -> Result<(), Failed> {
-    const ROUNDS: u32 = 16;
+    // At least MIN_ROUNDS kills, then on until some landed mid-write: on an
+    // idle disk the window between creating and renaming the new registry
+    // is a small part of a write cycle, so the kill points walk a fine grid
+    // of the cycle (GRID steps, scattered) for up to MAX_ROUNDS kills.
+    const MIN_ROUNDS: u32 = 16;
+    const MAX_ROUNDS: u32 = 400;
+    const GRID: u32 = 64;
     let dir = tempfile::tempdir()?;
     let store = Store::new(dir.path());
     let config = config(WRITER_POOL);
@@ -255,10 +261,15 @@ fn sigkill_mid_write() -> Result<(), Failed> {
     }
     let partial = store.path().with_extension("json.tmp");
     let mut mid_write = 0;
-    for round in 0..ROUNDS {
+    let mut rounds = 0;
+    for round in 0..MAX_ROUNDS {
+        if round >= MIN_ROUNDS && mid_write >= 2 {
+            break;
+        }
+        rounds += 1;
         let _ = std::fs::remove_file(&partial);
         let mut child = spawn_worker("writer", dir.path());
-        let into_a_write = go_into_a_write(&mut child, round, ROUNDS);
+        let into_a_write = go_into_a_write(&mut child, round * 37 % GRID, GRID);
         let killed = child.kill(); // SIGKILL
         child.wait()?;
         into_a_write.map_err(|e| format!("round {round}: {e}"))?;
@@ -277,7 +288,7 @@ fn sigkill_mid_write() -> Result<(), Failed> {
             return Err(format!("round {round}: {} tenants", registry.tenants.len()).into());
         }
     }
-    eprintln!("{mid_write} of {ROUNDS} kills left a partial registry file");
+    eprintln!("{mid_write} of {rounds} kills left a partial registry file");
     if mid_write == 0 {
         return Err("no kill landed between creating and renaming the new registry".into());
     }
