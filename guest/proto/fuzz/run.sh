@@ -5,7 +5,7 @@
 # AddressSanitizer (the proto crate has no unsafe code; a panic is the crash
 # libFuzzer reports). Starts from the committed seeds; new inputs go to
 # corpus/, crashes to artifacts/ (both ignored by git).
-#   guest/proto/fuzz/run.sh [seconds]
+#   guest/proto/fuzz/run.sh [seconds]       (or LOBSTER_FUZZ_RUNS=N, seeded)
 set -euo pipefail
 cd "$(dirname "$0")"
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -16,6 +16,14 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 export CARGO_TARGET_DIR=target
 cargo build --locked --release --quiet --target "$host" --bin request_parser
 mkdir -p corpus/request_parser artifacts/request_parser
-exec "target/$host/release/request_parser" -max_total_time="${1:-60}" -max_len=4096 \
+# LOBSTER_FUZZ_RUNS=N: exactly N runs from a fixed seed (CI: the same
+# inputs every time, so a red run is a regression, not a lucky draw);
+# otherwise fuzz at random for the given seconds.
+if [ -n "${LOBSTER_FUZZ_RUNS:-}" ]; then
+    limit=(-runs="$LOBSTER_FUZZ_RUNS" -seed="${LOBSTER_FUZZ_SEED:-1}")
+else
+    limit=(-max_total_time="${1:-60}")
+fi
+exec "target/$host/release/request_parser" "${limit[@]}" -max_len=4096 \
     -print_final_stats=1 -artifact_prefix=artifacts/request_parser/ \
     corpus/request_parser seeds/request_parser
