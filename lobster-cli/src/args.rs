@@ -54,6 +54,9 @@ pub enum Command {
     Exec(ExecArgs),
     /// Print a tenant's gateway token.
     Token(NameArg),
+    /// Print where the root certificate of lobster's local CA is (trust it
+    /// in a client to reach tenants over HTTPS).
+    Ca,
 }
 
 /// `init`.

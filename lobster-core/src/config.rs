@@ -169,9 +169,19 @@ pub struct NetworkConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
-    /// Caddy's admin API, `host:port` (loopback only).
+    /// Caddy's admin API: an absolute path is a unix socket (reachable only
+    /// through its private directory), `ip:port` a loopback TCP address
+    /// (open to every local user: only for an operator-managed Caddy).
     pub admin_address: String,
-    /// Addresses the lobster HTTP server listens on, e.g. `:80`.
+    /// The unprivileged system user lobster runs its own Caddy as (`init`
+    /// creates it when missing).
+    pub user: String,
+    /// Caddy's private directory (owned by `user`, mode 0700): its data
+    /// (certificates, the local CA), its config and the admin socket.
+    pub caddy_dir: PathBuf,
+    /// Addresses the lobster server listens on. With `automatic_https`, an
+    /// HTTPS port (`:443`); Caddy then answers plain HTTP on `:80` with a
+    /// redirect.
     pub listen: Vec<String>,
     /// Name of the HTTP server lobster owns inside Caddy's config; tenant
     /// route ids are `<server_name>-<tenant>`.
@@ -179,11 +189,25 @@ pub struct ProxyConfig {
     /// Let Caddy obtain certificates for tenant hosts and redirect HTTP to
     /// HTTPS. `false` serves plain HTTP on every listen address.
     pub automatic_https: bool,
+    /// Who issues the certificates of tenant hosts.
+    pub tls_issuer: TlsIssuer,
     /// How long a request keeps retrying the guest's gateway while the guest
     /// starts or resumes, in milliseconds (Caddy `try_duration`; 0: no retry).
     pub upstream_retry_ms: u64,
     /// Bound on every call to Caddy's admin API, in milliseconds.
     pub admin_timeout_ms: u64,
+}
+
+/// Who issues the certificates of tenant hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsIssuer {
+    /// Caddy's local CA (one per host, never added to the system trust
+    /// store; `lobsterd ca` prints its root).
+    Internal,
+    /// Caddy's default: ACME (Let's Encrypt, ZeroSSL) for a public domain
+    /// whose names resolve to this host, the local CA for other names.
+    Acme,
 }
 
 /// Files and directories. Relative paths resolve against the config file.
@@ -384,10 +408,13 @@ impl Default for NetworkConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
-            admin_address: "127.0.0.1:2019".into(),
-            listen: vec![":80".into()],
+            admin_address: "/var/lib/lobster-caddy/admin.sock".into(),
+            user: "lobster-caddy".into(),
+            caddy_dir: PathBuf::from("/var/lib/lobster-caddy"),
+            listen: vec![":443".into()],
             server_name: "lobster".into(),
             automatic_https: true,
+            tls_issuer: TlsIssuer::Internal,
             upstream_retry_ms: 30_000,
             admin_timeout_ms: 5_000,
         }
@@ -628,16 +655,42 @@ impl Config {
         if n.max_connections == 0 {
             return invalid("network.max_connections", "must be at least 1".into());
         }
-        if self
-            .proxy
-            .admin_address
+        let admin = &self.proxy.admin_address;
+        if admin.starts_with('/') {
+            // sun_path holds 108 bytes with the terminating NUL.
+            if admin.len() > 107 {
+                return invalid(
+                    "proxy.admin_address",
+                    format!("socket path `{admin}` is longer than 107 bytes"),
+                );
+            }
+        } else if !admin
             .parse::<std::net::SocketAddr>()
-            .is_err()
+            .is_ok_and(|a| a.ip().is_loopback())
         {
             return invalid(
                 "proxy.admin_address",
-                format!("`{}` is not an ip:port address", self.proxy.admin_address),
+                format!("`{admin}` is neither an absolute socket path nor a loopback ip:port"),
             );
+        }
+        if self.proxy.user.is_empty()
+            || self.proxy.user == "root"
+            || !self
+                .proxy
+                .user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return invalid(
+                "proxy.user",
+                format!(
+                    "`{}` is not an unprivileged user name (letters, digits, `-`, `_`; not root)",
+                    self.proxy.user
+                ),
+            );
+        }
+        if !self.proxy.caddy_dir.is_absolute() {
+            return invalid("proxy.caddy_dir", "must be an absolute path".into());
         }
         if self.proxy.listen.is_empty() {
             return invalid("proxy.listen", "needs at least one address".into());

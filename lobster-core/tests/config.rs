@@ -29,7 +29,12 @@ fn empty_object_gives_documented_defaults() {
     assert_eq!(config.tenant_defaults.vcpus, 2);
     assert_eq!(config.tenant_defaults.memory_mib, 1024);
     assert_eq!(config.network.gateway_port, 9000);
-    assert_eq!(config.proxy.admin_address, "127.0.0.1:2019");
+    assert_eq!(
+        config.proxy.admin_address,
+        "/var/lib/lobster-caddy/admin.sock"
+    );
+    assert_eq!(config.proxy.user, "lobster-caddy");
+    assert_eq!(config.proxy.listen, vec![":443"]);
     assert_eq!(config.vmm.backend, Backend::Auto);
     assert_eq!(config.paths.state_dir, Path::new("/var/lib/lobsterd"));
 }
@@ -96,6 +101,15 @@ fn each_kind_of_bad_file_names_file_field_and_reason() {
         (
             r#"{"proxy": {"admin_address": "localhost"}}"#,
             "field `proxy.admin_address`",
+        ),
+        (
+            r#"{"proxy": {"admin_address": "0.0.0.0:2019"}}"#,
+            "neither an absolute socket path nor a loopback",
+        ),
+        (r#"{"proxy": {"user": "root"}}"#, "field `proxy.user`"),
+        (
+            r#"{"proxy": {"caddy_dir": "relative"}}"#,
+            "field `proxy.caddy_dir`",
         ),
         (r#"{"vmm": {"uid_base": 0}}"#, "field `vmm.uid_base`"),
     ];

@@ -19,9 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 const LISTEN: &str = "127.0.0.1:8080";
 
-fn settings() -> ProxySettings {
+fn settings(admin: &str) -> ProxySettings {
     let mut config = Config::default();
-    config.proxy.admin_address = "127.0.0.1:2019".into();
+    config.proxy.admin_address = admin.into();
     config.proxy.listen = vec![LISTEN.into()];
     config.proxy.automatic_https = false;
     config.proxy.upstream_retry_ms = 5_000;
@@ -196,24 +196,30 @@ fn caddy_routes_tenants_and_recovers_after_restart() {
 }
 
 fn caddy_body(_ctx: &Ctx) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = lobster_testkit::caddy::reachable_tempdir();
     let options = SpawnOptions {
         binary: "caddy".into(),
         state_dir: dir.path().join("caddy"),
+        user: Config::default().proxy.user,
         log_file: dir.path().join("caddy.log"),
         ready_timeout: Duration::from_secs(15),
         use_systemd: false,
     };
+    let admin = dir.path().join("caddy/admin.sock");
+    let admin = admin.to_str().unwrap();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut started = Started {
         start: None,
         log: options.log_file.clone(),
     };
     rt.block_on(async {
-        let caddy = Caddy::new(settings());
+        lobster_core::machine::ensure_system_user(&options.user, &options.state_dir)
+            .await
+            .expect("caddy's user");
+        let caddy = Caddy::new(settings(admin));
         // Caddy down: a clear error naming the admin address.
         let down = caddy.list_routes().await.unwrap_err();
-        assert!(down.to_string().contains("127.0.0.1:2019"), "{down}");
+        assert!(down.to_string().contains(admin), "{down}");
         assert!(matches!(down, ProxyError::Unreachable { .. }), "{down:?}");
 
         // What `init` does: install if missing, start if down, add the server.
@@ -301,7 +307,7 @@ fn caddy_body(_ctx: &Ctx) {
         // and drops the ones not listed.
         started.kill();
         let err = caddy.put_route(&a).await.unwrap_err();
-        assert!(err.to_string().contains("127.0.0.1:2019"), "{err}");
+        assert!(err.to_string().contains(admin), "{err}");
         assert_eq!(err.kind(), lobster_core::ErrorKind::HostFailure);
         started.start = Some(
             ensure_running(&caddy, &options)

@@ -12,11 +12,14 @@
 //!   leaves them (also behind the `lobster-testkit seed` command the Python
 //!   and Go fixtures call).
 //! - [`bench`]: sample statistics for the bench binaries.
+//! - [`caddy`]: a real Caddy's surroundings: a directory its user can
+//!   reach, a connect as `nobody`, the system trust store, `/proc` status.
 //! - [`rig`] (feature `fakes`): a `Host` over lobster-core's fakes, its
 //!   guests recorded or booting the real agent, with armable faults and a
 //!   host-state diff.
 
 pub mod bench;
+pub mod caddy;
 pub mod evidence;
 pub mod images;
 pub mod netns;

@@ -22,6 +22,23 @@ pub async fn token(ctx: &Context, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+pub fn ca(ctx: &Context) -> Result<(), Error> {
+    let root = lobster_core::proxy::ca_root(ctx.host()?.config());
+    let exists = root.is_file();
+    ctx.print(
+        &serde_json::json!({ "path": root, "exists": exists }),
+        || {
+            let note = if exists {
+                ""
+            } else {
+                "\n(not created yet: Caddy makes it when it first serves a tenant over HTTPS)"
+            };
+            format!("{}{note}", root.display())
+        },
+    );
+    Ok(())
+}
+
 pub async fn evict(ctx: &Context, args: &EvictArgs) -> Result<(), Error> {
     if !args.yes
         && !confirm(&format!(

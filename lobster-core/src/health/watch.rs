@@ -236,10 +236,15 @@ impl Watchdog {
             .filter_map(|r| plan::route(context.config(), r).ok())
             .collect();
         let (routes_added, routes_removed) = match services.routes.reconcile(&routes).await {
-            Ok(report) => (
-                report.added.into_iter().chain(report.replaced).collect(),
-                report.removed,
-            ),
+            Ok(report) => {
+                errors.extend(report.foreign.iter().map(|route| {
+                    format!("routes: removed a foreign route from lobster's server: {route}")
+                }));
+                (
+                    report.added.into_iter().chain(report.replaced).collect(),
+                    report.removed,
+                )
+            }
             Err(e) => {
                 errors.push(format!("routes: {}", crate::Error::from(e).chain()));
                 (vec![], vec![])

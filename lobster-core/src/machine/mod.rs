@@ -8,7 +8,7 @@ mod setup;
 mod unit;
 
 pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
-pub use setup::{setup, SetupReport};
+pub use setup::{ensure_system_user, setup, SetupReport};
 pub use unit::{install_watch_unit, watch_unit, UnitAction, WATCH_UNIT};
 
 use crate::base::{Classify, ErrorKind};

@@ -1,6 +1,7 @@
 //! Host-wide setup that `init` performs (and that is safe to repeat): IPv4
-//! forwarding, the firewall's base chains and hooks, and a running Caddy
-//! with lobster's HTTP server. Tenant routes and rules are never touched.
+//! forwarding, the firewall's base chains and hooks, Caddy's system user,
+//! and a running Caddy with lobster's HTTP server. Tenant routes and rules
+//! are never touched.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,9 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::network::firewall::{Firewall, FirewallSettings, Iptables};
 use crate::proxy::{prepare, Caddy, CaddyStart, ProxySettings, SpawnOptions};
+use crate::sys::identity::lookup_user;
+
+use super::MachineError;
 
 /// What host setup found and did.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +23,8 @@ pub struct SetupReport {
     pub ip_forwarding: bool,
     /// Firewall base changes applied (0: already in place).
     pub firewall_changes: usize,
+    /// Caddy's system user (`proxy.user`) was created now.
+    pub caddy_user_created: bool,
     /// How Caddy came to answer: `already_running`, `systemd`, or `spawned`.
     pub caddy: &'static str,
     /// The pid of a Caddy lobster started itself.
@@ -37,14 +43,10 @@ pub async fn setup(config: &Config) -> Result<SetupReport> {
         firewall.ensure_base().map(|report| report.changes)
     })
     .await?;
+    let caddy_user_created =
+        ensure_system_user(&config.proxy.user, &config.proxy.caddy_dir).await?;
     let caddy = Caddy::new(ProxySettings::from_config(config));
-    let options = SpawnOptions {
-        binary: "caddy".into(),
-        state_dir: config.paths.state_dir.join("caddy"),
-        log_file: config.paths.logs_dir.join("caddy.log"),
-        ready_timeout: Duration::from_secs(15),
-        use_systemd: true,
-    };
+    let options = SpawnOptions::from_config(config);
     let start = prepare(&caddy, &options).await?;
     let (caddy, caddy_pid) = match start {
         CaddyStart::AlreadyRunning => ("already_running", None),
@@ -55,8 +57,42 @@ pub async fn setup(config: &Config) -> Result<SetupReport> {
     Ok(SetupReport {
         ip_forwarding: true,
         firewall_changes,
+        caddy_user_created,
         caddy,
         caddy_pid,
         caddy_log: options.log_file,
     })
+}
+
+/// Creates `user` as a system user (its own group, no login shell, home
+/// `home` not created) unless it exists. Returns true if it created it.
+pub async fn ensure_system_user(user: &str, home: &std::path::Path) -> Result<bool, MachineError> {
+    let io = |source| MachineError::Io {
+        context: "cannot create system user",
+        path: PathBuf::from(user),
+        source,
+    };
+    if lookup_user(user).map_err(io)?.is_some() {
+        return Ok(false);
+    }
+    let mut useradd = tokio::process::Command::new("useradd");
+    useradd
+        .args(["--system", "--user-group", "--no-create-home"])
+        .args(["--shell", "/usr/sbin/nologin", "--home-dir"])
+        .arg(home)
+        .arg(user)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), useradd.output())
+        .await
+        .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(io)?;
+    if !out.status.success() {
+        return Err(io(std::io::Error::other(format!(
+            "useradd exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))));
+    }
+    Ok(true)
 }

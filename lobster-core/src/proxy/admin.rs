@@ -1,5 +1,6 @@
-//! A minimal JSON-over-HTTP/1.1 client for Caddy's admin API: one TCP
-//! connection per request, the whole exchange bounded by a timeout.
+//! A minimal JSON-over-HTTP/1.1 client for Caddy's admin API: one
+//! connection per request (to a unix socket, or a loopback TCP address for
+//! an operator-managed Caddy), the whole exchange bounded by a timeout.
 
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ pub(crate) struct Reply {
 }
 
 impl AdminClient {
-    /// A client for `admin` (`host:port`); every call waits at most `timeout`.
+    /// A client for `admin` (an absolute unix socket path, or `host:port`);
+    /// every call waits at most `timeout`.
     pub fn new(admin: &str, timeout: Duration) -> AdminClient {
         AdminClient {
             admin: admin.to_string(),
@@ -70,21 +72,28 @@ impl AdminClient {
             path: path.to_string(),
             source,
         };
-        let stream = tokio::net::TcpStream::connect(&self.admin)
-            .await
-            .map_err(|source| ProxyError::Unreachable {
-                admin: self.admin.clone(),
-                source,
-            })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(http)?;
+        let unreachable = |source| ProxyError::Unreachable {
+            admin: self.admin.clone(),
+            source,
+        };
+        // Caddy accepts only an empty Host on its unix socket.
+        let (host, (mut sender, connection)) = if self.admin.starts_with('/') {
+            let stream = tokio::net::UnixStream::connect(&self.admin)
+                .await
+                .map_err(unreachable)?;
+            ("", handshake(stream).await.map_err(http)?)
+        } else {
+            let stream = tokio::net::TcpStream::connect(&self.admin)
+                .await
+                .map_err(unreachable)?;
+            (self.admin.as_str(), handshake(stream).await.map_err(http)?)
+        };
         let driver = tokio::spawn(connection);
         let payload = body.map(|v| v.to_string()).unwrap_or_default();
         let request = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).expect("static method"))
             .uri(path)
-            .header("host", &self.admin)
+            .header("host", host)
             .header("content-type", "application/json")
             .header("connection", "close")
             .body(Full::new(Bytes::from(payload)))
@@ -148,6 +157,19 @@ impl AdminClient {
         }
     }
 }
+
+/// An HTTP/1.1 client connection whose driver the caller spawns (boxed, so
+/// both stream types give one type).
+async fn handshake<S>(stream: S) -> hyper::Result<(Sender, Driver)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    Ok((sender, Box::pin(connection)))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = hyper::Result<()>> + Send>>;
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,17 @@
-//! Lobster's routes in a running Caddy: ensure the server, add, replace,
-//! remove and list tenant routes by `@id`, and reconcile them with the
-//! registry. Only missing keys are created and only lobster's own routes
-//! are written, so nothing else in Caddy's config is ever replaced.
+//! Lobster's routes in a running Caddy: ensure the server (and that the
+//! local CA stays out of the system trust store), add, replace, remove and
+//! list tenant routes by `@id`, and reconcile them with the registry. Only
+//! missing keys are created and only lobster's own settings and routes are
+//! written; the one exception is lobster's own server, which holds nothing
+//! but lobster's routes: a foreign route there (one placed ahead of a
+//! tenant's would take its traffic) is reported and removed by `reconcile`.
 
 use serde_json::{json, Value};
 
 use super::admin::AdminClient;
-use super::routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
+use super::routes::{
+    pki_json, route_json, server_json, tls_policy_json, ProxySettings, RouteInfo, TenantRoute,
+};
 use super::ProxyError;
 
 /// A boxed future, so [`RouteOps`] stays object-safe.
@@ -57,6 +62,10 @@ pub struct ReconcileReport {
     pub replaced: Vec<String>,
     /// Lobster routes of tenants no longer listed, removed.
     pub removed: Vec<String>,
+    /// Routes that were not lobster's but sat in lobster's server (where
+    /// they could take a tenant's traffic), removed; each as Caddy held it
+    /// (compact JSON).
+    pub foreign: Vec<String>,
 }
 
 /// A Caddy admin API client for lobster's server and routes.
@@ -89,80 +98,134 @@ impl Caddy {
         format!("/config/apps/http/servers/{}", self.settings.server_name)
     }
 
-    /// Makes sure lobster's HTTP server exists with the configured listen
-    /// addresses and TLS switch. Creates only what is missing (never loads a
-    /// whole config), so existing routes survive. Returns true if it changed
-    /// anything.
+    /// Makes sure Caddy's local CA never touches the system trust store,
+    /// lobster's TLS policy is in place, and lobster's HTTP server exists
+    /// with the configured listen addresses and TLS switch. Creates only
+    /// what is missing (never loads a whole config), so existing routes
+    /// survive. Returns true if it changed anything.
     pub async fn ensure_server(&self) -> Result<bool, ProxyError> {
-        let segments = [
+        let mut changed = false;
+        let pki = pki_json();
+        changed |= self
+            .ensure_at(
+                &[
+                    "apps",
+                    "pki",
+                    "certificate_authorities",
+                    "local",
+                    "install_trust",
+                ],
+                pki.pointer("/certificate_authorities/local/install_trust")
+                    .expect("pki_json sets install_trust")
+                    .clone(),
+            )
+            .await?;
+        changed |= self.ensure_tls_policy().await?;
+        let server = [
             "apps",
             "http",
             "servers",
             self.settings.server_name.as_str(),
         ];
-        // Find the deepest existing key, then create the rest in one PUT.
-        let mut depth = 0;
-        let mut existing = self.client.get_json("/config/").await?;
-        if existing.is_null() {
-            let mut value = server_json(&self.settings);
+        let config = self.client.get_json("/config/").await?;
+        if pointer(&config, &server).is_none_or(Value::is_null) {
+            return Ok(self.ensure_at(&server, server_json(&self.settings)).await? || changed);
+        }
+        let field = |name: &'static str| [server[0], server[1], server[2], server[3], name];
+        changed |= self
+            .ensure_at(&field("listen"), json!(self.settings.listen))
+            .await?;
+        let disabled = pointer(&config, &field("automatic_https"))
+            .and_then(|v| v.get("disable"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if disabled == self.settings.automatic_https {
+            let value = json!({ "disable": !self.settings.automatic_https });
+            changed |= self.ensure_at(&field("automatic_https"), value).await?;
+        }
+        if pointer(&config, &field("routes")).is_none_or(Value::is_null) {
+            changed |= self.ensure_at(&field("routes"), json!([])).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Makes the config hold `want` at `segments`: creates the missing
+    /// keys in one request, or replaces a differing value. Returns true if
+    /// it changed anything.
+    async fn ensure_at(&self, segments: &[&str], want: Value) -> Result<bool, ProxyError> {
+        let config = self.client.get_json("/config/").await?;
+        if config.is_null() {
+            let mut value = want;
             for key in segments.iter().rev() {
                 value = json!({ *key: value });
             }
             self.client.call("POST", "/config/", Some(&value)).await?;
             return Ok(true);
         }
+        // The deepest existing key; the rest is created in one PUT.
+        let mut depth = 0;
+        let mut existing = &config;
         while depth < segments.len() {
             match existing.get(segments[depth]) {
                 Some(v) if !v.is_null() => {
-                    existing = v.clone();
+                    existing = v;
                     depth += 1;
                 }
                 _ => break,
             }
         }
-        if depth < segments.len() {
-            let mut value = server_json(&self.settings);
-            for key in segments[depth + 1..].iter().rev() {
-                value = json!({ *key: value });
+        if depth == segments.len() {
+            if *existing == want {
+                return Ok(false);
             }
-            let path = format!("/config/{}", segments[..=depth].join("/"));
-            self.client.call("PUT", &path, Some(&value)).await?;
+            let path = format!("/config/{}", segments.join("/"));
+            self.client.call("PATCH", &path, Some(&want)).await?;
             return Ok(true);
         }
-        // The server exists: fix only the fields lobster manages.
-        let mut changed = false;
-        let want_listen = json!(self.settings.listen);
-        if existing.get("listen") != Some(&want_listen) {
-            let path = format!("{}/listen", self.server_path());
-            let method = if existing.get("listen").is_some() {
-                "PATCH"
-            } else {
-                "PUT"
-            };
-            self.client.call(method, &path, Some(&want_listen)).await?;
-            changed = true;
+        let mut value = want;
+        for key in segments[depth + 1..].iter().rev() {
+            value = json!({ *key: value });
         }
-        let disabled = existing
-            .pointer("/automatic_https/disable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if disabled == self.settings.automatic_https {
-            let path = format!("{}/automatic_https", self.server_path());
-            let value = json!({ "disable": !self.settings.automatic_https });
-            let method = if existing.get("automatic_https").is_some() {
-                "PATCH"
-            } else {
-                "PUT"
-            };
-            self.client.call(method, &path, Some(&value)).await?;
-            changed = true;
+        let path = format!("/config/{}", segments[..=depth].join("/"));
+        self.client.call("PUT", &path, Some(&value)).await?;
+        Ok(true)
+    }
+
+    /// Puts lobster's TLS automation policy first (so no broader policy
+    /// shadows it), replaces it when it differs, or removes it when Caddy's
+    /// own issuer choice applies. Returns true if it changed anything.
+    async fn ensure_tls_policy(&self) -> Result<bool, ProxyError> {
+        let id_path = format!("/id/{}", self.settings.tls_policy_id());
+        let reply = self.client.send("GET", &id_path, None).await?;
+        let current = match reply.status {
+            200..=299 => Some(serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null)),
+            404 => None,
+            _ => return Err(self.client.refused("GET", &id_path, &reply)),
+        };
+        let policies = ["apps", "tls", "automation", "policies"];
+        match (tls_policy_json(&self.settings), current) {
+            (None, None) => Ok(false),
+            (None, Some(_)) => {
+                self.client.call("DELETE", &id_path, None).await?;
+                Ok(true)
+            }
+            (Some(want), Some(current)) if want == current => Ok(false),
+            (Some(want), Some(_)) => {
+                self.client.call("PATCH", &id_path, Some(&want)).await?;
+                Ok(true)
+            }
+            (Some(want), None) => {
+                let config = self.client.get_json("/config/").await?;
+                if pointer(&config, &policies).is_some_and(Value::is_array) {
+                    // PUT on an array index inserts there.
+                    let path = format!("/config/{}/0", policies.join("/"));
+                    self.client.call("PUT", &path, Some(&want)).await?;
+                    Ok(true)
+                } else {
+                    self.ensure_at(&policies, json!([want])).await
+                }
+            }
         }
-        if existing.get("routes").is_none_or(Value::is_null) {
-            let path = format!("{}/routes", self.server_path());
-            self.client.call("PUT", &path, Some(&json!([]))).await?;
-            changed = true;
-        }
-        Ok(changed)
     }
 
     /// Adds the tenant's route, or replaces it in place (same `@id`) when it
@@ -228,12 +291,16 @@ impl Caddy {
     }
 
     /// Makes Caddy hold exactly `routes` among lobster's routes: the server
-    /// is ensured, missing routes added, differing ones replaced, routes of
-    /// tenants not listed removed. Other routes are left alone.
+    /// is ensured, foreign routes in it removed (and reported), missing
+    /// routes added, differing ones replaced, routes of tenants not listed
+    /// removed. Other servers are left alone.
     pub async fn reconcile(&self, routes: &[TenantRoute]) -> Result<ReconcileReport, ProxyError> {
         self.ensure_server().await?;
+        let mut report = ReconcileReport {
+            foreign: self.remove_foreign_routes().await?,
+            ..ReconcileReport::default()
+        };
         let current = self.list_routes().await?;
-        let mut report = ReconcileReport::default();
         for info in &current {
             if !routes.iter().any(|r| r.name == info.name) {
                 self.remove_route(&info.name).await?;
@@ -256,4 +323,31 @@ impl Caddy {
         }
         Ok(report)
     }
+
+    /// Removes every route in lobster's server that is not a tenant route
+    /// (last first, so the indices of the others hold); returns them as
+    /// compact JSON.
+    async fn remove_foreign_routes(&self) -> Result<Vec<String>, ProxyError> {
+        let path = format!("{}/routes", self.server_path());
+        let routes = self.client.get_json(&path).await?;
+        let foreign: Vec<(usize, String)> = routes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, r)| RouteInfo::parse(r, &self.settings).is_none())
+            .map(|(i, r)| (i, r.to_string()))
+            .collect();
+        for (index, _) in foreign.iter().rev() {
+            self.client
+                .call("DELETE", &format!("{path}/{index}"), None)
+                .await?;
+        }
+        Ok(foreign.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+/// The value at `segments` inside `config`, if there is one.
+fn pointer<'a>(config: &'a Value, segments: &[&str]) -> Option<&'a Value> {
+    segments.iter().try_fold(config, |v, key| v.get(*key))
 }

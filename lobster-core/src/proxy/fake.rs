@@ -129,6 +129,8 @@ mod tests {
         );
         fake.set_down(true);
         let err = fake.remove_route("b").await.unwrap_err();
-        assert!(err.to_string().contains("127.0.0.1:2019"));
+        assert!(err
+            .to_string()
+            .contains("/var/lib/lobster-caddy/admin.sock"));
     }
 }

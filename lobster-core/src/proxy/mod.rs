@@ -7,6 +7,13 @@
 //! or `reconcile` cannot drop tenants. Routes are planned as JSON by pure
 //! functions ([`route_json`], [`server_json`]). Every admin call has a
 //! timeout, and every error names the admin address.
+//!
+//! Security: the admin API is a unix socket in Caddy's private directory
+//! (root and Caddy only); the Caddy lobster starts runs as `proxy.user`
+//! with nothing but the capability to bind low ports ([`caddy_uid`] names
+//! that user's uid for the firewall); tenant hosts are served over HTTPS by
+//! default from a local CA that never enters the system trust store
+//! ([`ca_root`]).
 
 mod admin;
 mod caddy;
@@ -20,7 +27,9 @@ pub use caddy::{BoxFuture, Caddy, ReconcileReport, RouteOps};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::FakeRoutes;
 pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
-pub use start::{ensure_installed, ensure_running, prepare, CaddyStart, SpawnOptions};
+pub use start::{
+    ca_root, caddy_uid, ensure_installed, ensure_running, prepare, CaddyStart, SpawnOptions,
+};
 
 use crate::base::{Classify, ErrorKind};
 

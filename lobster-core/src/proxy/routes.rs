@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::ProxyError;
-use crate::config::Config;
+use crate::config::{Config, TlsIssuer};
 
 /// Everything the Caddy client needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct ProxySettings {
     pub domain: String,
     /// Whether Caddy manages TLS for tenant hosts.
     pub automatic_https: bool,
+    /// Who issues tenant hosts' certificates.
+    pub tls_issuer: TlsIssuer,
     /// How long a request retries dialing the guest (0: once).
     pub upstream_retry: Duration,
     /// Bound on every admin API call.
@@ -46,6 +48,7 @@ impl ProxySettings {
             listen: p.listen.clone(),
             domain: config.domain.clone(),
             automatic_https: p.automatic_https,
+            tls_issuer: p.tls_issuer,
             upstream_retry: Duration::from_millis(p.upstream_retry_ms),
             admin_timeout: Duration::from_millis(p.admin_timeout_ms),
         }
@@ -54,6 +57,11 @@ impl ProxySettings {
     /// The `@id` of a tenant's route: `<server_name>-<tenant>`.
     pub fn route_id(&self, tenant: &str) -> String {
         format!("{}-{tenant}", self.server_name)
+    }
+
+    /// The `@id` of lobster's TLS automation policy.
+    pub fn tls_policy_id(&self) -> String {
+        format!("{}-tls", self.server_name)
     }
 
     /// The host a tenant is served at.
@@ -177,6 +185,27 @@ pub fn server_json(settings: &ProxySettings) -> Value {
     server
 }
 
+/// The PKI setting every Caddy lobster uses must hold: its local CA never
+/// touches the system trust store (Caddy's default installs the root into
+/// it with `update-ca-certificates`).
+pub fn pki_json() -> Value {
+    json!({ "certificate_authorities": { "local": { "install_trust": false } } })
+}
+
+/// Lobster's TLS automation policy: certificates for `<domain>` and
+/// `*.<domain>` from Caddy's local CA. `None` when Caddy's own choice
+/// applies (ACME for public names) or TLS is off.
+pub fn tls_policy_json(settings: &ProxySettings) -> Option<Value> {
+    if !settings.automatic_https || settings.tls_issuer != TlsIssuer::Internal {
+        return None;
+    }
+    Some(json!({
+        "@id": settings.tls_policy_id(),
+        "subjects": [settings.domain, format!("*.{}", settings.domain)],
+        "issuers": [{ "module": "internal" }],
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,9 +249,30 @@ mod tests {
     #[test]
     fn server_json_follows_the_tls_switch() {
         let mut s = settings();
-        assert_eq!(server_json(&s), json!({"listen": [":80"], "routes": []}));
+        assert_eq!(server_json(&s), json!({"listen": [":443"], "routes": []}));
         s.automatic_https = false;
         assert_eq!(server_json(&s)["automatic_https"], json!({"disable": true}));
+    }
+
+    #[test]
+    fn the_local_ca_issues_for_the_domain_unless_acme_is_chosen() {
+        let mut s = settings();
+        let policy = tls_policy_json(&s).unwrap();
+        assert_eq!(policy["@id"], "lobster-tls");
+        assert_eq!(
+            policy["subjects"],
+            json!(["lobster.local", "*.lobster.local"])
+        );
+        assert_eq!(policy["issuers"], json!([{ "module": "internal" }]));
+        s.tls_issuer = TlsIssuer::Acme;
+        assert_eq!(tls_policy_json(&s), None);
+        s.tls_issuer = TlsIssuer::Internal;
+        s.automatic_https = false;
+        assert_eq!(tls_policy_json(&s), None);
+        assert_eq!(
+            pki_json().pointer("/certificate_authorities/local/install_trust"),
+            Some(&json!(false))
+        );
     }
 
     #[test]

@@ -1,6 +1,15 @@
 //! Getting a Caddy to talk to: install Debian's package where the binary is
 //! missing, and start Caddy where its admin API does not answer (through
-//! systemd where it runs, else `caddy run` with a minimal config).
+//! systemd when asked and available, else `caddy run` with a minimal
+//! config).
+//!
+//! A Caddy lobster runs itself runs as its own unprivileged user (no
+//! supplementary groups, `no_new_privs`), holding only the capability to
+//! bind ports below 1024, in a private directory that user owns (mode
+//! 0700: its data, the local CA, its config and the admin socket). Its
+//! first config already says `install_trust: false`, so the local CA never
+//! reaches the system trust store. A Caddy that already answers at the
+//! admin address is the operator's: lobster uses it as it is.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,21 +19,74 @@ use serde_json::json;
 
 use super::{Caddy, ProxyError};
 use crate::base::find_program;
+use crate::config::Config;
 
 /// How to run Caddy when lobster starts it itself.
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
     /// The `caddy` binary (a bare name is looked up on PATH).
     pub binary: PathBuf,
-    /// Directory for the minimal config, Caddy's data (certificates) and
-    /// its autosaved config.
+    /// Caddy's private directory: the minimal config, Caddy's data
+    /// (certificates, the local CA), its autosaved config; owned by `user`,
+    /// mode 0700. Its parent must let `user` through.
     pub state_dir: PathBuf,
+    /// The system user Caddy runs as (it must exist).
+    pub user: String,
     /// Where Caddy's output goes (appended).
     pub log_file: PathBuf,
     /// Bound on waiting for the admin API after starting.
     pub ready_timeout: Duration,
     /// Prefer `systemctl start caddy` when systemd runs and has the unit.
     pub use_systemd: bool,
+}
+
+impl SpawnOptions {
+    /// How lobster runs Caddy for `config`: `caddy` from PATH as
+    /// `proxy.user` in `proxy.caddy_dir`, its output in
+    /// `<logs_dir>/caddy.log`, not through systemd (Debian's unit would run
+    /// Caddy as its own user with a TCP admin API).
+    pub fn from_config(config: &Config) -> SpawnOptions {
+        SpawnOptions {
+            binary: "caddy".into(),
+            state_dir: config.proxy.caddy_dir.clone(),
+            user: config.proxy.user.clone(),
+            log_file: config.paths.logs_dir.join("caddy.log"),
+            ready_timeout: Duration::from_secs(15),
+            use_systemd: false,
+        }
+    }
+}
+
+/// The uid of `proxy.user`, the user lobster runs Caddy as: the one user
+/// besides root that may connect to a guest's gateway port. Fails when the
+/// user is missing (`init` creates it) or is root.
+pub fn caddy_uid(config: &Config) -> Result<u32, ProxyError> {
+    let user = &config.proxy.user;
+    match crate::sys::identity::lookup_user(user) {
+        Ok(Some((0, _))) => Err(ProxyError::Invalid {
+            field: "proxy.user",
+            reason: format!("`{user}` has uid 0"),
+        }),
+        Ok(Some((uid, _))) => Ok(uid),
+        Ok(None) => Err(ProxyError::Start {
+            reason: format!(
+                "system user `{user}` (proxy.user) is missing; `lobsterd init` creates it"
+            ),
+            source: Some(std::io::ErrorKind::NotFound.into()),
+        }),
+        Err(source) => Err(ProxyError::Io {
+            context: format!("cannot look up user {user}"),
+            source,
+        }),
+    }
+}
+
+/// The root certificate of the local CA of the Caddy lobster runs (one
+/// per host, in `proxy.caddy_dir`, readable by root and Caddy only): the
+/// file an operator adds to a client's trust to reach tenants over HTTPS.
+/// Caddy creates it when it first issues a certificate.
+pub fn ca_root(config: &Config) -> PathBuf {
+    ca_root_in(&config.proxy.caddy_dir)
 }
 
 /// How the Caddy now answering came to be.
@@ -138,15 +200,56 @@ pub async fn ensure_running(
 
 fn spawn(options: &SpawnOptions, admin: &str) -> Result<std::process::Child, ProxyError> {
     use std::os::unix::process::CommandExt;
+
+    use crate::sys::identity::{lookup_user, run_unprivileged, CAP_NET_BIND_SERVICE};
     let io = |context: String| move |source| ProxyError::Io { context, source };
+    let (uid, gid) = lookup_user(&options.user)
+        .map_err(io(format!("cannot look up user {}", options.user)))?
+        .ok_or_else(|| ProxyError::Start {
+            reason: format!(
+                "system user `{}` (proxy.user) is missing; `lobsterd init` creates it",
+                options.user
+            ),
+            source: None,
+        })?;
+    if uid == 0 {
+        return Err(ProxyError::Invalid {
+            field: "proxy.user",
+            reason: format!("`{}` has uid 0", options.user),
+        });
+    }
     let dir = &options.state_dir;
-    for sub in ["data", "config", "home"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .map_err(io(format!("cannot create {}", dir.join(sub).display())))?;
+    let mut private = vec![dir.clone()];
+    private.extend(["data", "config", "home"].map(|sub| dir.join(sub)));
+    let listen = match admin.strip_prefix('/') {
+        Some(_) => {
+            let socket = Path::new(admin);
+            if let Some(parent) = socket.parent() {
+                private.push(parent.to_path_buf());
+            }
+            // A socket left by a Caddy that is gone (nothing answered).
+            match std::fs::remove_file(socket) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("cannot remove stale {admin}"))(e));
+                }
+                _ => {}
+            }
+            format!("unix/{admin}")
+        }
+        None => admin.to_string(),
+    };
+    for sub in &private {
+        own_private_dir(sub, uid, gid).map_err(io(format!(
+            "cannot make {} a private directory of {}",
+            sub.display(),
+            options.user
+        )))?;
     }
     let config_path = dir.join("config.json");
-    let config = json!({ "admin": { "listen": admin } });
-    std::fs::write(&config_path, config.to_string())
+    let config =
+        json!({ "admin": { "listen": listen }, "apps": { "pki": super::routes::pki_json() } });
+    crate::base::replace_file(&config_path, config.to_string().as_bytes(), 0o600)
+        .and_then(|()| std::os::unix::fs::chown(&config_path, Some(uid), Some(gid)))
         .map_err(io(format!("cannot write {}", config_path.display())))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -156,24 +259,47 @@ fn spawn(options: &SpawnOptions, admin: &str) -> Result<std::process::Child, Pro
     let log_err = log
         .try_clone()
         .map_err(io(format!("cannot open {}", options.log_file.display())))?;
-    std::process::Command::new(&options.binary)
+    let mut command = std::process::Command::new(&options.binary);
+    command
         .arg("run")
         .arg("--config")
         .arg(&config_path)
+        .current_dir(dir)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("HOME", dir.join("home"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_CONFIG_HOME", dir.join("config"))
-        // Caddy speaks sd_notify: it must not answer the watchdog's starter.
-        .env_remove(crate::base::NOTIFY_SOCKET)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
-        .process_group(0)
-        .spawn()
-        .map_err(|source| ProxyError::Start {
-            reason: format!("cannot run {}", options.binary.display()),
-            source: Some(source),
-        })
+        .process_group(0);
+    run_unprivileged(&mut command, uid, gid, CAP_NET_BIND_SERVICE);
+    command.spawn().map_err(|source| ProxyError::Start {
+        reason: format!(
+            "cannot run {} as {}",
+            options.binary.display(),
+            options.user
+        ),
+        source: Some(source),
+    })
+}
+
+/// Creates `dir` if missing and makes it `uid`'s alone (mode 0700).
+fn own_private_dir(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Where the root certificate of the local CA of a Caddy lobster runs with
+/// `state_dir` is (Caddy creates it on first use).
+fn ca_root_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("data/caddy/pki/authorities/local/root.crt")
 }
 
 /// Polls the admin API until it answers (true), the child exits or the

@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 pub mod file;
+pub mod identity;
 pub mod kvm;
 pub mod netns;
 pub mod pidfd;
