@@ -64,14 +64,22 @@ impl Lobster {
     /// Writes a config (pool with `slots` tenants, QEMU/TCG, the minimal
     /// image) and runs `lobsterd init` (with host setup unless `no_setup`).
     fn init(slots: u32, no_setup: bool) -> Lobster {
-        let dir = tempfile::tempdir().unwrap();
+        // Caddy's own directory is in it: its user must get through.
+        let dir = lobster_testkit::caddy::reachable_tempdir();
         let prefix = 32 - (slots * 4).trailing_zeros();
         let images = images::images();
         let state = dir.path().join("state");
         let config = serde_json::json!({
             "tenant_defaults": { "vcpus": 1, "memory_mib": 256, "overlay_size_mib": 256 },
             "network": { "pool": format!("10.200.0.0/{prefix}") },
-            "proxy": { "admin_address": "127.0.0.1:2019", "listen": [":80"] },
+            // Plain HTTP on :80 and the admin API on loopback TCP (which the
+            // tests probe with curl and occupy with a silent listener); the
+            // hardened defaults are T1 t1_caddy's.
+            "proxy": {
+                "admin_address": "127.0.0.1:2019",
+                "listen": [":80"],
+                "caddy_dir": dir.path().join("caddy"),
+            },
             "paths": {
                 "state_dir": state,
                 "kernel": images.join("kernel/vmlinux"),

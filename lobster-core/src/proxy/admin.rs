@@ -232,6 +232,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_unix_socket_admin_gets_an_empty_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                conn.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnull")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap().to_ascii_lowercase()
+        });
+        let admin = path.to_str().unwrap();
+        let client = AdminClient::new(admin, Duration::from_secs(5));
+        assert_eq!(client.get_json("/config/").await.unwrap(), Value::Null);
+        // Caddy refuses any other Host on its unix socket.
+        assert!(server.await.unwrap().contains("\r\nhost: \r\n"));
+        drop(dir);
+        let err = client.get_json("/config/").await.unwrap_err();
+        assert!(matches!(err, ProxyError::Unreachable { .. }), "{err:?}");
+        assert!(err.to_string().contains(admin), "{err}");
+    }
+
+    #[tokio::test]
     async fn nothing_listening_is_unreachable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
