@@ -19,7 +19,7 @@ fn help_lists_every_command_of_the_original() {
     let help = text(&out.stdout);
     for cmd in [
         "init", "uninit", "spawn", "evict", "list", "molt", "watch", "tank", "logs", "snap",
-        "suspend", "resume", "exec", "token",
+        "suspend", "resume", "exec", "token", "ca",
     ] {
         assert!(
             help.contains(&format!("  {cmd} ")),
@@ -27,6 +27,25 @@ fn help_lists_every_command_of_the_original() {
         );
     }
     assert!(help.contains("15 unsupported"));
+}
+
+#[test]
+fn ca_prints_where_lobsters_caddy_keeps_its_root() {
+    let env = Env::new();
+    let caddy_dir = env.state().join("caddy");
+    std::fs::create_dir_all(env.config().parent().unwrap()).unwrap();
+    std::fs::write(
+        env.config(),
+        serde_json::json!({ "proxy": { "caddy_dir": caddy_dir } }).to_string(),
+    )
+    .unwrap();
+    let out = env.run(&["--json", "ca"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let root = caddy_dir.join("data/caddy/pki/authorities/local/root.crt");
+    assert_eq!(json(&out)["path"], root.to_str().unwrap());
+    assert_eq!(json(&out)["exists"], false);
+    let out = env.run(&["ca"]);
+    assert!(text(&out.stdout).starts_with(root.to_str().unwrap()));
 }
 
 #[test]
