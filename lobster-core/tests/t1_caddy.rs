@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lobster_core::config::{Config, PathsConfig};
 use lobster_core::machine::{init, setup, InitOptions};
-use lobster_core::proxy::{ca_root, caddy_uid, Caddy, ProxySettings, TenantRoute};
+use lobster_core::proxy::{ca_root, caddy_uid, AdminClient, Caddy, ProxySettings, TenantRoute};
 use lobster_testkit::caddy::{connect_as_nobody, proc_status, reachable_tempdir, trust_store};
 use lobster_testkit::netns::{in_netns, require, Ctx};
 use lobster_testkit::poll::until;
@@ -157,6 +157,22 @@ fn body(_ctx: &Ctx) {
     let caddy = Caddy::new(ProxySettings::from_config(&config));
     assert!(rt.block_on(caddy.is_up()), "root reaches the admin socket");
     assert_eq!(connect_as_nobody(&socket), "EACCES");
+
+    // Set up once, nothing to change: the CA stays out of the trust store,
+    // and lobster's TLS policy comes first.
+    assert!(!rt.block_on(caddy.ensure_server()).unwrap());
+    let admin = AdminClient::new(&config.proxy.admin_address, Duration::from_secs(10));
+    let get = |path: &str| rt.block_on(admin.get_json(path)).expect(path);
+    assert_eq!(
+        get("/config/apps/pki/certificate_authorities/local/install_trust"),
+        serde_json::json!(false)
+    );
+    let policy = get("/config/apps/tls/automation/policies/0");
+    assert_eq!(policy["@id"], "lobster-tls");
+    assert_eq!(
+        policy["issuers"],
+        serde_json::json!([{ "module": "internal" }])
+    );
 
     // A tenant over HTTPS, trusting only the root lobster names.
     let a_addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();

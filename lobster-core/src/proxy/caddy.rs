@@ -104,36 +104,30 @@ impl Caddy {
     /// what is missing (never loads a whole config), so existing routes
     /// survive. Returns true if it changed anything.
     pub async fn ensure_server(&self) -> Result<bool, ProxyError> {
-        let mut changed = false;
-        let pki = pki_json();
-        changed |= self
-            .ensure_at(
-                &[
-                    "apps",
-                    "pki",
-                    "certificate_authorities",
-                    "local",
-                    "install_trust",
-                ],
-                pki.pointer("/certificate_authorities/local/install_trust")
-                    .expect("pki_json sets install_trust")
-                    .clone(),
-            )
-            .await?;
-        changed |= self.ensure_tls_policy().await?;
-        let server = [
+        let mut config = self.client.get_json("/config/").await?;
+        let install_trust = [
             "apps",
-            "http",
-            "servers",
-            self.settings.server_name.as_str(),
+            "pki",
+            "certificate_authorities",
+            "local",
+            "install_trust",
         ];
-        let config = self.client.get_json("/config/").await?;
+        let want = pointer(&pki_json(), &install_trust[2..])
+            .expect("pki_json sets install_trust")
+            .clone();
+        let mut changed = self.ensure_at(&mut config, &install_trust, want).await?;
+        changed |= self.ensure_tls_policy(&mut config).await?;
+        let name = self.settings.server_name.as_str();
+        let server = ["apps", "http", "servers", name];
         if pointer(&config, &server).is_none_or(Value::is_null) {
-            return Ok(self.ensure_at(&server, server_json(&self.settings)).await? || changed);
+            let created = self
+                .ensure_at(&mut config, &server, server_json(&self.settings))
+                .await?;
+            return Ok(created || changed);
         }
-        let field = |name: &'static str| [server[0], server[1], server[2], server[3], name];
+        let field = |key: &'static str| ["apps", "http", "servers", name, key];
         changed |= self
-            .ensure_at(&field("listen"), json!(self.settings.listen))
+            .ensure_at(&mut config, &field("listen"), json!(self.settings.listen))
             .await?;
         let disabled = pointer(&config, &field("automatic_https"))
             .and_then(|v| v.get("disable"))
@@ -141,30 +135,31 @@ impl Caddy {
             .unwrap_or(false);
         if disabled == self.settings.automatic_https {
             let value = json!({ "disable": !self.settings.automatic_https });
-            changed |= self.ensure_at(&field("automatic_https"), value).await?;
+            changed |= self
+                .ensure_at(&mut config, &field("automatic_https"), value)
+                .await?;
         }
         if pointer(&config, &field("routes")).is_none_or(Value::is_null) {
-            changed |= self.ensure_at(&field("routes"), json!([])).await?;
+            changed |= self
+                .ensure_at(&mut config, &field("routes"), json!([]))
+                .await?;
         }
         Ok(changed)
     }
 
-    /// Makes the config hold `want` at `segments`: creates the missing
-    /// keys in one request, or replaces a differing value. Returns true if
-    /// it changed anything.
-    async fn ensure_at(&self, segments: &[&str], want: Value) -> Result<bool, ProxyError> {
-        let config = self.client.get_json("/config/").await?;
-        if config.is_null() {
-            let mut value = want;
-            for key in segments.iter().rev() {
-                value = json!({ *key: value });
-            }
-            self.client.call("POST", "/config/", Some(&value)).await?;
-            return Ok(true);
-        }
-        // The deepest existing key; the rest is created in one PUT.
+    /// Makes the config hold `want` at `segments`, judged on `config` (the
+    /// config as last read, read again after a change): creates the
+    /// missing keys in one request, or replaces a differing value. Returns
+    /// true if it changed anything.
+    async fn ensure_at(
+        &self,
+        config: &mut Value,
+        segments: &[&str],
+        want: Value,
+    ) -> Result<bool, ProxyError> {
+        // The deepest existing key; the rest is created in one request.
         let mut depth = 0;
-        let mut existing = &config;
+        let mut existing = &*config;
         while depth < segments.len() {
             match existing.get(segments[depth]) {
                 Some(v) if !v.is_null() => {
@@ -180,52 +175,53 @@ impl Caddy {
             }
             let path = format!("/config/{}", segments.join("/"));
             self.client.call("PATCH", &path, Some(&want)).await?;
-            return Ok(true);
+        } else if config.is_null() {
+            let value = segments
+                .iter()
+                .rev()
+                .fold(want, |v, key| json!({ *key: v }));
+            self.client.call("POST", "/config/", Some(&value)).await?;
+        } else {
+            let value = segments[depth + 1..]
+                .iter()
+                .rev()
+                .fold(want, |v, key| json!({ *key: v }));
+            let path = format!("/config/{}", segments[..=depth].join("/"));
+            self.client.call("PUT", &path, Some(&value)).await?;
         }
-        let mut value = want;
-        for key in segments[depth + 1..].iter().rev() {
-            value = json!({ *key: value });
-        }
-        let path = format!("/config/{}", segments[..=depth].join("/"));
-        self.client.call("PUT", &path, Some(&value)).await?;
+        *config = self.client.get_json("/config/").await?;
         Ok(true)
     }
 
     /// Puts lobster's TLS automation policy first (so no broader policy
     /// shadows it), replaces it when it differs, or removes it when Caddy's
     /// own issuer choice applies. Returns true if it changed anything.
-    async fn ensure_tls_policy(&self) -> Result<bool, ProxyError> {
-        let id_path = format!("/id/{}", self.settings.tls_policy_id());
-        let reply = self.client.send("GET", &id_path, None).await?;
-        let current = match reply.status {
-            200..=299 => Some(serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null)),
-            404 => None,
-            _ => return Err(self.client.refused("GET", &id_path, &reply)),
-        };
+    async fn ensure_tls_policy(&self, config: &mut Value) -> Result<bool, ProxyError> {
         let policies = ["apps", "tls", "automation", "policies"];
+        let id = self.settings.tls_policy_id();
+        let list = pointer(config, &policies).and_then(Value::as_array);
+        let current = list.and_then(|l| {
+            l.iter()
+                .position(|p| p.get("@id").and_then(Value::as_str) == Some(id.as_str()))
+        });
+        let at = |index: usize| format!("/config/{}/{index}", policies.join("/"));
         match (tls_policy_json(&self.settings), current) {
-            (None, None) => Ok(false),
-            (None, Some(_)) => {
-                self.client.call("DELETE", &id_path, None).await?;
-                Ok(true)
-            }
-            (Some(want), Some(current)) if want == current => Ok(false),
-            (Some(want), Some(_)) => {
-                self.client.call("PATCH", &id_path, Some(&want)).await?;
-                Ok(true)
-            }
-            (Some(want), None) => {
-                let config = self.client.get_json("/config/").await?;
-                if pointer(&config, &policies).is_some_and(Value::is_array) {
-                    // PUT on an array index inserts there.
-                    let path = format!("/config/{}/0", policies.join("/"));
-                    self.client.call("PUT", &path, Some(&want)).await?;
-                    Ok(true)
-                } else {
-                    self.ensure_at(&policies, json!([want])).await
+            (None, None) => return Ok(false),
+            (None, Some(index)) => self.client.call("DELETE", &at(index), None).await?,
+            (Some(want), Some(index)) => {
+                if list.and_then(|l| l.get(index)) == Some(&want) {
+                    return Ok(false);
                 }
+                self.client.call("PATCH", &at(index), Some(&want)).await?
             }
-        }
+            // PUT on an array index inserts there.
+            (Some(want), None) if list.is_some() => {
+                self.client.call("PUT", &at(0), Some(&want)).await?
+            }
+            (Some(want), None) => return self.ensure_at(config, &policies, json!([want])).await,
+        };
+        *config = self.client.get_json("/config/").await?;
+        Ok(true)
     }
 
     /// Adds the tenant's route, or replaces it in place (same `@id`) when it
