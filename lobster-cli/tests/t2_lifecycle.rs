@@ -72,11 +72,10 @@ impl Lobster {
         let config = serde_json::json!({
             "tenant_defaults": { "vcpus": 1, "memory_mib": 256, "overlay_size_mib": 256 },
             "network": { "pool": format!("10.200.0.0/{prefix}") },
-            // Plain HTTP on :80 and the admin API on loopback TCP (which the
-            // tests probe with curl and occupy with a silent listener); the
-            // hardened defaults are T1 t1_caddy's.
+            // Plain HTTP on :80 (HTTPS is T1 t1_caddy's); Caddy's own
+            // directory and admin socket in this test's directory.
             "proxy": {
-                "admin_address": "127.0.0.1:2019",
+                "admin_address": dir.path().join("caddy/admin.sock"),
                 "listen": [":80"],
                 "caddy_dir": dir.path().join("caddy"),
             },
@@ -124,6 +123,11 @@ impl Lobster {
 
     fn config(&self) -> PathBuf {
         self.dir.path().join("config.json")
+    }
+
+    /// Caddy's admin socket.
+    fn admin(&self) -> PathBuf {
+        self.dir.path().join("caddy/admin.sock")
     }
 
     fn state(&self) -> PathBuf {
@@ -232,10 +236,9 @@ impl Lobster {
             .caddy_pid
             .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
         {
-            // Caddy's admin API answers only its own address as the host.
-            let routes = http(
-                "127.0.0.1:2019",
-                "127.0.0.1:2019",
+            let routes = admin_request(
+                &self.admin(),
+                "GET",
                 "/config/apps/http/servers/lobster/routes",
             )
             .unwrap_or_else(|e| panic!("cannot read caddy's routes: {e}"));
@@ -313,6 +316,22 @@ fn http(addr: &str, host: &str, path: &str) -> Result<String, String> {
     Ok(body.to_owned())
 }
 
+/// One request to Caddy's admin socket (HTTP/1.0: no chunked answer; an
+/// empty Host, the only one Caddy accepts there); the body of a 200.
+fn admin_request(socket: &Path, method: &str, path: &str) -> Result<String, String> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: \r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let (head, body) = out.split_once("\r\n\r\n").ok_or("no http response")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_owned());
+    }
+    Ok(body.to_owned())
+}
+
 /// Polls `GET path` with `Host: <name>.lobster.local` through Caddy until the
 /// body contains `want`.
 fn wait_for_page(name: &str, path: &str, want: &str, within: Duration) -> String {
@@ -359,9 +378,11 @@ struct SilentAdmin {
 }
 
 impl SilentAdmin {
-    fn start(addr: &str) -> SilentAdmin {
+    fn start(socket: &Path) -> SilentAdmin {
         use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind(addr).unwrap();
+        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(socket);
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = stop.clone();
@@ -616,7 +637,7 @@ fn two_tenants_route_isolate_and_evict() {
             "{stderr}"
         );
         assert!(
-            stderr.contains("127.0.0.1:2019"),
+            stderr.contains(lobster.admin().to_str().unwrap()),
             "the error names the admin address: {stderr}"
         );
         let links = sh(&["ip", "-o", "link", "show"]);
@@ -653,7 +674,7 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                 "overlay", "network", "firewall", "vm", "agent", "secrets", "workload", "route",
             ];
             for phase in phases {
-                let admin = SilentAdmin::start("127.0.0.1:2019");
+                let admin = SilentAdmin::start(&lobster.admin());
                 let mut child = lobster
                     .command(&[
                         "spawn",
@@ -964,13 +985,7 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             assert_eq!(restored, want, "the rules are back exactly as planned");
 
             // 4. The Caddy route is deleted: put back, the page is served again.
-            sh(&[
-                "curl",
-                "-sf",
-                "-X",
-                "DELETE",
-                "http://127.0.0.1:2019/id/lobster-a",
-            ]);
+            admin_request(&lobster.admin(), "DELETE", "/id/lobster-a").unwrap();
             // Caddy answers an unmatched host with an empty 200.
             let page = http("127.0.0.1:80", "a.lobster.local", "/").unwrap_or_default();
             assert!(!page.contains("hello from a"), "still routed: {page}");
@@ -1019,13 +1034,7 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
                 sh(&["iptables", "-t", table, "-F"]);
                 sh(&["iptables", "-t", table, "-X"]);
             }
-            sh(&[
-                "curl",
-                "-sf",
-                "-X",
-                "DELETE",
-                "http://127.0.0.1:2019/id/lobster-a",
-            ]);
+            admin_request(&lobster.admin(), "DELETE", "/id/lobster-a").unwrap();
             let started = Instant::now();
             let mut watch = Watch::start(&lobster);
             let reconciled = watch.wait("the start reconcile", Duration::from_secs(30), |e| {

@@ -61,13 +61,17 @@ impl SpawnOptions {
 /// besides root that may connect to a guest's gateway port. Fails when the
 /// user is missing (`init` creates it) or is root.
 pub fn caddy_uid(config: &Config) -> Result<u32, ProxyError> {
-    let user = &config.proxy.user;
+    user_ids(&config.proxy.user).map(|(uid, _)| uid)
+}
+
+/// The uid and gid of Caddy's `user`: it must exist and not be root.
+fn user_ids(user: &str) -> Result<(u32, u32), ProxyError> {
     match crate::sys::identity::lookup_user(user) {
         Ok(Some((0, _))) => Err(ProxyError::Invalid {
             field: "proxy.user",
             reason: format!("`{user}` has uid 0"),
         }),
-        Ok(Some((uid, _))) => Ok(uid),
+        Ok(Some(ids)) => Ok(ids),
         Ok(None) => Err(ProxyError::Start {
             reason: format!(
                 "system user `{user}` (proxy.user) is missing; `lobsterd init` creates it"
@@ -201,43 +205,33 @@ pub async fn ensure_running(
 fn spawn(options: &SpawnOptions, admin: &str) -> Result<std::process::Child, ProxyError> {
     use std::os::unix::process::CommandExt;
 
-    use crate::sys::identity::{lookup_user, run_unprivileged, CAP_NET_BIND_SERVICE};
+    use crate::sys::identity::{run_unprivileged, CAP_NET_BIND_SERVICE};
     let io = |context: String| move |source| ProxyError::Io { context, source };
-    let (uid, gid) = lookup_user(&options.user)
-        .map_err(io(format!("cannot look up user {}", options.user)))?
-        .ok_or_else(|| ProxyError::Start {
-            reason: format!(
-                "system user `{}` (proxy.user) is missing; `lobsterd init` creates it",
-                options.user
-            ),
-            source: None,
-        })?;
-    if uid == 0 {
+    // Fail closed: a TCP admin API would take orders from every local user.
+    if !admin.starts_with('/') {
         return Err(ProxyError::Invalid {
-            field: "proxy.user",
-            reason: format!("`{}` has uid 0", options.user),
+            field: "proxy.admin_address",
+            reason: format!(
+                "`{admin}` is a TCP address: lobster starts Caddy only with its admin API \
+                 on a unix socket (TCP is for a Caddy the operator runs)"
+            ),
         });
     }
+    let (uid, gid) = user_ids(&options.user)?;
     let dir = &options.state_dir;
     let mut private = vec![dir.clone()];
     private.extend(["data", "config", "home"].map(|sub| dir.join(sub)));
-    let listen = match admin.strip_prefix('/') {
-        Some(_) => {
-            let socket = Path::new(admin);
-            if let Some(parent) = socket.parent() {
-                private.push(parent.to_path_buf());
-            }
-            // A socket left by a Caddy that is gone (nothing answered).
-            match std::fs::remove_file(socket) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io(format!("cannot remove stale {admin}"))(e));
-                }
-                _ => {}
-            }
-            format!("unix/{admin}")
+    let socket = Path::new(admin);
+    if let Some(parent) = socket.parent() {
+        private.push(parent.to_path_buf());
+    }
+    // A socket left by a Caddy that is gone (nothing answered).
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io(format!("cannot remove stale {admin}"))(e));
         }
-        None => admin.to_string(),
-    };
+        _ => {}
+    }
     for sub in &private {
         own_private_dir(sub, uid, gid).map_err(io(format!(
             "cannot make {} a private directory of {}",
@@ -246,8 +240,7 @@ fn spawn(options: &SpawnOptions, admin: &str) -> Result<std::process::Child, Pro
         )))?;
     }
     let config_path = dir.join("config.json");
-    let config =
-        json!({ "admin": { "listen": listen }, "apps": { "pki": super::routes::pki_json() } });
+    let config = json!({ "admin": { "listen": format!("unix/{admin}") }, "apps": { "pki": super::routes::pki_json() } });
     crate::base::replace_file(&config_path, config.to_string().as_bytes(), 0o600)
         .and_then(|()| std::os::unix::fs::chown(&config_path, Some(uid), Some(gid)))
         .map_err(io(format!("cannot write {}", config_path.display())))?;
@@ -368,5 +361,47 @@ async fn run_bounded(
             source: None,
         }),
         Ok(Ok(_)) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lobster_never_starts_caddy_with_a_tcp_admin_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SpawnOptions {
+            binary: "/bin/true".into(),
+            state_dir: dir.path().join("caddy"),
+            user: "root".into(),
+            log_file: dir.path().join("caddy.log"),
+            ready_timeout: Duration::from_secs(1),
+            use_systemd: false,
+        };
+        let err = spawn(&options, "127.0.0.1:2019").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProxyError::Invalid {
+                    field: "proxy.admin_address",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Nor as root.
+        let err = spawn(&options, "/nonexistent/admin.sock").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProxyError::Invalid {
+                    field: "proxy.user",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!options.state_dir.exists(), "nothing made before refusing");
     }
 }
