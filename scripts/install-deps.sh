@@ -32,8 +32,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's caddy package starts a service on :80 where systemd runs; lobster's
-# tests run their own instances and never use it.
+# Debian's caddy package starts a service on :80 where systemd runs. lobster
+# runs its own Caddy (as its user `lobster-caddy`, admin API on a private unix
+# socket, ports 80 and 443), and its tests run their own instances: the
+# package's service would only hold the ports.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet caddy.service 2>/dev/null; then
+    log "systemctl disable --now caddy.service (lobster starts its own Caddy)"
+    systemctl disable --now caddy.service
+fi
 
 # --- Rust tools ----------------------------------------------------------------
 command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
