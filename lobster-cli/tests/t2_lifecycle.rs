@@ -939,11 +939,12 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             for line in sh(&["iptables-save"]).lines() {
                 if let Some(chain) = line.strip_prefix(":LOB") {
                     let chain = format!("LOB{}", chain.split_whitespace().next().unwrap());
-                    let table = if chain.ends_with("-NAT") || chain == "LOBSTER-POSTROUTING" {
-                        "nat"
-                    } else {
-                        "filter"
-                    };
+                    let table =
+                        if chain.ends_with("-NAT") || chain.starts_with("LOBSTER-POSTROUTING") {
+                            "nat"
+                        } else {
+                            "filter"
+                        };
                     sh(&["iptables", "-t", table, "-F", &chain]);
                 }
             }

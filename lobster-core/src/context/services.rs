@@ -25,10 +25,12 @@ pub trait FirewallOps: Send + Sync + std::fmt::Debug {
     /// Removes every chain and jump of tenant `id`, whatever they hold
     /// (rules of a tenant no longer in the registry). Absent is success.
     fn remove_tenant_id(&self, id: &str) -> Result<(), NetworkError>;
-    /// The lobster part of the ruleset as it is now (read once to check many tenants).
+    /// The lobster part of the ruleset as it is now (read once to check
+    /// many tenants; the host's connected subnets are read with it).
     fn current(&self) -> Result<Ruleset, NetworkError>;
     /// What `apply_tenant` would change for `net` in `current`; empty when
-    /// its rules, the base chains and the hooks are in place. Pure.
+    /// its rules, the base chains and the hooks are in place. Pure (the
+    /// host's subnets are those read by the last operation, e.g. `current`).
     fn drift(&self, current: &Ruleset, net: &TenantNet) -> Batch;
     /// Makes the ruleset hold exactly `tenants`' rules (after a reboot or a
     /// flush); returns the number of changes.
@@ -53,7 +55,7 @@ impl<B: FirewallBackend> FirewallOps for Firewall<B> {
     }
 
     fn drift(&self, current: &Ruleset, net: &TenantNet) -> Batch {
-        apply_batch(current, net, self.settings())
+        apply_batch(current, net, &self.last_settings())
     }
 
     fn reconcile(&self, tenants: &[TenantNet]) -> Result<usize, NetworkError> {
