@@ -428,6 +428,12 @@ fn egress_body(ctx: &Ctx) {
         let got = ctx.connect_from(ga, None, to(ip));
         assert!(got.is_err(), "the guest reached {ip}: {got:?}");
     }
+    // The shared egress chains flushed: guests' egress fails closed (their
+    // chain went there by goto, so it meets the entry chain's drop).
+    sh(&["iptables", "-F", "LOBSTER-EGRESS"]);
+    assert!(ctx.connect_from(ga, None, to("45.45.45.1")).is_err());
+    fw.reconcile(std::slice::from_ref(&a)).expect("reconcile");
+    assert!(ctx.connect_from(ga, None, to("45.45.45.1")).is_ok());
     // Without lobster's hooks every one of them answers: the refusals came
     // from the egress rules.
     unhook();

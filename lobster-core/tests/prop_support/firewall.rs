@@ -8,7 +8,8 @@
 //! often. Jumps follow the planner's layout (built-in → its entry chain or
 //! `DOCKER`, entry chain → its dispatch chain or tenant chains of its kind
 //! (an older layout), dispatch chain → tenant chains of its kind, a
-//! tenant's forward-out chain → the egress chain), so every rule stays
+//! tenant's forward-out chain → the egress chain → the egress-ok chain;
+//! the planner's own steps go there with `-g`), so every rule stays
 //! valid in the hooks that reach it and no batch builds a loop: the real
 //! tools refuse those only when they are reachable from a hook, which the
 //! model does not follow.
@@ -23,7 +24,7 @@ use lobster_core::config::{Ipv4Cidr, NetworkConfig};
 use lobster_core::network::firewall::{
     apply_batch, base_only_batch, builtin_chains, fresh_apply_batch, planned_remove_batch,
     reconcile_batch, remove_batch, tenant_chain_prefix, Batch, FirewallSettings, Op, Ruleset,
-    Table, BASE_CHAINS, EGRESS_CHAIN,
+    Table, BASE_CHAINS, EGRESS_CHAIN, EGRESS_OK_CHAIN,
 };
 use lobster_core::network::{MacAddr, TenantNet};
 use proptest::prelude::*;
@@ -127,7 +128,7 @@ fn chains(table: Table) -> Vec<String> {
         .map(|b| b.to_string())
         .collect();
     if table == Table::Filter {
-        out.push(EGRESS_CHAIN.into());
+        out.extend([EGRESS_CHAIN.into(), EGRESS_OK_CHAIN.into()]);
     }
     for (base, suffixes) in KINDS.iter().filter(|(b, _)| base_table(b) == table) {
         out.push(base.to_string());
@@ -173,6 +174,9 @@ fn targets(table: Table, chain: &str) -> Vec<String> {
     }
     if chain.ends_with("-FWI") {
         out.push(EGRESS_CHAIN.into());
+    }
+    if chain == EGRESS_CHAIN {
+        out.push(EGRESS_OK_CHAIN.into());
     }
     if let Some((_, suffixes)) = KINDS.iter().find(|(b, _)| *b == chain) {
         for id in [IDS[0], IDS[2]] {

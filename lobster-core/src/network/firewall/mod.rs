@@ -12,7 +12,8 @@
 //! - guest → elsewhere: its own source address only; the tenant pool and
 //!   `egress_deny` dropped, then `egress_allow` let through, then every
 //!   IANA special-purpose range and the host's connected subnets dropped
-//!   (the shared `LOBSTER-EGRESS` chain); at most
+//!   (the shared `LOBSTER-EGRESS` chain, reached by goto so that flushing
+//!   it fails closed); at most
 //!   `max_connections` new connections tracked, beyond which *new*
 //!   connections are refused and existing ones keep flowing; MASQUERADE out;
 //! - anything → guest: only the gateway port, only from the host itself,
@@ -37,7 +38,7 @@ pub use iptables::Iptables;
 pub use plan::{
     apply_batch, base_only_batch, egress_rules, fresh_apply_batch, plan, plan_tenant,
     planned_remove_batch, reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain,
-    TenantRules, BASE_CHAINS, EGRESS_CHAIN, SPECIAL_PURPOSE_RANGES,
+    TenantRules, BASE_CHAINS, EGRESS_CHAIN, EGRESS_OK_CHAIN, SPECIAL_PURPOSE_RANGES,
 };
 pub use rules::{builtin_chains, is_owned_chain, jump_target, Batch, Op, Ruleset, Table};
 
@@ -68,7 +69,10 @@ pub struct FirewallSettings {
     /// (`network.egress_deny`).
     pub egress_deny: Vec<Ipv4Cidr>,
     /// The host's connected subnets (denied by default). [`Firewall`] reads
-    /// them afresh for every operation; plans use what is here.
+    /// them afresh for every operation; plans use what is here. A new
+    /// tenant's fast path leaves the shared egress chains as they are; every
+    /// path that reads the ruleset (`init`, the watchdog's reconcile and
+    /// repairs, a re-apply) rewrites them when the subnets changed.
     pub host_subnets: Vec<Ipv4Cidr>,
 }
 

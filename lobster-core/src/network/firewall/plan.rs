@@ -12,7 +12,8 @@
 //!                               -i lob-+ DROP, -o lob-+ DROP
 //! OUTPUT  -> LOBSTER-OUTPUT  -> LOBSTER-OUTPUT-TAPS  -o lob-<id> -> LOB-<id>-OUT
 //!                               -o lob-+ DROP                      (host -> guest)
-//! LOB-<id>-FWI -> LOBSTER-EGRESS (destinations no guest may reach)
+//! LOB-<id>-FWI --goto--> LOBSTER-EGRESS     (destinations no guest may reach)
+//!                         --goto--> LOBSTER-EGRESS-OK  (connection limit, accept)
 //! ```
 //!
 //! Every per-tenant chain ends in a verdict, and the jumps select disjoint
@@ -20,7 +21,9 @@
 //! order, and adding or removing one never rewrites another's rules. The
 //! entry chains end in a drop for every `lob-*` interface: traffic of a TAP
 //! whose chains are gone (flushed, deleted, not yet added) is cut off
-//! instead of falling through to the host's policies.
+//! instead of falling through to the host's policies. Guests' egress goes
+//! to the shared egress chains by `goto`, so if they are flushed, their
+//! packets return to the entry chain and meet its drop too.
 
 use std::collections::BTreeSet;
 
@@ -53,9 +56,13 @@ pub const SPECIAL_PURPOSE_RANGES: [&str; 16] = [
     "255.255.255.255/32",
 ];
 
-/// The shared chain every tenant's forward-out chain jumps to: drops what
-/// no guest may reach, returns for everything else.
+/// The shared chain every tenant's forward-out chain goes to (`-g`): drops
+/// what no guest may reach, goes on to [`EGRESS_OK_CHAIN`] with the rest.
 pub const EGRESS_CHAIN: &str = "LOBSTER-EGRESS";
+
+/// The shared chain accepting a guest's egress: new connections beyond
+/// `max_connections` per guest address refused, everything else accepted.
+pub const EGRESS_OK_CHAIN: &str = "LOBSTER-EGRESS-OK";
 
 /// A lobster base chain: the entry chain hooked into a built-in, and the
 /// dispatch chain holding the tenants' jumps, which the entry chain calls
@@ -120,8 +127,10 @@ fn entry_rules(base: &BaseChain) -> Vec<String> {
 }
 
 /// The rules of [`EGRESS_CHAIN`], in order: the tenant pool and
-/// `egress_deny` (never overridden), then `egress_allow` returns, then the
-/// default deny (special-purpose ranges and the host's connected subnets).
+/// `egress_deny` (never overridden), then `egress_allow` (on to
+/// [`EGRESS_OK_CHAIN`]), then the default deny (special-purpose ranges and
+/// the host's connected subnets), then everything else on to
+/// [`EGRESS_OK_CHAIN`].
 pub fn egress_rules(settings: &FirewallSettings) -> Vec<String> {
     let drop = |c: &Ipv4Cidr| format!("-d {c} -j DROP");
     let mut rules: Vec<String> = std::iter::once(&settings.pool)
@@ -132,7 +141,7 @@ pub fn egress_rules(settings: &FirewallSettings) -> Vec<String> {
         settings
             .egress_allow
             .iter()
-            .map(|c| format!("-d {c} -j RETURN")),
+            .map(|c| format!("-d {c} -g {EGRESS_OK_CHAIN}")),
     );
     let mut default_deny: Vec<Ipv4Cidr> = SPECIAL_PURPOSE_RANGES
         .iter()
@@ -144,7 +153,29 @@ pub fn egress_rules(settings: &FirewallSettings) -> Vec<String> {
         }
     }
     rules.extend(default_deny.iter().map(drop));
+    rules.push(format!("-g {EGRESS_OK_CHAIN}"));
     rules
+}
+
+/// The rules of [`EGRESS_OK_CHAIN`] (counted per guest address, so per
+/// tenant, though the chain is shared).
+fn egress_ok_rules(settings: &FirewallSettings) -> Vec<String> {
+    let limit = settings.max_connections;
+    vec![
+        format!(
+            "-m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable"
+        ),
+        "-j ACCEPT".into(),
+    ]
+}
+
+/// The shared egress chains with their rules, in the order they must be
+/// created (each may only name chains before it).
+fn egress_chains(settings: &FirewallSettings) -> [(&'static str, Vec<String>); 2] {
+    [
+        (EGRESS_OK_CHAIN, egress_ok_rules(settings)),
+        (EGRESS_CHAIN, egress_rules(settings)),
+    ]
 }
 
 /// The hook rule in a built-in chain.
@@ -194,11 +225,7 @@ pub fn plan_tenant(net: &TenantNet, settings: &FirewallSettings) -> TenantRules 
     let from_guest = vec![
         format!("! -s {}/32 -j DROP", net.guest_ip),
         established.clone(),
-        format!("-j {EGRESS_CHAIN}"),
-        format!(
-            "-m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable"
-        ),
-        "-j ACCEPT".into(),
+        format!("-g {EGRESS_CHAIN}"),
     ];
 
     // New connections to the gateway only from root and the proxy's uid.
@@ -280,7 +307,9 @@ pub fn plan(tenants: &[TenantNet], settings: &FirewallSettings) -> Ruleset {
         *rs.chain_mut(base.table, base.chain) = entry_rules(base);
         rs.chain_mut(base.table, base.dispatch);
     }
-    *rs.chain_mut(Table::Filter, EGRESS_CHAIN) = egress_rules(settings);
+    for (chain, rules) in egress_chains(settings) {
+        *rs.chain_mut(Table::Filter, chain) = rules;
+    }
     for net in tenants {
         let t = plan_tenant(net, settings);
         for (table, chain, rules) in t.chains {
@@ -312,13 +341,9 @@ fn rewrite_chain(current: &Ruleset, table: Table, chain: &str, want: &[String], 
 /// its built-in (a stray `-j ACCEPT` in a base chain would let traffic skip
 /// every tenant's rules; a second hook would run them twice).
 fn base_batch(current: &Ruleset, settings: &FirewallSettings, batch: &mut Batch) {
-    rewrite_chain(
-        current,
-        Table::Filter,
-        EGRESS_CHAIN,
-        &egress_rules(settings),
-        batch,
-    );
+    for (chain, rules) in egress_chains(settings) {
+        rewrite_chain(current, Table::Filter, chain, &rules, batch);
+    }
     for base in &BASE_CHAINS {
         match current.chain(base.table, base.dispatch) {
             None => batch.push(base.table, Op::Declare(base.dispatch.into())),
@@ -432,21 +457,15 @@ pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettin
 /// without reading the ruleset: `-N` makes a table's part fail (changing
 /// nothing in it) if any of its chains exists, and a chain that does not
 /// exist cannot have jumps pointing at it, so the appended jumps are never
-/// duplicates. A table also fails if its dispatch chain is missing. The
-/// egress chain is rewritten in the same batch (so the host's subnets are
-/// the ones read for this apply). On failure (possibly after the filter
-/// table went in), fall back to reading the ruleset and [`apply_batch`],
-/// which completes whatever is missing.
+/// duplicates. A table also fails if its dispatch chain or the egress
+/// chain is missing; the shared egress chains are used as they are
+/// (rewriting them costs iptables-nft a read of the whole ruleset; the
+/// paths that read it anyway keep them current). On failure (possibly
+/// after the filter table went in), fall back to reading the ruleset and
+/// [`apply_batch`], which completes whatever is missing.
 pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let want = plan_tenant(net, settings);
     let mut batch = Batch::default();
-    rewrite_chain(
-        &Ruleset::default(),
-        Table::Filter,
-        EGRESS_CHAIN,
-        &egress_rules(settings),
-        &mut batch,
-    );
     for (table, chain, rules) in &want.chains {
         batch.push(*table, Op::Create(chain.clone()));
         for rule in rules {
@@ -576,6 +595,7 @@ pub(super) mod tests {
 :LOB-ab12cd34-IN - [0:0]
 :LOB-ab12cd34-OUT - [0:0]
 :LOBSTER-EGRESS - [0:0]
+:LOBSTER-EGRESS-OK - [0:0]
 :LOBSTER-FORWARD - [0:0]
 :LOBSTER-FORWARD-TAPS - [0:0]
 :LOBSTER-INPUT - [0:0]
@@ -586,9 +606,7 @@ pub(super) mod tests {
 -A INPUT -j LOBSTER-INPUT
 -A LOB-ab12cd34-FWI ! -s 10.200.0.6/32 -j DROP
 -A LOB-ab12cd34-FWI -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A LOB-ab12cd34-FWI -j LOBSTER-EGRESS
--A LOB-ab12cd34-FWI -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable
--A LOB-ab12cd34-FWI -j ACCEPT
+-A LOB-ab12cd34-FWI -g LOBSTER-EGRESS
 -A LOB-ab12cd34-FWO -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A LOB-ab12cd34-FWO -j DROP
 -A LOB-ab12cd34-IN -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
@@ -617,6 +635,9 @@ pub(super) mod tests {
 -A LOBSTER-EGRESS -d 224.0.0.0/4 -j DROP
 -A LOBSTER-EGRESS -d 240.0.0.0/4 -j DROP
 -A LOBSTER-EGRESS -d 255.255.255.255/32 -j DROP
+-A LOBSTER-EGRESS -g LOBSTER-EGRESS-OK
+-A LOBSTER-EGRESS-OK -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable
+-A LOBSTER-EGRESS-OK -j ACCEPT
 -A LOBSTER-FORWARD -i lob-+ -o lob-+ -j DROP
 -A LOBSTER-FORWARD -j LOBSTER-FORWARD-TAPS
 -A LOBSTER-FORWARD -i lob-+ -j DROP
@@ -670,7 +691,7 @@ COMMIT
         assert!(!text.contains("aaaa"), "{text}");
         assert_eq!(
             batch.len(),
-            5 + 16 + 1 + 5,
+            5 + 14 + 1 + 5,
             "declares, filter rules, nat rule, jumps:\n{text}"
         );
         let mut after = current.clone();
@@ -749,14 +770,19 @@ COMMIT
         let at = |rule: &str| rules.iter().position(|r| r == rule).expect(rule);
         // Pool and explicit deny before any allow; allow before the default deny.
         assert_eq!(at("-d 10.200.0.0/16 -j DROP"), 0);
-        assert!(at("-d 192.0.2.7/32 -j DROP") < at("-d 192.0.2.0/24 -j RETURN"));
-        assert!(at("-d 192.0.2.0/24 -j RETURN") < at("-d 192.0.2.0/24 -j DROP"));
-        assert!(at("-d 44.1.0.0/16 -j RETURN") < at("-d 44.0.0.0/8 -j DROP"));
+        let ok = |c: &str| format!("-d {c} -g LOBSTER-EGRESS-OK");
+        assert!(at("-d 192.0.2.7/32 -j DROP") < at(&ok("192.0.2.0/24")));
+        assert!(at(&ok("192.0.2.0/24")) < at("-d 192.0.2.0/24 -j DROP"));
+        assert!(at(&ok("44.1.0.0/16")) < at("-d 44.0.0.0/8 -j DROP"));
+        assert_eq!(rules.last().unwrap(), "-g LOBSTER-EGRESS-OK");
         for range in SPECIAL_PURPOSE_RANGES {
             at(&format!("-d {range} -j DROP"));
         }
         // A host subnet inside a special range adds nothing; each once.
-        assert_eq!(rules.len(), 1 + 1 + 2 + SPECIAL_PURPOSE_RANGES.len() + 1);
+        assert_eq!(
+            rules.len(),
+            1 + 1 + 2 + SPECIAL_PURPOSE_RANGES.len() + 1 + 1
+        );
     }
 
     #[test]
