@@ -540,13 +540,14 @@ fn two_tenants_route_isolate_and_evict() {
         let report_b = wait_for_page("b", "/probe.txt", "agw=", Duration::from_secs(30));
         assert!(report_b.contains("agw=blocked"), "b reached a:\n{report_b}");
 
-        // The agents answer root on the host, and nobody else.
-        for port in [52u16, 53] {
+        // The agents answer root on the host, and nobody else; the gateway
+        // root and the proxy (root here), not nobody.
+        for port in [52u16, 53, 9000] {
             let addr: SocketAddr = format!("10.200.0.2:{port}").parse().unwrap();
             TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-                .unwrap_or_else(|e| panic!("root cannot reach agent port {port}: {e}"));
+                .unwrap_or_else(|e| panic!("root cannot reach port {port}: {e}"));
             let as_nobody = tcp_connect_as("two_tenants_route_isolate_and_evict", 65534, addr);
-            assert!(as_nobody.is_err(), "uid 65534 reached agent port {port}");
+            assert!(as_nobody.is_err(), "uid 65534 reached guest port {port}");
         }
 
         // Bad input: duplicate name, full pool, invalid name; nothing is made.
@@ -968,11 +969,12 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             for line in sh(&["iptables-save"]).lines() {
                 if let Some(chain) = line.strip_prefix(":LOB") {
                     let chain = format!("LOB{}", chain.split_whitespace().next().unwrap());
-                    let table = if chain.ends_with("-NAT") || chain == "LOBSTER-POSTROUTING" {
-                        "nat"
-                    } else {
-                        "filter"
-                    };
+                    let table =
+                        if chain.ends_with("-NAT") || chain.starts_with("LOBSTER-POSTROUTING") {
+                            "nat"
+                        } else {
+                            "filter"
+                        };
                     sh(&["iptables", "-t", table, "-F", &chain]);
                 }
             }

@@ -163,6 +163,12 @@ pub struct NetworkConfig {
     /// connections the guest opens and connections to its gateway; beyond
     /// it new connections are refused and existing ones keep flowing.
     pub max_connections: u32,
+    /// Destinations (IPv4 CIDRs) guests may reach although the default deny
+    /// (IANA special-purpose ranges, the host's connected subnets) covers
+    /// them. Never overrides `egress_deny` or the tenant pool.
+    pub egress_allow: Vec<String>,
+    /// Destinations (IPv4 CIDRs) guests may never reach.
+    pub egress_deny: Vec<String>,
 }
 
 /// The Caddy instance that routes `<name>.<domain>` to tenants.
@@ -401,6 +407,8 @@ impl Default for NetworkConfig {
             agent_port: 52,
             health_port: 53,
             max_connections: 256,
+            egress_allow: Vec::new(),
+            egress_deny: Vec::new(),
         }
     }
 }
@@ -520,6 +528,21 @@ impl Ipv4Cidr {
     /// How many addresses the network holds.
     pub fn size(self) -> u64 {
         1u64 << (32 - self.prefix)
+    }
+
+    /// The network of `prefix` bits that holds `addr` (host bits cleared).
+    pub fn containing(addr: Ipv4Addr, prefix: u8) -> Ipv4Cidr {
+        let prefix = prefix.min(32);
+        let cidr = Ipv4Cidr { addr, prefix };
+        Ipv4Cidr {
+            addr: Ipv4Addr::from(u32::from(addr) & cidr.mask()),
+            prefix,
+        }
+    }
+
+    /// Whether every address of `other` lies in this network.
+    pub fn contains(self, other: Ipv4Cidr) -> bool {
+        self.prefix <= other.prefix && u32::from(other.addr) & self.mask() == u32::from(self.addr)
     }
 }
 
@@ -654,6 +677,16 @@ impl Config {
         }
         if n.max_connections == 0 {
             return invalid("network.max_connections", "must be at least 1".into());
+        }
+        for (field, list) in [
+            ("network.egress_allow", &n.egress_allow),
+            ("network.egress_deny", &n.egress_deny),
+        ] {
+            for cidr in list {
+                if let Err(reason) = Ipv4Cidr::parse(cidr) {
+                    return invalid(field, reason);
+                }
+            }
         }
         let admin = &self.proxy.admin_address;
         if admin.starts_with('/') {

@@ -112,6 +112,14 @@ fn each_kind_of_bad_file_names_file_field_and_reason() {
             "field `proxy.caddy_dir`",
         ),
         (r#"{"vmm": {"uid_base": 0}}"#, "field `vmm.uid_base`"),
+        (
+            r#"{"network": {"egress_allow": ["192.0.2.0/24", "192.0.2.1/24"]}}"#,
+            "field `network.egress_allow`: `192.0.2.1/24` has host bits set",
+        ),
+        (
+            r#"{"network": {"egress_deny": ["example.com"]}}"#,
+            "field `network.egress_deny`: `example.com` is not in a.b.c.d/n form",
+        ),
     ];
     for (text, needle) in cases {
         let message = error_text(text);

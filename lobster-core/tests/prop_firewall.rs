@@ -14,7 +14,7 @@ use lobster_core::network::firewall::{
     reconcile_batch, remove_batch, tenant_chain_prefix, Ruleset,
 };
 use lobster_core::network::{MacAddr, TenantNet};
-use prop_support::firewall::{kept, reach, settings, steps, IDS};
+use prop_support::firewall::{any_settings, kept, reach, settings_variant, steps, IDS, VARIANTS};
 use proptest::prelude::*;
 
 /// What is not lobster's: rules outside its chains that jump to none of them.
@@ -69,8 +69,8 @@ proptest! {
     /// part is exactly the plan, a second reconcile (and every tenant's
     /// apply) has nothing to do, and nothing foreign changed.
     #[test]
-    fn reconcile_then_plan_is_idempotent(steps in steps(12), mask in 0..4u8) {
-        let s = settings();
+    fn reconcile_then_plan_is_idempotent(steps in steps(12), mask in 0..4u8, k in 0..VARIANTS) {
+        let s = settings_variant(k);
         let live = kept(mask);
         let mut state = reach(&steps);
         let before = state.clone();
@@ -101,8 +101,11 @@ proptest! {
     /// path) or reconciled at once, the result is the plan; removing any
     /// one leaves exactly the plan of the others, byte for byte.
     #[test]
-    fn any_tenants_plan_add_and_remove_cleanly(tenants in tenants(12), gone in any::<prop::sample::Index>()) {
-        let s = settings();
+    fn any_tenants_plan_add_and_remove_cleanly(
+        tenants in tenants(12),
+        gone in any::<prop::sample::Index>(),
+        s in any_settings(),
+    ) {
         let mut fresh = Ruleset::default();
         fresh.apply(&reconcile_batch(&fresh.clone(), &[], &s)).unwrap();
         for t in &tenants {

@@ -59,6 +59,9 @@ fn tap_body(_ctx: &Ctx) {
         let v6 = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", t.tap));
         assert_eq!(v6.map(|s| s.trim().to_string()).unwrap_or("1".into()), "1");
         assert!(!sh(&["ip", "-6", "addr", "show", "dev", &t.tap]).contains("inet6"));
+        // Strict reverse-path filtering, read back from the kernel.
+        let rp_filter = format!("/proc/sys/net/ipv4/conf/{}/rp_filter", t.tap);
+        assert_eq!(std::fs::read_to_string(&rp_filter).unwrap().trim(), "1");
 
         // ensure twice is a no-op: same device, same everything.
         net.ensure(&t).await.expect("second ensure");
@@ -67,9 +70,11 @@ fn tap_body(_ctx: &Ctx) {
         // Drift is reported as data, then repaired.
         sh(&["ip", "link", "set", "dev", &t.tap, "down"]);
         sh(&["ip", "addr", "add", "192.168.77.1/24", "dev", &t.tap]);
+        std::fs::write(&rp_filter, "2").unwrap();
         // (Setting a link down flushes even permanent neighbour entries.)
         let drift = net.check(&t).await.expect("check").drift;
         assert!(drift.contains(&Drift::Down), "{drift:?}");
+        assert!(drift.contains(&Drift::LooseReversePath), "{drift:?}");
         assert!(
             drift.contains(&Drift::UnexpectedAddress {
                 addr: Ipv4Addr::new(192, 168, 77, 1),
@@ -83,6 +88,7 @@ fn tap_body(_ctx: &Ctx) {
         );
         net.ensure(&t).await.expect("repair");
         assert!(net.check(&t).await.expect("check").is_ok());
+        assert_eq!(std::fs::read_to_string(&rp_filter).unwrap().trim(), "1");
 
         // remove leaves nothing; removing again is fine.
         net.remove(&t).await.expect("remove");

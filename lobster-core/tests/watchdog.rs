@@ -1102,6 +1102,40 @@ async fn reconcile_does_not_bring_back_what_an_eviction_removed() {
 }
 
 #[tokio::test]
+async fn an_evicting_tenant_keeps_its_rules_until_its_vm_is_confirmed_dead() {
+    let rig = Rig::new(&NAMES).await;
+    // Evict of bravo under way, its VM still running (here: this process),
+    // and its rules gone: reconcile puts them back.
+    let alive = lobster_core::vmm::VmIdentity::of(std::process::id() as i32).unwrap();
+    rig.store()
+        .modify("bravo", |r| {
+            r.status = TenantStatus::Evicting;
+            r.vm.as_mut().unwrap().identity = alive;
+        })
+        .unwrap();
+    rig.firewall.remove_tenant(&rig.net("bravo")).unwrap();
+    rig.watchdog.reconcile().await;
+    assert!(rig
+        .firewall
+        .check_tenant(&rig.net("bravo"))
+        .unwrap()
+        .is_empty());
+    // Once that VM is confirmed dead (another start time: not that
+    // process), reconcile removes them.
+    rig.store()
+        .modify("bravo", |r| r.vm.as_mut().unwrap().identity.start_time += 1)
+        .unwrap();
+    rig.watchdog.reconcile().await;
+    assert!(!rig
+        .firewall
+        .current()
+        .unwrap()
+        .render()
+        .contains(&tenant_chain_prefix(&rig.record("bravo").id)));
+    assert!(rig.host_side_intact("alpha").await);
+}
+
+#[tokio::test]
 async fn a_proxy_outage_spends_no_tenant_repairs_and_is_fixed_host_wide() {
     // Caddy down: every route check fails because the proxy cannot be read.
     // That is the host's failure, not the tenants': no per-tenant repairs,

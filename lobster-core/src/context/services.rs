@@ -25,10 +25,12 @@ pub trait FirewallOps: Send + Sync + std::fmt::Debug {
     /// Removes every chain and jump of tenant `id`, whatever they hold
     /// (rules of a tenant no longer in the registry). Absent is success.
     fn remove_tenant_id(&self, id: &str) -> Result<(), NetworkError>;
-    /// The lobster part of the ruleset as it is now (read once to check many tenants).
+    /// The lobster part of the ruleset as it is now (read once to check
+    /// many tenants; the host's connected subnets are read with it).
     fn current(&self) -> Result<Ruleset, NetworkError>;
     /// What `apply_tenant` would change for `net` in `current`; empty when
-    /// its rules, the base chains and the hooks are in place. Pure.
+    /// its rules, the base chains and the hooks are in place. Pure (the
+    /// host's subnets are those read by the last operation, e.g. `current`).
     fn drift(&self, current: &Ruleset, net: &TenantNet) -> Batch;
     /// Makes the ruleset hold exactly `tenants`' rules (after a reboot or a
     /// flush); returns the number of changes.
@@ -53,7 +55,7 @@ impl<B: FirewallBackend> FirewallOps for Firewall<B> {
     }
 
     fn drift(&self, current: &Ruleset, net: &TenantNet) -> Batch {
-        apply_batch(current, net, self.settings())
+        apply_batch(current, net, &self.last_settings())
     }
 
     fn reconcile(&self, tenants: &[TenantNet]) -> Result<usize, NetworkError> {
@@ -97,10 +99,11 @@ impl Services {
     /// probed once here). Must run inside a tokio runtime.
     pub fn system(config: &Config) -> Result<Services, NetworkError> {
         let network = Network::connect(NETWORK_TIMEOUT)?;
-        let firewall = Firewall::new(
-            Iptables::new(NETWORK_TIMEOUT),
-            FirewallSettings::from_config(&config.network)?,
-        );
+        let mut settings = FirewallSettings::from_config(&config.network)?;
+        // Only Caddy's uid (and root) may reach a guest's gateway; a missing
+        // `proxy.user` fails closed: root only.
+        settings.proxy_uid = crate::proxy::caddy_uid(config).ok();
+        let firewall = Firewall::new(Iptables::new(NETWORK_TIMEOUT), settings);
         let routes = Caddy::new(ProxySettings::from_config(config));
         let default_backend = vmm::choose_backend(config);
         let config = config.clone();

@@ -212,13 +212,15 @@ impl Watchdog {
             }
         };
         // Every tenant in the registry keeps its rules (one being created by
-        // another process included); unknown tenants lose theirs, and so do
-        // tenants being evicted: evict is removing them, and restoring them
-        // behind its back would leak them once their record is released.
+        // another process included); unknown tenants lose theirs. A tenant
+        // being evicted keeps them while its recorded VM still runs (it is
+        // not confirmed dead: its TAP stays filtered); once it is dead they
+        // go, as evict is removing them and restoring them behind its back
+        // would leak them once the record is released.
         let nets: Vec<_> = registry
             .tenants
             .values()
-            .filter(|r| r.status != TenantStatus::Evicting)
+            .filter(|r| keeps_firewall(r))
             .filter_map(|r| plan::tenant_net(r).ok())
             .collect();
         let firewall = services.firewall.clone();
@@ -608,5 +610,60 @@ fn host_wide(view: &HostView, check: Check) -> bool {
         Check::Firewall => view.firewall.is_err(),
         Check::Route => view.routes.is_err(),
         _ => false,
+    }
+}
+
+/// Whether the watchdog's reconcile keeps (restores) `record`'s firewall
+/// rules: every tenant but one being evicted whose recorded VM is
+/// confirmed dead (no VM recorded, or its identity no longer runs).
+fn keeps_firewall(record: &TenantRecord) -> bool {
+    record.status != TenantStatus::Evicting || record.vm.is_some_and(|vm| vm.identity.is_alive())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{allocation_for, Resources, RunningVm};
+    use crate::vmm::{BackendKind, VmIdentity};
+
+    fn record(status: TenantStatus, vm: Option<VmIdentity>) -> TenantRecord {
+        TenantRecord {
+            allocation: allocation_for(&Config::default(), 1, "0000abcd"),
+            name: "a".into(),
+            id: "0000abcd".into(),
+            status,
+            resources: Resources {
+                vcpus: 1,
+                memory_mib: 256,
+                overlay_size_mib: 512,
+                backend: None,
+            },
+            created_at: 0,
+            agent_token: String::new(),
+            gateway_token: String::new(),
+            workload: Default::default(),
+            vm: vm.map(|identity| RunningVm {
+                backend: BackendKind::Qemu,
+                identity,
+            }),
+            owner: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn an_evicting_tenant_keeps_its_rules_until_its_vm_is_confirmed_dead() {
+        let alive = VmIdentity::of(std::process::id() as i32).unwrap();
+        let dead = VmIdentity {
+            start_time: alive.start_time + 1,
+            ..alive
+        };
+        assert!(keeps_firewall(&record(TenantStatus::Evicting, Some(alive))));
+        assert!(!keeps_firewall(&record(TenantStatus::Evicting, Some(dead))));
+        assert!(!keeps_firewall(&record(TenantStatus::Evicting, None)));
+        for status in [TenantStatus::Running, TenantStatus::Creating] {
+            assert!(keeps_firewall(&record(status, None)));
+            assert!(keeps_firewall(&record(status, Some(dead))));
+        }
     }
 }

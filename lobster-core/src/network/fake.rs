@@ -117,6 +117,7 @@ impl NetworkOps for FakeNetwork {
                 ipv4: vec![(have.net.host_ip, have.net.subnet.prefix)],
                 guest_neighbour: have.guest_neighbour,
                 ipv6_disabled: true,
+                reverse_path_strict: true,
             });
             Ok(NetCheck {
                 tap: net.tap.clone(),

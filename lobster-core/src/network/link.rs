@@ -89,6 +89,7 @@ impl Network {
             ipv4,
             guest_neighbour,
             ipv6_disabled: ipv6_disabled(tap)?,
+            reverse_path_strict: super::reverse_path_strict(tap)?,
         }))
     }
 
@@ -151,6 +152,7 @@ impl Network {
         match *step {
             Step::CreateTap => unreachable!("handled by repair"),
             Step::DisableIpv6 => disable_ipv6(&net.tap),
+            Step::StrictReversePath => super::set_strict_reverse_path(&net.tap),
             Step::DeleteAddress(addr, prefix) => {
                 for message in self.addresses(&net.tap, index).await? {
                     if ipv4_of(&message) == Some(addr) && message.header.prefix_len == prefix {

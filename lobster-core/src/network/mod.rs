@@ -260,6 +260,34 @@ pub fn enable_ip_forwarding() -> Result<(), NetworkError> {
     })
 }
 
+fn rp_filter_switch(iface: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{iface}/rp_filter")
+}
+
+/// Turns on strict reverse-path filtering (`rp_filter = 1`) for `iface`:
+/// the kernel drops packets arriving there whose source it would not route
+/// back through it (a guest spoofing another address). The kernel uses the
+/// larger of this and `conf/all/rp_filter`, so a host-wide loose mode (2)
+/// wins; the firewall's own source check still holds then.
+pub fn set_strict_reverse_path(iface: &str) -> Result<(), NetworkError> {
+    let path = rp_filter_switch(iface);
+    std::fs::write(&path, "1").map_err(|source| NetworkError::Io {
+        context: format!("cannot turn on strict reverse-path filtering via {path}"),
+        source,
+    })
+}
+
+/// Whether `iface` has strict reverse-path filtering on.
+pub fn reverse_path_strict(iface: &str) -> Result<bool, NetworkError> {
+    let path = rp_filter_switch(iface);
+    std::fs::read_to_string(&path)
+        .map(|v| v.trim() == "1")
+        .map_err(|source| NetworkError::Io {
+            context: format!("cannot read {path}"),
+            source,
+        })
+}
+
 /// Whether IPv4 forwarding is on.
 pub fn ip_forwarding_enabled() -> Result<bool, NetworkError> {
     let path = "/proc/sys/net/ipv4/ip_forward";

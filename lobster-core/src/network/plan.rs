@@ -22,6 +22,10 @@ pub struct LinkObservation {
     pub guest_neighbour: Option<MacAddr>,
     /// Whether IPv6 is disabled on the link.
     pub ipv6_disabled: bool,
+    /// Whether strict reverse-path filtering is on for the link
+    /// (`rp_filter = 1`: packets whose source the host would not route back
+    /// through this TAP are dropped).
+    pub reverse_path_strict: bool,
 }
 
 /// One way the host differs from the tenant's network description.
@@ -57,6 +61,8 @@ pub enum Drift {
     },
     /// IPv6 is enabled on the TAP.
     Ipv6Enabled,
+    /// Strict reverse-path filtering is off on the TAP.
+    LooseReversePath,
 }
 
 impl std::fmt::Display for Drift {
@@ -78,6 +84,7 @@ impl std::fmt::Display for Drift {
                 write!(f, "guest neighbour entry has mac {mac}")
             }
             Drift::Ipv6Enabled => f.write_str("ipv6 enabled on tap"),
+            Drift::LooseReversePath => f.write_str("strict reverse-path filtering off on tap"),
         }
     }
 }
@@ -116,6 +123,9 @@ pub fn diff(net: &TenantNet, observed: Option<&LinkObservation>) -> Vec<Drift> {
     if !obs.ipv6_disabled {
         drift.push(Drift::Ipv6Enabled);
     }
+    if !obs.reverse_path_strict {
+        drift.push(Drift::LooseReversePath);
+    }
     if !obs.ipv4.contains(&(net.host_ip, net.subnet.prefix)) {
         drift.push(Drift::MissingAddress);
     }
@@ -143,6 +153,8 @@ pub(crate) enum Step {
     /// Write `disable_ipv6 = 1` for the TAP (before it goes up, so it never
     /// gets a link-local address).
     DisableIpv6,
+    /// Write `rp_filter = 1` for the TAP (before it goes up).
+    StrictReversePath,
     /// Remove a stray address.
     DeleteAddress(Ipv4Addr, u8),
     /// Add the host address with the /30 prefix.
@@ -159,6 +171,7 @@ pub(crate) fn repair_steps(drift: &[Drift]) -> Vec<Step> {
         return vec![
             Step::CreateTap,
             Step::DisableIpv6,
+            Step::StrictReversePath,
             Step::AddAddress,
             Step::SetUp,
             Step::SetNeighbour,
@@ -170,6 +183,7 @@ pub(crate) fn repair_steps(drift: &[Drift]) -> Vec<Step> {
             Drift::Missing | Drift::NotTap => continue,
             Drift::WrongOwner { .. } => Step::CreateTap,
             Drift::Ipv6Enabled => Step::DisableIpv6,
+            Drift::LooseReversePath => Step::StrictReversePath,
             Drift::UnexpectedAddress { addr, prefix } => Step::DeleteAddress(*addr, *prefix),
             Drift::MissingAddress => Step::AddAddress,
             Drift::Down => Step::SetUp,
@@ -182,10 +196,11 @@ pub(crate) fn repair_steps(drift: &[Drift]) -> Vec<Step> {
     steps.sort_by_key(|s| match s {
         Step::CreateTap => 0,
         Step::DisableIpv6 => 1,
-        Step::DeleteAddress(..) => 2,
-        Step::AddAddress => 3,
-        Step::SetUp => 4,
-        Step::SetNeighbour => 5,
+        Step::StrictReversePath => 2,
+        Step::DeleteAddress(..) => 3,
+        Step::AddAddress => 4,
+        Step::SetUp => 5,
+        Step::SetNeighbour => 6,
     });
     steps
 }
@@ -215,6 +230,7 @@ mod tests {
             ipv4: vec![(net.host_ip, 30)],
             guest_neighbour: Some(net.mac),
             ipv6_disabled: true,
+            reverse_path_strict: true,
         }
     }
 
@@ -235,6 +251,7 @@ mod tests {
             vec![
                 Step::CreateTap,
                 Step::DisableIpv6,
+                Step::StrictReversePath,
                 Step::AddAddress,
                 Step::SetUp,
                 Step::SetNeighbour
@@ -251,6 +268,7 @@ mod tests {
         obs.ipv4 = vec![(Ipv4Addr::new(192, 168, 9, 1), 24)];
         obs.guest_neighbour = None;
         obs.ipv6_disabled = false;
+        obs.reverse_path_strict = false;
         let drift = diff(&net, Some(&obs));
         assert_eq!(
             drift,
@@ -260,6 +278,7 @@ mod tests {
                     actual: None
                 },
                 Drift::Ipv6Enabled,
+                Drift::LooseReversePath,
                 Drift::MissingAddress,
                 Drift::UnexpectedAddress {
                     addr: Ipv4Addr::new(192, 168, 9, 1),
@@ -274,6 +293,7 @@ mod tests {
             vec![
                 Step::CreateTap,
                 Step::DisableIpv6,
+                Step::StrictReversePath,
                 Step::DeleteAddress(Ipv4Addr::new(192, 168, 9, 1), 24),
                 Step::AddAddress,
                 Step::SetUp,

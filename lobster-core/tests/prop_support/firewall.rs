@@ -2,13 +2,21 @@
 //! random batch (often invalid) or a batch the planner would send, applied
 //! one after another to whatever the previous steps left.
 //!
-//! Random changes name a small pool of chains (lobster's base chains, two
-//! tenants' chains, a foreign `DOCKER` chain, the built-ins), so creating,
-//! jumping, deleting and referencing collide often. Jumps follow the
-//! planner's layout (built-in → its base chain or `DOCKER`, base chain →
-//! tenant chains of its kind), so every rule stays valid in the hooks that
-//! reach it and no batch builds a loop: the real tools refuse those only
-//! when they are reachable from a hook, which the model does not follow.
+//! Random changes name a small pool of chains (lobster's entry, dispatch
+//! and egress chains, two tenants' chains, a foreign `DOCKER` chain, the
+//! built-ins), so creating, jumping, deleting and referencing collide
+//! often. Jumps follow the planner's layout (built-in → its entry chain or
+//! `DOCKER`, entry chain → its dispatch chain or tenant chains of its kind
+//! (an older layout), dispatch chain → tenant chains of its kind, a
+//! tenant's forward-out chain → the egress chain → the egress-ok chain;
+//! the planner's own steps go there with `-g`), so every rule stays
+//! valid in the hooks that reach it and no batch builds a loop: the real
+//! tools refuse those only when they are reachable from a hook, which the
+//! model does not follow.
+//!
+//! Planned steps use one of a few [`settings_variant`]s (host subnets,
+//! egress allow and deny lists, proxy uid), so a step may find lobster's
+//! chains planned with other inputs.
 
 use std::net::Ipv4Addr;
 
@@ -16,7 +24,7 @@ use lobster_core::config::{Ipv4Cidr, NetworkConfig};
 use lobster_core::network::firewall::{
     apply_batch, base_only_batch, builtin_chains, fresh_apply_batch, planned_remove_batch,
     reconcile_batch, remove_batch, tenant_chain_prefix, Batch, FirewallSettings, Op, Ruleset,
-    Table, BASE_CHAINS,
+    Table, BASE_CHAINS, EGRESS_CHAIN, EGRESS_OK_CHAIN,
 };
 use lobster_core::network::{MacAddr, TenantNet};
 use proptest::prelude::*;
@@ -29,12 +37,17 @@ pub const IDS: [&str; 3] = ["aaaa0001", "bbbb0002", "cccc0003"];
 /// The chain a foreign tool (here: Docker) owns.
 pub const FOREIGN: &str = "DOCKER";
 
-/// Each base chain's tenant chain suffixes (its "kind").
-const KINDS: [(&str, &[&str]); 4] = [
+/// Each base chain's tenant chain suffixes (its "kind"), for its entry
+/// and its dispatch chain.
+const KINDS: [(&str, &[&str]); 8] = [
     ("LOBSTER-INPUT", &["IN"]),
+    ("LOBSTER-INPUT-TAPS", &["IN"]),
     ("LOBSTER-FORWARD", &["FWI", "FWO"]),
+    ("LOBSTER-FORWARD-TAPS", &["FWI", "FWO"]),
     ("LOBSTER-OUTPUT", &["OUT"]),
+    ("LOBSTER-OUTPUT-TAPS", &["OUT"]),
     ("LOBSTER-POSTROUTING", &["NAT"]),
+    ("LOBSTER-POSTROUTING-TAPS", &["NAT"]),
 ];
 
 /// Matches valid in every chain of both tables.
@@ -46,6 +59,51 @@ const VERDICTS: [&str; 2] = ["ACCEPT", "RETURN"];
 /// The firewall settings of a default configuration.
 pub fn settings() -> FirewallSettings {
     FirewallSettings::from_config(&NetworkConfig::default()).expect("default settings")
+}
+
+/// How many [`settings_variant`]s there are.
+pub const VARIANTS: usize = 3;
+
+/// Settings `k` (`0`: the default configuration's; the others with host
+/// subnets, egress allow and deny lists and a proxy uid).
+pub fn settings_variant(k: usize) -> FirewallSettings {
+    let cidrs = |list: &[&str]| -> Vec<Ipv4Cidr> {
+        list.iter()
+            .map(|c| Ipv4Cidr::parse(c).expect("valid"))
+            .collect()
+    };
+    let mut s = settings();
+    match k {
+        0 => {}
+        1 => {
+            s.host_subnets = cidrs(&["8.8.8.0/24", "192.168.1.0/24"]);
+            s.egress_allow = cidrs(&["192.0.2.0/24"]);
+        }
+        _ => {
+            s.host_subnets = cidrs(&["8.8.8.0/24", "44.0.0.0/8"]);
+            s.egress_allow = cidrs(&["100.64.0.0/10", "44.1.0.0/16"]);
+            s.egress_deny = cidrs(&["1.2.3.0/24", "100.100.100.200/32"]);
+            s.proxy_uid = Some(995);
+        }
+    }
+    s
+}
+
+/// Any settings: a few random host subnets, allowed and denied ranges, a
+/// proxy uid or none (pool and ports as configured by default).
+pub fn any_settings() -> impl Strategy<Value = FirewallSettings> {
+    let cidr =
+        (any::<u32>(), 0..=32u8).prop_map(|(a, p)| Ipv4Cidr::containing(Ipv4Addr::from(a), p));
+    let list = move || prop::collection::vec(cidr.clone(), 0..4);
+    (list(), list(), list(), prop::option::of(0..70_000u32)).prop_map(
+        |(host_subnets, egress_allow, egress_deny, proxy_uid)| FirewallSettings {
+            host_subnets,
+            egress_allow,
+            egress_deny,
+            proxy_uid,
+            ..settings()
+        },
+    )
 }
 
 /// Planned tenant `i` (`IDS[i]` in slot `i + 1` of the default pool).
@@ -69,6 +127,9 @@ fn chains(table: Table) -> Vec<String> {
         })
         .map(|b| b.to_string())
         .collect();
+    if table == Table::Filter {
+        out.extend([EGRESS_CHAIN.into(), EGRESS_OK_CHAIN.into()]);
+    }
     for (base, suffixes) in KINDS.iter().filter(|(b, _)| base_table(b) == table) {
         out.push(base.to_string());
         for id in [IDS[0], IDS[2]] {
@@ -88,7 +149,7 @@ fn chains(table: Table) -> Vec<String> {
 fn base_table(base: &str) -> Table {
     BASE_CHAINS
         .iter()
-        .find(|c| c.chain == base)
+        .find(|c| c.chain == base || c.dispatch == base)
         .expect("a base chain")
         .table
 }
@@ -104,6 +165,18 @@ fn targets(table: Table, chain: &str) -> Vec<String> {
         if table == Table::Filter {
             out.push(FOREIGN.into());
         }
+    }
+    if let Some(base) = BASE_CHAINS
+        .iter()
+        .find(|c| c.table == table && c.chain == chain)
+    {
+        out.push(base.dispatch.into());
+    }
+    if chain.ends_with("-FWI") {
+        out.push(EGRESS_CHAIN.into());
+    }
+    if chain == EGRESS_CHAIN {
+        out.push(EGRESS_OK_CHAIN.into());
     }
     if let Some((_, suffixes)) = KINDS.iter().find(|(b, _)| *b == chain) {
         for id in [IDS[0], IDS[2]] {
@@ -167,32 +240,32 @@ pub fn random_batch() -> impl Strategy<Value = Batch> {
 pub enum Step {
     /// Random changes, valid or not.
     Random(Batch),
-    /// The base chains and hooks where missing.
-    Base,
-    /// Tenant `i` added without reading the ruleset.
-    Fresh(usize),
-    /// Tenant `i` added or repaired against the ruleset.
-    Apply(usize),
-    /// Tenant `i` removed as planned, without reading the ruleset.
-    PlannedRemove(usize),
+    /// The base chains and hooks where missing, with settings variant `k`.
+    Base(usize),
+    /// Tenant `i` added without reading the ruleset (settings `k`).
+    Fresh(usize, usize),
+    /// Tenant `i` added or repaired against the ruleset (settings `k`).
+    Apply(usize, usize),
+    /// Tenant `i` removed as planned, without reading the ruleset (settings `k`).
+    PlannedRemove(usize, usize),
     /// Everything of `IDS[i]` removed, against the ruleset.
     Remove(usize),
-    /// Only the tenants whose bit is set kept, against the ruleset.
-    Reconcile(u8),
+    /// Only the tenants whose bit is set kept, against the ruleset (settings `k`).
+    Reconcile(u8, usize),
 }
 
 impl Step {
     /// The batch of this step when lobster's part of the ruleset is `current`.
     pub fn batch(&self, current: &Ruleset) -> Batch {
-        let s = settings();
+        let s = settings_variant;
         match *self {
             Step::Random(ref batch) => batch.clone(),
-            Step::Base => base_only_batch(current),
-            Step::Fresh(i) => fresh_apply_batch(&tenant(i), &s),
-            Step::Apply(i) => apply_batch(current, &tenant(i), &s),
-            Step::PlannedRemove(i) => planned_remove_batch(&tenant(i), &s),
+            Step::Base(k) => base_only_batch(current, &s(k)),
+            Step::Fresh(i, k) => fresh_apply_batch(&tenant(i), &s(k)),
+            Step::Apply(i, k) => apply_batch(current, &tenant(i), &s(k)),
+            Step::PlannedRemove(i, k) => planned_remove_batch(&tenant(i), &s(k)),
             Step::Remove(i) => remove_batch(current, IDS[i]),
-            Step::Reconcile(mask) => reconcile_batch(current, &kept(mask), &s),
+            Step::Reconcile(mask, k) => reconcile_batch(current, &kept(mask), &s(k)),
         }
     }
 }
@@ -209,12 +282,12 @@ pub fn kept(mask: u8) -> Vec<TenantNet> {
 pub fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => random_batch().prop_map(Step::Random),
-        1 => Just(Step::Base),
-        1 => (0..2usize).prop_map(Step::Fresh),
-        1 => (0..2usize).prop_map(Step::Apply),
-        1 => (0..2usize).prop_map(Step::PlannedRemove),
+        1 => (0..VARIANTS).prop_map(Step::Base),
+        1 => (0..2usize, 0..VARIANTS).prop_map(|(i, k)| Step::Fresh(i, k)),
+        1 => (0..2usize, 0..VARIANTS).prop_map(|(i, k)| Step::Apply(i, k)),
+        1 => (0..2usize, 0..VARIANTS).prop_map(|(i, k)| Step::PlannedRemove(i, k)),
         1 => (0..3usize).prop_map(Step::Remove),
-        1 => (0..4u8).prop_map(Step::Reconcile),
+        1 => (0..4u8, 0..VARIANTS).prop_map(|(m, k)| Step::Reconcile(m, k)),
     ]
 }
 
@@ -222,7 +295,7 @@ pub fn step() -> impl Strategy<Value = Step> {
 /// planned tenants in place.
 pub fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
     (any::<bool>(), prop::collection::vec(step(), 1..=max)).prop_map(|(planned, steps)| {
-        let start = planned.then_some(Step::Reconcile(0b11));
+        let start = planned.then_some(Step::Reconcile(0b11, 0));
         start.into_iter().chain(steps).collect()
     })
 }
@@ -250,7 +323,7 @@ pub fn edge_cases() -> Vec<EdgeCase> {
                 batch.push(table, op);
             }
         }
-        let start = planned.then_some(Step::Reconcile(0b11));
+        let start = planned.then_some(Step::Reconcile(0b11, 0));
         EdgeCase {
             what,
             steps: start.into_iter().chain([Step::Random(batch)]).collect(),
@@ -262,7 +335,7 @@ pub fn edge_cases() -> Vec<EdgeCase> {
         case(
             "-X of a non-empty chain",
             true,
-            vec![Op::Flush("LOBSTER-INPUT".into()), Op::DeleteChain(a())],
+            vec![Op::Flush("LOBSTER-INPUT-TAPS".into()), Op::DeleteChain(a())],
             vec![],
             false,
         ),

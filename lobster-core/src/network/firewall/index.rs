@@ -85,7 +85,7 @@ mod tests {
         let mut current = plan(&nets, &s);
         // Drift of every kind: a lost jump, a stale jump, a changed chain,
         // a missing chain, a missing static rule and hook, a foreign rule.
-        let jumps = current.chain_mut(Table::Filter, "LOBSTER-FORWARD");
+        let jumps = current.chain_mut(Table::Filter, "LOBSTER-FORWARD-TAPS");
         let lost = jumps
             .iter()
             .position(|r| r.contains("LOB-00000003-"))

@@ -9,29 +9,36 @@
 //!
 //! What each tenant gets (see [`plan_tenant`]):
 //! - guest → host: only replies to host-initiated connections;
-//! - guest → elsewhere: its own source address only; RFC 1918, link-local
-//!   and the tenant pool dropped (so no other tenant); at most
+//! - guest → elsewhere: its own source address only; the tenant pool and
+//!   `egress_deny` dropped, then `egress_allow` let through, then every
+//!   IANA special-purpose range and the host's connected subnets dropped
+//!   (the shared `LOBSTER-EGRESS` chain, reached by goto so that flushing
+//!   it fails closed); at most
 //!   `max_connections` new connections tracked, beyond which *new*
 //!   connections are refused and existing ones keep flowing; MASQUERADE out;
-//! - anything → guest: only the gateway port, only from the host itself
-//!   (where the proxy runs), likewise connection-limited; forwarded traffic
-//!   only as replies; TAP to TAP always dropped;
-//! - agent and health ports: only root-owned host processes (`-m owner`).
+//! - anything → guest: only the gateway port, only from the host itself,
+//!   only from root and the proxy's uid (`-m owner`), likewise
+//!   connection-limited; forwarded traffic only as replies; TAP to TAP
+//!   always dropped;
+//! - agent and health ports: only root-owned host processes (`-m owner`);
+//! - a TAP without its chains: everything dropped (fail closed).
 //!
 //! The [`Firewall`] methods block on subprocesses; call them from
 //! `tokio::task::spawn_blocking` in async code.
 
+mod host;
 mod index;
 mod iptables;
 mod plan;
 mod rules;
 
+pub use host::host_subnets;
 pub use index::TenantIndex;
 pub use iptables::Iptables;
 pub use plan::{
-    apply_batch, base_only_batch, fresh_apply_batch, plan, plan_tenant, planned_remove_batch,
-    reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain, TenantRules, BASE_CHAINS,
-    BLOCKED_RANGES,
+    apply_batch, base_only_batch, egress_rules, fresh_apply_batch, plan, plan_tenant,
+    planned_remove_batch, reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain,
+    TenantRules, BASE_CHAINS, EGRESS_CHAIN, EGRESS_OK_CHAIN, SPECIAL_PURPOSE_RANGES,
 };
 pub use rules::{builtin_chains, is_owned_chain, jump_target, Batch, Op, Ruleset, Table};
 
@@ -52,6 +59,21 @@ pub struct FirewallSettings {
     /// New connections allowed per tenant while this many are tracked,
     /// counted separately out of the guest and into its gateway.
     pub max_connections: u32,
+    /// Besides root, the only uid whose host processes may open connections
+    /// to a guest's gateway port: the proxy's (Caddy). `None`: root only.
+    pub proxy_uid: Option<u32>,
+    /// Destinations guests may reach although the default deny covers them
+    /// (`network.egress_allow`).
+    pub egress_allow: Vec<Ipv4Cidr>,
+    /// Destinations guests may never reach, whatever `egress_allow` says
+    /// (`network.egress_deny`).
+    pub egress_deny: Vec<Ipv4Cidr>,
+    /// The host's connected subnets (denied by default). [`Firewall`] reads
+    /// them afresh for every operation; plans use what is here. A new
+    /// tenant's fast path leaves the shared egress chains as they are; every
+    /// path that reads the ruleset (`init`, the watchdog's reconcile and
+    /// repairs, a re-apply) rewrites them when the subnets changed.
+    pub host_subnets: Vec<Ipv4Cidr>,
 }
 
 impl FirewallSettings {
@@ -61,12 +83,23 @@ impl FirewallSettings {
             field: "pool",
             reason,
         })?;
+        let cidrs = |field: &'static str, list: &[String]| {
+            list.iter()
+                .map(|c| {
+                    Ipv4Cidr::parse(c).map_err(|reason| NetworkError::Invalid { field, reason })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(FirewallSettings {
             pool,
             gateway_port: network.gateway_port,
             agent_port: network.agent_port,
             health_port: network.health_port,
             max_connections: network.max_connections,
+            proxy_uid: None,
+            egress_allow: cidrs("egress_allow", &network.egress_allow)?,
+            egress_deny: cidrs("egress_deny", &network.egress_deny)?,
+            host_subnets: Vec::new(),
         })
     }
 }
@@ -94,12 +127,17 @@ pub struct FirewallReport {
 pub struct Firewall<B: FirewallBackend = Iptables> {
     backend: B,
     settings: FirewallSettings,
+    host_subnets: std::sync::Mutex<Vec<Ipv4Cidr>>,
 }
 
 impl<B: FirewallBackend> Firewall<B> {
     /// A firewall using `backend` and `settings`.
     pub fn new(backend: B, settings: FirewallSettings) -> Firewall<B> {
-        Firewall { backend, settings }
+        Firewall {
+            backend,
+            settings,
+            host_subnets: Default::default(),
+        }
     }
 
     /// The backend (e.g. to read its command counter).
@@ -107,17 +145,35 @@ impl<B: FirewallBackend> Firewall<B> {
         &self.backend
     }
 
-    /// The settings rules are planned with.
-    pub fn settings(&self) -> &FirewallSettings {
-        &self.settings
+    /// The settings rules are planned with now: the configured ones with
+    /// the host's connected subnets as they are at this moment (kept for
+    /// [`Firewall::last_settings`]).
+    pub fn settings(&self) -> Result<FirewallSettings, NetworkError> {
+        let subnets = host_subnets()?;
+        subnets.clone_into(&mut self.host_subnets.lock().expect("not poisoned"));
+        Ok(FirewallSettings {
+            host_subnets: subnets,
+            ..self.settings.clone()
+        })
     }
 
-    /// Puts lobster's base chains and hooks exactly in place (host setup,
-    /// e.g. `init`): creates what is missing, drops stray rules of lobster's
-    /// there; tenants' rules are left alone.
+    /// The settings with the host's connected subnets as the last operation
+    /// read them (none before the first): what checking many tenants
+    /// against one [`Firewall::current`] plans with.
+    pub fn last_settings(&self) -> FirewallSettings {
+        FirewallSettings {
+            host_subnets: self.host_subnets.lock().expect("not poisoned").clone(),
+            ..self.settings.clone()
+        }
+    }
+
+    /// Puts lobster's base chains, the egress chain and hooks exactly in
+    /// place (host setup, e.g. `init`): creates what is missing, drops stray
+    /// rules of lobster's there; tenants' rules are left alone.
     pub fn ensure_base(&self) -> Result<FirewallReport, NetworkError> {
+        let settings = self.settings()?;
         let current = self.backend.read()?;
-        self.run(base_only_batch(&current))
+        self.run(base_only_batch(&current, &settings))
     }
 
     /// Adds or repairs one tenant's rules (and the base chains and hooks if
@@ -125,14 +181,15 @@ impl<B: FirewallBackend> Firewall<B> {
     /// ruleset; otherwise the ruleset is read and only the difference is
     /// applied (nothing when everything is in place).
     pub fn apply_tenant(&self, net: &TenantNet) -> Result<FirewallReport, NetworkError> {
-        let fresh = fresh_apply_batch(net, &self.settings);
+        let settings = self.settings()?;
+        let fresh = fresh_apply_batch(net, &settings);
         if self.backend.apply(&fresh).is_ok() {
             return Ok(FirewallReport {
                 changes: fresh.len(),
             });
         }
         let current = self.backend.read()?;
-        self.run(apply_batch(&current, net, &self.settings))
+        self.run(apply_batch(&current, net, &settings))
     }
 
     /// Removes one tenant's chains and jumps; nothing else is touched.
@@ -158,19 +215,23 @@ impl<B: FirewallBackend> Firewall<B> {
     /// Makes the ruleset match exactly the live `tenants`: restores anything
     /// missing (after a reboot or a flush) and removes tenants not listed.
     pub fn reconcile(&self, tenants: &[TenantNet]) -> Result<FirewallReport, NetworkError> {
+        let settings = self.settings()?;
         let current = self.backend.read()?;
-        self.run(reconcile_batch(&current, tenants, &self.settings))
+        self.run(reconcile_batch(&current, tenants, &settings))
     }
 
     /// What `apply_tenant` would change for this tenant, without changing
     /// anything (empty: its rules, the base chains and hooks are in place).
     pub fn check_tenant(&self, net: &TenantNet) -> Result<Batch, NetworkError> {
+        let settings = self.settings()?;
         let current = self.backend.read()?;
-        Ok(apply_batch(&current, net, &self.settings))
+        Ok(apply_batch(&current, net, &settings))
     }
 
-    /// The lobster part of the ruleset as it is now.
+    /// The lobster part of the ruleset as it is now (and the host's
+    /// connected subnets read again, for [`Firewall::last_settings`]).
     pub fn current(&self) -> Result<Ruleset, NetworkError> {
+        self.settings()?;
         self.backend.read()
     }
 
@@ -251,7 +312,7 @@ mod tests {
         assert!(fw.check_tenant(&net).unwrap().is_empty());
         assert_eq!(
             fw.current().unwrap(),
-            plan(std::slice::from_ref(&net), &settings)
+            plan(std::slice::from_ref(&net), &fw.settings().unwrap())
         );
         assert!(fw.remove_tenant(&net).unwrap().changes > 0);
         assert!(!fw.check_tenant(&net).unwrap().is_empty());

@@ -4,16 +4,26 @@
 //! Layout (filter table; nat is analogous with `LOBSTER-POSTROUTING`):
 //!
 //! ```text
-//! INPUT   -> LOBSTER-INPUT   -i lob-<id> -> LOB-<id>-IN   (guest -> host)
-//! FORWARD -> LOBSTER-FORWARD -i lob-+ -o lob-+ DROP (tap to tap, first)
-//!                            -i lob-<id> -> LOB-<id>-FWI  (guest -> world)
-//!                            -o lob-<id> -> LOB-<id>-FWO  (world -> guest)
-//! OUTPUT  -> LOBSTER-OUTPUT  -o lob-<id> -> LOB-<id>-OUT  (host -> guest)
+//! INPUT   -> LOBSTER-INPUT   -> LOBSTER-INPUT-TAPS   -i lob-<id> -> LOB-<id>-IN
+//!                               -i lob-+ DROP                      (guest -> host)
+//! FORWARD -> LOBSTER-FORWARD    -i lob-+ -o lob-+ DROP (tap to tap, first)
+//!                            -> LOBSTER-FORWARD-TAPS -i lob-<id> -> LOB-<id>-FWI
+//!                                                    -o lob-<id> -> LOB-<id>-FWO
+//!                               -i lob-+ DROP, -o lob-+ DROP
+//! OUTPUT  -> LOBSTER-OUTPUT  -> LOBSTER-OUTPUT-TAPS  -o lob-<id> -> LOB-<id>-OUT
+//!                               -o lob-+ DROP                      (host -> guest)
+//! LOB-<id>-FWI --goto--> LOBSTER-EGRESS     (destinations no guest may reach)
+//!                         --goto--> LOBSTER-EGRESS-OK  (connection limit, accept)
 //! ```
 //!
 //! Every per-tenant chain ends in a verdict, and the jumps select disjoint
 //! traffic (by TAP or subnet), so tenants never depend on each other's rule
-//! order, and adding or removing one never rewrites another's rules.
+//! order, and adding or removing one never rewrites another's rules. The
+//! entry chains end in a drop for every `lob-*` interface: traffic of a TAP
+//! whose chains are gone (flushed, deleted, not yet added) is cut off
+//! instead of falling through to the host's policies. Guests' egress goes
+//! to the shared egress chains by `goto`, so if they are flushed, their
+//! packets return to the entry chain and meet its drop too.
 
 use std::collections::BTreeSet;
 
@@ -22,23 +32,51 @@ use super::FirewallSettings;
 use crate::config::Ipv4Cidr;
 use crate::network::{TenantNet, TAP_PREFIX};
 
-/// Private and link-local ranges a guest may never reach.
-pub const BLOCKED_RANGES: [&str; 4] = [
+/// The IANA IPv4 special-purpose ranges (RFC 6890 and its registry), plus
+/// multicast and the reserved 240/4: no guest reaches them unless the
+/// configuration's `egress_allow` names them. They include the cloud
+/// metadata addresses (169.254.169.254 in link-local, Alibaba's
+/// 100.100.100.200 in shared address space).
+pub const SPECIAL_PURPOSE_RANGES: [&str; 16] = [
+    "0.0.0.0/8",
     "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
     "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
 ];
 
-/// A lobster base chain and the built-in chain that jumps to it.
+/// The shared chain every tenant's forward-out chain goes to (`-g`): drops
+/// what no guest may reach, goes on to [`EGRESS_OK_CHAIN`] with the rest.
+pub const EGRESS_CHAIN: &str = "LOBSTER-EGRESS";
+
+/// The shared chain accepting a guest's egress: new connections beyond
+/// `max_connections` per guest address refused, everything else accepted.
+pub const EGRESS_OK_CHAIN: &str = "LOBSTER-EGRESS-OK";
+
+/// A lobster base chain: the entry chain hooked into a built-in, and the
+/// dispatch chain holding the tenants' jumps, which the entry chain calls
+/// between its static rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BaseChain {
     /// The table.
     pub table: Table,
     /// The built-in chain hooked (`INPUT`, ...).
     pub builtin: &'static str,
-    /// Lobster's chain (`LOBSTER-INPUT`, ...).
+    /// Lobster's entry chain (`LOBSTER-INPUT`, ...): static rules only.
     pub chain: &'static str,
+    /// Where the tenants' jumps go (`LOBSTER-INPUT-TAPS`, ...).
+    pub dispatch: &'static str,
 }
 
 /// The base chains, hooked once into the built-ins.
@@ -47,30 +85,97 @@ pub const BASE_CHAINS: [BaseChain; 4] = [
         table: Table::Filter,
         builtin: "INPUT",
         chain: "LOBSTER-INPUT",
+        dispatch: "LOBSTER-INPUT-TAPS",
     },
     BaseChain {
         table: Table::Filter,
         builtin: "FORWARD",
         chain: "LOBSTER-FORWARD",
+        dispatch: "LOBSTER-FORWARD-TAPS",
     },
     BaseChain {
         table: Table::Filter,
         builtin: "OUTPUT",
         chain: "LOBSTER-OUTPUT",
+        dispatch: "LOBSTER-OUTPUT-TAPS",
     },
     BaseChain {
         table: Table::Nat,
         builtin: "POSTROUTING",
         chain: "LOBSTER-POSTROUTING",
+        dispatch: "LOBSTER-POSTROUTING-TAPS",
     },
 ];
 
-/// The static rules at the top of a base chain (before any tenant's jump).
-fn base_static_rules(chain: &str) -> Vec<String> {
-    match chain {
-        "LOBSTER-FORWARD" => vec![format!("-i {TAP_PREFIX}+ -o {TAP_PREFIX}+ -j DROP")],
-        _ => Vec::new(),
+/// The whole of an entry chain: static rules around the call of its
+/// dispatch chain. Tenants' chains end in verdicts, so only traffic no
+/// tenant claimed comes back from the dispatch chain to the final drops.
+fn entry_rules(base: &BaseChain) -> Vec<String> {
+    let call = format!("-j {}", base.dispatch);
+    let tap = format!("{TAP_PREFIX}+");
+    match base.chain {
+        "LOBSTER-INPUT" => vec![call, format!("-i {tap} -j DROP")],
+        "LOBSTER-FORWARD" => vec![
+            format!("-i {tap} -o {tap} -j DROP"),
+            call,
+            format!("-i {tap} -j DROP"),
+            format!("-o {tap} -j DROP"),
+        ],
+        "LOBSTER-OUTPUT" => vec![call, format!("-o {tap} -j DROP")],
+        _ => vec![call],
     }
+}
+
+/// The rules of [`EGRESS_CHAIN`], in order: the tenant pool and
+/// `egress_deny` (never overridden), then `egress_allow` (on to
+/// [`EGRESS_OK_CHAIN`]), then the default deny (special-purpose ranges and
+/// the host's connected subnets), then everything else on to
+/// [`EGRESS_OK_CHAIN`].
+pub fn egress_rules(settings: &FirewallSettings) -> Vec<String> {
+    let drop = |c: &Ipv4Cidr| format!("-d {c} -j DROP");
+    let mut rules: Vec<String> = std::iter::once(&settings.pool)
+        .chain(&settings.egress_deny)
+        .map(drop)
+        .collect();
+    rules.extend(
+        settings
+            .egress_allow
+            .iter()
+            .map(|c| format!("-d {c} -g {EGRESS_OK_CHAIN}")),
+    );
+    let mut default_deny: Vec<Ipv4Cidr> = SPECIAL_PURPOSE_RANGES
+        .iter()
+        .map(|r| Ipv4Cidr::parse(r).expect("constant ranges parse"))
+        .collect();
+    for subnet in &settings.host_subnets {
+        if !default_deny.iter().any(|r| r.contains(*subnet)) {
+            default_deny.push(*subnet);
+        }
+    }
+    rules.extend(default_deny.iter().map(drop));
+    rules.push(format!("-g {EGRESS_OK_CHAIN}"));
+    rules
+}
+
+/// The rules of [`EGRESS_OK_CHAIN`] (counted per guest address, so per
+/// tenant, though the chain is shared).
+fn egress_ok_rules(settings: &FirewallSettings) -> Vec<String> {
+    let limit = settings.max_connections;
+    vec![
+        format!(
+            "-m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable"
+        ),
+        "-j ACCEPT".into(),
+    ]
+}
+
+/// The shared egress chains with their rules, in the order they must be
+/// created (each may only name chains before it).
+fn egress_chains(settings: &FirewallSettings) -> [(&'static str, Vec<String>); 2] {
+    [
+        (EGRESS_OK_CHAIN, egress_ok_rules(settings)),
+        (EGRESS_CHAIN, egress_rules(settings)),
+    ]
 }
 
 /// The hook rule in a built-in chain.
@@ -86,7 +191,7 @@ pub struct TenantRules {
     pub id: String,
     /// `(table, chain, rules)` for each chain the tenant owns.
     pub chains: Vec<(Table, String, Vec<String>)>,
-    /// `(table, base chain, jump rule)`.
+    /// `(table, dispatch chain, jump rule)`.
     pub jumps: Vec<(Table, &'static str, String)>,
 }
 
@@ -117,21 +222,23 @@ pub fn plan_tenant(net: &TenantNet, settings: &FirewallSettings) -> TenantRules 
     let agent_ports = format!("{},{}", settings.agent_port, settings.health_port);
     let gateway = settings.gateway_port;
 
-    let mut from_guest = vec![
+    let from_guest = vec![
         format!("! -s {}/32 -j DROP", net.guest_ip),
         established.clone(),
+        format!("-g {EGRESS_CHAIN}"),
     ];
-    for range in blocked_destinations(settings.pool) {
-        from_guest.push(format!("-d {range} -j DROP"));
-    }
-    from_guest.push(format!(
-        "-m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable"
-    ));
-    from_guest.push("-j ACCEPT".into());
 
+    // New connections to the gateway only from root and the proxy's uid.
+    let not_allowed: String = std::iter::once(0)
+        .chain(settings.proxy_uid.filter(|&uid| uid != 0))
+        .map(|uid| format!("-m owner ! --uid-owner {uid} "))
+        .collect();
     let to_guest_from_host = vec![
         format!("-p tcp -m multiport --dports {agent_ports} -m owner --uid-owner 0 -j ACCEPT"),
         format!("-p tcp -m multiport --dports {agent_ports} -j DROP"),
+        format!(
+            "-p tcp -m tcp --dport {gateway} -m conntrack --ctstate NEW {not_allowed}-j REJECT --reject-with tcp-reset"
+        ),
         format!(
             "-p tcp -m tcp --dport {gateway} -m conntrack --ctstate NEW -m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-daddr -j REJECT --reject-with tcp-reset"
         ),
@@ -164,54 +271,44 @@ pub fn plan_tenant(net: &TenantNet, settings: &FirewallSettings) -> TenantRules 
         jumps: vec![
             (
                 Table::Filter,
-                "LOBSTER-INPUT",
+                "LOBSTER-INPUT-TAPS",
                 format!("-i {tap} -j {input}"),
             ),
             (
                 Table::Filter,
-                "LOBSTER-FORWARD",
+                "LOBSTER-FORWARD-TAPS",
                 format!("-i {tap} -j {fwi}"),
             ),
             (
                 Table::Filter,
-                "LOBSTER-FORWARD",
+                "LOBSTER-FORWARD-TAPS",
                 format!("-o {tap} -j {fwo}"),
             ),
             (
                 Table::Filter,
-                "LOBSTER-OUTPUT",
+                "LOBSTER-OUTPUT-TAPS",
                 format!("-o {tap} -j {output}"),
             ),
             (
                 Table::Nat,
-                "LOBSTER-POSTROUTING",
+                "LOBSTER-POSTROUTING-TAPS",
                 format!("-s {} -j {nat}", net.subnet),
             ),
         ],
     }
 }
 
-/// The destinations dropped for guest traffic: private and link-local
-/// ranges, plus the tenant pool when it lies outside them.
-fn blocked_destinations(pool: Ipv4Cidr) -> Vec<String> {
-    let mut out: Vec<String> = BLOCKED_RANGES.iter().map(|r| r.to_string()).collect();
-    let covered = BLOCKED_RANGES.iter().any(|r| {
-        let r = Ipv4Cidr::parse(r).expect("constant ranges parse");
-        r.prefix <= pool.prefix && u32::from(pool.addr) & r.mask() == u32::from(r.addr)
-    });
-    if !covered {
-        out.push(pool.to_string());
-    }
-    out
-}
-
 /// The whole ruleset lobster wants for these tenants (base chains, hooks,
-/// every tenant's chains and jumps in the given order).
+/// the egress chain, every tenant's chains and jumps in the given order).
 pub fn plan(tenants: &[TenantNet], settings: &FirewallSettings) -> Ruleset {
     let mut rs = Ruleset::default();
     for base in &BASE_CHAINS {
         rs.chain_mut(base.table, base.builtin).push(hook_rule(base));
-        *rs.chain_mut(base.table, base.chain) = base_static_rules(base.chain);
+        *rs.chain_mut(base.table, base.chain) = entry_rules(base);
+        rs.chain_mut(base.table, base.dispatch);
+    }
+    for (chain, rules) in egress_chains(settings) {
+        *rs.chain_mut(Table::Filter, chain) = rules;
     }
     for net in tenants {
         let t = plan_tenant(net, settings);
@@ -225,38 +322,42 @@ pub fn plan(tenants: &[TenantNet], settings: &FirewallSettings) -> Ruleset {
     rs
 }
 
-/// The changes that put the base chains and hooks exactly in place,
-/// without touching any tenant's jumps: missing chains are created,
-/// missing static rules and hooks are inserted first, and anything else of
-/// lobster's there goes (a stray `-j ACCEPT` in a base chain would let
-/// traffic skip every tenant's rules; a second hook would run them twice).
-fn base_batch(current: &Ruleset, batch: &mut Batch) {
+/// Adds to `batch` the changes that make `chain` hold exactly `want`
+/// (declared afresh and refilled in the same batch, so atomically), if it
+/// does not already.
+fn rewrite_chain(current: &Ruleset, table: Table, chain: &str, want: &[String], batch: &mut Batch) {
+    if current.chain(table, chain).map(Vec::as_slice) != Some(want) {
+        batch.push(table, Op::Declare(chain.into()));
+        for rule in want {
+            batch.push(table, Op::Append(chain.into(), rule.clone()));
+        }
+    }
+}
+
+/// The changes that put the base chains, the egress chain and the hooks
+/// exactly in place, without touching any tenant's jumps: entry chains and
+/// the egress chain are rewritten when they differ, anything but tenants'
+/// jumps leaves the dispatch chains, and the hook is lobster's only rule in
+/// its built-in (a stray `-j ACCEPT` in a base chain would let traffic skip
+/// every tenant's rules; a second hook would run them twice).
+fn base_batch(current: &Ruleset, settings: &FirewallSettings, batch: &mut Batch) {
+    for (chain, rules) in egress_chains(settings) {
+        rewrite_chain(current, Table::Filter, chain, &rules, batch);
+    }
     for base in &BASE_CHAINS {
-        let statics = base_static_rules(base.chain);
-        match current.chain(base.table, base.chain) {
-            None => {
-                batch.push(base.table, Op::Declare(base.chain.into()));
-                for rule in statics {
-                    batch.push(base.table, Op::Append(base.chain.into(), rule));
-                }
-            }
+        match current.chain(base.table, base.dispatch) {
+            None => batch.push(base.table, Op::Declare(base.dispatch.into())),
             Some(rules) => {
-                // Each static rule once, and tenants' jumps; nothing else.
-                let mut seen = BTreeSet::new();
                 for rule in rules {
                     let tenant_jump =
                         jump_target(rule).is_some_and(|t| tenant_of_chain(t).is_some());
-                    let first_static = statics.contains(rule) && seen.insert(rule);
-                    if !tenant_jump && !first_static {
-                        batch.push(base.table, Op::Delete(base.chain.into(), rule.clone()));
+                    if !tenant_jump {
+                        batch.push(base.table, Op::Delete(base.dispatch.into(), rule.clone()));
                     }
-                }
-                // Insert missing static rules at the top, keeping their order.
-                for rule in statics.iter().rev().filter(|r| !rules.contains(r)) {
-                    batch.push(base.table, Op::InsertFirst(base.chain.into(), rule.clone()));
                 }
             }
         }
+        rewrite_chain(current, base.table, base.chain, &entry_rules(base), batch);
         // The hook, once, is lobster's only rule in the built-in chain.
         let hook = hook_rule(base);
         let mut hooked = false;
@@ -293,14 +394,18 @@ fn tenant_batch(current: &Ruleset, want: &TenantRules, batch: &mut Batch) {
     // Stale jumps into this tenant's chains (e.g. an old subnet) go first.
     let prefix = tenant_chain_prefix(&want.id);
     for base in &BASE_CHAINS {
-        for rule in current.chain(base.table, base.chain).into_iter().flatten() {
+        for rule in current
+            .chain(base.table, base.dispatch)
+            .into_iter()
+            .flatten()
+        {
             let ours = jump_target(rule).is_some_and(|t| t.starts_with(&prefix));
             let wanted = want
                 .jumps
                 .iter()
-                .any(|(t, c, j)| *t == base.table && *c == base.chain && j == rule);
+                .any(|(t, c, j)| *t == base.table && *c == base.dispatch && j == rule);
             if ours && !wanted {
-                batch.push(base.table, Op::Delete(base.chain.into(), rule.clone()));
+                batch.push(base.table, Op::Delete(base.dispatch.into(), rule.clone()));
             }
         }
     }
@@ -343,7 +448,7 @@ fn removal_batch(current: &Ruleset, id: &str, batch: &mut Batch) {
 /// and hooks when missing. Empty when everything is in place.
 pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let mut batch = Batch::default();
-    base_batch(current, &mut batch);
+    base_batch(current, settings, &mut batch);
     tenant_batch(current, &plan_tenant(net, settings), &mut batch);
     batch
 }
@@ -352,9 +457,12 @@ pub fn apply_batch(current: &Ruleset, net: &TenantNet, settings: &FirewallSettin
 /// without reading the ruleset: `-N` makes a table's part fail (changing
 /// nothing in it) if any of its chains exists, and a chain that does not
 /// exist cannot have jumps pointing at it, so the appended jumps are never
-/// duplicates. A table also fails if its base chain is missing. On failure
-/// (possibly after the filter table went in), fall back to reading the
-/// ruleset and [`apply_batch`], which completes whatever is missing.
+/// duplicates. A table also fails if its dispatch chain or the egress
+/// chain is missing; the shared egress chains are used as they are
+/// (rewriting them costs iptables-nft a read of the whole ruleset; the
+/// paths that read it anyway keep them current). On failure (possibly
+/// after the filter table went in), fall back to reading the ruleset and
+/// [`apply_batch`], which completes whatever is missing.
 pub fn fresh_apply_batch(net: &TenantNet, settings: &FirewallSettings) -> Batch {
     let want = plan_tenant(net, settings);
     let mut batch = Batch::default();
@@ -389,11 +497,12 @@ pub fn planned_remove_batch(net: &TenantNet, settings: &FirewallSettings) -> Bat
     batch
 }
 
-/// The batch that puts the base chains and hooks exactly in place (see
-/// `base_batch`), touching no tenant. Empty when they are in place.
-pub fn base_only_batch(current: &Ruleset) -> Batch {
+/// The batch that puts the base chains, the egress chain and the hooks
+/// exactly in place (see `base_batch`), touching no tenant. Empty when they
+/// are in place.
+pub fn base_only_batch(current: &Ruleset, settings: &FirewallSettings) -> Batch {
     let mut batch = Batch::default();
-    base_batch(current, &mut batch);
+    base_batch(current, settings, &mut batch);
     batch
 }
 
@@ -413,7 +522,6 @@ pub fn reconcile_batch(
     settings: &FirewallSettings,
 ) -> Batch {
     let mut batch = Batch::default();
-    base_batch(current, &mut batch);
     let live: BTreeSet<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
     let mut stale = BTreeSet::new();
     for chains in current.tables.values() {
@@ -428,9 +536,12 @@ pub fn reconcile_batch(
             }
         }
     }
+    // Stale tenants first: their jumps may sit in chains `base_batch`
+    // rewrites (deleting them after the rewrite would fail).
     for id in stale.iter().filter(|id| !live.contains(id.as_str())) {
         removal_batch(current, id, &mut batch);
     }
+    base_batch(current, settings, &mut batch);
     for net in tenants {
         tenant_batch(current, &plan_tenant(net, settings), &mut batch);
     }
@@ -450,6 +561,10 @@ pub(super) mod tests {
             agent_port: 52,
             health_port: 53,
             max_connections: 256,
+            proxy_uid: None,
+            egress_allow: Vec::new(),
+            egress_deny: Vec::new(),
+            host_subnets: Vec::new(),
         }
     }
 
@@ -479,41 +594,71 @@ pub(super) mod tests {
 :LOB-ab12cd34-FWO - [0:0]
 :LOB-ab12cd34-IN - [0:0]
 :LOB-ab12cd34-OUT - [0:0]
+:LOBSTER-EGRESS - [0:0]
+:LOBSTER-EGRESS-OK - [0:0]
 :LOBSTER-FORWARD - [0:0]
+:LOBSTER-FORWARD-TAPS - [0:0]
 :LOBSTER-INPUT - [0:0]
+:LOBSTER-INPUT-TAPS - [0:0]
 :LOBSTER-OUTPUT - [0:0]
+:LOBSTER-OUTPUT-TAPS - [0:0]
 -A FORWARD -j LOBSTER-FORWARD
 -A INPUT -j LOBSTER-INPUT
 -A LOB-ab12cd34-FWI ! -s 10.200.0.6/32 -j DROP
 -A LOB-ab12cd34-FWI -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A LOB-ab12cd34-FWI -d 10.0.0.0/8 -j DROP
--A LOB-ab12cd34-FWI -d 172.16.0.0/12 -j DROP
--A LOB-ab12cd34-FWI -d 192.168.0.0/16 -j DROP
--A LOB-ab12cd34-FWI -d 169.254.0.0/16 -j DROP
--A LOB-ab12cd34-FWI -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable
--A LOB-ab12cd34-FWI -j ACCEPT
+-A LOB-ab12cd34-FWI -g LOBSTER-EGRESS
 -A LOB-ab12cd34-FWO -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A LOB-ab12cd34-FWO -j DROP
 -A LOB-ab12cd34-IN -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A LOB-ab12cd34-IN -j DROP
 -A LOB-ab12cd34-OUT -p tcp -m multiport --dports 52,53 -m owner --uid-owner 0 -j ACCEPT
 -A LOB-ab12cd34-OUT -p tcp -m multiport --dports 52,53 -j DROP
+-A LOB-ab12cd34-OUT -p tcp -m tcp --dport 9000 -m conntrack --ctstate NEW -m owner ! --uid-owner 0 -j REJECT --reject-with tcp-reset
 -A LOB-ab12cd34-OUT -p tcp -m tcp --dport 9000 -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-daddr -j REJECT --reject-with tcp-reset
 -A LOB-ab12cd34-OUT -p tcp -m tcp --dport 9000 -j ACCEPT
 -A LOB-ab12cd34-OUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A LOB-ab12cd34-OUT -j DROP
+-A LOBSTER-EGRESS -d 10.200.0.0/16 -j DROP
+-A LOBSTER-EGRESS -d 0.0.0.0/8 -j DROP
+-A LOBSTER-EGRESS -d 10.0.0.0/8 -j DROP
+-A LOBSTER-EGRESS -d 100.64.0.0/10 -j DROP
+-A LOBSTER-EGRESS -d 127.0.0.0/8 -j DROP
+-A LOBSTER-EGRESS -d 169.254.0.0/16 -j DROP
+-A LOBSTER-EGRESS -d 172.16.0.0/12 -j DROP
+-A LOBSTER-EGRESS -d 192.0.0.0/24 -j DROP
+-A LOBSTER-EGRESS -d 192.0.2.0/24 -j DROP
+-A LOBSTER-EGRESS -d 192.88.99.0/24 -j DROP
+-A LOBSTER-EGRESS -d 192.168.0.0/16 -j DROP
+-A LOBSTER-EGRESS -d 198.18.0.0/15 -j DROP
+-A LOBSTER-EGRESS -d 198.51.100.0/24 -j DROP
+-A LOBSTER-EGRESS -d 203.0.113.0/24 -j DROP
+-A LOBSTER-EGRESS -d 224.0.0.0/4 -j DROP
+-A LOBSTER-EGRESS -d 240.0.0.0/4 -j DROP
+-A LOBSTER-EGRESS -d 255.255.255.255/32 -j DROP
+-A LOBSTER-EGRESS -g LOBSTER-EGRESS-OK
+-A LOBSTER-EGRESS-OK -m conntrack --ctstate NEW -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable
+-A LOBSTER-EGRESS-OK -j ACCEPT
 -A LOBSTER-FORWARD -i lob-+ -o lob-+ -j DROP
--A LOBSTER-FORWARD -i lob-ab12cd34 -j LOB-ab12cd34-FWI
--A LOBSTER-FORWARD -o lob-ab12cd34 -j LOB-ab12cd34-FWO
--A LOBSTER-INPUT -i lob-ab12cd34 -j LOB-ab12cd34-IN
--A LOBSTER-OUTPUT -o lob-ab12cd34 -j LOB-ab12cd34-OUT
+-A LOBSTER-FORWARD -j LOBSTER-FORWARD-TAPS
+-A LOBSTER-FORWARD -i lob-+ -j DROP
+-A LOBSTER-FORWARD -o lob-+ -j DROP
+-A LOBSTER-FORWARD-TAPS -i lob-ab12cd34 -j LOB-ab12cd34-FWI
+-A LOBSTER-FORWARD-TAPS -o lob-ab12cd34 -j LOB-ab12cd34-FWO
+-A LOBSTER-INPUT -j LOBSTER-INPUT-TAPS
+-A LOBSTER-INPUT -i lob-+ -j DROP
+-A LOBSTER-INPUT-TAPS -i lob-ab12cd34 -j LOB-ab12cd34-IN
+-A LOBSTER-OUTPUT -j LOBSTER-OUTPUT-TAPS
+-A LOBSTER-OUTPUT -o lob-+ -j DROP
+-A LOBSTER-OUTPUT-TAPS -o lob-ab12cd34 -j LOB-ab12cd34-OUT
 -A OUTPUT -j LOBSTER-OUTPUT
 COMMIT
 *nat
 :LOB-ab12cd34-NAT - [0:0]
 :LOBSTER-POSTROUTING - [0:0]
+:LOBSTER-POSTROUTING-TAPS - [0:0]
 -A LOB-ab12cd34-NAT ! -o lob-ab12cd34 -j MASQUERADE
--A LOBSTER-POSTROUTING -s 10.200.0.4/30 -j LOB-ab12cd34-NAT
+-A LOBSTER-POSTROUTING -j LOBSTER-POSTROUTING-TAPS
+-A LOBSTER-POSTROUTING-TAPS -s 10.200.0.4/30 -j LOB-ab12cd34-NAT
 -A POSTROUTING -j LOBSTER-POSTROUTING
 COMMIT
 ";
@@ -546,7 +691,7 @@ COMMIT
         assert!(!text.contains("aaaa"), "{text}");
         assert_eq!(
             batch.len(),
-            5 + 18 + 1 + 5,
+            5 + 14 + 1 + 5,
             "declares, filter rules, nat rule, jumps:\n{text}"
         );
         let mut after = current.clone();
@@ -613,14 +758,59 @@ COMMIT
     }
 
     #[test]
-    fn a_pool_outside_private_ranges_is_blocked_explicitly() {
+    fn egress_denies_special_ranges_and_host_subnets_and_allow_yields_to_deny() {
+        let cidrs = |list: &[&str]| -> Vec<Ipv4Cidr> {
+            list.iter().map(|c| Ipv4Cidr::parse(c).unwrap()).collect()
+        };
         let mut s = settings();
-        s.pool = Ipv4Cidr::parse("100.64.0.0/16").unwrap();
+        s.host_subnets = cidrs(&["192.168.7.0/24", "44.0.0.0/8", "44.0.0.0/8"]);
+        s.egress_allow = cidrs(&["192.0.2.0/24", "44.1.0.0/16"]);
+        s.egress_deny = cidrs(&["192.0.2.7/32"]);
+        let rules = egress_rules(&s);
+        let at = |rule: &str| rules.iter().position(|r| r == rule).expect(rule);
+        // Pool and explicit deny before any allow; allow before the default deny.
+        assert_eq!(at("-d 10.200.0.0/16 -j DROP"), 0);
+        let ok = |c: &str| format!("-d {c} -g LOBSTER-EGRESS-OK");
+        assert!(at("-d 192.0.2.7/32 -j DROP") < at(&ok("192.0.2.0/24")));
+        assert!(at(&ok("192.0.2.0/24")) < at("-d 192.0.2.0/24 -j DROP"));
+        assert!(at(&ok("44.1.0.0/16")) < at("-d 44.0.0.0/8 -j DROP"));
+        assert_eq!(rules.last().unwrap(), "-g LOBSTER-EGRESS-OK");
+        for range in SPECIAL_PURPOSE_RANGES {
+            at(&format!("-d {range} -j DROP"));
+        }
+        // A host subnet inside a special range adds nothing; each once.
         assert_eq!(
-            blocked_destinations(s.pool).last().unwrap(),
-            "100.64.0.0/16"
+            rules.len(),
+            1 + 1 + 2 + SPECIAL_PURPOSE_RANGES.len() + 1 + 1
         );
-        assert_eq!(blocked_destinations(settings().pool).len(), 4);
+    }
+
+    #[test]
+    fn only_root_and_the_proxy_open_gateway_connections() {
+        let net = tenant("ab12cd34", 1);
+        let out = |s: &FirewallSettings| plan_tenant(&net, s).chains[3].2[2].clone();
+        let mut s = settings();
+        assert_eq!(out(&s), "-p tcp -m tcp --dport 9000 -m conntrack --ctstate NEW -m owner ! --uid-owner 0 -j REJECT --reject-with tcp-reset");
+        s.proxy_uid = Some(0);
+        assert_eq!(out(&s), out(&settings()));
+        s.proxy_uid = Some(995);
+        assert_eq!(out(&s), "-p tcp -m tcp --dport 9000 -m conntrack --ctstate NEW -m owner ! --uid-owner 0 -m owner ! --uid-owner 995 -j REJECT --reject-with tcp-reset");
+    }
+
+    #[test]
+    fn a_base_chain_with_a_tenant_jump_of_the_old_layout_is_reconciled() {
+        let a = tenant("aaaa", 1);
+        let mut rs = plan(std::slice::from_ref(&a), &settings());
+        let jump = "-i lob-aaaa -j LOB-aaaa-IN".to_string();
+        rs.chain_mut(Table::Filter, "LOBSTER-INPUT-TAPS").clear();
+        rs.chain_mut(Table::Filter, "LOBSTER-INPUT").insert(0, jump);
+        for live in [vec![a.clone()], vec![]] {
+            let mut state = rs.clone();
+            state
+                .apply(&reconcile_batch(&rs, &live, &settings()))
+                .unwrap();
+            assert_eq!(state, plan(&live, &settings()));
+        }
     }
 
     #[test]

@@ -47,15 +47,18 @@ pub fn is_owned_chain(chain: &str) -> bool {
     chain.starts_with(BASE_PREFIX) || chain.starts_with(TENANT_PREFIX)
 }
 
-/// The target chain of a `-j CHAIN` spec, if it jumps to a lobster chain.
+/// The target chain of a `-j CHAIN` or `-g CHAIN` spec, if it names a
+/// lobster chain.
 pub fn jump_target(spec: &str) -> Option<&str> {
     target(spec).filter(|t| is_owned_chain(t))
 }
 
-/// The target of a `-j TARGET` spec (a chain, a verdict or an extension).
+/// The target of a `-j TARGET` (a chain, a verdict or an extension) or
+/// `-g CHAIN` spec.
 fn target(spec: &str) -> Option<&str> {
-    let (_, target) = spec.rsplit_once("-j ")?;
-    target.split_whitespace().next()
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let at = words.iter().rposition(|w| *w == "-j" || *w == "-g")?;
+    words.get(at + 1).copied()
 }
 
 /// The targets that are not chains: verdicts and the extension targets the
@@ -543,5 +546,6 @@ COMMIT
         assert_eq!(jump_target("-j LOBSTER-INPUT"), Some("LOBSTER-INPUT"));
         assert_eq!(jump_target("-j DOCKER"), None);
         assert_eq!(jump_target("-j REJECT --reject-with tcp-reset"), None);
+        assert_eq!(jump_target("-d 1.2.3.0/24 -g LOBSTER-X"), Some("LOBSTER-X"));
     }
 }
