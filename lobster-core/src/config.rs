@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::{Classify, ErrorKind};
 
+mod host_ids;
+
+pub use host_ids::{IdDatabases, IdEntry};
+
 /// Where the configuration is read from when nothing else is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lobsterd/config.json";
 /// The environment variable that names another configuration file.
@@ -522,6 +526,9 @@ impl Config {
             source,
         })?;
         let mut config = Config::from_json(&text).map_err(|e| e.in_file(path))?;
+        config
+            .check_host_ids(&IdDatabases::default())
+            .map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.paths.resolve_relative(base);
         Ok(config)
@@ -565,6 +572,33 @@ impl Config {
         let ports = 65536 - u64::from(self.network.host_port_base);
         let uids = u64::from(u32::MAX - self.vmm.uid_base);
         subnets.min(ports).min(uids).min(u64::from(u32::MAX)) as u32
+    }
+
+    /// The uids (and gids) tenants' VMMs may run as: `uid_base` plus one
+    /// per tenant slot.
+    pub fn tenant_id_range(&self) -> std::ops::Range<u64> {
+        let base = u64::from(self.vmm.uid_base);
+        base..base + u64::from(self.capacity())
+    }
+
+    /// Fails when [`Config::tenant_id_range`] holds an id the host already
+    /// uses (a user, a group or a subordinate id range in `databases`),
+    /// naming the entry.
+    pub fn check_host_ids(&self, databases: &IdDatabases) -> Result<(), ConfigError> {
+        let range = self.tenant_id_range();
+        match host_ids::first_overlap(&databases.entries()?, &range) {
+            None => Ok(()),
+            Some(entry) => Err(ConfigError::Invalid {
+                path: None,
+                field: "vmm.uid_base",
+                reason: format!(
+                    "tenant ids {}..={} overlap {}; choose a uid_base whose range no user, group or subordinate id range uses",
+                    range.start,
+                    range.end - 1,
+                    entry.what
+                ),
+            }),
+        }
     }
 
     /// Checks ranges and consistency; errors name the field.
