@@ -39,8 +39,10 @@ fn init_fails_naming_a_host_user_inside_the_tenant_uid_range() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.json");
     // A range far from every other test's (they use the default 10000).
-    let mut config = Config::default();
-    config.paths = PathsConfig::under(dir.path());
+    let mut config = Config {
+        paths: PathsConfig::under(dir.path()),
+        ..Config::default()
+    };
     config.network.pool = "10.200.0.0/24".into();
     config.vmm.uid_base = 3_100_000;
     std::fs::write(&config_path, config.to_json_pretty()).unwrap();
