@@ -109,6 +109,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Files and directories.
     pub paths: PathsConfig,
+    /// How much disk the tenants' overlays may claim.
+    pub storage: StorageConfig,
     /// The virtual machine monitor.
     pub vmm: VmmConfig,
     /// The health checks, repairs and the `watch` daemon.
@@ -210,6 +212,25 @@ pub struct PathsConfig {
     pub snapshots_dir: PathBuf,
     /// VM console and VMM logs.
     pub logs_dir: PathBuf,
+}
+
+/// How much disk the tenants' overlays may claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Overlays are sparse: spawn refuses a new one unless the full sizes of
+    /// all overlays fit in this percentage of the space they can use on the
+    /// filesystem of `paths.overlays_dir` (its free space plus what they have
+    /// written). 100: every overlay can always grow to its full size.
+    pub overlay_overcommit_percent: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            overlay_overcommit_percent: 100,
+        }
+    }
 }
 
 /// Which VMM runs tenants.
@@ -342,6 +363,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             proxy: ProxyConfig::default(),
             paths: PathsConfig::default(),
+            storage: StorageConfig::default(),
             vmm: VmmConfig::default(),
             watchdog: WatchdogConfig::default(),
         }
@@ -690,6 +712,13 @@ impl Config {
         }
         if self.proxy.admin_timeout_ms == 0 {
             return invalid("proxy.admin_timeout_ms", "must be at least 1".into());
+        }
+        let overcommit = self.storage.overlay_overcommit_percent;
+        if !(1..=100_000).contains(&overcommit) {
+            return invalid(
+                "storage.overlay_overcommit_percent",
+                format!("{overcommit} is not in 1..=100000"),
+            );
         }
         if self.vmm.uid_base == 0 {
             return invalid(
