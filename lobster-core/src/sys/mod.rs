@@ -5,6 +5,7 @@
 
 pub mod file;
 pub mod kvm;
+pub mod log_keeper;
 pub mod netns;
 pub mod pidfd;
 pub mod scm;
