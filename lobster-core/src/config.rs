@@ -148,6 +148,68 @@ pub struct TenantDefaults {
     pub memory_mib: u32,
     /// Size of the sparse writable overlay disk in MiB (64..=1048576).
     pub overlay_size_mib: u32,
+    /// Disk and network rates.
+    pub limits: TenantLimits,
+}
+
+/// A tenant's disk and network rates; 0 turns one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Bandwidth of each of its disks (reads plus writes), MiB/s (0..=100000).
+    pub disk_mib_per_s: u32,
+    /// I/O operations per second on each of its disks (0..=1000000).
+    pub disk_iops: u32,
+    /// Network bandwidth each way, Mbit/s (0..=100000).
+    pub net_mbit_per_s: u32,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
+            disk_mib_per_s: 100,
+            disk_iops: 5000,
+            net_mbit_per_s: 200,
+        }
+    }
+}
+
+impl TenantLimits {
+    /// No limit at all.
+    pub const UNLIMITED: TenantLimits = TenantLimits {
+        disk_mib_per_s: 0,
+        disk_iops: 0,
+        net_mbit_per_s: 0,
+    };
+
+    /// The first value out of range, as (field under `limits`, reason).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, value, max) in [
+            ("disk_mib_per_s", self.disk_mib_per_s, 100_000),
+            ("disk_iops", self.disk_iops, 1_000_000),
+            ("net_mbit_per_s", self.net_mbit_per_s, 100_000),
+        ] {
+            if value > max {
+                return Err((field, format!("{value} is not in 0..={max} (0: no limit)")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Disk bytes per second, `None` when unlimited.
+    pub fn disk_bytes_per_s(&self) -> Option<u64> {
+        (self.disk_mib_per_s > 0).then(|| u64::from(self.disk_mib_per_s) << 20)
+    }
+
+    /// Disk operations per second, `None` when unlimited.
+    pub fn disk_ops_per_s(&self) -> Option<u64> {
+        (self.disk_iops > 0).then(|| u64::from(self.disk_iops))
+    }
+
+    /// Network bits per second each way, `None` when unlimited.
+    pub fn net_bits_per_s(&self) -> Option<u64> {
+        (self.net_mbit_per_s > 0).then(|| u64::from(self.net_mbit_per_s) * 1_000_000)
+    }
 }
 
 /// Tenant addressing: every tenant owns one /30 of `pool` and one slot in
@@ -390,6 +452,7 @@ impl Default for TenantDefaults {
             vcpus: 2,
             memory_mib: 1024,
             overlay_size_mib: 4096,
+            limits: TenantLimits::default(),
         }
     }
 }
@@ -653,6 +716,14 @@ impl Config {
                 "tenant_defaults.overlay_size_mib",
                 format!("{} is not in 64..=1048576", d.overlay_size_mib),
             );
+        }
+        if let Err((field, reason)) = d.limits.check() {
+            let field = match field {
+                "disk_mib_per_s" => "tenant_defaults.limits.disk_mib_per_s",
+                "disk_iops" => "tenant_defaults.limits.disk_iops",
+                _ => "tenant_defaults.limits.net_mbit_per_s",
+            };
+            return invalid(field, reason);
         }
         let n = &self.network;
         match Ipv4Cidr::parse(&n.pool) {
