@@ -1,0 +1,183 @@
+//! T2: a tenant's disk rate and console log cap hold under a real QEMU/TCG
+//! guest, with no lobster process alive: the test re-executes itself to
+//! launch the VM and that process exits; the guest (the test guest with
+//! `lobster.test_load`) then writes 12 MiB to its overlay disk and floods
+//! its serial console forever. One booted guest serves both assertions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lobster_core::config::VmmConfig;
+use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
+use lobster_core::vmm::{ConsoleLog, RateLimiter, TokenBucket, VmConfig, VmIdentity, Vmm};
+use lobster_testkit::evidence::{alive, kill};
+use lobster_testkit::images::test_guest;
+use lobster_testkit::vm::{blank_disks, vm_config};
+
+const LAUNCH_ENV: &str = "LOBSTER_T2_LIMITS_DIR";
+const TEST: &str = "disk_rate_and_console_cap_hold_with_no_lobster_process_alive";
+/// The overlay disk's configured bandwidth.
+const DISK_BYTES_PER_S: u64 = 1 << 20;
+/// The console log's cap.
+const LOG_CAP: u64 = 65_536;
+/// One flood line of the test guest: `flood <n> ` plus 72 characters.
+const FLOOD_TAIL: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Kills the VM when the test ends, pass or fail.
+struct KillOnDrop(VmIdentity);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill(self.0);
+    }
+}
+
+fn backend(config: &VmConfig) -> QemuVmm {
+    QemuVmm::new(QemuSettings::from_config(
+        &VmmConfig::default(),
+        &config.kernel,
+    ))
+}
+
+/// The launching process: starts the VM, records it, exits.
+fn launch(dir: &Path) {
+    let config: VmConfig =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let identity = runtime.block_on(async {
+        let vm = backend(&config).launch(&config).await.expect("launch");
+        vm.identity()
+    });
+    std::fs::write(
+        dir.join("identity.json"),
+        serde_json::to_vec(&identity).unwrap(),
+    )
+    .unwrap();
+}
+
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "t2: needs root, QEMU and the guest images"]
+fn disk_rate_and_console_cap_hold_with_no_lobster_process_alive() {
+    if let Some(dir) = std::env::var_os(LAUNCH_ENV) {
+        launch(Path::new(&dir));
+        return;
+    }
+    let (kernel, initrd) = test_guest("vmlinux");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vm_config(dir.path(), "t2-limits", kernel);
+    config.initrd = Some(initrd);
+    config.boot_args = "quiet lobster.test_load".into();
+    config.paths.console_log_max_bytes = LOG_CAP;
+    let bucket = TokenBucket {
+        size: DISK_BYTES_PER_S,
+        one_time_burst: 0,
+        refill_time_ms: 1000,
+    };
+    config.drives[1].rate_limiter = Some(RateLimiter {
+        bandwidth: Some(bucket),
+        ops: None,
+    });
+    blank_disks(&config);
+    let overlay: PathBuf = config.drives[1].path.clone();
+    std::fs::File::options()
+        .write(true)
+        .open(&overlay)
+        .and_then(|f| f.set_len(64 << 20))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--ignored", "--nocapture"])
+        .env(LAUNCH_ENV, dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "launch: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let identity: VmIdentity =
+        serde_json::from_slice(&std::fs::read(dir.path().join("identity.json")).unwrap()).unwrap();
+    let vm = KillOnDrop(identity);
+    assert!(alive(vm.0), "the VM died with its launcher");
+    // From here no lobster process exists: the launcher has exited, and
+    // this one only reads files.
+    let console = ConsoleLog::new(&config.paths.console_log, 1 << 30);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wait =
+        |needle: &str, secs| rt.block_on(console.wait_for(needle, 0, Duration::from_secs(secs)));
+    assert!(
+        wait("LOAD-DISK-START", 240).is_some(),
+        "the guest did not start writing: {}",
+        console.tail()
+    );
+
+    // Disk: the overlay file's allocated bytes grow at the configured rate.
+    let start = (Instant::now(), allocated(&overlay));
+    std::thread::sleep(Duration::from_secs(8));
+    let end = (Instant::now(), allocated(&overlay));
+    let rate = (end.1 - start.1) as f64 / (end.0 - start.0).as_secs_f64();
+    let limit = DISK_BYTES_PER_S as f64;
+    println!(
+        "disk: {:.3} MiB/s written for a limit of {:.3} MiB/s ({:.2}x)",
+        rate / f64::from(1 << 20),
+        limit / f64::from(1 << 20),
+        rate / limit
+    );
+    assert!(
+        rate <= 1.3 * limit,
+        "disk writes at {rate:.0} B/s, over {limit:.0}"
+    );
+    assert!(
+        rate >= 0.3 * limit,
+        "disk writes at {rate:.0} B/s: no load?"
+    );
+
+    // Console: 60 s of flooding leaves the log within its cap throughout.
+    assert!(
+        wait("LOAD-DISK-DONE", 120).is_some(),
+        "the guest did not finish writing: {}",
+        console.tail()
+    );
+    let flood_start = Instant::now();
+    let mut largest = 0;
+    while flood_start.elapsed() < Duration::from_secs(60) {
+        largest = largest.max(std::fs::metadata(console.path()).unwrap().len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = console.read_all();
+    let last: u64 = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("flood ")?.split(' ').next()?.parse().ok())
+        .expect("flood lines in the log");
+    let flooded = last * (FLOOD_TAIL.len() as u64 + 8);
+    println!(
+        "console: about {} KiB flooded in 60 s; the log was at most {largest} bytes (cap {LOG_CAP}), {} at the end",
+        flooded / 1024,
+        text.len()
+    );
+    assert!(largest <= LOG_CAP, "the log reached {largest} bytes");
+    assert!(
+        flooded > 4 * LOG_CAP,
+        "the guest flooded only {flooded} bytes"
+    );
+    assert!(text.contains(FLOOD_TAIL), "the newest output is kept");
+    drop(vm);
+}
