@@ -20,7 +20,7 @@ KDIR=$LOBSTER_IMAGES/kernel
 [ -f "$KDIR/version" ] || die "no kernel in $KDIR: run guest/images/kernel.sh first"
 mdir=$KDIR/modules/lib/modules/$(cat "$KDIR/version")
 # In load order (each after what it needs).
-MODULES=(virtio/virtio_ring virtio/virtio virtio/virtio_mmio block/virtio_blk)
+MODULES=(virtio/virtio_ring virtio/virtio virtio/virtio_mmio block/virtio_blk ../net/core/failover net/net_failover net/virtio_net)
 
 stamp="$(sha256sum "$0" "$BUSYBOX" "$mdir/modules.dep" | sha256sum | cut -c1-16)"
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$stamp" ]; then
@@ -44,11 +44,31 @@ cat >"$work/init" <<'INIT'
 /bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
 echo "LOBSTER-TEST-GUEST-READY"
 case " $(/bin/busybox cat /proc/cmdline) " in *" lobster.test_load "*)
-    # Load: 12 MiB of writes to the second disk (vdb), then the console
-    # flooded with numbered lines, forever.
-    for m in virtio_ring virtio virtio_mmio virtio_blk; do
+    # Load: with `lobster.test_ip=<guest cidr>` and `lobster.test_gw=<host>`,
+    # 2 MB sent to <host>:7101 and 2 MB received from <host>:7102; then
+    # 12 MiB of writes to the second disk (vdb); then the console flooded
+    # with numbered lines, forever.
+    for m in virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net; do
         /bin/busybox insmod /lib/modules/$m.ko
     done
+    for a in $(/bin/busybox cat /proc/cmdline); do
+        case $a in
+            lobster.test_ip=*) ip=${a#*=} ;;
+            lobster.test_gw=*) gw=${a#*=} ;;
+        esac
+    done
+    if [ -n "${ip:-}" ]; then
+        i=0
+        while ! /bin/busybox ip link set eth0 up 2>/dev/null && [ $i -lt 100 ]; do
+            /bin/busybox usleep 100000; i=$((i + 1))
+        done
+        /bin/busybox ip addr add "$ip" dev eth0
+        echo "LOAD-NET-UP-START"
+        /bin/busybox dd if=/dev/zero bs=65536 count=32 2>/dev/null | /bin/busybox nc "$gw" 7101
+        echo "LOAD-NET-UP-DONE"
+        /bin/busybox nc "$gw" 7102 >/dev/null </dev/null
+        echo "LOAD-NET-DOWN-DONE"
+    fi
     i=0
     while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do /bin/busybox usleep 100000; i=$((i + 1)); done
     echo "LOAD-DISK-START"

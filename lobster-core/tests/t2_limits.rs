@@ -1,22 +1,34 @@
-//! T2: a tenant's disk rate and console log cap hold under a real QEMU/TCG
-//! guest, with no lobster process alive: the test re-executes itself to
-//! launch the VM and that process exits; the guest (the test guest with
-//! `lobster.test_load`) then writes 12 MiB to its overlay disk and floods
-//! its serial console forever. One booted guest serves both assertions.
+//! T2: a tenant's network and disk rates and its console log cap hold
+//! under a real QEMU/TCG guest, with no lobster process alive: inside the
+//! test's own network namespace, the test shapes a real TAP, re-executes
+//! itself to launch the VM, and that process exits; the guest (the test
+//! guest with `lobster.test_load`) then sends 2 MiB to a sink here,
+//! receives 2 MiB from here, writes 12 MiB to its overlay disk and floods
+//! its serial console forever. One booted guest serves every assertion.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
 use lobster_core::config::VmmConfig;
+use lobster_core::network::{Network, NetworkOps};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
 use lobster_core::vmm::{ConsoleLog, RateLimiter, TokenBucket, VmConfig, VmIdentity, Vmm};
 use lobster_testkit::evidence::{alive, kill};
 use lobster_testkit::images::test_guest;
-use lobster_testkit::vm::{blank_disks, vm_config};
+use lobster_testkit::netns::{in_netns, Ctx};
+use lobster_testkit::registry::tenant_net;
+use lobster_testkit::vm::{blank_disks, nic, vm_config};
 
 const LAUNCH_ENV: &str = "LOBSTER_T2_LIMITS_DIR";
-const TEST: &str = "disk_rate_and_console_cap_hold_with_no_lobster_process_alive";
+const TEST: &str = "net_and_disk_rates_and_console_cap_hold_with_no_lobster_process_alive";
+/// The TAP's bandwidth each way.
+const NET_BITS_PER_S: u64 = 2_000_000;
+/// What the guest sends, and receives.
+const NET_BYTES: u64 = 2 << 20;
 /// The overlay disk's configured bandwidth (a third of what the guest
 /// writes unthrottled under TCG here: 1.5 MiB/s).
 const DISK_BYTES_PER_S: u64 = 512 << 10;
@@ -64,18 +76,88 @@ fn allocated(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Sink on `listener`: reads up to `NET_BYTES`, then closes. Returns the
+/// bytes and the seconds from accept to the last byte.
+fn sink(listener: TcpListener) -> std::thread::JoinHandle<(u64, f64)> {
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        while total < NET_BYTES {
+            match conn.read(&mut buf).unwrap() {
+                0 => break,
+                n => total += n as u64,
+            }
+        }
+        (total, start.elapsed().as_secs_f64())
+    })
+}
+
+/// Source on `listener`: sends `NET_BYTES` and closes. Returns when it
+/// accepted.
+fn source(listener: TcpListener) -> std::thread::JoinHandle<Instant> {
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let chunk = vec![0x5au8; 1 << 16];
+        for _ in 0..NET_BYTES / chunk.len() as u64 {
+            conn.write_all(&chunk).unwrap();
+        }
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        // Held open until the guest has read everything and closed.
+        let _ = conn.read(&mut [0u8; 1]);
+        start
+    })
+}
+
+/// Prints and checks a measured rate against `limit` (same unit).
+fn check_rate(what: &str, rate: f64, limit: f64, unit: &str, scale: f64) {
+    println!(
+        "{what}: {:.3} {unit} for a limit of {:.3} {unit} ({:.2}x)",
+        rate / scale,
+        limit / scale,
+        rate / limit
+    );
+    assert!(rate <= 1.3 * limit, "{what}: {rate:.0} over {limit:.0}");
+    assert!(
+        rate >= 0.3 * limit,
+        "{what}: {rate:.0}, far under {limit:.0}: no load?"
+    );
+}
+
 #[test]
 #[ignore = "t2: needs root, QEMU and the guest images"]
-fn disk_rate_and_console_cap_hold_with_no_lobster_process_alive() {
+fn net_and_disk_rates_and_console_cap_hold_with_no_lobster_process_alive() {
     if let Some(dir) = std::env::var_os(LAUNCH_ENV) {
         launch(Path::new(&dir));
         return;
     }
+    in_netns(TEST, body);
+}
+
+fn body(_ctx: &Ctx) {
     let (kernel, initrd) = test_guest("vmlinux");
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_config(dir.path(), "t2-limits", kernel);
     config.initrd = Some(initrd);
-    config.boot_args = "quiet lobster.test_load".into();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut tap = tenant_net("t2limits", 1);
+    tap.bandwidth_bits_per_s = Some(NET_BITS_PER_S);
+    rt.block_on(async {
+        let network = Network::connect(Duration::from_secs(5)).expect("rtnetlink");
+        network.ensure(&tap).await.expect("shaped tap");
+    });
+    config.nic = Some(nic(&tap.tap, &tap.mac.to_string()));
+    config.boot_args = format!(
+        "quiet lobster.test_load lobster.test_ip={}/30 lobster.test_gw={}",
+        tap.guest_ip, tap.host_ip
+    );
+    let up = sink(TcpListener::bind((tap.host_ip, 7101)).unwrap());
+    let down = source(TcpListener::bind((tap.host_ip, 7102)).unwrap());
     config.paths.console_log_max_bytes = LOG_CAP;
     let bucket = TokenBucket {
         size: DISK_BYTES_PER_S,
@@ -123,8 +205,28 @@ fn disk_rate_and_console_cap_hold_with_no_lobster_process_alive() {
         .unwrap();
     let wait =
         |needle: &str, secs| rt.block_on(console.wait_for(needle, 0, Duration::from_secs(secs)));
+    // Network: both directions at the TAP's rate.
     assert!(
-        wait("LOAD-DISK-START", 240).is_some(),
+        wait("LOAD-NET-UP-DONE", 240).is_some(),
+        "the guest did not send: {}",
+        console.tail()
+    );
+    let (sent, secs) = up.join().unwrap();
+    assert_eq!(sent, NET_BYTES, "the guest sent all of it");
+    let limit = NET_BITS_PER_S as f64 / 8.0;
+    check_rate("guest to host", sent as f64 / secs, limit, "MB/s", 1e6);
+    assert!(
+        wait("LOAD-NET-DOWN-DONE", 120).is_some(),
+        "the guest did not receive: {}",
+        console.tail()
+    );
+    let received_at = Instant::now();
+    let accepted = down.join().unwrap();
+    let secs = (received_at - accepted).as_secs_f64();
+    check_rate("host to guest", NET_BYTES as f64 / secs, limit, "MB/s", 1e6);
+
+    assert!(
+        wait("LOAD-DISK-START", 120).is_some(),
         "the guest did not start writing: {}",
         console.tail()
     );
