@@ -227,9 +227,11 @@ fn shaper_body(ctx: &Ctx) {
     let limit_bits = 16_000_000u64;
     let limit = limit_bits as f64 / 8.0;
     let unshaped = measured_rate(None, Some(&guest), "10.77.0.2:7001", 1);
+    let started = std::time::Instant::now();
     runtime()
         .block_on(network::shaper::apply("lob-shape0", Some(limit_bits)))
         .expect("tc");
+    println!("shaping took {:?}", started.elapsed());
     let down = measured_rate(None, Some(&guest), "10.77.0.2:7002", 6);
     let up = measured_rate(Some(&guest), None, "10.77.0.1:7003", 6);
     println!(
