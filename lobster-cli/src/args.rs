@@ -109,6 +109,15 @@ pub struct SpawnArgs {
     /// Overlay disk size in MiB [default: from config].
     #[arg(long, value_name = "MIB")]
     pub overlay_size_mib: Option<u32>,
+    /// Disk bandwidth in MiB/s, 0 for none [default: from config].
+    #[arg(long, value_name = "MIB")]
+    pub disk_mib_per_s: Option<u32>,
+    /// Disk operations per second, 0 for none [default: from config].
+    #[arg(long, value_name = "IOPS")]
+    pub disk_iops: Option<u32>,
+    /// Network bandwidth each way in Mbit/s, 0 for none [default: from config].
+    #[arg(long, value_name = "MBIT")]
+    pub net_mbit_per_s: Option<u32>,
     /// VMM backend for this tenant [default: from config].
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,

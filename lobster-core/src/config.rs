@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::{Classify, ErrorKind};
 
+mod host_ids;
+
+pub use host_ids::{IdDatabases, IdEntry};
+
 /// Where the configuration is read from when nothing else is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lobsterd/config.json";
 /// The environment variable that names another configuration file.
@@ -105,6 +109,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Files and directories.
     pub paths: PathsConfig,
+    /// How much disk the tenants' overlays may claim.
+    pub storage: StorageConfig,
     /// The virtual machine monitor.
     pub vmm: VmmConfig,
     /// The health checks, repairs and the `watch` daemon.
@@ -142,6 +148,68 @@ pub struct TenantDefaults {
     pub memory_mib: u32,
     /// Size of the sparse writable overlay disk in MiB (64..=1048576).
     pub overlay_size_mib: u32,
+    /// Disk and network rates.
+    pub limits: TenantLimits,
+}
+
+/// A tenant's disk and network rates; 0 turns one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Bandwidth of each of its disks (reads plus writes), MiB/s (0..=100000).
+    pub disk_mib_per_s: u32,
+    /// I/O operations per second on each of its disks (0..=1000000).
+    pub disk_iops: u32,
+    /// Network bandwidth each way, Mbit/s (0..=100000).
+    pub net_mbit_per_s: u32,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
+            disk_mib_per_s: 100,
+            disk_iops: 5000,
+            net_mbit_per_s: 200,
+        }
+    }
+}
+
+impl TenantLimits {
+    /// No limit at all.
+    pub const UNLIMITED: TenantLimits = TenantLimits {
+        disk_mib_per_s: 0,
+        disk_iops: 0,
+        net_mbit_per_s: 0,
+    };
+
+    /// The first value out of range, as (field under `limits`, reason).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, value, max) in [
+            ("disk_mib_per_s", self.disk_mib_per_s, 100_000),
+            ("disk_iops", self.disk_iops, 1_000_000),
+            ("net_mbit_per_s", self.net_mbit_per_s, 100_000),
+        ] {
+            if value > max {
+                return Err((field, format!("{value} is not in 0..={max} (0: no limit)")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Disk bytes per second, `None` when unlimited.
+    pub fn disk_bytes_per_s(&self) -> Option<u64> {
+        (self.disk_mib_per_s > 0).then(|| u64::from(self.disk_mib_per_s) << 20)
+    }
+
+    /// Disk operations per second, `None` when unlimited.
+    pub fn disk_ops_per_s(&self) -> Option<u64> {
+        (self.disk_iops > 0).then(|| u64::from(self.disk_iops))
+    }
+
+    /// Network bits per second each way, `None` when unlimited.
+    pub fn net_bits_per_s(&self) -> Option<u64> {
+        (self.net_mbit_per_s > 0).then(|| u64::from(self.net_mbit_per_s) * 1_000_000)
+    }
 }
 
 /// Tenant addressing: every tenant owns one /30 of `pool` and one slot in
@@ -236,6 +304,25 @@ pub struct PathsConfig {
     pub snapshots_dir: PathBuf,
     /// VM console and VMM logs.
     pub logs_dir: PathBuf,
+}
+
+/// How much disk the tenants' overlays may claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Overlays are sparse: spawn refuses a new one unless the full sizes of
+    /// all overlays fit in this percentage of the space they can use on the
+    /// filesystem of `paths.overlays_dir` (its free space plus what they have
+    /// written). 100: every overlay can always grow to its full size.
+    pub overlay_overcommit_percent: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            overlay_overcommit_percent: 100,
+        }
+    }
 }
 
 /// Which VMM runs tenants.
@@ -368,6 +455,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             proxy: ProxyConfig::default(),
             paths: PathsConfig::default(),
+            storage: StorageConfig::default(),
             vmm: VmmConfig::default(),
             watchdog: WatchdogConfig::default(),
         }
@@ -394,6 +482,7 @@ impl Default for TenantDefaults {
             vcpus: 2,
             memory_mib: 1024,
             overlay_size_mib: 4096,
+            limits: TenantLimits::default(),
         }
     }
 }
@@ -572,6 +661,9 @@ impl Config {
             source,
         })?;
         let mut config = Config::from_json(&text).map_err(|e| e.in_file(path))?;
+        config
+            .check_host_ids(&IdDatabases::default())
+            .map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.paths.resolve_relative(base);
         Ok(config)
@@ -617,6 +709,33 @@ impl Config {
         subnets.min(ports).min(uids).min(u64::from(u32::MAX)) as u32
     }
 
+    /// The uids (and gids) tenants' VMMs may run as: `uid_base` plus one
+    /// per tenant slot.
+    pub fn tenant_id_range(&self) -> std::ops::Range<u64> {
+        let base = u64::from(self.vmm.uid_base);
+        base..base + u64::from(self.capacity())
+    }
+
+    /// Fails when [`Config::tenant_id_range`] holds an id the host already
+    /// uses (a user, a group or a subordinate id range in `databases`),
+    /// naming the entry.
+    pub fn check_host_ids(&self, databases: &IdDatabases) -> Result<(), ConfigError> {
+        let range = self.tenant_id_range();
+        match host_ids::first_overlap(&databases.entries()?, &range) {
+            None => Ok(()),
+            Some(entry) => Err(ConfigError::Invalid {
+                path: None,
+                field: "vmm.uid_base",
+                reason: format!(
+                    "tenant ids {}..={} overlap {}; choose a uid_base whose range no user, group or subordinate id range uses",
+                    range.start,
+                    range.end - 1,
+                    entry.what
+                ),
+            }),
+        }
+    }
+
     /// Checks ranges and consistency; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: String| {
@@ -647,6 +766,14 @@ impl Config {
                 "tenant_defaults.overlay_size_mib",
                 format!("{} is not in 64..=1048576", d.overlay_size_mib),
             );
+        }
+        if let Err((field, reason)) = d.limits.check() {
+            let field = match field {
+                "disk_mib_per_s" => "tenant_defaults.limits.disk_mib_per_s",
+                "disk_iops" => "tenant_defaults.limits.disk_iops",
+                _ => "tenant_defaults.limits.net_mbit_per_s",
+            };
+            return invalid(field, reason);
         }
         let n = &self.network;
         match Ipv4Cidr::parse(&n.pool) {
@@ -742,6 +869,13 @@ impl Config {
         }
         if self.proxy.admin_timeout_ms == 0 {
             return invalid("proxy.admin_timeout_ms", "must be at least 1".into());
+        }
+        let overcommit = self.storage.overlay_overcommit_percent;
+        if !(1..=100_000).contains(&overcommit) {
+            return invalid(
+                "storage.overlay_overcommit_percent",
+                format!("{overcommit} is not in 1..=100000"),
+            );
         }
         if self.vmm.uid_base == 0 {
             return invalid(

@@ -134,3 +134,58 @@ fn missing_file_is_not_found_and_named() {
     assert!(err.to_string().contains("/nonexistent/lobster/config.json"));
     assert_eq!(lobster_core::Error::from(err).kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn a_host_user_group_or_subordinate_range_inside_the_tenant_ids_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = lobster_core::config::IdDatabases {
+        passwd: dir.path().join("passwd"),
+        group: dir.path().join("group"),
+        subuid: dir.path().join("subuid"),
+        subgid: dir.path().join("subgid"),
+    };
+    let mut config = Config::default();
+    config.network.pool = "10.200.0.0/24".into(); // 64 tenants: uids 10000..=10063
+    assert_eq!(config.tenant_id_range(), 10000..10064);
+    std::fs::write(
+        &dbs.passwd,
+        "root:x:0:0::/root:/bin/sh\nbob:x:10064:10064::/:/bin/sh\n",
+    )
+    .unwrap();
+    config
+        .check_host_ids(&dbs)
+        .expect("10064 is outside the range");
+    for (file, line, named) in [
+        (
+            &dbs.passwd,
+            "carol:x:10063:100::/:/bin/sh\n",
+            "user carol (uid 10063)",
+        ),
+        (
+            &dbs.group,
+            "builders:x:10000:\n",
+            "group builders (gid 10000)",
+        ),
+        (
+            &dbs.subuid,
+            "dave:9000:1001\n",
+            "subordinate uids of dave (9000..=10000)",
+        ),
+        (
+            &dbs.subgid,
+            "erin:10050:65536\n",
+            "subordinate gids of erin",
+        ),
+    ] {
+        let before = std::fs::read_to_string(file).unwrap_or_default();
+        std::fs::write(file, format!("{before}{line}")).unwrap();
+        let err = config.check_host_ids(&dbs).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        let text = err.to_string();
+        assert!(
+            text.contains("vmm.uid_base") && text.contains("10000..=10063") && text.contains(named),
+            "{text}"
+        );
+        std::fs::write(file, before).unwrap();
+    }
+}

@@ -282,6 +282,58 @@ async fn overlay_failure_releases_the_allocation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_refused_when_the_disk_cannot_hold_it_counting_the_other_tenants() {
+    let (rig, baseline) = with_bystander(112).await;
+    let overlays = rig.config().paths.overlays_dir.clone();
+    let df = std::process::Command::new("df")
+        .args(["--output=avail", "-BM"])
+        .arg(&overlays)
+        .output()
+        .unwrap();
+    let free_mib: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().trim_end_matches('M').parse().ok())
+        .expect("df prints the free MiB");
+    // Room for 5% of the free space, overlays of a third of that: the first
+    // fits, the second (counting the first's full size, not the little it
+    // has written) does not.
+    let big = u32::try_from(free_mib / 30).unwrap().min(1_048_576);
+    let mut tight = rig.config().clone();
+    tight.storage.overlay_overcommit_percent = 5;
+    let tight = Host::with_services(tight, Services::clone(&rig.services)).unwrap();
+    let huge = spec("alice").overlay_size_mib(1_048_576).build().unwrap();
+    let err = tight.spawn(huge).await.unwrap_err();
+    let err = failed_at(err, "overlay", 1);
+    assert_eq!(err.kind(), ErrorKind::Exhausted);
+    let text = err.chain().to_string();
+    assert!(
+        text.contains("no room for a 1048576 MiB overlay")
+            && text.contains("the 1 existing overlays")
+            && text.contains("overcommit of 5%"),
+        "{text}"
+    );
+    rig.assert_state(&baseline, "no room for one huge overlay")
+        .await;
+
+    let first = tight
+        .spawn(spec("first").overlay_size_mib(big).build().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{big} MiB of {free_mib} MiB free fits: {}", e.chain()));
+    let err = tight
+        .spawn(spec("alice").overlay_size_mib(big).build().unwrap())
+        .await
+        .unwrap_err();
+    let text = failed_at(err, "overlay", 1).chain().to_string();
+    eprintln!("refused: {text}");
+    assert!(text.contains("the 2 existing overlays"), "{text}");
+    assert!(overlay_of(&rig, "alice").is_none(), "nothing half-made");
+    tight.evict(first.name()).await.unwrap();
+    std::fs::remove_file(overlays.join(format!(".templates/blank-{big}m.ext4"))).unwrap();
+    then_alice_spawns_and_evicts(&rig, &baseline, "overlay room").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_failure_removes_the_overlay_disk() {
     let (rig, baseline) = with_bystander(104).await;
     // The disk is not ext4 when the token is written into it.

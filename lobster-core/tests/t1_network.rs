@@ -166,3 +166,107 @@ fn ip_forwarding_is_switched_on() {
         assert!(network::ip_forwarding_enabled().unwrap());
     });
 }
+
+/// Bytes per second from a sender in `from` (`None`: this namespace) to a
+/// sink in `to` listening on `addr`, sending for `secs`; counted at the sink
+/// from accept to end of stream.
+fn measured_rate(from: Option<&str>, to: Option<&str>, addr: &str, secs: u64) -> f64 {
+    use std::io::{Read, Write};
+    fn enter(ns: Option<&str>) {
+        if let Some(ns) = ns {
+            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        }
+    }
+    let (to, from) = (to.map(str::to_owned), from.map(str::to_owned));
+    let addr = addr.to_owned();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sink = std::thread::spawn({
+        let addr = addr.clone();
+        move || {
+            enter(to.as_deref());
+            let listener = std::net::TcpListener::bind(&addr).unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            let start = std::time::Instant::now();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0u64;
+            loop {
+                match conn.read(&mut buf).unwrap() {
+                    0 => break,
+                    n => total += n as u64,
+                }
+            }
+            total as f64 / start.elapsed().as_secs_f64()
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    std::thread::spawn(move || {
+        enter(from.as_deref());
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let chunk = vec![0x5au8; 1 << 16];
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < end {
+            conn.write_all(&chunk).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    sink.join().unwrap()
+}
+
+#[test]
+#[ignore = "t1: needs root"]
+fn a_shaped_link_holds_each_direction_to_the_rate() {
+    in_netns(
+        "a_shaped_link_holds_each_direction_to_the_rate",
+        shaper_body,
+    );
+}
+
+fn shaper_body(ctx: &Ctx) {
+    // A veth stands in for the TAP: the host side is shaped exactly as a
+    // tenant's TAP (its egress is what the "guest" receives, its ingress
+    // what the guest sends).
+    let guest = ctx.new_netns("guest");
+    ctx.veth_guest("lob-shape0", &guest, "10.77.0.1", "10.77.0.2", 30);
+    let limit_bits = 16_000_000u64;
+    let limit = limit_bits as f64 / 8.0;
+    let unshaped = measured_rate(None, Some(&guest), "10.77.0.2:7001", 1);
+    let started = std::time::Instant::now();
+    runtime()
+        .block_on(network::shaper::apply("lob-shape0", Some(limit_bits)))
+        .expect("tc");
+    println!("shaping took {:?}", started.elapsed());
+    let down = measured_rate(None, Some(&guest), "10.77.0.2:7002", 6);
+    let up = measured_rate(Some(&guest), None, "10.77.0.1:7003", 6);
+    println!(
+        "limit {:.2} MB/s; unshaped {:.2} MB/s; to the guest {:.2} MB/s ({:.2}x), from the guest {:.2} MB/s ({:.2}x)",
+        limit / 1e6,
+        unshaped / 1e6,
+        down / 1e6,
+        down / limit,
+        up / 1e6,
+        up / limit
+    );
+    assert!(
+        unshaped > 3.0 * limit,
+        "the link itself is too slow to show a limit"
+    );
+    for (what, rate) in [("to the guest", down), ("from the guest", up)] {
+        assert!(rate <= 1.3 * limit, "{what}: {rate:.0} B/s over {limit:.0}");
+        assert!(
+            rate >= 0.3 * limit,
+            "{what}: {rate:.0} B/s, far under {limit:.0}"
+        );
+    }
+    // Shaping off again leaves no qdisc of ours.
+    runtime()
+        .block_on(network::shaper::apply("lob-shape0", None))
+        .expect("tc");
+    let qdiscs = sh(&["tc", "qdisc", "show", "dev", "lob-shape0"]);
+    assert!(
+        !qdiscs.contains("tbf") && !qdiscs.contains("ingress"),
+        "{qdiscs}"
+    );
+}

@@ -28,19 +28,21 @@ pub fn require(name: &str, build: &str) -> PathBuf {
 
 /// The test guest: `kernel/<kernel>` (`vmlinuz` for QEMU, `vmlinux` for
 /// Firecracker) and the test initramfs, whose /init prints
-/// `LOBSTER-TEST-GUEST-READY` and then `n=<counter>` every 100 ms. The
-/// initramfs is cheap and local (busybox + cpio): built here when missing.
+/// `LOBSTER-TEST-GUEST-READY` and then `n=<counter>` every 100 ms (or,
+/// with `lobster.test_load`, puts network, disk and console load on the
+/// host). The initramfs is cheap and local (busybox, the virtio modules,
+/// cpio): built here when missing or out of date.
 pub fn test_guest(kernel: &str) -> (PathBuf, PathBuf) {
     let kernel = require(&format!("kernel/{kernel}"), "run guest/images/kernel.sh");
     let initrd = images().join("test/initramfs.cpio.gz");
-    if !initrd.exists() {
-        let status = std::process::Command::new("bash")
-            .arg(repo_root().join("guest/images/test-initramfs.sh"))
-            .env("LOBSTER_IMAGES", images())
-            .status()
-            .expect("run guest/images/test-initramfs.sh");
-        assert!(status.success(), "guest/images/test-initramfs.sh failed");
-    }
+    // The script rebuilds only when it, busybox or the kernel's modules
+    // changed (a stamp), so a stale initramfs never runs a newer test.
+    let status = std::process::Command::new("bash")
+        .arg(repo_root().join("guest/images/test-initramfs.sh"))
+        .env("LOBSTER_IMAGES", images())
+        .status()
+        .expect("run guest/images/test-initramfs.sh");
+    assert!(status.success(), "guest/images/test-initramfs.sh failed");
     (kernel, initrd)
 }
 

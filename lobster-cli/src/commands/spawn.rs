@@ -22,6 +22,15 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
     if let Some(m) = args.overlay_size_mib {
         builder = builder.overlay_size_mib(m);
     }
+    if let Some(m) = args.disk_mib_per_s {
+        builder = builder.disk_mib_per_s(m);
+    }
+    if let Some(i) = args.disk_iops {
+        builder = builder.disk_iops(i);
+    }
+    if let Some(m) = args.net_mbit_per_s {
+        builder = builder.net_mbit_per_s(m);
+    }
     if let Some(b) = args.backend {
         builder = builder.backend(match b {
             BackendArg::Firecracker => Backend::Firecracker,

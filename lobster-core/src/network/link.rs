@@ -103,7 +103,10 @@ impl Network {
             });
         }
         let created = observed.is_none();
-        let result = self.repair(net, observed.map(|o| o.index), &drift).await;
+        let mut result = self.repair(net, observed.map(|o| o.index), &drift).await;
+        if result.is_ok() && (net.bandwidth_bits_per_s.is_some() || !created) {
+            result = super::shaper::apply(&net.tap, net.bandwidth_bits_per_s).await;
+        }
         if let Err(err) = result {
             // A TAP this call created is not left half set up.
             if created {
@@ -188,6 +191,9 @@ impl Network {
     }
 
     async fn remove_tap(&self, net: &TenantNet) -> Result<(), NetworkError> {
+        if net.bandwidth_bits_per_s.is_some() {
+            super::shaper::remove(&net.tap).await;
+        }
         let Some(link) = self.link(&net.tap).await? else {
             return Ok(());
         };

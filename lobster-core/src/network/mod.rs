@@ -12,6 +12,7 @@ mod fake;
 pub mod firewall;
 mod link;
 mod plan;
+pub mod shaper;
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -197,6 +198,9 @@ pub struct TenantNet {
     pub host_port: u16,
     /// The uid allowed to attach to the TAP (the tenant's VMM process).
     pub owner_uid: u32,
+    /// The tenant's bandwidth each way in bits per second (the TAP is
+    /// shaped to it, see [`shaper`]); `None`: unlimited.
+    pub bandwidth_bits_per_s: Option<u64>,
 }
 
 impl TenantNet {
@@ -243,6 +247,7 @@ impl TenantNet {
             mac,
             host_port,
             owner_uid,
+            bandwidth_bits_per_s: None,
         })
     }
 }

@@ -45,6 +45,33 @@ pub enum OverlayError {
     /// The disk exists already.
     #[error("overlay disk {} exists already", .0.display())]
     Exists(PathBuf),
+    /// The filesystem holding the overlays cannot hold one more at its
+    /// full size under the overcommit ratio.
+    #[error(
+        "no room for a {new_mib} MiB overlay in {}: the {overlays} existing overlays \
+         and it may grow to {committed_mib} MiB, but the filesystem has {available_mib} MiB \
+         free plus {written_mib} MiB they have written, and the overcommit of \
+         {overcommit_percent}% allows {allowed_mib} MiB",
+        dir.display()
+    )]
+    NoRoom {
+        /// The overlays directory.
+        dir: PathBuf,
+        /// The new overlay's size.
+        new_mib: u64,
+        /// How many overlays exist.
+        overlays: usize,
+        /// Sizes of the existing overlays plus the new one.
+        committed_mib: u64,
+        /// Free space on the filesystem.
+        available_mib: u64,
+        /// Space the existing overlays already occupy.
+        written_mib: u64,
+        /// `storage.overlay_overcommit_percent`.
+        overcommit_percent: u32,
+        /// What the ratio allows: (free + written) × percent / 100.
+        allowed_mib: u64,
+    },
 }
 
 impl Classify for OverlayError {
@@ -53,6 +80,7 @@ impl Classify for OverlayError {
             OverlayError::Io { source, .. } => ErrorKind::from_io(source),
             OverlayError::Mkfs { .. } => ErrorKind::HostFailure,
             OverlayError::Exists(_) => ErrorKind::AlreadyExists,
+            OverlayError::NoRoom { .. } => ErrorKind::Exhausted,
         }
     }
 }
@@ -135,6 +163,42 @@ impl Overlay {
             }
         }
         Ok(())
+    }
+
+    /// Fails with [`OverlayError::NoRoom`] unless the filesystem holding
+    /// this (not yet created) overlay can hold it and the `existing` ones at
+    /// their full sizes, overcommitted by `overcommit_percent`: the sizes of
+    /// all of them must fit in `percent`% of the space they can use (what is
+    /// free plus what the existing ones have written already).
+    pub fn ensure_room(&self, existing: &[Overlay], overcommit_percent: u32) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let statted = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+        let available =
+            crate::sys::file::available_bytes(statted).map_err(|source| OverlayError::Io {
+                context: "cannot read the free space of",
+                path: statted.to_path_buf(),
+                source,
+            })?;
+        let written: u64 = existing.iter().map(|o| o.check().allocated_bytes).sum();
+        let committed: u64 = existing
+            .iter()
+            .chain([self])
+            .map(|o| u64::from(o.size_mib) << 20)
+            .sum();
+        let allowed = u128::from(available + written) * u128::from(overcommit_percent) / 100;
+        if u128::from(committed) <= allowed {
+            return Ok(());
+        }
+        Err(OverlayError::NoRoom {
+            dir: dir.to_path_buf(),
+            new_mib: u64::from(self.size_mib),
+            overlays: existing.len(),
+            committed_mib: committed >> 20,
+            available_mib: available >> 20,
+            written_mib: written >> 20,
+            overcommit_percent,
+            allowed_mib: u64::try_from(allowed >> 20).unwrap_or(u64::MAX),
+        })
     }
 
     /// Reports what is on disk.

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Backend;
+use crate::config::{Backend, TenantLimits};
 use crate::vmm::{BackendKind, VmIdentity};
 
 /// Lifecycle state of a tenant, persisted in the registry.
@@ -80,6 +80,10 @@ pub struct Resources {
     pub overlay_size_mib: u32,
     /// VMM backend; `None` follows the host configuration.
     pub backend: Option<Backend>,
+    /// Disk and network rates; `None` (a record from before limits) follows
+    /// the host's `tenant_defaults.limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TenantLimits>,
 }
 
 /// The persisted record of one tenant.

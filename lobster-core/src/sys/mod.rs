@@ -6,6 +6,7 @@
 pub mod file;
 pub mod identity;
 pub mod kvm;
+pub mod log_keeper;
 pub mod netns;
 pub mod pidfd;
 pub mod scm;

@@ -5,15 +5,28 @@ use std::net::SocketAddr;
 
 use crate::agent::provision::GuestNetwork;
 use crate::agent::{OpenClawSpec, RestartPolicy, Secret, WorkloadSpec};
-use crate::config::{Backend, BackendKind, Config, Ipv4Cidr};
+use crate::config::{Backend, BackendKind, Config, Ipv4Cidr, TenantLimits};
 use crate::network::{MacAddr, NetworkError, TenantNet};
 use crate::overlay::Overlay;
 use crate::proxy::{ProxyError, TenantRoute};
 use crate::store::TenantRecord;
-use crate::vmm::{Drive, Jail, Nic, VmConfig, VmPaths};
+use crate::vmm::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
 
-/// The tenant's network as the network module wants it.
+/// The tenant's disk and network rates, as recorded at spawn (a record
+/// from before limits has none).
+pub fn limits(record: &TenantRecord) -> TenantLimits {
+    record.resources.limits.unwrap_or(TenantLimits::UNLIMITED)
+}
+
+/// The tenant's network as the network module wants it, its TAP shaped to
+/// the tenant's rate.
 pub fn tenant_net(record: &TenantRecord) -> Result<TenantNet, NetworkError> {
+    let mut net = tenant_net_unshaped(record)?;
+    net.bandwidth_bits_per_s = limits(record).net_bits_per_s();
+    Ok(net)
+}
+
+fn tenant_net_unshaped(record: &TenantRecord) -> Result<TenantNet, NetworkError> {
     let a = &record.allocation;
     let mac: MacAddr = a.mac.parse().map_err(|reason| NetworkError::Invalid {
         field: "mac",
@@ -74,6 +87,9 @@ pub fn vm(config: &Config, record: &TenantRecord, default: BackendKind) -> (Back
 
 fn vm_config(config: &Config, record: &TenantRecord, backend: BackendKind) -> VmConfig {
     let r = &record.resources;
+    let limits = limits(record);
+    let disk = rate_limiter(limits.disk_bytes_per_s(), limits.disk_ops_per_s());
+    let net = rate_limiter(limits.net_bits_per_s().map(|bits| bits / 8), None);
     let jail =
         (backend == BackendKind::Firecracker && config.vmm.firecracker.use_jailer).then(|| {
             Jail::for_tenant(
@@ -94,27 +110,41 @@ fn vm_config(config: &Config, record: &TenantRecord, backend: BackendKind) -> Vm
                 id: "rootfs".into(),
                 path: config.paths.rootfs.clone(),
                 read_only: true,
-                rate_limiter: None,
+                rate_limiter: disk,
             },
             Drive {
                 id: "overlay".into(),
                 path: overlay(config, record).path().to_path_buf(),
                 read_only: false,
-                rate_limiter: None,
+                rate_limiter: disk,
             },
         ],
         nic: Some(Nic {
             id: "eth0".into(),
             tap: record.allocation.tap.clone(),
             mac: record.allocation.mac.clone(),
-            rx_rate_limiter: None,
-            tx_rate_limiter: None,
+            rx_rate_limiter: net,
+            tx_rate_limiter: net,
         }),
         vcpus: r.vcpus,
         memory_mib: r.memory_mib,
         paths: VmPaths::for_tenant(&config.paths, &config.vmm, &record.name),
         jail,
     }
+}
+
+/// A limiter refilled every second to `bytes` and `ops` per second (a
+/// Firecracker token bucket; QEMU throttles to its per-second rate).
+fn rate_limiter(bytes: Option<u64>, ops: Option<u64>) -> Option<RateLimiter> {
+    let bucket = |size| TokenBucket {
+        size,
+        one_time_burst: 0,
+        refill_time_ms: 1000,
+    };
+    (bytes.is_some() || ops.is_some()).then(|| RateLimiter {
+        bandwidth: bytes.map(bucket),
+        ops: ops.map(bucket),
+    })
 }
 
 /// Where the agent listens: (RPC, health).
@@ -181,6 +211,7 @@ mod tests {
                 memory_mib: 512,
                 overlay_size_mib: 1024,
                 backend: None,
+                limits: None,
             },
             allocation: allocation_for(&config, 1, "0a1b2c3d"),
             created_at: 0,
@@ -224,6 +255,52 @@ mod tests {
         assert_eq!(
             route(&config, &rec).unwrap().upstream.to_string(),
             "10.200.0.6:9000"
+        );
+    }
+
+    #[test]
+    fn the_tenant_s_rates_limit_its_disks_nic_and_tap() {
+        let config = Config::default();
+        let mut rec = record();
+        let (_, vm) = super::vm(&config, &rec, BackendKind::Qemu);
+        assert!(
+            vm.drives.iter().all(|d| d.rate_limiter.is_none()),
+            "a record from before limits"
+        );
+        assert_eq!(tenant_net(&rec).unwrap().bandwidth_bits_per_s, None);
+        rec.resources.limits = Some(TenantLimits {
+            disk_mib_per_s: 4,
+            disk_iops: 300,
+            net_mbit_per_s: 16,
+        });
+        let (_, vm) = super::vm(&config, &rec, BackendKind::Firecracker);
+        for drive in &vm.drives {
+            let limiter = drive.rate_limiter.unwrap();
+            assert_eq!(
+                limiter.bandwidth.unwrap().per_second(),
+                4 << 20,
+                "{}",
+                drive.id
+            );
+            assert_eq!(limiter.ops.unwrap().per_second(), 300, "{}", drive.id);
+        }
+        let nic = vm.nic.unwrap();
+        for limiter in [nic.rx_rate_limiter.unwrap(), nic.tx_rate_limiter.unwrap()] {
+            assert_eq!(limiter.bandwidth.unwrap().per_second(), 2_000_000);
+            assert!(limiter.ops.is_none());
+        }
+        assert_eq!(
+            tenant_net(&rec).unwrap().bandwidth_bits_per_s,
+            Some(16_000_000)
+        );
+        rec.resources.limits = Some(TenantLimits {
+            disk_iops: 0,
+            ..rec.resources.limits.unwrap()
+        });
+        let (_, vm) = super::vm(&config, &rec, BackendKind::Qemu);
+        assert!(
+            vm.drives[1].rate_limiter.unwrap().ops.is_none(),
+            "0 is no limit"
         );
     }
 

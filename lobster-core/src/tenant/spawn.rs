@@ -109,7 +109,21 @@ async fn run(
             "overlay",
             blocking({
                 let overlay = overlay.clone();
-                move || overlay.create()
+                let (config, store, name) = (config.clone(), store.clone(), name.clone());
+                move || {
+                    // Every other tenant in the registry counts, including
+                    // spawns that allocated since ours: two concurrent
+                    // spawns cannot both take the last room.
+                    let others: Vec<_> = store
+                        .read()?
+                        .tenants
+                        .values()
+                        .filter(|r| r.name != name)
+                        .map(|r| plan::overlay(&config, r))
+                        .collect();
+                    overlay.ensure_room(&others, config.storage.overlay_overcommit_percent)?;
+                    Ok::<_, Error>(overlay.create()?)
+                }
             }),
         )
         .await?;

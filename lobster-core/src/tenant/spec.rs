@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, TenantLimits};
 use crate::store::name::validate_tenant_name;
 use crate::store::{NewTenant, Resources, Workload};
 use crate::vmm::VmIdentity;
@@ -20,6 +20,9 @@ pub struct TenantSpec {
     memory_mib: Option<u32>,
     overlay_size_mib: Option<u32>,
     backend: Option<Backend>,
+    disk_mib_per_s: Option<u32>,
+    disk_iops: Option<u32>,
+    net_mbit_per_s: Option<u32>,
     env: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
     command: Vec<String>,
@@ -48,6 +51,9 @@ impl TenantSpec {
                 memory_mib: None,
                 overlay_size_mib: None,
                 backend: None,
+                disk_mib_per_s: None,
+                disk_iops: None,
+                net_mbit_per_s: None,
                 env: BTreeMap::new(),
                 secrets: BTreeMap::new(),
                 command: Vec::new(),
@@ -70,7 +76,7 @@ impl TenantSpec {
         &self.secrets
     }
 
-    /// Sizes and backend with the host's defaults filled in.
+    /// Sizes, rates and backend with the host's defaults filled in.
     pub fn resources(&self, config: &Config) -> Resources {
         let d = &config.tenant_defaults;
         Resources {
@@ -78,6 +84,11 @@ impl TenantSpec {
             memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
             overlay_size_mib: self.overlay_size_mib.unwrap_or(d.overlay_size_mib),
             backend: self.backend,
+            limits: Some(TenantLimits {
+                disk_mib_per_s: self.disk_mib_per_s.unwrap_or(d.limits.disk_mib_per_s),
+                disk_iops: self.disk_iops.unwrap_or(d.limits.disk_iops),
+                net_mbit_per_s: self.net_mbit_per_s.unwrap_or(d.limits.net_mbit_per_s),
+            }),
         }
     }
 
@@ -108,6 +119,9 @@ impl fmt::Debug for TenantSpec {
             .field("memory_mib", &self.memory_mib)
             .field("overlay_size_mib", &self.overlay_size_mib)
             .field("backend", &self.backend)
+            .field("disk_mib_per_s", &self.disk_mib_per_s)
+            .field("disk_iops", &self.disk_iops)
+            .field("net_mbit_per_s", &self.net_mbit_per_s)
             .field("env", &self.env)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("command", &self.command)
@@ -137,6 +151,24 @@ impl TenantSpecBuilder {
     /// VMM backend for this tenant instead of the host's.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.spec.backend = Some(backend);
+        self
+    }
+
+    /// Disk bandwidth in MiB/s (0..=100000; 0: no limit).
+    pub fn disk_mib_per_s(mut self, mib: u32) -> Self {
+        self.spec.disk_mib_per_s = Some(mib);
+        self
+    }
+
+    /// Disk operations per second (0..=1000000; 0: no limit).
+    pub fn disk_iops(mut self, iops: u32) -> Self {
+        self.spec.disk_iops = Some(iops);
+        self
+    }
+
+    /// Network bandwidth each way in Mbit/s (0..=100000; 0: no limit).
+    pub fn net_mbit_per_s(mut self, mbit: u32) -> Self {
+        self.spec.net_mbit_per_s = Some(mbit);
         self
     }
 
@@ -180,6 +212,14 @@ impl TenantSpecBuilder {
                 format!("{m} is not in 64..=1048576"),
             ));
         }
+        let limits = TenantLimits {
+            disk_mib_per_s: spec.disk_mib_per_s.unwrap_or(0),
+            disk_iops: spec.disk_iops.unwrap_or(0),
+            net_mbit_per_s: spec.net_mbit_per_s.unwrap_or(0),
+        };
+        if let Err((field, reason)) = limits.check() {
+            return Err(invalid(field, reason));
+        }
         for (field, map) in [("env", &spec.env), ("secrets", &spec.secrets)] {
             for key in map.keys() {
                 let ok = !key.is_empty()
@@ -210,6 +250,21 @@ mod tests {
         let spec = TenantSpec::builder("a").vcpus(1).build().unwrap();
         let r = spec.resources(&config);
         assert_eq!((r.vcpus, r.memory_mib, r.overlay_size_mib), (1, 1024, 4096));
+        assert_eq!(r.limits, Some(config.tenant_defaults.limits));
+        let spec = TenantSpec::builder("a")
+            .net_mbit_per_s(0)
+            .disk_iops(7)
+            .build()
+            .unwrap();
+        let limits = spec.resources(&config).limits.unwrap();
+        assert_eq!(
+            (
+                limits.disk_mib_per_s,
+                limits.disk_iops,
+                limits.net_mbit_per_s
+            ),
+            (100, 7, 0)
+        );
     }
 
     #[test]
@@ -221,6 +276,15 @@ mod tests {
             (
                 TenantSpec::builder("a").overlay_size_mib(1),
                 "overlay_size_mib",
+            ),
+            (
+                TenantSpec::builder("a").disk_mib_per_s(100_001),
+                "disk_mib_per_s",
+            ),
+            (TenantSpec::builder("a").disk_iops(1_000_001), "disk_iops"),
+            (
+                TenantSpec::builder("a").net_mbit_per_s(100_001),
+                "net_mbit_per_s",
             ),
             (TenantSpec::builder("a").env("1X", "v"), "env"),
             (TenantSpec::builder("a").secret("A-B", "v"), "secrets"),

@@ -1,14 +1,12 @@
-//! The per-VM console/log file: opened append-only for the VMM's stdout and
-//! stderr, kept under a size cap by dropping its oldest part, and read back
-//! as a tail for error reports or searched for a marker by tests.
-//!
-//! The VMM writes with `O_APPEND`, so trimming from outside is safe: the
-//! head is cut with `FALLOC_FL_COLLAPSE_RANGE` where the filesystem supports
-//! it (ext4, xfs), else by copying the tail to the front and truncating
-//! (a few bytes written during the copy may be lost, never the process).
+//! The per-VM console/log file: the VMM's stdout and stderr go through a
+//! pipe to a log keeper process that appends them and keeps the file under
+//! its cap by dropping the oldest part, with or without a lobster process
+//! running; read back as a tail for error reports (`lobsterd logs`, molt)
+//! or searched for a marker by tests.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,12 +24,17 @@ pub struct ConsoleLog {
 }
 
 impl ConsoleLog {
-    /// A log at `path` that is kept at or below `max_bytes` (at least 8 KiB).
+    /// A log at `path` that is kept at or below `max_bytes` (at least 64 KiB).
     pub fn new(path: impl Into<PathBuf>, max_bytes: u64) -> ConsoleLog {
         ConsoleLog {
             path: path.into(),
-            max_bytes: max_bytes.max(8192),
+            max_bytes: max_bytes.max(65_536),
         }
+    }
+
+    /// The cap in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// The file.
@@ -51,6 +54,17 @@ impl ConsoleLog {
             .open(&self.path)
     }
 
+    /// Starts the log keeper of this file (see `sys::log_keeper`): returns
+    /// the pipe the VMM writes its stdout and stderr to, and the keeper's
+    /// pid (a child of this process, which must reap it). The keeper exits
+    /// once every holder of the pipe has closed it.
+    pub fn start_keeper(&self) -> io::Result<(OwnedFd, i32)> {
+        let append = self.open_for_vmm()?;
+        let trim = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let started = crate::sys::log_keeper::start(&append, &trim, self.max_bytes)?;
+        Ok((started.pipe, started.pid))
+    }
+
     /// Appends a line written by lobster itself (e.g. "launching qemu").
     pub fn note(&self, line: &str) -> io::Result<()> {
         let mut file = self.open_for_vmm()?;
@@ -60,22 +74,11 @@ impl ConsoleLog {
     /// Drops the oldest output if the file exceeds the cap, keeping about
     /// half the cap. Returns how many bytes were dropped.
     pub fn enforce_cap(&self) -> io::Result<u64> {
-        let file = match OpenOptions::new().read(true).write(true).open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        if len <= self.max_bytes {
-            return Ok(0);
+        match OpenOptions::new().read(true).write(true).open(&self.path) {
+            Ok(file) => crate::sys::file::drop_head_to_fit(file.as_fd(), self.max_bytes, 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
         }
-        let keep = self.max_bytes / 2;
-        let block = 4096;
-        let drop = (len - keep) / block * block;
-        if drop > 0 && crate::sys::file::collapse_head(&file, drop).is_ok() {
-            return Ok(drop);
-        }
-        copy_truncate(file, len, keep)
     }
 
     /// The last `TAIL_BYTES` of the log, lossily decoded, starting at a
@@ -137,16 +140,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn copy_truncate(mut file: File, len: u64, keep: u64) -> io::Result<u64> {
-    let mut tail = Vec::with_capacity(keep as usize);
-    file.seek(SeekFrom::Start(len - keep))?;
-    file.read_to_end(&mut tail)?;
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&tail)?;
-    Ok(len - keep)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +161,18 @@ mod tests {
         let tail = log.tail_bytes(64);
         assert!(tail.ends_with("line 019999\nline last\n"), "{tail:?}");
         assert_eq!(log.enforce_cap().unwrap(), 0);
+    }
+
+    #[test]
+    fn the_cap_holds_where_the_head_cannot_be_collapsed() {
+        // tmpfs has no FALLOC_FL_COLLAPSE_RANGE: the tail is copied forward.
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let log = ConsoleLog::new(dir.path().join("c.log"), 65_536);
+        let text: String = (0..20_000).map(|i| format!("line {i:06}\n")).collect();
+        std::fs::write(log.path(), &text).unwrap();
+        assert_eq!(log.enforce_cap().unwrap(), text.len() as u64 - 32_768);
+        let kept = log.read_all();
+        assert_eq!(kept, text[text.len() - 32_768..]);
     }
 
     #[test]

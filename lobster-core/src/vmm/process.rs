@@ -1,12 +1,13 @@
 //! Supervision of one VMM process through a pidfd.
 //!
 //! A VMM is started in its own session and process group, with its stdout
-//! and stderr appended to the VM's [`ConsoleLog`]. Its identity is the pid
+//! and stderr piped to the log keeper of the VM's [`ConsoleLog`] (which
+//! keeps the file under its cap whether or not a lobster process runs). Its identity is the pid
 //! plus the start time from `/proc/<pid>/stat`, which the tenant registry
 //! stores so a later process can [`VmProcess::attach`] and be sure it found
 //! the same process, not a reused pid. Dropping a `VmProcess` never kills
-//! the VM (VMs outlive the CLI); a detached task reaps it when it exits and
-//! keeps its console log under the cap meanwhile.
+//! the VM (VMs outlive the CLI); a detached task reaps it (and the log
+//! keeper, once it has written the last output) when it exits.
 
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
@@ -22,8 +23,9 @@ use super::{Result, VmmError};
 use crate::base::NOTIFY_SOCKET;
 use crate::sys::pidfd::{self, Reaped};
 
-/// How often the supervisor trims the console log while the VM runs.
-const LOG_CAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an exited VMM's log keeper may take to write the last output
+/// before the exit is reported (the error carries the log's tail).
+const KEEPER_DRAIN: Duration = Duration::from_secs(5);
 
 /// What identifies a VMM process across orchestrator restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,7 +94,8 @@ pub struct VmProcess {
 
 impl VmProcess {
     /// Starts `command` in a new session with stdin from /dev/null and
-    /// stdout+stderr appended to `console`. Must run inside a tokio runtime.
+    /// stdout+stderr piped to `console`'s log keeper. Must run inside a
+    /// tokio runtime.
     pub fn spawn(vm_id: &str, mut command: Command, console: ConsoleLog) -> Result<VmProcess> {
         // The watchdog's readiness socket is for it alone (systemd's rule:
         // a notifying daemon's children must not inherit it).
@@ -104,10 +107,11 @@ impl VmProcess {
                 source,
             }
         };
-        let out = console.open_for_vmm().map_err(io_err(format!(
-            "cannot open console log {}",
+        let (out, keeper) = console.start_keeper().map_err(io_err(format!(
+            "cannot start the log keeper of {}",
             console.path().display()
         )))?;
+        let keeper = pidfd::pidfd_open(keeper).map_err(io_err(format!("pidfd_open({keeper})")))?;
         let err = out
             .try_clone()
             .map_err(io_err("cannot duplicate console log fd".into()))?;
@@ -116,7 +120,11 @@ impl VmProcess {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         pidfd::new_session_on_exec(&mut command);
-        let child = command.spawn().map_err(|source| VmmError::Spawn {
+        let spawned = command.spawn();
+        // Only the VMM holds the pipe now: the keeper ends with it (or
+        // at once, if the VMM never started).
+        drop(command);
+        let child = spawned.map_err(|source| VmmError::Spawn {
             vm: vm_id.to_string(),
             binary: binary.clone(),
             source,
@@ -129,7 +137,13 @@ impl VmProcess {
             read_start_time(pid).map_err(io_err(format!("cannot read /proc/{pid}/stat")))?;
         drop(child); // std's Child neither kills nor reaps on drop.
         tracing::debug!(vm = vm_id, pid, binary = %binary.display(), "vmm process started");
-        Self::supervise(vm_id, VmIdentity { pid, start_time }, fd, console)
+        Self::supervise(
+            vm_id,
+            VmIdentity { pid, start_time },
+            fd,
+            Some(keeper),
+            console,
+        )
     }
 
     /// Re-attaches to a VMM started earlier (possibly by another process).
@@ -159,13 +173,15 @@ impl VmProcess {
                 found,
             });
         }
-        Self::supervise(vm_id, identity, fd, console)
+        Self::supervise(vm_id, identity, fd, None, console)
     }
 
+    /// Watches the VMM (and `keeper`, the log keeper this process started).
     fn supervise(
         vm_id: &str,
         identity: VmIdentity,
         fd: OwnedFd,
+        keeper: Option<OwnedFd>,
         console: ConsoleLog,
     ) -> Result<VmProcess> {
         let pidfd = Arc::new(pidfd::async_pidfd(fd).map_err(|source| VmmError::Io {
@@ -173,12 +189,14 @@ impl VmProcess {
             source,
         })?);
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(watch_exit(
-            vm_id.to_string(),
-            pidfd.clone(),
-            console.clone(),
-            tx,
-        ));
+        let keeper = match keeper {
+            Some(fd) => Some(pidfd::async_pidfd(fd).map_err(|source| VmmError::Io {
+                context: format!("cannot register the log keeper of pid {}", identity.pid),
+                source,
+            })?),
+            None => None,
+        };
+        tokio::spawn(watch_exit(vm_id.to_string(), pidfd.clone(), keeper, tx));
         Ok(VmProcess {
             vm_id: vm_id.to_string(),
             identity,
@@ -274,27 +292,23 @@ impl VmProcess {
 async fn watch_exit(
     vm_id: String,
     pidfd: Arc<AsyncFd<OwnedFd>>,
-    console: ConsoleLog,
+    keeper: Option<AsyncFd<OwnedFd>>,
     tx: watch::Sender<Option<ExitStatus>>,
 ) {
-    let mut trim = tokio::time::interval(LOG_CAP_INTERVAL);
-    loop {
-        tokio::select! {
-            guard = pidfd.readable() => {
-                let Ok(mut guard) = guard else { break };
-                guard.retain_ready();
-                break;
-            }
-            _ = trim.tick() => {
-                if let Err(e) = console.enforce_cap() {
-                    tracing::warn!(vm = %vm_id, error = %e, "cannot trim console log");
-                }
-            }
-        }
+    if let Ok(mut guard) = pidfd.readable().await {
+        guard.retain_ready();
     }
     let status = reap(&pidfd).await;
     tracing::info!(vm = %vm_id, %status, "vmm process exited");
-    let _ = console.enforce_cap();
+    if let Some(keeper) = keeper {
+        // The keeper ends once it has written the VMM's last output.
+        match tokio::time::timeout(KEEPER_DRAIN, keeper.readable()).await {
+            Ok(_) => {
+                reap(&keeper).await;
+            }
+            Err(_) => tracing::warn!(vm = %vm_id, "log keeper still running after the vmm exited"),
+        }
+    }
     let _ = tx.send(Some(status));
 }
 
@@ -350,6 +364,45 @@ mod tests {
             err.contains("exit code 3") && err.contains("broken"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_console_log_stays_within_its_cap_with_no_supervisor_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = ConsoleLog::new(dir.path().join("c.log"), 65_536);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cmd = Command::new("sh");
+        // 4 MiB of output once nothing of ours is left, then a last line.
+        cmd.args([
+            "-c",
+            "sleep 1; yes 'console output line' | head -c 4194304; echo; echo the-last-line",
+        ]);
+        let p = runtime
+            .block_on(async { VmProcess::spawn("vm-t", cmd, console.clone()) })
+            .unwrap();
+        let pid = p.identity().pid;
+        drop(p);
+        drop(runtime); // the supervising task is gone
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut largest = 0;
+        while !console.read_all().ends_with("the-last-line\n") {
+            largest = largest.max(std::fs::metadata(console.path()).unwrap().len());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no last line: {largest} bytes"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let size = std::fs::metadata(console.path()).unwrap().len();
+        eprintln!("4 MiB written, log at most {largest} bytes while written, {size} at the end");
+        assert!(size <= 65_536 && largest <= 65_536, "{size} / {largest}");
+        assert!(console.read_all().contains("console output line\n"));
+        // The VMM is reaped by nobody here; it must at least have ended.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
     }
 
     #[tokio::test]

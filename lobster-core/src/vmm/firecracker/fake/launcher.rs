@@ -66,7 +66,9 @@ impl Launcher for FakeLauncher {
                 let mut stand_in = Command::new("sh");
                 stand_in.args([
                     "-c",
-                    "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 3600 & wait",
+                    // The sleep does not hold the console: the log keeper
+                    // ends with the stand-in, as with a real VMM.
+                    "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 3600 >/dev/null 2>&1 & wait",
                 ]);
                 let process = VmProcess::spawn(vm_id, stand_in, console)?;
                 let on_exit = process.clone();
