@@ -637,6 +637,7 @@ mod tests {
                 memory_mib: 256,
                 overlay_size_mib: 512,
                 backend: None,
+                limits: None,
             },
             created_at: 0,
             agent_token: String::new(),
