@@ -32,7 +32,11 @@ fn dead_process() -> VmIdentity {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id() as i32;
     child.wait().unwrap();
-    VmIdentity { pid, start_time: 1 }
+    VmIdentity {
+        pid,
+        start_time: 1,
+        ..VmIdentity::of(std::process::id() as i32).unwrap()
+    }
 }
 
 /// A rig running `bystander`, the host as that left it, and `alice` spawned on top.

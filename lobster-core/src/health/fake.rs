@@ -261,6 +261,7 @@ impl State {
         VmIdentity {
             pid: FIRST_PID + self.next_pid,
             start_time: u64::MAX - self.next_pid as u64,
+            boot_id: crate::vmm::BootId::current().ok(),
         }
     }
 }

@@ -243,6 +243,7 @@ mod tests {
             identity: crate::vmm::VmIdentity {
                 pid: 1,
                 start_time: 1,
+                boot_id: None,
             },
         });
         assert_eq!(backend(&rec, BackendKind::Firecracker), BackendKind::Qemu);
