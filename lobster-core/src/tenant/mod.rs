@@ -95,6 +95,14 @@ pub enum TenantError {
         /// How long we waited.
         waited: std::time::Duration,
     },
+    /// A spawn of the tenant is still running in another process.
+    #[error("tenant `{name}` is being spawned by process {pid}; evict it once that spawn ends (a failed spawn rolls itself back; a killed one is torn down by the next command)")]
+    Spawning {
+        /// The tenant.
+        name: String,
+        /// The spawning process.
+        pid: i32,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -113,7 +121,9 @@ impl Classify for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
             TenantError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
-            TenantError::InvalidState { .. } => ErrorKind::InvalidState,
+            TenantError::InvalidState { .. } | TenantError::Spawning { .. } => {
+                ErrorKind::InvalidState
+            }
             TenantError::MissingImage { .. } => ErrorKind::NotFound,
             TenantError::SpawnFailed { source, .. } => source.kind(),
             TenantError::EvictIncomplete { .. } => ErrorKind::HostFailure,
@@ -124,7 +134,8 @@ impl Classify for TenantError {
     }
 }
 
-/// How long evict and snap wait for a repair (a VM restart) of the same tenant.
+/// How long spawn, evict and snap wait for another operation on the same
+/// tenant (a repair restarting its VM, an evict of the name's last tenant).
 pub(crate) const OPERATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Takes tenant `name`'s operation lock, waiting at most `wait`.
