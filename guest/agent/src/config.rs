@@ -48,7 +48,8 @@ pub struct AgentConfig {
     pub on_shutdown: ShutdownAction,
     /// Whether `time.set` may change the system clock (guests only).
     pub allow_set_time: bool,
-    /// Concurrent connections served (both ports together).
+    /// Concurrent connections served on each port (each port has its own
+    /// budget, so the RPC port cannot starve the health port).
     pub max_connections: usize,
 }
 

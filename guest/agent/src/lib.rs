@@ -8,8 +8,8 @@
 //! everything under one directory and `shutdown` just exits.
 //!
 //! Threads: one accept loop per port, one thread per connection (bounded by
-//! [`AgentConfig::max_connections`]), one supervisor thread, one output pump
-//! per workload run.
+//! [`AgentConfig::max_connections`] on each port), one supervisor thread,
+//! one output pump per workload run.
 
 pub mod config;
 mod files;
@@ -23,7 +23,6 @@ mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,7 +65,6 @@ struct Shared {
     supervisor: Arc<Supervisor>,
     secrets: Arc<Mutex<Secrets>>,
     holds: Mutex<Holds>,
-    connections: AtomicUsize,
     shutdown: Mutex<Option<ShutdownParams>>,
     shutdown_requested: Condvar,
 }
@@ -130,7 +128,6 @@ impl Agent {
             supervisor,
             secrets,
             holds: Mutex::new(Holds::default()),
-            connections: AtomicUsize::new(0),
             shutdown: Mutex::new(None),
             shutdown_requested: Condvar::new(),
             config,
