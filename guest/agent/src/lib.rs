@@ -27,7 +27,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use config::{AgentConfig, ShutdownAction};
-use lobster_agent_proto::methods::ShutdownParams;
+use lobster_agent_proto::methods::{Secret, ShutdownParams, MAX_TOKEN_LEN};
+use lobster_agent_proto::ErrorCode;
 
 use crate::holds::Holds;
 use crate::logs::LogSink;
@@ -65,11 +66,45 @@ struct Shared {
     supervisor: Arc<Supervisor>,
     secrets: Arc<Mutex<Secrets>>,
     holds: Mutex<Holds>,
+    /// The token in force (starts as `config.token`; `token.rotate` replaces it).
+    token: Mutex<Secret>,
     shutdown: Mutex<Option<ShutdownParams>>,
     shutdown_requested: Condvar,
 }
 
 impl Shared {
+    /// The token a connection must present now.
+    fn token(&self) -> Secret {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the token: stored first (so a reboot keeps it), then in
+    /// force for every new connection. A token that cannot be stored is
+    /// not taken, so the agent and its disk never disagree.
+    fn rotate_token(&self, token: Secret) -> Result<(), workload::Failure> {
+        let text = token.expose();
+        if text.is_empty()
+            || text.len() > MAX_TOKEN_LEN
+            || !text.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("a token is 1 to {MAX_TOKEN_LEN} printable ascii characters"),
+            ));
+        }
+        if let Some(file) = &self.config.token_file {
+            files::write_private(file, text.as_bytes()).map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("cannot store the token in {}: {e}", file.display()),
+                )
+            })?;
+        }
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+        self.log.line("agent token rotated");
+        Ok(())
+    }
+
     /// Records a `shutdown` request and wakes [`Agent::wait_for_shutdown`].
     fn request_shutdown(&self, params: ShutdownParams) {
         self.log.line("shutdown requested");
@@ -128,6 +163,7 @@ impl Agent {
             supervisor,
             secrets,
             holds: Mutex::new(Holds::default()),
+            token: Mutex::new(config.token.clone()),
             shutdown: Mutex::new(None),
             shutdown_requested: Condvar::new(),
             config,

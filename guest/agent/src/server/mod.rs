@@ -207,9 +207,9 @@ impl Connection {
 
     /// Serves one request; false closes the connection.
     fn handle(&mut self, req: Request) -> bool {
-        let expected = self.shared.config.token.expose().as_bytes();
+        let expected = self.shared.token();
         if let Some(token) = &req.token {
-            if !token_matches(expected, token.as_bytes()) {
+            if !token_matches(expected.expose().as_bytes(), token.as_bytes()) {
                 return self.refuse(req.id);
             }
             self.authenticate();
@@ -259,8 +259,11 @@ impl Connection {
                 return false;
             }
         };
-        let expected = self.shared.config.token.expose().as_bytes();
-        if !token_matches(expected, params.token.expose().as_bytes()) {
+        let expected = self.shared.token();
+        if !token_matches(
+            expected.expose().as_bytes(),
+            params.token.expose().as_bytes(),
+        ) {
             return self.refuse(req.id);
         }
         if params.protocol != PROTOCOL_VERSION {
