@@ -317,6 +317,17 @@ impl Agent {
             .await
     }
 
+    /// Hands the guest a new agent token: the agent stores it where it
+    /// reads it at boot, then refuses the old one on new connections.
+    pub async fn rotate_token(&self, token: &str) -> Result<(), AgentError> {
+        let params = m::RotateTokenParams {
+            token: Secret(token.to_owned()),
+        };
+        self.call_within::<m::RotateToken>(&params, Duration::ZERO)
+            .await
+            .map(|_| ())
+    }
+
     /// Starts the configured workload.
     pub async fn start(&self) -> Result<WorkloadStatus, AgentError> {
         self.call_within::<m::Start>(&Empty {}, Duration::ZERO)

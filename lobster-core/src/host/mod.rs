@@ -114,6 +114,15 @@ impl Host {
         Ok(self.get(name).await?.gateway_token().to_owned())
     }
 
+    /// Gives a running tenant new agent and gateway tokens; the guest
+    /// refuses the old agent token and the gateway the old gateway token
+    /// afterwards. Returns the tenant with its new tokens. Interrupted, it
+    /// leaves a token the guest accepts recorded; running it again finishes.
+    pub async fn rotate_tokens(&self, name: &str) -> Result<Tenant> {
+        self.recover_interrupted().await?;
+        crate::tenant::rotate_tokens(&self.context, name).await
+    }
+
     /// Creates and starts a tenant: overlay disk, TAP, firewall rules, VM,
     /// agent, workload and route. A failure rolls back every completed step.
     pub async fn spawn(&self, spec: TenantSpec) -> Result<Tenant> {

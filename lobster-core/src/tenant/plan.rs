@@ -185,6 +185,7 @@ mod tests {
             allocation: allocation_for(&config, 1, "0a1b2c3d"),
             created_at: 0,
             agent_token: "a".repeat(64),
+            agent_token_next: None,
             gateway_token: "g".repeat(64),
             workload: Workload::default(),
             vm: None,
