@@ -73,6 +73,17 @@ async fn an_interrupted_rotation_is_finished_by_the_next_one() {
             r.agent_token_next = Some("taken-by-the-guest".into())
         })
         .unwrap();
+    // Meanwhile the host's clients fall back to the recorded next token:
+    // the health checks pass.
+    rig.host
+        .agent("alice")
+        .await
+        .unwrap()
+        .health()
+        .await
+        .unwrap();
+    let molt = rig.host.molt(Some("alice")).await.unwrap();
+    assert!(molt[0].healthy, "{molt:?}");
     rig.host.rotate_tokens("alice").await.unwrap();
     let second = rig.record("alice");
     assert_eq!(second.agent_token_next, None);

@@ -166,7 +166,9 @@ impl Host {
     pub async fn agent(&self, name: &str) -> Result<Agent> {
         let tenant = self.get(name).await?;
         let (rpc, health) = crate::tenant::plan::agent_endpoints(self.config(), tenant.record());
-        Ok(Agent::new(rpc, health, tenant.record().agent_token.clone()))
+        let record = tenant.record();
+        Ok(Agent::new(rpc, health, record.agent_token.clone())
+            .with_fallback_token(record.agent_token_next.clone()))
     }
 
     /// The last `lines` lines of a tenant's workload or agent log,

@@ -16,8 +16,9 @@
 //! A rotation that failed or died between 1 and 3 leaves both agent tokens
 //! recorded; the next rotation first asks the agent which one it accepts
 //! (`hello`) and records that one as current, then rotates afresh.
-//! Meanwhile health checks use the current token, so if the guest took the
-//! new one they fail until that next rotation.
+//! Meanwhile every agent client the host makes from the record (health
+//! checks, repairs, `Host::agent`) falls back to the recorded next token
+//! when the current one is refused.
 
 use crate::agent::Agent;
 use crate::base::{Classify, ErrorKind};
