@@ -35,6 +35,9 @@ pub trait GuestOps: Send + Sync + std::fmt::Debug {
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
 }
 
+/// Tenant name, agent token and next agent token.
+type AgentKey = (String, String, Option<String>);
+
 /// A VM handle and the identity it was attached to.
 type AttachedVm = (VmIdentity, Arc<dyn Vm>);
 
@@ -46,7 +49,7 @@ pub struct SystemGuests {
     probe_timeout: Duration,
     /// One agent client per tenant (keyed by name, token and next token),
     /// so a daemon reuses its authenticated connection from tick to tick.
-    agents: Mutex<HashMap<(String, String, Option<String>), Arc<Agent>>>,
+    agents: Mutex<HashMap<AgentKey, Arc<Agent>>>,
     /// The attached VM of each tenant with the identity it was attached to:
     /// attaching opens a pidfd and asks the API once, so a daemon does it
     /// once per VM, not once per tick.
