@@ -52,8 +52,8 @@ pub enum Command {
     Resume(NameArg),
     /// Not yet implemented (exits 15): run a command inside a tenant.
     Exec(ExecArgs),
-    /// Print a tenant's gateway token.
-    Token(NameArg),
+    /// Print a tenant's gateway token (`--rotate`: replace its agent and gateway tokens first).
+    Token(TokenArgs),
     /// Print where the root certificate of lobster's local CA is (trust it
     /// in a client to reach tenants over HTTPS).
     Ca,
@@ -93,6 +93,17 @@ pub struct ConfirmArgs {
 pub struct NameArg {
     /// Tenant name.
     pub name: String,
+}
+
+/// `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Give the running tenant new agent and gateway tokens (the old ones
+    /// are refused afterwards), then print the new gateway token.
+    #[arg(long)]
+    pub rotate: bool,
 }
 
 /// `spawn`.

@@ -169,6 +169,7 @@ fn missing_tenant_is_not_found_and_printed_once() {
     let env = Env::initialised();
     for cmd in [
         &["token", "ghost"][..],
+        &["token", "--rotate", "ghost"],
         &["evict", "ghost", "-y"],
         &["logs", "ghost"],
     ] {

@@ -186,10 +186,7 @@ impl Host {
     fn seed(&mut self) {
         let config = Config::load(&self.config_path()).unwrap();
         let store = Store::new(&config.paths.state_dir);
-        let identity = VmIdentity {
-            pid: self.vmm.id() as i32,
-            start_time: start_time(self.vmm.id()),
-        };
+        let identity = VmIdentity::of(self.vmm.id() as i32).unwrap();
         for name in ["alpha", "bravo", "charlie"] {
             let mut new = new_tenant(name);
             new.resources.vcpus = 2;
@@ -282,13 +279,6 @@ impl Host {
         );
         Tmux::start(name, &conf, &command)
     }
-}
-
-fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; start time is field 22.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split_whitespace().nth(19).unwrap().parse().unwrap()
 }
 
 fn now_ms() -> u64 {

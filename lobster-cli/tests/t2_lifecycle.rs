@@ -130,6 +130,16 @@ impl Lobster {
         self.dir.path().join("caddy/admin.sock")
     }
 
+    /// Points `paths.initrd` at `initrd`; returns the previous one.
+    fn set_initrd(&self, initrd: &Path) -> PathBuf {
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.config()).unwrap()).unwrap();
+        let previous = PathBuf::from(config["paths"]["initrd"].as_str().unwrap());
+        config["paths"]["initrd"] = initrd.to_str().unwrap().into();
+        std::fs::write(self.config(), config.to_string()).unwrap();
+        previous
+    }
+
     fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -284,6 +294,52 @@ impl Drop for Lobster {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }
+}
+
+/// A minimal guest in `dir`: a busybox initramfs whose init prints an OSC 52
+/// clipboard write (ESC ] 52 ; c ; ... BEL) between two markers on the
+/// console, then powers off.
+fn osc52_initrd(dir: &Path) -> PathBuf {
+    let root = dir.join("osc52-guest");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::fs::write(
+        root.join("init"),
+        "#!/bin/busybox sh\n\
+         /bin/busybox mkdir -p /dev\n\
+         /bin/busybox mount -t devtmpfs dev /dev\n\
+         exec >/dev/console 2>&1\n\
+         /bin/busybox printf 'osc52-before \\033]52;c;bG9ic3Rlcg==\\007 osc52-after\\n'\n\
+         /bin/busybox poweroff -f\n",
+    )
+    .unwrap();
+    sh(&["chmod", "0755", root.join("init").to_str().unwrap()]);
+    let initrd = dir.join("osc52.cpio.gz");
+    sh(&[
+        "sh",
+        "-c",
+        &format!(
+            "cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}",
+            root.display(),
+            initrd.display()
+        ),
+    ]);
+    initrd
+}
+
+/// `out` shows the OSC 52 guest's console text, with no ESC or BEL byte.
+fn assert_guest_text_sanitised(what: &str, out: &Output) {
+    let all = [&out.stdout[..], &out.stderr[..]].concat();
+    assert!(
+        text(&all).contains("osc52-before"),
+        "{what} does not show the console tail: {}",
+        output(out)
+    );
+    assert!(
+        !all.contains(&0x1b) && !all.contains(&0x07),
+        "{what} passes the guest's control bytes: {:?}",
+        text(&all)
+    );
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -1058,9 +1114,28 @@ fn watchdog_repairs_vm_tap_rules_route_and_workload() {
             assert_eq!(restored, want, "the rules are back exactly as planned");
             watch.stop();
 
+            // 7. Guest text reaches no terminal raw: the VM is replaced by a
+            //    guest that prints an OSC 52 (clipboard write) sequence on
+            //    its console and powers off; molt's report and spawn's error
+            //    show the console tail, sanitised.
+            let product_initrd = lobster.set_initrd(&osc52_initrd(lobster.dir.path()));
+            let pid = lobster.tenant("a")["vm"]["identity"]["pid"]
+                .as_u64()
+                .unwrap();
+            sh(&["kill", "-KILL", &pid.to_string()]);
+            let out = lobster.run(&["molt", "a"]);
+            assert!(!out.status.success(), "molt: {}", output(&out));
+            assert_guest_text_sanitised("molt", &out);
+
             let out = lobster.run(&["evict", "-y", "a"]);
             assert!(out.status.success(), "evict a: {}", output(&out));
             lobster.assert_gone("a", &id);
+
+            let out = lobster.run(&["spawn", "b", "--command", "sleep 3600"]);
+            assert!(!out.status.success(), "spawn b: {}", output(&out));
+            assert_guest_text_sanitised("spawn", &out);
+            assert_eq!(lobster.tenant("b"), serde_json::Value::Null);
+            lobster.set_initrd(&product_initrd);
 
             // `watch -d` detaches; one watchdog per state directory; its log
             // is readable with `logs --watchdog`; SIGTERM stops it.

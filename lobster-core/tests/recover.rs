@@ -32,7 +32,11 @@ fn dead_process() -> VmIdentity {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id() as i32;
     child.wait().unwrap();
-    VmIdentity { pid, start_time: 1 }
+    VmIdentity {
+        pid,
+        start_time: 1,
+        ..VmIdentity::of(std::process::id() as i32).unwrap()
+    }
 }
 
 /// A rig running `bystander`, the host as that left it, and `alice` spawned on top.
@@ -179,4 +183,50 @@ async fn a_running_tenant_whose_vm_died_is_left_to_the_health_checks() {
     let report = rig.host.recover().await.unwrap();
     assert!(report.torn_down.is_empty() && report.failed.is_empty());
     assert_eq!(rig.record("alice").status, TenantStatus::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_refuses_a_tenant_whose_spawner_lives_and_recover_leaves_it() {
+    let (rig, _) = with_alice(126).await;
+    // A spawn still running in this (live) process, as far as the record says.
+    let me = VmIdentity::of(std::process::id() as i32).unwrap();
+    rig.store()
+        .modify("alice", move |r| {
+            r.status = TenantStatus::Creating;
+            r.owner = Some(me);
+        })
+        .unwrap();
+    let err = rig.host.evict("alice").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("being spawned by process {}", me.pid)),
+        "{err}"
+    );
+    let report = rig.host.recover().await.unwrap();
+    assert!(report.torn_down.is_empty() && report.failed.is_empty());
+    assert_eq!(rig.record("alice").status, TenantStatus::Creating);
+    // Once the spawner is gone, the next command tears it down.
+    interrupt(&rig, "alice", TenantStatus::Creating);
+    let report = rig.host.recover().await.unwrap();
+    assert_eq!(report.torn_down, ["alice"]);
+}
+
+#[test]
+fn a_tenant_lock_file_outlives_its_holders_so_two_never_hold_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lobster_core::store::Store::new(dir.path());
+    let wait = std::time::Duration::ZERO;
+    let first = store.lock_tenant("alice", wait).unwrap().expect("free");
+    assert!(store.lock_tenant("alice", wait).unwrap().is_none());
+    drop(first);
+    // Released, the file stays: a later holder locks the same inode as
+    // anyone who opened it meanwhile.
+    assert!(dir.path().join("locks/alice.lock").is_file());
+    let second = store
+        .lock_tenant("alice", wait)
+        .unwrap()
+        .expect("free again");
+    assert!(store.lock_tenant("alice", wait).unwrap().is_none());
+    drop(second);
 }

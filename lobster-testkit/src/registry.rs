@@ -63,6 +63,7 @@ pub fn running_record(config: &Config, name: &str, slot: u32) -> TenantRecord {
         },
         created_at: 0,
         agent_token: "0".repeat(64),
+        agent_token_next: None,
         gateway_token: "0".repeat(64),
         workload: Default::default(),
         vm: None,

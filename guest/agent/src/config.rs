@@ -34,6 +34,9 @@ pub struct AgentConfig {
     pub health_listen: SocketAddr,
     /// The per-tenant token (empty means every request is refused).
     pub token: Secret,
+    /// Where the token is read at start, and where `token.rotate` stores
+    /// a new one (`None`: a rotated token lasts until the agent exits).
+    pub token_file: Option<PathBuf>,
     /// Persistent state: secrets, workload spec.
     pub state_dir: PathBuf,
     /// Log files (capped and rotated).
@@ -48,7 +51,8 @@ pub struct AgentConfig {
     pub on_shutdown: ShutdownAction,
     /// Whether `time.set` may change the system clock (guests only).
     pub allow_set_time: bool,
-    /// Concurrent connections served (both ports together).
+    /// Concurrent connections served on each port (each port has its own
+    /// budget, so the RPC port cannot starve the health port).
     pub max_connections: usize,
 }
 
@@ -60,6 +64,7 @@ impl AgentConfig {
             rpc_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
             health_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
             token: Secret(token.to_owned()),
+            token_file: None,
             state_dir: dir.join("state"),
             log_dir: dir.join("log"),
             log_max_bytes: 1024 * 1024,
@@ -92,6 +97,7 @@ impl AgentConfig {
             rpc_listen: SocketAddr::new(ip, port("lobster.agent_port", DEFAULT_RPC_PORT)?),
             health_listen: SocketAddr::new(ip, port("lobster.health_port", DEFAULT_HEALTH_PORT)?),
             token: read_token(Path::new(token_file)),
+            token_file: Some(PathBuf::from(token_file)),
             state_dir: PathBuf::from("/var/lib/lobster-agent"),
             log_dir: PathBuf::from("/var/log/lobster"),
             log_max_bytes: 4 * 1024 * 1024,

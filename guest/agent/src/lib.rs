@@ -8,8 +8,8 @@
 //! everything under one directory and `shutdown` just exits.
 //!
 //! Threads: one accept loop per port, one thread per connection (bounded by
-//! [`AgentConfig::max_connections`]), one supervisor thread, one output pump
-//! per workload run.
+//! [`AgentConfig::max_connections`] on each port), one supervisor thread,
+//! one output pump per workload run.
 
 pub mod config;
 mod files;
@@ -23,12 +23,12 @@ mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use config::{AgentConfig, ShutdownAction};
-use lobster_agent_proto::methods::ShutdownParams;
+use lobster_agent_proto::methods::{Secret, ShutdownParams, MAX_TOKEN_LEN};
+use lobster_agent_proto::ErrorCode;
 
 use crate::holds::Holds;
 use crate::logs::LogSink;
@@ -66,12 +66,45 @@ struct Shared {
     supervisor: Arc<Supervisor>,
     secrets: Arc<Mutex<Secrets>>,
     holds: Mutex<Holds>,
-    connections: AtomicUsize,
+    /// The token in force (starts as `config.token`; `token.rotate` replaces it).
+    token: Mutex<Secret>,
     shutdown: Mutex<Option<ShutdownParams>>,
     shutdown_requested: Condvar,
 }
 
 impl Shared {
+    /// The token a connection must present now.
+    fn token(&self) -> Secret {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the token: stored first (so a reboot keeps it), then in
+    /// force for every new connection. A token that cannot be stored is
+    /// not taken, so the agent and its disk never disagree.
+    fn rotate_token(&self, token: Secret) -> Result<(), workload::Failure> {
+        let text = token.expose();
+        if text.is_empty()
+            || text.len() > MAX_TOKEN_LEN
+            || !text.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("a token is 1 to {MAX_TOKEN_LEN} printable ascii characters"),
+            ));
+        }
+        if let Some(file) = &self.config.token_file {
+            files::write_private(file, text.as_bytes()).map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("cannot store the token in {}: {e}", file.display()),
+                )
+            })?;
+        }
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+        self.log.line("agent token rotated");
+        Ok(())
+    }
+
     /// Records a `shutdown` request and wakes [`Agent::wait_for_shutdown`].
     fn request_shutdown(&self, params: ShutdownParams) {
         self.log.line("shutdown requested");
@@ -130,7 +163,7 @@ impl Agent {
             supervisor,
             secrets,
             holds: Mutex::new(Holds::default()),
-            connections: AtomicUsize::new(0),
+            token: Mutex::new(config.token.clone()),
             shutdown: Mutex::new(None),
             shutdown_requested: Condvar::new(),
             config,

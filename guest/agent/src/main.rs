@@ -8,7 +8,7 @@
 //! On start it prints `lobster-agent: rpc=<addr> health=<addr>` on stdout.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use lobster_agent::config::{read_token, AgentConfig, ShutdownAction};
@@ -88,7 +88,10 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
     let mut command = Vec::new();
     for (flag, value) in overrides {
         match flag.as_str() {
-            "--token-file" => config.token = read_token(&PathBuf::from(value)),
+            "--token-file" => {
+                config.token = read_token(Path::new(&value));
+                config.token_file = Some(PathBuf::from(value));
+            }
             "--listen" => {
                 config.rpc_listen = value
                     .parse()

@@ -79,3 +79,58 @@ fn unknown_flags_are_rejected_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument `--bogus`"));
 }
+
+#[test]
+fn a_rotated_token_is_stored_and_the_old_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "old-token\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lobster-agent"))
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--token-file")
+        .arg(&token_file)
+        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = |key: &str| {
+        first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {first:?}"))
+            .to_owned()
+    };
+    let (rpc, health) = (addr("rpc="), addr("health="));
+    let hello = |at: &str, token: &str| {
+        let mut s = TcpStream::connect(at).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        writeln!(
+            s,
+            r#"{{"id":1,"method":"hello","params":{{"protocol":1,"token":"{token}"}}}}"#
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+
+    let mut session = common::Session::open(TcpStream::connect(&rpc).unwrap(), "old-token");
+    let refused = session.line("token.rotate", serde_json::json!({"token": "bad token"}));
+    assert!(refused.contains("bad_request"), "{refused}");
+    session.call("token.rotate", serde_json::json!({"token": "new-token"}));
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), "new-token");
+    for port in [&rpc, &health] {
+        let old = hello(port, "old-token");
+        assert!(old.contains("unauthorized"), "{old}");
+        let new = hello(port, "new-token");
+        assert!(new.starts_with(r#"{"id":1,"ok":"#), "{new}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -82,9 +82,13 @@ method!(
 method!(
     /// Stops the workload, syncs and powers the guest off (or reboots it).
     Shutdown, "shutdown", ShutdownParams => Empty);
+method!(
+    /// Replaces the agent token: stored where the agent reads it at boot,
+    /// then in force for every new connection (the old one is refused).
+    RotateToken, "token.rotate", RotateTokenParams => Empty);
 
 /// Every method name, in table order (the agent's `hello` reply lists these).
-pub const ALL_METHODS: [&str; 17] = [
+pub const ALL_METHODS: [&str; 18] = [
     Hello::NAME,
     Health::NAME,
     InjectSecrets::NAME,
@@ -102,6 +106,7 @@ pub const ALL_METHODS: [&str; 17] = [
     HoldList::NAME,
     SetTime::NAME,
     Shutdown::NAME,
+    RotateToken::NAME,
 ];
 
 /// No parameters / no result.
@@ -449,6 +454,17 @@ pub struct HoldListResult {
 pub struct SetTimeParams {
     /// Milliseconds since the Unix epoch.
     pub unix_ms: u64,
+}
+
+/// The longest agent token `token.rotate` accepts.
+pub const MAX_TOKEN_LEN: usize = 256;
+
+/// `token.rotate` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateTokenParams {
+    /// The new token: 1 to [`MAX_TOKEN_LEN`] printable ASCII characters.
+    pub token: Secret,
 }
 
 /// `shutdown` parameters.

@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Init(args) => init::run(&ctx, args).await,
         Command::Spawn(args) => spawn::run(&ctx, args).await,
         Command::List => tenants::list(&ctx).await,
-        Command::Token(args) => tenants::token(&ctx, &args.name).await,
+        Command::Token(args) => tenants::token(&ctx, &args.name, args.rotate).await,
         Command::Ca => tenants::ca(&ctx),
         Command::Evict(args) => tenants::evict(&ctx, &args).await,
         Command::Molt(args) => match tenants::molt(&ctx, args.name.as_deref()).await {

@@ -14,8 +14,13 @@ pub async fn list(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn token(ctx: &Context, name: &str) -> Result<(), Error> {
-    let token = ctx.host()?.token(name).await?;
+pub async fn token(ctx: &Context, name: &str, rotate: bool) -> Result<(), Error> {
+    let host = ctx.host()?;
+    let token = if rotate {
+        host.rotate_tokens(name).await?.gateway_token().to_owned()
+    } else {
+        host.token(name).await?
+    };
     ctx.print(&serde_json::json!({ "name": name, "token": token }), || {
         token.clone()
     });

@@ -147,6 +147,8 @@ pub struct Agent {
     rpc: SocketAddr,
     health: SocketAddr,
     token: Secret,
+    /// Tried when the agent refuses `token` (see [`Agent::with_fallback_token`]).
+    fallback: Option<Secret>,
     timeouts: AgentTimeouts,
     conn: Mutex<Option<Conn>>,
 }
@@ -172,8 +174,32 @@ impl Agent {
             rpc,
             health,
             token: Secret(token.into()),
+            fallback: None,
             timeouts: AgentTimeouts::default(),
             conn: Mutex::new(None),
+        }
+    }
+
+    /// Also authenticates with `token` when the agent refuses the main one:
+    /// a token rotation cut short may have left the guest on the token the
+    /// registry records as next.
+    pub fn with_fallback_token(mut self, token: Option<String>) -> Agent {
+        self.fallback = token.map(Secret);
+        self
+    }
+
+    /// Opens an authenticated connection to `addr`, with the fallback token
+    /// when the main one is refused.
+    async fn open(&self, addr: SocketAddr) -> Result<(Conn, HelloResult), AgentError> {
+        match (Conn::open(addr, &self.token).await, &self.fallback) {
+            (
+                Err(AgentError::Remote {
+                    code: ErrorCode::Unauthorized,
+                    ..
+                }),
+                Some(fallback),
+            ) => Conn::open(addr, fallback).await,
+            (result, _) => result,
         }
     }
 
@@ -205,7 +231,7 @@ impl Agent {
             let mut slot = self.conn.lock().await;
             let reused = slot.is_some();
             if slot.is_none() {
-                *slot = Some(Conn::open(self.rpc, &self.token).await?.0);
+                *slot = Some(self.open(self.rpc).await?.0);
             }
             let conn = slot.as_mut().expect("connection was just opened");
             match conn.call::<M>(params).await {
@@ -219,7 +245,7 @@ impl Agent {
                     {
                         return Err(e);
                     }
-                    let mut fresh = Conn::open(self.rpc, &self.token).await?.0;
+                    let mut fresh = self.open(self.rpc).await?.0;
                     let out = fresh.call::<M>(params).await?;
                     *slot = Some(fresh);
                     Ok(out)
@@ -245,7 +271,7 @@ impl Agent {
     /// Connects (if needed) and returns the agent's `hello` answer.
     pub async fn hello(&self) -> Result<HelloResult, AgentError> {
         let bound = self.timeouts.connect;
-        match tokio::time::timeout(bound, Conn::open(self.rpc, &self.token)).await {
+        match tokio::time::timeout(bound, self.open(self.rpc)).await {
             Ok(result) => {
                 let (conn, hello) = result?;
                 *self.conn.lock().await = Some(conn);
@@ -263,7 +289,7 @@ impl Agent {
     pub async fn health(&self) -> Result<HealthResult, AgentError> {
         let bound = self.timeouts.connect + self.timeouts.call;
         let attempt = async {
-            let (mut conn, _) = Conn::open(self.health, &self.token).await?;
+            let (mut conn, _) = self.open(self.health).await?;
             conn.call::<m::Health>(&Empty {}).await
         };
         tokio::time::timeout(bound, attempt)
@@ -317,6 +343,17 @@ impl Agent {
             .await
     }
 
+    /// Hands the guest a new agent token: the agent stores it where it
+    /// reads it at boot, then refuses the old one on new connections.
+    pub async fn rotate_token(&self, token: &str) -> Result<(), AgentError> {
+        let params = m::RotateTokenParams {
+            token: Secret(token.to_owned()),
+        };
+        self.call_within::<m::RotateToken>(&params, Duration::ZERO)
+            .await
+            .map(|_| ())
+    }
+
     /// Starts the configured workload.
     pub async fn start(&self) -> Result<WorkloadStatus, AgentError> {
         self.call_within::<m::Start>(&Empty {}, Duration::ZERO)
@@ -364,7 +401,7 @@ impl Agent {
     ) -> Result<LogFollow, AgentError> {
         let bound = self.timeouts.connect + self.timeouts.call;
         let attempt = async {
-            let (mut conn, _) = Conn::open(self.rpc, &self.token).await?;
+            let (mut conn, _) = self.open(self.rpc).await?;
             let id = conn
                 .send::<m::LogsFollow>(&m::LogsParams { source, lines })
                 .await?;

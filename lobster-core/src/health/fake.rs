@@ -261,6 +261,7 @@ impl State {
         VmIdentity {
             pid: FIRST_PID + self.next_pid,
             start_time: u64::MAX - self.next_pid as u64,
+            boot_id: crate::vmm::BootId::current().ok(),
         }
     }
 }
@@ -412,6 +413,7 @@ mod tests {
             },
             created_at: 0,
             agent_token: String::new(),
+            agent_token_next: None,
             gateway_token: String::new(),
             workload: Default::default(),
             vm,

@@ -35,6 +35,9 @@ pub trait GuestOps: Send + Sync + std::fmt::Debug {
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
 }
 
+/// Tenant name, agent token and next agent token.
+type AgentKey = (String, String, Option<String>);
+
 /// A VM handle and the identity it was attached to.
 type AttachedVm = (VmIdentity, Arc<dyn Vm>);
 
@@ -44,9 +47,9 @@ pub struct SystemGuests {
     config: Config,
     services: Arc<Services>,
     probe_timeout: Duration,
-    /// One agent client per tenant (keyed by name and token), so a daemon
-    /// reuses its authenticated connection from tick to tick.
-    agents: Mutex<HashMap<(String, String), Arc<Agent>>>,
+    /// One agent client per tenant (keyed by name, token and next token),
+    /// so a daemon reuses its authenticated connection from tick to tick.
+    agents: Mutex<HashMap<AgentKey, Arc<Agent>>>,
     /// The attached VM of each tenant with the identity it was attached to:
     /// attaching opens a pidfd and asks the API once, so a daemon does it
     /// once per VM, not once per tick.
@@ -67,19 +70,23 @@ impl SystemGuests {
     }
 
     fn agent(&self, record: &TenantRecord) -> Arc<Agent> {
-        let key = (record.name.clone(), record.agent_token.clone());
+        let key = (
+            record.name.clone(),
+            record.agent_token.clone(),
+            record.agent_token_next.clone(),
+        );
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
         agents
             .entry(key)
             .or_insert_with(|| {
                 let (rpc, health) = plan::agent_endpoints(&self.config, record);
                 Arc::new(
-                    Agent::new(rpc, health, record.agent_token.clone()).with_timeouts(
-                        AgentTimeouts {
+                    Agent::new(rpc, health, record.agent_token.clone())
+                        .with_fallback_token(record.agent_token_next.clone())
+                        .with_timeouts(AgentTimeouts {
                             connect: self.probe_timeout,
                             call: self.probe_timeout,
-                        },
-                    ),
+                        }),
                 )
             })
             .clone()
@@ -190,7 +197,8 @@ impl GuestOps for SystemGuests {
                 None => return Ok(()),
             };
             let (rpc, health) = plan::agent_endpoints(&self.config, record);
-            let agent = Agent::new(rpc, health, record.agent_token.clone());
+            let agent = Agent::new(rpc, health, record.agent_token.clone())
+                .with_fallback_token(record.agent_token_next.clone());
             wait_agent_ready(&agent, vm.as_ref()).await
         })
     }

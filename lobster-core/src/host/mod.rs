@@ -114,6 +114,15 @@ impl Host {
         Ok(self.get(name).await?.gateway_token().to_owned())
     }
 
+    /// Gives a running tenant new agent and gateway tokens; the guest
+    /// refuses the old agent token and the gateway the old gateway token
+    /// afterwards. Returns the tenant with its new tokens. Interrupted, it
+    /// leaves a token the guest accepts recorded; running it again finishes.
+    pub async fn rotate_tokens(&self, name: &str) -> Result<Tenant> {
+        self.recover_interrupted().await?;
+        crate::tenant::rotate_tokens(&self.context, name).await
+    }
+
     /// Creates and starts a tenant: overlay disk, TAP, firewall rules, VM,
     /// agent, workload and route. A failure rolls back every completed step.
     pub async fn spawn(&self, spec: TenantSpec) -> Result<Tenant> {
@@ -157,7 +166,9 @@ impl Host {
     pub async fn agent(&self, name: &str) -> Result<Agent> {
         let tenant = self.get(name).await?;
         let (rpc, health) = crate::tenant::plan::agent_endpoints(self.config(), tenant.record());
-        Ok(Agent::new(rpc, health, tenant.record().agent_token.clone()))
+        let record = tenant.record();
+        Ok(Agent::new(rpc, health, record.agent_token.clone())
+            .with_fallback_token(record.agent_token_next.clone()))
     }
 
     /// The last `lines` lines of a tenant's workload or agent log,

@@ -35,6 +35,7 @@ impl Store {
                 owner: new.owner,
                 created_at: crate::base::unix_secs(),
                 agent_token: random_hex(32)?,
+                agent_token_next: None,
                 gateway_token: random_hex(32)?,
                 vm: None,
                 last_error: None,
@@ -86,6 +87,11 @@ pub fn allocation_for(config: &Config, slot: u32, id: &str) -> Allocation {
         host_port: config.network.host_port_base + slot as u16,
         jail_uid: config.vmm.uid_base + slot,
     }
+}
+
+/// A new random token (agent or gateway): 32 bytes, hex-encoded.
+pub(crate) fn new_token() -> Result<String> {
+    random_hex(32)
 }
 
 fn random_hex(bytes: usize) -> Result<String> {

@@ -1,20 +1,28 @@
 //! The `flock`s of a state directory: the registry's own lock, each
 //! tenant's operation lock and the single-watchdog lock.
+//!
+//! Lock files are never unlinked. An `flock` belongs to the open file, not
+//! the name: unlinking a held lock file lets the next process create a new
+//! file under the same name and lock that while the old holder still acts,
+//! so two processes would both "hold" the lock. A tenant lock file is
+//! empty, so keeping one per name ever used costs an inode each.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Result, Store, StoreError};
 
 impl Store {
-    /// Takes tenant `name`'s operation lock (held by evict, snap and
-    /// repairs, so two of them never act on one tenant at once), waiting at
-    /// most `wait`. `None` when another process still holds it.
+    /// Takes tenant `name`'s operation lock (held by spawn from allocation
+    /// to `running` or rollback, and by evict, recover, snap, molt, token
+    /// rotation and the watchdog's repairs, so two of them never act on one
+    /// tenant at once), waiting at most `wait`. `None` when another
+    /// process still holds it.
     pub fn lock_tenant(&self, name: &str, wait: Duration) -> Result<Option<TenantLock>> {
         let path = self.state_dir().join("locks").join(format!("{name}.lock"));
-        Ok(try_lock_file(&path, wait)?.map(|file| TenantLock { file, path }))
+        Ok(try_lock_file(&path, wait)?.map(|file| TenantLock { _file: file }))
     }
 
     /// Takes the single-watchdog lock of this state directory without
@@ -30,19 +38,11 @@ impl Store {
     }
 }
 
-/// An exclusive hold on one tenant's operations; released on drop.
+/// An exclusive hold on one tenant's operations; released on drop, or by
+/// the kernel when the holder dies.
 #[derive(Debug)]
 pub struct TenantLock {
-    file: File,
-    path: PathBuf,
-}
-
-impl TenantLock {
-    /// Releases the lock and deletes its file (after the tenant is gone).
-    pub fn release_and_remove(self) {
-        let _ = std::fs::remove_file(&self.path);
-        drop(self.file);
-    }
+    _file: File,
 }
 
 /// The watchdog role of one state directory: at most one process holds it.

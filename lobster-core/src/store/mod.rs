@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use allocate::allocation_for;
+pub(crate) use allocate::new_token;
 pub use locks::{TenantLock, WatchdogLock};
 pub use record::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus, Workload};
 pub use registry::RegistrySnapshot;

@@ -104,6 +104,11 @@ pub struct TenantRecord {
     pub created_at: u64,
     /// Token the host presents to the in-guest agent.
     pub agent_token: String,
+    /// The agent token a rotation is handing to the guest: recorded before
+    /// the guest is told, made current once it has it. While set, the guest
+    /// accepts one of the two (see `lobsterd token --rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token_next: Option<String>,
     /// Token clients present to the tenant's gateway.
     pub gateway_token: String,
     /// The workload the agent runs (empty command: the OpenClaw gateway).

@@ -26,8 +26,10 @@ pub struct EvictOptions {
 
 /// Runs an evict; see the module docs.
 pub(crate) async fn evict(context: &Context, name: &str, options: EvictOptions) -> Result<()> {
-    context.record(name).await?;
-    let lock = super::lock(context, name, super::OPERATION_LOCK_WAIT).await?;
+    refuse_while_spawning(&context.record(name).await?)?;
+    let _lock = super::lock(context, name, super::OPERATION_LOCK_WAIT).await?;
+    // Re-read under the lock: the tenant may be gone or changed meanwhile.
+    refuse_while_spawning(&context.record(name).await?)?;
     let owner = current_process()?;
     let record = context
         .modify(name, move |r| {
@@ -36,11 +38,23 @@ pub(crate) async fn evict(context: &Context, name: &str, options: EvictOptions) 
         })
         .await?;
     let services = context.services().await?;
-    let outcome = finish(context, &services, &record, options).await;
-    if outcome.is_ok() {
-        lock.release_and_remove();
+    finish(context, &services, &record, options).await
+}
+
+/// A `creating` tenant whose spawner lives is that spawn's: it ends
+/// `running` or rolls back by itself. Evicting it under the spawn would
+/// tear down what the spawn is still building.
+fn refuse_while_spawning(record: &TenantRecord) -> Result<()> {
+    match record.owner {
+        Some(owner) if record.status == TenantStatus::Creating && owner.is_alive() => {
+            Err(TenantError::Spawning {
+                name: record.name.clone(),
+                pid: owner.pid,
+            }
+            .into())
+        }
+        _ => Ok(()),
     }
-    outcome
 }
 
 /// Tears down `record` and releases it, or records why it could not.

@@ -9,6 +9,7 @@ pub mod rollback;
 mod snap;
 mod spawn;
 mod spec;
+mod token;
 
 use std::net::Ipv4Addr;
 
@@ -23,6 +24,7 @@ pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
 pub use spawn::{wait_agent_ready, AGENT_READY_TIMEOUT};
 pub use spec::{TenantSpec, TenantSpecBuilder};
+pub(crate) use token::rotate as rotate_tokens;
 
 use crate::base::{Classify, ErrorKind};
 use crate::context::Context;
@@ -95,6 +97,26 @@ pub enum TenantError {
         /// How long we waited.
         waited: std::time::Duration,
     },
+    /// A token rotation stopped at `step`; the registry holds a token the
+    /// guest accepts (see `lobsterd token --rotate`).
+    #[error("token rotation of `{name}` failed at step {step}; run it again to finish it")]
+    RotationFailed {
+        /// The tenant.
+        name: String,
+        /// `settle`, `agent token` or `gateway token`.
+        step: &'static str,
+        /// The original error.
+        #[source]
+        source: Box<crate::Error>,
+    },
+    /// A spawn of the tenant is still running in another process.
+    #[error("tenant `{name}` is being spawned by process {pid}; evict it once that spawn ends (a failed spawn rolls itself back; a killed one is torn down by the next command)")]
+    Spawning {
+        /// The tenant.
+        name: String,
+        /// The spawning process.
+        pid: i32,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -113,9 +135,12 @@ impl Classify for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
             TenantError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
-            TenantError::InvalidState { .. } => ErrorKind::InvalidState,
+            TenantError::InvalidState { .. } | TenantError::Spawning { .. } => {
+                ErrorKind::InvalidState
+            }
             TenantError::MissingImage { .. } => ErrorKind::NotFound,
-            TenantError::SpawnFailed { source, .. } => source.kind(),
+            TenantError::SpawnFailed { source, .. }
+            | TenantError::RotationFailed { source, .. } => source.kind(),
             TenantError::EvictIncomplete { .. } => ErrorKind::HostFailure,
             TenantError::Io { source, .. } => ErrorKind::from_io(source),
             TenantError::Aborted { .. } => ErrorKind::InvalidArgument,
@@ -124,7 +149,8 @@ impl Classify for TenantError {
     }
 }
 
-/// How long evict and snap wait for a repair (a VM restart) of the same tenant.
+/// How long spawn, evict and snap wait for another operation on the same
+/// tenant (a repair restarting its VM, an evict of the name's last tenant).
 pub(crate) const OPERATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Takes tenant `name`'s operation lock, waiting at most `wait`.

@@ -216,6 +216,7 @@ mod tests {
             allocation: allocation_for(&config, 1, "0a1b2c3d"),
             created_at: 0,
             agent_token: "a".repeat(64),
+            agent_token_next: None,
             gateway_token: "g".repeat(64),
             workload: Workload::default(),
             vm: None,
@@ -320,6 +321,7 @@ mod tests {
             identity: crate::vmm::VmIdentity {
                 pid: 1,
                 start_time: 1,
+                boot_id: None,
             },
         });
         assert_eq!(backend(&rec, BackendKind::Firecracker), BackendKind::Qemu);

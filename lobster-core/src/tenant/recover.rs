@@ -3,9 +3,11 @@
 //! it. A `running` tenant whose VM died stays `running` (what should run):
 //! bringing it back is the health checks' job (`molt`, `watch`).
 
+use std::time::Duration;
+
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::store::{Registry, TenantRecord, TenantStatus};
+use crate::store::{Registry, StoreError, TenantRecord, TenantStatus};
 
 use super::evict::{finish, EvictOptions};
 
@@ -33,21 +35,38 @@ pub struct RecoverReport {
 }
 
 /// Finishes interrupted spawns and evicts, and reports each outcome.
+///
+/// Each is finished under its tenant's operation lock, on its record as
+/// read under the lock: a tenant whose lock another process holds is left
+/// to that process (a recover finishing it too), and a record that is no
+/// longer interrupted (finished meanwhile, or a new tenant of the same
+/// name) is left alone.
 pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
     let registry = context.registry().await?;
     let mut report = RecoverReport::default();
-    for record in registry.tenants.values() {
-        if interrupted(record) {
-            tracing::warn!(tenant = %record.name, status = %record.status, "finishing an interrupted operation");
-            let services = context.services().await?;
-            // Another process may be finishing it at the same time; the
-            // teardown is idempotent and a release of a released entry is fine.
-            match finish(context, &services, record, EvictOptions::default()).await {
-                Ok(()) => report.torn_down.push(record.name.clone()),
-                Err(err) => {
-                    tracing::warn!(tenant = %record.name, error = %err.chain(), "cannot finish the interrupted operation");
-                    report.failed.push((record.name.clone(), err))
-                }
+    for name in registry
+        .tenants
+        .values()
+        .filter(|r| interrupted(r))
+        .map(|r| r.name.clone())
+    {
+        let Some(_lock) = context.lock_tenant(&name, Duration::ZERO).await? else {
+            tracing::debug!(tenant = %name, "another process holds it; it finishes it");
+            continue;
+        };
+        let record = match context.record(&name).await {
+            Ok(record) if interrupted(&record) => record,
+            Ok(_) => continue,
+            Err(Error::Store(StoreError::NotFound(_))) => continue,
+            Err(err) => return Err(err),
+        };
+        tracing::warn!(tenant = %name, status = %record.status, "finishing an interrupted operation");
+        let services = context.services().await?;
+        match finish(context, &services, &record, EvictOptions::default()).await {
+            Ok(()) => report.torn_down.push(name),
+            Err(err) => {
+                tracing::warn!(tenant = %name, error = %err.chain(), "cannot finish the interrupted operation");
+                report.failed.push((name, err))
             }
         }
     }

@@ -5,6 +5,10 @@
 //! and reports the original error with the rollback's outcome. The registry
 //! record carries the spawning process's identity while `creating`, so if
 //! this process is killed midway the next command tears the rest down.
+//!
+//! The tenant's operation lock is held from before the allocation until the
+//! spawn ends (`running`, or rolled back), so no evict, recover or repair
+//! acts on a tenant that is still being built.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +50,7 @@ pub(crate) async fn spawn(
     sink: Option<ProgressSink>,
 ) -> Result<Tenant> {
     check_images(context.config())?;
+    let _lock = super::lock(context, spec.name(), super::OPERATION_LOCK_WAIT).await?;
     let services = context.services().await?;
     let progress = Progress::new("spawn", spec.name(), sink);
     let mut undo = UndoStack::new();

@@ -68,7 +68,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::{Classify, ErrorKind};
 pub use crate::config::BackendKind;
 pub use console::ConsoleLog;
-pub use process::{ExitStatus, VmIdentity, VmProcess};
+pub use process::{BootId, ExitStatus, VmIdentity, VmProcess};
 pub use stop::stop_recorded;
 pub use vm_config::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
 

@@ -27,7 +27,17 @@ use crate::sys::pidfd::{self, Reaped};
 /// before the exit is reported (the error carries the log's tail).
 const KEEPER_DRAIN: Duration = Duration::from_secs(5);
 
-/// What identifies a VMM process across orchestrator restarts.
+/// What identifies a VMM process across orchestrator restarts: pid, start
+/// time and the boot it runs in. Pid and start time repeat across reboots
+/// (boots are deterministic enough that an early pid can come back with the
+/// same start time), so an identity recorded in another boot never names a
+/// live process.
+///
+/// Records written before the boot id existed read back with `boot_id:
+/// None` and are treated conservatively as from another boot: never alive,
+/// never attached to, never signalled. A VMM they name is still found and
+/// stopped by its control socket ([`super::stop_recorded`]); a `running`
+/// tenant recorded so is restarted once by its health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmIdentity {
@@ -35,6 +45,9 @@ pub struct VmIdentity {
     pub pid: i32,
     /// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
     pub start_time: u64,
+    /// The boot it was recorded in (`None` in records from before boot ids).
+    #[serde(default)]
+    pub boot_id: Option<BootId>,
 }
 
 impl VmIdentity {
@@ -43,11 +56,17 @@ impl VmIdentity {
         Ok(VmIdentity {
             pid,
             start_time: read_start_time(pid)?,
+            boot_id: Some(BootId::current()?),
         })
     }
 
-    /// Whether the process this names still runs (pid and start time match,
-    /// and it is not a zombie waiting to be reaped).
+    /// Whether this identity was recorded in the running boot.
+    pub fn in_this_boot(self) -> bool {
+        self.boot_id.is_some() && BootId::current().ok() == self.boot_id
+    }
+
+    /// Whether the process this names still runs (same boot, pid and start
+    /// time match, and it is not a zombie waiting to be reaped).
     pub fn is_alive(self) -> bool {
         let zombie = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .ok()
@@ -56,7 +75,86 @@ impl VmIdentity {
                 rest.split_whitespace().next().map(|state| state == "Z")
             })
             .unwrap_or(false);
-        !zombie && read_start_time(self.pid).is_ok_and(|t| t == self.start_time)
+        self.in_this_boot()
+            && !zombie
+            && read_start_time(self.pid).is_ok_and(|t| t == self.start_time)
+    }
+}
+
+/// The kernel's random id of one boot (`/proc/sys/kernel/random/boot_id`),
+/// serialized as its usual hyphenated hex form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BootId(u128);
+
+/// Where the kernel publishes the id of the running boot.
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+impl BootId {
+    /// The running boot's id (read once per process: it cannot change).
+    pub fn current() -> std::io::Result<BootId> {
+        static CURRENT: std::sync::OnceLock<Option<BootId>> = std::sync::OnceLock::new();
+        CURRENT
+            .get_or_init(|| {
+                std::fs::read_to_string(BOOT_ID_PATH)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            })
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("cannot read the boot id from {BOOT_ID_PATH}"),
+                )
+            })
+    }
+}
+
+impl std::str::FromStr for BootId {
+    type Err = &'static str;
+
+    /// 32 hex digits, hyphens anywhere (the kernel writes 8-4-4-4-12).
+    fn from_str(s: &str) -> std::result::Result<BootId, Self::Err> {
+        let hex: String = s.trim().chars().filter(|c| *c != '-').collect();
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a boot id is 32 hex digits");
+        }
+        u128::from_str_radix(&hex, 16)
+            .map(BootId)
+            .map_err(|_| "a boot id is 32 hex digits")
+    }
+}
+
+impl std::fmt::Display for BootId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = format!("{:032x}", self.0);
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+}
+
+impl std::fmt::Debug for BootId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BootId({self})")
+    }
+}
+
+impl Serialize for BootId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BootId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BootId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom(format!("malformed boot id `{s}`")))
     }
 }
 
@@ -137,13 +235,13 @@ impl VmProcess {
             read_start_time(pid).map_err(io_err(format!("cannot read /proc/{pid}/stat")))?;
         drop(child); // std's Child neither kills nor reaps on drop.
         tracing::debug!(vm = vm_id, pid, binary = %binary.display(), "vmm process started");
-        Self::supervise(
-            vm_id,
-            VmIdentity { pid, start_time },
-            fd,
-            Some(keeper),
-            console,
-        )
+        let boot_id = Some(BootId::current().map_err(io_err("cannot identify the boot".into()))?);
+        let identity = VmIdentity {
+            pid,
+            start_time,
+            boot_id,
+        };
+        Self::supervise(vm_id, identity, fd, Some(keeper), console)
     }
 
     /// Re-attaches to a VMM started earlier (possibly by another process).
@@ -155,6 +253,11 @@ impl VmProcess {
             vm: vm_id.to_string(),
             pid: identity.pid,
         };
+        // Recorded in another boot (or before boot ids): whatever runs
+        // under that pid now is not it.
+        if !identity.in_this_boot() {
+            return Err(not_running());
+        }
         let fd = pidfd::pidfd_open(identity.pid).map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => not_running(),
             _ => VmmError::Io {
@@ -350,6 +453,74 @@ mod tests {
         assert_eq!(parse_start_time(stat), Some(987654));
     }
 
+    /// A live process (this test) under another boot's id.
+    fn from_another_boot() -> VmIdentity {
+        let me = VmIdentity::of(std::process::id() as i32).unwrap();
+        let BootId(id) = me.boot_id.unwrap();
+        VmIdentity {
+            boot_id: Some(BootId(id ^ 1)),
+            ..me
+        }
+    }
+
+    #[test]
+    fn the_boot_id_round_trips_in_the_kernel_s_form() {
+        let text = std::fs::read_to_string(BOOT_ID_PATH).unwrap();
+        let id: BootId = text.parse().unwrap();
+        assert_eq!(id.to_string(), text.trim());
+        assert_eq!(BootId::current().unwrap(), id);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", text.trim()));
+        assert!("1234".parse::<BootId>().is_err());
+        assert!("zz".repeat(16).parse::<BootId>().is_err());
+    }
+
+    #[test]
+    fn an_identity_from_another_boot_is_never_alive() {
+        let me = VmIdentity::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive(), "{me:?}");
+        let other = from_another_boot();
+        assert_eq!((other.pid, other.start_time), (me.pid, me.start_time));
+        assert!(!other.is_alive());
+    }
+
+    #[test]
+    fn a_record_without_a_boot_id_still_reads_and_is_never_alive() {
+        let me = VmIdentity::of(std::process::id() as i32).unwrap();
+        let old = format!(r#"{{"pid":{},"start_time":{}}}"#, me.pid, me.start_time);
+        let legacy: VmIdentity = serde_json::from_str(&old).unwrap();
+        assert_eq!(legacy.boot_id, None);
+        assert!(!legacy.is_alive());
+        let new: VmIdentity = serde_json::from_str(&serde_json::to_string(&me).unwrap()).unwrap();
+        assert_eq!(new, me);
+    }
+
+    #[tokio::test]
+    async fn attach_refuses_an_identity_from_another_boot_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = ConsoleLog::new(dir.path().join("c.log"), 1 << 20);
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60");
+        let p = VmProcess::spawn("vm-b", cmd, console.clone()).unwrap();
+        let id = p.identity();
+        assert_eq!(id.boot_id, Some(BootId::current().unwrap()));
+        for wrong in [
+            VmIdentity {
+                boot_id: Some(BootId(id.boot_id.unwrap().0 ^ 1)),
+                ..id
+            },
+            VmIdentity {
+                boot_id: None,
+                ..id
+            },
+        ] {
+            let err = VmProcess::attach("vm-b", wrong, console.clone()).unwrap_err();
+            assert!(matches!(err, VmmError::NotRunning { .. }), "{err}");
+        }
+        VmProcess::attach("vm-b", id, console.clone()).unwrap();
+        p.kill(Duration::from_secs(10)).await.unwrap();
+    }
+
     #[tokio::test]
     async fn exit_status_and_log_tail_are_reported() {
         let dir = tempfile::tempdir().unwrap();
@@ -454,8 +625,8 @@ mod tests {
         };
 
         let wrong = VmIdentity {
-            pid: id.pid,
             start_time: id.start_time + 1,
+            ..id
         };
         let err = VmProcess::attach("vm-t", wrong, console.clone()).unwrap_err();
         assert!(matches!(err, VmmError::IdentityMismatch { .. }), "{err}");

@@ -17,7 +17,8 @@ pub struct HostState {
     pub rules: Ruleset,
     pub routes: Vec<RouteInfo>,
     /// Every file (not directory) under the host's root (registry, overlay
-    /// disks and templates, sockets, logs, snapshots), relative.
+    /// disks and templates, sockets, logs, snapshots), relative; but tenant
+    /// lock files (`locks/<name>.lock`), which lobster keeps by design.
     pub files: BTreeSet<PathBuf>,
     /// Live processes descending from this test (VMM stand-ins, workloads).
     pub processes: BTreeSet<(i32, String)>,
@@ -82,12 +83,21 @@ pub(super) fn files_under(root: &Path) -> BTreeSet<PathBuf> {
             let path = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(path);
-            } else {
+            } else if !is_tenant_lock(root, &path) {
                 out.insert(path.strip_prefix(root).unwrap().to_path_buf());
             }
         }
     }
     out
+}
+
+/// Whether `path` is a tenant's operation lock file: lobster never deletes
+/// them (an `flock` on a deleted file no longer excludes anyone).
+fn is_tenant_lock(root: &Path, path: &Path) -> bool {
+    path.parent().is_some_and(|dir| {
+        dir.file_name() == Some("locks".as_ref())
+            && dir.parent().is_some_and(|p| p.starts_with(root))
+    }) && path.extension() == Some("lock".as_ref())
 }
 
 /// Live (non-zombie) descendants of `root`, as (pid, command name).

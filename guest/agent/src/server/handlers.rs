@@ -98,6 +98,9 @@ pub(super) fn dispatch(shared: &Shared, req: &Request) -> Outcome {
             })
         }),
         Configure::NAME => call::<Configure>(req, |p| sup.configure(p.workload, p.start)),
+        RotateToken::NAME => {
+            call::<RotateToken>(req, |p| shared.rotate_token(p.token).map(|()| Empty {}))
+        }
         Start::NAME => call::<Start>(req, |_| sup.start_workload()),
         Stop::NAME => call::<Stop>(req, |p| sup.stop(grace(p))),
         Restart::NAME => call::<Restart>(req, |p| sup.restart(grace(p))),

@@ -2,18 +2,22 @@
 //! What each method does is in [`handlers`].
 //!
 //! A connection must authenticate first (`hello` with the token, or a
-//! `token` on the request); any failure to do so gets one `unauthorized`
-//! reply and the connection is closed. Afterwards requests are served in
-//! order. The health port serves `hello` and `health` only.
+//! `token` on the request), within [`budget::HANDSHAKE_DEADLINE`] in all;
+//! any failure to do so gets one `unauthorized` reply and the connection is
+//! closed. Afterwards requests are served in order. The health port serves
+//! `hello` and `health` only. Each port has its own connection budget
+//! ([`budget`]).
 
+mod budget;
 mod handlers;
 
-use std::io::Write;
+use std::cell::Cell;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::rc::Rc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lobster_agent_proto::methods::{
     Health, Hello, HelloParams, HelloResult, LogEvent, LogSource, LogsParams, ALL_METHODS,
@@ -25,11 +29,10 @@ use lobster_agent_proto::{
 };
 use serde_json::Value;
 
+use self::budget::{Budget, Slot};
 use self::handlers::{dispatch, Outcome};
 use crate::Shared;
 
-/// Time a new connection has to authenticate.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// An authenticated connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// A peer that does not read its replies for this long is dropped.
@@ -71,6 +74,7 @@ pub fn listen(shared: Arc<Shared>, addr: SocketAddr, port: Port) -> std::io::Res
 }
 
 fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: Port) {
+    let budget = Budget::new(shared.config.max_connections);
     for conn in listener.incoming() {
         let mut stream = match conn {
             Ok(s) => s,
@@ -80,26 +84,19 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: Port) {
                 continue;
             }
         };
-        if shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        let Some(slot) = budget.admit(&stream) else {
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let _ = send(
                 &mut stream,
                 &Reply::error(0, ErrorCode::Busy, "too many connections"),
             );
             continue;
-        }
+        };
         let shared = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new().name("conn".into()).spawn({
-            let shared = Arc::clone(&shared);
-            move || {
-                Connection::new(shared.clone(), stream, port).serve();
-                shared.connections.fetch_sub(1, Ordering::SeqCst);
-            }
-        });
-        if spawned.is_err() {
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
-        }
+        // A thread that cannot start drops its slot with the closure.
+        let _ = std::thread::Builder::new()
+            .name("conn".into())
+            .spawn(move || Connection::new(shared, stream, port, slot).serve());
     }
 }
 
@@ -118,10 +115,34 @@ struct Connection {
     port: Port,
     peer: String,
     authenticated: bool,
+    slot: Slot,
+    /// The handshake deadline, shared with the reader (`None` once
+    /// authenticated).
+    deadline: Rc<Cell<Option<Instant>>>,
+}
+
+/// Reads a connection's stream, each read bounded by the time left until
+/// the handshake deadline (if any), so trickled bytes cannot extend it.
+struct DeadlineReader {
+    stream: TcpStream,
+    deadline: Rc<Cell<Option<Instant>>>,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(deadline) = self.deadline.get() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, stream: TcpStream, port: Port) -> Connection {
+    fn new(shared: Arc<Shared>, stream: TcpStream, port: Port, slot: Slot) -> Connection {
         let peer = stream
             .peer_addr()
             .map(|a| a.to_string())
@@ -132,17 +153,31 @@ impl Connection {
             port,
             peer,
             authenticated: false,
+            deadline: Rc::new(Cell::new(slot.deadline())),
+            slot,
+        }
+    }
+
+    /// The peer proved the token: the handshake deadline no longer applies.
+    fn authenticate(&mut self) {
+        if !self.authenticated {
+            self.authenticated = true;
+            self.slot.authenticated();
+            self.deadline.set(None);
+            let _ = self.stream.set_read_timeout(Some(IDLE_TIMEOUT));
         }
     }
 
     fn serve(mut self) {
         let _ = self.stream.set_nodelay(true);
-        let _ = self.stream.set_read_timeout(Some(HELLO_TIMEOUT));
         let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let Ok(read_half) = self.stream.try_clone() else {
             return;
         };
-        let mut reader = LineReader::new(read_half);
+        let mut reader = LineReader::new(DeadlineReader {
+            stream: read_half,
+            deadline: Rc::clone(&self.deadline),
+        });
         loop {
             let line = match reader.read_line() {
                 Ok(Some(line)) => line,
@@ -172,12 +207,12 @@ impl Connection {
 
     /// Serves one request; false closes the connection.
     fn handle(&mut self, req: Request) -> bool {
-        let expected = self.shared.config.token.expose().as_bytes();
+        let expected = self.shared.token();
         if let Some(token) = &req.token {
-            if !token_matches(expected, token.as_bytes()) {
+            if !token_matches(expected.expose().as_bytes(), token.as_bytes()) {
                 return self.refuse(req.id);
             }
-            self.authenticated = true;
+            self.authenticate();
         }
         if req.method == Hello::NAME {
             return self.hello(&req);
@@ -224,8 +259,11 @@ impl Connection {
                 return false;
             }
         };
-        let expected = self.shared.config.token.expose().as_bytes();
-        if !token_matches(expected, params.token.expose().as_bytes()) {
+        let expected = self.shared.token();
+        if !token_matches(
+            expected.expose().as_bytes(),
+            params.token.expose().as_bytes(),
+        ) {
             return self.refuse(req.id);
         }
         if params.protocol != PROTOCOL_VERSION {
@@ -236,8 +274,7 @@ impl Connection {
             let _ = self.reply(Reply::error(req.id, ErrorCode::UnsupportedVersion, msg));
             return false;
         }
-        self.authenticated = true;
-        let _ = self.stream.set_read_timeout(Some(IDLE_TIMEOUT));
+        self.authenticate();
         let result = HelloResult {
             protocol: PROTOCOL_VERSION,
             agent: format!("lobster-agent {}", env!("CARGO_PKG_VERSION")),

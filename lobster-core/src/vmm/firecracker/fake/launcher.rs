@@ -62,14 +62,18 @@ impl Launcher for FakeLauncher {
         options.id = flag("--id").unwrap_or_else(|| vm_id.to_string());
         match FakeFirecracker::start(&socket, options) {
             Ok(fake) => {
-                // Exits 0 on SIGTERM, as Firecracker does after the guest reboots.
+                // Exits 0 on SIGTERM, as Firecracker does after the guest
+                // reboots. Its command line carries the Firecracker argv
+                // (as `$0 $@`), as a real unjailed Firecracker's does.
                 let mut stand_in = Command::new("sh");
                 stand_in.args([
                     "-c",
                     // The sleep does not hold the console: the log keeper
                     // ends with the stand-in, as with a real VMM.
                     "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 3600 >/dev/null 2>&1 & wait",
+                    "fake-firecracker",
                 ]);
+                stand_in.args(args);
                 let process = VmProcess::spawn(vm_id, stand_in, console)?;
                 let on_exit = process.clone();
                 fake.on_exit(Arc::new(move || {
