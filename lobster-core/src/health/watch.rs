@@ -641,6 +641,7 @@ mod tests {
             },
             created_at: 0,
             agent_token: String::new(),
+            agent_token_next: None,
             gateway_token: String::new(),
             workload: Default::default(),
             vm: vm.map(|identity| RunningVm {
