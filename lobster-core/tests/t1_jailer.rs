@@ -6,9 +6,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use lobster_core::config::VmmConfig;
+use lobster_core::config::{BackendKind, VmmConfig};
 use lobster_core::vmm::firecracker::jailer;
 use lobster_core::vmm::firecracker::plan::Features;
+use lobster_core::vmm::sandbox::Hierarchy;
 use lobster_core::vmm::Jail;
 use lobster_testkit::vm::vm_config;
 
@@ -18,7 +19,14 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
     let euid = std::fs::metadata("/proc/self").unwrap().uid();
     assert_eq!(euid, 0, "needs root (chown to the tenant uid)");
     let dir = tempfile::tempdir().unwrap();
-    let mut jail = Jail::for_tenant(&VmmConfig::default(), 10_996, 2, 512, None);
+    let mut jail = Jail::for_tenant(
+        &VmmConfig::default(),
+        BackendKind::Firecracker,
+        10_996,
+        2,
+        512,
+        None,
+    );
     jail.chroot_base = dir.path().join("jail");
     let mut config = vm_config(dir.path(), "vm-t1", dir.path().join("vmlinux"));
     config.initrd = Some(dir.path().join("initrd"));
@@ -45,6 +53,7 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
         &jail,
         Path::new("/usr/local/bin/firecracker"),
         &features,
+        &Hierarchy::detect().expect("cgroup controllers"),
     )
     .unwrap();
     jailer::prepare("vm-t1", &plan).unwrap();
@@ -61,6 +70,13 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
         "shared base must stay root's"
     );
     assert_eq!(owner("/vmlinux"), (0, 0));
+    // Private: the jail is root's alone, the tenant's files its alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&plan.jail_dir), 0o700);
+    assert_eq!(mode(&plan.root), 0o700);
+    assert_eq!(mode(&plan.host_path("/drive-overlay.img")), 0o600);
+    assert_eq!(mode(&plan.host_path("/metrics.json")), 0o600);
     // Hard links, not copies: same inode as the source.
     assert_eq!(
         std::fs::metadata(plan.host_path("/drive-overlay.img"))

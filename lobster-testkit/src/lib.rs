@@ -17,6 +17,7 @@
 //!   host-state diff.
 
 pub mod bench;
+pub mod cgroup;
 pub mod evidence;
 pub mod images;
 pub mod netns;

@@ -57,6 +57,7 @@ pub mod firecracker;
 mod launch;
 pub mod process;
 pub mod qemu;
+pub mod sandbox;
 mod stop;
 pub mod vm_config;
 
@@ -69,7 +70,7 @@ use crate::base::{Classify, ErrorKind};
 pub use crate::config::BackendKind;
 pub use console::ConsoleLog;
 pub use process::{ExitStatus, VmIdentity, VmProcess};
-pub use stop::stop_recorded;
+pub use stop::{remove_jail, stop_recorded};
 pub use vm_config::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
 
 /// `Result` of this module.
@@ -291,6 +292,13 @@ pub trait Vmm: Send + Sync + std::fmt::Debug {
 
     /// Finds a VM launched earlier (by any process) from its recorded identity.
     async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>>;
+
+    /// The directory this backend jails `config`'s VMM in, if it does
+    /// (removed by [`remove_jail`] once the VMM is gone).
+    fn jail_dir(&self, config: &VmConfig) -> Option<PathBuf> {
+        let _ = config;
+        None
+    }
 }
 
 /// A running VM. Dropping the handle leaves the VM running.
@@ -340,10 +348,15 @@ pub(crate) async fn snapshot_dir_of_paused(vm: &dyn Vm) -> Result<&std::path::Pa
         });
     }
     let dir = &vm.config().paths.snapshot_dir;
-    std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
-        context: format!("cannot create snapshot directory {}", dir.display()),
-        source,
-    })?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| VmmError::Io {
+            context: format!("cannot create snapshot directory {}", dir.display()),
+            source,
+        })?;
     Ok(dir)
 }
 

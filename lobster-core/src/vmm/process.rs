@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::console::ConsoleLog;
 use super::{Result, VmmError};
 use crate::base::NOTIFY_SOCKET;
+use crate::sys::confine::{confine_on_exec, Confinement};
 use crate::sys::pidfd::{self, Reaped};
 
 /// How often the supervisor trims the console log while the VM runs.
@@ -93,7 +94,19 @@ pub struct VmProcess {
 impl VmProcess {
     /// Starts `command` in a new session with stdin from /dev/null and
     /// stdout+stderr appended to `console`. Must run inside a tokio runtime.
-    pub fn spawn(vm_id: &str, mut command: Command, console: ConsoleLog) -> Result<VmProcess> {
+    pub fn spawn(vm_id: &str, command: Command, console: ConsoleLog) -> Result<VmProcess> {
+        Self::spawn_confined(vm_id, command, console, None)
+    }
+
+    /// [`VmProcess::spawn`], the child confined by `confinement` (its
+    /// cgroup, jail root and uid; see [`crate::sys::confine`]) before it
+    /// executes: no instruction of the VMM runs outside it.
+    pub fn spawn_confined(
+        vm_id: &str,
+        mut command: Command,
+        console: ConsoleLog,
+        confinement: Option<&Confinement>,
+    ) -> Result<VmProcess> {
         // The watchdog's readiness socket is for it alone (systemd's rule:
         // a notifying daemon's children must not inherit it).
         command.env_remove(NOTIFY_SOCKET);
@@ -116,6 +129,10 @@ impl VmProcess {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         pidfd::new_session_on_exec(&mut command);
+        if let Some(confinement) = confinement {
+            confine_on_exec(&mut command, confinement)
+                .map_err(io_err(format!("vm {vm_id}: cannot confine the vmm")))?;
+        }
         let child = command.spawn().map_err(|source| VmmError::Spawn {
             vm: vm_id.to_string(),
             binary: binary.clone(),

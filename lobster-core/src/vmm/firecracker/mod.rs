@@ -151,8 +151,14 @@ impl FirecrackerVmm {
                 jail: None,
             }),
             Some(jail) => {
-                let plan =
-                    jailer::plan(config, jail, &self.settings.binary, &self.settings.features)?;
+                let hierarchy = super::sandbox::hierarchy(&config.vm_id)?;
+                let plan = jailer::plan(
+                    config,
+                    jail,
+                    &self.settings.binary,
+                    &self.settings.features,
+                    &hierarchy,
+                )?;
                 Ok(Layout {
                     program: self.settings.jailer.clone(),
                     args: plan.args.clone(),
@@ -341,6 +347,11 @@ impl Vmm for FirecrackerVmm {
         };
         vm.status().await?;
         Ok(Box::new(vm))
+    }
+
+    fn jail_dir(&self, config: &VmConfig) -> Option<PathBuf> {
+        config.jail.as_ref()?;
+        Some(self.layout(config).ok()?.jail?.jail_dir)
     }
 }
 
