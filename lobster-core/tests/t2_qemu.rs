@@ -12,7 +12,7 @@ use std::time::Duration;
 use lobster_core::config::{Accel, BackendKind, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
 use lobster_core::vmm::{ConsoleLog, ExitStatus, ShutdownOutcome, Vm, VmConfig, VmStatus, Vmm};
-use lobster_testkit::cgroup::{status_field, MemoryGroup};
+use lobster_testkit::cgroup::{status_field, MemoryGroup, TestParent};
 use lobster_testkit::images::{
     first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
@@ -336,10 +336,10 @@ async fn a_dying_guest_is_reported_with_exit_status_and_console_tail() {
 }
 
 /// A jail for `uid` as a tenant of `memory_mib` gets one, its chroot in
-/// `dir` and its cgroup under a parent of this test process alone.
-fn jail(dir: &Path, uid: u32, memory_mib: u32) -> lobster_core::vmm::Jail {
+/// `dir` and its cgroup under `parent` (this test process's alone).
+fn jail(dir: &Path, uid: u32, memory_mib: u32, parent: &TestParent) -> lobster_core::vmm::Jail {
     let vmm = VmmConfig {
-        cgroup_parent: format!("lobster-t2-{}", std::process::id()).into(),
+        cgroup_parent: parent.relative.clone(),
         ..VmmConfig::default()
     };
     let mut jail =
@@ -362,8 +362,9 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
     };
     assert_eq!(euid, 0, "needs root (to switch uid)");
     let dir = tempfile::tempdir().unwrap();
+    let parent = TestParent::new("t2");
     let mut config = vm_config(dir.path(), "t2-jail");
-    config.jail = Some(jail(dir.path(), 10_998, config.memory_mib));
+    config.jail = Some(jail(dir.path(), 10_998, config.memory_mib, &parent));
     let limits = config.jail.as_ref().unwrap().limits;
     let mut evidence = Evidence::new(&config.paths.console_log);
     let (vm, _) = boot(&config, &mut evidence).await;
@@ -384,10 +385,7 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
 
     let group = MemoryGroup::of(pid).expect("qemu sits in a memory cgroup");
     assert!(
-        group.dir.ends_with(Path::new(&format!(
-            "lobster-t2-{}/t2-jail",
-            std::process::id()
-        ))),
+        group.dir.ends_with(parent.relative.join("t2-jail")),
         "{}",
         group.dir.display()
     );
@@ -417,19 +415,66 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
         .await
         .expect("qmp still works after dropping privileges");
     vm.resume().await.unwrap();
+
+    // Every per-tenant file is private, with the directories on the way
+    // open (as /var/lib/lobsterd is): another user gets EACCES.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let qemu = backend(&config.kernel);
+    let jail_dir = qemu.jail_dir(&config).expect("qemu is jailed");
+    for (path, is_dir) in [
+        (config.drives[1].path.clone(), false),
+        (config.paths.console_log.clone(), false),
+        (jail_dir.clone(), true),
+    ] {
+        assert!(path.exists(), "{}", path.display());
+        assert!(
+            nobody_is_denied(&path, is_dir),
+            "{} is open to nobody",
+            path.display()
+        );
+    }
+    let overlay_owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&config.drives[1].path).unwrap().uid()
+    };
+    assert_eq!(overlay_owner, 10_998, "the overlay is handed to the tenant");
+
+    // A spawn killed before recording the VM leaves a VMM nobody knows the
+    // pid of: it is found by its cgroup, and its jail and cgroup go.
+    drop(vm);
     let cgroup_dir = group.dir.clone();
-    vm.kill().await.unwrap();
-    assert_gone(pid, &config);
-    assert!(
-        !dir.path().join("jail/qemu/t2-jail").exists(),
-        "jail left behind"
-    );
+    lobster_core::vmm::stop_recorded(&config, None)
+        .await
+        .expect("stop by cgroup");
+    lobster_core::vmm::remove_jail(&config, &jail_dir).expect("remove the jail");
+    until_async(
+        "the orphan qemu to be gone",
+        Duration::from_secs(10),
+        || async { (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+    )
+    .await;
+    assert!(!jail_dir.exists(), "jail left behind");
     assert!(
         !cgroup_dir.exists(),
         "cgroup {} left behind",
         cgroup_dir.display()
     );
-    let _ = std::fs::remove_dir(cgroup_dir.parent().unwrap());
+}
+
+/// Whether uid 65534 (nobody, no groups) gets "Permission denied" reading
+/// `path` (a file) or listing it (a directory).
+fn nobody_is_denied(path: &Path, is_dir: bool) -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut command = if is_dir {
+        std::process::Command::new("ls")
+    } else {
+        let mut head = std::process::Command::new("head");
+        head.arg("-c0");
+        head
+    };
+    let out = command.arg(path).uid(65_534).gid(65_534).output().unwrap();
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Permission denied")
 }
 
 /// A guest that touches more memory than its VMM's cgroup allows cannot
@@ -441,10 +486,11 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
 #[ignore = "t2: needs root, qemu and images"]
 async fn a_guest_touching_more_than_its_limit_does_not_grow_its_vmm_past_it() {
     let dir = tempfile::tempdir().unwrap();
+    let parent = TestParent::new("t2");
     let mut config = vm_config(dir.path(), "t2-memory");
     config.memory_mib = 256;
     config.boot_args = "quiet hugepages=95 init_on_alloc=1".into();
-    let mut jail = jail(dir.path(), 10_995, 256);
+    let mut jail = jail(dir.path(), 10_995, 256, &parent);
     const LIMIT: u64 = 260 << 20;
     jail.limits.memory_bytes = LIMIT;
     config.jail = Some(jail);
@@ -482,7 +528,6 @@ async fn a_guest_touching_more_than_its_limit_does_not_grow_its_vmm_past_it() {
     let cgroup_dir = group.dir.clone();
     vm.kill().await.unwrap();
     assert!(!cgroup_dir.exists(), "cgroup left behind");
-    let _ = std::fs::remove_dir(cgroup_dir.parent().unwrap());
 }
 
 /// With `jail.netns`, QEMU runs inside that namespace and attaches the TAP
@@ -496,7 +541,8 @@ async fn a_vm_with_a_netns_runs_there_and_holds_its_tap() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_config(dir.path(), "t2-netns");
     config.nic = Some(nic("lobt0", "06:00:0a:c8:00:02"));
-    let mut jail = jail(dir.path(), 10_997, config.memory_mib);
+    let parent = TestParent::new("t2");
+    let mut jail = jail(dir.path(), 10_997, config.memory_mib, &parent);
     jail.netns = Some(netns.path());
     config.jail = Some(jail);
     let mut evidence = Evidence::new(&config.paths.console_log);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use lobster_core::config::{BackendKind, VmmConfig};
 use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
 use lobster_core::vmm::{ConsoleLog, Jail, VmConfig, VmStatus, Vmm};
-use lobster_testkit::cgroup::MemoryGroup;
+use lobster_testkit::cgroup::{MemoryGroup, TestParent};
 use lobster_testkit::images::{
     first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
@@ -132,8 +132,9 @@ async fn real_firecracker_launch_pause_snapshot_restore_shutdown() {
 async fn real_firecracker_under_the_jailer() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_config(dir.path(), "tx-fc-jail");
+    let parent = TestParent::new("tx");
     let vmm = VmmConfig {
-        cgroup_parent: format!("lobster-tx-{}", std::process::id()).into(),
+        cgroup_parent: parent.relative.clone(),
         ..VmmConfig::default()
     };
     config.jail = Some(Jail::for_tenant(
@@ -152,5 +153,4 @@ async fn real_firecracker_under_the_jailer() {
         "chroot left behind"
     );
     assert!(!group.dir.exists(), "cgroup left behind");
-    let _ = std::fs::remove_dir(group.dir.parent().unwrap());
 }

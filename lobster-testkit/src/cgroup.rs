@@ -127,3 +127,46 @@ pub fn status_field(pid: i32, field: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// A cgroup parent of one test process (`lobster-test-<pid>`, on every
+/// hierarchy), removed with the groups under it when dropped, pass or fail.
+#[derive(Debug)]
+pub struct TestParent {
+    /// The parent, relative to each hierarchy's mount.
+    pub relative: PathBuf,
+}
+
+impl TestParent {
+    /// `lobster-<tier>-<pid>`.
+    pub fn new(tier: &str) -> TestParent {
+        TestParent {
+            relative: format!("lobster-{tier}-{}", std::process::id()).into(),
+        }
+    }
+}
+
+impl Drop for TestParent {
+    fn drop(&mut self) {
+        let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            if !right.starts_with("cgroup") {
+                continue;
+            }
+            let Some(point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            let parent = Path::new(point).join(&self.relative);
+            for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if child.path().join("cgroup.procs").exists() {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&parent);
+        }
+    }
+}

@@ -143,6 +143,22 @@ impl Hierarchy {
             .1
     }
 
+    /// Where each controller lives, e.g. `memory: v1 at /sys/fs/cgroup/memory`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .mounts
+            .iter()
+            .map(|(c, m)| {
+                let version = match m.version {
+                    Version::V1 => "v1",
+                    Version::V2 => "v2",
+                };
+                format!("{}: {version} at {}", c.name(), m.path.display())
+            })
+            .collect();
+        parts.join(", ")
+    }
+
     /// The one version every controller lives on, for tools that take a
     /// single one (Firecracker's jailer); a split host has none.
     pub fn single_version(&self) -> Result<Version, String> {

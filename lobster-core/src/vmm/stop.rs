@@ -77,7 +77,7 @@ fn remove_cgroup(config: &VmConfig) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match cgroup.remove() {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             other => {
