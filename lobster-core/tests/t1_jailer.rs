@@ -2,15 +2,21 @@
 //! chroot, the writable overlay (and metrics file) handed to the tenant's
 //! uid/gid, the shared read-only files left alone, and cleanup removing it
 //! all. (The jailer binary itself is not run here: see tx_firecracker_real.)
+//! Evict and recovery stop whatever runs in a tenant's cgroup and remove
+//! its jail and cgroup.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use lobster_core::config::{BackendKind, VmmConfig};
+use lobster_core::store::TenantStatus;
 use lobster_core::vmm::firecracker::jailer;
 use lobster_core::vmm::firecracker::plan::Features;
 use lobster_core::vmm::sandbox::Hierarchy;
 use lobster_core::vmm::Jail;
+use lobster_core::vmm::VmIdentity;
+use lobster_testkit::cgroup::MemoryGroup;
+use lobster_testkit::rig::FakeHost;
 use lobster_testkit::vm::vm_config;
 
 #[test]
@@ -90,4 +96,103 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
     jailer::cleanup("vm-t1", &plan).unwrap();
     // The sources are untouched (only the links went away).
     assert_eq!(std::fs::read_to_string(&overlay).unwrap(), "overlay.img");
+}
+
+/// What a jailed VMM leaves on the host while it runs: its jail directory
+/// and a process in its cgroup (here `sleep`, standing in for the VMM).
+struct Leftovers {
+    jail_dir: std::path::PathBuf,
+    group: MemoryGroup,
+    vmm: VmIdentity,
+}
+
+impl Leftovers {
+    fn plant(rig: &FakeHost, name: &str) -> Leftovers {
+        let config = rig.config();
+        let jail_dir = config
+            .vmm
+            .firecracker
+            .chroot_base
+            .join("firecracker")
+            .join(name);
+        std::fs::create_dir_all(jail_dir.join("root/dev")).unwrap();
+        std::fs::write(jail_dir.join("root/drive-overlay.img"), "disk").unwrap();
+        let group = MemoryGroup::at(&config.vmm.cgroup_parent.join(name)).unwrap();
+        std::fs::create_dir_all(&group.dir).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let vmm = VmIdentity::of(child.id() as i32).unwrap();
+        drop(child); // reaped by whoever kills it (lobster's supervisor)
+        std::fs::write(group.dir.join("cgroup.procs"), vmm.pid.to_string()).unwrap();
+        assert_eq!(group.members(), [vmm.pid]);
+        Leftovers {
+            jail_dir,
+            group,
+            vmm,
+        }
+    }
+
+    /// The VMM was killed, and nothing of it is left.
+    fn assert_gone(self) {
+        assert!(!self.vmm.is_alive(), "the vmm was not killed");
+        assert!(
+            !self.jail_dir.exists(),
+            "jail {} left",
+            self.jail_dir.display()
+        );
+        assert!(
+            !self.group.dir.exists(),
+            "cgroup {} left",
+            self.group.dir.display()
+        );
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if self.vmm.is_alive() {
+            lobster_testkit::evidence::kill(self.vmm);
+        }
+        let _ = std::fs::remove_dir(&self.group.dir);
+        let _ = std::fs::remove_dir(self.group.dir.parent().unwrap());
+    }
+}
+
+/// Evict, and the recovery of a spawn killed after launching its VMM but
+/// before recording it, stop the VMM found in the tenant's cgroup (not by
+/// its command line: `sleep` names nothing of the tenant) and remove the
+/// jail and the cgroup; evicting again is a no-op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "t1: needs root (cgroups)"]
+async fn evict_and_recover_stop_the_vmm_in_the_tenant_cgroup_and_remove_jail_and_cgroup() {
+    let rig = FakeHost::new(|_| {}).await;
+    rig.spawn("alice").await;
+    rig.spawn("bob").await;
+    let alice = Leftovers::plant(&rig, "alice");
+    let bob = Leftovers::plant(&rig, "bob");
+
+    rig.host.evict("alice").await.unwrap();
+    alice.assert_gone();
+    rig.host.evict("alice").await.expect_err("alice is gone");
+
+    // bob's spawn was SIGKILLed after its VMM started: no identity recorded.
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        VmIdentity { pid, start_time: 1 }
+    };
+    rig.store()
+        .modify("bob", |r| {
+            r.status = TenantStatus::Creating;
+            r.owner = Some(dead);
+            r.vm = None;
+        })
+        .unwrap();
+    // The next command recovers first.
+    let names = rig.host.list().await.unwrap();
+    assert!(names.is_empty(), "bob was not torn down");
+    bob.assert_gone();
 }

@@ -420,8 +420,8 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
     // open (as /var/lib/lobsterd is): another user gets EACCES.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let qemu = backend(&config.kernel);
-    let jail_dir = qemu.jail_dir(&config).expect("qemu is jailed");
+    let jail_dir = lobster_core::vmm::jail_dir(BackendKind::Qemu, &VmmConfig::default(), &config)
+        .expect("qemu is jailed");
     for (path, is_dir) in [
         (config.drives[1].path.clone(), false),
         (config.paths.console_log.clone(), false),

@@ -113,7 +113,7 @@ async fn teardown(
     let (kind, vm_config) = plan::vm(config, record, services.default_backend);
     let recorded = record.vm.map(|vm| vm.identity);
     let stopped = crate::vmm::stop_recorded(&vm_config, recorded).await;
-    let jail_dir = (services.vmm)(kind).jail_dir(&vm_config);
+    let jail_dir = crate::vmm::jail_dir(kind, &config.vmm, &vm_config);
     let jail = match (stopped, jail_dir) {
         (Ok(()), Some(dir)) => {
             let vm_config = vm_config.clone();

@@ -292,13 +292,23 @@ pub trait Vmm: Send + Sync + std::fmt::Debug {
 
     /// Finds a VM launched earlier (by any process) from its recorded identity.
     async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>>;
+}
 
-    /// The directory this backend jails `config`'s VMM in, if it does
-    /// (removed by [`remove_jail`] once the VMM is gone).
-    fn jail_dir(&self, config: &VmConfig) -> Option<PathBuf> {
-        let _ = config;
-        None
-    }
+/// The directory the `kind` backend jails `config`'s VMM in, if it does:
+/// QEMU's `<chroot_base>/qemu/<vm_id>`, the jailer's `<chroot_base>/<name
+/// of the firecracker binary>/<vm_id>` (removed by [`remove_jail`] once the
+/// VMM is gone).
+pub fn jail_dir(
+    kind: BackendKind,
+    vmm: &crate::config::VmmConfig,
+    config: &VmConfig,
+) -> Option<PathBuf> {
+    let jail = config.jail.as_ref()?;
+    let name = match kind {
+        BackendKind::Qemu => std::ffi::OsStr::new(qemu::JAIL_NAME),
+        BackendKind::Firecracker => vmm.firecracker.binary.file_name()?,
+    };
+    Some(jail.chroot_base.join(name).join(&config.vm_id))
 }
 
 /// A running VM. Dropping the handle leaves the VM running.

@@ -365,6 +365,15 @@ mod tests {
     fn jailer_argv_matches_golden() {
         let config = sample();
         let plan = fc_plan(&config, &jail(), "/usr/local/bin/firecracker").unwrap();
+        // Evict finds the same jail without planning.
+        let mut vmm = crate::config::VmmConfig::default();
+        vmm.firecracker.binary = "/usr/local/bin/firecracker".into();
+        let mut jailed = config.clone();
+        jailed.jail = Some(jail());
+        assert_eq!(
+            crate::vmm::jail_dir(crate::config::BackendKind::Firecracker, &vmm, &jailed),
+            Some(plan.jail_dir.clone())
+        );
         let golden = [
             "--id",
             "vm-alice",

@@ -348,11 +348,6 @@ impl Vmm for FirecrackerVmm {
         vm.status().await?;
         Ok(Box::new(vm))
     }
-
-    fn jail_dir(&self, config: &VmConfig) -> Option<PathBuf> {
-        config.jail.as_ref()?;
-        Some(self.layout(config).ok()?.jail?.jail_dir)
-    }
 }
 
 /// A Firecracker VM.

@@ -152,8 +152,10 @@ impl QemuVmm {
 
     /// Removes the jail and the cgroup of `config`'s VMM (gone by now).
     fn remove_jail(&self, config: &VmConfig) -> Result<()> {
-        match self.jail_dir(config) {
-            Some(dir) => super::remove_jail(config, &dir),
+        match &config.jail {
+            Some(jail) => {
+                super::remove_jail(config, &sandbox::jail_dir(jail, JAIL_NAME, &config.vm_id))
+            }
             None => Ok(()),
         }
     }
@@ -203,11 +205,6 @@ impl Vmm for QemuVmm {
         };
         vm.status().await?;
         Ok(Box::new(vm))
-    }
-
-    fn jail_dir(&self, config: &VmConfig) -> Option<PathBuf> {
-        let jail = config.jail.as_ref()?;
-        Some(sandbox::jail_dir(jail, JAIL_NAME, &config.vm_id))
     }
 }
 
