@@ -25,6 +25,13 @@ const SYSTEM_FILES: [&str; 1] = ["/etc/ld.so.cache"];
 /// Merged-/usr links recreated in the jail when the host has them.
 const SYSTEM_LINKS: [&str; 4] = ["/lib", "/lib64", "/bin", "/sbin"];
 
+/// The VMM's control socket inside its jail: short, so that the host's path
+/// to it (`<jail>/root/run/vmm.sock`) fits a unix socket address.
+pub const SOCKET: &str = "/run/vmm.sock";
+
+/// Longest path a unix socket address holds.
+const SOCKET_PATH_MAX: usize = 107;
+
 /// Everything needed to confine one VMM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxPlan {
@@ -37,7 +44,8 @@ pub struct SandboxPlan {
     pub binds: Vec<Bind>,
     /// Character devices given their own node in the jail, owned by the tenant.
     pub devices: Vec<PathBuf>,
-    /// Directories made inside the jail for the tenant (its control socket's).
+    /// Directories made inside the jail for the tenant (its control
+    /// socket's, see [`SOCKET`]).
     pub private_dirs: Vec<PathBuf>,
     /// The VM's cgroup, relative to each controller's mount.
     pub cgroup: PathBuf,
@@ -61,12 +69,13 @@ pub fn jail_dir(jail: &Jail, backend: &str, vm_id: &str) -> PathBuf {
     jail.chroot_base.join(backend).join(vm_id)
 }
 
-/// The control socket of a confined VMM, as the host reaches it.
+/// The control socket of a VMM as the host reaches it: [`SOCKET`] in its
+/// jail, else `paths.api_socket`.
 pub fn host_socket(config: &VmConfig, backend: &str) -> PathBuf {
     match &config.jail {
         Some(jail) => in_root(
             &jail_dir(jail, backend, &config.vm_id).join("root"),
-            &config.paths.api_socket,
+            Path::new(SOCKET),
         ),
         None => config.paths.api_socket.clone(),
     }
@@ -126,9 +135,23 @@ pub fn plan(
     for bind in &mut binds {
         bind.target = in_root(&root, &bind.source);
     }
-    let socket = absolute("paths.api_socket", &config.paths.api_socket)?;
+    let socket = host_socket(config, backend);
+    if socket.as_os_str().len() > SOCKET_PATH_MAX {
+        return Err(VmmError::InvalidConfig {
+            vm: config.vm_id.clone(),
+            field: "jail.chroot_base".into(),
+            reason: format!(
+                "the control socket {} would be longer than {SOCKET_PATH_MAX} bytes; use a shorter chroot base",
+                socket.display()
+            ),
+        });
+    }
     Ok(SandboxPlan {
-        private_dirs: socket.parent().map(Path::to_path_buf).into_iter().collect(),
+        private_dirs: Path::new(SOCKET)
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect(),
         devices: devices.iter().map(|d| d.to_path_buf()).collect(),
         cgroup: jail.cgroup(&config.vm_id),
         jail_dir,
@@ -301,12 +324,19 @@ mod tests {
             kernel.target,
             Path::new("/srv/jailer/qemu/vm-alice/root/img/vmlinux")
         );
-        assert_eq!(p.private_dirs, [Path::new("/run/lobsterd")]);
+        assert_eq!(p.private_dirs, [Path::new("/run")]);
         assert_eq!(p.cgroup, Path::new("lobster/vm-alice"));
         assert_eq!(
             host_socket(&config, "qemu"),
-            Path::new("/srv/jailer/qemu/vm-alice/root/run/lobsterd/alice.sock")
+            Path::new("/srv/jailer/qemu/vm-alice/root/run/vmm.sock")
         );
+        // The longest tenant name still fits under the default base.
+        let mut long = config.clone();
+        long.vm_id = "a".repeat(63);
+        assert!(plan(&long, "qemu", Path::new("/usr/bin/qemu"), &[]).is_ok());
+        long.jail.as_mut().unwrap().chroot_base = format!("/{}", "b".repeat(20)).into();
+        let err = plan(&long, "qemu", Path::new("/usr/bin/qemu"), &[]).unwrap_err();
+        assert!(err.to_string().contains("chroot_base"), "{err}");
         config.kernel = "relative".into();
         let err = plan(&config, "qemu", Path::new("/usr/bin/qemu"), &[]).unwrap_err();
         assert!(err.to_string().contains("kernel"), "{err}");

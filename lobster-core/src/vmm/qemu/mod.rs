@@ -80,7 +80,15 @@ impl QemuVmm {
     }
 
     async fn start(&self, config: &VmConfig, start: Start) -> Result<QemuVm> {
-        let args = argv::plan(config, &self.settings.accel, start)?;
+        let args = match &config.jail {
+            None => argv::plan(config, &self.settings.accel, start)?,
+            Some(_) => {
+                // Jailed, QEMU sees its socket at the jail's short path.
+                let mut inside = config.clone();
+                inside.paths.api_socket = sandbox::SOCKET.into();
+                argv::plan(&inside, &self.settings.accel, start)?
+            }
+        };
         let socket = sandbox::host_socket(config, JAIL_NAME);
         launch::clear_stale_socket(&config.vm_id, &socket).await?;
         let (binary, confinement) = match &config.jail {
