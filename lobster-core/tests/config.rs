@@ -98,6 +98,19 @@ fn each_kind_of_bad_file_names_file_field_and_reason() {
             "field `proxy.admin_address`",
         ),
         (r#"{"vmm": {"uid_base": 0}}"#, "field `vmm.uid_base`"),
+        // A tenant's cgroup must stay below lobster's own parent.
+        (
+            r#"{"vmm": {"cgroup_parent": "../escape"}}"#,
+            "field `vmm.cgroup_parent`",
+        ),
+        (
+            r#"{"vmm": {"cgroup_parent": "/sys/fs/cgroup"}}"#,
+            "field `vmm.cgroup_parent`",
+        ),
+        (
+            r#"{"vmm": {"cgroup_parent": ""}}"#,
+            "field `vmm.cgroup_parent`",
+        ),
     ];
     for (text, needle) in cases {
         let message = error_text(text);

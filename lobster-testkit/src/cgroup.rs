@@ -162,8 +162,15 @@ impl Drop for TestParent {
             };
             let parent = Path::new(point).join(&self.relative);
             for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-                if child.path().join("cgroup.procs").exists() {
-                    let _ = std::fs::remove_dir(child.path());
+                if !child.path().join("cgroup.procs").exists() {
+                    continue;
+                }
+                // A VMM the test's evidence just killed may still be exiting.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while std::fs::remove_dir(child.path()).is_err()
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
             let _ = std::fs::remove_dir(&parent);
