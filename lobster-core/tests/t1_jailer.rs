@@ -28,6 +28,7 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
     let mut jail = Jail::for_tenant(
         &VmmConfig::default(),
         BackendKind::Firecracker,
+        "vm-t1",
         10_996,
         2,
         512,
@@ -109,15 +110,17 @@ struct Leftovers {
 impl Leftovers {
     fn plant(rig: &FakeHost, name: &str) -> Leftovers {
         let config = rig.config();
+        // Named by the tenant's id, not its name.
+        let id = rig.record(name).id;
         let jail_dir = config
             .vmm
             .firecracker
             .chroot_base
             .join("firecracker")
-            .join(name);
+            .join(&id);
         std::fs::create_dir_all(jail_dir.join("root/dev")).unwrap();
         std::fs::write(jail_dir.join("root/drive-overlay.img"), "disk").unwrap();
-        let group = MemoryGroup::at(&config.vmm.cgroup_parent.join(name)).unwrap();
+        let group = MemoryGroup::at(&config.vmm.cgroup_parent.join(&id)).unwrap();
         std::fs::create_dir_all(&group.dir).unwrap();
         let child = std::process::Command::new("sleep")
             .arg("600")

@@ -337,13 +337,19 @@ async fn a_dying_guest_is_reported_with_exit_status_and_console_tail() {
 
 /// A jail for `uid` as a tenant of `memory_mib` gets one, its chroot in
 /// `dir` and its cgroup under `parent` (this test process's alone).
-fn jail(dir: &Path, uid: u32, memory_mib: u32, parent: &TestParent) -> lobster_core::vmm::Jail {
+fn jail(
+    dir: &Path,
+    id: &str,
+    uid: u32,
+    memory_mib: u32,
+    parent: &TestParent,
+) -> lobster_core::vmm::Jail {
     let vmm = VmmConfig {
         cgroup_parent: parent.relative.clone(),
         ..VmmConfig::default()
     };
     let mut jail =
-        lobster_core::vmm::Jail::for_tenant(&vmm, BackendKind::Qemu, uid, 1, memory_mib, None);
+        lobster_core::vmm::Jail::for_tenant(&vmm, BackendKind::Qemu, id, uid, 1, memory_mib, None);
     jail.chroot_base = dir.join("jail");
     jail
 }
@@ -364,7 +370,13 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
     let dir = tempfile::tempdir().unwrap();
     let parent = TestParent::new("t2");
     let mut config = vm_config(dir.path(), "t2-jail");
-    config.jail = Some(jail(dir.path(), 10_998, config.memory_mib, &parent));
+    config.jail = Some(jail(
+        dir.path(),
+        "t2-jail",
+        10_998,
+        config.memory_mib,
+        &parent,
+    ));
     let limits = config.jail.as_ref().unwrap().limits;
     let mut evidence = Evidence::new(&config.paths.console_log);
     let (vm, _) = boot(&config, &mut evidence).await;
@@ -490,7 +502,7 @@ async fn a_guest_touching_more_than_its_limit_does_not_grow_its_vmm_past_it() {
     let mut config = vm_config(dir.path(), "t2-memory");
     config.memory_mib = 256;
     config.boot_args = "quiet hugepages=95 init_on_alloc=1".into();
-    let mut jail = jail(dir.path(), 10_995, 256, &parent);
+    let mut jail = jail(dir.path(), "t2-memory", 10_995, 256, &parent);
     const LIMIT: u64 = 260 << 20;
     jail.limits.memory_bytes = LIMIT;
     config.jail = Some(jail);
@@ -542,7 +554,7 @@ async fn a_vm_with_a_netns_runs_there_and_holds_its_tap() {
     let mut config = vm_config(dir.path(), "t2-netns");
     config.nic = Some(nic("lobt0", "06:00:0a:c8:00:02"));
     let parent = TestParent::new("t2");
-    let mut jail = jail(dir.path(), 10_997, config.memory_mib, &parent);
+    let mut jail = jail(dir.path(), "t2-netns", 10_997, config.memory_mib, &parent);
     jail.netns = Some(netns.path());
     config.jail = Some(jail);
     let mut evidence = Evidence::new(&config.paths.console_log);

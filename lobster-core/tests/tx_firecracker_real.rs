@@ -59,7 +59,7 @@ async fn run_flows(config: &VmConfig) {
     // Whatever the jailer started stays in the VM's cgroup: killed on drop
     // whichever assertion fails.
     if let Some(jail) = &config.jail {
-        let group = MemoryGroup::at(&jail.cgroup(&config.vm_id)).expect("a memory hierarchy");
+        let group = MemoryGroup::at(&jail.cgroup()).expect("a memory hierarchy");
         evidence.watch_group(group);
     }
     let console = evidence.console().clone();
@@ -140,13 +140,14 @@ async fn real_firecracker_under_the_jailer() {
     config.jail = Some(Jail::for_tenant(
         &vmm,
         BackendKind::Firecracker,
+        "tx-fc-jail",
         10_999,
         1,
         128,
         None,
     ));
     config.jail.as_mut().unwrap().chroot_base = dir.path().join("jail");
-    let group = MemoryGroup::at(&config.jail.as_ref().unwrap().cgroup("tx-fc-jail")).unwrap();
+    let group = MemoryGroup::at(&config.jail.as_ref().unwrap().cgroup()).unwrap();
     run_flows(&config).await;
     assert!(
         !dir.path().join("jail/firecracker/tx-fc-jail").exists(),

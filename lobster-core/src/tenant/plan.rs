@@ -121,6 +121,7 @@ pub fn jail(config: &Config, record: &TenantRecord, backend: BackendKind) -> Opt
         Jail::for_tenant(
             &config.vmm,
             backend,
+            &record.id,
             record.allocation.jail_uid,
             r.vcpus,
             r.memory_mib,
@@ -229,10 +230,7 @@ mod tests {
         assert_eq!((jail.uid, jail.gid), (10001, 10001));
         assert_eq!(jail.limits.memory_bytes, (512 + 256) << 20);
         assert_eq!(jail.limits.cpu_quota_us, 100_000);
-        assert_eq!(
-            jail.cgroup(&vm.vm_id),
-            std::path::Path::new("lobster/alice")
-        );
+        assert_eq!(jail.cgroup(), std::path::Path::new("lobster/0a1b2c3d"));
         let (_, fc) = super::vm(&config, &rec, BackendKind::Firecracker);
         assert_eq!(fc.jail.unwrap().uid, 10001);
         let mut unjailed = config.clone();

@@ -295,8 +295,8 @@ pub trait Vmm: Send + Sync + std::fmt::Debug {
 }
 
 /// The directory the `kind` backend jails `config`'s VMM in, if it does:
-/// QEMU's `<chroot_base>/qemu/<vm_id>`, the jailer's `<chroot_base>/<name
-/// of the firecracker binary>/<vm_id>` (removed by [`remove_jail`] once the
+/// QEMU's `<chroot_base>/qemu/<jail id>`, the jailer's `<chroot_base>/<name
+/// of the firecracker binary>/<jail id>` (removed by [`remove_jail`] once the
 /// VMM is gone).
 pub fn jail_dir(
     kind: BackendKind,
@@ -308,7 +308,7 @@ pub fn jail_dir(
         BackendKind::Qemu => std::ffi::OsStr::new(qemu::JAIL_NAME),
         BackendKind::Firecracker => vmm.firecracker.binary.file_name()?,
     };
-    Some(jail.chroot_base.join(name).join(&config.vm_id))
+    Some(jail.chroot_base.join(name).join(&jail.id))
 }
 
 /// A running VM. Dropping the handle leaves the VM running.

@@ -64,19 +64,16 @@ fn in_root(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// The jail directory of `vm_id` for `backend` (`qemu`, `firecracker`).
-pub fn jail_dir(jail: &Jail, backend: &str, vm_id: &str) -> PathBuf {
-    jail.chroot_base.join(backend).join(vm_id)
+/// The directory of `jail` for `backend` (`qemu`, `firecracker`).
+pub fn jail_dir(jail: &Jail, backend: &str) -> PathBuf {
+    jail.chroot_base.join(backend).join(&jail.id)
 }
 
 /// The control socket of a VMM as the host reaches it: [`SOCKET`] in its
 /// jail, else `paths.api_socket`.
 pub fn host_socket(config: &VmConfig, backend: &str) -> PathBuf {
     match &config.jail {
-        Some(jail) => in_root(
-            &jail_dir(jail, backend, &config.vm_id).join("root"),
-            Path::new(SOCKET),
-        ),
+        Some(jail) => in_root(&jail_dir(jail, backend).join("root"), Path::new(SOCKET)),
         None => config.paths.api_socket.clone(),
     }
 }
@@ -130,7 +127,7 @@ pub fn plan(
         bind.read_only = drive.read_only;
         binds.push(bind);
     }
-    let jail_dir = jail_dir(&jail, backend, &config.vm_id);
+    let jail_dir = jail_dir(&jail, backend);
     let root = jail_dir.join("root");
     for bind in &mut binds {
         bind.target = in_root(&root, &bind.source);
@@ -153,7 +150,7 @@ pub fn plan(
             .into_iter()
             .collect(),
         devices: devices.iter().map(|d| d.to_path_buf()).collect(),
-        cgroup: jail.cgroup(&config.vm_id),
+        cgroup: jail.cgroup(),
         jail_dir,
         root,
         binds,
@@ -269,7 +266,7 @@ fn remove_dir(vm: &str, dir: &Path) -> Result<()> {
 pub fn cgroup(config: &VmConfig) -> Option<Cgroup> {
     let jail = config.jail.as_ref()?;
     let hierarchy = Hierarchy::detect().ok()?;
-    Some(Cgroup::at(&hierarchy, &jail.cgroup(&config.vm_id)))
+    Some(Cgroup::at(&hierarchy, &jail.cgroup()))
 }
 
 /// The processes in the cgroup of `config`'s jail.
@@ -294,6 +291,7 @@ mod tests {
         config.jail = Some(Jail::for_tenant(
             &vmm,
             crate::config::BackendKind::Qemu,
+            "0a1b2c3d",
             10007,
             1,
             256,
@@ -301,7 +299,7 @@ mod tests {
         ));
         let tun = Path::new("/dev/net/tun");
         let p = plan(&config, "qemu", Path::new("/usr/bin/qemu"), &[tun]).unwrap();
-        assert_eq!(p.root, Path::new("/srv/jailer/qemu/vm-alice/root"));
+        assert_eq!(p.root, Path::new("/srv/jailer/qemu/0a1b2c3d/root"));
         let binds: Vec<(String, bool)> = p
             .binds
             .iter()
@@ -322,17 +320,17 @@ mod tests {
         let kernel = p.binds.iter().find(|b| b.source == config.kernel).unwrap();
         assert_eq!(
             kernel.target,
-            Path::new("/srv/jailer/qemu/vm-alice/root/img/vmlinux")
+            Path::new("/srv/jailer/qemu/0a1b2c3d/root/img/vmlinux")
         );
         assert_eq!(p.private_dirs, [Path::new("/run")]);
-        assert_eq!(p.cgroup, Path::new("lobster/vm-alice"));
+        assert_eq!(p.cgroup, Path::new("lobster/0a1b2c3d"));
         assert_eq!(
             host_socket(&config, "qemu"),
-            Path::new("/srv/jailer/qemu/vm-alice/root/run/vmm.sock")
+            Path::new("/srv/jailer/qemu/0a1b2c3d/root/run/vmm.sock")
         );
         // The longest tenant name still fits under the default base.
         let mut long = config.clone();
-        long.vm_id = "a".repeat(63);
+        long.jail.as_mut().unwrap().id = "a".repeat(64);
         assert!(plan(&long, "qemu", Path::new("/usr/bin/qemu"), &[]).is_ok());
         long.jail.as_mut().unwrap().chroot_base = format!("/{}", "b".repeat(20)).into();
         let err = plan(&long, "qemu", Path::new("/usr/bin/qemu"), &[]).unwrap_err();

@@ -116,13 +116,17 @@ pub struct VmPaths {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Jail {
+    /// The jail's identity, unique on the host (the tenant's id): it names
+    /// the jail directory and the cgroup, so nothing of another host's or
+    /// test's tenant of the same name is ever taken for this one's.
+    pub id: String,
     /// Unprivileged uid the VMM runs as.
     pub uid: u32,
     /// Unprivileged gid the VMM runs as.
     pub gid: u32,
-    /// Base directory of the chroots (`<base>/<backend>/<vm_id>/root`).
+    /// Base directory of the chroots (`<base>/<backend>/<id>/root`).
     pub chroot_base: PathBuf,
-    /// The VM's cgroup is `<parent>/<vm_id>` under each controller's mount.
+    /// The VM's cgroup is `<parent>/<id>` under each controller's mount.
     pub cgroup_parent: PathBuf,
     /// Memory, CPU and task limits of that cgroup.
     pub limits: Limits,
@@ -162,6 +166,7 @@ impl Jail {
     pub fn for_tenant(
         vmm: &crate::config::VmmConfig,
         backend: crate::config::BackendKind,
+        id: &str,
         uid: u32,
         vcpus: u8,
         memory_mib: u32,
@@ -173,6 +178,7 @@ impl Jail {
         };
         let mib = u64::from(memory_mib) + u64::from(overhead);
         Jail {
+            id: id.to_owned(),
             uid,
             gid: uid,
             chroot_base: vmm.firecracker.chroot_base.clone(),
@@ -188,8 +194,8 @@ impl Jail {
     }
 
     /// The VM's cgroup, relative to each controller's mount.
-    pub fn cgroup(&self, vm_id: &str) -> PathBuf {
-        self.cgroup_parent.join(vm_id)
+    pub fn cgroup(&self) -> PathBuf {
+        self.cgroup_parent.join(&self.id)
     }
 }
 
@@ -217,6 +223,11 @@ impl VmConfig {
         }
         if self.memory_mib < 32 {
             return invalid("memory_mib", format!("{} is below 32", self.memory_mib));
+        }
+        if let Some(jail) = &self.jail {
+            if !id_ok(&jail.id) {
+                return invalid("jail.id", "must be 1-64 of [A-Za-z0-9_-]".into());
+            }
         }
         for (i, drive) in self.drives.iter().enumerate() {
             if !id_ok(&drive.id) {
@@ -417,16 +428,16 @@ pub(crate) mod tests {
             PathBuf::from("/var/lib/lobsterd/snapshots/alice")
         );
         let fc = crate::config::BackendKind::Firecracker;
-        let jail = Jail::for_tenant(&config.vmm, fc, 10003, 2, 1024, None);
+        let jail = Jail::for_tenant(&config.vmm, fc, "0a1b2c3d", 10003, 2, 1024, None);
         assert_eq!(jail.limits.memory_bytes, (1024 + 128) << 20);
         assert_eq!(
             (jail.limits.cpu_quota_us, jail.limits.cpu_period_us),
             (200_000, 100_000)
         );
         assert_eq!(jail.limits.pids, PIDS_BASE + 2);
-        assert_eq!(jail.cgroup("alice"), PathBuf::from("lobster/alice"));
+        assert_eq!(jail.cgroup(), PathBuf::from("lobster/0a1b2c3d"));
         let qemu = crate::config::BackendKind::Qemu;
-        let jail = Jail::for_tenant(&config.vmm, qemu, 10003, 2, 1024, None);
+        let jail = Jail::for_tenant(&config.vmm, qemu, "0a1b2c3d", 10003, 2, 1024, None);
         assert_eq!(jail.limits.memory_bytes, (1024 + 256) << 20);
         assert_eq!((jail.uid, jail.gid), (10003, 10003));
     }

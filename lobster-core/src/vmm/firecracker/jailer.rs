@@ -5,7 +5,7 @@
 //!
 //! [`plan`] is pure (golden-tested): the jailer's argv and what must be in
 //! the chroot. [`prepare`] applies it before the jailer starts: it creates
-//! `<chroot_base>/<exec name>/<vm_id>/root`, hard-links the kernel, initrd
+//! `<chroot_base>/<exec name>/<jail id>/root`, hard-links the kernel, initrd
 //! and drives into it (the writable overlay, and the metrics file, are
 //! chowned to the tenant), and [`cleanup`] removes the chroot and the
 //! jailer's cgroup once Firecracker has exited. The jailer itself is not run
@@ -36,7 +36,7 @@ pub struct ChrootFile {
 pub struct JailPlan {
     /// The jailer's arguments (without the jailer binary).
     pub args: Vec<String>,
-    /// The jail directory `<chroot_base>/<exec name>/<vm_id>` (removed on cleanup).
+    /// The jail directory `<chroot_base>/<exec name>/<jail id>` (removed on cleanup).
     pub jail_dir: PathBuf,
     /// The chroot: `<jail_dir>/root`.
     pub root: PathBuf,
@@ -46,7 +46,7 @@ pub struct JailPlan {
     pub names: FileNames,
     /// The API socket as seen from the host.
     pub api_socket: PathBuf,
-    /// The jailer's cgroup, `<cgroup_parent>/<vm_id>` (removed on cleanup).
+    /// The jailer's cgroup, `<cgroup_parent>/<jail id>` (removed on cleanup).
     pub cgroup: Cgroup,
     /// Tenant uid and gid.
     pub owner: (u32, u32),
@@ -88,7 +88,7 @@ pub fn plan(
             reason: "the jailer needs an absolute path".into(),
         });
     }
-    let jail_dir = jail.chroot_base.join(exec_name).join(&config.vm_id);
+    let jail_dir = jail.chroot_base.join(exec_name).join(&jail.id);
     let root = jail_dir.join("root");
 
     let mut files = vec![ChrootFile {
@@ -130,7 +130,7 @@ pub fn plan(
 
     let mut args: Vec<String> = vec![
         "--id".into(),
-        config.vm_id.clone(),
+        jail.id.clone(),
         "--exec-file".into(),
         utf8(config, "vmm.firecracker.binary", firecracker)?,
         "--uid".into(),
@@ -172,7 +172,7 @@ pub fn plan(
     Ok(JailPlan {
         args,
         api_socket: root.join(API_SOCKET.trim_start_matches('/')),
-        cgroup: Cgroup::at(hierarchy, &jail.cgroup(&config.vm_id)),
+        cgroup: Cgroup::at(hierarchy, &jail.cgroup()),
         jail_dir,
         root,
         files,
@@ -283,6 +283,7 @@ mod tests {
 
     fn jail() -> Jail {
         Jail {
+            id: "vm-alice".into(),
             uid: 10007,
             gid: 10007,
             chroot_base: "/srv/jailer".into(),

@@ -196,6 +196,7 @@ mod tests {
         config.jail = Some(crate::vmm::Jail::for_tenant(
             &crate::config::VmmConfig::default(),
             crate::config::BackendKind::Qemu,
+            "0a1b2c3d",
             10007,
             1,
             256,

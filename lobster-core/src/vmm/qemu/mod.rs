@@ -161,9 +161,7 @@ impl QemuVmm {
     /// Removes the jail and the cgroup of `config`'s VMM (gone by now).
     fn remove_jail(&self, config: &VmConfig) -> Result<()> {
         match &config.jail {
-            Some(jail) => {
-                super::remove_jail(config, &sandbox::jail_dir(jail, JAIL_NAME, &config.vm_id))
-            }
+            Some(jail) => super::remove_jail(config, &sandbox::jail_dir(jail, JAIL_NAME)),
             None => Ok(()),
         }
     }
@@ -331,10 +329,7 @@ impl QemuVm {
     fn cleanup(&self) -> Result<()> {
         let socket = remove_socket(&self.config.vm_id, &self.socket);
         let jail = match &self.config.jail {
-            Some(jail) => super::remove_jail(
-                &self.config,
-                &sandbox::jail_dir(jail, JAIL_NAME, &self.config.vm_id),
-            ),
+            Some(jail) => super::remove_jail(&self.config, &sandbox::jail_dir(jail, JAIL_NAME)),
             None => Ok(()),
         };
         socket.and(jail)
