@@ -17,7 +17,7 @@ cargo build -q --release --locked -p lobster-cli
 BIN=$PWD/target/release/lobsterd
 CADDY_PID=
 cleanup() {
-    for n in $(seq 0 5) c0 c1 c2 c3; do ip netns exec "$NS" "$BIN" --config "$WORK/config.json" evict -y "t$n" >/dev/null 2>&1 || true; done
+    for n in $(seq 0 5) c0 c1 c2 c3; do L evict -y "t$n" >/dev/null 2>&1 || true; done
     [ -n "$CADDY_PID" ] && kill "$CADDY_PID" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
     rm -rf "$WORK"
@@ -33,7 +33,12 @@ cat >"$WORK/config.json" <<JSON
              "snapshots_dir": "$WORK/state/snapshots", "logs_dir": "$WORK/state/logs" },
   "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" } } }
 JSON
-L() { ip netns exec "$NS" "$BIN" --config "$WORK/config.json" "$@"; }
+# `ip netns exec` mounts a fresh /sys: the cgroup hierarchies every VMM is
+# confined in are mounted again there, as this script sees them.
+CGROUPS='awk '"'"'{ split($0, a, " - "); split(a[1], l, " "); split(a[2], r, " ");
+    if (l[5] ~ /^\/sys\/fs\/cgroup/) print r[1], r[2], r[3], l[5] }'"'"' "/proc/$0/mountinfo" |
+    while read -r fstype src opts point; do mkdir -p "$point" && mount -t "$fstype" -o "$opts" "$src" "$point"; done'
+L() { ip netns exec "$NS" sh -c "$CGROUPS"' && exec "$@"' "$$" "$BIN" --config "$WORK/config.json" "$@"; }
 CADDY_PID=$(L --json init | jq -r '.host_setup.caddy_pid')
 WORKLOAD='mkdir -p /tmp/w && echo ok > /tmp/w/index.html && exec busybox httpd -f -p 9000 -h /tmp/w'
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use lobster_testkit::cgroup::{MemoryGroup, TestParent};
 use lobster_testkit::images;
 use lobster_testkit::netns::{in_netns, require, sh, Ctx};
 use lobster_testkit::poll;
@@ -58,6 +59,8 @@ fn require_t2() {
 struct Lobster {
     dir: tempfile::TempDir,
     caddy_pid: Option<u32>,
+    /// The parent of the tenants' cgroups, removed last.
+    cgroups: TestParent,
 }
 
 impl Lobster {
@@ -69,6 +72,7 @@ impl Lobster {
         let prefix = 32 - (slots * 4).trailing_zeros();
         let images = images::images();
         let state = dir.path().join("state");
+        let cgroups = TestParent::new("t2cli");
         let config = serde_json::json!({
             "tenant_defaults": { "vcpus": 1, "memory_mib": 256, "overlay_size_mib": 256 },
             "network": { "pool": format!("10.200.0.0/{prefix}") },
@@ -89,7 +93,13 @@ impl Lobster {
                 "snapshots_dir": state.join("snapshots"),
                 "logs_dir": state.join("logs"),
             },
-            "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" } },
+            // Jails and cgroups of this test alone.
+            "vmm": {
+                "backend": "qemu",
+                "qemu": { "accel": "tcg" },
+                "firecracker": { "chroot_base": state.join("jail") },
+                "cgroup_parent": cgroups.relative,
+            },
             // Fast ticks so the watchdog test repairs within seconds.
             "watchdog": {
                 "interval_ms": 1000,
@@ -103,6 +113,7 @@ impl Lobster {
         let mut lobster = Lobster {
             dir,
             caddy_pid: None,
+            cgroups,
         };
         let mut args = vec!["--json", "init"];
         if no_setup {
@@ -201,6 +212,25 @@ impl Lobster {
             .unwrap_or(serde_json::Value::Null)
     }
 
+    /// The id the registry gives `name` (read from the file: no command).
+    fn id(&self, name: &str) -> String {
+        let registry: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.state().join("registry.json")).unwrap())
+                .unwrap();
+        registry["tenants"][name]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} is not in the registry: {registry}"))
+            .to_owned()
+    }
+
+    /// The VMM processes of the tenant with id `id`: whatever runs in its
+    /// cgroup.
+    fn vmms(&self, id: &str) -> Vec<i32> {
+        MemoryGroup::at(&self.cgroups.relative.join(id))
+            .expect("a memory hierarchy")
+            .members()
+    }
+
     /// Asserts that nothing of tenant `name` (with id `id`) remains.
     fn assert_gone(&self, name: &str, id: &str) {
         let links = sh(&["ip", "-o", "link", "show"]);
@@ -214,11 +244,13 @@ impl Lobster {
             "rules of {id} left:\n{rules}"
         );
         let socket = self.state().join(format!("run/{name}.sock"));
-        assert!(
-            processes_naming(&socket).is_empty(),
-            "a VMM of {name} still runs"
-        );
+        assert!(self.vmms(id).is_empty(), "a VMM of {name} still runs");
         assert!(!socket.exists(), "socket {} left", socket.display());
+        // A jailed VMM is known by its cgroup, and its jail goes with it.
+        let jail = self.state().join(format!("jail/qemu/{id}"));
+        assert!(!jail.exists(), "jail {} left", jail.display());
+        let group = MemoryGroup::at(&self.cgroups.relative.join(id)).expect("a memory hierarchy");
+        assert!(!group.dir.exists(), "cgroup {} left", group.dir.display());
         let overlays: Vec<_> = std::fs::read_dir(self.state().join("overlays"))
             .map(|d| {
                 d.filter_map(|e| e.ok())
@@ -405,25 +437,6 @@ fn wait_for_page(name: &str, path: &str, want: &str, within: Duration) -> String
     })
 }
 
-/// Pids of processes whose command line mentions `path`.
-fn processes_naming(path: &Path) -> Vec<u32> {
-    let needle = path.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(&needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// A proxy admin API that accepts connections and never answers, so a
 /// spawn's route step hangs until the test kills it. Stopping it closes
 /// every connection: the admin address is then refused (a proxy that is
@@ -540,7 +553,7 @@ fn two_tenants_route_isolate_and_evict() {
         assert_eq!(b["resources"]["memory_mib"], 320, "{b}");
         assert_eq!(b["resources"]["overlay_size_mib"], 300, "{b}");
         assert_eq!(b["resources"]["backend"], "qemu", "{b}");
-        let qemu = processes_naming(&lobster.state().join("run/b.sock"));
+        let qemu = lobster.vmms(b["id"].as_str().unwrap());
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", qemu[0])).unwrap();
         let argv: Vec<&[u8]> = cmdline.split(|c| *c == 0).collect();
         assert!(
@@ -757,14 +770,14 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                         break;
                     }
                 }
-                let socket = lobster.state().join("run/k.sock");
+                let id = lobster.id("k");
                 if ["agent", "secrets", "workload", "route"].contains(&phase) {
                     // The control: a VMM really runs (in its own session, so it
                     // survives the CLI) when the CLI dies.
                     poll::until(
                         &format!("a VMM running at {phase}"),
                         Duration::from_secs(5),
-                        || (!processes_naming(&socket).is_empty()).then_some(()),
+                        || (!lobster.vmms(&id).is_empty()).then_some(()),
                     );
                 }
                 child.kill().unwrap(); // SIGKILL
@@ -793,9 +806,11 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                     "after a kill at {phase}: rules left"
                 );
                 assert!(
-                    processes_naming(&socket).is_empty(),
+                    lobster.vmms(&id).is_empty(),
                     "after a kill at {phase}: VMM left"
                 );
+                let jail = lobster.state().join(format!("jail/qemu/{id}"));
+                assert!(!jail.exists(), "after a kill at {phase}: jail left");
                 let overlays: Vec<_> = std::fs::read_dir(lobster.state().join("overlays"))
                     .unwrap()
                     .flatten()

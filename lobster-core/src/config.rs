@@ -382,6 +382,10 @@ pub struct VmmConfig {
     pub qemu: QemuConfig,
     /// First uid/gid handed to tenants' VMM processes (one per tenant).
     pub uid_base: u32,
+    /// Each VMM's cgroup is `<cgroup_parent>/<tenant>` under the mount of
+    /// each controller (memory, cpu, pids; v2 where the host offers it,
+    /// else v1); relative.
+    pub cgroup_parent: PathBuf,
     /// Bound on how long a VMM may take to become ready, in milliseconds.
     pub ready_timeout_ms: u64,
     /// Bound on each VMM API call (Firecracker HTTP, QMP), in milliseconds.
@@ -445,6 +449,9 @@ pub struct QemuConfig {
     pub accel: Accel,
     /// TCG translation cache size in MiB (bounds host memory per guest).
     pub tcg_tb_size_mib: u32,
+    /// Memory allowed to each QEMU cgroup beyond guest memory, in MiB
+    /// (QEMU itself, its TCG translation cache, its I/O buffers).
+    pub memory_overhead_mib: u32,
 }
 
 impl Default for Config {
@@ -541,6 +548,7 @@ impl Default for VmmConfig {
             firecracker: FirecrackerConfig::default(),
             qemu: QemuConfig::default(),
             uid_base: 10000,
+            cgroup_parent: "lobster".into(),
             ready_timeout_ms: 10_000,
             call_timeout_ms: 5_000,
             snapshot_timeout_ms: 120_000,
@@ -571,6 +579,7 @@ impl Default for QemuConfig {
             binary: "qemu-system-x86_64".into(),
             accel: Accel::Auto,
             tcg_tb_size_mib: 32,
+            memory_overhead_mib: 256,
         }
     }
 }
@@ -875,6 +884,20 @@ impl Config {
             return invalid(
                 "storage.overlay_overcommit_percent",
                 format!("{overcommit} is not in 1..=100000"),
+            );
+        }
+        let parent = &self.vmm.cgroup_parent;
+        if parent.as_os_str().is_empty()
+            || !parent
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return invalid(
+                "vmm.cgroup_parent",
+                format!(
+                    "{} must be a relative path without `..`, such as lobster",
+                    parent.display()
+                ),
             );
         }
         if self.vmm.uid_base == 0 {

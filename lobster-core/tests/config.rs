@@ -120,6 +120,19 @@ fn each_kind_of_bad_file_names_file_field_and_reason() {
             r#"{"network": {"egress_deny": ["example.com"]}}"#,
             "field `network.egress_deny`: `example.com` is not in a.b.c.d/n form",
         ),
+        // A tenant's cgroup must stay below lobster's own parent.
+        (
+            r#"{"vmm": {"cgroup_parent": "../escape"}}"#,
+            "field `vmm.cgroup_parent`",
+        ),
+        (
+            r#"{"vmm": {"cgroup_parent": "/sys/fs/cgroup"}}"#,
+            "field `vmm.cgroup_parent`",
+        ),
+        (
+            r#"{"vmm": {"cgroup_parent": ""}}"#,
+            "field `vmm.cgroup_parent`",
+        ),
     ];
     for (text, needle) in cases {
         let message = error_text(text);

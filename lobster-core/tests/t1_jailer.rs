@@ -2,14 +2,21 @@
 //! chroot, the writable overlay (and metrics file) handed to the tenant's
 //! uid/gid, the shared read-only files left alone, and cleanup removing it
 //! all. (The jailer binary itself is not run here: see tx_firecracker_real.)
+//! Evict and recovery stop whatever runs in a tenant's cgroup and remove
+//! its jail and cgroup.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use lobster_core::config::VmmConfig;
+use lobster_core::config::{BackendKind, VmmConfig};
+use lobster_core::store::TenantStatus;
 use lobster_core::vmm::firecracker::jailer;
 use lobster_core::vmm::firecracker::plan::Features;
+use lobster_core::vmm::sandbox::Hierarchy;
 use lobster_core::vmm::Jail;
+use lobster_core::vmm::VmIdentity;
+use lobster_testkit::cgroup::MemoryGroup;
+use lobster_testkit::rig::FakeHost;
 use lobster_testkit::vm::vm_config;
 
 #[test]
@@ -18,7 +25,15 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
     let euid = std::fs::metadata("/proc/self").unwrap().uid();
     assert_eq!(euid, 0, "needs root (chown to the tenant uid)");
     let dir = tempfile::tempdir().unwrap();
-    let mut jail = Jail::for_tenant(&VmmConfig::default(), 10_996, 2, 512, None);
+    let mut jail = Jail::for_tenant(
+        &VmmConfig::default(),
+        BackendKind::Firecracker,
+        "vm-t1",
+        10_996,
+        2,
+        512,
+        None,
+    );
     jail.chroot_base = dir.path().join("jail");
     let mut config = vm_config(dir.path(), "vm-t1", dir.path().join("vmlinux"));
     config.initrd = Some(dir.path().join("initrd"));
@@ -45,6 +60,7 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
         &jail,
         Path::new("/usr/local/bin/firecracker"),
         &features,
+        &Hierarchy::detect().expect("cgroup controllers"),
     )
     .unwrap();
     jailer::prepare("vm-t1", &plan).unwrap();
@@ -61,6 +77,13 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
         "shared base must stay root's"
     );
     assert_eq!(owner("/vmlinux"), (0, 0));
+    // Private: the jail is root's alone, the tenant's files its alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&plan.jail_dir), 0o700);
+    assert_eq!(mode(&plan.root), 0o700);
+    assert_eq!(mode(&plan.host_path("/drive-overlay.img")), 0o600);
+    assert_eq!(mode(&plan.host_path("/metrics.json")), 0o600);
     // Hard links, not copies: same inode as the source.
     assert_eq!(
         std::fs::metadata(plan.host_path("/drive-overlay.img"))
@@ -74,4 +97,105 @@ fn chroot_is_prepared_with_tenant_ownership_and_removed_again() {
     jailer::cleanup("vm-t1", &plan).unwrap();
     // The sources are untouched (only the links went away).
     assert_eq!(std::fs::read_to_string(&overlay).unwrap(), "overlay.img");
+}
+
+/// What a jailed VMM leaves on the host while it runs: its jail directory
+/// and a process in its cgroup (here `sleep`, standing in for the VMM).
+struct Leftovers {
+    jail_dir: std::path::PathBuf,
+    group: MemoryGroup,
+    vmm: VmIdentity,
+}
+
+impl Leftovers {
+    fn plant(rig: &FakeHost, name: &str) -> Leftovers {
+        let config = rig.config();
+        // Named by the tenant's id, not its name.
+        let id = rig.record(name).id;
+        let jail_dir = config
+            .vmm
+            .firecracker
+            .chroot_base
+            .join("firecracker")
+            .join(&id);
+        std::fs::create_dir_all(jail_dir.join("root/dev")).unwrap();
+        std::fs::write(jail_dir.join("root/drive-overlay.img"), "disk").unwrap();
+        let group = MemoryGroup::at(&config.vmm.cgroup_parent.join(&id)).unwrap();
+        std::fs::create_dir_all(&group.dir).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let vmm = VmIdentity::of(child.id() as i32).unwrap();
+        drop(child); // reaped by whoever kills it (lobster's supervisor)
+        std::fs::write(group.dir.join("cgroup.procs"), vmm.pid.to_string()).unwrap();
+        assert_eq!(group.members(), [vmm.pid]);
+        Leftovers {
+            jail_dir,
+            group,
+            vmm,
+        }
+    }
+
+    /// The VMM was killed, and nothing of it is left.
+    fn assert_gone(self) {
+        assert!(!self.vmm.is_alive(), "the vmm was not killed");
+        assert!(
+            !self.jail_dir.exists(),
+            "jail {} left",
+            self.jail_dir.display()
+        );
+        assert!(
+            !self.group.dir.exists(),
+            "cgroup {} left",
+            self.group.dir.display()
+        );
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if self.vmm.is_alive() {
+            lobster_testkit::evidence::kill(self.vmm);
+        }
+        let _ = std::fs::remove_dir(&self.group.dir);
+        let _ = std::fs::remove_dir(self.group.dir.parent().unwrap());
+    }
+}
+
+/// Evict, and the recovery of a spawn killed after launching its VMM but
+/// before recording it, stop the VMM found in the tenant's cgroup (not by
+/// its command line: `sleep` names nothing of the tenant) and remove the
+/// jail and the cgroup; evicting again is a no-op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "t1: needs root (cgroups)"]
+async fn evict_and_recover_stop_the_vmm_in_the_tenant_cgroup_and_remove_jail_and_cgroup() {
+    let rig = FakeHost::new(|_| {}).await;
+    rig.spawn("alice").await;
+    rig.spawn("bob").await;
+    let alice = Leftovers::plant(&rig, "alice");
+    let bob = Leftovers::plant(&rig, "bob");
+
+    rig.host.evict("alice").await.unwrap();
+    alice.assert_gone();
+    rig.host.evict("alice").await.expect_err("alice is gone");
+
+    // bob's spawn was SIGKILLed after its VMM started: no identity recorded.
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        VmIdentity { pid, start_time: 1 }
+    };
+    rig.store()
+        .modify("bob", |r| {
+            r.status = TenantStatus::Creating;
+            r.owner = Some(dead);
+            r.vm = None;
+        })
+        .unwrap();
+    // The next command recovers first.
+    let names = rig.host.list().await.unwrap();
+    assert!(names.is_empty(), "bob was not torn down");
+    bob.assert_gone();
 }

@@ -10,9 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lobster_core::config::VmmConfig;
+use lobster_core::config::{BackendKind, VmmConfig};
 use lobster_core::vmm::firecracker::{FirecrackerSettings, FirecrackerVmm};
 use lobster_core::vmm::{ConsoleLog, Jail, VmConfig, VmStatus, Vmm};
+use lobster_testkit::cgroup::{MemoryGroup, TestParent};
 use lobster_testkit::images::{
     first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
@@ -55,6 +56,12 @@ fn backend() -> FirecrackerVmm {
 /// PID if the test fails half-way.
 async fn run_flows(config: &VmConfig) {
     let mut evidence = Evidence::new(&config.paths.console_log);
+    // Whatever the jailer started stays in the VM's cgroup: killed on drop
+    // whichever assertion fails.
+    if let Some(jail) = &config.jail {
+        let group = MemoryGroup::at(&jail.cgroup()).expect("a memory hierarchy");
+        evidence.watch_group(group);
+    }
     let console = evidence.console().clone();
     let vmm = backend();
     let vm = vmm.launch(config).await.expect("launch");
@@ -125,17 +132,26 @@ async fn real_firecracker_launch_pause_snapshot_restore_shutdown() {
 async fn real_firecracker_under_the_jailer() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_config(dir.path(), "tx-fc-jail");
+    let parent = TestParent::new("tx");
+    let vmm = VmmConfig {
+        cgroup_parent: parent.relative.clone(),
+        ..VmmConfig::default()
+    };
     config.jail = Some(Jail::for_tenant(
-        &VmmConfig::default(),
+        &vmm,
+        BackendKind::Firecracker,
+        "tx-fc-jail",
         10_999,
         1,
         128,
         None,
     ));
     config.jail.as_mut().unwrap().chroot_base = dir.path().join("jail");
+    let group = MemoryGroup::at(&config.jail.as_ref().unwrap().cgroup()).unwrap();
     run_flows(&config).await;
     assert!(
         !dir.path().join("jail/firecracker/tx-fc-jail").exists(),
         "chroot left behind"
     );
+    assert!(!group.dir.exists(), "cgroup left behind");
 }

@@ -12,6 +12,7 @@ use lobster_core::vmm::{ConsoleLog, VmIdentity};
 pub struct Evidence {
     console: ConsoleLog,
     vms: Vec<VmIdentity>,
+    groups: Vec<crate::cgroup::MemoryGroup>,
 }
 
 impl Evidence {
@@ -20,12 +21,19 @@ impl Evidence {
         Evidence {
             console: ConsoleLog::new(console_log, 1 << 30),
             vms: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
     /// Kills `vm` on drop unless it is gone by then.
     pub fn watch(&mut self, vm: VmIdentity) {
         self.vms.push(vm);
+    }
+
+    /// Kills every process in `group` on drop (a jailed VMM whose pid the
+    /// test may never learn: whatever runs in its cgroup is its).
+    pub fn watch_group(&mut self, group: crate::cgroup::MemoryGroup) {
+        self.groups.push(group);
     }
 
     /// The console being kept.
@@ -45,6 +53,11 @@ impl Drop for Evidence {
         }
         for vm in &self.vms {
             kill(*vm);
+        }
+        for pid in self.groups.iter().flat_map(|g| g.members()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
         }
     }
 }

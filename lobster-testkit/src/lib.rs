@@ -20,6 +20,7 @@
 
 pub mod bench;
 pub mod caddy;
+pub mod cgroup;
 pub mod evidence;
 pub mod images;
 pub mod netns;

@@ -56,6 +56,7 @@ pub fn in_netns(test: &str, body: fn(&Ctx)) {
     }
     if let Ok(ns) = std::env::var(NETNS_ENV) {
         sh(&["ip", "link", "set", "lo", "up"]);
+        restore_cgroups();
         let ctx = Ctx {
             ns,
             test: test.to_string(),
@@ -89,6 +90,36 @@ pub fn in_netns(test: &str, body: fn(&Ctx)) {
         text.contains("1 passed"),
         "the test body did not run inside netns {ns} (wrong test name `{test}`?)"
     );
+}
+
+/// `ip netns exec` mounts a fresh sysfs, hiding the cgroup hierarchies
+/// every VMM is confined in: they are mounted again here (the same
+/// hierarchies, as the test process that ran it sees them), inside this
+/// mount namespace only.
+fn restore_cgroups() {
+    let empty = std::fs::read_dir("/sys/fs/cgroup").is_ok_and(|mut d| d.next().is_none());
+    if !empty {
+        return;
+    }
+    let parent = std::os::unix::process::parent_id();
+    let mountinfo =
+        std::fs::read_to_string(format!("/proc/{parent}/mountinfo")).expect("parent mountinfo");
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let point = left.split(' ').nth(4).unwrap_or("");
+        let mut right = right.split(' ');
+        let (Some(fstype), Some(source), Some(options)) =
+            (right.next(), right.next(), right.next())
+        else {
+            continue;
+        };
+        if point.starts_with("/sys/fs/cgroup") {
+            std::fs::create_dir_all(point).expect("cgroup mount point");
+            sh(&["mount", "-t", fstype, "-o", options, source, point]);
+        }
+    }
 }
 
 /// A network namespace this test made; deleted on drop, together with every

@@ -166,6 +166,9 @@ pub fn preflight(config: &Config) -> Vec<Prerequisite> {
             ));
             if vmm.firecracker.use_jailer {
                 out.push(program("jailer", &vmm.firecracker.jailer, &jailer, fc_fix));
+                if let Some(binary) = &firecracker {
+                    out.push(statically_linked(binary));
+                }
             }
         }
         Backend::Qemu => out.push(program("qemu", &vmm.qemu.binary, &qemu, qemu_fix)),
@@ -184,6 +187,7 @@ pub fn preflight(config: &Config) -> Vec<Prerequisite> {
             ));
         }
     }
+    out.push(cgroups());
     let images = "build the guest images: guest/images/build.sh (see README)";
     for (name, path) in [
         ("kernel", &config.paths.kernel),
@@ -240,6 +244,66 @@ fn accelerator(config: &Config) -> Prerequisite {
     }
 }
 
+/// The jailer executes Firecracker inside an empty chroot: a dynamically
+/// linked binary finds no loader there and fails with a bare ENOENT.
+fn statically_linked(binary: &Path) -> Prerequisite {
+    let ok = !has_interpreter(binary).unwrap_or(false);
+    let detail = if ok {
+        format!("{} is statically linked", binary.display())
+    } else {
+        format!(
+            "{} is dynamically linked: under the jailer (an empty chroot) it fails with ENOENT",
+            binary.display()
+        )
+    };
+    check(
+        "firecracker-static",
+        ok,
+        detail,
+        "use the statically linked release binary (x86_64-unknown-linux-musl), or set vmm.firecracker.use_jailer = false",
+    )
+}
+
+/// Whether the ELF file names a program interpreter (`PT_INTERP`): it is
+/// dynamically linked. `None` when it is not a 64-bit little-endian ELF.
+fn has_interpreter(binary: &Path) -> Option<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(binary).ok()?;
+    let mut header = [0u8; 64];
+    file.read_exact(&mut header).ok()?;
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return None;
+    }
+    let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().ok()?);
+    let phentsize = u64::from(u16::from_le_bytes(header[0x36..0x38].try_into().ok()?));
+    let phnum = u16::from_le_bytes(header[0x38..0x3a].try_into().ok()?);
+    const PT_INTERP: u32 = 3;
+    for i in 0..u64::from(phnum) {
+        let mut kind = [0u8; 4];
+        file.seek(SeekFrom::Start(phoff + i * phentsize)).ok()?;
+        file.read_exact(&mut kind).ok()?;
+        if u32::from_le_bytes(kind) == PT_INTERP {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Where the memory, cpu and pids controllers every VMM is limited by live.
+fn cgroups() -> Prerequisite {
+    use crate::vmm::sandbox::Hierarchy;
+    let (ok, detail) = match Hierarchy::detect() {
+        Ok(hierarchy) => (true, hierarchy.describe()),
+        Err(e) => (false, e.to_string()),
+    };
+    check(
+        "cgroups",
+        ok,
+        detail,
+        "mount cgroup2 with the memory, cpu and pids controllers (or v1 hierarchies with them)",
+    )
+}
+
 fn check(name: &'static str, ok: bool, detail: String, fix: &str) -> Prerequisite {
     Prerequisite {
         name,
@@ -292,4 +356,40 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
             source,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 64-bit little-endian ELF header with one program header of `kind`.
+    fn elf(kind: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; 64 + 56];
+        bytes[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        bytes[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        bytes[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        bytes[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        bytes[64..68].copy_from_slice(&kind.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_dynamically_linked_firecracker_is_reported_for_the_jailer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dynamic, fixed, script) = (
+            dir.path().join("dynamic"),
+            dir.path().join("static"),
+            dir.path().join("script"),
+        );
+        std::fs::write(&dynamic, elf(3)).unwrap(); // PT_INTERP
+        std::fs::write(&fixed, elf(1)).unwrap(); // PT_LOAD only
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert_eq!(has_interpreter(&dynamic), Some(true));
+        assert_eq!(has_interpreter(&fixed), Some(false));
+        assert_eq!(has_interpreter(&script), None);
+        let report = statically_linked(&dynamic);
+        assert!(!report.ok && report.detail.contains("ENOENT"), "{report:?}");
+        assert!(report.fix.unwrap().contains("use_jailer"));
+        assert!(statically_linked(&fixed).ok);
+    }
 }

@@ -6,12 +6,18 @@ use std::path::Path;
 
 use rustix::fs::SeekFrom as RSeek;
 
-/// Copies `from` to a new file `to`, keeping holes: a reflink (`FICLONE`)
-/// where the filesystem supports it, else only the data extents are copied.
+/// Copies `from` to a new file `to`, private to its owner (0600), keeping
+/// holes: a reflink (`FICLONE`) where the filesystem supports it, else only
+/// the data extents are copied.
 pub fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut src = File::open(from)?;
     let len = src.metadata()?.len();
-    let mut dst = File::options().write(true).create_new(true).open(to)?;
+    let mut dst = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)?;
     let result = (|| {
         if rustix::fs::ioctl_ficlone(&dst, &src).is_ok() {
             return Ok(());

@@ -3,6 +3,8 @@
 //! `// SAFETY:` comment, and hands its result to an owning type at once.
 #![allow(unsafe_code)]
 
+pub mod cgroup;
+pub mod confine;
 pub mod file;
 pub mod identity;
 pub mod kvm;

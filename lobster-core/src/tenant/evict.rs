@@ -122,14 +122,20 @@ async fn teardown(
     };
     check("route", route);
 
-    let (_, vm_config) = plan::vm(config, record, services.default_backend);
+    // The VMM is found by identity: the recorded process, and whatever
+    // runs in the tenant's cgroup. Its jail and cgroup go with it.
+    let (kind, vm_config) = plan::vm(config, record, services.default_backend);
     let recorded = record.vm.map(|vm| vm.identity);
-    check(
-        "vm",
-        crate::vmm::stop_recorded(&vm_config, recorded)
-            .await
-            .map_err(Error::from),
-    );
+    let stopped = crate::vmm::stop_recorded(&vm_config, recorded).await;
+    let jail_dir = crate::vmm::jail_dir(kind, &config.vmm, &vm_config);
+    let jail = match (stopped, jail_dir) {
+        (Ok(()), Some(dir)) => {
+            let vm_config = vm_config.clone();
+            blocking(move || Ok(crate::vmm::remove_jail(&vm_config, &dir)?)).await
+        }
+        (stopped, _) => stopped.map_err(Error::from),
+    };
+    check("vm", jail);
 
     match plan::tenant_net(record) {
         Ok(net) => {

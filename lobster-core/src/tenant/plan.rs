@@ -78,8 +78,8 @@ pub fn backend(record: &TenantRecord, default: BackendKind) -> BackendKind {
 }
 
 /// The tenant's backend (see [`backend`]) and its VM: shared base read-only
-/// as `vda`, the tenant disk as `vdb`, one NIC on the tenant's TAP;
-/// Firecracker runs jailed under the tenant's uid.
+/// as `vda`, the tenant disk as `vdb`, one NIC on the tenant's TAP; the VMM
+/// runs jailed (see [`jail`]).
 pub fn vm(config: &Config, record: &TenantRecord, default: BackendKind) -> (BackendKind, VmConfig) {
     let kind = backend(record, default);
     (kind, vm_config(config, record, kind))
@@ -90,16 +90,7 @@ fn vm_config(config: &Config, record: &TenantRecord, backend: BackendKind) -> Vm
     let limits = limits(record);
     let disk = rate_limiter(limits.disk_bytes_per_s(), limits.disk_ops_per_s());
     let net = rate_limiter(limits.net_bits_per_s().map(|bits| bits / 8), None);
-    let jail =
-        (backend == BackendKind::Firecracker && config.vmm.firecracker.use_jailer).then(|| {
-            Jail::for_tenant(
-                &config.vmm,
-                record.allocation.jail_uid,
-                r.vcpus,
-                r.memory_mib,
-                None,
-            )
-        });
+    let jail = jail(config, record, backend);
     VmConfig {
         vm_id: record.name.clone(),
         kernel: config.paths.kernel.clone(),
@@ -144,6 +135,28 @@ fn rate_limiter(bytes: Option<u64>, ops: Option<u64>) -> Option<RateLimiter> {
     (bytes.is_some() || ops.is_some()).then(|| RateLimiter {
         bandwidth: bytes.map(bucket),
         ops: ops.map(bucket),
+    })
+}
+
+/// The jail of the tenant's VMM: its own uid/gid, chroot and cgroup with
+/// limits derived from its size. Every QEMU runs jailed; Firecracker too,
+/// through its jailer, unless `vmm.firecracker.use_jailer` is off.
+pub fn jail(config: &Config, record: &TenantRecord, backend: BackendKind) -> Option<Jail> {
+    let jailed = match backend {
+        BackendKind::Qemu => true,
+        BackendKind::Firecracker => config.vmm.firecracker.use_jailer,
+    };
+    let r = &record.resources;
+    jailed.then(|| {
+        Jail::for_tenant(
+            &config.vmm,
+            backend,
+            &record.id,
+            record.allocation.jail_uid,
+            r.vcpus,
+            r.memory_mib,
+            None,
+        )
     })
 }
 
@@ -245,9 +258,17 @@ mod tests {
         assert_eq!(vm.drives[0].path, config.paths.rootfs);
         assert!(vm.drives[0].read_only && !vm.drives[1].read_only);
         assert_eq!(vm.nic.as_ref().unwrap().tap, "lob-0a1b2c3d");
-        assert!(vm.jail.is_none());
+        let jail = vm.jail.expect("qemu is jailed");
+        assert_eq!((jail.uid, jail.gid), (10001, 10001));
+        assert_eq!(jail.limits.memory_bytes, (512 + 256) << 20);
+        assert_eq!(jail.limits.cpu_quota_us, 100_000);
+        assert_eq!(jail.cgroup(), std::path::Path::new("lobster/0a1b2c3d"));
         let (_, fc) = super::vm(&config, &rec, BackendKind::Firecracker);
         assert_eq!(fc.jail.unwrap().uid, 10001);
+        let mut unjailed = config.clone();
+        unjailed.vmm.firecracker.use_jailer = false;
+        let (_, fc) = super::vm(&unjailed, &rec, BackendKind::Firecracker);
+        assert!(fc.jail.is_none());
         let (rpc, health) = agent_endpoints(&config, &rec);
         assert_eq!(
             (rpc.to_string(), health.to_string()),

@@ -50,7 +50,14 @@ pub(crate) async fn snap(
     let stamp = crate::base::unix_secs();
     let output = output.unwrap_or_else(|| dir.join(format!("{name}-{stamp}.ext4.zst")));
     let copy = dir.join(format!(".{name}-{stamp}.ext4.copy"));
-    std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+    }
+    .map_err(|e| io("cannot create", &dir, e))?;
 
     let vm = match record.vm {
         Some(running) => {

@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,12 +45,16 @@ impl ConsoleLog {
     /// Opens (creating, mode 0640) the file for appending, as the VMM's output.
     pub fn open_for_vmm(&self) -> io::Result<File> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
+        // Guest output is the tenant's: root reads it, nobody else.
         OpenOptions::new()
             .create(true)
             .append(true)
-            .mode(0o640)
+            .mode(0o600)
             .open(&self.path)
     }
 

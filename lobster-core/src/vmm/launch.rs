@@ -54,10 +54,13 @@ pub(crate) async fn clear_stale_socket(vm: &str, socket: &Path) -> Result<()> {
     }
 }
 
-/// Creates the directory the control socket goes in.
+/// Creates the directory the control socket goes in (root-only when new).
 pub(crate) fn create_socket_dir(socket: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
     match socket.parent() {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
+        Some(dir) => builder.create(dir).map_err(|source| VmmError::Io {
             context: format!("cannot create socket directory {}", dir.display()),
             source,
         }),

@@ -57,6 +57,7 @@ pub mod firecracker;
 mod launch;
 pub mod process;
 pub mod qemu;
+pub mod sandbox;
 mod stop;
 pub mod vm_config;
 
@@ -69,7 +70,7 @@ use crate::base::{Classify, ErrorKind};
 pub use crate::config::BackendKind;
 pub use console::ConsoleLog;
 pub use process::{BootId, ExitStatus, VmIdentity, VmProcess};
-pub use stop::stop_recorded;
+pub use stop::{remove_jail, stop_recorded};
 pub use vm_config::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
 
 /// `Result` of this module.
@@ -293,6 +294,23 @@ pub trait Vmm: Send + Sync + std::fmt::Debug {
     async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>>;
 }
 
+/// The directory the `kind` backend jails `config`'s VMM in, if it does:
+/// QEMU's `<chroot_base>/qemu/<jail id>`, the jailer's `<chroot_base>/<name
+/// of the firecracker binary>/<jail id>` (removed by [`remove_jail`] once the
+/// VMM is gone).
+pub fn jail_dir(
+    kind: BackendKind,
+    vmm: &crate::config::VmmConfig,
+    config: &VmConfig,
+) -> Option<PathBuf> {
+    let jail = config.jail.as_ref()?;
+    let name = match kind {
+        BackendKind::Qemu => std::ffi::OsStr::new(qemu::JAIL_NAME),
+        BackendKind::Firecracker => vmm.firecracker.binary.file_name()?,
+    };
+    Some(jail.chroot_base.join(name).join(&jail.id))
+}
+
 /// A running VM. Dropping the handle leaves the VM running.
 #[async_trait::async_trait]
 pub trait Vm: Send + Sync + std::fmt::Debug {
@@ -340,10 +358,15 @@ pub(crate) async fn snapshot_dir_of_paused(vm: &dyn Vm) -> Result<&std::path::Pa
         });
     }
     let dir = &vm.config().paths.snapshot_dir;
-    std::fs::create_dir_all(dir).map_err(|source| VmmError::Io {
-        context: format!("cannot create snapshot directory {}", dir.display()),
-        source,
-    })?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| VmmError::Io {
+            context: format!("cannot create snapshot directory {}", dir.display()),
+            source,
+        })?;
     Ok(dir)
 }
 

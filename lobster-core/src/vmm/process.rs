@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::console::ConsoleLog;
 use super::{Result, VmmError};
 use crate::base::NOTIFY_SOCKET;
+use crate::sys::confine::{confine_on_exec, Confinement};
 use crate::sys::pidfd::{self, Reaped};
 
 /// How long an exited VMM's log keeper may take to write the last output
@@ -194,7 +195,19 @@ impl VmProcess {
     /// Starts `command` in a new session with stdin from /dev/null and
     /// stdout+stderr piped to `console`'s log keeper. Must run inside a
     /// tokio runtime.
-    pub fn spawn(vm_id: &str, mut command: Command, console: ConsoleLog) -> Result<VmProcess> {
+    pub fn spawn(vm_id: &str, command: Command, console: ConsoleLog) -> Result<VmProcess> {
+        Self::spawn_confined(vm_id, command, console, None)
+    }
+
+    /// [`VmProcess::spawn`], the child confined by `confinement` (its
+    /// cgroup, jail root and uid; see [`crate::sys::confine`]) before it
+    /// executes: no instruction of the VMM runs outside it.
+    pub fn spawn_confined(
+        vm_id: &str,
+        mut command: Command,
+        console: ConsoleLog,
+        confinement: Option<&Confinement>,
+    ) -> Result<VmProcess> {
         // The watchdog's readiness socket is for it alone (systemd's rule:
         // a notifying daemon's children must not inherit it).
         command.env_remove(NOTIFY_SOCKET);
@@ -218,6 +231,10 @@ impl VmProcess {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         pidfd::new_session_on_exec(&mut command);
+        if let Some(confinement) = confinement {
+            confine_on_exec(&mut command, confinement)
+                .map_err(io_err(format!("vm {vm_id}: cannot confine the vmm")))?;
+        }
         let spawned = command.spawn();
         // Only the VMM holds the pipe now: the keeper ends with it (or
         // at once, if the VMM never started).

@@ -110,23 +110,36 @@ pub struct VmPaths {
     pub snapshot_dir: PathBuf,
 }
 
-/// Isolation of the VMM process (Firecracker jailer).
+/// Isolation of the VMM process, on both backends: its own uid/gid, a
+/// private view of the filesystem holding only its files (a chroot under
+/// `chroot_base`), and its own cgroup with `limits`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Jail {
+    /// The jail's identity, unique on the host (the tenant's id): it names
+    /// the jail directory and the cgroup, so nothing of another host's or
+    /// test's tenant of the same name is ever taken for this one's.
+    pub id: String,
     /// Unprivileged uid the VMM runs as.
     pub uid: u32,
     /// Unprivileged gid the VMM runs as.
     pub gid: u32,
-    /// Base directory of the chroot (`<base>/firecracker/<vm_id>/root`).
+    /// Base directory of the chroots (`<base>/<backend>/<id>/root`).
     pub chroot_base: PathBuf,
-    /// cgroup v2 `memory.max` in bytes.
-    pub memory_max_bytes: Option<u64>,
-    /// cgroup v2 `cpu.max` as (quota, period) in microseconds.
-    pub cpu_max: Option<(u64, u64)>,
+    /// The VM's cgroup is `<parent>/<id>` under each controller's mount.
+    pub cgroup_parent: PathBuf,
+    /// Memory, CPU and task limits of that cgroup.
+    pub limits: Limits,
     /// Join this network namespace (path under /var/run/netns).
     pub netns: Option<PathBuf>,
 }
+
+/// cgroup limits of a jailed VMM.
+pub use crate::sys::cgroup::Limits;
+
+/// Tasks a VMM may have beyond one per vCPU: QEMU's I/O worker pool alone
+/// grows to 64 threads.
+pub const PIDS_BASE: u64 = 128;
 
 impl VmPaths {
     /// The standard per-tenant files: `<sockets_dir>/<name>.sock`,
@@ -146,25 +159,43 @@ impl VmPaths {
 }
 
 impl Jail {
-    /// The jail of a tenant's Firecracker: its own uid/gid, `memory.max` of
-    /// guest memory plus the configured overhead, `cpu.max` of one CPU per
-    /// vCPU, and optionally the tenant's network namespace.
+    /// The jail of a tenant's VMM on `backend`: its own uid/gid, memory of
+    /// guest memory plus the backend's configured overhead, one CPU per
+    /// vCPU, [`PIDS_BASE`] plus one task per vCPU, and optionally the
+    /// tenant's network namespace.
     pub fn for_tenant(
         vmm: &crate::config::VmmConfig,
+        backend: crate::config::BackendKind,
+        id: &str,
         uid: u32,
         vcpus: u8,
         memory_mib: u32,
         netns: Option<PathBuf>,
     ) -> Jail {
-        let mib = u64::from(memory_mib) + u64::from(vmm.firecracker.memory_overhead_mib);
+        let overhead = match backend {
+            crate::config::BackendKind::Firecracker => vmm.firecracker.memory_overhead_mib,
+            crate::config::BackendKind::Qemu => vmm.qemu.memory_overhead_mib,
+        };
+        let mib = u64::from(memory_mib) + u64::from(overhead);
         Jail {
+            id: id.to_owned(),
             uid,
             gid: uid,
             chroot_base: vmm.firecracker.chroot_base.clone(),
-            memory_max_bytes: Some(mib << 20),
-            cpu_max: Some((u64::from(vcpus) * 100_000, 100_000)),
+            cgroup_parent: vmm.cgroup_parent.clone(),
+            limits: Limits {
+                memory_bytes: mib << 20,
+                cpu_quota_us: u64::from(vcpus) * 100_000,
+                cpu_period_us: 100_000,
+                pids: PIDS_BASE + u64::from(vcpus),
+            },
             netns,
         }
+    }
+
+    /// The VM's cgroup, relative to each controller's mount.
+    pub fn cgroup(&self) -> PathBuf {
+        self.cgroup_parent.join(&self.id)
     }
 }
 
@@ -192,6 +223,11 @@ impl VmConfig {
         }
         if self.memory_mib < 32 {
             return invalid("memory_mib", format!("{} is below 32", self.memory_mib));
+        }
+        if let Some(jail) = &self.jail {
+            if !id_ok(&jail.id) {
+                return invalid("jail.id", "must be 1-64 of [A-Za-z0-9_-]".into());
+            }
         }
         for (i, drive) in self.drives.iter().enumerate() {
             if !id_ok(&drive.id) {
@@ -391,9 +427,18 @@ pub(crate) mod tests {
             paths.snapshot_dir,
             PathBuf::from("/var/lib/lobsterd/snapshots/alice")
         );
-        let jail = Jail::for_tenant(&config.vmm, 10003, 2, 1024, None);
-        assert_eq!(jail.memory_max_bytes, Some((1024 + 128) << 20));
-        assert_eq!(jail.cpu_max, Some((200_000, 100_000)));
+        let fc = crate::config::BackendKind::Firecracker;
+        let jail = Jail::for_tenant(&config.vmm, fc, "0a1b2c3d", 10003, 2, 1024, None);
+        assert_eq!(jail.limits.memory_bytes, (1024 + 128) << 20);
+        assert_eq!(
+            (jail.limits.cpu_quota_us, jail.limits.cpu_period_us),
+            (200_000, 100_000)
+        );
+        assert_eq!(jail.limits.pids, PIDS_BASE + 2);
+        assert_eq!(jail.cgroup(), PathBuf::from("lobster/0a1b2c3d"));
+        let qemu = crate::config::BackendKind::Qemu;
+        let jail = Jail::for_tenant(&config.vmm, qemu, "0a1b2c3d", 10003, 2, 1024, None);
+        assert_eq!(jail.limits.memory_bytes, (1024 + 256) << 20);
         assert_eq!((jail.uid, jail.gid), (10003, 10003));
     }
 

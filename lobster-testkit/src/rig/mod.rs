@@ -57,6 +57,14 @@ pub fn config(root: &Path, guests: GuestSide, tweak: impl FnOnce(&mut Config)) -
         paths: PathsConfig::under(root),
         ..Config::default()
     };
+    // Jails and cgroups of this host alone: an evict of a fake `alice`
+    // must never reach a real tenant's cgroup.
+    config.vmm.firecracker.chroot_base = root.join("jail");
+    config.vmm.cgroup_parent = format!(
+        "lobster-rig-{}",
+        root.file_name().and_then(|n| n.to_str()).unwrap_or("test")
+    )
+    .into();
     match guests {
         GuestSide::Recorded => {
             config.network.pool = "10.0.0.0/16".into();

@@ -1,9 +1,11 @@
 //! Jailer mode: Firecracker runs chrooted, as the tenant's own uid/gid, in
-//! cgroup v2 limits and optionally in a network namespace.
+//! its cgroup's limits (on the cgroup version the host's controllers live
+//! on: `--cgroup-version 1` with v1 file names where they are on v1) and
+//! optionally in a network namespace.
 //!
 //! [`plan`] is pure (golden-tested): the jailer's argv and what must be in
 //! the chroot. [`prepare`] applies it before the jailer starts: it creates
-//! `<chroot_base>/<exec name>/<vm_id>/root`, hard-links the kernel, initrd
+//! `<chroot_base>/<exec name>/<jail id>/root`, hard-links the kernel, initrd
 //! and drives into it (the writable overlay, and the metrics file, are
 //! chowned to the tenant), and [`cleanup`] removes the chroot and the
 //! jailer's cgroup once Firecracker has exited. The jailer itself is not run
@@ -12,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use super::plan::{utf8, Features, FileNames};
+use crate::sys::cgroup::{Cgroup, Controller, Hierarchy, Limits, Version};
 use crate::vmm::{Jail, Result, VmConfig, VmmError};
 
 /// The API socket inside the chroot.
@@ -33,7 +36,7 @@ pub struct ChrootFile {
 pub struct JailPlan {
     /// The jailer's arguments (without the jailer binary).
     pub args: Vec<String>,
-    /// The jail directory `<chroot_base>/<exec name>/<vm_id>` (removed on cleanup).
+    /// The jail directory `<chroot_base>/<exec name>/<jail id>` (removed on cleanup).
     pub jail_dir: PathBuf,
     /// The chroot: `<jail_dir>/root`.
     pub root: PathBuf,
@@ -43,8 +46,8 @@ pub struct JailPlan {
     pub names: FileNames,
     /// The API socket as seen from the host.
     pub api_socket: PathBuf,
-    /// The jailer's cgroup directory (removed on cleanup).
-    pub cgroup_dir: PathBuf,
+    /// The jailer's cgroup, `<cgroup_parent>/<jail id>` (removed on cleanup).
+    pub cgroup: Cgroup,
     /// Tenant uid and gid.
     pub owner: (u32, u32),
 }
@@ -56,12 +59,14 @@ impl JailPlan {
     }
 }
 
-/// Plans the jailer invocation for `config` (which must have `jail` set).
+/// Plans the jailer invocation for `config` (which must have `jail` set)
+/// on a host whose cgroup controllers are where `hierarchy` says.
 pub fn plan(
     config: &VmConfig,
     jail: &Jail,
     firecracker: &Path,
     features: &Features,
+    hierarchy: &Hierarchy,
 ) -> Result<JailPlan> {
     config.validate()?;
     let exec_name = firecracker
@@ -83,7 +88,7 @@ pub fn plan(
             reason: "the jailer needs an absolute path".into(),
         });
     }
-    let jail_dir = jail.chroot_base.join(exec_name).join(&config.vm_id);
+    let jail_dir = jail.chroot_base.join(exec_name).join(&jail.id);
     let root = jail_dir.join("root");
 
     let mut files = vec![ChrootFile {
@@ -125,7 +130,7 @@ pub fn plan(
 
     let mut args: Vec<String> = vec![
         "--id".into(),
-        config.vm_id.clone(),
+        jail.id.clone(),
         "--exec-file".into(),
         utf8(config, "vmm.firecracker.binary", firecracker)?,
         "--uid".into(),
@@ -134,14 +139,30 @@ pub fn plan(
         jail.gid.to_string(),
         "--chroot-base-dir".into(),
         utf8(config, "jail.chroot_base", &jail.chroot_base)?,
-        "--cgroup-version".into(),
-        "2".into(),
     ];
-    if let Some(bytes) = jail.memory_max_bytes {
-        args.extend(["--cgroup".into(), format!("memory.max={bytes}")]);
-    }
-    if let Some((quota, period)) = jail.cpu_max {
-        args.extend(["--cgroup".into(), format!("cpu.max={quota} {period}")]);
+    // The jailer takes one version for all controllers.
+    let version = hierarchy
+        .single_version()
+        .map_err(|reason| VmmError::Unsupported {
+            vm: config.vm_id.clone(),
+            operation: "the jailer's cgroup",
+            reason,
+        })?;
+    args.extend([
+        "--cgroup-version".into(),
+        match version {
+            Version::V1 => "1".into(),
+            Version::V2 => "2".into(),
+        },
+        "--parent-cgroup".into(),
+        utf8(config, "vmm.cgroup_parent", &jail.cgroup_parent)?,
+    ]);
+    for controller in Controller::ALL {
+        for (file, value) in jail.limits.files(controller, version) {
+            if !Limits::is_optional(file) {
+                args.extend(["--cgroup".into(), format!("{file}={value}")]);
+            }
+        }
     }
     if let Some(netns) = &jail.netns {
         args.extend(["--netns".into(), utf8(config, "jail.netns", netns)?]);
@@ -151,9 +172,7 @@ pub fn plan(
     Ok(JailPlan {
         args,
         api_socket: root.join(API_SOCKET.trim_start_matches('/')),
-        cgroup_dir: PathBuf::from("/sys/fs/cgroup")
-            .join(exec_name)
-            .join(&config.vm_id),
+        cgroup: Cgroup::at(hierarchy, &jail.cgroup()),
         jail_dir,
         root,
         files,
@@ -175,7 +194,7 @@ pub fn prepare(vm: &str, plan: &JailPlan) -> Result<()> {
 }
 
 fn place_files(plan: &JailPlan) -> std::result::Result<(), (String, std::io::Error)> {
-    use std::os::unix::fs::chown;
+    use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};
     // A stale chroot from an earlier run would hand Firecracker old files.
     match std::fs::remove_dir_all(&plan.jail_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -186,7 +205,11 @@ fn place_files(plan: &JailPlan) -> std::result::Result<(), (String, std::io::Err
         }
         _ => {}
     }
-    std::fs::create_dir_all(&plan.root)
+    // Root-only: nobody else reaches the tenant's files through the jail.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&plan.root)
         .map_err(|e| (format!("cannot create chroot {}", plan.root.display()), e))?;
     for file in &plan.files {
         let target = plan.host_path(&file.name);
@@ -208,7 +231,10 @@ fn place_files(plan: &JailPlan) -> std::result::Result<(), (String, std::io::Err
         }
         if file.chown {
             chown(&target, Some(plan.owner.0), Some(plan.owner.1))
-                .map_err(|e| (format!("cannot chown {}", target.display()), e))?;
+                .and_then(|()| {
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                })
+                .map_err(|e| (format!("cannot hand {} to the tenant", target.display()), e))?;
         }
     }
     Ok(())
@@ -223,10 +249,8 @@ pub fn cleanup(vm: &str, plan: &JailPlan) -> Result<()> {
             failures.push((plan.jail_dir.clone(), e));
         }
     }
-    if let Err(e) = std::fs::remove_dir(&plan.cgroup_dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            failures.push((plan.cgroup_dir.clone(), e));
-        }
+    if let Err(e) = plan.cgroup.remove() {
+        failures.push((plan.cgroup.dirs()[0].to_path_buf(), e));
     }
     match failures.len() {
         0 => Ok(()),
@@ -259,25 +283,98 @@ mod tests {
 
     fn jail() -> Jail {
         Jail {
+            id: "vm-alice".into(),
             uid: 10007,
             gid: 10007,
             chroot_base: "/srv/jailer".into(),
-            memory_max_bytes: Some(1_200 << 20),
-            cpu_max: Some((200_000, 100_000)),
+            cgroup_parent: "lobster".into(),
+            limits: Limits {
+                memory_bytes: 1_200 << 20,
+                cpu_quota_us: 200_000,
+                cpu_period_us: 100_000,
+                pids: 130,
+            },
             netns: Some("/var/run/netns/lobster-alice".into()),
         }
+    }
+
+    /// A host with every controller on cgroup v2.
+    fn v2() -> Hierarchy {
+        let mountinfo = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
+        Hierarchy::parse(mountinfo, |_| Some("cpu memory pids".into())).unwrap()
+    }
+
+    /// A host like this one: controllers on v1, an empty v2 mount.
+    fn v1() -> Hierarchy {
+        let mountinfo = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw";
+        Hierarchy::parse(mountinfo, |_| Some(String::new())).unwrap()
+    }
+
+    fn fc_plan(config: &VmConfig, jail: &Jail, binary: &str) -> Result<JailPlan> {
+        plan(config, jail, Path::new(binary), &Features::default(), &v2())
+    }
+
+    #[test]
+    fn on_cgroup_v1_the_jailer_gets_v1_and_v1_file_names() {
+        let p = plan(
+            &sample(),
+            &jail(),
+            Path::new("/usr/local/bin/firecracker"),
+            &Features::default(),
+            &v1(),
+        )
+        .unwrap();
+        let joined = p.args.join(" ");
+        assert!(
+            joined.contains(
+                "--cgroup-version 1 --parent-cgroup lobster \
+--cgroup memory.limit_in_bytes=1258291200 \
+--cgroup cpu.cfs_period_us=100000 --cgroup cpu.cfs_quota_us=200000 \
+--cgroup pids.max=130 --netns"
+            ),
+            "{joined}"
+        );
+        assert_eq!(
+            p.cgroup.dirs(),
+            [
+                Path::new("/sys/fs/cgroup/memory/lobster/vm-alice"),
+                Path::new("/sys/fs/cgroup/cpu/lobster/vm-alice"),
+                Path::new("/sys/fs/cgroup/pids/lobster/vm-alice"),
+            ]
+        );
+        // A host whose controllers are split cannot be served by one flag.
+        let split = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw";
+        let split = Hierarchy::parse(split, |_| Some("memory pids".into())).unwrap();
+        let err = plan(
+            &sample(),
+            &jail(),
+            Path::new("/usr/local/bin/firecracker"),
+            &Features::default(),
+            &split,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cpu"), "{err}");
     }
 
     #[test]
     fn jailer_argv_matches_golden() {
         let config = sample();
-        let plan = plan(
-            &config,
-            &jail(),
-            Path::new("/usr/local/bin/firecracker"),
-            &Features::default(),
-        )
-        .unwrap();
+        let plan = fc_plan(&config, &jail(), "/usr/local/bin/firecracker").unwrap();
+        // Evict finds the same jail without planning.
+        let mut vmm = crate::config::VmmConfig::default();
+        vmm.firecracker.binary = "/usr/local/bin/firecracker".into();
+        let mut jailed = config.clone();
+        jailed.jail = Some(jail());
+        assert_eq!(
+            crate::vmm::jail_dir(crate::config::BackendKind::Firecracker, &vmm, &jailed),
+            Some(plan.jail_dir.clone())
+        );
         let golden = [
             "--id",
             "vm-alice",
@@ -291,10 +388,14 @@ mod tests {
             "/srv/jailer",
             "--cgroup-version",
             "2",
+            "--parent-cgroup",
+            "lobster",
             "--cgroup",
             "memory.max=1258291200",
             "--cgroup",
             "cpu.max=200000 100000",
+            "--cgroup",
+            "pids.max=130",
             "--netns",
             "/var/run/netns/lobster-alice",
             "--",
@@ -311,8 +412,8 @@ mod tests {
             Path::new("/srv/jailer/firecracker/vm-alice/root/api.socket")
         );
         assert_eq!(
-            plan.cgroup_dir,
-            Path::new("/sys/fs/cgroup/firecracker/vm-alice")
+            plan.cgroup.dirs(),
+            [Path::new("/sys/fs/cgroup/lobster/vm-alice")]
         );
         assert_eq!(
             plan.names,
@@ -337,7 +438,7 @@ mod tests {
     fn jailer_rejects_relative_or_misnamed_binaries() {
         let config = sample();
         for binary in ["firecracker", "/usr/bin/fc"] {
-            let err = plan(&config, &jail(), Path::new(binary), &Features::default()).unwrap_err();
+            let err = fc_plan(&config, &jail(), binary).unwrap_err();
             assert!(err.to_string().contains("vmm.firecracker.binary"), "{err}");
         }
     }
@@ -366,7 +467,14 @@ mod tests {
             metrics: true,
             ..Features::default()
         };
-        let p = plan(&config, &j, Path::new("/usr/bin/firecracker"), &features).unwrap();
+        let p = plan(
+            &config,
+            &j,
+            Path::new("/usr/bin/firecracker"),
+            &features,
+            &v2(),
+        )
+        .unwrap();
         prepare("vm-alice", &p).unwrap();
         assert_eq!(
             std::fs::read_to_string(p.host_path("/drive-overlay.img")).unwrap(),
@@ -389,13 +497,7 @@ mod tests {
         config.kernel = dir.path().join("missing-kernel");
         let mut j = jail();
         j.chroot_base = dir.path().join("jail");
-        let p = plan(
-            &config,
-            &j,
-            Path::new("/usr/bin/firecracker"),
-            &Features::default(),
-        )
-        .unwrap();
+        let p = fc_plan(&config, &j, "/usr/bin/firecracker").unwrap();
         let err = prepare("vm-alice", &p).unwrap_err();
         assert!(err.to_string().contains("missing-kernel"), "{err}");
         assert!(!p.jail_dir.exists());

@@ -151,8 +151,14 @@ impl FirecrackerVmm {
                 jail: None,
             }),
             Some(jail) => {
-                let plan =
-                    jailer::plan(config, jail, &self.settings.binary, &self.settings.features)?;
+                let hierarchy = super::sandbox::hierarchy(&config.vm_id)?;
+                let plan = jailer::plan(
+                    config,
+                    jail,
+                    &self.settings.binary,
+                    &self.settings.features,
+                    &hierarchy,
+                )?;
                 Ok(Layout {
                     program: self.settings.jailer.clone(),
                     args: plan.args.clone(),

@@ -12,6 +12,9 @@ use crate::vmm::{Result, VmConfig, VmmError};
 /// Arguments the QEMU backend adds to every guest command line.
 pub const BOOT_ARGS: [&str; 4] = ["console=ttyS0", "reboot=t", "panic=-1", "pci=off"];
 
+/// QEMU's seccomp filter for jailed VMs.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// How the planned process starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -119,11 +122,12 @@ pub fn plan(config: &VmConfig, accel: &Accelerator, start: Start) -> Result<Vec<
             path("paths.api_socket", &config.paths.api_socket)?
         ),
     ]);
-    if let Some(jail) = &config.jail {
-        // QEMU opens its files (and the TAP) as root, then drops to the
-        // tenant's ids before the guest runs. The network namespace is
-        // joined by the launcher before exec, not on the command line.
-        push(&["-runas", &format!("{}:{}", jail.uid, jail.gid)]);
+    if config.jail.is_some() {
+        // QEMU starts confined (its uid, cgroup and jail root are set up by
+        // the launcher before exec); its own seccomp filter then denies
+        // obsolete calls, gaining privileges, spawning processes and
+        // changing resource controls (scheduling, cpu affinity).
+        push(&["-sandbox", SANDBOX]);
     }
     if start == Start::Incoming {
         push(&["-S", "-incoming", "defer"]);
@@ -187,18 +191,24 @@ mod tests {
     }
 
     #[test]
-    fn a_jail_drops_privileges() {
+    fn a_jailed_qemu_runs_under_its_seccomp_sandbox() {
         let mut config = sample();
-        config.jail = Some(crate::vmm::Jail {
-            uid: 10007,
-            gid: 10008,
-            chroot_base: "/srv/jailer".into(),
-            memory_max_bytes: None,
-            cpu_max: None,
-            netns: None,
-        });
+        config.jail = Some(crate::vmm::Jail::for_tenant(
+            &crate::config::VmmConfig::default(),
+            crate::config::BackendKind::Qemu,
+            "0a1b2c3d",
+            10007,
+            1,
+            256,
+            None,
+        ));
         let args = plan(&config, &Accelerator::Kvm, Start::Boot).unwrap();
-        assert!(args.join(" ").ends_with("-runas 10007:10008"), "{args:?}");
+        assert!(
+            args.join(" ").ends_with(
+                "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+            ),
+            "{args:?}"
+        );
     }
 
     #[test]

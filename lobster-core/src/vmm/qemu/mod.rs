@@ -8,7 +8,7 @@ pub mod accel;
 pub mod argv;
 pub mod qmp;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,9 +18,12 @@ use self::accel::Accelerator;
 use self::argv::Start;
 use self::qmp::Qmp;
 use super::{
-    launch, remove_socket, BackendKind, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
+    launch, remove_socket, sandbox, BackendKind, ExitStatus, Result, ShutdownOutcome, Snapshot, Vm,
     VmConfig, VmIdentity, VmProcess, VmStatus, Vmm, VmmError,
 };
+
+/// QEMU's jails are `<chroot_base>/qemu/<vm_id>`.
+pub const JAIL_NAME: &str = "qemu";
 
 /// Name of the migration stream inside a snapshot directory.
 pub const STATE_FILE: &str = "qemu-state.bin";
@@ -77,20 +80,50 @@ impl QemuVmm {
     }
 
     async fn start(&self, config: &VmConfig, start: Start) -> Result<QemuVm> {
-        let args = argv::plan(config, &self.settings.accel, start)?;
-        if let Some(jail) = &config.jail {
-            if jail.memory_max_bytes.is_some() || jail.cpu_max.is_some() {
-                tracing::warn!(
-                    vm = %config.vm_id,
-                    "cgroup limits of the jail are applied by firecracker's jailer only; qemu runs without them"
-                );
+        let args = match &config.jail {
+            None => argv::plan(config, &self.settings.accel, start)?,
+            Some(_) => {
+                // Jailed, QEMU sees its socket at the jail's short path.
+                let mut inside = config.clone();
+                inside.paths.api_socket = sandbox::SOCKET.into();
+                argv::plan(&inside, &self.settings.accel, start)?
             }
-        }
-        let socket = &config.paths.api_socket;
-        launch::clear_stale_socket(&config.vm_id, socket).await?;
-        launch::create_socket_dir(socket)?;
-        let console = launch::console_for_start(config, &self.settings.binary, &args);
-        let mut command = Command::new(&self.settings.binary);
+        };
+        let socket = sandbox::host_socket(config, JAIL_NAME);
+        launch::clear_stale_socket(&config.vm_id, &socket).await?;
+        let (binary, confinement) = match &config.jail {
+            None => {
+                launch::create_socket_dir(&socket)?;
+                (self.settings.binary.clone(), None)
+            }
+            Some(_) => {
+                // Inside the jail only absolute paths exist.
+                let binary = crate::base::find_program(&self.settings.binary).ok_or_else(|| {
+                    VmmError::Spawn {
+                        vm: config.vm_id.clone(),
+                        binary: self.settings.binary.clone(),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    }
+                })?;
+                // /dev/null: QEMU probes file locking with it.
+                let mut devices: Vec<&Path> = vec![Path::new("/dev/null")];
+                if self.settings.accel == Accelerator::Kvm {
+                    devices.push(Path::new("/dev/kvm"));
+                }
+                if config.nic.is_some() {
+                    devices.push(Path::new("/dev/net/tun"));
+                }
+                let plan = sandbox::plan(config, JAIL_NAME, &binary, &devices)?;
+                let confinement = crate::base::blocking({
+                    let config = config.clone();
+                    move || sandbox::prepare(&config, &plan)
+                })
+                .await?;
+                (binary, Some(confinement))
+            }
+        };
+        let console = launch::console_for_start(config, &binary, &args);
+        let mut command = Command::new(&binary);
         command.args(&args);
         if let Some(netns) = config.jail.as_ref().and_then(|j| j.netns.as_ref()) {
             let fd = std::fs::File::open(netns).map_err(|source| VmmError::Io {
@@ -103,10 +136,19 @@ impl QemuVmm {
             })?;
             crate::sys::netns::join_netns_on_exec(&mut command, fd.into());
         }
-        let process = VmProcess::spawn(&config.vm_id, command, console)?;
+        let spawned =
+            VmProcess::spawn_confined(&config.vm_id, command, console, confinement.as_ref());
+        let process = match spawned {
+            Ok(process) => process,
+            Err(e) => {
+                let _ = self.remove_jail(config);
+                return Err(e);
+            }
+        };
         let vm = QemuVm {
             config: config.clone(),
             process,
+            socket,
             settings: self.settings.clone(),
         };
         if let Err(e) = vm.wait_ready().await {
@@ -114,6 +156,14 @@ impl QemuVmm {
         }
         tracing::info!(vm = %config.vm_id, pid = vm.process.identity().pid, "qemu ready");
         Ok(vm)
+    }
+
+    /// Removes the jail and the cgroup of `config`'s VMM (gone by now).
+    fn remove_jail(&self, config: &VmConfig) -> Result<()> {
+        match &config.jail {
+            Some(jail) => super::remove_jail(config, &sandbox::jail_dir(jail, JAIL_NAME)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -156,6 +206,7 @@ impl Vmm for QemuVmm {
         let vm = QemuVm {
             config: config.clone(),
             process,
+            socket: sandbox::host_socket(config, JAIL_NAME),
             settings: self.settings.clone(),
         };
         vm.status().await?;
@@ -168,6 +219,8 @@ impl Vmm for QemuVmm {
 pub struct QemuVm {
     config: VmConfig,
     process: VmProcess,
+    /// The QMP socket as the host reaches it (inside the jail, if any).
+    socket: PathBuf,
     settings: QemuSettings,
 }
 
@@ -176,12 +229,8 @@ impl QemuVm {
     /// operation lets any orchestrator process drive the VM).
     async fn qmp(&self) -> Result<Qmp> {
         self.process.check_alive()?;
-        let result = Qmp::connect(
-            &self.config.vm_id,
-            &self.config.paths.api_socket,
-            self.settings.call_timeout,
-        )
-        .await;
+        let result =
+            Qmp::connect(&self.config.vm_id, &self.socket, self.settings.call_timeout).await;
         // A VMM that died mid-call explains the failure better than EOF.
         match result {
             Err(e) => Err(self.process.check_alive().err().unwrap_or(e)),
@@ -206,12 +255,8 @@ impl QemuVm {
         let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
         loop {
             self.process.check_alive()?;
-            let attempt = Qmp::connect(
-                &self.config.vm_id,
-                &self.config.paths.api_socket,
-                self.settings.call_timeout,
-            )
-            .await;
+            let attempt =
+                Qmp::connect(&self.config.vm_id, &self.socket, self.settings.call_timeout).await;
             match attempt {
                 Ok(mut qmp) => {
                     qmp.execute("query-status", None).await?;
@@ -228,10 +273,7 @@ impl QemuVm {
                 self.process.check_alive()?;
                 return Err(VmmError::Timeout {
                     vm: self.config.vm_id.clone(),
-                    operation: format!(
-                        "waiting for qmp socket {}",
-                        self.config.paths.api_socket.display()
-                    ),
+                    operation: format!("waiting for qmp socket {}", self.socket.display()),
                     after: self.settings.ready_timeout,
                 });
             }
@@ -285,7 +327,12 @@ impl QemuVm {
     }
 
     fn cleanup(&self) -> Result<()> {
-        remove_socket(&self.config.vm_id, &self.config.paths.api_socket)
+        let socket = remove_socket(&self.config.vm_id, &self.socket);
+        let jail = match &self.config.jail {
+            Some(jail) => super::remove_jail(&self.config, &sandbox::jail_dir(jail, JAIL_NAME)),
+            None => Ok(()),
+        };
+        socket.and(jail)
     }
 }
 
@@ -327,7 +374,16 @@ impl Vm for QemuVm {
         let dir = super::snapshot_dir_of_paused(self).await?;
         let state_file = dir.join(STATE_FILE);
         let partial = launch::partial_path(&state_file);
-        let file = std::fs::File::create(&partial).map_err(|source| VmmError::Io {
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&partial)
+        }
+        .map_err(|source| VmmError::Io {
             context: format!("cannot create {}", partial.display()),
             source,
         })?;
@@ -409,8 +465,6 @@ mod tests {
         config.paths.snapshot_dir = dir.join("snap");
         (QemuVmm::new(settings), config)
     }
-
-    use std::path::Path;
 
     #[tokio::test]
     async fn process_exiting_early_is_reported_with_status_and_log_tail() {
