@@ -14,7 +14,7 @@ use lobster_core::vmm::firecracker::jailer;
 use lobster_core::vmm::firecracker::plan::Features;
 use lobster_core::vmm::sandbox::Hierarchy;
 use lobster_core::vmm::Jail;
-use lobster_core::vmm::VmIdentity;
+use lobster_core::vmm::{BootId, VmIdentity};
 use lobster_testkit::cgroup::MemoryGroup;
 use lobster_testkit::rig::FakeHost;
 use lobster_testkit::vm::vm_config;
@@ -185,7 +185,11 @@ async fn evict_and_recover_stop_the_vmm_in_the_tenant_cgroup_and_remove_jail_and
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;
         child.wait().unwrap();
-        VmIdentity { pid, start_time: 1 }
+        VmIdentity {
+            pid,
+            start_time: 1,
+            boot_id: Some(BootId::current().unwrap()),
+        }
     };
     rig.store()
         .modify("bob", |r| {
