@@ -11,40 +11,18 @@
 use lobster_core::config::{Config, PathsConfig};
 use lobster_core::proxy::RouteOps;
 use lobster_core::store::TenantStatus;
-use lobster_core::tenant::{EvictOptions, TenantError, TenantSpec};
+use lobster_core::tenant::{EvictOptions, TenantError};
 use lobster_core::vmm::VmIdentity;
 use lobster_core::{Error, ErrorKind, Host};
+use lobster_testkit::registry::{ended_process, sleeping_spec};
 use lobster_testkit::rig::{FakeHost, HostState};
-
-fn spec(name: &str) -> TenantSpec {
-    TenantSpec::builder(name)
-        .command(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "exec sleep 3600".into(),
-        ])
-        .build()
-        .unwrap()
-}
-
-/// The identity of a process that has ended (spawned, reaped).
-fn dead_process() -> VmIdentity {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id() as i32;
-    child.wait().unwrap();
-    VmIdentity {
-        pid,
-        start_time: 1,
-        ..VmIdentity::of(std::process::id() as i32).unwrap()
-    }
-}
 
 /// A rig running `bystander`, the host as that left it, and `alice` spawned on top.
 async fn with_alice(net: u8) -> (FakeHost, HostState) {
     let rig = FakeHost::booting(net).await;
-    rig.host.spawn(spec("bystander")).await.unwrap();
+    rig.host.spawn(sleeping_spec("bystander")).await.unwrap();
     let baseline = rig.state().await;
-    rig.host.spawn(spec("alice")).await.unwrap();
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     (rig, baseline)
 }
 
@@ -53,7 +31,7 @@ fn interrupt(rig: &FakeHost, name: &str, status: TenantStatus) {
     rig.store()
         .modify(name, |r| {
             r.status = status;
-            r.owner = Some(dead_process());
+            r.owner = Some(ended_process());
         })
         .unwrap();
 }

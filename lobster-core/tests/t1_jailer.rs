@@ -14,8 +14,9 @@ use lobster_core::vmm::firecracker::jailer;
 use lobster_core::vmm::firecracker::plan::Features;
 use lobster_core::vmm::sandbox::Hierarchy;
 use lobster_core::vmm::Jail;
-use lobster_core::vmm::{BootId, VmIdentity};
+use lobster_core::vmm::VmIdentity;
 use lobster_testkit::cgroup::MemoryGroup;
+use lobster_testkit::registry::ended_process;
 use lobster_testkit::rig::FakeHost;
 use lobster_testkit::vm::vm_config;
 
@@ -181,16 +182,7 @@ async fn evict_and_recover_stop_the_vmm_in_the_tenant_cgroup_and_remove_jail_and
     rig.host.evict("alice").await.expect_err("alice is gone");
 
     // bob's spawn was SIGKILLed after its VMM started: no identity recorded.
-    let dead = {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        child.wait().unwrap();
-        VmIdentity {
-            pid,
-            start_time: 1,
-            boot_id: Some(BootId::current().unwrap()),
-        }
-    };
+    let dead = ended_process();
     rig.store()
         .modify("bob", |r| {
             r.status = TenantStatus::Creating;

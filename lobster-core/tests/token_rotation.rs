@@ -9,20 +9,10 @@
 
 use lobster_core::agent::Agent;
 use lobster_core::store::{TenantRecord, TenantStatus};
-use lobster_core::tenant::{plan, TenantSpec};
+use lobster_core::tenant::plan;
 use lobster_core::{Error, ErrorKind};
+use lobster_testkit::registry::sleeping_spec;
 use lobster_testkit::rig::FakeHost;
-
-fn spec(name: &str) -> TenantSpec {
-    TenantSpec::builder(name)
-        .command(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "exec sleep 3600".into(),
-        ])
-        .build()
-        .unwrap()
-}
 
 fn agent(rig: &FakeHost, record: &TenantRecord, token: &str) -> Agent {
     let (rpc, health) = plan::agent_endpoints(rig.config(), record);
@@ -32,7 +22,7 @@ fn agent(rig: &FakeHost, record: &TenantRecord, token: &str) -> Agent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_replaces_both_tokens_and_the_guest_refuses_the_old_one() {
     let rig = FakeHost::booting(141).await;
-    rig.host.spawn(spec("alice")).await.unwrap();
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     let before = rig.record("alice");
 
     let tenant = rig.host.rotate_tokens("alice").await.unwrap();
@@ -59,7 +49,7 @@ async fn rotation_replaces_both_tokens_and_the_guest_refuses_the_old_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rotation_is_finished_by_the_next_one() {
     let rig = FakeHost::booting(142).await;
-    rig.host.spawn(spec("alice")).await.unwrap();
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     let first = rig.record("alice");
 
     // Killed after the guest took the new token, before the registry made

@@ -1,5 +1,6 @@
 //! Tenants for tests: through the real allocator, or as records a spawn
-//! leaves behind; and tenant networks as the allocator derives them.
+//! leaves behind; tenant networks as the allocator derives them; specs and
+//! process identities the lifecycle tests share.
 
 use std::net::Ipv4Addr;
 
@@ -8,6 +9,7 @@ use lobster_core::network::{MacAddr, TenantNet};
 use lobster_core::store::{
     allocation_for, NewTenant, Resources, Store, StoreError, TenantRecord, TenantStatus,
 };
+use lobster_core::vmm::VmIdentity;
 use lobster_core::TenantSpec;
 
 /// A small tenant to allocate: 1 vCPU, 256 MiB, a 512 MiB overlay.
@@ -94,4 +96,32 @@ pub fn tenant_net(id: &str, n: u32) -> TenantNet {
     let mac = MacAddr::from_guest_ip(Ipv4Addr::from(u32::from(subnet.addr) + 2));
     let port = u16::try_from(20000 + n).expect("slot within the port range");
     TenantNet::new(id, subnet, mac, port, 10000 + n).expect("valid tenant")
+}
+
+/// A spec for `name` whose workload sleeps for an hour (a tenant that
+/// stays up without serving anything).
+pub fn sleeping_spec(name: &str) -> TenantSpec {
+    TenantSpec::builder(name)
+        .command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "exec sleep 3600".into(),
+        ])
+        .build()
+        .expect("a valid spec")
+}
+
+/// The identity, in this boot, of a process that has ended (spawned and
+/// reaped): what a SIGKILLed spawner or VMM leaves in a record.
+pub fn ended_process() -> VmIdentity {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let pid = child.id() as i32;
+    child.wait().expect("reap true");
+    VmIdentity {
+        pid,
+        start_time: 1,
+        ..VmIdentity::of(std::process::id() as i32).expect("this process's identity")
+    }
 }

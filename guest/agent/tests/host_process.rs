@@ -8,33 +8,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn the_binary_serves_a_session_and_exits_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "tok-123\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lobster-agent"))
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--token-file")
-        .arg(&token_file)
-        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let rpc = first
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rpc="))
-        .unwrap_or_else(|| panic!("no rpc= in {first:?}"))
-        .to_owned();
+    let common::HostAgent { mut child, rpc, .. } = common::start_agent(dir.path(), "tok-123");
 
     let mut s = TcpStream::connect(&rpc).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -83,30 +63,12 @@ fn unknown_flags_are_rejected_with_a_message() {
 #[test]
 fn a_rotated_token_is_stored_and_the_old_one_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "old-token\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lobster-agent"))
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--token-file")
-        .arg(&token_file)
-        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = |key: &str| {
-        first
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in {first:?}"))
-            .to_owned()
-    };
-    let (rpc, health) = (addr("rpc="), addr("health="));
+    let common::HostAgent {
+        mut child,
+        rpc,
+        health,
+        token_file,
+    } = common::start_agent(dir.path(), "old-token");
     let hello = |at: &str, token: &str| {
         let mut s = TcpStream::connect(at).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -12,7 +12,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -78,38 +77,14 @@ fn check_health(addr: &str) -> Result<Duration, String> {
     Ok(took)
 }
 
-/// Starts the agent binary; it and its (rpc, health) addresses.
-fn start_agent(dir: &std::path::Path) -> (std::process::Child, String, String) {
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_lobster-agent"))
-        .arg("--dir")
-        .arg(dir)
-        .arg("--token-file")
-        .arg(&token_file)
-        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = |key: &str| {
-        first
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in {first:?}"))
-            .to_owned()
-    };
-    (agent, addr("rpc="), addr("health="))
-}
-
 #[test]
 fn a_trickled_handshake_is_cut_off_at_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut agent, _, health) = start_agent(dir.path());
+    let common::HostAgent {
+        child: mut agent,
+        health,
+        ..
+    } = common::start_agent(dir.path(), TOKEN);
     let mut stream = TcpStream::connect(&health).unwrap();
     let started = Instant::now();
     let mut closed = None;
@@ -134,7 +109,12 @@ fn a_trickled_handshake_is_cut_off_at_the_deadline() {
 #[test]
 fn trickling_connections_do_not_starve_health_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut agent, rpc, health) = start_agent(dir.path());
+    let common::HostAgent {
+        child: mut agent,
+        rpc,
+        health,
+        ..
+    } = common::start_agent(dir.path(), TOKEN);
     let stop = Arc::new(AtomicBool::new(false));
     let connected = Arc::new(AtomicUsize::new(0));
     let tricklers: Vec<_> = (0..TRICKLERS)

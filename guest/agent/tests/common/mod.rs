@@ -9,7 +9,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, ExitStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -85,5 +86,47 @@ impl Session {
             .get("ok")
             .cloned()
             .unwrap_or_else(|| panic!("{method} failed: {line}"))
+    }
+}
+
+/// The `lobster-agent` binary running as a host process with `token` in
+/// `dir/token`, on ephemeral loopback ports.
+pub struct HostAgent {
+    pub child: Child,
+    pub rpc: String,
+    pub health: String,
+    pub token_file: PathBuf,
+}
+
+/// Starts [`HostAgent`]; returns once it has printed its addresses.
+pub fn start_agent(dir: &Path, token: &str) -> HostAgent {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lobster-agent"))
+        .arg("--dir")
+        .arg(dir)
+        .arg("--token-file")
+        .arg(&token_file)
+        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = |key: &str| {
+        first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {first:?}"))
+            .to_owned()
+    };
+    HostAgent {
+        rpc: addr("rpc="),
+        health: addr("health="),
+        child,
+        token_file,
     }
 }
