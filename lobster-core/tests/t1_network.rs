@@ -233,11 +233,22 @@ fn shaper_body(ctx: &Ctx) {
     let limit_bits = 16_000_000u64;
     let limit = limit_bits as f64 / 8.0;
     let unshaped = measured_rate(None, Some(&guest), "10.77.0.2:7001", 1);
+    // First on a link that was never shaped (as on a new TAP), then again
+    // over that shaping (as a repair does): the second replaces the first.
     let started = std::time::Instant::now();
     runtime()
-        .block_on(network::shaper::apply("lob-shape0", Some(limit_bits)))
+        .block_on(network::shaper::apply("lob-shape0", Some(limit_bits), true))
         .expect("tc");
-    println!("shaping took {:?}", started.elapsed());
+    println!("shaping a fresh link took {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    runtime()
+        .block_on(network::shaper::apply(
+            "lob-shape0",
+            Some(limit_bits),
+            false,
+        ))
+        .expect("tc");
+    println!("reshaping took {:?}", started.elapsed());
     let down = measured_rate(None, Some(&guest), "10.77.0.2:7002", 6);
     let up = measured_rate(Some(&guest), None, "10.77.0.1:7003", 6);
     println!(
@@ -262,7 +273,7 @@ fn shaper_body(ctx: &Ctx) {
     }
     // Shaping off again leaves no qdisc of ours.
     runtime()
-        .block_on(network::shaper::apply("lob-shape0", None))
+        .block_on(network::shaper::apply("lob-shape0", None, false))
         .expect("tc");
     let qdiscs = sh(&["tc", "qdisc", "show", "dev", "lob-shape0"]);
     assert!(

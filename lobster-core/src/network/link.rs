@@ -105,7 +105,7 @@ impl Network {
         let created = observed.is_none();
         let mut result = self.repair(net, observed.map(|o| o.index), &drift).await;
         if result.is_ok() && (net.bandwidth_bits_per_s.is_some() || !created) {
-            result = super::shaper::apply(&net.tap, net.bandwidth_bits_per_s).await;
+            result = super::shaper::apply(&net.tap, net.bandwidth_bits_per_s, created).await;
         }
         if let Err(err) = result {
             // A TAP this call created is not left half set up.
