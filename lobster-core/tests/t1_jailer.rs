@@ -195,3 +195,46 @@ async fn evict_and_recover_stop_the_vmm_in_the_tenant_cgroup_and_remove_jail_and
     assert!(names.is_empty(), "bob was not torn down");
     bob.assert_gone();
 }
+
+/// An evict that cannot confirm the VM dead (here: a process of the
+/// tenant's cgroup tree that lobster cannot stop, so the cgroup stays busy)
+/// keeps the tenant's TAP, rules and disk, and fails naming the VM; once
+/// the process is gone, evicting again removes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "t1: needs root (cgroups)"]
+async fn an_evict_that_cannot_confirm_the_vm_dead_keeps_its_network_rules_and_disk() {
+    let rig = FakeHost::new(|_| {}).await;
+    rig.spawn("alice").await;
+    let before = rig.state().await;
+    let alice = Leftovers::plant(&rig, "alice");
+    // Moved into a child group: not a member lobster finds and stops, and
+    // the tenant's group cannot be removed while it lives.
+    let held = alice.group.dir.join("held");
+    std::fs::create_dir(&held).unwrap();
+    std::fs::write(held.join("cgroup.procs"), alice.vmm.pid.to_string()).unwrap();
+
+    let err = rig
+        .host
+        .evict("alice")
+        .await
+        .expect_err("the vm is not confirmed dead");
+    assert!(err.to_string().contains("vm:"), "{err}");
+    let after = rig.state().await;
+    assert_eq!(
+        after.rules, before.rules,
+        "rules removed while the vm may run"
+    );
+    assert_eq!(after.taps, before.taps, "tap removed while the vm may run");
+    let overlay = lobster_core::tenant::plan::overlay(rig.config(), &rig.record("alice"));
+    assert!(overlay.path().exists(), "disk removed while the vm may run");
+
+    lobster_testkit::evidence::kill(alice.vmm);
+    lobster_testkit::poll::until(
+        "the held process gone",
+        std::time::Duration::from_secs(10),
+        || std::fs::remove_dir(&held).ok(),
+    );
+    rig.host.evict("alice").await.unwrap();
+    assert!(rig.state().await.taps.is_empty());
+    alice.assert_gone();
+}

@@ -127,6 +127,7 @@ async fn teardown(
     let (kind, vm_config) = plan::vm(config, record, services.default_backend);
     let recorded = record.vm.map(|vm| vm.identity);
     let stopped = crate::vmm::stop_recorded(&vm_config, recorded).await;
+    let vm_confirmed_dead = stopped.is_ok();
     let jail_dir = crate::vmm::jail_dir(kind, &config.vmm, &vm_config);
     let jail = match (stopped, jail_dir) {
         (Ok(()), Some(dir)) => {
@@ -136,6 +137,13 @@ async fn teardown(
         (stopped, _) => stopped.map_err(Error::from),
     };
     check("vm", jail);
+    if !vm_confirmed_dead {
+        // The VM may still run: its rules, TAP and disk stay until a later
+        // evict confirms it dead (the watchdog's reconcile keeps the rules
+        // of an evicting tenant likewise).
+        tracing::warn!(tenant = %record.name, "vm not confirmed dead; network, rules and disk kept");
+        return failures;
+    }
 
     match plan::tenant_net(record) {
         Ok(net) => {
