@@ -141,11 +141,7 @@ pub fn confine_on_exec(command: &mut Command, confinement: &Confinement) -> io::
                 check(libc::chroot(root.as_ptr()))?;
                 check(libc::chdir(c"/".as_ptr()))?;
             }
-            check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setresgid(gid, gid, gid))?;
-            check(libc::setresuid(uid, uid, uid))?;
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
-            Ok(())
+            super::identity::become_for_good(uid, gid)
         });
     }
     Ok(())

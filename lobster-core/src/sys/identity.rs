@@ -57,6 +57,24 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
+/// Makes the calling process `uid`:`gid` for good: no supplementary
+/// groups, real, effective and saved ids all changed, and `no_new_privs`
+/// (no setuid binary or file capability can give it more). Only system
+/// calls, no allocation: fit for a child between fork and exec.
+pub fn become_for_good(uid: u32, gid: u32) -> io::Result<()> {
+    let check = |rc: libc::c_int| match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    };
+    // SAFETY: plain system calls on integers and a null group list.
+    unsafe {
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setresgid(gid, gid, gid))?;
+        check(libc::setresuid(uid, uid, uid))?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    }
+}
+
 /// Makes `command`'s child (started by root) run as `uid`:`gid` with no
 /// supplementary groups, holding only capability `keep` (ambient, so it
 /// survives the exec; every other one is also dropped from the bounding
@@ -85,9 +103,7 @@ pub fn run_unprivileged(command: &mut Command, uid: u32, gid: u32, keep: u32) {
                 }
             }
             check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into())?;
-            check(libc::setgroups(0, std::ptr::null()).into())?;
-            check(libc::setresgid(gid, gid, gid).into())?;
-            check(libc::setresuid(uid, uid, uid).into())?;
+            become_for_good(uid, gid)?;
             let header = CapHeader {
                 version: LINUX_CAPABILITY_VERSION_3,
                 pid: 0,
@@ -116,7 +132,6 @@ pub fn run_unprivileged(command: &mut Command, uid: u32, gid: u32, keep: u32) {
                 )
                 .into(),
             )?;
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())?;
             Ok(())
         });
     }

@@ -29,8 +29,15 @@ pub struct Started {
 
 /// Starts a keeper appending to `append` (the log opened `O_APPEND`) and
 /// trimming through `trim` (the same file opened read-write, not appending)
-/// so the file stays within `max_bytes`.
-pub fn start(append: &File, trim: &File, max_bytes: u64) -> io::Result<Started> {
+/// so the file stays within `max_bytes`. With `ids`, the keeper drops to
+/// that uid and gid (no groups, `no_new_privs`) once it holds only its
+/// descriptors, and exits rather than run on with privileges.
+pub fn start(
+    append: &File,
+    trim: &File,
+    max_bytes: u64,
+    ids: Option<(u32, u32)>,
+) -> io::Result<Started> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two-element array it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -43,13 +50,13 @@ pub fn start(append: &File, trim: &File, max_bytes: u64) -> io::Result<Started> 
     // system calls and never returns.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        0 => keep(read_fd, append_fd, trim_fd, max_bytes),
+        0 => keep(read_fd, append_fd, trim_fd, max_bytes, ids),
         pid => Ok(Started { pipe: write, pid }),
     }
 }
 
 /// The keeper's whole life (in the forked child).
-fn keep(read: i32, append: i32, trim: i32, max_bytes: u64) -> ! {
+fn keep(read: i32, append: i32, trim: i32, max_bytes: u64, ids: Option<(u32, u32)>) -> ! {
     // SAFETY: async-signal-safe system calls on integers, a static string
     // and a stack buffer, all valid for the calls; `_exit` skips atexit
     // handlers.
@@ -76,6 +83,11 @@ fn keep(read: i32, append: i32, trim: i32, max_bytes: u64) -> ! {
         libc::dup2(t, 3);
         libc::close(2);
         libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        if let Some((uid, gid)) = ids {
+            if super::identity::become_for_good(uid, gid).is_err() {
+                libc::_exit(3);
+            }
+        }
         let trim = std::os::fd::BorrowedFd::borrow_raw(3);
         let mut buf = [0u8; 16384];
         loop {

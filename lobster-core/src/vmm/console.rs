@@ -21,6 +21,8 @@ pub const TAIL_BYTES: u64 = 4096;
 pub struct ConsoleLog {
     path: PathBuf,
     max_bytes: u64,
+    /// The uid and gid the log keeper drops to (the tenant's), if any.
+    keeper_ids: Option<(u32, u32)>,
 }
 
 impl ConsoleLog {
@@ -29,6 +31,18 @@ impl ConsoleLog {
         ConsoleLog {
             path: path.into(),
             max_bytes: max_bytes.max(65_536),
+            keeper_ids: None,
+        }
+    }
+
+    /// This log, its keeper running as `uid`/`gid` (no groups,
+    /// `no_new_privs`) once it holds the pipe and the log: it needs no
+    /// privilege to copy bytes, and root should not read what a guest
+    /// writes.
+    pub fn kept_as(self, uid: u32, gid: u32) -> ConsoleLog {
+        ConsoleLog {
+            keeper_ids: Some((uid, gid)),
+            ..self
         }
     }
 
@@ -65,7 +79,8 @@ impl ConsoleLog {
     pub fn start_keeper(&self) -> io::Result<(OwnedFd, i32)> {
         let append = self.open_for_vmm()?;
         let trim = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        let started = crate::sys::log_keeper::start(&append, &trim, self.max_bytes)?;
+        let started =
+            crate::sys::log_keeper::start(&append, &trim, self.max_bytes, self.keeper_ids)?;
         Ok((started.pipe, started.pid))
     }
 
@@ -199,6 +214,54 @@ mod tests {
         assert!(!tail.contains(['\x1b', '\x07', '\u{9b}']), "{tail:?}");
         assert_eq!(tail.lines().count(), 3, "{tail:?}");
         assert!(tail.ends_with("powered off"), "{tail:?}");
+    }
+
+    #[test]
+    fn the_keeper_drops_to_the_tenant_s_ids() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: the keeper's privilege drop needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = ConsoleLog::new(dir.path().join("c.log"), 1 << 20).kept_as(10_993, 10_994);
+        let (pipe, pid) = log.start_keeper().unwrap();
+        let status = crate::sys::pidfd::pidfd_open(pid).unwrap();
+        let field = |name: &str| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap()
+        };
+        // It drops right after fork: wait until it has.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while field("Uid:") != "10993 10993 10993 10993" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "uid {}",
+                field("Uid:")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(field("Gid:"), "10994 10994 10994 10994");
+        assert_eq!(field("Groups:"), "");
+        assert_eq!(field("NoNewPrivs:"), "1");
+        // And still writes the root-owned 0600 log through what it holds.
+        let mut writer = std::fs::File::from(pipe);
+        writeln!(writer, "hello from the guest").unwrap();
+        drop(writer);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while crate::sys::pidfd::pidfd_try_reap(&status)
+            .unwrap()
+            .is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the keeper did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(log.read_all(), "hello from the guest\n");
     }
 
     #[test]

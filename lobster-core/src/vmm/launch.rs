@@ -70,10 +70,14 @@ pub(crate) fn create_socket_dir(socket: &Path) -> Result<()> {
 
 /// The VM's console log.
 pub(crate) fn console(config: &VmConfig) -> ConsoleLog {
-    ConsoleLog::new(
+    let log = ConsoleLog::new(
         &config.paths.console_log,
         config.paths.console_log_max_bytes,
-    )
+    );
+    match &config.jail {
+        Some(jail) => log.kept_as(jail.uid, jail.gid),
+        None => log,
+    }
 }
 
 /// The VM's console log, noting the command about to start.
