@@ -29,9 +29,10 @@ pub struct Started {
 
 /// Starts a keeper appending to `append` (the log opened `O_APPEND`) and
 /// trimming through `trim` (the same file opened read-write, not appending)
-/// so the file stays within `max_bytes`. With `ids`, the keeper drops to
-/// that uid and gid (no groups, `no_new_privs`) once it holds only its
-/// descriptors, and exits rather than run on with privileges.
+/// so the file stays within `max_bytes`. With `ids` and started by root,
+/// the keeper drops to that uid and gid (no groups, `no_new_privs`) once it
+/// holds only its descriptors, and exits rather than run on with
+/// privileges.
 pub fn start(
     append: &File,
     trim: &File,
@@ -83,7 +84,9 @@ fn keep(read: i32, append: i32, trim: i32, max_bytes: u64, ids: Option<(u32, u32
         libc::dup2(t, 3);
         libc::close(2);
         libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-        if let Some((uid, gid)) = ids {
+        // Started by root: drop to the tenant. (Started unprivileged, as
+        // in rootless tests, there is nothing to drop.)
+        if let Some((uid, gid)) = ids.filter(|_| libc::geteuid() == 0) {
             if super::identity::become_for_good(uid, gid).is_err() {
                 libc::_exit(3);
             }
