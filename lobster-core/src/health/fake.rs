@@ -394,31 +394,11 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::store::{allocation_for, Resources, TenantStatus};
 
     fn record(name: &str, vm: Option<RunningVm>) -> TenantRecord {
-        let config = Config::default();
         TenantRecord {
-            allocation: allocation_for(&config, 1, "0000abcd"),
-            name: name.into(),
-            id: "0000abcd".into(),
-            status: TenantStatus::Running,
-            resources: Resources {
-                vcpus: 1,
-                memory_mib: 256,
-                overlay_size_mib: 512,
-                backend: None,
-                limits: None,
-            },
-            created_at: 0,
-            agent_token: String::new(),
-            agent_token_next: None,
-            gateway_token: String::new(),
-            workload: Default::default(),
             vm,
-            owner: None,
-            last_error: None,
+            ..crate::store::sample(name)
         }
     }
 

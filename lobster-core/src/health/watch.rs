@@ -623,33 +623,17 @@ fn keeps_firewall(record: &TenantRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{allocation_for, Resources, RunningVm};
+    use crate::store::RunningVm;
     use crate::vmm::{BackendKind, VmIdentity};
 
     fn record(status: TenantStatus, vm: Option<VmIdentity>) -> TenantRecord {
         TenantRecord {
-            allocation: allocation_for(&Config::default(), 1, "0000abcd"),
-            name: "a".into(),
-            id: "0000abcd".into(),
             status,
-            resources: Resources {
-                vcpus: 1,
-                memory_mib: 256,
-                overlay_size_mib: 512,
-                backend: None,
-                limits: None,
-            },
-            created_at: 0,
-            agent_token: String::new(),
-            agent_token_next: None,
-            gateway_token: String::new(),
-            workload: Default::default(),
             vm: vm.map(|identity| RunningVm {
                 backend: BackendKind::Qemu,
                 identity,
             }),
-            owner: None,
-            last_error: None,
+            ..crate::store::sample("a")
         }
     }
 

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use allocate::allocation_for;
 pub(crate) use allocate::new_token;
 pub use locks::{TenantLock, WatchdogLock};
+#[cfg(test)]
+pub(crate) use record::sample;
 pub use record::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus, Workload};
 pub use registry::RegistrySnapshot;
 

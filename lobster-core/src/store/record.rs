@@ -147,3 +147,30 @@ pub struct Workload {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub env: std::collections::BTreeMap<String, String>,
 }
+
+/// A `running` record of `name` in slot 1 (1 vCPU, 256 MiB, a 512 MiB
+/// overlay, no VM), for unit tests to adjust.
+#[cfg(test)]
+pub(crate) fn sample(name: &str) -> TenantRecord {
+    TenantRecord {
+        allocation: super::allocation_for(&crate::config::Config::default(), 1, "0000abcd"),
+        name: name.into(),
+        id: "0000abcd".into(),
+        status: TenantStatus::Running,
+        resources: Resources {
+            vcpus: 1,
+            memory_mib: 256,
+            overlay_size_mib: 512,
+            backend: None,
+            limits: None,
+        },
+        created_at: 0,
+        agent_token: String::new(),
+        agent_token_next: None,
+        gateway_token: String::new(),
+        workload: Default::default(),
+        vm: None,
+        owner: None,
+        last_error: None,
+    }
+}
