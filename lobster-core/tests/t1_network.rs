@@ -280,4 +280,22 @@ fn shaper_body(ctx: &Ctx) {
         !qdiscs.contains("tbf") && !qdiscs.contains("ingress"),
         "{qdiscs}"
     );
+
+    // A TAP deleted under lobster takes its qdiscs but leaves its IFB; the
+    // new TAP of the same name is shaped all the same.
+    sh(&["ip", "tuntap", "add", "dev", "lob-shape1", "mode", "tap"]);
+    let shape_fresh = || {
+        runtime()
+            .block_on(network::shaper::apply("lob-shape1", Some(limit_bits), true))
+            .expect("tc")
+    };
+    shape_fresh();
+    sh(&["ip", "link", "del", "lob-shape1"]);
+    sh(&["ip", "tuntap", "add", "dev", "lob-shape1", "mode", "tap"]);
+    shape_fresh();
+    let qdiscs = sh(&["tc", "qdisc", "show", "dev", "lob-shape1"]);
+    assert!(
+        qdiscs.contains("tbf") && qdiscs.contains("ingress"),
+        "{qdiscs}"
+    );
 }

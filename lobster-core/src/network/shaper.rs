@@ -65,11 +65,14 @@ pub async fn apply(dev: &str, bits_per_s: Option<u64>, fresh: bool) -> Result<()
         return Ok(());
     };
     let shaping = plan(dev, bits);
-    let mut result = run(
-        &["ip", "link", "add", &shaping.ifb, "up", "type", "ifb"],
-        None,
-    )
-    .await;
+    let add_ifb = ["ip", "link", "add", &shaping.ifb, "up", "type", "ifb"];
+    let mut result = run(&add_ifb, None).await;
+    if result.is_err() {
+        // An IFB left behind by a TAP deleted under us: the TAP's qdiscs
+        // went with it, its IFB did not.
+        remove(dev).await;
+        result = run(&add_ifb, None).await;
+    }
     if result.is_ok() {
         result = run(&["tc", "-batch", "-"], Some(&shaping.tc_batch)).await;
     }
