@@ -15,7 +15,8 @@ use std::time::Duration;
 use lobster_core::config::{Config, PathsConfig};
 use lobster_core::machine::{init, setup, InitOptions};
 use lobster_core::proxy::{ca_root, caddy_uid, AdminClient, Caddy, ProxySettings, TenantRoute};
-use lobster_testkit::caddy::{connect_as_nobody, proc_status, reachable_tempdir, trust_store};
+use lobster_testkit::caddy::{connect_as_nobody, reachable_tempdir, trust_store};
+use lobster_testkit::cgroup::status_field;
 use lobster_testkit::netns::{in_netns, require, Ctx};
 use lobster_testkit::poll::until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,20 +137,20 @@ fn body(_ctx: &Ctx) {
         pid: report.caddy_pid.expect("setup started caddy itself"),
         log: report.caddy_log.clone(),
     };
-    let pid = caddy_proc.pid;
+    let pid = caddy_proc.pid as i32;
 
     // Caddy runs as its own user with nothing but CAP_NET_BIND_SERVICE.
     let uid = caddy_uid(&config).expect("caddy's uid");
     assert_ne!(uid, 0);
     assert_eq!(
-        proc_status(pid, "Uid"),
+        status_field(pid, "Uid"),
         format!("{uid}\t{uid}\t{uid}\t{uid}")
     );
-    assert_eq!(proc_status(pid, "Groups"), "", "no supplementary groups");
+    assert_eq!(status_field(pid, "Groups"), "", "no supplementary groups");
     for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
-        assert_eq!(proc_status(pid, set), "0000000000000400", "{set}");
+        assert_eq!(status_field(pid, set), "0000000000000400", "{set}");
     }
-    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
 
     // Its directory is its own and private; the admin socket is inside.
     let meta = std::fs::metadata(&config.proxy.caddy_dir).unwrap();

@@ -532,17 +532,15 @@ async fn a_guest_touching_more_than_its_limit_does_not_grow_its_vmm_past_it() {
     // Anonymous memory (guest RAM, QEMU's heap) is charged here; shared
     // file pages (QEMU's libraries) count in VmRSS but may be charged to
     // whichever group first read them.
-    if let Ok(rss) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        let rss_kib: u64 = rss
-            .lines()
-            .find_map(|l| l.strip_prefix("RssAnon:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        assert!(
-            rss_kib << 10 <= LIMIT,
-            "anonymous rss {rss_kib} KiB over the limit"
-        );
-    }
+    let rss_kib: u64 = status_field(pid, "RssAnon")
+        .split_whitespace()
+        .next()
+        .and_then(|kib| kib.parse().ok())
+        .expect("RssAnon in kB");
+    assert!(
+        rss_kib << 10 <= LIMIT,
+        "anonymous rss {rss_kib} KiB over the limit"
+    );
     let cgroup_dir = group.dir.clone();
     vm.kill().await.unwrap();
     assert!(!cgroup_dir.exists(), "cgroup left behind");

@@ -69,14 +69,3 @@ fn collect(path: &Path, entries: &mut BTreeMap<PathBuf, Vec<u8>>) {
     };
     entries.insert(path.to_path_buf(), value);
 }
-
-/// One `Key:\tvalue` line of `/proc/<pid>/status` (the value trimmed).
-pub fn proc_status(pid: u32, key: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
-}
