@@ -119,13 +119,18 @@ impl MemoryGroup {
 
 /// A field of `/proc/<pid>/status` (`Seccomp`, `Uid`, `Groups`, `NoNewPrivs`).
 pub fn status_field(pid: i32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
+    status_field_while_alive(pid, field).unwrap_or_else(|| panic!("process {pid} has ended"))
+}
+
+/// [`status_field`], or `None` once the process has ended (a VMM the
+/// kernel killed for its cgroup's limit, say).
+pub fn status_field_while_alive(pid: i32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    Some(value.trim().to_string())
 }
 
 /// A cgroup parent of one test process (`lobster-test-<pid>`, on every
