@@ -202,7 +202,8 @@ pub extern "C" fn lobster_host_suspend(
     boundary("lobster_host_suspend", err_out, || {
         let host = &ffi::borrow(host, "host")?.host;
         let name = ffi::str_arg(name, "name")?;
-        Ok(block_on(host.suspend(name))??)
+        block_on(host.suspend(name))??;
+        Ok(())
     })
 }
 
@@ -216,6 +217,7 @@ pub extern "C" fn lobster_host_resume(
     boundary("lobster_host_resume", err_out, || {
         let host = &ffi::borrow(host, "host")?.host;
         let name = ffi::str_arg(name, "name")?;
-        Ok(block_on(host.resume(name))??)
+        block_on(host.resume(name))??;
+        Ok(())
     })
 }

@@ -158,28 +158,36 @@ impl PyHost {
         awaitable(py, async move { host.overview().await.map(Plain::of).py() })
     }
 
-    /// Snapshots a running tenant to disk and stops its VM.
-    fn suspend(&self, py: Python<'_>, name: String) -> PyResult<()> {
+    /// Writes a running tenant's memory and device state to disk and stops its VM.
+    fn suspend(&self, py: Python<'_>, name: String) -> PyResult<PyTenant> {
         let host = &self.inner;
-        block_on(py, async { host.suspend(&name).await.py() })
+        block_on(py, async {
+            host.suspend(&name).await.map(PyTenant::from).py()
+        })
     }
 
     /// Awaitable twin of `suspend()`.
     fn suspend_async<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
-        awaitable(py, async move { host.suspend(&name).await.py() })
+        awaitable(py, async move {
+            host.suspend(&name).await.map(PyTenant::from).py()
+        })
     }
 
-    /// Restores a suspended tenant.
-    fn resume(&self, py: Python<'_>, name: String) -> PyResult<()> {
+    /// Starts a suspended tenant again from its snapshot.
+    fn resume(&self, py: Python<'_>, name: String) -> PyResult<PyTenant> {
         let host = &self.inner;
-        block_on(py, async { host.resume(&name).await.py() })
+        block_on(py, async {
+            host.resume(&name).await.map(PyTenant::from).py()
+        })
     }
 
     /// Awaitable twin of `resume()`.
     fn resume_async<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
-        awaitable(py, async move { host.resume(&name).await.py() })
+        awaitable(py, async move {
+            host.resume(&name).await.map(PyTenant::from).py()
+        })
     }
 
     fn __repr__(&self) -> String {

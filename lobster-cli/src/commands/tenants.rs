@@ -119,11 +119,11 @@ fn check_line(c: &CheckResult) -> String {
 }
 
 pub async fn suspend(ctx: &Context, name: &str) -> Result<(), Error> {
-    ctx.host()?.suspend(name).await
+    ctx.host()?.suspend(name).await.map(|_| ())
 }
 
 pub async fn resume(ctx: &Context, name: &str) -> Result<(), Error> {
-    ctx.host()?.resume(name).await
+    ctx.host()?.resume(name).await.map(|_| ())
 }
 
 pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {

@@ -22,7 +22,7 @@ pub use crate::machine::{
 use crate::agent::{Agent, LogFollow, LogSource};
 use crate::base::blocking;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::health::{MoltReport, Overview};
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{EvictOptions, RecoverReport, SnapReport, Tenant, TenantSpec};
@@ -225,28 +225,35 @@ impl Host {
         blocking(move || crate::health::overview(&context)).await
     }
 
-    /// Snapshots a running tenant to disk and stops its VM.
-    pub async fn suspend(&self, name: &str) -> Result<()> {
-        self.get(name).await?;
-        Err(not_yet(
-            "suspend",
-            "no tenant operation writes the VM's snapshot to disk and records the tenant as suspended yet (the VMM backends can snapshot)",
-        ))
+    /// Writes a running tenant's memory and device state to its snapshot
+    /// directory and stops its VM; TAP, rules and route stay.
+    pub async fn suspend(&self, name: &str) -> Result<Tenant> {
+        self.suspend_with_progress(name, None).await
     }
 
-    /// Restores a suspended tenant.
-    pub async fn resume(&self, name: &str) -> Result<()> {
-        self.get(name).await?;
-        Err(not_yet(
-            "resume",
-            "no tenant operation restores a VM from its snapshot on disk yet (the VMM backends can restore)",
-        ))
+    /// [`Host::suspend`], reporting each step to `progress`.
+    pub async fn suspend_with_progress(
+        &self,
+        name: &str,
+        progress: Option<ProgressSink>,
+    ) -> Result<Tenant> {
+        self.recover_interrupted().await?;
+        crate::tenant::suspend(&self.context, name, progress).await
     }
-}
 
-fn not_yet(operation: &'static str, missing: &'static str) -> Error {
-    Error::Unsupported {
-        operation,
-        detail: missing,
+    /// Starts a suspended tenant's VM again from its snapshot (or cold from
+    /// its overlay when the snapshot cannot be loaded).
+    pub async fn resume(&self, name: &str) -> Result<Tenant> {
+        self.resume_with_progress(name, None).await
+    }
+
+    /// [`Host::resume`], reporting each step to `progress`.
+    pub async fn resume_with_progress(
+        &self,
+        name: &str,
+        progress: Option<ProgressSink>,
+    ) -> Result<Tenant> {
+        self.recover_interrupted().await?;
+        crate::tenant::resume(&self.context, name, progress).await
     }
 }

@@ -9,6 +9,7 @@ pub mod rollback;
 mod snap;
 mod spawn;
 mod spec;
+mod suspend;
 mod token;
 
 use std::net::Ipv4Addr;
@@ -24,6 +25,7 @@ pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
 pub use spawn::{wait_agent_ready, AGENT_READY_TIMEOUT};
 pub use spec::{TenantSpec, TenantSpecBuilder};
+pub(crate) use suspend::{resume, suspend};
 pub(crate) use token::rotate as rotate_tokens;
 
 use crate::base::{Classify, ErrorKind};
