@@ -130,6 +130,8 @@ pub(super) fn dispatch(shared: &Shared, req: &Request) -> Outcome {
                     .unwrap_or_else(|e| e.into_inner())
                     .list(Instant::now())
                     .len() as u32,
+                // The OpenClaw cron store is not read yet.
+                next_job_at_ms: None,
             })
         }),
         HoldAcquire::NAME => call::<HoldAcquire>(req, |p| {
