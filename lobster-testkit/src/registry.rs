@@ -71,6 +71,7 @@ pub fn running_record(config: &Config, name: &str, slot: u32) -> TenantRecord {
         vm: None,
         owner: None,
         last_error: None,
+        suspended: None,
     }
 }
 

@@ -39,6 +39,7 @@ impl Store {
                 gateway_token: random_hex(32)?,
                 vm: None,
                 last_error: None,
+                suspended: None,
             };
             reg.tenants.insert(new.name, record.clone());
             Ok(record)

@@ -31,7 +31,9 @@ pub(crate) use allocate::new_token;
 pub use locks::{TenantLock, WatchdogLock};
 #[cfg(test)]
 pub(crate) use record::sample;
-pub use record::{Allocation, Resources, RunningVm, TenantRecord, TenantStatus, Workload};
+pub use record::{
+    Allocation, Resources, RunningVm, SuspendInfo, TenantRecord, TenantStatus, Workload,
+};
 pub use registry::RegistrySnapshot;
 
 use crate::base::{Classify, ErrorKind};

@@ -124,6 +124,25 @@ pub struct TenantRecord {
     /// Why the tenant is `failed` (or what the last operation reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What a resume needs, while the tenant is `suspended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<SuspendInfo>,
+}
+
+/// A suspended tenant's snapshot and when to wake it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendInfo {
+    /// Seconds since the Unix epoch when it was suspended.
+    pub at: u64,
+    /// The snapshot's files (in the tenant's snapshot directory).
+    pub snapshot: crate::vmm::Snapshot,
+    /// The VMM version that wrote it (a different one may not load it).
+    pub vmm_version: String,
+    /// When the watchdog wakes it ahead of a scheduled job, in milliseconds
+    /// since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<u64>,
 }
 
 /// Enough to find and verify a tenant's VM process from another process.
@@ -172,5 +191,6 @@ pub(crate) fn sample(name: &str) -> TenantRecord {
         vm: None,
         owner: None,
         last_error: None,
+        suspended: None,
     }
 }

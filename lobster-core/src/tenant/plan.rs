@@ -235,6 +235,7 @@ mod tests {
             vm: None,
             owner: None,
             last_error: None,
+            suspended: None,
         }
     }
 
