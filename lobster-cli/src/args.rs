@@ -46,9 +46,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Snapshot a tenant's overlay disk to a compressed archive.
     Snap(SnapArgs),
-    /// Not yet implemented (exits 15): snapshot a running tenant to disk and stop its VM.
+    /// Snapshot a running tenant's memory to disk and stop its VM (TAP, rules and route stay).
     Suspend(NameArg),
-    /// Not yet implemented (exits 15): restore a suspended tenant.
+    /// Start a suspended tenant again from its snapshot (cold boot from its disk if the snapshot cannot be loaded).
     Resume(NameArg),
     /// Not yet implemented (exits 15): run a command inside a tenant.
     Exec(ExecArgs),

@@ -115,6 +115,23 @@ pub struct Config {
     pub vmm: VmmConfig,
     /// The health checks, repairs and the `watch` daemon.
     pub watchdog: WatchdogConfig,
+    /// Suspending tenants to disk and waking them.
+    pub suspend: SuspendConfig,
+}
+
+/// Suspending tenants to disk and waking them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SuspendConfig {
+    /// How long before its workload's next scheduled job a suspended tenant
+    /// is woken, in seconds.
+    pub wake_ahead_s: u64,
+}
+
+impl Default for SuspendConfig {
+    fn default() -> Self {
+        SuspendConfig { wake_ahead_s: 15 }
+    }
 }
 
 /// How the watchdog checks and repairs tenants.
@@ -465,6 +482,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             vmm: VmmConfig::default(),
             watchdog: WatchdogConfig::default(),
+            suspend: SuspendConfig::default(),
         }
     }
 }

@@ -56,18 +56,23 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
         }
     }
     let spec = builder.build()?;
-    // Progress goes to stderr, one line per finished step, so stdout stays
-    // the result (text or JSON).
-    let sink: ProgressSink = std::sync::Arc::new(|event: &ProgressEvent| match &event.phase {
-        Phase::Started => eprintln!("  [{}] ...", event.step),
-        Phase::Done { elapsed } => eprintln!("  [{}] done in {:.1?}", event.step, elapsed),
-        Phase::Failed { elapsed } => eprintln!("  [{}] failed after {:.1?}", event.step, elapsed),
-    });
-    let tenant = host.spawn_with_progress(spec, Some(sink)).await?;
+    let tenant = host
+        .spawn_with_progress(spec, Some(progress_sink()))
+        .await?;
     ctx.print(&tenant, || {
         format!("spawned {} at {}", tenant.name(), tenant.route())
     });
     Ok(())
+}
+
+/// Progress on stderr, a line as each step starts and ends, so stdout stays
+/// the result (text or JSON).
+pub fn progress_sink() -> ProgressSink {
+    std::sync::Arc::new(|event: &ProgressEvent| match &event.phase {
+        Phase::Started => eprintln!("  [{}] ...", event.step),
+        Phase::Done { elapsed } => eprintln!("  [{}] done in {:.1?}", event.step, elapsed),
+        Phase::Failed { elapsed } => eprintln!("  [{}] failed after {:.1?}", event.step, elapsed),
+    })
 }
 
 fn split_pair<'a>(pair: &'a str, field: &'static str) -> Result<(&'a str, &'a str), Error> {

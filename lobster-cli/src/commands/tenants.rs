@@ -119,11 +119,20 @@ fn check_line(c: &CheckResult) -> String {
 }
 
 pub async fn suspend(ctx: &Context, name: &str) -> Result<(), Error> {
-    ctx.host()?.suspend(name).await.map(|_| ())
+    let sink = super::spawn::progress_sink();
+    let tenant = ctx.host()?.suspend_with_progress(name, Some(sink)).await?;
+    ctx.print(&tenant, || format!("suspended {}", tenant.name()));
+    Ok(())
 }
 
 pub async fn resume(ctx: &Context, name: &str) -> Result<(), Error> {
-    ctx.host()?.resume(name).await.map(|_| ())
+    let sink = super::spawn::progress_sink();
+    let tenant = ctx.host()?.resume_with_progress(name, Some(sink)).await?;
+    ctx.print(&tenant, || match tenant.record().last_error.as_deref() {
+        Some(why) => format!("resumed {} by a cold boot: {why}", tenant.name()),
+        None => format!("resumed {}", tenant.name()),
+    });
+    Ok(())
 }
 
 pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<(), Error> {

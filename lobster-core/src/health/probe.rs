@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::agent::{Agent, AgentTimeouts, WorkloadState};
+use crate::agent::{Agent, AgentTimeouts};
 use crate::config::{BackendKind, Config};
 use crate::context::Services;
 use crate::error::{Error, Result};
 use crate::network::BoxFuture;
 use crate::store::{RunningVm, TenantRecord};
-use crate::tenant::{plan, wait_agent_ready};
+use crate::tenant::{launch_on_disk, plan, start_workload, wait_agent_ready};
 use crate::vmm::{Vm, VmConfig, VmIdentity, VmStatus};
 
 use super::check::{GuestObservation, VmObservation};
@@ -169,15 +169,8 @@ impl GuestOps for SystemGuests {
 
     fn launch_vm<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunningVm>> {
         Box::pin(async move {
-            let (kind, vm_config) = self.vm_config(record);
-            // The launch removes the socket the stopped VMM left behind.
-            crate::vmm::stop_recorded(&vm_config, record.vm.map(|vm| vm.identity)).await?;
-            let vmm = (self.services.vmm)(kind);
-            let vm = vmm.launch(&vm_config).await?;
-            Ok(RunningVm {
-                backend: kind,
-                identity: vm.identity(),
-            })
+            let (running, _vm) = launch_on_disk(&self.config, &self.services, record).await?;
+            Ok(running)
         })
     }
 
@@ -204,21 +197,6 @@ impl GuestOps for SystemGuests {
     }
 
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let agent = self.agent(record);
-            let status = agent.status().await?;
-            match status.state {
-                WorkloadState::Running => Ok(()),
-                WorkloadState::Unconfigured => {
-                    let workload = plan::workload(&self.config, record);
-                    agent.configure(workload, true).await?;
-                    Ok(())
-                }
-                _ => {
-                    agent.start().await?;
-                    Ok(())
-                }
-            }
-        })
+        Box::pin(async move { start_workload(&self.config, record, &self.agent(record)).await })
     }
 }

@@ -1,10 +1,12 @@
 //! Tenants: the [`Tenant`] handle, the [`TenantSpec`] a spawn asks for, and
 //! the lifecycle operations (one file each as they land).
 
+mod boot;
 mod evict;
 pub mod plan;
 pub mod progress;
 mod recover;
+mod resume;
 pub mod rollback;
 mod snap;
 mod spawn;
@@ -16,16 +18,18 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub(crate) use boot::{launch_on_disk, start_workload};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub use recover::RecoverReport;
 pub(crate) use recover::{needs_recovery, recover};
+pub(crate) use resume::resume;
 pub(crate) use snap::snap;
 pub use snap::SnapReport;
 pub(crate) use spawn::spawn;
 pub use spawn::{wait_agent_ready, AGENT_READY_TIMEOUT};
 pub use spec::{TenantSpec, TenantSpecBuilder};
-pub(crate) use suspend::{resume, suspend};
+pub(crate) use suspend::suspend;
 pub(crate) use token::rotate as rotate_tokens;
 
 use crate::base::{Classify, ErrorKind};
@@ -119,6 +123,30 @@ pub enum TenantError {
         /// The spawning process.
         pid: i32,
     },
+    /// A suspend or resume failed at `step`; `outcome` says how the tenant
+    /// was left.
+    #[error("{operation} of `{name}` failed at step {step}; {outcome}")]
+    StepFailed {
+        /// `suspend` or `resume`.
+        operation: &'static str,
+        /// The tenant.
+        name: String,
+        /// The step that failed.
+        step: &'static str,
+        /// Where the tenant was left.
+        outcome: String,
+        /// The original error.
+        #[source]
+        source: Box<crate::Error>,
+    },
+    /// A suspended tenant's snapshot cannot be loaded.
+    #[error("the snapshot of `{name}` cannot be loaded: {reason}")]
+    SnapshotUnusable {
+        /// The tenant.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -141,8 +169,10 @@ impl Classify for TenantError {
                 ErrorKind::InvalidState
             }
             TenantError::MissingImage { .. } => ErrorKind::NotFound,
+            TenantError::SnapshotUnusable { .. } => ErrorKind::GuestFailure,
             TenantError::SpawnFailed { source, .. }
-            | TenantError::RotationFailed { source, .. } => source.kind(),
+            | TenantError::RotationFailed { source, .. }
+            | TenantError::StepFailed { source, .. } => source.kind(),
             TenantError::EvictIncomplete { .. } => ErrorKind::HostFailure,
             TenantError::Io { source, .. } => ErrorKind::from_io(source),
             TenantError::Aborted { .. } => ErrorKind::InvalidArgument,

@@ -1,6 +1,8 @@
 //! Recovery at the start of every mutating command: a spawn or evict whose
 //! process died midway is finished (torn down), so nothing it made outlives
-//! it. A `running` tenant whose VM died stays `running` (what should run):
+//! it; a suspend or resume whose process died leaves the tenant `running`
+//! or `suspended`-and-resumable, with no orphan VMM (see `suspend.rs`). A
+//! `running` tenant whose VM died stays `running` (what should run):
 //! bringing it back is the health checks' job (`molt`, `watch`).
 
 use std::time::Duration;
@@ -10,16 +12,23 @@ use crate::error::{Error, Result};
 use crate::store::{Registry, StoreError, TenantRecord, TenantStatus};
 
 use super::evict::{finish, EvictOptions};
+use super::resume::recover_resume;
+use super::suspend::recover_suspend;
 
 /// Whether [`recover`] has anything to do for `registry`.
 pub(crate) fn needs_recovery(registry: &Registry) -> bool {
     registry.tenants.values().any(interrupted)
 }
 
+/// Whether a process died while spawning, evicting, suspending (the
+/// tenant is `running` with an owner) or resuming (`suspended` with one) it.
 fn interrupted(record: &TenantRecord) -> bool {
     matches!(
         record.status,
-        TenantStatus::Creating | TenantStatus::Evicting
+        TenantStatus::Creating
+            | TenantStatus::Evicting
+            | TenantStatus::Running
+            | TenantStatus::Suspended
     ) && record.owner.is_some_and(|owner| !owner.is_alive())
 }
 
@@ -29,6 +38,8 @@ fn interrupted(record: &TenantRecord) -> bool {
 pub struct RecoverReport {
     /// Tenants torn down and released.
     pub torn_down: Vec<String>,
+    /// Interrupted suspends and resumes settled, with what was done.
+    pub settled: Vec<(String, &'static str)>,
     /// Tenants whose teardown failed, with the error; each stays `evicting`
     /// with the failures in its `last_error` until it is evicted again.
     pub failed: Vec<(String, Error)>,
@@ -62,8 +73,19 @@ pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
         };
         tracing::warn!(tenant = %name, status = %record.status, "finishing an interrupted operation");
         let services = context.services().await?;
-        match finish(context, &services, &record, EvictOptions::default()).await {
-            Ok(()) => report.torn_down.push(name),
+        let outcome = match record.status {
+            TenantStatus::Running => recover_suspend(context, &services, &record).await,
+            TenantStatus::Suspended => recover_resume(context, &services, &record).await,
+            _ => finish(context, &services, &record, EvictOptions::default())
+                .await
+                .map(|()| ""),
+        };
+        match outcome {
+            Ok("") => report.torn_down.push(name),
+            Ok(what) => {
+                tracing::warn!(tenant = %name, what, "settled an interrupted suspend or resume");
+                report.settled.push((name, what))
+            }
             Err(err) => {
                 tracing::warn!(tenant = %name, error = %err.chain(), "cannot finish the interrupted operation");
                 report.failed.push((name, err))
