@@ -95,6 +95,13 @@ impl MemoryGroup {
         text.parse().unwrap_or(u64::MAX)
     }
 
+    /// What the group uses now, in bytes.
+    pub fn usage(&self) -> u64 {
+        self.read("memory.usage_in_bytes", "memory.current")
+            .parse()
+            .expect("usage")
+    }
+
     /// The most the group ever used, in bytes.
     pub fn peak(&self) -> u64 {
         self.read("memory.max_usage_in_bytes", "memory.peak")

@@ -2,7 +2,7 @@
 //! while it runs): `check` (manifest, files, VMM version) → `restore` (a
 //! new VMM, same config: TAP, overlay, jail, cgroup; the guest still
 //! paused) → its identity recorded → `continue` → `agent` → `clock` →
-//! `registry` (`running`) → `route` → `cleanup` (snapshot files go).
+//! `cleanup` (snapshot files go) → `registry` (`running`) → `route`.
 //!
 //! If the snapshot cannot be loaded (missing, corrupt, another VMM
 //! version, the restore or the agent fails), what was started is killed,
@@ -183,6 +183,9 @@ async fn adopt(
 ) -> Result<TenantRecord> {
     let config = context.config();
     let name = &record.name;
+    // Before the registry says `running`: a resume killed after this is
+    // still recovered (adopted), so no snapshot outlives it.
+    cleanup(context, record, progress).await;
     let record = progress
         .step(
             "registry",
@@ -194,7 +197,6 @@ async fn adopt(
             }),
         )
         .await?;
-    cleanup(context, &record, progress).await;
     let route = plan::route(config, &record)?;
     progress
         .step("route", async {

@@ -349,7 +349,7 @@ pub(super) async fn recover_suspend(
     let mut what = "suspend undone; the VM runs on";
     if let Some(vm) = &vm {
         if status != Some(VmStatus::Running) {
-            vm.resume().await?;
+            continue_for_good(vm.as_ref()).await?;
             what = "suspend undone; the VM was resumed";
         }
     } else if record.vm.is_none() {
@@ -362,6 +362,47 @@ pub(super) async fn recover_suspend(
     context.modify(&record.name, |r| r.owner = None).await?;
     Ok(what)
 }
+
+/// Continues a paused VM until it stays running: a snapshot stream the
+/// dead suspend started may still be written, and when it completes the
+/// VMM stops the guest again.
+async fn continue_for_good(vm: &dyn Vm) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + CONTINUE_WITHIN;
+    let mut running_since = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        match vm.status().await? {
+            VmStatus::Running => {
+                let since = *running_since.get_or_insert(now);
+                if now - since >= STAYS_RUNNING {
+                    return Ok(());
+                }
+            }
+            _ => {
+                running_since = None;
+                // Refused while the stream is being finished: asked again.
+                if let Err(e) = vm.resume().await {
+                    tracing::debug!(error = %e, "cannot continue the VM yet");
+                }
+            }
+        }
+        if now >= deadline {
+            return Err(crate::vmm::VmmError::Timeout {
+                vm: vm.config().vm_id.clone(),
+                operation: "continuing the guest after an interrupted suspend".into(),
+                after: CONTINUE_WITHIN,
+            }
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Bound on [`continue_for_good`].
+const CONTINUE_WITHIN: Duration = Duration::from_secs(120);
+
+/// How long a continued VM must keep running to count as continued.
+const STAYS_RUNNING: Duration = Duration::from_secs(3);
 
 /// The backend of `record`'s VM.
 pub(super) fn vm_kind(record: &TenantRecord) -> BackendKind {
