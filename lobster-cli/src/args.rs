@@ -251,7 +251,7 @@ mod tests {
     use super::Cli;
 
     /// Commands that parse but exit with `unsupported` in this version.
-    const NOT_YET: [&str; 4] = ["uninit", "suspend", "resume", "exec"];
+    const NOT_YET: [&str; 2] = ["uninit", "exec"];
 
     #[test]
     fn help_marks_what_is_not_implemented_and_ends_with_the_exit_codes() {

@@ -14,7 +14,7 @@ use super::plan;
 /// Kills whatever is left of `record`'s VM (its recorded process and
 /// anything in its cgroup) and boots a new one on its overlay; returns once
 /// the VMM runs (the guest boots on).
-pub(crate) async fn launch_on_disk(
+pub async fn launch_on_disk(
     config: &Config,
     services: &Services,
     record: &TenantRecord,
@@ -32,11 +32,7 @@ pub(crate) async fn launch_on_disk(
 
 /// Starts `record`'s workload through `agent`: configures it if the guest
 /// lost it (a cold boot), else starts it unless it runs.
-pub(crate) async fn start_workload(
-    config: &Config,
-    record: &TenantRecord,
-    agent: &Agent,
-) -> Result<()> {
+pub async fn start_workload(config: &Config, record: &TenantRecord, agent: &Agent) -> Result<()> {
     match agent.status().await?.state {
         WorkloadState::Running => Ok(()),
         WorkloadState::Unconfigured => {

@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-pub(crate) use boot::{launch_on_disk, start_workload};
+pub use boot::{launch_on_disk, start_workload};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub use recover::RecoverReport;
