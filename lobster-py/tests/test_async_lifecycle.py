@@ -19,14 +19,15 @@ def test_spawn_without_images_is_not_found(temp_host):
 
 
 @pytest.mark.parametrize("operation", ["suspend", "resume"])
-def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
+def test_operation_on_a_tenant_in_the_wrong_state_is_invalid_state(temp_host, operation):
+    # The seeded tenant is `running` with no VM: nothing to suspend, nothing to resume.
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)
 
     async def main():
         return await getattr(host, f"{operation}_async")("alice")
 
-    with pytest.raises(lobster.UnsupportedError, match=operation):
+    with pytest.raises(lobster.InvalidStateError, match=f"{operation} needs"):
         asyncio.run(main())
 
 

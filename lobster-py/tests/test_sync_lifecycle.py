@@ -1,7 +1,6 @@
 """Lifecycle operations, blocking. Spawn refuses a host without guest images
-before making anything; operations whose machinery comes later answer
-`unsupported` (after checking the tenant exists), and so must the binding
-(molt: test_sync_health.py).
+before making anything; suspend and resume refuse a tenant in the wrong
+state, and so must the binding (molt: test_sync_health.py).
 Spawning and evicting for real is covered by the T2 tests in a namespace."""
 
 import pytest
@@ -19,10 +18,11 @@ def test_spawn_without_images_is_not_found(temp_host):
 
 
 @pytest.mark.parametrize("operation", ["suspend", "resume"])
-def test_operation_on_existing_tenant_is_unsupported_for_now(temp_host, operation):
+def test_operation_on_a_tenant_in_the_wrong_state_is_invalid_state(temp_host, operation):
+    # The seeded tenant is `running` with no VM: nothing to suspend, nothing to resume.
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)
-    with pytest.raises(lobster.UnsupportedError, match=operation):
+    with pytest.raises(lobster.InvalidStateError, match=f"{operation} needs"):
         getattr(host, operation)("alice")
     assert [t.name for t in host.list()] == ["alice"]
 

@@ -72,11 +72,12 @@ int main(int argc, char **argv) {
   lobster_tenant_spec_builder_free(builder);
   CHECK_FAILS(lobster_tenant_spec_builder_build(NULL, &spec, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`builder`");
 
-  /* Lifecycle calls: UNSUPPORTED for an existing tenant where the machinery
-     comes later, NOT_FOUND otherwise. (Evicting an existing tenant acts on
-     the host's network; the T2 tests cover it inside a namespace.) */
-  CHECK_FAILS(lobster_host_suspend(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "suspend");
-  CHECK_FAILS(lobster_host_resume(host, "alice", &e_), LOBSTER_RESULT_UNSUPPORTED, "resume");
+  /* Lifecycle calls: INVALID_STATE for a tenant in the wrong state (alice is
+     `running` with no VM: nothing to suspend or resume), NOT_FOUND for an
+     unknown one. (Evicting an existing tenant acts on the host's network; the
+     T2 tests cover it inside a namespace.) */
+  CHECK_FAILS(lobster_host_suspend(host, "alice", &e_), LOBSTER_RESULT_INVALID_STATE, "suspend needs");
+  CHECK_FAILS(lobster_host_resume(host, "alice", &e_), LOBSTER_RESULT_INVALID_STATE, "resume needs");
   CHECK_FAILS(lobster_host_evict(host, "nobody", &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
   CHECK_OK(lobster_host_list(host, &list, &err), err);
   CHECK(lobster_tenant_list_len(list) == 2); /* nothing was half-done */
