@@ -250,13 +250,14 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 	}
 }
 
-func TestLifecycleIsUnsupportedForNow(t *testing.T) {
+// The seeded alice is running with no VM: nothing to suspend or resume.
+func TestSuspendAndResumeRefuseTheWrongState(t *testing.T) {
 	host := open(t, tempHost(t, "alice"))
 	calls := map[string]func(string) error{
 		"suspend": host.Suspend, "resume": host.Resume,
 	}
 	for name, call := range calls {
-		if err := call("alice"); !errors.Is(err, lobster.ErrUnsupported) {
+		if err := call("alice"); !errors.Is(err, lobster.ErrInvalidState) {
 			t.Errorf("%s(alice) error = %v", name, err)
 		}
 		if err := call("nobody"); !errors.Is(err, lobster.ErrNotFound) {
