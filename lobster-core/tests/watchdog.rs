@@ -1049,10 +1049,14 @@ async fn molt_checks_repairs_and_reports_every_tenant() {
 async fn suspended_tenants_are_not_checked() {
     let rig = Rig::new(&NAMES).await;
     rig.tick().await;
-    rig.store()
-        .modify("bravo", |r| r.status = TenantStatus::Suspended)
-        .unwrap();
+    // Suspended as a suspend leaves it: no VMM, no VM recorded.
     rig.guests.kill_vm("bravo");
+    rig.store()
+        .modify("bravo", |r| {
+            r.status = TenantStatus::Suspended;
+            r.vm = None;
+        })
+        .unwrap();
     rig.guests.clear_calls();
     let events = rig.tick().await;
     assert!(
@@ -1069,6 +1073,13 @@ async fn suspended_tenants_are_not_checked() {
     assert_eq!(repair_starts(&events), 0);
     assert!(!rig.guests.calls().iter().any(|c| c.ends_with(" bravo")));
     assert!(about(&rig.tick().await, "bravo").is_empty());
+    // Nor does molt check or repair it.
+    let reports = molt_with(&rig.doctor, None).await.unwrap();
+    assert!(reports.iter().all(|r| r.tenant != "bravo"), "{reports:?}");
+    let err = molt_with(&rig.doctor, Some("bravo")).await.unwrap_err();
+    assert_eq!(err.kind(), lobster_core::ErrorKind::InvalidState, "{err}");
+    assert!(!rig.guests.calls().iter().any(|c| c.ends_with(" bravo")));
+    assert_eq!(rig.store().read().unwrap().tenants["bravo"].vm, None);
 }
 
 #[tokio::test]
