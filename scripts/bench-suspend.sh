@@ -9,15 +9,18 @@
 # base image and memory (a fresh tenant disk, no NIC): `stop` + `migrate` to
 # a file, and a new process `-incoming defer` + `migrate-incoming` + `cont`.
 # Needs root, qemu, caddy, iptables, jq, python3 and guest/images/build.sh minimal.
-# usage: scripts/bench-suspend.sh [N]   (default 3)
+# usage: scripts/bench-suspend.sh [N]   (default 3; LOBSTERD=<binary> skips
+# the release build and uses that lobsterd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3}
 IMAGES=${LOBSTER_IMAGES:-$PWD/.artifacts/images}
 NS=lobsusp$$
 WORK=$(mktemp -d)
-cargo build -q --release --locked -p lobster-cli
-BIN=$PWD/target/release/lobsterd
+if [ -z "${LOBSTERD:-}" ]; then
+    cargo build -q --release --locked -p lobster-cli
+fi
+BIN=${LOBSTERD:-$PWD/target/release/lobsterd}
 CADDY_PID=
 cleanup() {
     L evict -y b >/dev/null 2>&1 || true
