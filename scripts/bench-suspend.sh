@@ -37,7 +37,8 @@ cat >"$WORK/config.json" <<JSON
              "initrd": "$IMAGES/initramfs.cpio.gz", "rootfs": "$IMAGES/rootfs-minimal.ext4",
              "overlays_dir": "$WORK/state/overlays", "sockets_dir": "$WORK/state/run",
              "snapshots_dir": "$WORK/state/snapshots", "logs_dir": "$WORK/state/logs" },
-  "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" } } }
+  "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" },
+           "firecracker": { "chroot_base": "$WORK/state/jail" } } }
 JSON
 # As in bench-lifecycle.sh: the cgroup hierarchies mounted again in the netns.
 CGROUPS='awk '"'"'{ split($0, a, " - "); split(a[1], l, " "); split(a[2], r, " ");
@@ -71,7 +72,33 @@ for _ in $(seq 1 "$N"); do
     echo $(( restore + $(step_ms agent "$WORK/r.err") )) >>"$WORK/ready.ms"
 done
 
-# Plain QEMU, same machine and guest, driven over QMP.
+# Plain QEMU on the same guest, same process: `stop` + `migrate` of the
+# tenant's running VMM straight over its QMP socket (no lobster around it).
+ID=$(L --json list | jq -r '.[0].id')
+SAME=$(python3 - "$WORK/state/jail/qemu/$ID/root/run/vmm.sock" "$WORK/same-state.bin" <<'PY'
+import json, os, socket, sys, time
+path, state = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rw"); f.readline()
+def call(cmd, fd=None, **args):
+    line = (json.dumps({"execute": cmd, "arguments": args}) + "\n").encode()
+    if fd is None: s.sendall(line)
+    else: socket.send_fds(s, [line], [fd])
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r: return r
+call("qmp_capabilities")
+out = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+t = time.monotonic()
+call("stop"); call("getfd", fd=out, fdname="bench"); call("migrate", uri="fd:bench")
+while call("query-migrate")["return"].get("status") not in ("completed", "failed"): time.sleep(0.02)
+save = time.monotonic() - t
+os.close(out); call("cont")
+print(f"{save*1000:.0f} {os.stat(state).st_size}")
+PY
+)
+read -r ssave ssize <<<"$SAME"
+
+# Plain QEMU, same machine and image (a fresh guest: its own memory), over QMP.
 cp --sparse=always "$IMAGES/overlay-template.ext4" "$WORK/plain-disk.ext4"
 PLAIN=$(python3 - "$IMAGES" "$WORK" <<'PY'
 import json, os, socket, subprocess, sys, time
@@ -121,7 +148,8 @@ read -r psave pload papparent pdisk <<<"$PLAIN"
 echo "suspend/resume, minimal tenant (256 MiB, QEMU/TCG), median of $N:"
 printf '  %-38s %8s %8s\n' "" lobster "plain qemu"
 printf '  %-38s %6s ms %6s ms\n' "suspend (CLI wall time)" "$(median <"$WORK/suspend.ms")" -
-printf '  %-38s %6s ms %6s ms\n' "  pause + snapshot stream" "$(median <"$WORK/snap.ms")" "$psave"
+printf '  %-38s %6s ms %6s ms (%s MiB)\n' "  pause + snapshot stream" "$(median <"$WORK/snap.ms")" "$psave" $((papparent >> 20))
+printf '  %-38s %6s    %6s ms (%s MiB)\n' "  same guest: bare stop + migrate" "" "$ssave" $((ssize >> 20))
 printf '  %-38s %6s MiB %5s MiB\n' "snapshot, apparent" $((apparent >> 20)) $((papparent >> 20))
 printf '  %-38s %6s MiB %5s MiB\n' "snapshot, on disk" $((disk >> 20)) $((pdisk >> 20))
 printf '  %-38s %6s MiB in %s ms\n' "  zstd -1 of the stream would be" $((zstd_bytes >> 20)) "$zstd_ms"
