@@ -3,7 +3,8 @@
 //! fall back to a cold boot when the snapshot cannot be loaded, and a
 //! killed suspend or resume is settled by the next command. Over the test
 //! kit's `FakeHost::booting` (the spec-checked fake Firecracker, the real
-//! agent in this process); the real QEMU round trip is T2 `t2_suspend`.
+//! agent in this process: its fake guests cannot load a snapshot, so the
+//! round trip itself is T2 `t2_suspend`, over real QEMU).
 
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
@@ -13,7 +14,7 @@ use lobster_core::tenant::plan;
 use lobster_core::vmm::{BackendKind, Snapshot};
 use lobster_core::ErrorKind;
 use lobster_testkit::registry::{ended_process, sleeping_spec};
-use lobster_testkit::rig::{FakeHost, HostState};
+use lobster_testkit::rig::{FakeHost, GuestSide, HostState};
 
 /// A rig with `alice` spawned, and the host as that left it.
 async fn with_alice(net: u8) -> (FakeHost, HostState) {
@@ -180,4 +181,47 @@ async fn a_killed_suspend_or_resume_is_settled_by_the_next_command() {
     let record = rig.record("alice");
     assert_eq!(record.status, TenantStatus::Suspended);
     assert!(record.owner.is_none() && record.suspended.is_some());
+}
+
+/// Writes a stand-in VMM binary at `path` answering `--version` with `version`.
+fn vmm_binary(path: &std::path::Path, version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    // Replaced, not rewritten in place: no "text file busy" while it runs.
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/sh\necho '{version}'\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_another_vmm_version_is_not_loaded() {
+    let bin = tempfile::tempdir().unwrap();
+    let binary = bin.path().join("firecracker");
+    vmm_binary(&binary, "Firecracker v1.0");
+    let path = binary.clone();
+    let rig = FakeHost::build(GuestSide::Booted { net: 135 }, move |c| {
+        c.vmm.firecracker.binary = path
+    })
+    .await;
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
+    let snapshots = rig.config().paths.snapshots_dir.join("alice");
+    let vmm = rig.record("alice").vm.unwrap().identity;
+    let tenant = rig.host.suspend("alice").await.unwrap();
+    assert_eq!(tenant.status(), TenantStatus::Suspended);
+    assert!(tenant.record().vm.is_none());
+    assert!(!vmm.is_alive(), "the VMM is stopped");
+    let info = tenant.record().suspended.clone().unwrap();
+    assert_eq!(info.vmm_version, "Firecracker v1.0");
+    assert!(snapshots.join("suspend.json").is_file());
+
+    // The VMM is upgraded while the tenant sleeps: a cold boot, and why.
+    vmm_binary(&binary, "Firecracker v1.1");
+    let tenant = rig.host.resume("alice").await.unwrap();
+    assert_eq!(tenant.status(), TenantStatus::Running);
+    let why = tenant.record().last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("written by Firecracker v1.0, this host runs Firecracker v1.1"),
+        "{why}"
+    );
+    assert!(!snapshots.exists(), "a stale snapshot goes too");
 }
