@@ -209,6 +209,23 @@ fn suspend_and_resume_keep_the_guest_and_free_its_memory() {
                 (count("s") > after).then_some(())
             });
 
+            // A suspend failing after the pause: the guest runs on.
+            let parent = lobster.state().join("snapshots");
+            std::fs::remove_dir(&parent).unwrap();
+            std::fs::write(&parent, "in the way").unwrap();
+            refused(
+                &lobster,
+                &["suspend", "s"],
+                "failed at step snapshot; the VM was resumed",
+            );
+            std::fs::remove_file(&parent).unwrap();
+            assert_running(&lobster, "s", &id, "after a failed suspend");
+            let now = count("s");
+            poll::until("the counter counting", Duration::from_secs(30), || {
+                (count("s") > now).then_some(())
+            });
+            assert_eq!(page("s", "/mem.txt"), mem, "the same guest");
+
             // A corrupted snapshot: a cold boot from the disk, and why.
             ok(&lobster, &["suspend", "s"]);
             let state = dir.join("qemu-state.bin");

@@ -93,6 +93,38 @@ async fn a_suspend_failing_before_its_commit_leaves_the_vm_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspend_failing_after_the_pause_resumes_the_vm() {
+    let (rig, _bin, _) = versioned_rig(136).await;
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
+    // The snapshot directory cannot be made: its parent is a file.
+    let snapshots = &rig.config().paths.snapshots_dir;
+    let _ = std::fs::remove_dir(snapshots);
+    std::fs::write(snapshots, "in the way").unwrap();
+    let baseline = rig.state().await;
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rig.host.suspend("alice"),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("suspend of `alice` failed at step snapshot; the VM was resumed"),
+        "{text}"
+    );
+    rig.assert_state(&baseline, "after the failed suspend")
+        .await;
+    rig.host
+        .agent("alice")
+        .await
+        .unwrap()
+        .health()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unloadable_snapshot_falls_back_to_a_cold_boot_and_says_why() {
     let (rig, _) = with_alice(133).await;
     let record = rig.record("alice");
@@ -193,16 +225,24 @@ fn vmm_binary(path: &std::path::Path, version: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_of_another_vmm_version_is_not_loaded() {
+/// A booting fake host whose Firecracker binary answers `--version` with
+/// `Firecracker v1.0` (the binary's directory, kept while the rig lives, and
+/// its path).
+async fn versioned_rig(net: u8) -> (FakeHost, tempfile::TempDir, std::path::PathBuf) {
     let bin = tempfile::tempdir().unwrap();
     let binary = bin.path().join("firecracker");
     vmm_binary(&binary, "Firecracker v1.0");
     let path = binary.clone();
-    let rig = FakeHost::build(GuestSide::Booted { net: 135 }, move |c| {
+    let rig = FakeHost::build(GuestSide::Booted { net }, move |c| {
         c.vmm.firecracker.binary = path
     })
     .await;
+    (rig, bin, binary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_another_vmm_version_is_not_loaded() {
+    let (rig, _bin, binary) = versioned_rig(135).await;
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     let snapshots = rig.config().paths.snapshots_dir.join("alice");
     let vmm = rig.record("alice").vm.unwrap().identity;

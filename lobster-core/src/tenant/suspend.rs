@@ -165,15 +165,17 @@ async fn snapshot(
     let kind = vm_kind(record);
     let vmm_version = progress.step("version", vmm_version(config, kind)).await?;
     let dir = vm.config().paths.snapshot_dir.clone();
-    // Whatever an earlier, failed attempt left is no snapshot of this VM.
-    remove_snapshot_dir(&dir)?;
     *step = "pause";
     progress
         .step("pause", async { Ok::<_, Error>(vm.pause().await?) })
         .await?;
     *step = "snapshot";
     let snapshot = progress
-        .step("snapshot", async { Ok::<_, Error>(vm.snapshot().await?) })
+        .step("snapshot", async {
+            // Whatever an earlier, failed attempt left is no snapshot of this VM.
+            remove_snapshot_dir(&dir)?;
+            Ok::<_, Error>(vm.snapshot().await?)
+        })
         .await?;
     *step = "manifest";
     let manifest = Manifest {
