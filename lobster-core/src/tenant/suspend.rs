@@ -3,9 +3,10 @@
 //! Resuming (see `resume.rs`) starts a new VMM from that snapshot, or
 //! cold-boots from the overlay when it cannot be loaded.
 //!
-//! Suspend: `stats` (soft: when the workload's next job is, hence when to
-//! wake) → `version` (of the VMM) → `pause` → `snapshot` → `manifest` →
-//! `stop` → `registry` (`suspended`) → `route`.
+//! Suspend: `attach` (the recorded VM) → `stats` (soft: when the workload's
+//! next job is, hence when to wake) → `version` (of the VMM) → `pause` →
+//! `snapshot` → `manifest` → `stop` (the VMM, its jail and cgroup) →
+//! `registry` (`suspended`) → `route`.
 //!
 //! # What is recorded while one runs
 //!
@@ -29,6 +30,9 @@
 //!   and the tenant stays `suspended` with its snapshot; a recorded VM that
 //!   died after it may have run leaves a stale snapshot: it goes, and the
 //!   tenant is `running` without a VM, which `watch`/`molt` boot.
+//!
+//! (`watch` does not settle these itself: until a command does, it treats
+//! the tenant by its status, e.g. continues a paused `running` VM.)
 //!
 //! Snapshot files hold the guest's memory (secrets included): the
 //! directory is 0700, the files 0600, all owned by the tenant's uid, and
