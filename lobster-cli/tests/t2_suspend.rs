@@ -314,7 +314,8 @@ fn a_killed_suspend_or_resume_leaves_a_running_or_resumable_tenant() {
                 settle(&format!("suspend killed at {phase}"));
             }
             for phase in [
-                "check", "restore", "continue", "agent", "clock", "cleanup", "registry", "route",
+                "version", "check", "restore", "continue", "agent", "clock", "cleanup", "registry",
+                "route",
             ] {
                 ok(&lobster, &["suspend", "k"]);
                 kill_at(&lobster, &["resume", "k"], phase);

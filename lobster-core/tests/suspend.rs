@@ -93,6 +93,31 @@ async fn a_suspend_failing_before_its_commit_leaves_the_vm_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_cannot_ask_the_vmm_its_version_changes_nothing() {
+    // The host's Firecracker binary does not exist here.
+    let (rig, _) = with_alice(137).await;
+    let info = missing_snapshot(&rig);
+    rig.store()
+        .modify("alice", move |r| {
+            r.status = TenantStatus::Suspended;
+            r.suspended = Some(info);
+        })
+        .unwrap();
+    let before = rig.record("alice");
+    let err = rig.host.resume("alice").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("resume of `alice` failed at step version; nothing changed"),
+        "{text}"
+    );
+    assert_eq!(
+        rig.record("alice"),
+        before,
+        "still suspended, snapshot kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspend_failing_after_the_pause_resumes_the_vm() {
     let (rig, _bin, _) = versioned_rig(136).await;
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
@@ -126,7 +151,8 @@ async fn a_suspend_failing_after_the_pause_resumes_the_vm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unloadable_snapshot_falls_back_to_a_cold_boot_and_says_why() {
-    let (rig, _) = with_alice(133).await;
+    let (rig, _bin, _) = versioned_rig(133).await;
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     let record = rig.record("alice");
     let old = record.vm.unwrap().identity;
     // Suspended as a suspend leaves it (no VMM), but its snapshot is gone.

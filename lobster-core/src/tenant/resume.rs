@@ -1,5 +1,6 @@
 //! Resuming a suspended tenant (see `suspend.rs` for what is recorded
-//! while it runs): `check` (manifest, files, VMM version) → `restore` (a
+//! while it runs): `version` (of the VMM; if it cannot be asked, nothing
+//! changes) → `check` (manifest, files, VMM version) → `restore` (a
 //! new VMM, same config: TAP, overlay, jail, cgroup; the guest still
 //! paused) → its identity recorded → `continue` → `agent` → `clock` →
 //! `cleanup` (snapshot files go) → `registry` (`running`) → `route`.
@@ -49,10 +50,30 @@ pub(crate) async fn resume(
     };
     let services = context.services().await?;
     let progress = Progress::new("resume", name, sink);
+    // A VMM that cannot even say its version is the host's problem, not the
+    // snapshot's: the tenant stays suspended, its snapshot kept.
+    let version = progress
+        .step(
+            "version",
+            vmm_version(context.config(), info.snapshot.backend),
+        )
+        .await
+        .map_err(|e| {
+            failed(
+                "resume",
+                name,
+                "version",
+                "nothing changed: the tenant stays suspended",
+                e,
+            )
+        })?;
     let owner = current_process()?;
     let record = context.modify(name, move |r| r.owner = Some(owner)).await?;
     let mut step = "check";
-    let restored = from_snapshot(context, &services, &record, &info, &progress, &mut step).await;
+    let restored = from_snapshot(
+        context, &services, &record, &info, &version, &progress, &mut step,
+    )
+    .await;
     let why = match restored {
         Ok(record) => return Ok(Tenant::new(record, &context.config().domain)),
         Err(err) => format!(
@@ -72,12 +93,15 @@ async fn from_snapshot(
     services: &Services,
     record: &TenantRecord,
     info: &SuspendInfo,
+    version: &str,
     progress: &Progress,
     step: &mut &'static str,
 ) -> Result<TenantRecord> {
     let config = context.config();
     *step = "check";
-    progress.step("check", check(context, record, info)).await?;
+    progress
+        .step("check", check(context, record, info, version))
+        .await?;
     *step = "restore";
     let (kind, vm_config) = plan::vm(config, record, services.default_backend);
     let restored = progress
@@ -142,9 +166,14 @@ async fn from_snapshot(
 }
 
 /// Whether the recorded snapshot can be loaded: its manifest is there and
-/// names it, its files have their committed sizes, and the VMM is the
-/// version that wrote it.
-async fn check(context: &Context, record: &TenantRecord, info: &SuspendInfo) -> Result<()> {
+/// names it, its files have their committed sizes, and the VMM (`version`)
+/// is the version that wrote it.
+async fn check(
+    context: &Context,
+    record: &TenantRecord,
+    info: &SuspendInfo,
+    version: &str,
+) -> Result<()> {
     let dir = snapshot_dir(context.config(), record);
     let manifest = blocking(move || Manifest::read(&dir)).await?;
     let unusable = |reason: String| -> Result<()> {
@@ -163,7 +192,6 @@ async fn check(context: &Context, record: &TenantRecord, info: &SuspendInfo) -> 
     if let Some(why) = blocking(move || Ok::<_, Error>(manifest.mismatch())).await? {
         return unusable(why);
     }
-    let version = vmm_version(context.config(), info.snapshot.backend).await?;
     if version != info.vmm_version {
         return unusable(format!(
             "it was written by {}, this host runs {version}",
