@@ -62,8 +62,9 @@ fn for_each_data_chunk(
 /// `(start, length)`; a short tail block counts too.
 fn zero_runs(offset: u64, bytes: &[u8]) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
+    const ZEROS: [u8; ZERO_BLOCK] = [0; ZERO_BLOCK];
     for (i, block) in bytes.chunks(ZERO_BLOCK).enumerate() {
-        if block.iter().all(|b| *b == 0) {
+        if block == &ZEROS[..block.len()] {
             let start = offset + (i * ZERO_BLOCK) as u64;
             match runs.last_mut() {
                 Some((s, l)) if *s + *l == start => *l += block.len() as u64,
