@@ -574,6 +574,36 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_file_is_placed_private_and_a_planted_link_never_followed() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap();
+        let owner = (me.uid(), me.gid());
+        let secret = dir.path().join("registry.json");
+        std::fs::write(&secret, "every token").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let planted = dir.path().join("snapshot.mem");
+        std::os::unix::fs::symlink(&secret, &planted).unwrap();
+        let target = dir.path().join("in-jail.mem");
+        assert!(place_owned(&planted, &target, owner, true).is_err());
+        assert!(target.symlink_metadata().is_err(), "nothing may land");
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "the link's target was changed");
+
+        let real = dir.path().join("snapshot.state");
+        std::fs::write(&real, "state").unwrap();
+        place_owned(&real, &target, owner, true).unwrap();
+        let placed = std::fs::symlink_metadata(&target).unwrap();
+        assert_eq!(
+            placed.ino(),
+            std::fs::metadata(&real).unwrap().ino(),
+            "a hard link"
+        );
+        assert_eq!(placed.permissions().mode() & 0o777, 0o600);
+        assert_eq!((placed.uid(), placed.gid()), owner);
+    }
+
+    #[test]
     fn prepare_rolls_back_when_a_source_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = sample();
