@@ -6,10 +6,12 @@
 //! [`plan`] is pure (golden-tested): the jailer's argv and what must be in
 //! the chroot. [`prepare`] applies it before the jailer starts: it creates
 //! `<chroot_base>/<exec name>/<jail id>/root`, hard-links the kernel, initrd
-//! and drives into it (the writable overlay, and the metrics file, are
-//! chowned to the tenant), and [`cleanup`] removes the chroot and the
-//! jailer's cgroup once Firecracker has exited. The jailer itself is not run
-//! by this module's tests (no jailer binary on the development host).
+//! and drives into it (the writable overlay, the metrics file and a
+//! restore's snapshot files are the tenant's, 0600, never through a link;
+//! snapshot files are sparse-copied where a hard link cannot cross
+//! filesystems), and [`cleanup`] removes the chroot and the jailer's cgroup
+//! once Firecracker has exited. The jailer itself runs in
+//! `tx_firecracker_real`, not in this module's tests.
 
 use std::path::{Path, PathBuf};
 

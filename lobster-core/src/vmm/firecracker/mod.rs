@@ -2,7 +2,11 @@
 //! [`VmConfig`] ([`plan`]), Firecracker (directly, or under the [`jailer`])
 //! is started through a [`Launcher`] and supervised through a pidfd, and
 //! configured over its API socket ([`client`]). Snapshots are Firecracker
-//! full snapshots (state + memory files).
+//! full snapshots (state + memory files), private (0600) and sparse in the
+//! VM's snapshot directory; under the jailer they are moved out of the
+//! chroot, and a restore places them in the new chroot. A restore loads
+//! with `network_overrides`, so the guest gets the config's TAP whatever
+//! the snapshot recorded.
 
 pub mod api;
 pub mod client;
