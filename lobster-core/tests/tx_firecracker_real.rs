@@ -82,7 +82,7 @@ async fn run_flows(config: &VmConfig) {
     let booted = console
         .wait_for(MARKER, 0, Duration::from_secs(30))
         .await
-        .expect("no boot marker");
+        .expect("no boot marker (these tests need a KVM that runs guests)");
     counter_above(&console, booted, 3).await;
     vm.pause().await.unwrap();
     assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
