@@ -330,7 +330,22 @@ async fn real_firecracker_jailed_suspend_resume_up_to_the_guest_boot() {
     );
     restored.resume().await.unwrap();
     assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
+
+    // Suspended again, as a resumed tenant later is: Firecracker writes
+    // the new memory file beside the one it maps as guest memory (which
+    // no name in the chroot reaches any more), and that one loads too.
+    restored.pause().await.unwrap();
+    let again = restored.snapshot().await.expect("second snapshot");
+    assert_eq!(restored.status().await.unwrap(), VmStatus::Paused);
     restored.kill().await.unwrap();
+    assert!(!jail_dir.exists(), "chroot left behind");
+    let third = vmm
+        .restore(&moved, &again, true)
+        .await
+        .expect("second restore");
+    evidence.watch(third.identity());
+    assert_eq!(third.status().await.unwrap(), VmStatus::Running);
+    third.kill().await.unwrap();
     assert!(!jail_dir.exists(), "chroot left behind");
     assert!(!group.dir.exists(), "cgroup left behind");
 }
@@ -368,6 +383,20 @@ async fn real_firecracker_suspend_resume_up_to_the_guest_boot() {
         .expect("restore");
     evidence.watch(restored.identity());
     assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
+    // Suspended again: the new snapshot replaces the one mapped as the
+    // restored guest's memory by rename, never by writing into it.
+    restored.pause().await.unwrap();
+    let again = restored.snapshot().await.expect("second snapshot");
+    assert_eq!(restored.status().await.unwrap(), VmStatus::Paused);
+    restored.resume().await.unwrap();
+    assert_eq!(restored.status().await.unwrap(), VmStatus::Running);
     restored.kill().await.unwrap();
+    let third = vmm
+        .restore(&config, &again, true)
+        .await
+        .expect("second restore");
+    evidence.watch(third.identity());
+    assert_eq!(third.status().await.unwrap(), VmStatus::Running);
+    third.kill().await.unwrap();
     assert!(!config.paths.api_socket.exists(), "api socket left behind");
 }
