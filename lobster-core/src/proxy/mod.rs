@@ -26,7 +26,7 @@ pub use admin::AdminClient;
 pub use caddy::{BoxFuture, Caddy, ReconcileReport, RouteOps};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::FakeRoutes;
-pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
+pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute, Upstream};
 pub use start::{
     ca_root, caddy_uid, ensure_installed, ensure_running, prepare, CaddyStart, SpawnOptions,
 };
