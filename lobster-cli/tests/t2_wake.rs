@@ -224,7 +224,8 @@ fn get(host: &str, within: Duration) -> (String, String) {
 #[test]
 #[ignore = "t2: needs root, qemu, caddy and images"]
 fn a_request_through_caddy_wakes_a_suspended_tenant_and_gets_the_workload_s_reply() {
-    in_netns("t2_wake", |_ctx: &Ctx| {
+    let test = "a_request_through_caddy_wakes_a_suspended_tenant_and_gets_the_workload_s_reply";
+    in_netns(test, |_ctx: &Ctx| {
         require(&["ip", "iptables-save", "qemu-system-x86_64", "caddy"]);
         for image in ["kernel/vmlinux", "initramfs.cpio.gz", "rootfs-minimal.ext4"] {
             images::require(image, "run guest/images/build.sh minimal");

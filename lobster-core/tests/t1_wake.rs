@@ -61,3 +61,81 @@ fn a_wake_directory_that_is_a_symlink_or_someone_else_s_is_refused() {
     assert!(err.to_string().contains("owned by uid 0"), "{err}");
     assert!(!theirs.join("a.sock").exists());
 }
+
+#[tokio::test]
+#[ignore = "t1: needs root"]
+async fn the_watchdog_s_listeners_follow_the_registry_and_splice_a_woken_request() {
+    use lobster_core::health::{EventRecord, EventSink, WakeListeners};
+    use lobster_core::store::TenantStatus;
+    use lobster_core::tenant::plan;
+    use lobster_testkit::rig::FakeHost;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Guests on loopback (a stand-in gateway can listen there); Caddy's
+    // user is `nobody` here.
+    let rig = FakeHost::new(|c| {
+        c.network.pool = "127.77.0.0/24".into();
+        c.proxy.user = "nobody".into();
+    })
+    .await;
+    rig.spawn("alice").await;
+    let suspend = |status| {
+        rig.store()
+            .modify("alice", move |r| r.status = status)
+            .unwrap()
+    };
+    let record = suspend(TenantStatus::Suspended);
+    let events = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let log = events.clone();
+    let sink: EventSink =
+        Arc::new(move |e: &EventRecord| log.lock().unwrap().push(serde_json::to_value(e).unwrap()));
+    let listeners = WakeListeners::new(rig.host.as_ref().clone(), sink);
+    listeners.sync(&rig.store().read().unwrap());
+    let socket = plan::wake_socket(rig.config(), &record);
+    assert_eq!(listeners.listening(), ["alice"]);
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!((meta.gid(), meta.mode() & 0o777), (65534, 0o660));
+
+    // A stand-in gateway at the guest's address; the tenant is resumed by
+    // someone else just before the request (the wake finds it running).
+    let gateway = tokio::net::TcpListener::bind(plan::gateway(rig.config(), &record))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = gateway.accept().await.unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(b"pong:").await.unwrap();
+        s.write_all(&buf).await.unwrap();
+    });
+    suspend(TenantStatus::Running);
+    let mut client = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    client.write_all(b"ping!").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        client.read_to_string(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(answer, "pong:ping!");
+    let kinds = events.lock().unwrap().clone();
+    assert_eq!(kinds[0]["event"], "wake_start", "{kinds:?}");
+    assert_eq!(kinds[0]["trigger"], "request", "{kinds:?}");
+    assert_eq!(kinds[1]["event"], "woken", "{kinds:?}");
+    assert_eq!(kinds[1]["tenant"], "alice", "{kinds:?}");
+
+    // Running: the next sync stops listening and removes the socket; a
+    // new suspend gets a new listener.
+    listeners.sync(&rig.store().read().unwrap());
+    assert!(listeners.listening().is_empty());
+    assert!(!socket.exists());
+    suspend(TenantStatus::Suspended);
+    listeners.sync(&rig.store().read().unwrap());
+    assert_eq!(listeners.listening(), ["alice"]);
+    assert!(socket.exists());
+    listeners.stop();
+    assert!(!socket.exists());
+}
