@@ -139,3 +139,132 @@ async fn the_watchdog_s_listeners_follow_the_registry_and_splice_a_woken_request
     listeners.stop();
     assert!(!socket.exists());
 }
+
+/// With the real Caddy lobster runs (its own user, no supplementary
+/// groups): a route to a wake socket reaches the listener, which wakes once
+/// and splices the request to the backend; Caddy's answer is the backend's.
+#[test]
+#[ignore = "t1: needs root"]
+fn caddy_s_user_reaches_a_wake_socket_and_gets_the_woken_backend_s_reply() {
+    lobster_testkit::netns::require(&["caddy", "curl", "useradd", "iptables-restore"]);
+    lobster_testkit::netns::in_netns(
+        "caddy_s_user_reaches_a_wake_socket_and_gets_the_woken_backend_s_reply",
+        caddy_body,
+    );
+}
+
+fn caddy_body(_ctx: &lobster_testkit::netns::Ctx) {
+    use lobster_core::config::{Config, PathsConfig};
+    use lobster_core::machine::{init, setup, InitOptions};
+    use lobster_core::proxy::{
+        caddy_ids, Caddy, ProxySettings, ReportFn, TenantRoute, Upstream, WakeFn, WakeLimits,
+        WakeListener, WakeReport,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = reachable_tempdir();
+    let mut config = Config {
+        paths: PathsConfig::under(&dir.path().join("state")),
+        ..Config::default()
+    };
+    config.paths.wake_dir = dir.path().join("wake");
+    config.proxy.caddy_dir = dir.path().join("caddy");
+    config.proxy.admin_address = dir.path().join("caddy/admin.sock").display().to_string();
+    config.proxy.listen = vec![":80".into()];
+    config.proxy.automatic_https = false;
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, config.to_json_pretty()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    init(&config_path, &InitOptions::default()).expect("init");
+    let report = rt.block_on(setup(&config)).expect("host setup");
+    let caddy_pid = report.caddy_pid.expect("setup started caddy itself");
+    let _stop_caddy = KillOnDrop(caddy_pid);
+
+    // The "guest": an HTTP backend on loopback.
+    let backend: std::net::SocketAddr = "127.0.0.1:9005".parse().unwrap();
+    let _guard = rt.enter();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(backend)).unwrap();
+    rt.spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let body = "woken-backend";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+
+    let (caddy_uid, caddy_gid) = caddy_ids(&config).unwrap();
+    let path = config.paths.wake_dir.join("0a1b2c3d.sock");
+    let socket = bind_wake_socket(&path, caddy_gid).unwrap();
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let count = wakes.clone();
+    let wake: WakeFn = Arc::new(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(backend)
+        })
+    });
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let log = reports.clone();
+    let report: ReportFn = Arc::new(move |r| log.lock().unwrap().push(r));
+    let limits = WakeLimits {
+        max_connections: 16,
+        wake_timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let _listener = WakeListener::start(
+        socket,
+        path.clone(),
+        vec![0, caddy_uid],
+        limits,
+        wake,
+        report,
+    )
+    .unwrap();
+    let caddy = Caddy::new(ProxySettings::from_config(&config));
+    let route = TenantRoute::to("w", Upstream::Unix(path)).unwrap();
+    rt.block_on(caddy.ensure_server()).unwrap();
+    rt.block_on(caddy.put_route(&route)).unwrap();
+
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-m", "30", "-H", "Host: w.lobster.local"])
+        .arg("http://127.0.0.1:80/")
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body == "woken-backend",
+        "curl: {body} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+    let reports = reports.lock().unwrap().clone();
+    assert!(
+        matches!(
+            reports.as_slice(),
+            [WakeReport::Started, WakeReport::Woken { .. }]
+        ),
+        "{reports:?}"
+    );
+}
+
+/// Kills the process we started (Caddy) by its pid.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
