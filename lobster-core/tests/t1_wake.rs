@@ -91,9 +91,18 @@ async fn the_watchdog_s_listeners_follow_the_registry_and_splice_a_woken_request
     let sink: EventSink =
         Arc::new(move |e: &EventRecord| log.lock().unwrap().push(serde_json::to_value(e).unwrap()));
     let listeners = WakeListeners::new(rig.host.as_ref().clone(), sink);
-    listeners.sync(&rig.store().read().unwrap());
+    listeners.sync(&rig.store().read().unwrap()).await;
     let socket = plan::wake_socket(rig.config(), &record);
     assert_eq!(listeners.listening(), ["alice"]);
+    // The suspend left the route to the guest: the listener's start puts
+    // the planned one (to the wake socket).
+    use lobster_core::proxy::RouteOps;
+    let routes = rig.routes.list_routes().await.unwrap();
+    assert_eq!(
+        routes[0].upstreams,
+        [format!("unix/{}", socket.display())],
+        "{routes:?}"
+    );
     let meta = std::fs::symlink_metadata(&socket).unwrap();
     assert_eq!((meta.gid(), meta.mode() & 0o777), (65534, 0o660));
 
@@ -129,11 +138,11 @@ async fn the_watchdog_s_listeners_follow_the_registry_and_splice_a_woken_request
 
     // Running: the next sync stops listening and removes the socket; a
     // new suspend gets a new listener.
-    listeners.sync(&rig.store().read().unwrap());
+    listeners.sync(&rig.store().read().unwrap()).await;
     assert!(listeners.listening().is_empty());
     assert!(!socket.exists());
     suspend(TenantStatus::Suspended);
-    listeners.sync(&rig.store().read().unwrap());
+    listeners.sync(&rig.store().read().unwrap()).await;
     assert_eq!(listeners.listening(), ["alice"]);
     assert!(socket.exists());
     listeners.stop();

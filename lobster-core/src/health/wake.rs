@@ -81,8 +81,36 @@ impl WakeListeners {
 
     /// Makes the listeners match `registry`: one per suspended tenant, none
     /// for the others. A listener whose wake succeeded has finished: it is
-    /// replaced if its tenant is suspended again.
-    pub fn sync(&self, registry: &Registry) {
+    /// replaced if its tenant is suspended again. Each listener started also
+    /// puts its tenant's planned route (to the wake socket) in the proxy, in
+    /// case the suspend could not.
+    pub async fn sync(&self, registry: &Registry) {
+        let started = self.sync_listeners(registry);
+        if started.is_empty() {
+            return;
+        }
+        let services = match self.context.services().await {
+            Ok(services) => services,
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "cannot reach the proxy to route to wake sockets");
+                return;
+            }
+        };
+        for record in started {
+            let put = match plan::route(self.context.config(), &record) {
+                Ok(route) => services.routes.put_route(&route).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = put {
+                tracing::warn!(tenant = %record.name, error = %crate::Error::from(e).chain(), "cannot route to the wake socket");
+            }
+        }
+    }
+
+    /// Starts and stops listeners; the records of the tenants whose
+    /// listener started.
+    fn sync_listeners(&self, registry: &Registry) -> Vec<TenantRecord> {
+        let mut started = Vec::new();
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         listeners.retain(|name, entry| {
             let suspended = registry
@@ -107,10 +135,13 @@ impl WakeListeners {
                 None => None,
             };
             let entry = match self.start(record) {
-                Ok(listener) => Entry::Listening {
-                    id: record.id.clone(),
-                    listener,
-                },
+                Ok(listener) => {
+                    started.push(record.clone());
+                    Entry::Listening {
+                        id: record.id.clone(),
+                        listener,
+                    }
+                }
                 Err(error) => {
                     if failed_before.as_ref() != Some(&error) {
                         tracing::error!(tenant = %record.name, %error, "cannot listen for requests to wake this tenant");
@@ -123,6 +154,7 @@ impl WakeListeners {
             };
             listeners.insert(record.name.clone(), entry);
         }
+        started
     }
 
     /// The tenants listened for.

@@ -279,7 +279,7 @@ impl Watchdog {
             blocking(move || store.snapshot()).await?
         };
         let registry = &snapshot.registry;
-        self.wake.sync(registry);
+        self.wake.sync(registry).await;
         {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             tenants.retain(|name, _| registry.tenants.contains_key(name));
