@@ -266,3 +266,36 @@ async fn a_peer_whose_uid_is_not_listed_is_closed_without_waking_anything() {
     assert_eq!(served.load(Ordering::SeqCst), 0);
     assert!(f.reports.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_timeout_stops_the_waiting_never_the_wake_itself() {
+    let (gw, _) = gateway().await;
+    let finished = Arc::new(AtomicUsize::new(0));
+    let done = finished.clone();
+    let behaviour: Behaviour = Arc::new(move |_| {
+        let done = done.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    });
+    let limits = WakeLimits {
+        wake_timeout: Duration::from_millis(200),
+        ..LIMITS
+    };
+    let f = listen(gw, limits, None, behaviour);
+    assert_eq!(request(&f.path, "a").await, "", "closed at the timeout");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the wake is still under way"
+    );
+    drop(f.listener);
+    until_async(
+        "the abandoned wake (a resume) to run to its end",
+        Duration::from_secs(10),
+        || async { (finished.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+}
