@@ -1,7 +1,8 @@
 //! T0: the wake listener on a real unix socket, spliced to a real TCP
 //! "gateway" on loopback: one wake for many waiting connections, bytes both
 //! ways, the connection cap, the wake timeout and failure (and the retry
-//! after them), and peers refused by their uid.
+//! after them, the wake itself never cancelled), a gateway that never
+//! accepts, and peers refused by their uid.
 
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
@@ -298,4 +299,27 @@ async fn a_timeout_stops_the_waiting_never_the_wake_itself() {
         || async { (finished.load(Ordering::SeqCst) == 1).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_woken_gateway_that_never_accepts_closes_the_request_in_bounded_time() {
+    // A port nothing listens on (bound, then freed).
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let limits = WakeLimits {
+        connect_timeout: Duration::from_millis(500),
+        ..LIMITS
+    };
+    let f = listen(closed, limits, None, after(Duration::ZERO));
+    let started = std::time::Instant::now();
+    assert_eq!(request(&f.path, "a").await, "");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(f.wakes.load(Ordering::SeqCst), 1);
 }
