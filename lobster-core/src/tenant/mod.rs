@@ -1,6 +1,7 @@
 //! Tenants: the [`Tenant`] handle, the [`TenantSpec`] a spawn asks for, and
 //! the lifecycle operations (one file each as they land).
 
+mod awake;
 mod evict;
 pub mod plan;
 pub mod progress;
@@ -16,6 +17,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub use recover::RecoverReport;
