@@ -136,8 +136,8 @@ impl PyTenantSpec {
     }
 
     /// The `snap` archive whose disk the tenant restores, or `None`.
-    #[getter]
-    fn from_snap(&self) -> Option<&Path> {
+    #[getter(from_snap)]
+    fn archive(&self) -> Option<&Path> {
         self.spec.from_snap()
     }
 
