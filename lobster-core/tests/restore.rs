@@ -30,6 +30,11 @@ fn spec(name: &str) -> TenantSpecBuilder {
 /// A zstd archive of a 2 KiB "image" whose ext4 superblock declares
 /// `blocks` blocks of 4 KiB.
 fn archive_declaring(dir: &Path, name: &str, blocks: u64) -> PathBuf {
+    archive_with_window(dir, name, blocks, None)
+}
+
+/// [`archive_declaring`], compressed with a zstd window of 2^`window_log`.
+fn archive_with_window(dir: &Path, name: &str, blocks: u64, window_log: Option<u32>) -> PathBuf {
     let mut head = vec![0u8; 2048];
     let sb = &mut head[1024..];
     sb[4..8].copy_from_slice(&(blocks as u32).to_le_bytes());
@@ -38,7 +43,12 @@ fn archive_declaring(dir: &Path, name: &str, blocks: u64) -> PathBuf {
     sb[0x60..0x64].copy_from_slice(&0x80u32.to_le_bytes()); // 64bit
     sb[0x150..0x154].copy_from_slice(&((blocks >> 32) as u32).to_le_bytes());
     let path = dir.join(name);
-    std::fs::write(&path, zstd::encode_all(&head[..], 3).unwrap()).unwrap();
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    if let Some(log) = window_log {
+        encoder.window_log(log).unwrap();
+    }
+    std::io::Write::write_all(&mut encoder, &head).unwrap();
+    std::fs::write(&path, encoder.finish().unwrap()).unwrap();
     path
 }
 
@@ -82,7 +92,9 @@ async fn bad_archives_are_refused_before_anything_is_allocated() {
     let huge = archive_declaring(dir.path(), "huge.zst", 1 << 29); // 2 TiB
     let odd = archive_declaring(dir.path(), "odd.zst", 16_385); // 64 MiB + 4 KiB
     let fine = archive_declaring(dir.path(), "fine.zst", 16_384); // 64 MiB
-    let cases: [(&str, PathBuf, Option<u32>, ErrorKind, &str); 8] = [
+                                                                  // A frame asking for a 1 GiB decoder window (memory) is refused.
+    let wide = archive_with_window(dir.path(), "wide.zst", 16_384, Some(30));
+    let cases: [(&str, PathBuf, Option<u32>, ErrorKind, &str); 9] = [
         (
             "missing",
             dir.path().join("absent.zst"),
@@ -138,6 +150,13 @@ async fn bad_archives_are_refused_before_anything_is_allocated() {
             Some(128),
             ErrorKind::InvalidArgument,
             "overlay_size_mib",
+        ),
+        (
+            "wide window",
+            wide,
+            None,
+            ErrorKind::InvalidArgument,
+            "not a snap archive",
         ),
     ];
     for (what, path, size, kind, needle) in cases {

@@ -64,25 +64,29 @@ pub fn write_sparse(mut from: impl Read, to: &Path, len: u64) -> io::Result<()> 
         .mode(0o600)
         .open(to)?;
     let result = (|| {
-        let mut block = [0u8; 4096];
+        // Read a MiB at a time; within it, each 4 KiB block of zeros is
+        // skipped (a hole), each other one written.
+        let mut buf = vec![0u8; 1 << 20];
         let mut written = 0u64;
         while written < len {
-            let want = (len - written).min(block.len() as u64) as usize;
-            let n = read_full(&mut from, &mut block[..want])?;
+            let want = (len - written).min(buf.len() as u64) as usize;
+            let n = read_full(&mut from, &mut buf[..want])?;
             if n < want {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("the image ends after {} of {len} bytes", written + n as u64),
                 ));
             }
-            if block[..n].iter().all(|&b| b == 0) {
-                dst.seek(SeekFrom::Current(n as i64))?;
-            } else {
-                dst.write_all(&block[..n])?;
+            for block in buf[..n].chunks(4096) {
+                if block.iter().all(|&b| b == 0) {
+                    dst.seek(SeekFrom::Current(block.len() as i64))?;
+                } else {
+                    dst.write_all(block)?;
+                }
             }
             written += n as u64;
         }
-        if read_full(&mut from, &mut block[..1])? != 0 {
+        if read_full(&mut from, &mut buf[..1])? != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("the image is longer than {len} bytes"),
