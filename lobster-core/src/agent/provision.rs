@@ -115,7 +115,8 @@ async fn write_token_via(disk: &Path, token: &str, scratch: &Path) -> Result<(),
 
 /// Makes a tenant disk restored from an archive safe to boot with fresh
 /// credentials: replays its journal (a snap is crash-consistent, and a
-/// replay after our edits could bring old files back), deletes every
+/// replay after our edits could bring old files back), empties (so no hard
+/// link elsewhere keeps the content) and deletes every
 /// [`CREDENTIAL_PATHS_IN_DISK`], then checks the whole filesystem and
 /// discards its free blocks (holes in the image), so no copy of an old
 /// token or secret survives even in freed blocks. A filesystem `e2fsck`
@@ -128,7 +129,7 @@ pub async fn clear_credentials(disk: &Path) -> Result<(), AgentError> {
     run_e2fsck(disk, "journal_only").await.map_err(fail)?;
     let commands: String = CREDENTIAL_PATHS_IN_DISK
         .iter()
-        .map(|p| format!("rm {p}\n"))
+        .map(|p| format!("punch {p} 0\nrm {p}\n"))
         .collect();
     run_debugfs(disk, &["-w", "-f", "-"], Some(commands))
         .await
@@ -340,6 +341,10 @@ mod tests {
             script.push_str(&format!("write {} {path}\n", src.display()));
             olds.push(old);
         }
+        // A hard link elsewhere shares the token's content.
+        script.push_str(&format!(
+            "ln {TOKEN_PATH_IN_DISK} upper/var/lib/tok\nsif {TOKEN_PATH_IN_DISK} links_count 2\n"
+        ));
         run_debugfs(&img, &["-w", "-f", "-"], Some(script))
             .await
             .unwrap();
