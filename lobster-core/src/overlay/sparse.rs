@@ -132,7 +132,9 @@ mod tests {
         let to = dir.path().join("disk");
         write_sparse(&image[..], &to, len).unwrap();
         assert_eq!(std::fs::read(&to).unwrap(), image);
-        assert!(std::fs::metadata(&to).unwrap().blocks() * 512 <= 64 << 10);
+        let meta = std::fs::metadata(&to).unwrap();
+        assert!(meta.blocks() * 512 <= 64 << 10, "not sparse");
+        assert_eq!(meta.mode() & 0o777, 0o600, "a tenant disk is private");
 
         for (input, what) in [
             (&image[..len as usize - 1], "short"),
