@@ -121,6 +121,14 @@ pub enum TenantError {
         /// The spawning process.
         pid: i32,
     },
+    /// A `snap` archive to restore from is not one, or not one we accept.
+    #[error("invalid snap archive (from_snap) {}: {reason}", path.display())]
+    InvalidArchive {
+        /// The archive.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -138,7 +146,9 @@ pub enum TenantError {
 impl Classify for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
-            TenantError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
+            TenantError::InvalidSpec { .. } | TenantError::InvalidArchive { .. } => {
+                ErrorKind::InvalidArgument
+            }
             TenantError::InvalidState { .. } | TenantError::Spawning { .. } => {
                 ErrorKind::InvalidState
             }
