@@ -98,11 +98,19 @@ func (h *Host) ListJSON() ([]byte, error) {
 
 // Get returns one tenant by name (ErrNotFound if there is none).
 func (h *Host) Get(name string) (Tenant, error) {
+	return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+		return C.lobster_host_get(host, cname, t, cerr)
+	})
+}
+
+// tenantCall runs a C call that takes a tenant name and, on success,
+// writes an owned tenant, which it converts and frees.
+func (h *Host) tenantCall(name string, call func(*C.lobster_host, *C.char, **C.lobster_tenant, **C.lobster_error) C.lobster_result) (Tenant, error) {
 	var tenant Tenant
 	err := h.withName(name, func(host *C.lobster_host, cname *C.char) error {
 		var t *C.lobster_tenant
 		var cerr *C.lobster_error
-		if err := errorFrom(C.lobster_host_get(host, cname, &t, &cerr), cerr); err != nil {
+		if err := errorFrom(call(host, cname, &t, &cerr), cerr); err != nil {
 			return err
 		}
 		tenant = tenantFrom(t)
@@ -196,18 +204,18 @@ func (h *Host) Overview() (Overview, error) {
 	return overview, nil
 }
 
-// Suspend snapshots a running tenant to disk and stops its VM.
-func (h *Host) Suspend(name string) error {
-	return h.withName(name, func(host *C.lobster_host, cname *C.char) error {
-		var cerr *C.lobster_error
-		return errorFrom(C.lobster_host_suspend(host, cname, &cerr), cerr)
+// Suspend writes a running tenant's memory and device state to disk and
+// stops its VM; it returns the suspended tenant.
+func (h *Host) Suspend(name string) (Tenant, error) {
+	return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+		return C.lobster_host_suspend(host, cname, t, cerr)
 	})
 }
 
-// Resume restores a suspended tenant.
-func (h *Host) Resume(name string) error {
-	return h.withName(name, func(host *C.lobster_host, cname *C.char) error {
-		var cerr *C.lobster_error
-		return errorFrom(C.lobster_host_resume(host, cname, &cerr), cerr)
+// Resume starts a suspended tenant again from its snapshot; it returns the
+// running tenant.
+func (h *Host) Resume(name string) (Tenant, error) {
+	return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+		return C.lobster_host_resume(host, cname, t, cerr)
 	})
 }

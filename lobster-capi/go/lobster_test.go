@@ -250,22 +250,63 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 	}
 }
 
-// The seeded alice is running with no VM: nothing to suspend or resume.
-func TestSuspendAndResumeRefuseTheWrongState(t *testing.T) {
+func TestSuspendAndResumeRefuseTenantsInTheWrongState(t *testing.T) {
 	host := open(t, tempHost(t, "alice"))
-	calls := map[string]func(string) error{
-		"suspend": host.Suspend, "resume": host.Resume,
+	calls := map[string]struct {
+		call  func(string) (lobster.Tenant, error)
+		needs string
+	}{
+		"suspend": {host.Suspend, "suspend needs running with a VM"},
+		"resume":  {host.Resume, "resume needs suspended"},
 	}
-	for name, call := range calls {
-		if err := call("alice"); !errors.Is(err, lobster.ErrInvalidState) {
-			t.Errorf("%s(alice) error = %v", name, err)
+	for name, c := range calls {
+		// alice runs with no VM (seeded): neither can act on her.
+		tenant, err := c.call("alice")
+		if !errors.Is(err, lobster.ErrInvalidState) || !strings.Contains(err.Error(), c.needs) || tenant.Name != "" {
+			t.Errorf("%s(alice) = %+v, %v; want invalid_state: %s", name, tenant, err, c.needs)
 		}
-		if err := call("nobody"); !errors.Is(err, lobster.ErrNotFound) {
+		if _, err := c.call("nobody"); !errors.Is(err, lobster.ErrNotFound) {
 			t.Errorf("%s(nobody) error = %v", name, err)
 		}
 	}
+	if alice, err := host.Get("alice"); err != nil || alice.Status != "running" {
+		t.Errorf("alice after the refusals = %+v, %v; want unchanged", alice, err)
+	}
 	if err := host.Evict("nobody"); !errors.Is(err, lobster.ErrNotFound) {
 		t.Errorf("Evict(nobody) error = %v", err)
+	}
+}
+
+func TestRestoreFromABadArchiveIsRefusedBeforeAnythingIsMade(t *testing.T) {
+	// Guest images exist (empty files), so the spawn gets to the archive.
+	dir := t.TempDir()
+	paths := map[string]string{"state_dir": filepath.Join(dir, "state")}
+	for _, image := range []string{"kernel", "initrd", "rootfs"} {
+		paths[image] = filepath.Join(dir, image)
+		write(t, paths[image], "")
+	}
+	document, _ := json.Marshal(map[string]any{"paths": paths})
+	config := filepath.Join(dir, "config.json")
+	write(t, config, string(document))
+	host := open(t, config)
+	notes := filepath.Join(dir, "notes.txt")
+	write(t, notes, "not an archive")
+	cases := []struct {
+		archive string
+		kind    error
+		needle  string
+	}{
+		{filepath.Join(dir, "absent.ext4.zst"), lobster.ErrNotFound, "from_snap"},
+		{notes, lobster.ErrInvalidArgument, "not a zstd stream"},
+	}
+	for _, c := range cases {
+		_, err := host.Spawn(lobster.TenantSpec{Name: "alice", FromSnap: c.archive})
+		if !errors.Is(err, c.kind) || !strings.Contains(err.Error(), c.needle) || !strings.Contains(err.Error(), c.archive) {
+			t.Errorf("Spawn(from %s) error = %v; want %v naming %q and the path", c.archive, err, c.kind, c.needle)
+		}
+	}
+	if tenants, err := host.List(); err != nil || len(tenants) != 0 {
+		t.Fatalf("List() after refused restores = %v, %v; want nothing", tenants, err)
 	}
 }
 

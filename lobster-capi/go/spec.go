@@ -19,6 +19,10 @@ type TenantSpec struct {
 	Backend        string // "auto", "firecracker" or "qemu"; "" = host's
 	Env            map[string]string
 	Secrets        map[string]string // never logged or printed
+	// FromSnap restores the disk of this `snap` archive instead of a blank
+	// overlay (its size included); tokens and secrets are made afresh.
+	// "" = a fresh overlay.
+	FromSnap string
 }
 
 // cSpec builds and validates the C spec; the caller frees it with
@@ -64,6 +68,13 @@ func (s TenantSpec) configure(b *C.lobster_tenant_spec_builder) error {
 		backend := C.CString(s.Backend)
 		defer C.free(unsafe.Pointer(backend))
 		if err := errorFrom(C.lobster_tenant_spec_builder_set_backend(b, backend, &cerr), cerr); err != nil {
+			return err
+		}
+	}
+	if s.FromSnap != "" {
+		archive := C.CString(s.FromSnap)
+		defer C.free(unsafe.Pointer(archive))
+		if err := errorFrom(C.lobster_tenant_spec_builder_set_from_snap(b, archive, &cerr), cerr); err != nil {
 			return err
 		}
 	}

@@ -285,17 +285,22 @@ lobster_result lobster_host_molt(const lobster_host *host,
 lobster_result lobster_host_overview(const lobster_host *host, char **out, lobster_error **err_out);
 
 /**
- * Snapshots a running tenant to disk and stops its VM.
+ * Writes a running tenant's memory and device state to disk and stops its
+ * VM. On success `*out` is the suspended tenant, owned
+ * (`lobster_tenant_free`).
  */
 lobster_result lobster_host_suspend(const lobster_host *host,
                                     const char *name,
+                                    lobster_tenant **out,
                                     lobster_error **err_out);
 
 /**
- * Restores a suspended tenant.
+ * Starts a suspended tenant again from its snapshot. On success `*out` is
+ * the running tenant, owned (`lobster_tenant_free`).
  */
 lobster_result lobster_host_resume(const lobster_host *host,
                                    const char *name,
+                                   lobster_tenant **out,
                                    lobster_error **err_out);
 
 /**
@@ -348,6 +353,15 @@ lobster_result lobster_tenant_spec_builder_add_secret(lobster_tenant_spec_builde
                                                       const char *key,
                                                       const char *value,
                                                       lobster_error **err_out);
+
+/**
+ * Restores the disk of the `snap` archive at `archive` instead of a blank
+ * overlay (its size becomes the overlay's; tokens and secrets are made
+ * afresh). The archive is checked by the spawn, before anything is made.
+ */
+lobster_result lobster_tenant_spec_builder_set_from_snap(lobster_tenant_spec_builder *builder,
+                                                         const char *archive,
+                                                         lobster_error **err_out);
 
 /**
  * Validates the spec. Consumes `builder` whatever the outcome: do not use

@@ -64,6 +64,13 @@ pub fn opt_str_arg<'a>(ptr: *const c_char, name: &'static str) -> Result<Option<
     str_arg(ptr, name).map(Some)
 }
 
+/// A borrowed path argument (any bytes but NUL).
+pub fn path_arg<'a>(ptr: *const c_char, name: &'static str) -> Result<&'a Path, Failure> {
+    Ok(Path::new(OsStr::from_bytes(
+        cstr_arg(ptr, name)?.to_bytes(),
+    )))
+}
+
 /// A borrowed path argument that may be NULL (any bytes but NUL).
 pub fn opt_path_arg<'a>(
     ptr: *const c_char,

@@ -192,32 +192,41 @@ pub extern "C" fn lobster_host_overview(
     })
 }
 
-/// Snapshots a running tenant to disk and stops its VM.
+/// Writes a running tenant's memory and device state to disk and stops its
+/// VM. On success `*out` is the suspended tenant, owned
+/// (`lobster_tenant_free`).
 #[no_mangle]
 pub extern "C" fn lobster_host_suspend(
     host: *const lobster_host,
     name: *const c_char,
+    out: *mut *mut lobster_tenant,
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_suspend", err_out, || {
         let host = &ffi::borrow(host, "host")?.host;
         let name = ffi::str_arg(name, "name")?;
-        block_on(host.suspend(name))??;
+        let out = ffi::out(out, "out")?;
+        let tenant = lobster_tenant::new(block_on(host.suspend(name))??)?;
+        out.set(ffi::into_raw(tenant));
         Ok(())
     })
 }
 
-/// Restores a suspended tenant.
+/// Starts a suspended tenant again from its snapshot. On success `*out` is
+/// the running tenant, owned (`lobster_tenant_free`).
 #[no_mangle]
 pub extern "C" fn lobster_host_resume(
     host: *const lobster_host,
     name: *const c_char,
+    out: *mut *mut lobster_tenant,
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_resume", err_out, || {
         let host = &ffi::borrow(host, "host")?.host;
         let name = ffi::str_arg(name, "name")?;
-        block_on(host.resume(name))??;
+        let out = ffi::out(out, "out")?;
+        let tenant = lobster_tenant::new(block_on(host.resume(name))??)?;
+        out.set(ffi::into_raw(tenant));
         Ok(())
     })
 }

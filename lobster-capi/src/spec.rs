@@ -155,6 +155,23 @@ pub extern "C" fn lobster_tenant_spec_builder_add_secret(
     })
 }
 
+/// Restores the disk of the `snap` archive at `archive` instead of a blank
+/// overlay (its size becomes the overlay's; tokens and secrets are made
+/// afresh). The archive is checked by the spawn, before anything is made.
+#[no_mangle]
+pub extern "C" fn lobster_tenant_spec_builder_set_from_snap(
+    builder: *mut lobster_tenant_spec_builder,
+    archive: *const c_char,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_tenant_spec_builder_set_from_snap", err_out, || {
+        let builder = ffi::borrow_mut(builder, "builder")?;
+        let archive = ffi::path_arg(archive, "archive")?;
+        builder.apply(|b| b.from_snap(archive));
+        Ok(())
+    })
+}
+
 /// Validates the spec. Consumes `builder` whatever the outcome: do not use
 /// or free it afterwards. On success `*out` is an owned spec.
 #[no_mangle]

@@ -1,7 +1,7 @@
 //! Compiles every C test in `tests/c/` with gcc against the checked-in
 //! header and the static library cargo built next to this test, seeds a
 //! registry and a watchdog status in a temporary host, and runs each
-//! program (`<good> <bad> <corrupt> <empty>` configs): under valgrind's
+//! program (`<good> <bad> <corrupt> <empty> <imaged>` configs): under valgrind's
 //! leak check when valgrind is installed, plainly otherwise.
 //! `LOBSTER_REQUIRE_VALGRIND=1` (set by scripts/test-bindings.sh) turns a
 //! missing valgrind into a failure.
@@ -29,13 +29,15 @@ fn crate_dir() -> PathBuf {
 
 /// A temporary host: a good config with two tenants allocated through the
 /// real registry code (and a watchdog status naming alice), a bad config, a
-/// config whose registry is corrupt, and one without tenants.
+/// config whose registry is corrupt, one without tenants, and one whose
+/// guest images exist (empty files: a spawn gets past the image check).
 struct Fixture {
     _dir: tempfile::TempDir,
     good: PathBuf,
     bad: PathBuf,
     corrupt: PathBuf,
     empty: PathBuf,
+    imaged: PathBuf,
 }
 
 fn fixture() -> Fixture {
@@ -52,6 +54,16 @@ fn fixture() -> Fixture {
     let bad = write("bad.json", r#"{"tenant_defaults": {"vcpus": 0}}"#);
     let corrupt = write("corrupt.json", r#"{"paths": {"state_dir": "broken"}}"#);
     let empty = write("empty.json", r#"{"paths": {"state_dir": "empty"}}"#);
+    for image in ["kernel", "initrd", "rootfs"] {
+        write(image, "");
+    }
+    let images = dir.path().display();
+    let imaged = write(
+        "imaged.json",
+        &format!(
+            r#"{{"paths": {{"state_dir": "imaged", "kernel": "{images}/kernel", "initrd": "{images}/initrd", "rootfs": "{images}/rootfs"}}}}"#
+        ),
+    );
     std::fs::create_dir(dir.path().join("broken")).expect("mkdir");
     write(
         "broken/registry.json",
@@ -94,6 +106,7 @@ fn fixture() -> Fixture {
         bad,
         corrupt,
         empty,
+        imaged,
     }
 }
 
@@ -172,6 +185,7 @@ fn c_programs_pass_and_free_everything() {
                 &fixture.bad,
                 &fixture.corrupt,
                 &fixture.empty,
+                &fixture.imaged,
             ])
             .env_remove("LOBSTERD_CONFIG")
             .output()

@@ -143,6 +143,10 @@ pub struct SpawnArgs {
     /// secrets never go on the command line.
     #[arg(long, value_name = "PATH")]
     pub secrets_file: Option<PathBuf>,
+    /// Restore: the tenant's disk is this `snap` archive's (its size
+    /// included); tokens and secrets are made afresh, never taken from it.
+    #[arg(long, value_name = "ARCHIVE")]
+    pub from_snap: Option<PathBuf>,
 }
 
 /// A VMM backend name.

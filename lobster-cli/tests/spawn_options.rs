@@ -128,6 +128,19 @@ fn sizes_out_of_range_are_refused_by_field() {
 }
 
 #[test]
+fn from_snap_reaches_the_spawn_and_an_empty_one_is_a_usage_error() {
+    let env = Env::initialised();
+    let out = env.run(&["spawn", "alice", "--from-snap", ""]);
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    assert!(all(&out).contains("--from-snap"), "{}", all(&out));
+    // A path is taken; the spawn then stops at the image check (this host
+    // has no guest images), before the archive is even opened.
+    let out = env.run(&["spawn", "alice", "--from-snap", "/nonexistent/a.ext4.zst"]);
+    assert!(all(&out).contains("kernel image"), "{}", all(&out));
+    assert!(env.registry_is_empty());
+}
+
+#[test]
 fn an_unknown_backend_is_a_usage_error_listing_the_backends() {
     let env = Env::initialised();
     let out = env.run(&["spawn", "alice", "--backend", "xen"]);

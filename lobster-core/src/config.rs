@@ -321,6 +321,9 @@ pub struct PathsConfig {
     pub snapshots_dir: PathBuf,
     /// VM console and VMM logs.
     pub logs_dir: PathBuf,
+    /// The wake listeners of suspended tenants (`<id>.sock`, reachable by
+    /// root and `proxy.user` only).
+    pub wake_dir: PathBuf,
 }
 
 /// How much disk the tenants' overlays may claim.
@@ -554,6 +557,7 @@ impl Default for PathsConfig {
             sockets_dir: PathBuf::from("/run/lobsterd"),
             snapshots_dir: state.join("snapshots"),
             logs_dir: PathBuf::from("/var/log/lobsterd"),
+            wake_dir: PathBuf::from("/run/lobsterd-wake"),
             state_dir: state,
         }
     }
@@ -984,6 +988,7 @@ impl PathsConfig {
             sockets_dir: root.join("run"),
             snapshots_dir: root.join("snapshots"),
             logs_dir: root.join("logs"),
+            wake_dir: root.join("wake"),
         }
     }
 
@@ -997,6 +1002,7 @@ impl PathsConfig {
             &mut self.sockets_dir,
             &mut self.snapshots_dir,
             &mut self.logs_dir,
+            &mut self.wake_dir,
         ] {
             if path.is_relative() {
                 *path = base.join(&*path);

@@ -567,3 +567,45 @@ async fn a_refused_connection_is_a_guest_failure() {
     assert!(matches!(err, AgentError::Connect { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::GuestFailure);
 }
+
+#[tokio::test]
+async fn a_guest_hold_is_renewed_while_it_lives_and_released_when_it_goes() {
+    use lobster_core::tenant::{GuestHold, HoldTiming};
+    let f = fixture();
+    let timing = HoldTiming {
+        ttl: Duration::from_millis(1_000),
+        renew_every: Duration::from_millis(250),
+    };
+    let holder = Agent::new(f.guest.rpc_addr(), f.guest.health_addr(), TOKEN);
+    let hold = GuestHold::acquire(holder, "logs", timing).await.unwrap();
+    assert!(hold.id().starts_with("lobster-logs-"), "{}", hold.id());
+    let held = |id: String| {
+        let agent = &f.agent;
+        async move { agent.holds().await.unwrap().iter().any(|h| h.id == id) }
+    };
+    assert!(held(hold.id().into()).await);
+    // Well past its time to live: still held, because it is renewed.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(held(hold.id().into()).await, "renewed while the hold lives");
+    let id = hold.id().to_string();
+    drop(hold);
+    until_async(
+        "the dropped hold is released",
+        Duration::from_secs(5),
+        || {
+            let id = id.clone();
+            async { (!held(id).await).then_some(()) }
+        },
+    )
+    .await;
+    // An explicit release, and one that outlives nothing.
+    let holder = Agent::new(f.guest.rpc_addr(), f.guest.health_addr(), TOKEN);
+    let hold = GuestHold::acquire(holder, "molt", timing).await.unwrap();
+    let id = hold.id().to_string();
+    hold.release().await;
+    assert!(!held(id).await, "released at once");
+    // A refused acquire is an error, not a silent missing hold.
+    let wrong = Agent::new(f.guest.rpc_addr(), f.guest.health_addr(), "not-the-token");
+    let err = GuestHold::acquire(wrong, "logs", timing).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+}

@@ -1,20 +1,24 @@
 //! Contract tests: lobster's Firecracker backend against a fake Firecracker
 //! that validates every request against the pinned v1.16.1 API spec and
 //! keeps Firecracker's ordering rules. Full launch, pause, snapshot,
-//! restore and shutdown flows; error paths give clear errors.
+//! restore and shutdown flows, directly and under the (fake) jailer; every
+//! body is also valid for v1.14.4; error paths give clear errors.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lobster_core::vmm::firecracker::fake::{FakeFirecracker, FakeLauncher, FakeOptions, Phase};
+use lobster_core::vmm::firecracker::fake::{
+    FakeFirecracker, FakeLauncher, FakeOptions, Phase, FAKE_MEMORY_BYTES, MEMORY_MARK,
+};
 use lobster_core::vmm::firecracker::plan::{ApiCall, Features};
 use lobster_core::vmm::firecracker::spec::Spec;
 use lobster_core::vmm::firecracker::{
     api, client::ApiClient, FirecrackerSettings, FirecrackerVmm, Launcher,
 };
 use lobster_core::vmm::{
-    ExitStatus, RateLimiter, ShutdownOutcome, TokenBucket, VmConfig, VmStatus, Vmm, VmmError,
+    BackendKind, ExitStatus, Jail, RateLimiter, ShutdownOutcome, Snapshot, TokenBucket, VmConfig,
+    VmStatus, Vmm, VmmError,
 };
 use lobster_core::ErrorKind;
 use lobster_testkit::poll::until_async;
@@ -168,6 +172,15 @@ async fn launch_pause_snapshot_restore_shutdown_through_the_spec_checked_fake() 
     let ticks = fake.ticks();
     let snapshot = vm.snapshot().await.expect("snapshot");
     assert!(snapshot.state_file.exists() && snapshot.memory_file.as_ref().unwrap().exists());
+    assert_eq!(
+        fake.requests().last().unwrap().body,
+        json!({
+            "snapshot_path": format!("{}.partial", snapshot.state_file.display()),
+            "mem_file_path": format!("{}.partial", snapshot.memory_file.as_ref().unwrap().display()),
+            "snapshot_type": "Full",
+        })
+    );
+    assert_private_and_sparse(&snapshot, None);
     // Written under partial names, then renamed into place: none is left.
     let partials: Vec<_> = std::fs::read_dir(&config.paths.snapshot_dir)
         .unwrap()
@@ -187,13 +200,38 @@ async fn launch_pause_snapshot_restore_shutdown_through_the_spec_checked_fake() 
     assert_all_accepted(&fake);
 
     // Restore into a new process (paused), check state carried over, resume.
+    // The TAP was renamed meanwhile (as after a host reboot): the load
+    // overrides the snapshot's TAP with the config's.
+    let mut config = config;
+    config.nic.as_mut().unwrap().tap = "lob-alice-2".into();
     let restored = vmm
         .restore(&config, &snapshot, false)
         .await
         .expect("restore");
     let fake2 = launcher.fakes()[1].clone();
     assert_all_accepted(&fake2);
-    assert_eq!(fake2.requests().last().unwrap().path, "/snapshot/load");
+    let load = fake2.requests().last().unwrap().clone();
+    assert_eq!(load.path, "/snapshot/load");
+    assert_eq!(
+        load.body,
+        json!({
+            "snapshot_path": snapshot.state_file.display().to_string(),
+            "mem_backend": {
+                "backend_type": "File",
+                "backend_path": snapshot.memory_file.as_ref().unwrap().display().to_string(),
+            },
+            "resume_vm": false,
+            "network_overrides": [{"iface_id": "eth0", "host_dev_name": "lob-alice-2"}],
+        })
+    );
+    let full = ApiClient::new("vm-alice", &config.paths.api_socket, GENEROUS)
+        .get("/vm/config")
+        .await
+        .unwrap();
+    assert_eq!(
+        full["network-interfaces"][0]["host_dev_name"],
+        "lob-alice-2"
+    );
     assert_eq!(restored.status().await.unwrap(), VmStatus::Paused);
     assert!(ticks > 0, "the guest made progress before the snapshot");
     assert_eq!(fake2.ticks(), ticks, "guest state did not carry over");
@@ -338,25 +376,32 @@ async fn fake_rejects_what_firecracker_rejects() {
     assert_eq!(fake.phase(), Phase::Running);
 }
 
+/// A snapshot of alice's VM, written through the backend.
+async fn take_snapshot(vmm: &FirecrackerVmm, config: &VmConfig) -> Snapshot {
+    let vm = vmm.launch(config).await.expect("launch");
+    vm.pause().await.unwrap();
+    let snapshot = vm.snapshot().await.expect("snapshot");
+    vm.kill().await.unwrap();
+    snapshot
+}
+
 #[tokio::test]
 async fn a_failed_snapshot_load_is_fatal_as_in_firecracker() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    std::fs::create_dir_all(&config.paths.snapshot_dir).unwrap();
-    let snapshot = lobster_core::vmm::Snapshot {
-        backend: lobster_core::vmm::BackendKind::Firecracker,
-        state_file: config.paths.snapshot_dir.join("missing.state"),
-        memory_file: Some(config.paths.snapshot_dir.join("missing.mem")),
-    };
     let launcher = FakeLauncher::new(FakeOptions::default());
     let vmm = backend_with(Arc::new(launcher.clone()), Features::default());
+    let snapshot = take_snapshot(&vmm, &config).await;
+    std::fs::write(&snapshot.state_file, "not a snapshot").unwrap();
     let err = vmm.restore(&config, &snapshot, true).await.unwrap_err();
     let text = err.to_string();
+    // Firecracker's own fault message reaches the user.
     assert!(
-        text.contains("PUT /snapshot/load") && text.contains("missing.mem"),
+        text.contains("PUT /snapshot/load")
+            && text.contains("Load snapshot error: Failed to restore from snapshot"),
         "{text}"
     );
-    let fake = launcher.fakes()[0].clone();
+    let fake = launcher.fakes()[1].clone();
     assert_eq!(fake.phase(), Phase::Exited);
     // Logger before the load is fine (not a boot-specific resource).
     assert_eq!(fake.requests()[0].path, "/logger");
@@ -365,10 +410,246 @@ async fn a_failed_snapshot_load_is_fatal_as_in_firecracker() {
 }
 
 #[tokio::test]
+async fn a_missing_snapshot_file_is_refused_before_any_process_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let launcher = FakeLauncher::new(FakeOptions::default());
+    let vmm = backend_with(Arc::new(launcher.clone()), Features::default());
+    let snapshot = take_snapshot(&vmm, &config).await;
+    let memory = snapshot.memory_file.clone().unwrap();
+    let elsewhere = dir.path().join("elsewhere.mem");
+    for (file, planted_link) in [
+        (&snapshot.state_file, false),
+        (&memory, false),
+        (&memory, true),
+    ] {
+        let kept = dir.path().join("kept");
+        std::fs::rename(file, &kept).unwrap();
+        if planted_link {
+            std::fs::rename(&kept, &elsewhere).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, file).unwrap();
+        }
+        let err = vmm.restore(&config, &snapshot, true).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot restore") && text.contains(&file.display().to_string()),
+            "{text}"
+        );
+        if !planted_link {
+            assert_eq!(lobster_core::Error::from(err).kind(), ErrorKind::NotFound);
+            std::fs::rename(&kept, file).unwrap();
+        }
+        assert_eq!(
+            launcher.launches().len(),
+            1,
+            "a VMM started for a missing snapshot"
+        );
+    }
+    // A snapshot of the other backend is refused too.
+    let qemu = Snapshot {
+        backend: BackendKind::Qemu,
+        ..snapshot
+    };
+    let err = vmm.restore(&config, &qemu, true).await.unwrap_err();
+    assert!(matches!(err, VmmError::InvalidState { .. }), "{err}");
+    assert_eq!(launcher.launches().len(), 1);
+}
+
+/// The snapshot's files are private (0600) and owned by `owner` (the
+/// tenant under the jailer; else whoever ran Firecracker), and the memory
+/// file keeps only its data: zero pages take no disk.
+fn assert_private_and_sparse(snapshot: &Snapshot, owner: Option<(u32, u32)>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let memory = snapshot.memory_file.as_ref().unwrap();
+    for file in [&snapshot.state_file, memory] {
+        let meta = std::fs::symlink_metadata(file).unwrap();
+        assert!(meta.is_file(), "{}", file.display());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            file.display()
+        );
+        if let Some(owner) = owner {
+            assert_eq!((meta.uid(), meta.gid()), owner, "{}", file.display());
+        }
+    }
+    let content = std::fs::read(memory).unwrap();
+    assert_eq!(content.len(), FAKE_MEMORY_BYTES);
+    assert!(content.starts_with(MEMORY_MARK));
+    let allocated = std::fs::metadata(memory).unwrap().blocks() * 512;
+    assert!(
+        allocated < (FAKE_MEMORY_BYTES / 4) as u64,
+        "memory file not sparse: {allocated} bytes on disk"
+    );
+}
+
+/// What a jailed VM's chroot held when its VMM was started.
+#[derive(Debug, Clone, Default)]
+struct ChrootSeen(Arc<std::sync::Mutex<Vec<(String, std::fs::Metadata)>>>);
+
+/// Notes the chroot's files as the (fake) jailer starts, then launches.
+#[derive(Debug)]
+struct Inspecting {
+    inner: FakeLauncher,
+    root: std::path::PathBuf,
+    seen: ChrootSeen,
+}
+
+impl Launcher for Inspecting {
+    fn launch(
+        &self,
+        vm_id: &str,
+        program: &Path,
+        args: &[String],
+        console: lobster_core::vmm::ConsoleLog,
+    ) -> lobster_core::vmm::Result<lobster_core::vmm::VmProcess> {
+        let mut seen = self.seen.0.lock().unwrap();
+        seen.clear();
+        for entry in std::fs::read_dir(&self.root).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            seen.push((name, std::fs::symlink_metadata(entry.path()).unwrap()));
+        }
+        self.inner.launch(vm_id, program, args, console)
+    }
+}
+
+/// Suspend and resume under the (fake) jailer, with the VM's images and
+/// its chroot in `dir`, and its snapshot directory in `snapshots`: the snapshot leaves the chroot for the tenant's snapshot
+/// directory (0600, the tenant's), nothing of it stays in the jail, and a
+/// restore places it in a new chroot (a hard link on the same filesystem,
+/// else a sparse copy; the tenant's, 0600) and loads it by chroot path.
+async fn jailed_suspend_resume(dir: &Path, snapshots: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut config = config(dir);
+    config.paths.snapshot_dir = snapshots.join("alice");
+    let chroot_base = &dir.join("jail");
+    let me = std::fs::metadata(dir).unwrap();
+    let owner = (me.uid(), me.gid());
+    let mut jail = Jail::for_tenant(
+        &Default::default(),
+        BackendKind::Firecracker,
+        "t0-fc-jail",
+        owner.0,
+        2,
+        1024,
+        None,
+    );
+    jail.gid = owner.1;
+    jail.chroot_base = chroot_base.to_path_buf();
+    jail.cgroup_parent = format!("lobster-t0-{}", std::process::id()).into();
+    config.jail = Some(jail);
+    let jail_dir = chroot_base.join("firecracker/t0-fc-jail");
+    let root = jail_dir.join("root");
+    let fakes = FakeLauncher::new(FakeOptions::default());
+    let seen = ChrootSeen::default();
+    let launcher = Inspecting {
+        inner: fakes.clone(),
+        root: root.clone(),
+        seen: seen.clone(),
+    };
+    let vmm = backend_with(Arc::new(launcher), Features::default());
+
+    let vm = vmm.launch(&config).await.expect("jailed launch");
+    let fake = fakes.fakes()[0].clone();
+    assert_eq!(fakes.launches()[0][0], "/usr/local/bin/jailer");
+    vm.pause().await.unwrap();
+    let snapshot = vm.snapshot().await.expect("snapshot");
+    assert_eq!(
+        fake.requests().last().unwrap().body,
+        json!({"snapshot_path": "/snapshot.state", "mem_file_path": "/snapshot.mem", "snapshot_type": "Full"})
+    );
+    assert_all_accepted(&fake);
+    assert!(snapshot.state_file.starts_with(&config.paths.snapshot_dir));
+    assert_private_and_sparse(&snapshot, Some(owner));
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snapshot"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "snapshot files left in the chroot: {left:?}"
+    );
+    let ticks = fake.ticks();
+    vm.kill().await.unwrap();
+    assert!(!jail_dir.exists(), "chroot left behind");
+
+    config.nic.as_mut().unwrap().tap = "lob-alice-2".into();
+    let restored = vmm
+        .restore(&config, &snapshot, false)
+        .await
+        .expect("jailed restore");
+    let fake2 = fakes.fakes()[1].clone();
+    assert_all_accepted(&fake2);
+    assert_eq!(
+        fake2.requests().last().unwrap().body,
+        json!({
+            "snapshot_path": "/snapshot.state",
+            "mem_backend": {"backend_type": "File", "backend_path": "/snapshot.mem"},
+            "resume_vm": false,
+            "network_overrides": [{"iface_id": "eth0", "host_dev_name": "lob-alice-2"}],
+        })
+    );
+    assert_eq!(fake2.ticks(), ticks, "guest state did not carry over");
+    assert_eq!(restored.status().await.unwrap(), VmStatus::Paused);
+    let same_fs = me.dev() == std::fs::metadata(snapshots).unwrap().dev();
+    let placed = seen.0.lock().unwrap().clone();
+    for (name, source) in [
+        ("snapshot.state", &snapshot.state_file),
+        ("snapshot.mem", snapshot.memory_file.as_ref().unwrap()),
+    ] {
+        let (_, meta) = placed
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} was not in the chroot: {placed:?}"));
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        assert_eq!((meta.uid(), meta.gid()), owner, "{name}");
+        let linked = meta.ino() == std::fs::metadata(source).unwrap().ino();
+        assert_eq!(
+            linked, same_fs,
+            "{name}: a hard link exactly when on the same filesystem"
+        );
+        if !same_fs {
+            assert!(
+                meta.blocks() * 512 < (FAKE_MEMORY_BYTES / 4) as u64,
+                "{name}: copy not sparse"
+            );
+        }
+    }
+    // Loaded: the chroot keeps no copy of the guest's memory under a name.
+    assert!(!root.join("snapshot.mem").exists() && !root.join("snapshot.state").exists());
+    restored.kill().await.unwrap();
+    assert!(!jail_dir.exists(), "chroot left behind");
+}
+
+#[tokio::test]
+async fn jailed_suspend_and_resume_move_the_snapshot_out_of_and_into_the_chroot() {
+    let dir = tempfile::tempdir().unwrap();
+    jailed_suspend_resume(dir.path(), &dir.path().join("snapshots")).await;
+}
+
+#[tokio::test]
+async fn jailed_suspend_and_resume_copy_sparsely_across_filesystems() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/shm (tmpfs) is another filesystem than the temporary directory
+    // on a usual host; where it is not, this repeats the test above.
+    let other = tempfile::tempdir_in("/dev/shm").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(dir.path()).unwrap().dev()
+        == std::fs::metadata(other.path()).unwrap().dev()
+    {
+        eprintln!("NOTE: /dev/shm shares the temporary directory's filesystem: no copy across filesystems tested");
+    }
+    jailed_suspend_resume(other.path(), dir.path()).await;
+}
+
+#[tokio::test]
 async fn every_request_body_the_backend_can_send_is_valid_per_the_spec() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let spec = Spec::pinned();
     let features = all_features();
     let files =
         lobster_core::vmm::firecracker::plan::FileNames::direct(&config, &features).unwrap();
@@ -388,13 +669,40 @@ async fn every_request_body_the_backend_can_send_is_valid_per_the_spec() {
     ] {
         calls.push(lobster_core::vmm::firecracker::plan::action(action));
     }
-    for call in calls {
-        let op = spec
-            .operation(call.method.as_str(), &call.path)
-            .unwrap_or_else(|| panic!("{} {} is not in the spec", call.method, call.path));
-        let schema = op.body_schema.expect("body schema");
-        spec.validate(&schema, call.body.as_ref().unwrap())
-            .unwrap_or_else(|e| panic!("{} {}: {e}", call.method, call.path));
+    // The load as the jailer path sends it, and one without a NIC.
+    let mut no_nic = config.clone();
+    no_nic.nic = None;
+    calls.extend(lobster_core::vmm::firecracker::plan::restore(
+        &no_nic,
+        &files,
+        &features,
+        "/snapshot.state",
+        "/snapshot.mem",
+        false,
+    ));
+    for spec in Spec::supported() {
+        for call in &calls {
+            let op = spec
+                .operation(call.method.as_str(), &call.path)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{} {} is not in spec {}",
+                        call.method,
+                        call.path,
+                        spec.version()
+                    )
+                });
+            let schema = op.body_schema.expect("body schema");
+            spec.validate(&schema, call.body.as_ref().unwrap())
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{} {} (spec {}): {e}",
+                        call.method,
+                        call.path,
+                        spec.version()
+                    )
+                });
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! out. Validation is the core builder's; the error names the field.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use lobster_core::config::Backend;
 use lobster_core::tenant::{TenantError, TenantSpec};
@@ -52,7 +53,8 @@ fn parse_backend(name: &str) -> Result<Backend, TenantError> {
 impl PyTenantSpec {
     /// Validates every field; raises `InvalidArgumentError` naming the first bad one.
     #[new]
-    #[pyo3(signature = (name, *, vcpus = None, memory_mib = None, overlay_size_mib = None, backend = None, env = None, secrets = None))]
+    #[pyo3(signature = (name, *, vcpus = None, memory_mib = None, overlay_size_mib = None, backend = None, env = None, secrets = None, from_snap = None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         name: String,
         vcpus: Option<i64>,
@@ -61,6 +63,7 @@ impl PyTenantSpec {
         backend: Option<String>,
         env: Option<BTreeMap<String, String>>,
         secrets: Option<BTreeMap<String, String>>,
+        from_snap: Option<PathBuf>,
     ) -> PyResult<Self> {
         let vcpus = sized::<u8>("vcpus", vcpus).py()?;
         let memory_mib = sized::<u32>("memory_mib", memory_mib).py()?;
@@ -83,6 +86,9 @@ impl PyTenantSpec {
         }
         for (key, value) in secrets.unwrap_or_default() {
             builder = builder.secret(key, value);
+        }
+        if let Some(archive) = from_snap {
+            builder = builder.from_snap(archive);
         }
         Ok(PyTenantSpec {
             spec: builder.build().py()?,
@@ -129,6 +135,12 @@ impl PyTenantSpec {
         self.spec.env().clone()
     }
 
+    /// The `snap` archive whose disk the tenant restores, or `None`.
+    #[getter(from_snap)]
+    fn archive(&self) -> Option<&Path> {
+        self.spec.from_snap()
+    }
+
     /// Names of the workload secrets; their values are never read back.
     #[getter]
     fn secret_names(&self) -> Vec<String> {
@@ -138,7 +150,7 @@ impl PyTenantSpec {
     fn __repr__(&self) -> String {
         let opt = |v: Option<u32>| v.map_or("None".to_owned(), |v| v.to_string());
         format!(
-            "TenantSpec(name={:?}, vcpus={}, memory_mib={}, overlay_size_mib={}, backend={}, env={:?}, secret_names={:?})",
+            "TenantSpec(name={:?}, vcpus={}, memory_mib={}, overlay_size_mib={}, backend={}, env={:?}, secret_names={:?}, from_snap={})",
             self.spec.name(),
             opt(self.vcpus.map(u32::from)),
             opt(self.memory_mib),
@@ -146,6 +158,9 @@ impl PyTenantSpec {
             self.backend.as_ref().map_or("None".to_owned(), |b| format!("{b:?}")),
             self.spec.env(),
             self.spec.secrets().keys().collect::<Vec<_>>(),
+            self.spec
+                .from_snap()
+                .map_or("None".to_owned(), |p| format!("{:?}", p.display().to_string())),
         )
     }
 }

@@ -21,6 +21,16 @@ def test_valid_spec_keeps_its_fields():
     assert spec.secret_names == ["API_KEY"]
 
 
+def test_from_snap_round_trips_as_a_path():
+    from pathlib import Path
+
+    assert lobster.TenantSpec("alice").from_snap is None
+    for given in ("/backups/alice.ext4.zst", Path("/backups/alice.ext4.zst")):
+        spec = lobster.TenantSpec("alice", from_snap=given)
+        assert spec.from_snap == Path("/backups/alice.ext4.zst")
+        assert "from_snap=\"/backups/alice.ext4.zst\"" in repr(spec)
+
+
 def test_unset_sizes_are_none():
     spec = lobster.TenantSpec("alice")
     assert (spec.vcpus, spec.memory_mib, spec.overlay_size_mib, spec.backend) == (None,) * 4
@@ -46,6 +56,7 @@ def test_repr_never_shows_secret_values():
         ({"name": "a", "backend": "vmware"}, "backend"),
         ({"name": "a", "env": {"1X": "v"}}, "env"),
         ({"name": "a", "secrets": {"A-B": "v"}}, "secrets"),
+        ({"name": "a", "from_snap": ""}, "from_snap"),
     ],
 )
 def test_invalid_field_is_named(kwargs, field):

@@ -1,7 +1,8 @@
-"""Lifecycle operations, blocking. Spawn refuses a host without guest images
-before making anything; suspend and resume refuse a tenant in the wrong
-state, and so must the binding (molt: test_sync_health.py).
-Spawning and evicting for real is covered by the T2 tests in a namespace."""
+"""Lifecycle operations, blocking. Spawn refuses a host without guest images,
+and a restore a bad archive, before making anything; suspend and resume
+refuse tenants in the wrong state with the core's kinds (molt:
+test_sync_health.py). Spawning, evicting, suspending and restoring for
+real are covered by the T2 tests in a namespace."""
 
 import pytest
 
@@ -17,14 +18,31 @@ def test_spawn_without_images_is_not_found(temp_host):
     assert host.list() == [], "a failed spawn must leave no tenant behind"
 
 
-@pytest.mark.parametrize("operation", ["suspend", "resume"])
-def test_operation_on_a_tenant_in_the_wrong_state_is_invalid_state(temp_host, operation):
-    # The seeded tenant is `running` with no VM: nothing to suspend, nothing to resume.
+@pytest.mark.parametrize(
+    ("operation", "needs"), [("suspend", "running with a VM"), ("resume", "suspended")]
+)
+def test_suspend_or_resume_of_a_running_tenant_without_vm_is_invalid_state(
+    temp_host, operation, needs
+):
     temp_host.seed(["alice"])
     host = lobster.Host(temp_host.config)
-    with pytest.raises(lobster.InvalidStateError, match=f"{operation} needs"):
+    with pytest.raises(lobster.InvalidStateError, match=f"{operation} needs {needs}") as info:
         getattr(host, operation)("alice")
-    assert [t.name for t in host.list()] == ["alice"]
+    assert info.value.kind == "invalid_state"
+    assert [(t.name, t.status) for t in host.list()] == [("alice", "running")]
+
+
+def test_restore_from_a_bad_archive_is_refused_before_anything_is_made(imaged_host, tmp_path):
+    host = lobster.Host(imaged_host.config)
+    missing = tmp_path / "absent.ext4.zst"
+    with pytest.raises(lobster.NotFoundError, match="from_snap") as info:
+        host.spawn(lobster.TenantSpec("alice", from_snap=missing))
+    assert str(missing) in str(info.value)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an archive")
+    with pytest.raises(lobster.InvalidArgumentError, match="from_snap.*not a zstd stream"):
+        host.spawn(lobster.TenantSpec("alice", from_snap=str(text)))
+    assert host.list() == [], "a refused restore must leave no tenant behind"
 
 
 @pytest.mark.parametrize("operation", ["evict", "suspend", "resume", "molt"])

@@ -1,11 +1,13 @@
 /* Error objects and codes: missing tenant, NULL and non-UTF-8 arguments,
- * bad config, corrupt registry, spec validation, and the lifecycle calls
- * that answer UNSUPPORTED until their machinery lands (molt: health.c).
- * Usage: errors <good config> <bad config> <config with corrupt registry> */
+ * bad config, corrupt registry, spec validation, restores from bad
+ * archives, and suspend/resume of tenants in the wrong state (molt:
+ * health.c).
+ * Usage: errors <good config> <bad config> <config with corrupt registry>
+ *        <empty config> <config with guest images> */
 #include "check.h"
 
 int main(int argc, char **argv) {
-  CHECK(argc >= 4);
+  CHECK(argc >= 6);
   lobster_error *err = NULL;
   lobster_host *host = NULL;
   CHECK_OK(lobster_host_open(argv[1], &host, &err), err);
@@ -71,13 +73,42 @@ int main(int argc, char **argv) {
   CHECK_FAILS(lobster_tenant_spec_builder_add_env(builder, "MODE", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`value`");
   lobster_tenant_spec_builder_free(builder);
   CHECK_FAILS(lobster_tenant_spec_builder_build(NULL, &spec, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`builder`");
+  CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
+  CHECK_FAILS(lobster_tenant_spec_builder_set_from_snap(builder, NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`archive`");
+  CHECK_OK(lobster_tenant_spec_builder_set_from_snap(builder, "", &err), err);
+  CHECK_FAILS(lobster_tenant_spec_builder_build(builder, &spec, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`from_snap`");
 
-  /* Lifecycle calls: INVALID_STATE for a tenant in the wrong state (alice is
-     `running` with no VM: nothing to suspend or resume), NOT_FOUND for an
-     unknown one. (Evicting an existing tenant acts on the host's network; the
-     T2 tests cover it inside a namespace.) */
-  CHECK_FAILS(lobster_host_suspend(host, "alice", &e_), LOBSTER_RESULT_INVALID_STATE, "suspend needs");
-  CHECK_FAILS(lobster_host_resume(host, "alice", &e_), LOBSTER_RESULT_INVALID_STATE, "resume needs");
+  /* A restore checks its archive before making anything (on a host whose
+     guest images exist, so the spawn gets that far). */
+  lobster_host *imaged = NULL;
+  CHECK_OK(lobster_host_open(argv[5], &imaged, &err), err);
+  const char *archives[2] = {"/nonexistent/alice.ext4.zst", argv[2] /* a JSON file */};
+  const lobster_result codes[2] = {LOBSTER_RESULT_NOT_FOUND, LOBSTER_RESULT_INVALID_ARGUMENT};
+  const char *needles[2] = {"from_snap", "not a zstd stream"};
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
+    CHECK_OK(lobster_tenant_spec_builder_set_from_snap(builder, archives[i], &err), err);
+    CHECK_OK(lobster_tenant_spec_builder_build(builder, &spec, &err), err);
+    CHECK_FAILS(lobster_host_spawn(imaged, spec, &tenant, &e_), codes[i], needles[i]);
+    CHECK(tenant == sentinel);
+    lobster_tenant_spec_free(spec);
+  }
+  CHECK_OK(lobster_host_list(imaged, &list, &err), err);
+  CHECK(lobster_tenant_list_len(list) == 0); /* nothing was allocated */
+  lobster_tenant_list_free(list);
+  lobster_host_free(imaged);
+
+  /* Lifecycle calls: suspend and resume of a tenant in the wrong state
+     (alice is allocated, with no VM) are INVALID_STATE, of a missing one
+     NOT_FOUND; the output is written only on success. (Evicting an existing
+     tenant acts on the host's network; the T2 tests cover it inside a
+     namespace.) */
+  CHECK_FAILS(lobster_host_suspend(host, "alice", &tenant, &e_), LOBSTER_RESULT_INVALID_STATE, "suspend needs running with a VM");
+  CHECK_FAILS(lobster_host_resume(host, "alice", &tenant, &e_), LOBSTER_RESULT_INVALID_STATE, "resume needs suspended");
+  CHECK_FAILS(lobster_host_suspend(host, "nobody", &tenant, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_FAILS(lobster_host_resume(host, "nobody", &tenant, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_FAILS(lobster_host_suspend(host, "alice", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`out`");
+  CHECK(tenant == sentinel);
   CHECK_FAILS(lobster_host_evict(host, "nobody", &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
   CHECK_OK(lobster_host_list(host, &list, &err), err);
   CHECK(lobster_tenant_list_len(list) == 2); /* nothing was half-done */

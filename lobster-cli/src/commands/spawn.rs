@@ -37,6 +37,9 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
             BackendArg::Qemu => Backend::Qemu,
         });
     }
+    if let Some(archive) = &args.from_snap {
+        builder = builder.from_snap(archive);
+    }
     if let Some(command) = &args.command {
         builder = builder.command(vec!["/bin/sh".into(), "-c".into(), command.clone()]);
     }

@@ -405,7 +405,11 @@ impl Agent {
             let id = conn
                 .send::<m::LogsFollow>(&m::LogsParams { source, lines })
                 .await?;
-            Ok(LogFollow { conn, id })
+            Ok(LogFollow {
+                conn,
+                id,
+                keep: None,
+            })
         };
         tokio::time::timeout(bound, attempt)
             .await
@@ -487,9 +491,26 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct LogFollow {
     conn: Conn,
     id: u64,
+    keep: Option<Keep>,
+}
+
+/// Something kept alive as long as a [`LogFollow`] (e.g. a hold on the guest).
+struct Keep(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keep(..)")
+    }
 }
 
 impl LogFollow {
+    /// Keeps `value` alive (e.g. a hold on the guest) for as long as the
+    /// stream lives.
+    pub fn keeping(mut self, value: impl std::any::Any + Send + Sync) -> LogFollow {
+        self.keep = Some(Keep(Box::new(value)));
+        self
+    }
+
     /// The next line (sanitised), waiting at most `within`; `Ok(None)` if
     /// none arrived in time. The stream stays usable after a `None`.
     pub async fn next_line(&mut self, within: Duration) -> Result<Option<String>, AgentError> {

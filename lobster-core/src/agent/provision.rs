@@ -19,7 +19,22 @@ use super::AgentError;
 /// Where the token lives inside the tenant disk.
 pub const TOKEN_PATH_IN_DISK: &str = "meta/agent.token";
 
+/// Files of a tenant disk that hold credentials of the tenant it belonged
+/// to: the agent token (and the temporary file `token.rotate` renames into
+/// place), and the agent's persisted secrets and workload spec (which
+/// carries the gateway token), each with its temporary twin.
+pub const CREDENTIAL_PATHS_IN_DISK: [&str; 6] = [
+    TOKEN_PATH_IN_DISK,
+    "meta/.agent.token.tmp",
+    "upper/var/lib/lobster-agent/secrets.json",
+    "upper/var/lib/lobster-agent/.secrets.json.tmp",
+    "upper/var/lib/lobster-agent/workload.json",
+    "upper/var/lib/lobster-agent/.workload.json.tmp",
+];
+
 const DEBUGFS_TIMEOUT: Duration = Duration::from_secs(20);
+/// A full check of a large, hostile image may take a while, never forever.
+const E2FSCK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A new random token: 32 bytes from the kernel's CSPRNG, hex-encoded.
 pub fn generate_token() -> std::io::Result<String> {
@@ -98,6 +113,46 @@ async fn write_token_via(disk: &Path, token: &str, scratch: &Path) -> Result<(),
     Ok(())
 }
 
+/// Makes a tenant disk restored from an archive safe to boot with fresh
+/// credentials: replays its journal (a snap is crash-consistent, and a
+/// replay after our edits could bring old files back), empties (so no hard
+/// link elsewhere keeps the content) and deletes every
+/// [`CREDENTIAL_PATHS_IN_DISK`], then checks the whole filesystem and
+/// discards its free blocks (holes in the image), so no copy of an old
+/// token or secret survives even in freed blocks. A filesystem `e2fsck`
+/// cannot repair is refused.
+pub async fn clear_credentials(disk: &Path) -> Result<(), AgentError> {
+    let fail = |detail: String| AgentError::Provision {
+        path: disk.to_path_buf(),
+        detail,
+    };
+    run_e2fsck(disk, "journal_only").await.map_err(fail)?;
+    let commands: String = CREDENTIAL_PATHS_IN_DISK
+        .iter()
+        .map(|p| format!("punch {p} 0\nrm {p}\n"))
+        .collect();
+    run_debugfs(disk, &["-w", "-f", "-"], Some(commands))
+        .await
+        .map_err(fail)?;
+    run_e2fsck(disk, "discard").await.map_err(fail)
+}
+
+/// `e2fsck -f -y -E <extended>`: exit codes 0 (clean) and 1 (errors
+/// corrected) pass. Its report goes nowhere: a hostile image could make it
+/// long.
+async fn run_e2fsck(disk: &Path, extended: &str) -> Result<(), String> {
+    let args = ["-f", "-y", "-E", extended];
+    let out = run_tool("e2fsck", E2FSCK_TIMEOUT, disk, &args, None, false).await?;
+    match out.status.code() {
+        Some(0 | 1) => Ok(()),
+        _ => Err(format!(
+            "e2fsck -E {extended} found a filesystem it cannot repair ({}): {}",
+            out.status,
+            tail(&out.stderr)
+        )),
+    }
+}
+
 /// `token` in a 0600 file `token` inside a fresh 0700 directory under
 /// `scratch`; the directory goes when the guard drops.
 fn stage_token(scratch: &Path, token: &str) -> std::io::Result<tempfile::TempDir> {
@@ -115,37 +170,66 @@ fn stage_token(scratch: &Path, token: &str) -> std::io::Result<tempfile::TempDir
 }
 
 async fn run_debugfs(disk: &Path, args: &[&str], stdin: Option<String>) -> Result<String, String> {
-    use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new("debugfs");
-    cmd.args(args)
-        .arg(disk)
-        .stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("running debugfs: {e}"))?;
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| format!("feeding debugfs: {e}"))?;
-    }
-    let out = tokio::time::timeout(DEBUGFS_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| format!("debugfs did not finish within {DEBUGFS_TIMEOUT:?}"))?
-        .map_err(|e| format!("running debugfs: {e}"))?;
+    let out = run_tool("debugfs", DEBUGFS_TIMEOUT, disk, args, stdin, true).await?;
     if !out.status.success() {
         return Err(format!(
             "debugfs failed ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            tail(&out.stderr)
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `program ARGS disk` (an e2fsprogs tool) within `timeout`, feeding
+/// it `stdin`, keeping its stdout only if `stdout` is set.
+async fn run_tool(
+    program: &str,
+    timeout: Duration,
+    disk: &Path,
+    args: &[&str],
+    stdin: Option<String>,
+    stdout: bool,
+) -> Result<std::process::Output, String> {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .arg(disk)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("running {program}: {e}"))?;
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("feeding {program}: {e}"))?;
+    }
+    tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{program} did not finish within {timeout:?}"))?
+        .map_err(|e| format!("running {program}: {e}"))
+}
+
+/// The last 2 KiB of a tool's stderr, for an error message.
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    let start = text.len().saturating_sub(2048);
+    let start = (start..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text[start..].to_owned()
 }
 
 #[cfg(test)]
@@ -229,6 +313,64 @@ mod tests {
             .await
             .is_err());
         assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn clear_credentials_leaves_no_copy_of_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.ext4");
+        let st = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096"])
+            .arg(&img)
+            .arg("16M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // Each credential file holds a distinct old value; a workload file
+        // beside them must survive.
+        let mut script = String::from("mkdir meta\nmkdir upper\nmkdir upper/var\nmkdir upper/var/lib\nmkdir upper/var/lib/lobster-agent\n");
+        let mut olds = Vec::new();
+        for (i, path) in CREDENTIAL_PATHS_IN_DISK
+            .iter()
+            .chain(&["upper/var/lib/keep"])
+            .enumerate()
+        {
+            let old = format!("old-credential-{i}-{}", generate_token().unwrap());
+            let src = dir.path().join(format!("src{i}"));
+            std::fs::write(&src, &old).unwrap();
+            script.push_str(&format!("write {} {path}\n", src.display()));
+            olds.push(old);
+        }
+        // A hard link elsewhere shares the token's content.
+        script.push_str(&format!(
+            "ln {TOKEN_PATH_IN_DISK} upper/var/lib/tok\nsif {TOKEN_PATH_IN_DISK} links_count 2\n"
+        ));
+        run_debugfs(&img, &["-w", "-f", "-"], Some(script))
+            .await
+            .unwrap();
+        let keep = olds.pop().unwrap();
+        let raw = std::fs::read(&img).unwrap();
+        let found =
+            |raw: &[u8], needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(
+            olds.iter().all(|o| found(&raw, o)),
+            "the fixture holds every credential"
+        );
+
+        clear_credentials(&img).await.unwrap();
+        let raw = std::fs::read(&img).unwrap();
+        for old in &olds {
+            assert!(!found(&raw, old), "{old} survives somewhere in the image");
+        }
+        assert!(found(&raw, &keep), "the workload's own file is kept");
+        write_token(&img, "fresh").await.unwrap();
+        // Fresh disks (nothing to delete) pass too.
+        clear_credentials(&img).await.unwrap();
+
+        let not_ext4 = dir.path().join("not-ext4");
+        std::fs::write(&not_ext4, vec![7u8; 1 << 20]).unwrap();
+        let err = clear_credentials(&not_ext4).await.unwrap_err().to_string();
+        assert!(err.contains("not-ext4"), "{err}");
     }
 
     fn which(tool: &str) -> Option<std::path::PathBuf> {

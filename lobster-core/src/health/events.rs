@@ -98,6 +98,36 @@ pub enum Event {
         /// Wall time of the tick.
         elapsed_ms: u64,
     },
+    /// A suspended tenant is being woken.
+    WakeStart {
+        /// The tenant.
+        tenant: String,
+        /// What woke it.
+        trigger: WakeTrigger,
+    },
+    /// A suspended tenant was woken: it runs again.
+    Woken {
+        /// The tenant.
+        tenant: String,
+        /// What woke it.
+        trigger: WakeTrigger,
+        /// From the trigger to running.
+        elapsed_ms: u64,
+        /// Requests that waited for it (then answered by the workload).
+        waiting: usize,
+    },
+    /// Waking a suspended tenant failed (or timed out); requests that
+    /// waited were closed.
+    WakeFailed {
+        /// The tenant.
+        tenant: String,
+        /// What tried to wake it.
+        trigger: WakeTrigger,
+        /// From the trigger to the failure.
+        elapsed_ms: u64,
+        /// Why.
+        error: String,
+    },
     /// The daemon is stopping.
     Stopping {
         /// Why.
@@ -112,7 +142,10 @@ impl Event {
             Event::StateChange { tenant, .. }
             | Event::RepairStart { tenant, .. }
             | Event::RepairComplete { tenant, .. }
-            | Event::GaveUp { tenant, .. } => Some(tenant),
+            | Event::GaveUp { tenant, .. }
+            | Event::WakeStart { tenant, .. }
+            | Event::Woken { tenant, .. }
+            | Event::WakeFailed { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -136,8 +169,31 @@ impl Event {
                 format!("repair {}", if ok { "done" } else { "failed" })
             }
             Event::GaveUp { reason, .. } => format!("gave up: {reason}"),
+            Event::WakeStart { trigger, .. } => format!("waking ({trigger})"),
+            Event::Woken {
+                trigger,
+                elapsed_ms,
+                ..
+            } => format!("woken ({trigger}) in {elapsed_ms} ms"),
+            Event::WakeFailed { trigger, error, .. } => format!("wake ({trigger}) failed: {error}"),
             other => serde_json::to_string(other).unwrap_or_default(),
         }
+    }
+}
+
+/// What woke (or tried to wake) a suspended tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WakeTrigger {
+    /// A request to its route (through its wake listener).
+    Request,
+}
+
+impl std::fmt::Display for WakeTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WakeTrigger::Request => "request",
+        })
     }
 }
 

@@ -11,6 +11,8 @@
 //!   drive the doctor; the watchdog reports [`Event`]s (JSON lines) and
 //!   writes its [`WatchStatus`] (`watch.json`); [`Overview`] is the
 //!   dashboard snapshot;
+//! - [`WakeListeners`]: the watchdog's listeners that resume a suspended
+//!   tenant when a request arrives for it;
 //! - `FakeGuests` (feature `testing`): simulated VMs and agents for tests.
 
 pub mod check;
@@ -28,13 +30,14 @@ mod probe;
 mod ready;
 pub mod repair;
 mod status;
+mod wake;
 mod watch;
 
 pub use check::{Check, CheckResult, Observation, Verdict};
 pub use daemon::{claim_watchdog, detach, serve_watchdog, Detached, READY_TIMEOUT};
 pub use doctor::{Doctor, HostView, RepairOutcome};
 pub use error::HealthError;
-pub use events::{Event, EventRecord, EventSink};
+pub use events::{Event, EventRecord, EventSink, WakeTrigger};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::{FakeGuest, FakeGuests, FakeVm, Gate};
 pub(crate) use log_follow::log_tail;
@@ -48,4 +51,5 @@ pub use probe::{GuestOps, SystemGuests};
 pub use ready::{notify_ready, NOTIFY_SOCKET};
 pub use repair::{Repair, RepairPlan};
 pub use status::{TenantWatch, WatchStatus, STATUS_SCHEMA};
+pub use wake::{WakeListeners, GATEWAY_CONNECT_TIMEOUT, WAKE_TIMEOUT};
 pub use watch::{log_path as watch_log_path, WatchOptions, Watchdog};

@@ -10,6 +10,8 @@
 //! the first tick then brings back every TAP and VM that should run (after
 //! a host reboot: all of them). After each tick the state of every tenant
 //! is written to `<state_dir>/watch.json` for `tank` and other readers.
+//! Every tick also keeps a wake listener on each suspended tenant's route
+//! ([`WakeListeners`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +35,7 @@ use super::molt::{failing_summary, should_run};
 use super::policy::{Decision, HealthState, Policy, TenantHealth};
 use super::repair::{plan as plan_repairs, RepairPlan};
 use super::status::{TenantWatch, WatchStatus};
+use super::wake::WakeListeners;
 use super::HealthError;
 
 /// How long a stopping watchdog lets repairs under way finish (below the
@@ -68,6 +71,8 @@ pub struct Watchdog {
     policy: Policy,
     options: WatchOptions,
     sink: EventSink,
+    /// The wake listeners of suspended tenants (synced every tick).
+    wake: WakeListeners,
     tenants: Mutex<BTreeMap<String, TenantWatch>>,
     ticks: AtomicU64,
     /// Set once shutdown is requested: no check or repair starts after it.
@@ -101,11 +106,13 @@ impl Watchdog {
     /// A watchdog acting through `doctor`, reporting to `sink`.
     pub fn new(doctor: Doctor, options: WatchOptions, sink: EventSink) -> Watchdog {
         let policy = Policy::from_config(&doctor.context().config().watchdog);
+        let wake = WakeListeners::new(doctor.context().clone(), sink.clone());
         Watchdog {
             doctor,
             policy,
             options,
             sink,
+            wake,
             tenants: Mutex::new(BTreeMap::new()),
             ticks: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -180,6 +187,7 @@ impl Watchdog {
                 }
             }
         }
+        self.wake.stop();
         self.emit(Event::Stopping {
             reason: "shutdown requested".into(),
         });
@@ -271,6 +279,7 @@ impl Watchdog {
             blocking(move || store.snapshot()).await?
         };
         let registry = &snapshot.registry;
+        self.wake.sync(registry).await;
         {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             tenants.retain(|name, _| registry.tenants.contains_key(name));

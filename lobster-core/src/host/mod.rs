@@ -24,6 +24,7 @@ use crate::base::blocking;
 use crate::config::Config;
 use crate::error::Result;
 use crate::health::{MoltReport, Overview};
+use crate::store::TenantStatus;
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{EvictOptions, RecoverReport, SnapReport, Tenant, TenantSpec};
 
@@ -165,27 +166,31 @@ impl Host {
     /// A client of the tenant's in-guest agent (its /30 address, its token).
     pub async fn agent(&self, name: &str) -> Result<Agent> {
         let tenant = self.get(name).await?;
-        let (rpc, health) = crate::tenant::plan::agent_endpoints(self.config(), tenant.record());
-        let record = tenant.record();
-        Ok(Agent::new(rpc, health, record.agent_token.clone())
-            .with_fallback_token(record.agent_token_next.clone()))
+        Ok(crate::tenant::agent_of(&self.context, tenant.record()))
     }
 
     /// The last `lines` lines of a tenant's workload or agent log,
-    /// sanitised for a terminal.
+    /// sanitised for a terminal. A suspended tenant is resumed and held
+    /// awake while its log is read.
     pub async fn logs(&self, name: &str, source: LogSource, lines: u32) -> Result<Vec<String>> {
-        Ok(self.agent(name).await?.logs(source, lines).await?.lines)
+        let hold = crate::tenant::awake(&self.context, name, "logs").await?;
+        let tail = hold.agent().logs(source, lines).await;
+        hold.release().await;
+        Ok(tail?.lines)
     }
 
     /// Follows a tenant's log: the last `lines` lines, then new ones as
-    /// they come ([`LogFollow::next_line`]).
+    /// they come ([`LogFollow::next_line`]). A suspended tenant is resumed;
+    /// the tenant is held awake for as long as the stream lives.
     pub async fn follow_logs(
         &self,
         name: &str,
         source: LogSource,
         lines: u32,
     ) -> Result<LogFollow> {
-        Ok(self.agent(name).await?.follow_logs(source, lines).await?)
+        let hold = crate::tenant::awake(&self.context, name, "logs-follow").await?;
+        let follow = hold.agent().follow_logs(source, lines).await?;
+        Ok(follow.keeping(hold))
     }
 
     /// Writes a crash-consistent, sparse, compressed copy of a tenant's
@@ -205,11 +210,23 @@ impl Host {
 
     /// Health-checks tenants (`name`, or every one that should run) and
     /// repairs what failed, in dependency order; a `failed` tenant whose
-    /// checks pass afterwards is `running` again.
+    /// checks pass afterwards is `running` again. A suspended tenant named
+    /// is resumed and held awake while it is checked; without a name,
+    /// suspended tenants are left alone.
     pub async fn molt(&self, name: Option<&str>) -> Result<Vec<MoltReport>> {
         self.recover_interrupted().await?;
+        let hold = match name {
+            Some(name) if self.get(name).await?.status() == TenantStatus::Suspended => {
+                Some(crate::tenant::awake(&self.context, name, "molt").await?)
+            }
+            _ => None,
+        };
         let doctor = crate::health::Doctor::new(&self.context).await?;
-        crate::health::molt(&doctor, name).await
+        let reports = crate::health::molt(&doctor, name).await;
+        if let Some(hold) = hold {
+            hold.release().await;
+        }
+        reports
     }
 
     /// The last `lines` lines of the detached watchdog's log.

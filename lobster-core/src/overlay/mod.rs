@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::base::{Classify, ErrorKind};
 
-pub use sparse::copy_sparse;
+pub use sparse::{copy_sparse, write_sparse};
 
 /// Errors of overlay disks.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +139,28 @@ impl Overlay {
             context: "cannot copy template to",
             path: tmp.clone(),
             source,
+        })?;
+        std::fs::rename(&tmp, &self.path).map_err(|source| OverlayError::Io {
+            context: "cannot move into place",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Creates the disk from a raw image read from `image` (a restore):
+    /// exactly the disk's size is written, zero blocks left as holes, and
+    /// an image that is shorter or longer fails. Fails if the disk exists.
+    pub fn create_from(&self, image: impl std::io::Read) -> Result<()> {
+        if self.path.exists() {
+            return Err(OverlayError::Exists(self.path.clone()));
+        }
+        let tmp = self.path.with_extension("ext4.partial");
+        write_sparse(image, &tmp, u64::from(self.size_mib) << 20).map_err(|source| {
+            OverlayError::Io {
+                context: "cannot write the restored image to",
+                path: tmp.clone(),
+                source,
+            }
         })?;
         std::fs::rename(&tmp, &self.path).map_err(|source| OverlayError::Io {
             context: "cannot move into place",

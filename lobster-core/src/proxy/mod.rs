@@ -13,7 +13,8 @@
 //! with nothing but the capability to bind low ports ([`caddy_uid`] names
 //! that user's uid for the firewall); tenant hosts are served over HTTPS by
 //! default from a local CA that never enters the system trust store
-//! ([`ca_root`]).
+//! ([`ca_root`]). A suspended tenant's route goes to its wake socket
+//! ([`WakeListener`]), reachable by root and Caddy's user only.
 
 mod admin;
 mod caddy;
@@ -21,14 +22,19 @@ mod caddy;
 mod fake;
 mod routes;
 mod start;
+mod wake;
 
 pub use admin::AdminClient;
 pub use caddy::{BoxFuture, Caddy, ReconcileReport, RouteOps};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::FakeRoutes;
-pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute};
+pub use routes::{route_json, server_json, ProxySettings, RouteInfo, TenantRoute, Upstream};
 pub use start::{
-    ca_root, caddy_uid, ensure_installed, ensure_running, prepare, CaddyStart, SpawnOptions,
+    ca_root, caddy_ids, caddy_uid, ensure_installed, ensure_running, prepare, CaddyStart,
+    SpawnOptions,
+};
+pub use wake::{
+    bind_wake_socket, ReportFn, WakeFn, WakeLimits, WakeListener, WakeReport, AFTER_WAKE_GRACE,
 };
 
 use crate::base::{Classify, ErrorKind};

@@ -7,9 +7,11 @@
 //! route that forced `Connection: close`). Upstream keep-alive is off
 //! instead, so no idle pooled connection keeps a guest looking busy, and
 //! Caddy still proxies upgrades. Dials are retried for `upstream_retry_ms`
-//! while a guest boots or resumes.
+//! while a guest boots or resumes (or while the watchdog starts the wake
+//! listener of a tenant just suspended).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -70,22 +72,56 @@ impl ProxySettings {
     }
 }
 
-/// One tenant's route: its name and the guest gateway it proxies to.
+/// Where a route sends its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// A TCP address: a running guest's gateway, `guest_ip:gateway_port`.
+    Tcp(SocketAddr),
+    /// A unix socket: a suspended tenant's wake listener.
+    Unix(PathBuf),
+}
+
+/// Caddy's dial address: `ip:port`, or `unix/<path>`.
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Tcp(addr) => write!(f, "{addr}"),
+            Upstream::Unix(path) => write!(f, "unix/{}", path.display()),
+        }
+    }
+}
+
+/// One tenant's route: its name and where it proxies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRoute {
     /// The tenant name (a DNS label).
     pub name: String,
-    /// The guest's gateway, `guest_ip:gateway_port`.
-    pub upstream: SocketAddr,
+    /// The guest's gateway, or the wake listener of a suspended tenant.
+    pub upstream: Upstream,
 }
 
 impl TenantRoute {
-    /// A route for `name` to `upstream`; the name must be a valid tenant name (a DNS label).
+    /// A route for `name` to the TCP address `upstream`; the name must be a
+    /// valid tenant name (a DNS label).
     pub fn new(name: &str, upstream: SocketAddr) -> Result<TenantRoute, ProxyError> {
+        TenantRoute::to(name, Upstream::Tcp(upstream))
+    }
+
+    /// A route for `name` to `upstream`; the name must be a valid tenant
+    /// name (a DNS label), a unix upstream an absolute path.
+    pub fn to(name: &str, upstream: Upstream) -> Result<TenantRoute, ProxyError> {
         crate::store::name::validate_tenant_name(name).map_err(|reason| ProxyError::Invalid {
             field: "name",
             reason,
         })?;
+        if let Upstream::Unix(path) = &upstream {
+            if !path.is_absolute() {
+                return Err(ProxyError::Invalid {
+                    field: "upstream",
+                    reason: format!("unix socket {} is not an absolute path", path.display()),
+                });
+            }
+        }
         Ok(TenantRoute {
             name: name.to_string(),
             upstream,
@@ -244,6 +280,21 @@ mod tests {
         assert_eq!(info.upstreams, vec!["10.200.0.10:9000"]);
         assert!(RouteInfo::parse(&json!({"@id": "other-bob"}), &settings()).is_none());
         assert!(RouteInfo::parse(&json!({"match": []}), &settings()).is_none());
+    }
+
+    #[test]
+    fn a_unix_upstream_dials_caddy_s_unix_network() {
+        let path = PathBuf::from("/run/lobsterd-wake/0a1b2c3d.sock");
+        let route = TenantRoute::to("carol", Upstream::Unix(path)).unwrap();
+        let json = route_json(&route, &settings());
+        assert_eq!(
+            json["handle"][0]["upstreams"],
+            json!([{ "dial": "unix//run/lobsterd-wake/0a1b2c3d.sock" }])
+        );
+        let info = RouteInfo::parse(&json, &settings()).unwrap();
+        assert_eq!(info.upstreams, vec![route.upstream.to_string()]);
+        let relative = Upstream::Unix(PathBuf::from("wake/x.sock"));
+        assert!(TenantRoute::to("carol", relative).is_err());
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub fn caddy_uid(config: &Config) -> Result<u32, ProxyError> {
     user_ids(&config.proxy.user).map(|(uid, _)| uid)
 }
 
+/// The uid and gid of `proxy.user` (see [`caddy_uid`]): the one user
+/// besides root that may connect to a suspended tenant's wake socket.
+pub fn caddy_ids(config: &Config) -> Result<(u32, u32), ProxyError> {
+    user_ids(&config.proxy.user)
+}
+
 /// The uid and gid of Caddy's `user`: it must exist and not be root.
 fn user_ids(user: &str) -> Result<(u32, u32), ProxyError> {
     match crate::sys::identity::lookup_user(user) {

@@ -21,6 +21,98 @@ pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// The block size zero detection works in (the guest page size).
+pub const ZERO_BLOCK: usize = 4096;
+
+/// Calls `each(offset, bytes)` for the file's data in chunks of at most
+/// 1 MiB, skipping its holes (`SEEK_DATA`/`SEEK_HOLE`). Offsets are
+/// multiples of [`ZERO_BLOCK`] wherever the filesystem's extents are.
+fn for_each_data_chunk(
+    file: &std::fs::File,
+    mut each: impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    use rustix::fs::SeekFrom;
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < len {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(offset)) {
+            Ok(pos) => pos,
+            // ENXIO: no data after `offset`, the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rustix::fs::seek(file, SeekFrom::Hole(data))?.min(len);
+        let mut at = data;
+        while at < hole {
+            let n = usize::try_from(hole - at)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            file.read_exact_at(&mut buf[..n], at)?;
+            each(at, &buf[..n])?;
+            at += n as u64;
+        }
+        offset = hole;
+    }
+    Ok(())
+}
+
+/// Runs of all-zero [`ZERO_BLOCK`]s in `bytes` (at `offset`), as
+/// `(start, length)`; a short tail block counts too.
+fn zero_runs(offset: u64, bytes: &[u8]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    const ZEROS: [u8; ZERO_BLOCK] = [0; ZERO_BLOCK];
+    for (i, block) in bytes.chunks(ZERO_BLOCK).enumerate() {
+        if block == &ZEROS[..block.len()] {
+            let start = offset + (i * ZERO_BLOCK) as u64;
+            match runs.last_mut() {
+                Some((s, l)) if *s + *l == start => *l += block.len() as u64,
+                _ => runs.push((start, block.len() as u64)),
+            }
+        }
+    }
+    runs
+}
+
+/// Copies `src` into the empty file `dst`, leaving out `src`'s holes and
+/// its all-zero blocks: `dst` ends as long as `src` and as sparse as its
+/// content allows (a guest memory file is mostly zero pages).
+pub fn copy_sparse_fd(src: &std::fs::File, dst: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    dst.set_len(src.metadata()?.len())?;
+    for_each_data_chunk(src, |offset, bytes| {
+        let mut at = 0usize;
+        for (start, len) in zero_runs(offset, bytes) {
+            let start = usize::try_from(start - offset).expect("within the chunk");
+            dst.write_all_at(&bytes[at..start], offset + at as u64)?;
+            at = start + usize::try_from(len).expect("within the chunk");
+        }
+        dst.write_all_at(&bytes[at..], offset + at as u64)
+    })
+}
+
+/// Frees the disk blocks of `file`'s all-zero [`ZERO_BLOCK`]s
+/// (`FALLOC_FL_PUNCH_HOLE`; the content and length stay). Returns the
+/// bytes punched.
+pub fn punch_zero_blocks(file: &std::fs::File) -> io::Result<u64> {
+    use rustix::fs::FallocateFlags;
+    let mut punched = 0;
+    for_each_data_chunk(file, |offset, bytes| {
+        for (start, len) in zero_runs(offset, bytes) {
+            rustix::fs::fallocate(
+                file,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                start,
+                len,
+            )?;
+            punched += len;
+        }
+        Ok(())
+    })?;
+    Ok(punched)
+}
+
 /// Makes room for `incoming` more bytes in a log capped at `max_bytes`:
 /// when the file would grow past the cap, drops its oldest part, keeping
 /// about half the cap. Returns how many bytes were dropped.
@@ -101,4 +193,67 @@ pub fn drop_head_to_fit(file: BorrowedFd<'_>, max_bytes: u64, incoming: u64) -> 
         return Err(io::Error::last_os_error());
     }
     Ok(len - done)
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    use super::*;
+
+    /// 4 MiB: a hole, a zero-filled MiB, data, and a short odd tail.
+    fn memory_like(dir: &std::path::Path) -> std::fs::File {
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join("mem"))
+            .unwrap();
+        file.set_len(4 << 20).unwrap();
+        file.write_all_at(&vec![0u8; 1 << 20], 1 << 20).unwrap();
+        file.write_all_at(b"page", (2 << 20) + 10).unwrap();
+        file.write_all_at(&[7u8; 100], (3 << 20) + 5000).unwrap();
+        file.sync_all().unwrap();
+        file
+    }
+
+    fn content(file: &std::fs::File) -> Vec<u8> {
+        let mut all = vec![0u8; usize::try_from(file.metadata().unwrap().len()).unwrap()];
+        file.read_exact_at(&mut all, 0).unwrap();
+        all
+    }
+
+    #[test]
+    fn a_sparse_copy_has_the_content_and_leaves_zero_blocks_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = memory_like(dir.path());
+        let dst = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("copy"))
+            .unwrap();
+        copy_sparse_fd(&src, &dst).unwrap();
+        assert_eq!(content(&dst), content(&src));
+        let allocated = dst.metadata().unwrap().blocks() * 512;
+        assert!(
+            allocated <= 4 * ZERO_BLOCK as u64,
+            "{allocated} bytes allocated"
+        );
+    }
+
+    #[test]
+    fn punching_zero_blocks_keeps_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = memory_like(dir.path());
+        let before = content(&file);
+        let punched = punch_zero_blocks(&file).unwrap();
+        assert!(punched >= (1 << 20), "{punched}");
+        assert_eq!(content(&file), before);
+        let allocated = file.metadata().unwrap().blocks() * 512;
+        assert!(
+            allocated <= 4 * ZERO_BLOCK as u64,
+            "{allocated} bytes allocated"
+        );
+    }
 }

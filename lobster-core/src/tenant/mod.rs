@@ -2,6 +2,7 @@
 //! the lifecycle operations (one file each as they land).
 
 mod boot;
+mod awake;
 mod evict;
 pub mod plan;
 pub mod progress;
@@ -19,6 +20,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 pub use boot::{launch_on_disk, start_workload};
+pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub use recover::RecoverReport;
@@ -147,6 +149,14 @@ pub enum TenantError {
         /// Why.
         reason: String,
     },
+    /// A `snap` archive to restore from is not one, or not one we accept.
+    #[error("invalid snap archive (from_snap) {}: {reason}", path.display())]
+    InvalidArchive {
+        /// The archive.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -164,7 +174,9 @@ pub enum TenantError {
 impl Classify for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
-            TenantError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
+            TenantError::InvalidSpec { .. } | TenantError::InvalidArchive { .. } => {
+                ErrorKind::InvalidArgument
+            }
             TenantError::InvalidState { .. } | TenantError::Spawning { .. } => {
                 ErrorKind::InvalidState
             }

@@ -2,14 +2,15 @@
 //! registry record and the host configuration. No system effects here.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::agent::provision::GuestNetwork;
 use crate::agent::{OpenClawSpec, RestartPolicy, Secret, WorkloadSpec};
 use crate::config::{Backend, BackendKind, Config, Ipv4Cidr, TenantLimits};
 use crate::network::{MacAddr, NetworkError, TenantNet};
 use crate::overlay::Overlay;
-use crate::proxy::{ProxyError, TenantRoute};
-use crate::store::TenantRecord;
+use crate::proxy::{ProxyError, TenantRoute, Upstream};
+use crate::store::{TenantRecord, TenantStatus};
 use crate::vmm::{Drive, Jail, Nic, RateLimiter, TokenBucket, VmConfig, VmPaths};
 
 /// The tenant's disk and network rates, as recorded at spawn (a record
@@ -169,13 +170,28 @@ pub fn agent_endpoints(config: &Config, record: &TenantRecord) -> (SocketAddr, S
     )
 }
 
-/// The proxy route `<name>.<domain>` → the guest's gateway port.
-pub fn route(config: &Config, record: &TenantRecord) -> Result<TenantRoute, ProxyError> {
-    let upstream = SocketAddr::new(
+/// The guest's gateway, `guest_ip:gateway_port`.
+pub fn gateway(config: &Config, record: &TenantRecord) -> SocketAddr {
+    SocketAddr::new(
         record.allocation.guest_ip.into(),
         config.network.gateway_port,
-    );
-    TenantRoute::new(&record.name, upstream)
+    )
+}
+
+/// The unix socket the watchdog listens on while the tenant is suspended:
+/// `<paths.wake_dir>/<id>.sock`.
+pub fn wake_socket(config: &Config, record: &TenantRecord) -> PathBuf {
+    config.paths.wake_dir.join(format!("{}.sock", record.id))
+}
+
+/// The proxy route `<name>.<domain>` → the guest's gateway port, or, while
+/// the tenant is suspended, its wake socket (a request there resumes it).
+pub fn route(config: &Config, record: &TenantRecord) -> Result<TenantRoute, ProxyError> {
+    let upstream = match record.status {
+        TenantStatus::Suspended => Upstream::Unix(wake_socket(config, record)),
+        _ => Upstream::Tcp(gateway(config, record)),
+    };
+    TenantRoute::to(&record.name, upstream)
 }
 
 /// What the agent runs: the recorded command, or the OpenClaw gateway with
@@ -211,7 +227,7 @@ pub fn workload(config: &Config, record: &TenantRecord) -> WorkloadSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{allocation_for, Resources, TenantStatus, Workload};
+    use crate::store::{allocation_for, Resources, Workload};
 
     fn record() -> TenantRecord {
         let config = Config::default();
@@ -279,6 +295,30 @@ mod tests {
             route(&config, &rec).unwrap().upstream.to_string(),
             "10.200.0.6:9000"
         );
+    }
+
+    #[test]
+    fn a_suspended_tenant_s_route_goes_to_its_wake_socket() {
+        let config = Config::default();
+        let mut rec = record();
+        for status in [
+            TenantStatus::Creating,
+            TenantStatus::Running,
+            TenantStatus::Failed,
+        ] {
+            rec.status = status;
+            assert_eq!(
+                route(&config, &rec).unwrap().upstream.to_string(),
+                "10.200.0.6:9000",
+                "{status}"
+            );
+        }
+        rec.status = TenantStatus::Suspended;
+        assert_eq!(
+            route(&config, &rec).unwrap().upstream.to_string(),
+            "unix//run/lobsterd-wake/0a1b2c3d.sock"
+        );
+        assert_eq!(gateway(&config, &rec).to_string(), "10.200.0.6:9000");
     }
 
     #[test]

@@ -7,8 +7,15 @@
 //! resumes before the copy is compressed. The archive is a zstd stream of
 //! the raw ext4 image (`zstd -d --sparse` restores it sparse), mode 0600:
 //! the disk may hold the workload's secrets.
+//!
+//! `spawn --from-snap` reads an archive back ([`Archive`]). It is hostile
+//! input: before anything is allocated it must be a regular file starting
+//! with a zstd frame whose content starts with an ext4 superblock; the
+//! disk size that superblock declares (a whole number of MiB within the
+//! overlay size range) is the restored overlay's size, and decompression
+//! stops at exactly that many bytes with a bounded zstd window.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -125,6 +132,131 @@ fn compress(from: &Path, to: &Path) -> Result<(u64, u64)> {
         let _ = std::fs::remove_file(&partial);
         io("cannot write snapshot", to, e)
     })
+}
+
+/// zstd frame magic (RFC 8878), little-endian on disk.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Largest zstd window a restore accepts (8 MiB, level 19's): bounds the
+/// decoder's memory whatever the archive declares.
+const MAX_WINDOW_LOG: u32 = 23;
+/// Overlay sizes a restore accepts, as for a spec's `overlay_size_mib`.
+const DISK_MIB: std::ops::RangeInclusive<u64> = 64..=1_048_576;
+
+/// A `snap` archive checked for a restore: see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Archive {
+    path: PathBuf,
+    disk_mib: u32,
+}
+
+impl Archive {
+    /// Checks the archive at `path` cheaply (its first 2 KiB of content).
+    pub(crate) fn open(path: &Path) -> Result<Archive> {
+        let bad = |reason: String| -> Error {
+            TenantError::InvalidArchive {
+                path: path.to_path_buf(),
+                reason,
+            }
+            .into()
+        };
+        let file = open_regular(path)?;
+        let mut decoder = decoder(file).map_err(|e| bad(format!("not a zstd stream: {e}")))?;
+        let mut head = [0u8; 2048];
+        decoder.read_exact(&mut head).map_err(|e| {
+            bad(format!(
+                "not a snap archive (a zstd-compressed ext4 image): {e}"
+            ))
+        })?;
+        let sb = &head[1024..];
+        let le32 = |at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().expect("4 bytes"));
+        if sb[56..58] != [0x53, 0xef] {
+            return Err(bad("its content is not an ext4 filesystem".into()));
+        }
+        let log_block = le32(24);
+        if log_block > 6 {
+            return Err(bad(format!(
+                "ext4 block size 1024 << {log_block} is not valid"
+            )));
+        }
+        let incompat_64bit = le32(0x60) & 0x80 != 0;
+        let blocks_hi = if incompat_64bit {
+            u64::from(le32(0x150))
+        } else {
+            0
+        };
+        let blocks = blocks_hi << 32 | u64::from(le32(4));
+        let bytes = u128::from(blocks) << (10 + log_block);
+        if bytes % (1 << 20) != 0
+            || !DISK_MIB.contains(&u64::try_from(bytes >> 20).unwrap_or(u64::MAX))
+        {
+            return Err(bad(format!(
+                "its disk is {bytes} bytes; a restore takes a whole number of MiB in {}..={} MiB",
+                DISK_MIB.start(),
+                DISK_MIB.end()
+            )));
+        }
+        Ok(Archive {
+            path: path.to_path_buf(),
+            disk_mib: (bytes >> 20) as u32,
+        })
+    }
+
+    /// The size of the disk it holds, in MiB.
+    pub(crate) fn disk_mib(&self) -> u32 {
+        self.disk_mib
+    }
+
+    /// The raw disk image, decompressed as it is read (the caller stops at
+    /// [`Archive::disk_mib`]).
+    pub(crate) fn image(&self) -> Result<impl Read> {
+        let file = open_regular(&self.path)?;
+        decoder(file).map_err(|e| {
+            TenantError::InvalidArchive {
+                path: self.path.clone(),
+                reason: format!("not a zstd stream: {e}"),
+            }
+            .into()
+        })
+    }
+}
+
+/// Opens `path` for reading, refusing anything but a regular file (a FIFO
+/// or device would block or never end; `O_NONBLOCK` keeps the open itself
+/// from waiting for a FIFO's writer).
+fn open_regular(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| io("cannot open the snap archive (from_snap)", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io("cannot read the snap archive (from_snap)", path, e))?;
+    if !meta.is_file() {
+        return Err(TenantError::InvalidArchive {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        }
+        .into());
+    }
+    Ok(file)
+}
+
+/// A zstd decoder over `file` that first checks the frame magic and
+/// refuses windows above [`MAX_WINDOW_LOG`].
+fn decoder(mut file: std::fs::File) -> std::io::Result<impl Read> {
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)?;
+    if magic != ZSTD_MAGIC {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no zstd frame magic",
+        ));
+    }
+    let mut decoder = zstd::stream::read::Decoder::new(std::io::Cursor::new(magic).chain(file))?;
+    decoder.window_log_max(MAX_WINDOW_LOG)?;
+    Ok(decoder)
 }
 
 fn io(context: &'static str, path: &Path, source: std::io::Error) -> Error {

@@ -1,6 +1,12 @@
 //! Spawning a tenant: allocate → overlay disk (+ agent token) → TAP →
 //! firewall → VM → agent → secrets → workload → route → `running`.
 //!
+//! A restore (`spec.from_snap()`) checks its archive before anything else
+//! and makes the overlay from the archive's disk instead of a blank one;
+//! step `scrub` then deletes every credential the disk carried (old agent
+//! token, secrets, workload spec) and discards its free blocks, so the
+//! token step provisions the only token the guest will accept.
+//!
 //! Each completed step pushes its undo; any failure rolls back in reverse
 //! and reports the original error with the rollback's outcome. The registry
 //! record carries the spawning process's identity while `creating`, so if
@@ -25,6 +31,7 @@ use crate::vmm::{Vm, VmmError};
 use super::plan;
 use super::progress::{Progress, ProgressSink};
 use super::rollback::UndoStack;
+use super::snap::Archive;
 use super::{current_process, Tenant, TenantError, TenantSpec};
 
 /// How long a booted guest's agent may take to answer health.
@@ -50,12 +57,29 @@ pub(crate) async fn spawn(
     sink: Option<ProgressSink>,
 ) -> Result<Tenant> {
     check_images(context.config())?;
+    let (spec, archive) = match spec.from_snap() {
+        Some(path) => {
+            let path = path.to_path_buf();
+            let archive = blocking(move || Archive::open(&path)).await?;
+            (spec.restoring(archive.disk_mib())?, Some(archive))
+        }
+        None => (spec, None),
+    };
     let _lock = super::lock(context, spec.name(), super::OPERATION_LOCK_WAIT).await?;
     let services = context.services().await?;
     let progress = Progress::new("spawn", spec.name(), sink);
     let mut undo = UndoStack::new();
     let mut step = "allocate";
-    let outcome = run(context, &services, &spec, &progress, &mut undo, &mut step).await;
+    let outcome = run(
+        context,
+        &services,
+        &spec,
+        archive.as_ref(),
+        &progress,
+        &mut undo,
+        &mut step,
+    )
+    .await;
     match outcome {
         Ok(tenant) => {
             undo.commit();
@@ -80,6 +104,7 @@ async fn run(
     context: &Context,
     services: &Services,
     spec: &TenantSpec,
+    archive: Option<&Archive>,
     progress: &Progress,
     undo: &mut UndoStack,
     step: &mut &'static str,
@@ -115,6 +140,7 @@ async fn run(
             blocking({
                 let overlay = overlay.clone();
                 let (config, store, name) = (config.clone(), store.clone(), name.clone());
+                let archive = archive.cloned();
                 move || {
                     // Every other tenant in the registry counts, including
                     // spawns that allocated since ours: two concurrent
@@ -127,7 +153,11 @@ async fn run(
                         .map(|r| plan::overlay(&config, r))
                         .collect();
                     overlay.ensure_room(&others, config.storage.overlay_overcommit_percent)?;
-                    Ok::<_, Error>(overlay.create()?)
+                    match archive {
+                        Some(archive) => overlay.create_from(archive.image()?)?,
+                        None => overlay.create()?,
+                    }
+                    Ok::<_, Error>(())
                 }
             }),
         )
@@ -136,6 +166,14 @@ async fn run(
         let overlay = overlay.clone();
         move || blocking(move || Ok(overlay.remove()?))
     });
+    if archive.is_some() {
+        *step = "scrub";
+        progress
+            .step("scrub", async {
+                Ok::<_, Error>(provision::clear_credentials(overlay.path()).await?)
+            })
+            .await?;
+    }
     *step = "token";
     progress
         .step("token", async {

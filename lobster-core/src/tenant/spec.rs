@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Backend, Config, TenantLimits};
 use crate::store::name::validate_tenant_name;
@@ -26,6 +27,7 @@ pub struct TenantSpec {
     env: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
     command: Vec<String>,
+    from_snap: Option<PathBuf>,
 }
 
 /// Builds a [`TenantSpec`]; [`TenantSpecBuilder::build`] validates.
@@ -57,6 +59,7 @@ impl TenantSpec {
                 env: BTreeMap::new(),
                 secrets: BTreeMap::new(),
                 command: Vec::new(),
+                from_snap: None,
             },
         }
     }
@@ -97,6 +100,31 @@ impl TenantSpec {
         &self.command
     }
 
+    /// The `snap` archive whose disk the tenant gets instead of a blank
+    /// overlay, if it is a restore.
+    pub fn from_snap(&self) -> Option<&Path> {
+        self.from_snap.as_deref()
+    }
+
+    /// This spec restoring a disk of `disk_mib`: the overlay takes the
+    /// disk's size; a spec that asked for another size is refused (a
+    /// restored disk is neither shrunk nor grown).
+    pub(crate) fn restoring(&self, disk_mib: u32) -> Result<TenantSpec, TenantError> {
+        match self.overlay_size_mib {
+            Some(asked) if asked != disk_mib => Err(TenantError::InvalidSpec {
+                field: "overlay_size_mib",
+                reason: format!(
+                    "{asked} differs from the {disk_mib} MiB disk of the snap archive (from_snap); \
+                     a restored tenant keeps its disk's size"
+                ),
+            }),
+            _ => Ok(TenantSpec {
+                overlay_size_mib: Some(disk_mib),
+                ..self.clone()
+            }),
+        }
+    }
+
     /// What the registry records for this spec, created by `owner`.
     pub fn to_new_tenant(&self, config: &Config, owner: Option<VmIdentity>) -> NewTenant {
         NewTenant {
@@ -125,6 +153,7 @@ impl fmt::Debug for TenantSpec {
             .field("env", &self.env)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("command", &self.command)
+            .field("from_snap", &self.from_snap)
             .finish()
     }
 }
@@ -191,6 +220,14 @@ impl TenantSpecBuilder {
         self
     }
 
+    /// Restores the disk of a `snap` archive instead of giving the tenant a
+    /// blank overlay; tokens and secrets are still made afresh. The
+    /// archive is checked when the spawn starts, before anything is made.
+    pub fn from_snap(mut self, archive: impl Into<PathBuf>) -> Self {
+        self.spec.from_snap = Some(archive.into());
+        self
+    }
+
     /// Validates every field; the error names the first bad one.
     pub fn build(self) -> Result<TenantSpec, TenantError> {
         let spec = self.spec;
@@ -235,6 +272,13 @@ impl TenantSpecBuilder {
                     ));
                 }
             }
+        }
+        if spec
+            .from_snap
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(invalid("from_snap", "the archive path is empty".into()));
         }
         Ok(spec)
     }
@@ -288,12 +332,38 @@ mod tests {
             ),
             (TenantSpec::builder("a").env("1X", "v"), "env"),
             (TenantSpec::builder("a").secret("A-B", "v"), "secrets"),
+            (TenantSpec::builder("a").from_snap(""), "from_snap"),
         ];
         for (builder, field) in cases {
             match builder.build() {
                 Err(TenantError::InvalidSpec { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_restore_takes_the_disk_size_and_refuses_another() {
+        let spec = TenantSpec::builder("a")
+            .from_snap("/x.zst")
+            .build()
+            .unwrap();
+        assert_eq!(spec.from_snap(), Some(Path::new("/x.zst")));
+        let restoring = spec.restoring(128).unwrap();
+        assert_eq!(
+            restoring.resources(&Config::default()).overlay_size_mib,
+            128
+        );
+        let sized = TenantSpec::builder("a")
+            .overlay_size_mib(128)
+            .from_snap("/x.zst");
+        assert!(sized.clone().build().unwrap().restoring(128).is_ok());
+        match sized.build().unwrap().restoring(256) {
+            Err(TenantError::InvalidSpec { field, reason }) => {
+                assert_eq!(field, "overlay_size_mib");
+                assert!(reason.contains("128") && reason.contains("256"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

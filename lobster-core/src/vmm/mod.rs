@@ -59,6 +59,7 @@ pub mod process;
 pub mod qemu;
 pub mod sandbox;
 mod stop;
+mod version;
 pub mod vm_config;
 
 use std::path::PathBuf;
@@ -292,6 +293,13 @@ pub trait Vmm: Send + Sync + std::fmt::Debug {
 
     /// Finds a VM launched earlier (by any process) from its recorded identity.
     async fn attach(&self, config: &VmConfig, identity: VmIdentity) -> Result<Box<dyn Vm>>;
+
+    /// The VMM's version, as its binary prints it first in `--version`
+    /// (`Firecracker v1.14.4`, `QEMU emulator version 7.2.19 (...)`). Record
+    /// it with a snapshot (`SuspendInfo.vmm_version`): only the same
+    /// version is sure to load it, so compare before [`Vmm::restore`]. Asked
+    /// once per binary file (again after it changes), within the call timeout.
+    async fn version(&self) -> Result<String>;
 }
 
 /// The directory the `kind` backend jails `config`'s VMM in, if it does:

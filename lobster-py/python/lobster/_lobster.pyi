@@ -76,6 +76,7 @@ class TenantSpec:
         backend: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         secrets: Optional[Mapping[str, str]] = None,
+        from_snap: Union[str, os.PathLike[str], None] = None,
     ) -> TenantSpec: ...
     @property
     def name(self) -> str: ...
@@ -91,6 +92,8 @@ class TenantSpec:
     def env(self) -> dict[str, str]: ...
     @property
     def secret_names(self) -> list[str]: ...
+    @property
+    def from_snap(self) -> Optional[Path]: ...
 
 @final
 class Host:

@@ -6,10 +6,12 @@
 //! [`plan`] is pure (golden-tested): the jailer's argv and what must be in
 //! the chroot. [`prepare`] applies it before the jailer starts: it creates
 //! `<chroot_base>/<exec name>/<jail id>/root`, hard-links the kernel, initrd
-//! and drives into it (the writable overlay, and the metrics file, are
-//! chowned to the tenant), and [`cleanup`] removes the chroot and the
-//! jailer's cgroup once Firecracker has exited. The jailer itself is not run
-//! by this module's tests (no jailer binary on the development host).
+//! and drives into it (the writable overlay, the metrics file and a
+//! restore's snapshot files are the tenant's, 0600, never through a link;
+//! snapshot files are sparse-copied where a hard link cannot cross
+//! filesystems), and [`cleanup`] removes the chroot and the jailer's cgroup
+//! once Firecracker has exited. The jailer itself runs in
+//! `tx_firecracker_real`, not in this module's tests.
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +29,12 @@ pub struct ChrootFile {
     pub source: Option<PathBuf>,
     /// Path inside the chroot (absolute, as Firecracker sees it).
     pub name: String,
-    /// Hand it to the tenant's uid/gid (writable files).
+    /// Hand it to the tenant's uid/gid, mode 0600 (writable files). Its
+    /// source must be a regular file: a link is never followed.
     pub chown: bool,
+    /// Where a hard link cannot cross filesystems, place a sparse copy
+    /// (snapshot files); else the source must share the chroot's filesystem.
+    pub copy_across_filesystems: bool,
 }
 
 /// Everything needed to start Firecracker under the jailer.
@@ -95,12 +101,14 @@ pub fn plan(
         source: Some(config.kernel.clone()),
         name: "/vmlinux".into(),
         chown: false,
+        copy_across_filesystems: false,
     }];
     if let Some(initrd) = &config.initrd {
         files.push(ChrootFile {
             source: Some(initrd.clone()),
             name: "/initrd".into(),
             chown: false,
+            copy_across_filesystems: false,
         });
     }
     for drive in &config.drives {
@@ -108,6 +116,7 @@ pub fn plan(
             source: Some(drive.path.clone()),
             name: format!("/drive-{}.img", drive.id),
             chown: !drive.read_only,
+            copy_across_filesystems: false,
         });
     }
     if features.metrics {
@@ -115,6 +124,7 @@ pub fn plan(
             source: None,
             name: "/metrics.json".into(),
             chown: true,
+            copy_across_filesystems: false,
         });
     }
     let names = FileNames {
@@ -194,7 +204,7 @@ pub fn prepare(vm: &str, plan: &JailPlan) -> Result<()> {
 }
 
 fn place_files(plan: &JailPlan) -> std::result::Result<(), (String, std::io::Error)> {
-    use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     // A stale chroot from an earlier run would hand Firecracker old files.
     match std::fs::remove_dir_all(&plan.jail_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -213,31 +223,106 @@ fn place_files(plan: &JailPlan) -> std::result::Result<(), (String, std::io::Err
         .map_err(|e| (format!("cannot create chroot {}", plan.root.display()), e))?;
     for file in &plan.files {
         let target = plan.host_path(&file.name);
-        match &file.source {
-            Some(source) => std::fs::hard_link(source, &target).map_err(|e| {
-                (
-                    format!(
-                        "cannot hard-link {} into the chroot as {} (chroot_base must be on the same filesystem)",
-                        source.display(),
-                        target.display()
-                    ),
-                    e,
-                )
-            })?,
-            None => {
-                std::fs::File::create(&target)
-                    .map_err(|e| (format!("cannot create {}", target.display()), e))?;
+        let placed = match (&file.source, file.chown) {
+            (None, _) => create_owned(&target, plan.owner),
+            (Some(source), true) => {
+                place_owned(source, &target, plan.owner, file.copy_across_filesystems)
             }
-        }
-        if file.chown {
-            chown(&target, Some(plan.owner.0), Some(plan.owner.1))
-                .and_then(|()| {
-                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
-                })
-                .map_err(|e| (format!("cannot hand {} to the tenant", target.display()), e))?;
-        }
+            (Some(source), false) => std::fs::hard_link(source, &target),
+        };
+        placed.map_err(|e| {
+            let how = if file.copy_across_filesystems {
+                ""
+            } else {
+                " (chroot_base must be on the same filesystem)"
+            };
+            let from = file
+                .source
+                .as_ref()
+                .map(|s| format!("{} ", s.display()))
+                .unwrap_or_default();
+            (
+                format!(
+                    "cannot place {from}in the chroot as {}{how}",
+                    target.display()
+                ),
+                e,
+            )
+        })?;
     }
     Ok(())
+}
+
+/// An empty file of the tenant's, mode 0600.
+fn create_owned(target: &Path, (uid, gid): (u32, u32)) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)?;
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+}
+
+/// Places the tenant's file `source` at `target`, owned by the tenant and
+/// mode 0600: a hard link, or (with `copy_across_filesystems`, where a link
+/// cannot cross) a sparse copy. Only a regular file is placed, and only the
+/// very file that was checked: a link planted at `source` is never
+/// followed, so root hands nothing else to the tenant.
+pub fn place_owned(
+    source: &Path,
+    target: &Path,
+    (uid, gid): (u32, u32),
+    copy_across_filesystems: bool,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let src = open_regular(source, false)?;
+    let meta = src.metadata()?;
+    let placed = match std::fs::hard_link(source, target) {
+        Ok(()) => {
+            let placed = open_regular(target, false)?;
+            let landed = placed.metadata()?;
+            if (landed.dev(), landed.ino()) != (meta.dev(), meta.ino()) {
+                let _ = std::fs::remove_file(target);
+                return Err(std::io::Error::other(
+                    "the file was swapped while it was linked",
+                ));
+            }
+            placed
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) && copy_across_filesystems => {
+            let copy = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(target)?;
+            if let Err(e) = crate::sys::file::copy_sparse_fd(&src, &copy) {
+                let _ = std::fs::remove_file(target);
+                return Err(e);
+            }
+            copy
+        }
+        Err(e) => return Err(e),
+    };
+    std::os::unix::fs::fchown(&placed, Some(uid), Some(gid))?;
+    placed.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
+/// Opens `path` for reading (and writing, with `write`) if it is a
+/// regular file, never following a link (nor blocking on a FIFO).
+pub(crate) fn open_regular(path: &Path, write: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 /// Removes the jail directory and the jailer's cgroup; absent is fine.
@@ -488,6 +573,36 @@ mod tests {
         cleanup("vm-alice", &p).unwrap();
         assert!(!p.jail_dir.exists());
         cleanup("vm-alice", &p).unwrap(); // idempotent
+    }
+
+    #[test]
+    fn a_tenant_file_is_placed_private_and_a_planted_link_never_followed() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap();
+        let owner = (me.uid(), me.gid());
+        let secret = dir.path().join("registry.json");
+        std::fs::write(&secret, "every token").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let planted = dir.path().join("snapshot.mem");
+        std::os::unix::fs::symlink(&secret, &planted).unwrap();
+        let target = dir.path().join("in-jail.mem");
+        assert!(place_owned(&planted, &target, owner, true).is_err());
+        assert!(target.symlink_metadata().is_err(), "nothing may land");
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "the link's target was changed");
+
+        let real = dir.path().join("snapshot.state");
+        std::fs::write(&real, "state").unwrap();
+        place_owned(&real, &target, owner, true).unwrap();
+        let placed = std::fs::symlink_metadata(&target).unwrap();
+        assert_eq!(
+            placed.ino(),
+            std::fs::metadata(&real).unwrap().ino(),
+            "a hard link"
+        );
+        assert_eq!(placed.permissions().mode() & 0o777, 0o600);
+        assert_eq!((placed.uid(), placed.gid()), owner);
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! [`VmConfig`] ([`plan`]), Firecracker (directly, or under the [`jailer`])
 //! is started through a [`Launcher`] and supervised through a pidfd, and
 //! configured over its API socket ([`client`]). Snapshots are Firecracker
-//! full snapshots (state + memory files).
+//! full snapshots (state + memory files), private (0600) and sparse in the
+//! VM's snapshot directory; under the jailer they are moved out of the
+//! chroot, and a restore places them in the new chroot. A restore loads
+//! with `network_overrides`, so the guest gets the config's TAP whatever
+//! the snapshot recorded.
 
 pub mod api;
 pub mod client;
@@ -117,6 +121,7 @@ impl FirecrackerSettings {
 #[derive(Debug, Clone)]
 pub struct FirecrackerVmm {
     settings: FirecrackerSettings,
+    version: super::version::VersionCache,
 }
 
 /// How Firecracker is started for one VM, and how it names files.
@@ -132,7 +137,10 @@ struct Layout {
 impl FirecrackerVmm {
     /// A backend with these settings.
     pub fn new(settings: FirecrackerSettings) -> FirecrackerVmm {
-        FirecrackerVmm { settings }
+        FirecrackerVmm {
+            settings,
+            version: Default::default(),
+        }
     }
 
     fn layout(&self, config: &VmConfig) -> Result<Layout> {
@@ -186,6 +194,7 @@ impl FirecrackerVmm {
                         source: Some(source.clone()),
                         name: name.clone(),
                         chown: true,
+                        copy_across_filesystems: true,
                     });
                 }
                 jailer::prepare(&config.vm_id, &plan)?;
@@ -273,31 +282,19 @@ impl Vmm for FirecrackerVmm {
         snapshot: &Snapshot,
         resume: bool,
     ) -> Result<Box<dyn Vm>> {
-        let memory = match (&snapshot.backend, &snapshot.memory_file) {
-            (BackendKind::Firecracker, Some(memory)) => memory.clone(),
-            _ => {
-                return Err(VmmError::InvalidState {
-                    vm: config.vm_id.clone(),
-                    operation: "restore",
-                    state: format!(
-                        "the snapshot was not written by firecracker ({:?})",
-                        snapshot.backend
-                    ),
-                })
-            }
-        };
+        let (state, memory) = snapshot_files(config, snapshot)?;
         let layout = self.layout(config)?;
         let (state_name, memory_name, extra) = match &layout.jail {
             Some(_) => (
-                "/snapshot.state".to_string(),
-                "/snapshot.mem".to_string(),
+                JAILED_STATE.to_string(),
+                JAILED_MEMORY.to_string(),
                 vec![
-                    (snapshot.state_file.clone(), "/snapshot.state".to_string()),
-                    (memory.clone(), "/snapshot.mem".to_string()),
+                    (state, JAILED_STATE.to_string()),
+                    (memory, JAILED_MEMORY.to_string()),
                 ],
             ),
             None => (
-                plan::utf8(config, "snapshot.state_file", &snapshot.state_file)?,
+                plan::utf8(config, "snapshot.state_file", &state)?,
                 plan::utf8(config, "snapshot.memory_file", &memory)?,
                 Vec::new(),
             ),
@@ -323,6 +320,16 @@ impl Vmm for FirecrackerVmm {
             let e = vm.process.check_alive().err().unwrap_or(e);
             return Err(launch::abandon(&vm, e).await);
         }
+        // Firecracker has read the state and maps the memory: the chroot
+        // keeps no copy of the guest's memory under a name.
+        if let Some(jail) = &layout.jail {
+            for name in [JAILED_STATE, JAILED_MEMORY] {
+                if let Err(e) = remove_if_present(&jail.host_path(name)) {
+                    tracing::warn!(vm = %config.vm_id, "{e}");
+                }
+            }
+        }
+        tracing::info!(vm = %config.vm_id, pid = vm.process.identity().pid, "firecracker vm restored");
         Ok(Box::new(vm))
     }
 
@@ -347,6 +354,16 @@ impl Vmm for FirecrackerVmm {
         };
         vm.status().await?;
         Ok(Box::new(vm))
+    }
+
+    async fn version(&self) -> Result<String> {
+        self.version
+            .get(
+                "firecracker",
+                &self.settings.binary,
+                self.settings.call_timeout,
+            )
+            .await
     }
 }
 
@@ -423,28 +440,52 @@ impl Vm for FirecrackerVm {
     }
 
     /// Firecracker writes both files under partial names; each is then
-    /// synced and renamed into place, as QEMU's snapshot is. The state file
-    /// marks the pair: the old one goes first and the new one comes last,
-    /// so a crash between the two renames leaves no snapshot, never a state
-    /// file beside another snapshot's memory.
+    /// made private (0600; under the jailer it stays the tenant's, who
+    /// wrote it), its zero pages are freed (the memory file is sparse),
+    /// and it is synced and renamed into place, as QEMU's snapshot is. The
+    /// state file marks the pair: the old one goes first and the new one
+    /// comes last, so a crash between the two renames leaves no snapshot,
+    /// never a state file beside another snapshot's memory. Under the
+    /// jailer the files are moved out of the chroot (a rename on the same
+    /// filesystem, else a sparse copy).
     async fn snapshot(&self) -> Result<Snapshot> {
-        let dir = super::snapshot_dir_of_paused(self).await?;
+        let dir = super::snapshot_dir_of_paused(self).await?.to_path_buf();
         let state_file = dir.join(STATE_FILE);
         let memory_file = dir.join(MEMORY_FILE);
-        let files = [
-            (launch::partial_path(&state_file), state_file.clone()),
-            (launch::partial_path(&memory_file), memory_file.clone()),
-        ];
         let (state_name, memory_name) = match &self.layout.jail {
-            Some(_) => ("/snapshot.state".to_string(), "/snapshot.mem".to_string()),
+            Some(_) => (JAILED_STATE.to_string(), JAILED_MEMORY.to_string()),
             None => (
-                plan::utf8(&self.config, "paths.snapshot_dir", &files[0].0)?,
-                plan::utf8(&self.config, "paths.snapshot_dir", &files[1].0)?,
+                plan::utf8(
+                    &self.config,
+                    "paths.snapshot_dir",
+                    &launch::partial_path(&state_file),
+                )?,
+                plan::utf8(
+                    &self.config,
+                    "paths.snapshot_dir",
+                    &launch::partial_path(&memory_file),
+                )?,
             ),
         };
-        let remove_partials = || {
-            for (partial, _) in &files {
-                let _ = std::fs::remove_file(partial);
+        // Memory first, state last (see above).
+        let files = [
+            (
+                memory_file.clone(),
+                self.layout.jail.as_ref().map(|j| j.host_path(&memory_name)),
+                true,
+            ),
+            (
+                state_file.clone(),
+                self.layout.jail.as_ref().map(|j| j.host_path(&state_name)),
+                false,
+            ),
+        ];
+        let remove_partials = |files: &[(PathBuf, Option<PathBuf>, bool)]| {
+            for (target, in_jail, _) in files {
+                let _ = std::fs::remove_file(launch::partial_path(target));
+                if let Some(in_jail) = in_jail {
+                    let _ = std::fs::remove_file(in_jail);
+                }
             }
         };
         self.process.check_alive()?;
@@ -453,24 +494,22 @@ impl Vm for FirecrackerVm {
             .send(&plan::snapshot(&state_name, &memory_name))
             .await;
         if let Err(e) = created {
-            remove_partials();
+            remove_partials(&files);
             return Err(self.process.check_alive().err().unwrap_or(e));
         }
-        let names = [&state_name, &memory_name];
-        let committed = remove_if_present(&state_file).and_then(|()| {
-            files
-                .iter()
-                .zip(names)
-                .rev()
-                .try_for_each(|((partial, target), name)| {
-                    if let Some(jail) = &self.layout.jail {
-                        move_out_of_jail(&jail.host_path(name), partial)?;
-                    }
-                    launch::commit_file(partial, target)
-                })
-        });
+        let committed = crate::base::blocking({
+            let (files, state_file) = (files.clone(), state_file.clone());
+            move || {
+                remove_if_present(&state_file)?;
+                for (target, in_jail, memory) in &files {
+                    commit_snapshot_file(target, in_jail.as_deref(), *memory)?;
+                }
+                Ok(())
+            }
+        })
+        .await;
         if let Err(e) = committed {
-            remove_partials();
+            remove_partials(&files);
             return Err(e);
         }
         tracing::info!(vm = %self.config.vm_id, dir = %dir.display(), "firecracker snapshot written");
@@ -501,30 +540,94 @@ impl Vm for FirecrackerVm {
     }
 }
 
-/// Moves a file the jailed Firecracker wrote out of its chroot. The jail
-/// is the VMM's to shape: only a regular file is taken (a link it planted
-/// is never followed, so root copies nothing the VMM could not read), and
-/// what lands at `target` must be that very file.
-fn move_out_of_jail(source: &Path, target: &Path) -> Result<()> {
+/// The snapshot's state file inside a chroot.
+const JAILED_STATE: &str = "/snapshot.state";
+/// The snapshot's memory file inside a chroot.
+const JAILED_MEMORY: &str = "/snapshot.mem";
+
+/// The state and memory files of a Firecracker `snapshot`, checked to be
+/// there (regular files) before any process starts.
+fn snapshot_files(config: &VmConfig, snapshot: &Snapshot) -> Result<(PathBuf, PathBuf)> {
+    let memory = match (&snapshot.backend, &snapshot.memory_file) {
+        (BackendKind::Firecracker, Some(memory)) => memory.clone(),
+        _ => {
+            return Err(VmmError::InvalidState {
+                vm: config.vm_id.clone(),
+                operation: "restore",
+                state: format!(
+                    "the snapshot was not written by firecracker ({:?})",
+                    snapshot.backend
+                ),
+            })
+        }
+    };
+    for (what, file) in [("state", &snapshot.state_file), ("memory", &memory)] {
+        let found = std::fs::symlink_metadata(file).and_then(|meta| match meta.is_file() {
+            true => Ok(()),
+            false => Err(std::io::Error::other("not a regular file")),
+        });
+        if let Err(source) = found {
+            return Err(VmmError::Io {
+                context: format!(
+                    "vm {}: cannot restore: snapshot {what} file {}",
+                    config.vm_id,
+                    file.display()
+                ),
+                source,
+            });
+        }
+    }
+    Ok((snapshot.state_file.clone(), memory))
+}
+
+/// Puts one file Firecracker wrote in place as `target`: from `in_jail`
+/// (moved out of the chroot) or from `target`'s partial name, mode 0600,
+/// zero pages freed when it is `memory`, synced and renamed.
+fn commit_snapshot_file(target: &Path, in_jail: Option<&Path>, memory: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let partial = launch::partial_path(target);
+    let copied = match in_jail {
+        Some(source) => move_out_of_jail(source, &partial)?,
+        None => false,
+    };
+    let io = |source| VmmError::Io {
+        context: format!("cannot make {} private", partial.display()),
+        source,
+    };
+    let file = jailer::open_regular(&partial, memory).map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    if memory && !copied {
+        let started = std::time::Instant::now();
+        let punched =
+            crate::sys::file::punch_zero_blocks(&file).map_err(|source| VmmError::Io {
+                context: format!("cannot free the zero pages of {}", partial.display()),
+                source,
+            })?;
+        tracing::debug!(file = %partial.display(), punched, took = ?started.elapsed(), "snapshot memory made sparse");
+    }
+    drop(file);
+    launch::commit_file(&partial, target)
+}
+
+/// Moves a file the jailed Firecracker wrote out of its chroot: a rename,
+/// or a sparse copy (same owner, 0600) across filesystems; returns whether
+/// it copied. The jail is the VMM's to shape: only a regular file is taken
+/// (a link it planted is never followed, so root copies nothing the VMM
+/// could not read), and what lands at `target` must be that very file.
+fn move_out_of_jail(source: &Path, target: &Path) -> Result<bool> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let io = |err| VmmError::Io {
         context: format!("cannot move {} to {}", source.display(), target.display()),
         source: err,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(source)
-        .map_err(io)?;
+    let file = jailer::open_regular(source, false).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::other("not a regular file")));
-    }
     match std::fs::rename(source, target) {
         Ok(()) => {
             let landed = std::fs::symlink_metadata(target).map_err(io)?;
             if landed.is_file() && (landed.dev(), landed.ino()) == (meta.dev(), meta.ino()) {
-                return Ok(());
+                return Ok(false);
             }
             let _ = std::fs::remove_file(target);
             Err(io(std::io::Error::other(
@@ -532,14 +635,21 @@ fn move_out_of_jail(source: &Path, target: &Path) -> Result<()> {
             )))
         }
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let mut out = std::fs::OpenOptions::new()
+            let out = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(target)
                 .map_err(io)?;
-            std::io::copy(&mut file, &mut out).map_err(io)?;
-            std::fs::remove_file(source).map_err(io)
+            let copied = crate::sys::file::copy_sparse_fd(&file, &out)
+                .and_then(|()| std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())));
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(target);
+                return Err(io(e));
+            }
+            std::fs::remove_file(source).map_err(io)?;
+            Ok(true)
         }
         Err(e) => Err(io(e)),
     }

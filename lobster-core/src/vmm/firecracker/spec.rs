@@ -15,6 +15,10 @@ use serde_json::{Map, Value};
 /// The pinned spec text (embedded: tests never read outside the repo).
 pub const SPEC_YAML: &str = include_str!("spec/firecracker-api-v1.16.1.yaml");
 
+/// The spec of Firecracker v1.14.4, the release the real-binary tests
+/// (`tx_firecracker_real`) run; every body is valid for both.
+pub const SPEC_V1_14_4_YAML: &str = include_str!("spec/firecracker-api-v1.14.4.yaml");
+
 /// The parsed spec.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -38,6 +42,16 @@ impl Spec {
     /// The spec lobster is pinned to.
     pub fn pinned() -> Spec {
         Spec::parse(SPEC_YAML).expect("the pinned spec parses")
+    }
+
+    /// The spec of Firecracker v1.14.4 (see [`SPEC_V1_14_4_YAML`]).
+    pub fn v1_14_4() -> Spec {
+        Spec::parse(SPEC_V1_14_4_YAML).expect("the v1.14.4 spec parses")
+    }
+
+    /// Every spec lobster's requests must satisfy: the pinned one first.
+    pub fn supported() -> [Spec; 2] {
+        [Spec::pinned(), Spec::v1_14_4()]
     }
 
     /// Parses spec text.
@@ -362,6 +376,10 @@ mod tests {
         assert_eq!(spec.operations().len(), 38);
         assert_eq!(spec.doc["paths"].as_object().unwrap().len(), 26);
         assert_eq!(spec.doc["definitions"].as_object().unwrap().len(), 44);
+        let old = Spec::v1_14_4();
+        assert_eq!(old.version(), "1.14.4");
+        assert_eq!(old.operations().len(), 37);
+        assert_eq!(old.doc["definitions"].as_object().unwrap().len(), 42);
     }
 
     #[test]

@@ -66,12 +66,16 @@ impl QemuSettings {
 #[derive(Debug, Clone)]
 pub struct QemuVmm {
     settings: QemuSettings,
+    version: super::version::VersionCache,
 }
 
 impl QemuVmm {
     /// A backend with these settings.
     pub fn new(settings: QemuSettings) -> QemuVmm {
-        QemuVmm { settings }
+        QemuVmm {
+            settings,
+            version: Default::default(),
+        }
     }
 
     /// The settings in use.
@@ -211,6 +215,12 @@ impl Vmm for QemuVmm {
         };
         vm.status().await?;
         Ok(Box::new(vm))
+    }
+
+    async fn version(&self) -> Result<String> {
+        self.version
+            .get("qemu", &self.settings.binary, self.settings.call_timeout)
+            .await
     }
 }
 

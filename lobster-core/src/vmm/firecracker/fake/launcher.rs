@@ -11,7 +11,10 @@ use crate::vmm::{ConsoleLog, Result, VmProcess};
 
 /// A [`Launcher`] that runs every VM against a [`FakeFirecracker`]: a
 /// stand-in process is spawned and supervised as the VMM, and the fake
-/// serves the `--api-sock` from the planned argv until it dies.
+/// serves the `--api-sock` from the planned argv until it dies. Given the
+/// jailer's argv, it stands in for the jailer too: the fake serves in the
+/// chroot `<--chroot-base-dir>/<exec file name>/<--id>/root`, where
+/// Firecracker's paths then point.
 #[derive(Debug, Clone, Default)]
 pub struct FakeLauncher {
     fakes: Arc<Mutex<Vec<FakeFirecracker>>>,
@@ -57,9 +60,15 @@ impl Launcher for FakeLauncher {
                 .and_then(|i| args.get(i + 1))
                 .cloned()
         };
-        let socket = PathBuf::from(flag("--api-sock").unwrap_or_default());
+        let mut socket = PathBuf::from(flag("--api-sock").unwrap_or_default());
         let mut options = self.options.clone();
         options.id = flag("--id").unwrap_or_else(|| vm_id.to_string());
+        if let (Some(base), Some(exec)) = (flag("--chroot-base-dir"), flag("--exec-file")) {
+            let exec = Path::new(&exec).file_name().unwrap_or_default();
+            let root = Path::new(&base).join(exec).join(&options.id).join("root");
+            socket = root.join(socket.strip_prefix("/").unwrap_or(&socket));
+            options.root = Some(root);
+        }
         match FakeFirecracker::start(&socket, options) {
             Ok(fake) => {
                 // Exits 0 on SIGTERM, as Firecracker does after the guest

@@ -34,6 +34,7 @@ use serde_json::Value;
 
 pub use self::launcher::FakeLauncher;
 use self::state::{fault, Answer, ExitHook, State};
+pub use self::state::{FAKE_MEMORY_BYTES, MEMORY_MARK};
 use super::spec::Spec;
 
 /// One request as the fake saw it.

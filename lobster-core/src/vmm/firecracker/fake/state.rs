@@ -39,6 +39,14 @@ impl std::fmt::Debug for ExitHook {
 
 pub(super) type Answer = (StatusCode, Option<Value>);
 
+/// The fake guest's memory: this mark, then zero pages.
+pub const MEMORY_MARK: &[u8] = b"fake guest memory";
+/// Size of the fake guest's memory file (2 MiB).
+pub const FAKE_MEMORY_BYTES: usize = 2 << 20;
+
+/// How Firecracker (1.14.4, checked by hand) prefixes a failed load.
+const LOAD_FAILED: &str = "Load snapshot error: Failed to restore from snapshot";
+
 const NOT_AFTER_START: &str =
     "The requested operation is not supported after starting the microVM.";
 const NOT_BEFORE_START: &str =
@@ -324,8 +332,11 @@ impl State {
                 let state_path = self.host_path(body["snapshot_path"].as_str().unwrap_or_default());
                 let mem_path = self.host_path(body["mem_file_path"].as_str().unwrap_or_default());
                 let snapshot = json!({"fake_firecracker_snapshot": 1, "ticks": self.ticks, "config": self.full_config()});
+                // Firecracker writes every page of guest memory, zero or not.
+                let mut memory = vec![0u8; FAKE_MEMORY_BYTES];
+                memory[..MEMORY_MARK.len()].copy_from_slice(MEMORY_MARK);
                 let written = std::fs::write(&state_path, snapshot.to_string())
-                    .and_then(|()| std::fs::write(&mem_path, b"fake guest memory"));
+                    .and_then(|()| std::fs::write(&mem_path, &memory));
                 match written {
                     Ok(()) => Ok(ok()),
                     Err(e) => Err(fault(format!(
@@ -342,8 +353,16 @@ impl State {
                         "Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources.".into(),
                     ));
                 }
+                let memory = match (body.get("mem_file_path"), body.get("mem_backend")) {
+                    (Some(p), None) => p.as_str().unwrap_or_default().to_string(),
+                    (None, Some(b)) => b["backend_path"].as_str().unwrap_or_default().to_string(),
+                    _ => return Err(fault(
+                        "An error occurred when deserializing the json body of a request: too many fields: either `mem_backend` or `mem_file_path` exclusively is required."
+                            .into(),
+                    )),
+                };
                 // From here on a failure is fatal: Firecracker tears down.
-                let loaded = self.load_snapshot(body);
+                let loaded = self.load_snapshot(body, &memory);
                 if loaded.is_err() {
                     self.exit_soon();
                 }
@@ -366,24 +385,19 @@ impl State {
         }
     }
 
-    fn load_snapshot(&mut self, body: &Value) -> Result<Answer, Answer> {
-        let memory = match (body.get("mem_file_path"), body.get("mem_backend")) {
-            (Some(p), None) => p.as_str().unwrap_or_default().to_string(),
-            (None, Some(b)) => b["backend_path"].as_str().unwrap_or_default().to_string(),
-            _ => return Err(fault(
-                "Load snapshot error: exactly one of mem_file_path and mem_backend must be given."
-                    .into(),
-            )),
-        };
-        self.file_must_exist(&memory, "Load snapshot error: Cannot open the memory file")?;
+    /// Loads a snapshot from `memory` and the body's state file; fault
+    /// messages are Firecracker 1.14.4's own.
+    fn load_snapshot(&mut self, body: &Value, memory: &str) -> Result<Answer, Answer> {
         let state_path = body["snapshot_path"].as_str().unwrap_or_default();
-        self.file_must_exist(
-            state_path,
-            "Load snapshot error: Cannot open the snapshot file",
-        )?;
-        let text = std::fs::read_to_string(self.host_path(state_path)).unwrap_or_default();
-        let snapshot: Value = serde_json::from_str(&text).map_err(|_| {
-            fault("Load snapshot error: Cannot deserialize the microVM state.".into())
+        let text = std::fs::read(self.host_path(state_path)).map_err(|e| {
+            fault(format!(
+                "{LOAD_FAILED}: Failed to get snapshot state from file: Failed to open snapshot file: {e}"
+            ))
+        })?;
+        let snapshot: Value = serde_json::from_slice(&text).map_err(|_| {
+            fault(format!(
+                "{LOAD_FAILED}: Failed to get snapshot state from file: Failed to load snapshot state from file: An error occured during bincode decoding: LimitExceeded"
+            ))
         })?;
         let config = &snapshot["config"];
         let mut nics: Vec<Value> = config["network-interfaces"]
@@ -396,11 +410,20 @@ impl State {
                 .find(|n| n["iface_id"] == o["iface_id"])
                 .ok_or_else(|| {
                     fault(format!(
-                        "Load snapshot error: unknown network interface {}.",
-                        o["iface_id"]
+                        "{LOAD_FAILED}: Failed to get snapshot state from file: Unknown Network Device."
                     ))
                 })?;
             nic["host_dev_name"] = o["host_dev_name"].clone();
+        }
+        let loaded = std::fs::read(self.host_path(memory)).map_err(|e| {
+            fault(format!(
+                "{LOAD_FAILED}: Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {e}"
+            ))
+        })?;
+        if loaded.len() != FAKE_MEMORY_BYTES || !loaded.starts_with(MEMORY_MARK) {
+            return Err(fault(format!(
+                "{LOAD_FAILED}: Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: Total sum of memory regions exceeds largest possible file offset"
+            )));
         }
         self.ticks = snapshot["ticks"].as_u64().unwrap_or(0);
         self.drives = config["drives"].as_array().cloned().unwrap_or_default();

@@ -1,0 +1,89 @@
+//! T0: commands that need the guest hold it awake while they run, over the
+//! test kit's booted fake host (the real agent in this process): `logs`
+//! holds it for the read, `follow_logs` for as long as the stream lives,
+//! each hold released afterwards; `molt` without a name leaves a suspended
+//! tenant alone, and `molt NAME` of a suspended tenant goes through resume.
+
+// An integration test crate is test code as a whole.
+#![allow(clippy::tests_outside_test_module)]
+
+use std::time::Duration;
+
+use lobster_core::agent::LogSource;
+use lobster_core::store::TenantStatus;
+use lobster_testkit::poll::until_async;
+use lobster_testkit::registry::sleeping_spec;
+use lobster_testkit::rig::FakeHost;
+
+/// The ids of the holds the tenant's guest has.
+async fn holds(rig: &FakeHost, name: &str) -> Vec<String> {
+    let agent = rig.host.agent(name).await.unwrap();
+    agent
+        .holds()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_a_log_follow_hold_the_guest_while_they_run() {
+    let rig = FakeHost::booting(167).await;
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
+
+    rig.host.logs("alice", LogSource::Agent, 10).await.unwrap();
+    assert_eq!(
+        holds(&rig, "alice").await,
+        Vec::<String>::new(),
+        "released after logs"
+    );
+
+    let follow = rig
+        .host
+        .follow_logs("alice", LogSource::Agent, 1)
+        .await
+        .unwrap();
+    let held = holds(&rig, "alice").await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].starts_with("lobster-logs-follow-"), "{held:?}");
+    drop(follow);
+    until_async(
+        "the follow's hold to be released",
+        Duration::from_secs(10),
+        || async { holds(&rig, "alice").await.is_empty().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn molt_without_a_name_leaves_a_suspended_tenant_alone_and_molt_name_resumes_it() {
+    let rig = FakeHost::booting(168).await;
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
+    rig.store()
+        .modify("alice", |r| r.status = TenantStatus::Suspended)
+        .unwrap();
+
+    let reports = rig.host.molt(None).await.unwrap();
+    assert!(reports.iter().all(|r| r.tenant != "alice"), "{reports:?}");
+    assert_eq!(rig.record("alice").status, TenantStatus::Suspended);
+
+    // `molt NAME` asks resume first: whatever resume answers is what molt
+    // answers (until resume exists: unsupported), never a health check of
+    // a suspended tenant.
+    match rig.host.molt(Some("alice")).await {
+        Ok(reports) => {
+            assert_eq!(rig.record("alice").status, TenantStatus::Running);
+            assert_eq!(reports.len(), 1);
+        }
+        Err(e) => {
+            assert_eq!(
+                e.kind(),
+                lobster_core::ErrorKind::Unsupported,
+                "{}",
+                e.chain()
+            );
+            assert_eq!(rig.record("alice").status, TenantStatus::Suspended);
+        }
+    }
+}
