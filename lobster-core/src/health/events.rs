@@ -67,6 +67,36 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The watchdog suspended a tenant (or tried to: it runs on).
+    Suspend {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        trigger: Trigger,
+        /// Whether it is suspended now.
+        ok: bool,
+        /// How long it had been idle.
+        idle_ms: u64,
+        /// Why it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the suspend took.
+        elapsed_ms: u64,
+    },
+    /// The watchdog resumed a suspended tenant (or tried to).
+    Resume {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        trigger: Trigger,
+        /// Whether it runs now.
+        ok: bool,
+        /// Why it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the resume took.
+        elapsed_ms: u64,
+    },
     /// Rules and routes of tenants no longer in the registry were removed
     /// (left by a teardown that raced a reconcile, or made by hand).
     Swept {
@@ -112,7 +142,9 @@ impl Event {
             Event::StateChange { tenant, .. }
             | Event::RepairStart { tenant, .. }
             | Event::RepairComplete { tenant, .. }
-            | Event::GaveUp { tenant, .. } => Some(tenant),
+            | Event::GaveUp { tenant, .. }
+            | Event::Suspend { tenant, .. }
+            | Event::Resume { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -136,8 +168,36 @@ impl Event {
                 format!("repair {}", if ok { "done" } else { "failed" })
             }
             Event::GaveUp { reason, .. } => format!("gave up: {reason}"),
+            Event::Suspend { trigger, ok, .. } => {
+                format!(
+                    "suspend ({trigger}) {}",
+                    if *ok { "done" } else { "failed" }
+                )
+            }
+            Event::Resume { trigger, ok, .. } => {
+                format!("resume ({trigger}) {}", if *ok { "done" } else { "failed" })
+            }
             other => serde_json::to_string(other).unwrap_or_default(),
         }
+    }
+}
+
+/// Why the watchdog suspended or resumed a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// It was idle for its idle time.
+    Idle,
+    /// Its next scheduled job is near.
+    Schedule,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::Idle => "idle",
+            Trigger::Schedule => "schedule",
+        })
     }
 }
 
