@@ -136,6 +136,22 @@ impl Lobster {
         self.dir.path().join("caddy/admin.sock")
     }
 
+    /// Changes the config file (read by every later command).
+    pub fn edit_config(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.config()).unwrap()).unwrap();
+        change(&mut config);
+        std::fs::write(self.config(), config.to_string()).unwrap();
+    }
+
+    /// The record of `name` as `registry.json` holds it (no command).
+    pub fn record(&self, name: &str) -> serde_json::Value {
+        let registry: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.state().join("registry.json")).unwrap())
+                .unwrap();
+        registry["tenants"][name].clone()
+    }
+
     /// Points `paths.initrd` at `initrd`; returns the previous one.
     pub fn set_initrd(&self, initrd: &Path) -> PathBuf {
         let mut config: serde_json::Value =
@@ -447,6 +463,25 @@ impl Watch {
         };
         self.seen = i + 1;
         self.events.lock().unwrap()[i].clone()
+    }
+
+    /// Like [`Watch::wait`], but the first matching event of the whole run
+    /// (for events whose order among themselves is not known).
+    pub fn first(
+        &mut self,
+        what: &str,
+        within: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let seen = std::mem::take(&mut self.seen);
+        let event = self.wait(what, within, want);
+        self.seen = self.seen.max(seen);
+        event
+    }
+
+    /// Whether any event so far matches `want`.
+    pub fn any(&self, want: impl Fn(&serde_json::Value) -> bool) -> bool {
+        self.events.lock().unwrap().iter().any(want)
     }
 
     /// Waits for the repair of `tenant` that runs `repairs` (in order) and
