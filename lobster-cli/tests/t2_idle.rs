@@ -129,7 +129,7 @@ fn idle_tenants_are_suspended_held_ones_are_not_and_a_job_wakes_one_ahead() {
         |_ctx: &Ctx| {
             require_t2();
             require(&["base64"]);
-            let lobster = Lobster::init(3, false);
+            let lobster = Lobster::init(4, false); // a power of two
             lobster.edit_config(|c| {
                 c["watchdog"]["wake_ahead_s"] = WAKE_AHEAD_S.into();
                 c["watchdog"]["scheduled_wake_grace_s"] = 600.into();

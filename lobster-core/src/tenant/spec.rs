@@ -279,6 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_time_is_the_tenant_own_or_the_host_default() {
+        let config = Config::default();
+        let spec = TenantSpec::builder("a").build().unwrap();
+        assert_eq!(spec.resources(&config).idle_suspend_after_s, None);
+        for secs in [0, 5] {
+            let spec = TenantSpec::builder("a")
+                .idle_suspend_after_s(secs)
+                .build()
+                .unwrap();
+            assert_eq!(spec.resources(&config).idle_suspend_after_s, Some(secs));
+        }
+    }
+
+    #[test]
     fn each_bad_field_is_named() {
         let cases = [
             (TenantSpec::builder("a_b"), "name"),
