@@ -10,7 +10,7 @@
 //!   SQLite state database with OpenClaw's `cron_jobs` table, written into
 //!   the guest by the workload: the minimal image has no OpenClaw, and the
 //!   agent reads the store from the workload's home as it would OpenClaw's):
-//!   suspended with a wake time of the job less `wake_ahead_s`, and resumed
+//!   suspended with a wake time of the job less `suspend.wake_ahead_s`, and resumed
 //!   by the watchdog at that time, before the job is due.
 //!
 //! Needs what `t2_lifecycle` needs, and `base64`; suspend and resume
@@ -30,7 +30,7 @@ use common::t2::{output, require_t2, Lobster, Watch, WORKLOAD};
 
 /// Idle time of every test tenant (its own `--idle-suspend-after`).
 const IDLE_S: u64 = 5;
-/// How long before its job `cron` is woken (`watchdog.wake_ahead_s`).
+/// How long before its job `cron` is woken (`suspend.wake_ahead_s`).
 const WAKE_AHEAD_S: u64 = 30;
 /// How far after its spawn `cron`'s job is due: its boot, an idle time and
 /// a suspend fit well before `job - WAKE_AHEAD_S` on a loaded host.
@@ -131,7 +131,7 @@ fn idle_tenants_are_suspended_held_ones_are_not_and_a_job_wakes_one_ahead() {
             require(&["base64"]);
             let lobster = Lobster::init(4, false); // a power of two
             lobster.edit_config(|c| {
-                c["watchdog"]["wake_ahead_s"] = WAKE_AHEAD_S.into();
+                c["suspend"]["wake_ahead_s"] = WAKE_AHEAD_S.into();
                 c["watchdog"]["scheduled_wake_grace_s"] = 600.into();
             });
             let runtime = tokio::runtime::Runtime::new().unwrap();

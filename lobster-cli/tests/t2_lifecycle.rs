@@ -12,14 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lobster_testkit::netns::{in_netns, sh, Ctx};
-use lobster_testkit::poll;
-
 mod common;
 
-use common::t2::{
-    admin_request, http, output, require_t2, text, wait_for_page, Lobster, Watch, WORKLOAD,
-};
+use common::t2::*;
+use lobster_testkit::netns::{in_netns, sh, Ctx};
+use lobster_testkit::poll;
 
 const TCP_CONNECT_ENV: &str = "LOBSTER_T2_TCP_CONNECT";
 

@@ -115,6 +115,23 @@ pub struct Config {
     pub vmm: VmmConfig,
     /// The health checks, repairs and the `watch` daemon.
     pub watchdog: WatchdogConfig,
+    /// Suspending tenants to disk and waking them.
+    pub suspend: SuspendConfig,
+}
+
+/// Suspending tenants to disk and waking them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SuspendConfig {
+    /// How long before its workload's next scheduled job a suspended tenant
+    /// is woken, in seconds.
+    pub wake_ahead_s: u64,
+}
+
+impl Default for SuspendConfig {
+    fn default() -> Self {
+        SuspendConfig { wake_ahead_s: 15 }
+    }
 }
 
 /// How the watchdog checks and repairs tenants.
@@ -138,11 +155,8 @@ pub struct WatchdogConfig {
     pub cooldown_ms: u64,
     /// Suspend a running tenant once it has been idle this long (no
     /// connection to its gateway, no hold, no scheduled job due within
-    /// `wake_ahead_s`); 0: never (a tenant's own setting wins).
+    /// `suspend.wake_ahead_s`); 0: never (a tenant's own setting wins).
     pub idle_suspend_after_s: u32,
-    /// How long before a suspended tenant's next scheduled job the
-    /// watchdog resumes it (and how near a job keeps it from suspending).
-    pub wake_ahead_s: u32,
     /// After a scheduled wake, how long the tenant is not suspended again
     /// (its job gets to start).
     pub scheduled_wake_grace_s: u32,
@@ -475,6 +489,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             vmm: VmmConfig::default(),
             watchdog: WatchdogConfig::default(),
+            suspend: SuspendConfig::default(),
         }
     }
 }
@@ -490,7 +505,6 @@ impl Default for WatchdogConfig {
             backoff_max_ms: 60_000,
             cooldown_ms: 60_000,
             idle_suspend_after_s: 0,
-            wake_ahead_s: 15,
             scheduled_wake_grace_s: 60,
         }
     }

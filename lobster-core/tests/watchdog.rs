@@ -1276,7 +1276,7 @@ const QUIET: Activity = Activity {
 async fn idle_rig() -> Rig {
     Rig::with(&NAMES, |c| {
         c.watchdog.idle_suspend_after_s = 1;
-        c.watchdog.wake_ahead_s = 1;
+        c.suspend.wake_ahead_s = 1;
         c.watchdog.scheduled_wake_grace_s = 2;
     })
     .await

@@ -1,12 +1,11 @@
-//! The T2 lifecycle rig: a lobster host inside the test's network
-//! namespace driven through `lobsterd` (QEMU/TCG guests of the minimal
-//! image, real TAPs, iptables and Caddy), its test workload, and a running
-//! `lobsterd watch` whose events are collected.
+//! The T2 host rig: one lobster host (config, state, Caddy) inside the
+//! test's network namespace, driven through `lobsterd` as a process; and
+//! plain HTTP helpers. Shared by the T2 binaries of the CLI.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use lobster_testkit::cgroup::{MemoryGroup, TestParent};
@@ -413,13 +412,14 @@ impl Watch {
     pub fn start(lobster: &Lobster) -> Watch {
         let mut child = lobster
             .command(&["watch", "--no-host-setup"])
-            .stdout(Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let sink = events.clone();
         std::thread::spawn(move || {
+            use std::io::BufRead;
             for line in stdout.lines().map_while(Result::ok) {
                 match serde_json::from_str::<serde_json::Value>(&line) {
                     Ok(event) => {

@@ -439,7 +439,7 @@ impl GuestOps for FakeGuests {
                     guest.activity.next_job_at_ms,
                 )
             };
-            let wake_at_ms = IdlePolicy::from_config(&context.config().watchdog).wake_at(next_job);
+            let wake_at_ms = IdlePolicy::from_config(context.config()).wake_at(next_job);
             let snapshot = crate::vmm::Snapshot {
                 backend,
                 state_file: format!("/nonexistent/fake-snapshot/{name}").into(),

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use crate::config::WatchdogConfig;
+use crate::config::Config;
 
 /// What the agent reports about a tenant's use (from its `stats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Activity {
     pub next_job_at_ms: Option<u64>,
 }
 
-/// The host's idle settings (from [`WatchdogConfig`]).
+/// The host's idle settings (from `watchdog` and `suspend` of [`Config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdlePolicy {
     /// The host's idle time; `None`: tenants without their own never suspend.
@@ -45,12 +45,13 @@ pub struct IdlePolicy {
 
 impl IdlePolicy {
     /// The policy a configuration asks for.
-    pub fn from_config(config: &WatchdogConfig) -> IdlePolicy {
+    pub fn from_config(config: &Config) -> IdlePolicy {
+        let watchdog = &config.watchdog;
         IdlePolicy {
-            suspend_after: seconds(config.idle_suspend_after_s),
-            wake_ahead: Duration::from_secs(config.wake_ahead_s.into()),
-            wake_grace: Duration::from_secs(config.scheduled_wake_grace_s.into()),
-            retry_after: Duration::from_millis(config.backoff_max_ms.max(config.interval_ms)),
+            suspend_after: seconds(watchdog.idle_suspend_after_s),
+            wake_ahead: Duration::from_secs(config.suspend.wake_ahead_s),
+            wake_grace: Duration::from_secs(watchdog.scheduled_wake_grace_s.into()),
+            retry_after: Duration::from_millis(watchdog.backoff_max_ms.max(watchdog.interval_ms)),
         }
     }
 
@@ -349,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_host_default_is_off() {
-        let p = IdlePolicy::from_config(&WatchdogConfig::default());
+        let p = IdlePolicy::from_config(&Config::default());
         assert_eq!(p.suspend_after, None);
         assert_eq!(p.wake_ahead, Duration::from_secs(15));
     }

@@ -105,7 +105,7 @@ impl Watchdog {
     /// A watchdog acting through `doctor`, reporting to `sink`.
     pub fn new(doctor: Doctor, options: WatchOptions, sink: EventSink) -> Watchdog {
         let policy = Policy::from_config(&doctor.context().config().watchdog);
-        let idle_policy = IdlePolicy::from_config(&doctor.context().config().watchdog);
+        let idle_policy = IdlePolicy::from_config(doctor.context().config());
         Watchdog {
             doctor,
             policy,
