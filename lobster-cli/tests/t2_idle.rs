@@ -34,7 +34,7 @@ const IDLE_S: u64 = 5;
 const WAKE_AHEAD_S: u64 = 30;
 /// How far after its spawn `cron`'s job is due: its boot, an idle time and
 /// a suspend fit well before `job - WAKE_AHEAD_S` on a loaded host.
-const JOB_AFTER_SPAWN_S: u64 = 240;
+const JOB_AFTER_SPAWN_S: u64 = 180;
 
 fn now_ms() -> u64 {
     SystemTime::now()
