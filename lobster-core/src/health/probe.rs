@@ -264,7 +264,7 @@ impl GuestOps for SystemGuests {
         context: &'a Context,
         name: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { crate::tenant::suspend(context, name, None).await.map(drop) })
+        Box::pin(async move { crate::tenant::suspend_idle(context, name).await.map(drop) })
     }
 
     fn resume_tenant<'a>(
@@ -272,6 +272,10 @@ impl GuestOps for SystemGuests {
         context: &'a Context,
         name: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { crate::tenant::resume(context, name, None).await.map(drop) })
+        Box::pin(async move {
+            crate::tenant::resume_scheduled(context, name)
+                .await
+                .map(drop)
+        })
     }
 }

@@ -300,3 +300,16 @@ impl Serialize for Tenant {
         .serialize(serializer)
     }
 }
+
+/// Suspends the running tenant `name` as `lobsterd suspend` does; the
+/// watchdog's idle auto-suspend (which may name no crate-private item of
+/// this module) goes through it.
+pub async fn suspend_idle(context: &Context, name: &str) -> crate::Result<Tenant> {
+    suspend(context, name, None).await
+}
+
+/// Resumes the suspended tenant `name` as `lobsterd resume` does; the
+/// watchdog's scheduled wake goes through it.
+pub async fn resume_scheduled(context: &Context, name: &str) -> crate::Result<Tenant> {
+    resume(context, name, None).await
+}
