@@ -129,6 +129,10 @@ pub struct SpawnArgs {
     /// Network bandwidth each way in Mbit/s, 0 for none [default: from config].
     #[arg(long, value_name = "MBIT")]
     pub net_mbit_per_s: Option<u32>,
+    /// Suspend the tenant after this many idle seconds, 0 for never
+    /// [default: from config, watchdog.idle_suspend_after_s].
+    #[arg(long, value_name = "SECS")]
+    pub idle_suspend_after: Option<u32>,
     /// VMM backend for this tenant [default: from config].
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,

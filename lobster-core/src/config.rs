@@ -153,6 +153,13 @@ pub struct WatchdogConfig {
     /// How long a repaired tenant must stay healthy before its repair
     /// count is forgotten (a tenant that keeps breaking reaches `failed`).
     pub cooldown_ms: u64,
+    /// Suspend a running tenant once it has been idle this long (no
+    /// connection to its gateway, no hold, no scheduled job due within
+    /// `suspend.wake_ahead_s`); 0: never (a tenant's own setting wins).
+    pub idle_suspend_after_s: u32,
+    /// After a scheduled wake, how long the tenant is not suspended again
+    /// (its job gets to start).
+    pub scheduled_wake_grace_s: u32,
 }
 
 /// Per-tenant sizes used when a spawn does not name them.
@@ -500,6 +507,8 @@ impl Default for WatchdogConfig {
             backoff_base_ms: 5_000,
             backoff_max_ms: 60_000,
             cooldown_ms: 60_000,
+            idle_suspend_after_s: 0,
+            scheduled_wake_grace_s: 60,
         }
     }
 }

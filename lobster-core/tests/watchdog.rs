@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use lobster_core::agent::WorkloadState;
 use lobster_core::config::Config;
+use lobster_core::health::idle::Activity;
 use lobster_core::health::{
-    molt_with, Event, EventRecord, EventSink, HealthState, Repair, WatchStatus, Watchdog,
+    molt_with, Event, EventRecord, EventSink, HealthState, Repair, Trigger, WatchStatus, Watchdog,
 };
 use lobster_core::network::firewall::tenant_chain_prefix;
 use lobster_core::network::{MacAddr, NetworkOps, TenantNet};
@@ -1261,5 +1262,291 @@ async fn every_tick_sweeps_rules_and_routes_of_tenants_no_longer_registered() {
     assert!(
         !next.iter().any(|e| matches!(e, Event::Swept { .. })),
         "{next:?}"
+    );
+}
+
+// Idle auto-suspend and scheduled wake (the rules are unit-tested in
+// health::idle; here: the watchdog acts on them through its seams).
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// No connection, no hold, no scheduled job.
+const QUIET: Activity = Activity {
+    workload_connections: 0,
+    holds: 0,
+    next_job_at_ms: None,
+};
+
+/// A host of `NAMES` whose tenants are suspended after 1 s idle, woken
+/// 1 s ahead of a job and left awake for 2 s after such a wake.
+async fn idle_rig() -> Rig {
+    Rig::with(&NAMES, |c| {
+        c.watchdog.idle_suspend_after_s = 1;
+        c.suspend.wake_ahead_s = 1;
+        c.watchdog.scheduled_wake_grace_s = 2;
+    })
+    .await
+}
+
+fn suspends(events: &[Event]) -> Vec<(String, Trigger, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Suspend {
+                tenant,
+                trigger,
+                ok,
+                ..
+            } => Some((tenant.clone(), *trigger, *ok)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn resumes(events: &[Event]) -> Vec<(String, Trigger, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resume {
+                tenant,
+                trigger,
+                ok,
+                ..
+            } => Some((tenant.clone(), *trigger, *ok)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ticks until `name` is `status` (at most 20 s); returns every event.
+async fn tick_until(rig: &Rig, name: &str, status: TenantStatus) -> Vec<Event> {
+    let mut all = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rig.record(name).status != status {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never became {status:?}: {}",
+            json(&all.iter().collect::<Vec<_>>())
+        );
+        all.extend(rig.tick().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    all
+}
+
+#[tokio::test]
+async fn an_idle_tenant_is_suspended_but_not_one_with_a_hold_or_a_connection() {
+    let rig = idle_rig().await;
+    rig.guests
+        .set_activity("bravo", Activity { holds: 1, ..QUIET });
+    rig.guests.set_activity(
+        "charlie",
+        Activity {
+            workload_connections: 1,
+            ..QUIET
+        },
+    );
+    let events = tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+    assert_eq!(
+        suspends(&events),
+        [("alpha".to_owned(), Trigger::Idle, true)]
+    );
+    let record = rig.record("alpha");
+    assert_eq!(record.vm, None);
+    assert_eq!(
+        record.suspended.unwrap().wake_at_ms,
+        None,
+        "no job: it sleeps until a request"
+    );
+    assert_eq!(rig.state("alpha"), HealthState::Suspended);
+    // Busy tenants stay up however long it takes.
+    for _ in 0..12 {
+        assert!(suspends(&rig.tick().await).is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in ["bravo", "charlie"] {
+        assert_eq!(rig.record(name).status, TenantStatus::Running, "{name}");
+        assert_eq!(rig.guests.guest(name).unwrap().suspends, 0, "{name}");
+    }
+    // Suspended is left alone: no checks, no resume without a wake time.
+    rig.guests.clear_calls();
+    rig.tick().await;
+    assert!(
+        !rig.guests.calls().iter().any(|c| c.ends_with(" alpha")),
+        "{:?}",
+        rig.guests.calls()
+    );
+    // The hold is released: bravo goes to sleep too.
+    rig.guests.set_activity("bravo", QUIET);
+    tick_until(&rig, "bravo", TenantStatus::Suspended).await;
+}
+
+#[tokio::test]
+async fn idle_suspend_is_off_by_default_and_per_tenant() {
+    // The host default: off. No stats are even asked for.
+    let rig = Rig::new(&["alpha"]).await;
+    for _ in 0..12 {
+        assert!(suspends(&rig.tick().await).is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!rig.guests.calls().iter().any(|c| c.starts_with("activity")));
+    // A tenant's own idle time turns it on; 0 turns it off on a host that
+    // suspends.
+    rig.store()
+        .modify("alpha", |r| r.resources.idle_suspend_after_s = Some(1))
+        .unwrap();
+    tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+
+    let rig = idle_rig().await;
+    rig.store()
+        .modify("bravo", |r| r.resources.idle_suspend_after_s = Some(0))
+        .unwrap();
+    tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+    assert_eq!(rig.record("bravo").status, TenantStatus::Running);
+}
+
+#[tokio::test]
+async fn an_unreachable_agent_or_a_broken_tenant_is_never_idle() {
+    let rig = idle_rig().await;
+    rig.guests.fail_always("activity");
+    rig.guests.kill_vm("bravo");
+    rig.guests.fail_always("launch_vm");
+    for _ in 0..15 {
+        assert!(suspends(&rig.tick().await).is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rig.guests.heal();
+    let events = tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+    assert!(
+        !suspends(&events).iter().any(|(t, _, _)| t == "bravo"),
+        "bravo was broken until now: it must be healthy for a whole idle time first"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_suspend_is_reported_and_the_tenant_runs_on() {
+    let rig = Rig::with(&["alpha"], |c| c.watchdog.idle_suspend_after_s = 1).await;
+    rig.guests.fail_next("suspend_tenant");
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while suspends(&events).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no suspend tried");
+        events.extend(rig.tick().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        suspends(&events),
+        [("alpha".to_owned(), Trigger::Idle, false)]
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Suspend { error: Some(error), .. } if error.contains("failed as asked")
+    )));
+    assert_eq!(rig.record("alpha").status, TenantStatus::Running);
+    assert!(matches!(events.last(), Some(Event::TickComplete { .. })));
+    // Tried again after another idle time.
+    let events = tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+    assert_eq!(
+        suspends(&events),
+        [("alpha".to_owned(), Trigger::Idle, true)]
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_job_wakes_a_suspended_tenant_ahead_of_time() {
+    let rig = idle_rig().await;
+    // bravo and charlie stay up; alpha's job is due in 4 s.
+    rig.guests
+        .set_activity("bravo", Activity { holds: 1, ..QUIET });
+    rig.guests
+        .set_activity("charlie", Activity { holds: 1, ..QUIET });
+    let job_at = now_ms() + 4_000;
+    rig.guests.set_activity(
+        "alpha",
+        Activity {
+            next_job_at_ms: Some(job_at),
+            ..QUIET
+        },
+    );
+    tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+    let wake_at = rig.record("alpha").suspended.unwrap().wake_at_ms;
+    assert_eq!(wake_at, Some(job_at - 1_000), "the wake-ahead is 1 s");
+    // Not before its time ...
+    let events = rig.tick().await;
+    if now_ms() < job_at - 1_000 {
+        assert!(resumes(&events).is_empty(), "{events:?}");
+    }
+    // ... but at it, ahead of the job.
+    let events = tick_until(&rig, "alpha", TenantStatus::Running).await;
+    let woke = now_ms();
+    assert_eq!(
+        resumes(&events),
+        [("alpha".to_owned(), Trigger::Schedule, true)]
+    );
+    assert!(woke >= job_at - 1_000);
+    assert_eq!(rig.record("alpha").suspended, None);
+    assert_eq!(
+        rig.record("alpha").vm.unwrap().identity,
+        rig.guests.guest("alpha").unwrap().identity
+    );
+    // The job has not run yet and alpha is idle, but the grace (2 s) keeps
+    // it awake; the job's run (a connection) keeps it awake after that.
+    rig.guests.set_activity("alpha", QUIET);
+    let grace_ends = woke + 2_000;
+    while now_ms() + 200 < grace_ends {
+        assert!(suspends(&rig.tick().await).is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rig.record("alpha").status, TenantStatus::Running);
+    // Once the grace and an idle time have passed, it sleeps again.
+    tick_until(&rig, "alpha", TenantStatus::Suspended).await;
+    assert_eq!(rig.guests.guest("alpha").unwrap().suspends, 2);
+}
+
+#[tokio::test]
+async fn a_failed_scheduled_wake_is_reported_and_retried() {
+    let rig = Rig::with(&["alpha"], |c| {
+        c.watchdog.interval_ms = 100;
+        c.watchdog.backoff_max_ms = 500;
+    })
+    .await;
+    let past = now_ms() - 1;
+    rig.guests.kill_vm("alpha");
+    rig.store()
+        .modify("alpha", move |r| {
+            r.status = TenantStatus::Suspended;
+            r.vm = None;
+            r.suspended = Some(lobster_core::store::SuspendInfo {
+                at: 0,
+                snapshot: lobster_core::vmm::Snapshot {
+                    backend: lobster_core::vmm::BackendKind::Firecracker,
+                    state_file: "/nonexistent".into(),
+                    memory_file: None,
+                },
+                vmm_version: "fake".into(),
+                wake_at_ms: Some(past),
+            });
+        })
+        .unwrap();
+    rig.guests.fail_next("resume_tenant");
+    let events = rig.tick().await;
+    assert_eq!(
+        resumes(&events),
+        [("alpha".to_owned(), Trigger::Schedule, false)]
+    );
+    assert_eq!(rig.record("alpha").status, TenantStatus::Suspended);
+    assert!(
+        resumes(&rig.tick().await).is_empty(),
+        "the retry waits (backoff_max_ms)"
+    );
+    let events = tick_until(&rig, "alpha", TenantStatus::Running).await;
+    assert_eq!(
+        resumes(&events),
+        [("alpha".to_owned(), Trigger::Schedule, true)]
     );
 }

@@ -12,6 +12,7 @@
 //! one output pump per workload run.
 
 pub mod config;
+mod cron;
 mod files;
 mod holds;
 mod logs;

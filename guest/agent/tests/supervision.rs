@@ -126,3 +126,34 @@ fn shutdown_with_reboot_hands_the_reboot_to_the_agent_runner() {
         "the workload is stopped before the reboot"
     );
 }
+
+#[test]
+fn stats_report_the_next_job_of_the_openclaw_cron_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(&dir);
+    let mut s = open(&agent);
+    assert_eq!(s.call("stats", json!({})).get("next_job_at_ms"), None);
+    // What OpenClaw's gateway writes (the columns the agent reads).
+    let db = dir.path().join("home/.openclaw/state/openclaw.sqlite");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE cron_jobs (job_id TEXT, enabled INTEGER NOT NULL, state_json TEXT NOT NULL);",
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let due = now + 3_600_000;
+    conn.execute(
+        "INSERT INTO cron_jobs VALUES ('a', 1, ?1), ('b', 0, ?2)",
+        (
+            format!(r#"{{"nextRunAtMs":{due}}}"#),
+            format!(r#"{{"nextRunAtMs":{}}}"#, now + 60_000),
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.call("stats", json!({}))["next_job_at_ms"], json!(due));
+}

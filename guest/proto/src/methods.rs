@@ -376,9 +376,10 @@ pub struct StatsResult {
     pub workload_rss_kib: Option<u64>,
     /// Unexpired holds.
     pub holds: u32,
-    /// When the workload's next scheduled job is due (OpenClaw cron), in
-    /// milliseconds since the Unix epoch; the host wakes a suspended guest
-    /// ahead of it. Absent: nothing scheduled (or an older agent).
+    /// When the workload's next scheduled job is due (OpenClaw cron; the
+    /// agent's time of the call while a job runs), in milliseconds since
+    /// the Unix epoch; the host wakes a suspended guest ahead of it.
+    /// Absent: nothing scheduled (or an older agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_job_at_ms: Option<u64>,
 }

@@ -31,6 +31,9 @@ pub async fn run(ctx: &Context, args: SpawnArgs) -> Result<(), Error> {
     if let Some(m) = args.net_mbit_per_s {
         builder = builder.net_mbit_per_s(m);
     }
+    if let Some(secs) = args.idle_suspend_after {
+        builder = builder.idle_suspend_after_s(secs);
+    }
     if let Some(b) = args.backend {
         builder = builder.backend(match b {
             BackendArg::Firecracker => Backend::Firecracker,

@@ -135,6 +135,22 @@ impl Lobster {
         self.dir.path().join("caddy/admin.sock")
     }
 
+    /// Changes the config file (read by every later command).
+    pub fn edit_config(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.config()).unwrap()).unwrap();
+        change(&mut config);
+        std::fs::write(self.config(), config.to_string()).unwrap();
+    }
+
+    /// The record of `name` as `registry.json` holds it (no command).
+    pub fn record(&self, name: &str) -> serde_json::Value {
+        let registry: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.state().join("registry.json")).unwrap())
+                .unwrap();
+        registry["tenants"][name].clone()
+    }
+
     /// Points `paths.initrd` at `initrd`; returns the previous one.
     pub fn set_initrd(&self, initrd: &Path) -> PathBuf {
         let mut config: serde_json::Value =
@@ -383,4 +399,148 @@ pub fn wait_for_page(name: &str, path: &str, want: &str, within: Duration) -> St
     .unwrap_or_else(|| {
         panic!("{host}{path} did not serve {want:?} within {within:?}: last {last:?}")
     })
+}
+
+/// A running `lobsterd watch` whose JSON-line events are collected.
+pub struct Watch {
+    child: std::process::Child,
+    events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    seen: usize,
+}
+
+impl Watch {
+    pub fn start(lobster: &Lobster) -> Watch {
+        let mut child = lobster
+            .command(&["watch", "--no-host-setup"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stdout.lines().map_while(Result::ok) {
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(event) => {
+                        eprintln!("watch: {line}");
+                        sink.lock().unwrap().push(event);
+                    }
+                    Err(_) => eprintln!("watch (not json): {line}"),
+                }
+            }
+        });
+        Watch {
+            child,
+            events,
+            seen: 0,
+        }
+    }
+
+    /// The first event after the last one returned that matches `want`.
+    pub fn wait(
+        &mut self,
+        what: &str,
+        within: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let (events, seen, child) = (&self.events, self.seen, &mut self.child);
+        let found = poll::within(within, || {
+            if let Some(i) = events.lock().unwrap()[seen..].iter().position(&want) {
+                return Some(seen + i);
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the watchdog exited while waiting for {what}"
+            );
+            None
+        });
+        let Some(i) = found else {
+            panic!(
+                "no {what} within {within:?}; events: {:#?}",
+                self.events.lock().unwrap()
+            )
+        };
+        self.seen = i + 1;
+        self.events.lock().unwrap()[i].clone()
+    }
+
+    /// Like [`Watch::wait`], but the first matching event of the whole run
+    /// (for events whose order among themselves is not known).
+    pub fn first(
+        &mut self,
+        what: &str,
+        within: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let seen = std::mem::take(&mut self.seen);
+        let event = self.wait(what, within, want);
+        self.seen = self.seen.max(seen);
+        event
+    }
+
+    /// Whether any event so far matches `want`.
+    pub fn any(&self, want: impl Fn(&serde_json::Value) -> bool) -> bool {
+        self.events.lock().unwrap().iter().any(want)
+    }
+
+    /// Waits for the repair of `tenant` that runs `repairs` (in order) and
+    /// checks that it succeeded; then for the tenant to be healthy again.
+    pub fn repaired(&mut self, tenant: &str, repairs: &[&str]) -> serde_json::Value {
+        let start = self.wait(
+            &format!("repair_start of {tenant}"),
+            Duration::from_secs(60),
+            |e| e["event"] == "repair_start" && e["tenant"] == tenant,
+        );
+        let planned: Vec<&str> = start["repairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(planned, repairs, "planned repairs: {start}");
+        let done = self.wait(
+            &format!("repair_complete of {tenant}"),
+            Duration::from_secs(240),
+            |e| e["event"] == "repair_complete" && e["tenant"] == tenant,
+        );
+        let outcomes = done["outcomes"].as_array().unwrap();
+        assert!(
+            outcomes.iter().all(|o| o["ok"] == true) && outcomes.len() == repairs.len(),
+            "repair failed: {done}"
+        );
+        self.wait(
+            &format!("{tenant} healthy again"),
+            Duration::from_secs(60),
+            |e| e["event"] == "state_change" && e["tenant"] == tenant && e["to"] == "healthy",
+        );
+        done
+    }
+
+    /// SIGTERM, then a bounded wait for a clean exit and its last event.
+    pub fn stop(mut self) {
+        sh(&["kill", "-TERM", &self.child.id().to_string()]);
+        let status = poll::until("watch to obey SIGTERM", Duration::from_secs(20), || {
+            self.child.try_wait().unwrap()
+        });
+        assert!(status.success(), "watch exited with {status}");
+        // The reader thread may still be draining the pipe.
+        let events = &self.events;
+        poll::until("the stopping event", Duration::from_secs(5), || {
+            let events = events.lock().unwrap();
+            events
+                .iter()
+                .any(|e| e["event"] == "stopping")
+                .then_some(())
+        });
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

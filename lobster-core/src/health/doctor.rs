@@ -89,6 +89,11 @@ impl Doctor {
         &self.services
     }
 
+    /// The guest operations it acts through.
+    pub(crate) fn guests(&self) -> &Arc<dyn GuestOps> {
+        &self.guests
+    }
+
     /// Reads the ruleset and the proxy's routes once.
     pub async fn survey(&self) -> HostView {
         let firewall = self.services.firewall.clone();

@@ -67,6 +67,36 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The watchdog suspended a tenant (or tried to: it runs on).
+    Suspend {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        trigger: Trigger,
+        /// Whether it is suspended now.
+        ok: bool,
+        /// How long it had been idle.
+        idle_ms: u64,
+        /// Why it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the suspend took.
+        elapsed_ms: u64,
+    },
+    /// The watchdog resumed a suspended tenant (or tried to).
+    Resume {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        trigger: Trigger,
+        /// Whether it runs now.
+        ok: bool,
+        /// Why it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the resume took.
+        elapsed_ms: u64,
+    },
     /// Rules and routes of tenants no longer in the registry were removed
     /// (left by a teardown that raced a reconcile, or made by hand).
     Swept {
@@ -103,14 +133,14 @@ pub enum Event {
         /// The tenant.
         tenant: String,
         /// What woke it.
-        trigger: WakeTrigger,
+        trigger: Trigger,
     },
     /// A suspended tenant was woken: it runs again.
     Woken {
         /// The tenant.
         tenant: String,
         /// What woke it.
-        trigger: WakeTrigger,
+        trigger: Trigger,
         /// From the trigger to running.
         elapsed_ms: u64,
         /// Requests that waited for it (then answered by the workload).
@@ -122,7 +152,7 @@ pub enum Event {
         /// The tenant.
         tenant: String,
         /// What tried to wake it.
-        trigger: WakeTrigger,
+        trigger: Trigger,
         /// From the trigger to the failure.
         elapsed_ms: u64,
         /// Why.
@@ -145,7 +175,9 @@ impl Event {
             | Event::GaveUp { tenant, .. }
             | Event::WakeStart { tenant, .. }
             | Event::Woken { tenant, .. }
-            | Event::WakeFailed { tenant, .. } => Some(tenant),
+            | Event::WakeFailed { tenant, .. }
+            | Event::Suspend { tenant, .. }
+            | Event::Resume { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -176,23 +208,38 @@ impl Event {
                 ..
             } => format!("woken ({trigger}) in {elapsed_ms} ms"),
             Event::WakeFailed { trigger, error, .. } => format!("wake ({trigger}) failed: {error}"),
+            Event::Suspend { trigger, ok, .. } => {
+                format!(
+                    "suspend ({trigger}) {}",
+                    if *ok { "done" } else { "failed" }
+                )
+            }
+            Event::Resume { trigger, ok, .. } => {
+                format!("resume ({trigger}) {}", if *ok { "done" } else { "failed" })
+            }
             other => serde_json::to_string(other).unwrap_or_default(),
         }
     }
 }
 
-/// What woke (or tried to wake) a suspended tenant.
+/// What made the watchdog suspend, resume or wake a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum WakeTrigger {
+pub enum Trigger {
     /// A request to its route (through its wake listener).
     Request,
+    /// It was idle for its idle time.
+    Idle,
+    /// Its next scheduled job is near.
+    Schedule,
 }
 
-impl std::fmt::Display for WakeTrigger {
+impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            WakeTrigger::Request => "request",
+            Trigger::Request => "request",
+            Trigger::Idle => "idle",
+            Trigger::Schedule => "schedule",
         })
     }
 }

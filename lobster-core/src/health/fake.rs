@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::agent::WorkloadState;
+use crate::context::Context;
 use crate::error::Result;
 use crate::network::BoxFuture;
-use crate::store::{RunningVm, TenantRecord};
+use crate::store::{RunningVm, SuspendInfo, TenantRecord, TenantStatus};
 use crate::vmm::{BackendKind, VmIdentity, VmmError};
 
 use super::check::{GuestObservation, VmObservation};
+use super::idle::{Activity, IdlePolicy};
 use super::probe::GuestOps;
 
 /// The first pid handed out (Linux's `pid_max` is at most 2^22).
@@ -52,7 +54,18 @@ pub struct FakeGuest {
     pub workload_persisted: bool,
     /// How many times a VM was launched for the tenant.
     pub launches: u32,
+    /// What the agent reports of the tenant's use (none at boot).
+    pub activity: Activity,
+    /// How many times the tenant was suspended.
+    pub suspends: u32,
 }
+
+/// No connection, no hold, no scheduled job.
+const QUIET: Activity = Activity {
+    workload_connections: 0,
+    holds: 0,
+    next_job_at_ms: None,
+};
 
 #[derive(Debug, Default)]
 struct State {
@@ -96,6 +109,8 @@ impl FakeGuests {
                 workload: WorkloadState::Running,
                 workload_persisted: true,
                 launches,
+                activity: QUIET,
+                suspends: 0,
             },
         );
         RunningVm {
@@ -120,7 +135,8 @@ impl FakeGuests {
     }
 
     /// Makes the next call of `operation` (`observe_vm`, `observe_guest`,
-    /// `launch_vm`, `resume_vm`, `wait_agent`, `relaunch_workload`) fail;
+    /// `launch_vm`, `resume_vm`, `wait_agent`, `relaunch_workload`,
+    /// `activity`, `suspend_tenant`, `resume_tenant`) fail;
     /// an observation that fails reports the VMM API or the agent as broken.
     pub fn fail_next(&self, operation: &'static str) {
         self.state().fail_once.push(operation);
@@ -198,6 +214,12 @@ impl FakeGuests {
         self.change(name, |g| g.workload = workload);
     }
 
+    /// Sets what the agent of `name` reports of its use (connections,
+    /// holds, the next scheduled job).
+    pub fn set_activity(&self, name: &str, activity: Activity) {
+        self.change(name, |g| g.activity = activity);
+    }
+
     fn change(&self, name: &str, change: impl FnOnce(&mut FakeGuest)) {
         let mut state = self.state();
         let guest = state
@@ -215,6 +237,7 @@ impl FakeGuests {
         let old = state.guests.get(&record.name);
         let persisted = old.is_none_or(|g| g.workload_persisted);
         let launches = old.map_or(0, |g| g.launches) + 1;
+        let (activity, suspends) = old.map_or((QUIET, 0), |g| (g.activity, g.suspends));
         state.guests.insert(
             record.name.clone(),
             FakeGuest {
@@ -228,6 +251,8 @@ impl FakeGuests {
                 },
                 workload_persisted: persisted,
                 launches,
+                activity,
+                suspends,
             },
         );
         RunningVm {
@@ -368,6 +393,96 @@ impl GuestOps for FakeGuests {
                     "the agent does not answer",
                 )),
             }
+        })
+    }
+
+    fn activity<'a>(
+        &'a self,
+        record: &'a TenantRecord,
+    ) -> BoxFuture<'a, std::result::Result<Activity, String>> {
+        Box::pin(async move {
+            let entered = self.enter("activity", &record.name);
+            self.delay("activity").await;
+            entered.map_err(|e| e.chain().to_string())?;
+            match self.state().guests.get(&record.name) {
+                Some(g) if g.agent_up && g.vm == FakeVm::Running => Ok(g.activity),
+                _ => Err("connection refused (fake agent down)".into()),
+            }
+        })
+    }
+
+    /// Like a real suspend: only a running tenant; its VM goes, the record
+    /// says `suspended` with a wake time from the guest's next job.
+    fn suspend_tenant<'a>(
+        &'a self,
+        context: &'a Context,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.enter("suspend_tenant", name)?;
+            self.delay("suspend_tenant").await;
+            let record = context.record(name).await?;
+            if record.status != TenantStatus::Running {
+                return Err(fake_error("suspend_tenant", name, "not running"));
+            }
+            let (backend, next_job) = {
+                let mut state = self.state();
+                let guest = state
+                    .guests
+                    .get_mut(name)
+                    .ok_or_else(|| fake_error("suspend_tenant", name, "no guest"))?;
+                guest.vm = FakeVm::Gone;
+                guest.agent_up = false;
+                guest.suspends += 1;
+                (
+                    record.vm.map_or(BackendKind::Firecracker, |vm| vm.backend),
+                    guest.activity.next_job_at_ms,
+                )
+            };
+            let wake_at_ms = IdlePolicy::from_config(context.config()).wake_at(next_job);
+            let snapshot = crate::vmm::Snapshot {
+                backend,
+                state_file: format!("/nonexistent/fake-snapshot/{name}").into(),
+                memory_file: None,
+            };
+            context
+                .modify(name, move |r| {
+                    r.status = TenantStatus::Suspended;
+                    r.vm = None;
+                    r.suspended = Some(SuspendInfo {
+                        at: crate::base::unix_secs(),
+                        snapshot,
+                        vmm_version: "fake".into(),
+                        wake_at_ms,
+                    });
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Like a real resume: only a suspended tenant; a new VM is recorded.
+    fn resume_tenant<'a>(
+        &'a self,
+        context: &'a Context,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.enter("resume_tenant", name)?;
+            self.delay("resume_tenant").await;
+            let record = context.record(name).await?;
+            if record.status != TenantStatus::Suspended {
+                return Err(fake_error("resume_tenant", name, "not suspended"));
+            }
+            let running = self.start_vm(&record);
+            context
+                .modify(name, move |r| {
+                    r.status = TenantStatus::Running;
+                    r.vm = Some(running);
+                    r.suspended = None;
+                })
+                .await?;
+            Ok(())
         })
     }
 }

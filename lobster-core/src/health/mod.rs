@@ -5,6 +5,7 @@
 //!   [`Check`] (pure);
 //! - [`repair`]: failed checks become [`Repair`]s in dependency order (pure);
 //! - [`policy`]: the state machine, backoff, give-up and cooldown (pure);
+//! - [`idle`]: when to suspend an idle tenant and wake a suspended one (pure);
 //! - [`Doctor`]: observes the host (through the system seams and
 //!   [`GuestOps`]) and carries out repairs;
 //! - `molt` (one pass, [`crate::Host::molt`]) and [`Watchdog`] (a daemon)
@@ -22,6 +23,7 @@ mod error;
 mod events;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
+pub mod idle;
 mod log_follow;
 mod molt;
 mod overview;
@@ -37,7 +39,7 @@ pub use check::{Check, CheckResult, Observation, Verdict};
 pub use daemon::{claim_watchdog, detach, serve_watchdog, Detached, READY_TIMEOUT};
 pub use doctor::{Doctor, HostView, RepairOutcome};
 pub use error::HealthError;
-pub use events::{Event, EventRecord, EventSink, WakeTrigger};
+pub use events::{Event, EventRecord, EventSink, Trigger};
 #[cfg(any(test, feature = "testing"))]
 pub use fake::{FakeGuest, FakeGuests, FakeVm, Gate};
 pub(crate) use log_follow::log_tail;

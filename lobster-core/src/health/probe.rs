@@ -1,6 +1,6 @@
 //! The guest side of health behind one narrow seam, [`GuestOps`]: observe
 //! the VMM and the agent, boot a new VM on a tenant's existing disk, start
-//! its workload again. [`SystemGuests`] is the real one (VMM backends and
+//! its workload again, read how the tenant is used, suspend and resume it. [`SystemGuests`] is the real one (VMM backends and
 //! the agent client); tests use fakes.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::agent::{Agent, AgentTimeouts};
 use crate::config::{BackendKind, Config};
-use crate::context::Services;
+use crate::context::{Context, Services};
 use crate::error::{Error, Result};
 use crate::network::BoxFuture;
 use crate::store::{RunningVm, TenantRecord};
@@ -17,6 +17,7 @@ use crate::tenant::{launch_on_disk, plan, start_workload, wait_agent_ready};
 use crate::vmm::{Vm, VmConfig, VmIdentity, VmStatus};
 
 use super::check::{GuestObservation, VmObservation};
+use super::idle::Activity;
 
 /// The VM and agent operations health checks and repairs need.
 pub trait GuestOps: Send + Sync + std::fmt::Debug {
@@ -33,6 +34,24 @@ pub trait GuestOps: Send + Sync + std::fmt::Debug {
     fn wait_agent<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
     /// Starts the workload again (configuring it first if the guest lost it).
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>>;
+    /// What the agent reports of the tenant's use (connections, holds, next
+    /// scheduled job); `Err` (what failed) when it did not answer.
+    fn activity<'a>(
+        &'a self,
+        record: &'a TenantRecord,
+    ) -> BoxFuture<'a, std::result::Result<Activity, String>>;
+    /// Suspends the tenant (`lobsterd suspend`; takes its operation lock).
+    fn suspend_tenant<'a>(
+        &'a self,
+        context: &'a Context,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Resumes the suspended tenant (`lobsterd resume`; takes its lock).
+    fn resume_tenant<'a>(
+        &'a self,
+        context: &'a Context,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// Tenant name, agent token and next agent token.
@@ -198,5 +217,40 @@ impl GuestOps for SystemGuests {
 
     fn relaunch_workload<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { start_workload(&self.config, record, &self.agent(record)).await })
+    }
+
+    fn activity<'a>(
+        &'a self,
+        record: &'a TenantRecord,
+    ) -> BoxFuture<'a, std::result::Result<Activity, String>> {
+        Box::pin(async move {
+            let stats = self
+                .agent(record)
+                .stats()
+                .await
+                .map_err(|e| Error::from(e).chain().to_string())?;
+            Ok(Activity {
+                workload_connections: stats.connections.workload,
+                holds: stats.holds,
+                next_job_at_ms: stats.next_job_at_ms,
+            })
+        })
+    }
+
+    fn suspend_tenant<'a>(
+        &'a self,
+        context: &'a Context,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { crate::tenant::suspend_idle(context, name).await.map(drop) })
+    }
+
+    fn resume_tenant<'a>(
+        &'a self,
+        context: &'a Context,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        // A wake accepts a resume someone else did meanwhile.
+        Box::pin(async move { crate::tenant::wake(context, name).await.map(drop) })
     }
 }

@@ -20,7 +20,7 @@ use crate::proxy::{bind_wake_socket, caddy_ids, WakeLimits, WakeListener, WakeRe
 use crate::store::{Registry, TenantRecord, TenantStatus};
 use crate::tenant::{self, plan};
 
-use super::events::{Event, EventRecord, EventSink, WakeTrigger};
+use super::events::{Event, EventRecord, EventSink, Trigger};
 
 /// How long requests wait for a resume before they are closed (Caddy then
 /// answers 502).
@@ -198,7 +198,7 @@ impl WakeListeners {
         let (sink, name) = (self.sink.clone(), record.name.clone());
         let report: crate::proxy::ReportFn = Arc::new(move |report| {
             let tenant = name.clone();
-            let trigger = WakeTrigger::Request;
+            let trigger = Trigger::Request;
             let event = match report {
                 WakeReport::Started => Event::WakeStart { tenant, trigger },
                 WakeReport::Woken { elapsed, waiting } => Event::Woken {

@@ -30,7 +30,8 @@ use crate::tenant::plan;
 
 use super::check::{Check, CheckResult};
 use super::doctor::{Doctor, HostView};
-use super::events::{Event, EventRecord, EventSink};
+use super::events::{Event, EventRecord, EventSink, Trigger};
+use super::idle::{IdleDecision, IdlePolicy, IdleTracker, Sighting};
 use super::molt::{failing_summary, should_run};
 use super::policy::{Decision, HealthState, Policy, TenantHealth};
 use super::repair::{plan as plan_repairs, RepairPlan};
@@ -69,6 +70,9 @@ impl Default for WatchOptions {
 pub struct Watchdog {
     doctor: Doctor,
     policy: Policy,
+    idle_policy: IdlePolicy,
+    /// Idle bookkeeping by tenant (see [`super::idle`]).
+    idle: Mutex<BTreeMap<String, IdleTracker>>,
     options: WatchOptions,
     sink: EventSink,
     /// The wake listeners of suspended tenants (synced every tick).
@@ -107,9 +111,12 @@ impl Watchdog {
     pub fn new(doctor: Doctor, options: WatchOptions, sink: EventSink) -> Watchdog {
         let policy = Policy::from_config(&doctor.context().config().watchdog);
         let wake = WakeListeners::new(doctor.context().clone(), sink.clone());
+        let idle_policy = IdlePolicy::from_config(doctor.context().config());
         Watchdog {
             doctor,
             policy,
+            idle_policy,
+            idle: Mutex::new(BTreeMap::new()),
             options,
             sink,
             wake,
@@ -283,6 +290,10 @@ impl Watchdog {
         {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             tenants.retain(|name, _| registry.tenants.contains_key(name));
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|name, _| registry.tenants.contains_key(name));
             for name in registry.tenants.keys() {
                 tenants.entry(name.clone()).or_default();
             }
@@ -475,6 +486,7 @@ impl Watchdog {
     ) -> Result<()> {
         let Some((lock, record)) = self.lock_and_read(latest, name).await? else {
             tracing::debug!(tenant = %name, "busy (another operation holds it); skipped this tick");
+            self.idle_tracker(name, IdleTracker::start_over);
             return Ok(());
         };
         // Fresh under the lock: never act on what the tick read earlier.
@@ -485,7 +497,7 @@ impl Watchdog {
         if record.status == TenantStatus::Suspended {
             self.update(name, |t| t.health.suspend());
             self.state_changed(name, before, "");
-            return Ok(());
+            return self.wake_if_scheduled(lock, &record).await;
         }
         if !should_run(record.status) {
             return Ok(());
@@ -561,7 +573,10 @@ impl Watchdog {
                 })
                 .await?;
         }
-        drop(lock);
+        let healthy = record.status == TenantStatus::Running
+            && decision == Decision::Wait
+            && self.health(name).state == HealthState::Healthy;
+        self.suspend_if_idle(lock, &record, healthy).await;
         Ok(())
     }
 
@@ -609,6 +624,105 @@ impl Watchdog {
                 },
             });
         }
+    }
+}
+
+/// Idle auto-suspend and scheduled wake (the rules: [`super::idle`]).
+impl Watchdog {
+    fn idle_tracker<T>(&self, name: &str, change: impl FnOnce(&mut IdleTracker) -> T) -> T {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        change(idle.entry(name.to_owned()).or_default())
+    }
+
+    /// Feeds this tick's sighting of the running `record` (`healthy`: every
+    /// check passed and nothing is under way) to its idle tracker, and
+    /// suspends it once it has been idle for its idle time. The operation
+    /// lock is released first: the suspend takes it itself (and checks the
+    /// tenant afresh under it). A failed suspend is reported; the tenant
+    /// runs on.
+    async fn suspend_if_idle(&self, lock: TenantLock, record: &TenantRecord, healthy: bool) {
+        let name = &record.name;
+        let suspend_after = self
+            .idle_policy
+            .suspend_after(record.resources.idle_suspend_after_s);
+        let sighting = match suspend_after {
+            // Off for this tenant: no stats call.
+            None => Sighting::Busy,
+            Some(_) if !healthy => Sighting::Busy,
+            Some(_) => match self.doctor.guests().activity(record).await {
+                Ok(activity) => Sighting::Healthy(activity),
+                Err(e) => {
+                    tracing::debug!(tenant = %name, error = %e, "no stats: not idle");
+                    Sighting::Unknown
+                }
+            },
+        };
+        let decision = self.idle_tracker(name, |t| {
+            t.observe(&self.idle_policy, suspend_after, sighting, unix_ms())
+        });
+        let IdleDecision::Suspend { idle } = decision else {
+            return;
+        };
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        drop(lock);
+        let started = Instant::now();
+        let before = self.health(name).state;
+        let result = self
+            .doctor
+            .guests()
+            .suspend_tenant(self.doctor.context(), name)
+            .await;
+        if result.is_ok() {
+            self.update(name, |t| t.health.suspend());
+            self.idle_tracker(name, IdleTracker::asleep);
+        } else {
+            self.idle_tracker(name, IdleTracker::start_over);
+        }
+        self.emit(Event::Suspend {
+            tenant: name.clone(),
+            trigger: Trigger::Idle,
+            ok: result.is_ok(),
+            idle_ms: idle.as_millis() as u64,
+            error: result.err().map(|e| e.chain().to_string()),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+        self.state_changed(name, before, "");
+    }
+
+    /// Resumes the suspended `record` once its scheduled wake time has come
+    /// (lock released first, as for a suspend); it then stays awake for the
+    /// grace. A failed wake is reported and retried after a delay.
+    async fn wake_if_scheduled(&self, lock: TenantLock, record: &TenantRecord) -> Result<()> {
+        let name = &record.name;
+        let wake_at = record.suspended.as_ref().and_then(|s| s.wake_at_ms);
+        let now = unix_ms();
+        let due = self.idle_tracker(name, |t| {
+            t.asleep();
+            t.wake_due(&self.idle_policy, wake_at, now)
+        });
+        if !due || self.stopping.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        drop(lock);
+        let started = Instant::now();
+        let result = self
+            .doctor
+            .guests()
+            .resume_tenant(self.doctor.context(), name)
+            .await;
+        self.idle_tracker(name, |t| {
+            t.woke(&self.idle_policy, result.is_ok(), unix_ms())
+        });
+        self.emit(Event::Resume {
+            tenant: name.clone(),
+            trigger: Trigger::Schedule,
+            ok: result.is_ok(),
+            error: result.err().map(|e| e.chain().to_string()),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Copying a sparse file without filling its holes.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Copies `from` to a new file `to`, private to its owner (0600), keeping

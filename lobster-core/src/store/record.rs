@@ -84,6 +84,10 @@ pub struct Resources {
     /// the host's `tenant_defaults.limits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<TenantLimits>,
+    /// Idle time after which the watchdog suspends it, in seconds (0:
+    /// never); `None` follows the host's `watchdog.idle_suspend_after_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_suspend_after_s: Option<u32>,
 }
 
 /// The persisted record of one tenant.
@@ -182,6 +186,7 @@ pub(crate) fn sample(name: &str) -> TenantRecord {
             overlay_size_mib: 512,
             backend: None,
             limits: None,
+            idle_suspend_after_s: None,
         },
         created_at: 0,
         agent_token: String::new(),

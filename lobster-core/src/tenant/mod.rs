@@ -1,8 +1,8 @@
 //! Tenants: the [`Tenant`] handle, the [`TenantSpec`] a spawn asks for, and
 //! the lifecycle operations (one file each as they land).
 
-mod boot;
 mod awake;
+mod boot;
 mod evict;
 pub mod plan;
 pub mod progress;
@@ -19,8 +19,8 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-pub use boot::{launch_on_disk, start_workload};
 pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
+pub use boot::{launch_on_disk, start_workload};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub use recover::RecoverReport;
@@ -341,4 +341,11 @@ impl Serialize for Tenant {
         }
         .serialize(serializer)
     }
+}
+
+/// Suspends the running tenant `name` as `lobsterd suspend` does; the
+/// watchdog's idle auto-suspend (which may name no crate-private item of
+/// this module) goes through it.
+pub async fn suspend_idle(context: &Context, name: &str) -> crate::Result<Tenant> {
+    suspend(context, name, None).await
 }

@@ -241,6 +241,7 @@ mod tests {
                 overlay_size_mib: 1024,
                 backend: None,
                 limits: None,
+                idle_suspend_after_s: None,
             },
             allocation: allocation_for(&config, 1, "0a1b2c3d"),
             created_at: 0,

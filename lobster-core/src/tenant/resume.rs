@@ -53,10 +53,7 @@ pub(crate) async fn resume(
     // A VMM that cannot even say its version is the host's problem, not the
     // snapshot's: the tenant stays suspended, its snapshot kept.
     let version = progress
-        .step(
-            "version",
-            vmm_version(context.config(), info.snapshot.backend),
-        )
+        .step("version", vmm_version(&services, info.snapshot.backend))
         .await
         .map_err(|e| {
             failed(

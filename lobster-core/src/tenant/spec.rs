@@ -24,6 +24,7 @@ pub struct TenantSpec {
     disk_mib_per_s: Option<u32>,
     disk_iops: Option<u32>,
     net_mbit_per_s: Option<u32>,
+    idle_suspend_after_s: Option<u32>,
     env: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
     command: Vec<String>,
@@ -56,6 +57,7 @@ impl TenantSpec {
                 disk_mib_per_s: None,
                 disk_iops: None,
                 net_mbit_per_s: None,
+                idle_suspend_after_s: None,
                 env: BTreeMap::new(),
                 secrets: BTreeMap::new(),
                 command: Vec::new(),
@@ -92,6 +94,7 @@ impl TenantSpec {
                 disk_iops: self.disk_iops.unwrap_or(d.limits.disk_iops),
                 net_mbit_per_s: self.net_mbit_per_s.unwrap_or(d.limits.net_mbit_per_s),
             }),
+            idle_suspend_after_s: self.idle_suspend_after_s,
         }
     }
 
@@ -150,6 +153,7 @@ impl fmt::Debug for TenantSpec {
             .field("disk_mib_per_s", &self.disk_mib_per_s)
             .field("disk_iops", &self.disk_iops)
             .field("net_mbit_per_s", &self.net_mbit_per_s)
+            .field("idle_suspend_after_s", &self.idle_suspend_after_s)
             .field("env", &self.env)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("command", &self.command)
@@ -198,6 +202,13 @@ impl TenantSpecBuilder {
     /// Network bandwidth each way in Mbit/s (0..=100000; 0: no limit).
     pub fn net_mbit_per_s(mut self, mbit: u32) -> Self {
         self.spec.net_mbit_per_s = Some(mbit);
+        self
+    }
+
+    /// Suspend the tenant once it has been idle this many seconds (0:
+    /// never), instead of the host's `watchdog.idle_suspend_after_s`.
+    pub fn idle_suspend_after_s(mut self, secs: u32) -> Self {
+        self.spec.idle_suspend_after_s = Some(secs);
         self
     }
 
@@ -309,6 +320,20 @@ mod tests {
             ),
             (100, 7, 0)
         );
+    }
+
+    #[test]
+    fn the_idle_time_is_the_tenant_own_or_the_host_default() {
+        let config = Config::default();
+        let spec = TenantSpec::builder("a").build().unwrap();
+        assert_eq!(spec.resources(&config).idle_suspend_after_s, None);
+        for secs in [0, 5] {
+            let spec = TenantSpec::builder("a")
+                .idle_suspend_after_s(secs)
+                .build()
+                .unwrap();
+            assert_eq!(spec.resources(&config).idle_suspend_after_s, Some(secs));
+        }
     }
 
     #[test]

@@ -60,8 +60,6 @@ pub(super) const MANIFEST: &str = "suspend.json";
 /// Bound on asking the agent for its stats before a suspend.
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bound on asking the VMM binary its version.
-const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The committed record of a complete snapshot (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +132,15 @@ pub(crate) async fn suspend(
     let owner = current_process()?;
     let record = context.modify(name, move |r| r.owner = Some(owner)).await?;
     let mut step = "stats";
-    let outcome = snapshot(context, &record, vm.as_ref(), &progress, &mut step).await;
+    let outcome = snapshot(
+        context,
+        &services,
+        &record,
+        vm.as_ref(),
+        &progress,
+        &mut step,
+    )
+    .await;
     let manifest = match outcome {
         Ok(manifest) => manifest,
         Err(err) => {
@@ -153,6 +159,7 @@ pub(crate) async fn suspend(
 /// The steps up to the commit point; returns the committed manifest.
 async fn snapshot(
     context: &Context,
+    services: &Services,
     record: &TenantRecord,
     vm: &dyn Vm,
     progress: &Progress,
@@ -167,7 +174,9 @@ async fn snapshot(
         .await?;
     *step = "version";
     let kind = vm_kind(record);
-    let vmm_version = progress.step("version", vmm_version(config, kind)).await?;
+    let vmm_version = progress
+        .step("version", vmm_version(services, kind))
+        .await?;
     let dir = vm.config().paths.snapshot_dir.clone();
     *step = "pause";
     progress
@@ -461,41 +470,9 @@ async fn wake_at_ms(config: &Config, record: &TenantRecord) -> Option<u64> {
     }
 }
 
-/// The first line of `<vmm binary> --version` (snapshots do not load
-/// across VMM versions).
-pub(super) async fn vmm_version(config: &Config, kind: BackendKind) -> Result<String> {
-    let binary = match kind {
-        BackendKind::Qemu => &config.vmm.qemu.binary,
-        BackendKind::Firecracker => &config.vmm.firecracker.binary,
-    };
-    let run = tokio::process::Command::new(binary)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
-        Ok(Ok(output)) if output.status.success() => output,
-        Ok(Ok(output)) => {
-            return Err(version_error(
-                binary,
-                std::io::Error::other(format!("--version exited with {}", output.status)),
-            ))
-        }
-        Ok(Err(e)) => return Err(version_error(binary, e)),
-        Err(_) => {
-            return Err(version_error(
-                binary,
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "--version timed out"),
-            ))
-        }
-    };
-    let text = String::from_utf8_lossy(&output.stdout);
-    Ok(text.lines().next().unwrap_or("").trim().to_owned())
-}
-
-fn version_error(binary: &Path, source: std::io::Error) -> Error {
-    io_error("cannot ask the VMM its version:", binary, source)
+/// The version of the `kind` VMM (snapshots do not load across versions).
+pub(super) async fn vmm_version(services: &Services, kind: BackendKind) -> Result<String> {
+    Ok((services.vmm)(kind).version().await?)
 }
 
 /// Removes a snapshot directory and everything in it; absent is fine.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::holds::HoldError;
 use crate::workload::{Failure, DEFAULT_GRACE};
-use crate::{stats, Shared};
+use crate::{cron, stats, Shared};
 
 /// What a dispatched method asks the connection to do.
 pub(super) enum Outcome {
@@ -67,6 +67,13 @@ fn hold_failure(e: HoldError) -> Failure {
             format!("{MAX_HOLDS} holds are held already"),
         ),
     }
+}
+
+/// The guest clock, in ms since the epoch (0 before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs one authenticated request's method.
@@ -130,8 +137,10 @@ pub(super) fn dispatch(shared: &Shared, req: &Request) -> Outcome {
                     .unwrap_or_else(|e| e.into_inner())
                     .list(Instant::now())
                     .len() as u32,
-                // The OpenClaw cron store is not read yet.
-                next_job_at_ms: None,
+                next_job_at_ms: cron::next_job_at_ms(
+                    &cron::store_path(&shared.config.home),
+                    unix_ms(),
+                ),
             })
         }),
         HoldAcquire::NAME => call::<HoldAcquire>(req, |p| {
