@@ -14,7 +14,7 @@ use lobster_core::tenant::plan;
 use lobster_core::vmm::{BackendKind, Snapshot};
 use lobster_core::ErrorKind;
 use lobster_testkit::registry::{ended_process, sleeping_spec};
-use lobster_testkit::rig::{FakeHost, GuestSide, HostState};
+use lobster_testkit::rig::{vmm_binary, FakeHost, HostState};
 
 /// A rig with `alice` spawned, and the host as that left it.
 async fn with_alice(net: u8) -> (FakeHost, HostState) {
@@ -79,9 +79,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspend_failing_before_its_commit_leaves_the_vm_running() {
-    // The host's Firecracker binary does not exist here: asking it its
-    // version fails, after the agent's stats and before the pause.
-    let (rig, baseline) = with_alice(132).await;
+    // Without the host's Firecracker binary, asking it its version fails,
+    // after the agent's stats and before the pause.
+    let (rig, _) = with_alice(132).await;
+    std::fs::remove_file(&rig.config().vmm.firecracker.binary).unwrap();
+    let baseline = rig.state().await;
     let err = rig.host.suspend("alice").await.unwrap_err();
     let text = err.to_string();
     assert!(
@@ -94,8 +96,8 @@ async fn a_suspend_failing_before_its_commit_leaves_the_vm_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_that_cannot_ask_the_vmm_its_version_changes_nothing() {
-    // The host's Firecracker binary does not exist here.
     let (rig, _) = with_alice(137).await;
+    std::fs::remove_file(&rig.config().vmm.firecracker.binary).unwrap();
     let info = missing_snapshot(&rig);
     rig.store()
         .modify("alice", move |r| {
@@ -119,7 +121,7 @@ async fn a_resume_that_cannot_ask_the_vmm_its_version_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspend_failing_after_the_pause_resumes_the_vm() {
-    let (rig, _bin, _) = versioned_rig(136).await;
+    let rig = FakeHost::booting(136).await;
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     // The snapshot directory cannot be made: its parent is a file.
     let snapshots = &rig.config().paths.snapshots_dir;
@@ -151,7 +153,7 @@ async fn a_suspend_failing_after_the_pause_resumes_the_vm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unloadable_snapshot_falls_back_to_a_cold_boot_and_says_why() {
-    let (rig, _bin, _) = versioned_rig(133).await;
+    let rig = FakeHost::booting(133).await;
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     let record = rig.record("alice");
     let old = record.vm.unwrap().identity;
@@ -241,34 +243,10 @@ async fn a_killed_suspend_or_resume_is_settled_by_the_next_command() {
     assert!(record.owner.is_none() && record.suspended.is_some());
 }
 
-/// Writes a stand-in VMM binary at `path` answering `--version` with `version`.
-fn vmm_binary(path: &std::path::Path, version: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    // Replaced, not rewritten in place: no "text file busy" while it runs.
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("#!/bin/sh\necho '{version}'\n")).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A booting fake host whose Firecracker binary answers `--version` with
-/// `Firecracker v1.0` (the binary's directory, kept while the rig lives, and
-/// its path).
-async fn versioned_rig(net: u8) -> (FakeHost, tempfile::TempDir, std::path::PathBuf) {
-    let bin = tempfile::tempdir().unwrap();
-    let binary = bin.path().join("firecracker");
-    vmm_binary(&binary, "Firecracker v1.0");
-    let path = binary.clone();
-    let rig = FakeHost::build(GuestSide::Booted { net }, move |c| {
-        c.vmm.firecracker.binary = path
-    })
-    .await;
-    (rig, bin, binary)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_another_vmm_version_is_not_loaded() {
-    let (rig, _bin, binary) = versioned_rig(135).await;
+    let rig = FakeHost::booting(135).await;
+    let binary = rig.config().vmm.firecracker.binary.clone();
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     let snapshots = rig.config().paths.snapshots_dir.join("alice");
     let vmm = rig.record("alice").vm.unwrap().identity;

@@ -60,7 +60,6 @@ pub(super) const MANIFEST: &str = "suspend.json";
 /// Bound on asking the agent for its stats before a suspend.
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
-
 /// The committed record of a complete snapshot (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

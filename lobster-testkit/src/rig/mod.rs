@@ -89,10 +89,24 @@ pub fn config(root: &Path, guests: GuestSide, tweak: impl FnOnce(&mut Config)) -
             ] {
                 std::fs::write(image, b"not really an image").expect("stand-in image");
             }
+            // The launcher fakes Firecracker; its version (which suspend
+            // records and resume compares) comes from a stand-in binary.
+            config.vmm.firecracker.binary = root.join("images/firecracker");
+            vmm_binary(&config.vmm.firecracker.binary, "Firecracker v1.0");
         }
     }
     tweak(&mut config);
     config
+}
+
+/// Writes a stand-in VMM binary at `path` answering `--version` with
+/// `version` (replaced, not rewritten in place: no "text file busy").
+pub fn vmm_binary(path: &Path, version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/sh\necho '{version}'\n")).expect("stand-in vmm");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, path).expect("stand-in vmm in place");
 }
 
 /// A host whose services are fakes, and the doctor that checks it.
