@@ -86,6 +86,8 @@ impl Lobster {
                 "sockets_dir": state.join("run"),
                 "snapshots_dir": state.join("snapshots"),
                 "logs_dir": state.join("logs"),
+                // Caddy's user reaches the wake sockets of suspended tenants.
+                "wake_dir": dir.path().join("wake"),
             },
             // Jails and cgroups of this test alone.
             "vmm": {
