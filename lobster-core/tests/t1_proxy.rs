@@ -31,6 +31,11 @@ fn settings(admin: &str) -> ProxySettings {
 /// A backend answering every request with `name`, and WebSocket upgrades
 /// (any header case) with 101 and then an echo of the raw stream.
 async fn backend(addr: SocketAddr, name: &'static str) {
+    backend_after(addr, name, Duration::ZERO).await
+}
+
+/// [`backend`], answering plain requests only after `delay`.
+async fn backend_after(addr: SocketAddr, name: &'static str, delay: Duration) {
     let listener = TcpListener::bind(addr).await.expect("bind backend");
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
@@ -51,6 +56,7 @@ async fn backend(addr: SocketAddr, name: &'static str) {
                     let (mut r, mut w) = conn.split();
                     let _ = tokio::io::copy(&mut r, &mut w).await;
                 } else {
+                    tokio::time::sleep(delay).await;
                     let reply = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
                         name.len()
@@ -268,6 +274,19 @@ fn caddy_body(_ctx: &Ctx) {
         assert!(caddy.put_route(&a_to_b).await.unwrap());
         assert_eq!(get("a.lobster.local").await, (200, "backend-b".into()));
         assert!(caddy.put_route(&a).await.unwrap());
+
+        // A request in flight survives config changes (other tenants'
+        // spawns, evicts and wakes put routes all the time).
+        let d_addr: SocketAddr = "127.0.0.1:9004".parse().unwrap();
+        backend_after(d_addr, "backend-d", Duration::from_millis(1500)).await;
+        let d = TenantRoute::new("d", d_addr).unwrap();
+        caddy.put_route(&d).await.unwrap();
+        let in_flight = tokio::spawn(get("d.lobster.local"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(caddy.put_route(&a_to_b).await.unwrap());
+        assert!(caddy.put_route(&a).await.unwrap());
+        assert_eq!(in_flight.await.unwrap(), (200, "backend-d".into()));
+        assert!(caddy.remove_route("d").await.unwrap());
 
         // A removed route stops routing; the other keeps working.
         assert!(caddy.remove_route("a").await.unwrap());

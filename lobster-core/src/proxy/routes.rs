@@ -186,7 +186,10 @@ fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// The Caddy route for one tenant.
+/// The Caddy route for one tenant. No `flush_interval: -1`: with it Caddy
+/// (2.6) ends every request in flight at each config change, any tenant's
+/// spawn, evict or wake included; server-sent events are flushed at once
+/// without it.
 pub fn route_json(route: &TenantRoute, settings: &ProxySettings) -> Value {
     let mut proxy = json!({
         "handler": "reverse_proxy",
@@ -196,7 +199,6 @@ pub fn route_json(route: &TenantRoute, settings: &ProxySettings) -> Value {
             "dial_timeout": "2s",
             "keep_alive": { "enabled": false },
         },
-        "flush_interval": -1,
     });
     if !settings.upstream_retry.is_zero() {
         proxy["load_balancing"] = json!({
@@ -261,7 +263,6 @@ mod tests {
                 "upstreams": [{ "dial": "10.200.0.6:9000" }],
                 "transport": { "protocol": "http", "dial_timeout": "2s", "keep_alive": { "enabled": false } },
                 "load_balancing": { "try_duration": "30000ms", "try_interval": "250ms" },
-                "flush_interval": -1,
             }],
             "terminal": true,
         });

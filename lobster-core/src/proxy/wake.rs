@@ -283,5 +283,6 @@ async fn splice(mut client: Client, gateway: SocketAddr, connect_timeout: Durati
             }
         }
     };
-    let _ = tokio::io::copy_bidirectional(&mut client.stream, &mut upstream).await;
+    let copied = tokio::io::copy_bidirectional(&mut client.stream, &mut upstream).await;
+    tracing::debug!(%gateway, ?copied, "wake: request spliced");
 }
