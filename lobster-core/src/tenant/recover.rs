@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::context::Context;
+use crate::context::{Context, Services};
 use crate::error::{Error, Result};
 use crate::store::{Registry, StoreError, TenantRecord, TenantStatus};
 
@@ -84,6 +84,7 @@ pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
             Ok("") => report.torn_down.push(name),
             Ok(what) => {
                 tracing::warn!(tenant = %name, what, "settled an interrupted suspend or resume");
+                put_route(context, &services, &name).await;
                 report.settled.push((name, what))
             }
             Err(err) => {
@@ -93,4 +94,18 @@ pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
         }
     }
     Ok(report)
+}
+
+/// Puts the route a settled tenant should have (to its guest, or to its
+/// wake socket while suspended): the interrupted operation may have died
+/// before it did. A failure is logged; the watchdog's reconcile retries.
+async fn put_route(context: &Context, services: &Services, name: &str) {
+    let put = async {
+        let record = context.record(name).await?;
+        let route = super::plan::route(context.config(), &record)?;
+        Ok::<_, Error>(services.routes.put_route(&route).await.map(drop)?)
+    };
+    if let Err(e) = put.await {
+        tracing::warn!(tenant = %name, error = %e.chain(), "cannot put the route of a settled tenant");
+    }
 }

@@ -217,11 +217,12 @@ async fn adopt(
             context.modify(name, |r| {
                 r.status = TenantStatus::Running;
                 r.suspended = None;
-                r.owner = None;
                 r.last_error = None;
             }),
         )
         .await?;
+    // The owner stays until the route is back at the guest: a resume killed
+    // before that is settled by the next command, which puts the route.
     let route = plan::route(config, &record)?;
     progress
         .step("route", async {
@@ -237,7 +238,7 @@ async fn adopt(
                 e,
             )
         })?;
-    Ok(record)
+    context.modify(name, |r| r.owner = None).await
 }
 
 /// Removes the snapshot files (they hold the guest's memory); a failure is
