@@ -89,9 +89,9 @@ echo "$KIND tenant ($VCPUS vCPU, $MEM MiB): spawn $spawn_ms ms; cold start to fi
 echo "lobster (ms; sizes MiB):"
 printf '  %-4s %8s %9s %8s %8s %14s %14s\n' rep suspend apparent ondisk resume "1st byte direct" "1st byte Caddy"
 for rep in $(seq 1 "$REPS"); do
-    t=$(ms); L suspend "$T" >/dev/null; s=$(( $(ms) - t ))
+    t=$(ms); L suspend "$T" >/dev/null 2>&1; s=$(( $(ms) - t ))
     a=$(size "$WORK/state/snapshots"); d=$(disk "$WORK/state/snapshots")
-    t=$(ms); L resume "$T" >/dev/null; r=$(( $(ms) - t ))
+    t=$(ms); L resume "$T" >/dev/null 2>&1; r=$(( $(ms) - t ))
     fd=$(first_byte "$t" direct); fc=$(first_byte "$t" via_caddy)
     printf '  %-4s %8s %9s %8s %8s %14s %14s\n' "$rep" "$s" "$a" "$d" "$r" "$fd" "$fc"
 done
@@ -99,8 +99,9 @@ done
 # Wake on request: the watchdog keeps the wake listener of a suspended tenant.
 L watch >"$WORK/watch.log" 2>&1 &
 WATCH_PID=$!
-L suspend "$T" >/dev/null
-sleep 2
+L suspend "$T" >/dev/null 2>&1
+SOCKET=/run/lobsterd-wake/$(L --json list | jq -r --arg t "$T" '.[] | select(.name == $t) | .id').sock
+until [ -S "$SOCKET" ]; do sleep 0.1; done
 t=$(ms); code=$(via_caddy 120); w=$(( $(ms) - t ))
 echo "  wake on request: HTTPS $code through Caddy after $w ms; status now $(L --json list | jq -r --arg t "$T" '.[] | select(.name == $t) | .status')"
 kill "$WATCH_PID"; wait "$WATCH_PID" 2>/dev/null || true; WATCH_PID=
@@ -158,7 +159,7 @@ done
 t=$(ms)
 in_ns "${RAW[@]}" -incoming defer >"$WORK/raw-console.log" 2>&1 &
 RAW_PID=$!
-load=$(python3 "$WORK/qmp.py" load "$WORK/raw.sock" "$WORK/raw.mig")
+python3 "$WORK/qmp.py" load "$WORK/raw.sock" "$WORK/raw.mig" >/dev/null
 fd=$(first_byte "$t" direct)
-echo "  new QEMU + load + cont: $load ms (process start included: $(( $(ms) - t )) ms to now); first byte direct: $fd ms"
+echo "  new QEMU, load, cont (from the process start): first byte direct after $fd ms"
 kill "$RAW_PID"; wait "$RAW_PID" 2>/dev/null || true; RAW_PID=
