@@ -157,7 +157,10 @@ for a in "${ARGV[@]}"; do
     case $a in -qmp) RAW+=(-qmp "unix:$WORK/raw.sock,server=on,wait=off"); skip=1 ;; *) RAW+=("$a") ;; esac
 done
 t=$(ms)
-in_ns "${RAW[@]}" -incoming defer >"$WORK/raw-console.log" 2>&1 &
+# nsenter execs QEMU: $! is QEMU's pid. The tenant's VMM was itself
+# restored with `-incoming defer`, which its command line already carries.
+case " ${RAW[*]} " in *" -incoming defer "*) ;; *) RAW+=(-incoming defer) ;; esac
+nsenter --net="/run/netns/$NS" "${RAW[@]}" >"$WORK/raw-console.log" 2>&1 &
 RAW_PID=$!
 python3 "$WORK/qmp.py" load "$WORK/raw.sock" "$WORK/raw.mig" >/dev/null
 fd=$(first_byte "$t" direct)
