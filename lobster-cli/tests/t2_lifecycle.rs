@@ -374,8 +374,8 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
             ];
             for phase in phases {
                 let admin = SilentAdmin::start(&lobster.admin());
-                let mut child = lobster
-                    .command(&[
+                let (mut child, seen) = start_until_phase(
+                    lobster.command(&[
                         "spawn",
                         "k",
                         "--command",
@@ -384,21 +384,10 @@ fn a_killed_spawn_leaves_nothing_after_the_next_command() {
                         "TENANT=k",
                         "--secrets-file",
                         secrets.to_str().unwrap(),
-                    ])
-                    .stderr(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let stderr = BufReader::new(child.stderr.take().unwrap());
+                    ]),
+                    phase,
+                );
                 let marker = format!("[{phase}] ...");
-                let mut seen = Vec::new();
-                for line in stderr.lines() {
-                    let line = line.unwrap();
-                    seen.push(line.clone());
-                    if line.contains(&marker) {
-                        break;
-                    }
-                }
                 let id = lobster.id("k");
                 if ["agent", "secrets", "workload", "route"].contains(&phase) {
                     // The control: a VMM really runs (in its own session, so it

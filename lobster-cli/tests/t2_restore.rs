@@ -40,20 +40,7 @@ fn a_snapped_tenant_restores_with_its_files_and_only_new_tokens() {
             require_t2();
             let lobster = Lobster::init(4, false);
             let spawn = |name: &str, options: &[&str]| {
-                let tenant = format!("TENANT={name}");
-                let mut args = vec![
-                    "--json",
-                    "spawn",
-                    name,
-                    "--command",
-                    WORKLOAD,
-                    "--env",
-                    &tenant,
-                ];
-                args.extend_from_slice(options);
-                let started = Instant::now();
-                let out = lobster.run(&args);
-                eprintln!("spawn {name}: {:?}\n{}", started.elapsed(), output(&out));
+                let out = lobster.spawn_running(name, WORKLOAD, options);
                 assert!(out.status.success(), "spawn {name}: {}", output(&out));
                 out
             };

@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::t2::*;
@@ -255,22 +253,8 @@ fn suspend_and_resume_keep_the_guest_and_free_its_memory() {
 
 /// Runs `lobsterd ARGS` and SIGKILLs it once it reports starting `phase`.
 fn kill_at(lobster: &Lobster, args: &[&str], phase: &str) {
-    let mut child = lobster
-        .command(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (mut child, seen) = start_until_phase(lobster.command(args), phase);
     let marker = format!("[{phase}] ...");
-    let mut seen = Vec::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains(&marker) {
-            break;
-        }
-    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     eprintln!("killed {args:?} at {phase} after: {seen:?}");

@@ -187,19 +187,25 @@ impl Lobster {
 
     /// [`Lobster::spawn`] with more spawn options.
     pub fn spawn_with(&self, name: &str, probes: &str, options: &[&str]) -> Output {
+        let probes = format!("PROBES={probes}");
+        let mut options = options.to_vec();
+        options.extend_from_slice(&["--env", &probes]);
+        self.spawn_running(name, WORKLOAD, &options)
+    }
+
+    /// `lobsterd spawn` of `workload` (with `$TENANT` set to `name`) and
+    /// more spawn options; returns the CLI's output.
+    pub fn spawn_running(&self, name: &str, workload: &str, options: &[&str]) -> Output {
         let started = Instant::now();
         let tenant = format!("TENANT={name}");
-        let probes = format!("PROBES={probes}");
         let mut args = vec![
             "--json",
             "spawn",
             name,
             "--command",
-            WORKLOAD,
+            workload,
             "--env",
             &tenant,
-            "--env",
-            &probes,
         ];
         args.extend_from_slice(options);
         let out = self.run(&args);
@@ -338,6 +344,29 @@ impl Drop for Lobster {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }
+}
+
+/// Starts `command` and reads its progress (stderr) until it reports
+/// starting `phase` (`[phase] ...`) or ends; returns the child, still
+/// running, and the lines seen (for a kill at that phase).
+pub fn start_until_phase(mut command: Command, phase: &str) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let marker = format!("[{phase}] ...");
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(&marker) {
+            break;
+        }
+    }
+    (child, seen)
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -134,17 +134,7 @@ impl Overlay {
         if self.path.exists() {
             return Err(OverlayError::Exists(self.path.clone()));
         }
-        let tmp = self.path.with_extension("ext4.partial");
-        copy_sparse(&template, &tmp).map_err(|source| OverlayError::Io {
-            context: "cannot copy template to",
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, &self.path).map_err(|source| OverlayError::Io {
-            context: "cannot move into place",
-            path: self.path.clone(),
-            source,
-        })
+        self.place("cannot copy template to", |tmp| copy_sparse(&template, tmp))
     }
 
     /// Creates the disk from a raw image read from `image` (a restore):
@@ -154,13 +144,24 @@ impl Overlay {
         if self.path.exists() {
             return Err(OverlayError::Exists(self.path.clone()));
         }
+        let len = u64::from(self.size_mib) << 20;
+        self.place("cannot write the restored image to", |tmp| {
+            write_sparse(image, tmp, len)
+        })
+    }
+
+    /// Writes the disk to a temporary name with `write`, then renames it
+    /// into place (a crash never leaves a half-written disk at the path).
+    fn place(
+        &self,
+        context: &'static str,
+        write: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<()> {
         let tmp = self.path.with_extension("ext4.partial");
-        write_sparse(image, &tmp, u64::from(self.size_mib) << 20).map_err(|source| {
-            OverlayError::Io {
-                context: "cannot write the restored image to",
-                path: tmp.clone(),
-                source,
-            }
+        write(&tmp).map_err(|source| OverlayError::Io {
+            context,
+            path: tmp.clone(),
+            source,
         })?;
         std::fs::rename(&tmp, &self.path).map_err(|source| OverlayError::Io {
             context: "cannot move into place",

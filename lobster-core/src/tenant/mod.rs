@@ -193,6 +193,17 @@ impl Classify for TenantError {
     }
 }
 
+/// Puts the Caddy route `record` should have now ([`plan::route`]: to its
+/// guest, or to its wake socket while it is suspended).
+pub(crate) async fn put_planned_route(
+    config: &crate::config::Config,
+    services: &crate::context::Services,
+    record: &TenantRecord,
+) -> crate::Result<()> {
+    let route = plan::route(config, record)?;
+    Ok(services.routes.put_route(&route).await.map(drop)?)
+}
+
 /// How long spawn, evict and snap wait for another operation on the same
 /// tenant (a repair restarting its VM, an evict of the name's last tenant).
 pub(crate) const OPERATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);

@@ -102,8 +102,7 @@ pub(crate) async fn recover(context: &Context) -> Result<RecoverReport> {
 async fn put_route(context: &Context, services: &Services, name: &str) {
     let put = async {
         let record = context.record(name).await?;
-        let route = super::plan::route(context.config(), &record)?;
-        Ok::<_, Error>(services.routes.put_route(&route).await.map(drop)?)
+        super::put_planned_route(context.config(), services, &record).await
     };
     if let Err(e) = put.await {
         tracing::warn!(tenant = %name, error = %e.chain(), "cannot put the route of a settled tenant");

@@ -26,7 +26,7 @@ use super::progress::{Progress, ProgressSink};
 use super::suspend::{
     attach, failed, remove_snapshot_dir, snapshot_dir, stop_vm, vmm_version, Manifest,
 };
-use super::{current_process, plan, wait_agent_ready, Tenant, TenantError};
+use super::{current_process, plan, put_planned_route, wait_agent_ready, Tenant, TenantError};
 
 /// Resumes the suspended tenant `name`; see the module docs.
 pub(crate) async fn resume(
@@ -223,11 +223,8 @@ async fn adopt(
         .await?;
     // The owner stays until the route is back at the guest: a resume killed
     // before that is settled by the next command, which puts the route.
-    let route = plan::route(config, &record)?;
     progress
-        .step("route", async {
-            Ok::<_, Error>(services.routes.put_route(&route).await.map(drop)?)
-        })
+        .step("route", put_planned_route(config, services, &record))
         .await
         .map_err(|e| {
             failed(
@@ -292,11 +289,8 @@ async fn cold_boot(
             .step("workload", start_workload(config, &record, &agent))
             .await?;
         step = "route";
-        let route = plan::route(config, &record)?;
         progress
-            .step("route", async {
-                Ok::<_, Error>(services.routes.put_route(&route).await.map(drop)?)
-            })
+            .step("route", put_planned_route(config, services, &record))
             .await?;
         Ok::<_, Error>(())
     }

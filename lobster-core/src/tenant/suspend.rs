@@ -52,7 +52,7 @@ use crate::store::{SuspendInfo, TenantRecord, TenantStatus};
 use crate::vmm::{Vm, VmStatus};
 
 use super::progress::{Progress, ProgressSink};
-use super::{current_process, plan, Tenant, TenantError};
+use super::{current_process, plan, put_planned_route, Tenant, TenantError};
 
 /// The manifest's name in the snapshot directory.
 pub(super) const MANIFEST: &str = "suspend.json";
@@ -296,11 +296,8 @@ pub(super) async fn finish_suspend(
             }),
         )
         .await?;
-    let route = plan::route(config, &record)?;
     progress
-        .step("route", async {
-            Ok::<_, Error>(services.routes.put_route(&route).await.map(drop)?)
-        })
+        .step("route", put_planned_route(config, services, &record))
         .await
         .map_err(|e| {
             failed(
