@@ -15,6 +15,9 @@
 //! 4. No line may exceed [`MAX_MESSAGE_BYTES`]; both sides read through
 //!    [`LineFramer`], which refuses longer lines before buffering them.
 //!
+//! 5. An upgrading method (`exec.start`, `files.put`, `files.get`) switches
+//!    the connection to the binary frames of [`stream`] after its `ok` reply.
+//!
 //! The typed method table lives in [`methods`]; both the agent and the host
 //! client use it, so a method's name, parameters and result cannot drift.
 
@@ -22,6 +25,7 @@ pub mod auth;
 pub mod frame;
 pub mod message;
 pub mod methods;
+pub mod stream;
 
 pub use auth::token_matches;
 pub use frame::{encode_line, FrameError, LineFramer, LineReader, MAX_MESSAGE_BYTES};

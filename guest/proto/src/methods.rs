@@ -86,9 +86,21 @@ method!(
     /// Replaces the agent token: stored where the agent reads it at boot,
     /// then in force for every new connection (the old one is refused).
     RotateToken, "token.rotate", RotateTokenParams => Empty);
+method!(
+    /// Starts a process in the guest; the `ok` reply upgrades the connection
+    /// to [`stream`](crate::stream) frames, ended by an [`ExecExit`].
+    ExecStart, "exec.start", ExecParams => ExecStarted);
+method!(
+    /// Receives a tar archive (as stdin frames) and places it at `dest`
+    /// atomically; upgrades like `exec.start`, ended by a [`FilesPutResult`].
+    FilesPut, "files.put", FilesPutParams => Empty);
+method!(
+    /// Sends `path` as a tar archive (as stdout frames); upgrades like
+    /// `exec.start`, ended by a [`FilesGetResult`].
+    FilesGet, "files.get", FilesGetParams => Empty);
 
 /// Every method name, in table order (the agent's `hello` reply lists these).
-pub const ALL_METHODS: [&str; 18] = [
+pub const ALL_METHODS: [&str; 21] = [
     Hello::NAME,
     Health::NAME,
     InjectSecrets::NAME,
@@ -107,7 +119,14 @@ pub const ALL_METHODS: [&str; 18] = [
     SetTime::NAME,
     Shutdown::NAME,
     RotateToken::NAME,
+    ExecStart::NAME,
+    FilesPut::NAME,
+    FilesGet::NAME,
 ];
+
+/// The methods after whose `ok` reply the connection carries
+/// [`stream`](crate::stream) frames.
+pub const UPGRADING_METHODS: [&str; 3] = [ExecStart::NAME, FilesPut::NAME, FilesGet::NAME];
 
 /// No parameters / no result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,6 +499,88 @@ pub struct ShutdownParams {
     /// Reboot instead of powering off.
     #[serde(default)]
     pub reboot: bool,
+}
+
+/// `exec.start` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecParams {
+    /// Program and arguments; `argv[0]` is looked up in `PATH`.
+    pub argv: Vec<String>,
+    /// Environment added to the agent's base environment for commands.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the user's home).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// User name or numeric uid to run as (default: root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Run on a PTY of this size (stdout and stderr then share the terminal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<crate::stream::WindowSize>,
+    /// Kill the process group after this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `exec.start` result: the process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStarted {
+    /// Its pid in the guest.
+    pub pid: u32,
+}
+
+/// How an exec'd process ended (the payload of the final `End` frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecExit {
+    /// Exit code, if it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Signal number, if a signal ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// The agent killed it because `timeout_ms` passed.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// `files.put` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesPutParams {
+    /// Absolute guest path the archive's single top-level entry becomes.
+    pub dest: String,
+    /// Refuse (and leave nothing) once the unpacked archive exceeds this.
+    pub max_bytes: u64,
+}
+
+/// `files.put` result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesPutResult {
+    /// Regular files, directories and links placed.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// `files.get` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesGetParams {
+    /// Absolute guest path of a file or directory.
+    pub path: String,
+    /// Stop with an error once the archive would exceed this.
+    pub max_bytes: u64,
+}
+
+/// `files.get` result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesGetResult {
+    /// Entries sent.
+    pub entries: u64,
+    /// Bytes of file content sent.
+    pub bytes: u64,
 }
 
 #[cfg(test)]
