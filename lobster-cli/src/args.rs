@@ -28,8 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Write the configuration, create state directories, check prerequisites.
     Init(InitArgs),
-    /// Not yet implemented (exits 15): remove all lobster state from this host.
-    Uninit(ConfirmArgs),
+    /// Remove what `init` set up (refused while tenants exist; `--purge`: state too).
+    Uninit(UninitArgs),
     /// Create and start a tenant.
     Spawn(SpawnArgs),
     /// Destroy a tenant and everything it holds.
@@ -80,10 +80,14 @@ pub struct InitArgs {
     pub yes: bool,
 }
 
-/// A confirmation flag.
+/// `uninit`.
 #[derive(Debug, Args)]
-pub struct ConfirmArgs {
-    /// Do not ask for confirmation.
+pub struct UninitArgs {
+    /// Also remove the state (registry, overlays, snapshots, logs), the
+    /// guest images, and Caddy's directory and user.
+    #[arg(long)]
+    pub purge: bool,
+    /// Do not ask for confirmation (`--purge` asks).
     #[arg(short, long)]
     pub yes: bool,
 }
@@ -259,7 +263,7 @@ mod tests {
     use super::Cli;
 
     /// Commands that parse but exit with `unsupported` in this version.
-    const NOT_YET: [&str; 2] = ["uninit", "exec"];
+    const NOT_YET: [&str; 1] = ["exec"];
 
     #[test]
     fn help_marks_what_is_not_implemented_and_ends_with_the_exit_codes() {

@@ -219,7 +219,34 @@ fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
 #[test]
 fn machinery_that_comes_later_says_so() {
     let env = Env::initialised();
-    assert_eq!(code(&env.run(&["uninit", "-y"])), 15);
+    env.seed(&["alpha"]);
+    assert_eq!(code(&env.run(&["exec", "alpha", "--", "true"])), 15);
+}
+
+/// Only the refusal runs here (T0): an uninit that proceeds changes the
+/// host's firewall and forwarding (t1_uninit runs it in a namespace).
+#[test]
+fn uninit_with_tenants_refuses_naming_them_and_changes_nothing() {
+    let env = Env::initialised();
+    env.seed(&["alpha", "beta"]);
+    let before = std::fs::read(env.state().join("registry.json")).unwrap();
+    for args in [&["uninit"][..], &["uninit", "--purge", "-y"]] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 13, "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("2 tenant(s) exist (alpha, beta)")
+                && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
+    }
+    let out = env.run(&["--json", "uninit"]);
+    assert_eq!(json(&out)["error"]["kind"], "invalid_state");
+    assert_eq!(
+        std::fs::read(env.state().join("registry.json")).unwrap(),
+        before
+    );
+    assert!(!env.state().join("host.json").exists());
 }
 
 #[test]

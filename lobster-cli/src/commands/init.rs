@@ -21,7 +21,8 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
     let (setup, unit) = if args.no_host_setup {
         (None, None)
     } else {
-        let setup = host::setup(&Config::load(&path)?).await?;
+        let config = Config::load(&path)?;
+        let setup = host::setup(&config).await?;
         let exe = std::env::current_exe().map_err(|source| {
             Error::from(lobster_core::tenant::TenantError::Io {
                 context: "cannot find the lobsterd binary",
@@ -29,8 +30,14 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
                 source,
             })
         })?;
-        let config = std::path::absolute(&path).unwrap_or(path.clone());
-        let unit = host::install_watch_unit(&exe, &config, "/etc/systemd/system".as_ref()).await?;
+        let config_path = std::path::absolute(&path).unwrap_or(path.clone());
+        let unit = host::install_watch_unit(
+            &exe,
+            &config_path,
+            "/etc/systemd/system".as_ref(),
+            &config.paths.state_dir,
+        )
+        .await?;
         (Some(setup), Some(unit))
     };
     let mut json = serde_json::to_value(&report).expect("report serialises");

@@ -5,6 +5,7 @@ mod init;
 mod spawn;
 mod tank;
 mod tenants;
+mod uninit;
 mod watch;
 
 use std::process::ExitCode;
@@ -64,10 +65,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Suspend(args) => tenants::suspend(&ctx, &args.name).await,
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
-        Command::Uninit(_) => Err(not_yet(
-            "uninit",
-            "nothing removes what `init` set up yet (the watchdog unit, the firewall base chains, Caddy's lobster routes, the state directories)",
-        )),
+        Command::Uninit(args) => uninit::run(&ctx, &args).await,
         Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Tank(args) => match tank::run(&ctx, &args).await {
             Ok(()) => Ok(()),

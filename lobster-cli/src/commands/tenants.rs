@@ -252,7 +252,7 @@ fn table(tenants: &[Tenant]) -> String {
 }
 
 /// Asks on the terminal; anything but `y`/`yes` (or no terminal) is a no.
-fn confirm(question: &str) -> bool {
+pub(super) fn confirm(question: &str) -> bool {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
         eprintln!("{question} Refusing without a terminal: pass --yes.");

@@ -1,7 +1,8 @@
 //! Host-wide setup that `init` performs (and that is safe to repeat): IPv4
 //! forwarding, the firewall's base chains and hooks, Caddy's system user,
 //! and a running Caddy with lobster's HTTP server. Tenant routes and rules
-//! are never touched.
+//! are never touched. What it changes on the host is recorded
+//! ([`HostChanges`]) for `uninit`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +15,8 @@ use crate::network::firewall::{Firewall, FirewallSettings, Iptables};
 use crate::proxy::{prepare, Caddy, CaddyStart, ProxySettings, SpawnOptions};
 use crate::sys::identity::lookup_user;
 
-use super::MachineError;
+use super::{HostChanges, MachineError};
+use crate::vmm::VmIdentity;
 
 /// What host setup found and did.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +38,10 @@ pub struct SetupReport {
 
 /// Runs host setup for `config` in the caller's network namespace.
 pub async fn setup(config: &Config) -> Result<SetupReport> {
-    crate::network::enable_ip_forwarding()?;
+    let state_dir = &config.paths.state_dir;
+    if crate::network::enable_ip_forwarding()? {
+        HostChanges::update(state_dir, |c| c.ip_forwarding = true)?;
+    }
     let settings = FirewallSettings::from_config(&config.network)?;
     let firewall_changes = crate::base::blocking(move || {
         let firewall = Firewall::new(Iptables::new(Duration::from_secs(30)), settings);
@@ -45,6 +50,11 @@ pub async fn setup(config: &Config) -> Result<SetupReport> {
     .await?;
     let caddy_user_created =
         ensure_system_user(&config.proxy.user, &config.proxy.caddy_dir).await?;
+    if caddy_user_created {
+        HostChanges::update(state_dir, |c| {
+            c.caddy_user = Some(config.proxy.user.clone())
+        })?;
+    }
     let caddy = Caddy::new(ProxySettings::from_config(config));
     let options = SpawnOptions::from_config(config);
     let start = prepare(&caddy, &options).await?;
@@ -54,6 +64,14 @@ pub async fn setup(config: &Config) -> Result<SetupReport> {
         // The child runs in its own process group and outlives us.
         CaddyStart::Spawned(child) => ("spawned", Some(child.id())),
     };
+    if let Some(pid) = caddy_pid {
+        let identity = VmIdentity::of(pid as i32).map_err(|source| MachineError::Io {
+            context: "cannot read the identity of the caddy started, pid",
+            path: pid.to_string().into(),
+            source,
+        })?;
+        HostChanges::update(state_dir, |c| c.caddy = Some(identity))?;
+    }
     Ok(SetupReport {
         ip_forwarding: true,
         firewall_changes,

@@ -1,6 +1,7 @@
 //! The systemd unit that runs the watchdog (`lobsterd watch`) at boot, so a
 //! rebooted host brings its tenants back. `init` installs and enables it
-//! where systemd runs.
+//! where systemd runs (and records it, [`HostChanges`]); `uninit` stops,
+//! disables and removes it.
 //!
 //! `KillMode=process`: stopping or restarting the watchdog signals only the
 //! daemon itself, never the VMMs it restarted (they live in its cgroup).
@@ -8,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::MachineError;
+use super::{HostChanges, MachineError};
 use crate::error::Result;
 
 /// The unit's file name.
@@ -56,9 +57,15 @@ pub enum UnitAction {
     OtherNetns,
 }
 
-/// Writes the unit into `unit_dir` (normally `/etc/systemd/system`) and
-/// enables and starts it, where systemd runs.
-pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> Result<UnitAction> {
+/// Writes the unit into `unit_dir` (normally `/etc/systemd/system`),
+/// records it in `state_dir`'s [`HostChanges`], and enables and starts it,
+/// where systemd runs.
+pub async fn install_watch_unit(
+    exe: &Path,
+    config: &Path,
+    unit_dir: &Path,
+    state_dir: &Path,
+) -> Result<UnitAction> {
     if !Path::new(SYSTEMD_RUNTIME).is_dir() {
         return Ok(UnitAction::NoSystemd);
     }
@@ -67,6 +74,9 @@ pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> R
     }
     let text = watch_unit(exe, config);
     let path = unit_dir.join(WATCH_UNIT);
+    HostChanges::update(state_dir, |c| {
+        c.files.insert(path.clone());
+    })?;
     let action = if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
         UnitAction::Unchanged
     } else {
@@ -82,9 +92,30 @@ pub async fn install_watch_unit(exe: &Path, config: &Path, unit_dir: &Path) -> R
     Ok(action)
 }
 
+/// Stops, disables and removes the unit file at `path` (systemctl only
+/// where systemd runs). Returns false if there was no file.
+pub(super) async fn remove_watch_unit(path: &Path) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let systemd = Path::new(SYSTEMD_RUNTIME).is_dir();
+    if systemd {
+        systemctl(&["disable", "--now", WATCH_UNIT]).await?;
+    }
+    std::fs::remove_file(path).map_err(|source| MachineError::Io {
+        context: "cannot remove systemd unit",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if systemd {
+        systemctl(&["daemon-reload"]).await?;
+    }
+    Ok(true)
+}
+
 /// Whether this process shares PID 1's network namespace (where a systemd
 /// unit runs). Unknown counts as no: never install a unit by mistake.
-fn in_init_netns() -> bool {
+pub(super) fn in_init_netns() -> bool {
     match (
         std::fs::read_link("/proc/self/ns/net"),
         std::fs::read_link("/proc/1/ns/net"),

@@ -252,15 +252,36 @@ impl TenantNet {
     }
 }
 
+/// Where IPv4 forwarding is switched (per network namespace).
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
 /// Turns IPv4 forwarding on (`/proc/sys/net/ipv4/ip_forward`); needed once per
-/// host (and per network namespace) for guest traffic to leave.
-pub fn enable_ip_forwarding() -> Result<(), NetworkError> {
-    let path = "/proc/sys/net/ipv4/ip_forward";
-    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
-        return Ok(());
+/// host (and per network namespace) for guest traffic to leave. Returns
+/// true if it was off (lobster turned it on).
+pub fn enable_ip_forwarding() -> Result<bool, NetworkError> {
+    if std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() == "1") {
+        return Ok(false);
     }
-    std::fs::write(path, "1").map_err(|source| NetworkError::Io {
-        context: format!("cannot enable forwarding in {path}"),
+    set_ip_forwarding(true).map(|()| true)
+}
+
+/// Turns IPv4 forwarding off (what `uninit` does when lobster turned it on).
+/// Returns true if it was on.
+pub fn disable_ip_forwarding() -> Result<bool, NetworkError> {
+    if std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() == "0") {
+        return Ok(false);
+    }
+    set_ip_forwarding(false).map(|()| true)
+}
+
+fn set_ip_forwarding(on: bool) -> Result<(), NetworkError> {
+    let (value, verb) = if on {
+        ("1", "enable")
+    } else {
+        ("0", "disable")
+    };
+    std::fs::write(IP_FORWARD, value).map_err(|source| NetworkError::Io {
+        context: format!("cannot {verb} forwarding in {IP_FORWARD}"),
         source,
     })
 }

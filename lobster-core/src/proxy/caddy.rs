@@ -248,6 +248,40 @@ impl Caddy {
         }
     }
 
+    /// Removes lobster's HTTP server (and every route in it) and lobster's
+    /// TLS automation policy (`uninit`); the rest of Caddy's config stays
+    /// as it is. Returns true if it removed anything.
+    pub async fn remove_server(&self) -> Result<bool, ProxyError> {
+        let config = self.client.get_json("/config/").await?;
+        let mut removed = false;
+        let policies = ["apps", "tls", "automation", "policies"];
+        let id = self.settings.tls_policy_id();
+        let ours = pointer(&config, &policies)
+            .and_then(Value::as_array)
+            .and_then(|l| {
+                l.iter()
+                    .position(|p| p.get("@id").and_then(Value::as_str) == Some(id.as_str()))
+            });
+        if let Some(index) = ours {
+            let path = format!("/config/{}/{index}", policies.join("/"));
+            self.client.call("DELETE", &path, None).await?;
+            removed = true;
+        }
+        let server = [
+            "apps",
+            "http",
+            "servers",
+            self.settings.server_name.as_str(),
+        ];
+        if pointer(&config, &server).is_some_and(|v| !v.is_null()) {
+            self.client
+                .call("DELETE", &self.server_path(), None)
+                .await?;
+            removed = true;
+        }
+        Ok(removed)
+    }
+
     /// Removes the tenant's route. Returns false if there was none.
     pub async fn remove_route(&self, name: &str) -> Result<bool, ProxyError> {
         let id_path = format!("/id/{}", self.settings.route_id(name));

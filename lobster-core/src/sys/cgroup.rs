@@ -364,6 +364,30 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Removes the group's directories and every group below them, deepest
+    /// first (their processes must be gone). Returns true if any existed.
+    pub fn remove_tree(&self) -> io::Result<bool> {
+        fn remove(dir: &Path) -> io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    remove(&entry.path())?;
+                }
+            }
+            std::fs::remove_dir(dir).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove cgroup {}: {e}", dir.display()),
+                )
+            })
+        }
+        let existing: Vec<&Path> = self.dirs().into_iter().filter(|d| d.exists()).collect();
+        for dir in &existing {
+            remove(dir)?;
+        }
+        Ok(!existing.is_empty())
+    }
+
     /// Whether any directory of the group exists.
     pub fn exists(&self) -> bool {
         self.dirs().iter().any(|d| d.exists())

@@ -37,8 +37,8 @@ pub use index::TenantIndex;
 pub use iptables::Iptables;
 pub use plan::{
     apply_batch, base_only_batch, egress_rules, fresh_apply_batch, plan, plan_tenant,
-    planned_remove_batch, reconcile_batch, remove_batch, tenant_chain_prefix, BaseChain,
-    TenantRules, BASE_CHAINS, EGRESS_CHAIN, EGRESS_OK_CHAIN, SPECIAL_PURPOSE_RANGES,
+    planned_remove_batch, reconcile_batch, remove_batch, teardown_batch, tenant_chain_prefix,
+    BaseChain, TenantRules, BASE_CHAINS, EGRESS_CHAIN, EGRESS_OK_CHAIN, SPECIAL_PURPOSE_RANGES,
 };
 pub use rules::{builtin_chains, is_owned_chain, jump_target, Batch, Op, Ruleset, Table};
 
@@ -228,6 +228,13 @@ impl<B: FirewallBackend> Firewall<B> {
         Ok(apply_batch(&current, net, &settings))
     }
 
+    /// Removes every chain and hook of lobster's (`uninit`, with no tenant
+    /// left): the host's own rules are never named. Absent is success.
+    pub fn remove_all(&self) -> Result<FirewallReport, NetworkError> {
+        let current = self.backend.read()?;
+        self.run(teardown_batch(&current))
+    }
+
     /// The lobster part of the ruleset as it is now (and the host's
     /// connected subnets read again, for [`Firewall::last_settings`]).
     pub fn current(&self) -> Result<Ruleset, NetworkError> {
@@ -320,5 +327,43 @@ mod tests {
         assert_eq!(fw.remove_tenant_id("ab12cd34").unwrap().changes, 0);
         // Applied: base, the tenant (fresh path), its removal (planned path).
         assert_eq!(fw.backend().applied.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn remove_all_leaves_only_the_hosts_own_rules() {
+        let settings = FirewallSettings::from_config(&NetworkConfig::default()).unwrap();
+        let fw = Firewall::new(MemoryBackend::default(), settings);
+        let mut host = Batch::default();
+        host.push(Table::Filter, Op::Create("DOCKER".into()));
+        host.push(
+            Table::Filter,
+            Op::Append("DOCKER".into(), "-j ACCEPT".into()),
+        );
+        host.push(
+            Table::Filter,
+            Op::Append("FORWARD".into(), "-j DOCKER".into()),
+        );
+        host.push(
+            Table::Nat,
+            Op::Append("POSTROUTING".into(), "-o eth0 -j MASQUERADE".into()),
+        );
+        fw.backend().apply(&host).unwrap();
+        let before = fw.backend().tables();
+        assert!(fw.ensure_base().unwrap().changes > 0);
+        // A stray tenant chain left behind is lobster's too.
+        let mut stray = Batch::default();
+        stray.push(Table::Filter, Op::Create("LOB-dead0001-IN".into()));
+        stray.push(
+            Table::Filter,
+            Op::Append("LOB-dead0001-IN".into(), "-j DROP".into()),
+        );
+        fw.backend().apply(&stray).unwrap();
+        assert!(fw.remove_all().unwrap().changes > 0);
+        assert_eq!(fw.backend().tables(), before);
+        assert_eq!(
+            fw.remove_all().unwrap().changes,
+            0,
+            "a second run is a no-op"
+        );
     }
 }

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeSet;
 
-use super::rules::{jump_target, Batch, Op, Ruleset, Table, TENANT_PREFIX};
+use super::rules::{is_owned_chain, jump_target, Batch, Op, Ruleset, Table, TENANT_PREFIX};
 use super::FirewallSettings;
 use crate::config::Ipv4Cidr;
 use crate::network::{TenantNet, TAP_PREFIX};
@@ -510,6 +510,31 @@ pub fn base_only_batch(current: &Ruleset, settings: &FirewallSettings) -> Batch 
 pub fn remove_batch(current: &Ruleset, id: &str) -> Batch {
     let mut batch = Batch::default();
     removal_batch(current, id, &mut batch);
+    batch
+}
+
+/// The batch that removes everything of lobster's from `current`: the
+/// jumps into lobster's chains from other chains (the hooks), then every owned chain (base and tenants') flushed and
+/// deleted. Nothing else is named. Empty when nothing of lobster's is left.
+pub fn teardown_batch(current: &Ruleset) -> Batch {
+    let mut batch = Batch::default();
+    for (&table, chains) in &current.tables {
+        for (chain, rules) in chains.iter().filter(|(c, _)| !is_owned_chain(c)) {
+            for rule in rules.iter().filter(|r| jump_target(r).is_some()) {
+                batch.push(table, Op::Delete(chain.clone(), rule.clone()));
+            }
+        }
+    }
+    for (&table, chains) in &current.tables {
+        for chain in chains.keys().filter(|c| is_owned_chain(c)) {
+            batch.push(table, Op::Flush(chain.clone()));
+        }
+    }
+    for (&table, chains) in &current.tables {
+        for chain in chains.keys().filter(|c| is_owned_chain(c)) {
+            batch.push(table, Op::DeleteChain(chain.clone()));
+        }
+    }
     batch
 }
 

@@ -1,0 +1,492 @@
+//! `uninit`: removes what `init` and host setup put on this machine, and
+//! nothing the host had before them.
+//!
+//! It refuses while any tenant exists (naming them, changing nothing), and
+//! holds the watchdog role throughout so no watchdog sets the host up again
+//! meanwhile. Then, each step bounded in time and each one run even when
+//! another failed: the watchdog's unit, lobster's server in Caddy and the
+//! Caddy lobster started, the firewall's chains and hooks, IPv4 forwarding
+//! (only if lobster turned it on), the cgroup parent, the runtime
+//! directories and the files `init` installed. `--purge` also removes the
+//! state (registry, overlays and their template cache, snapshots, logs),
+//! the guest images, and Caddy's directory (its local CA) and user (if
+//! lobster created it). The configuration file stays, and so does the KVM
+//! probe's outcome in `/run` (keyed by the QEMU and kernel it probed, it
+//! goes at reboot). A second run finds nothing and changes nothing.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::unit::remove_watch_unit;
+use super::{HostChanges, MachineError, WATCH_UNIT};
+use crate::config::Config;
+use crate::error::Result;
+use crate::network::firewall::{Firewall, FirewallSettings, Iptables};
+use crate::proxy::{Caddy, ProxySettings};
+use crate::store::Store;
+use crate::sys::cgroup::{Cgroup, Hierarchy};
+use crate::vmm::VmIdentity;
+
+/// What `uninit` is asked to do.
+#[derive(Debug, Clone)]
+pub struct UninitOptions {
+    /// Also remove state, images and caches.
+    pub purge: bool,
+    /// Bound on each step.
+    pub step_timeout: Duration,
+}
+
+impl Default for UninitOptions {
+    fn default() -> Self {
+        UninitOptions {
+            purge: false,
+            step_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Something was removed or undone.
+    Removed,
+    /// Nothing of lobster's was there.
+    Absent,
+    /// Left on purpose (e.g. forwarding lobster did not turn on).
+    Kept,
+    /// It failed (or timed out): what it names is left.
+    Failed,
+}
+
+/// One step of `uninit`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UninitStep {
+    /// What it handles (`firewall`, `caddy_server`, ...).
+    pub name: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What it did or found.
+    pub detail: String,
+}
+
+/// What `uninit` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UninitReport {
+    /// Whether state, images and caches were purged too.
+    pub purge: bool,
+    /// Every step, in order.
+    pub steps: Vec<UninitStep>,
+}
+
+impl UninitReport {
+    /// Whether anything was removed (false: a no-op).
+    pub fn changed(&self) -> bool {
+        self.steps.iter().any(|s| s.outcome == Outcome::Removed)
+    }
+}
+
+/// What a step returns: its outcome and a detail, or why it failed.
+type StepResult = std::result::Result<(Outcome, String), String>;
+
+/// Removes lobster's host setup (see the module docs). Fails with kind
+/// `invalid_state`, changing nothing, while tenants exist or a watchdog
+/// other than the unit's runs; with kind `host_failure` naming every step
+/// left when some step failed (the others are done).
+pub async fn uninit(config: &Config, options: &UninitOptions) -> Result<UninitReport> {
+    let state_dir = config.paths.state_dir.clone();
+    let store = Store::new(&state_dir);
+    let initialised = state_dir.is_dir();
+    if initialised {
+        let tenants: Vec<String> = store.read()?.tenants.into_keys().collect();
+        if !tenants.is_empty() {
+            return Err(MachineError::TenantsExist { tenants }.into());
+        }
+    }
+    let mut changes = HostChanges::read(&state_dir)?;
+    let mut run = Steps {
+        steps: Vec::new(),
+        within: options.step_timeout,
+    };
+
+    let unit = changes
+        .files
+        .iter()
+        .find(|f| f.file_name().is_some_and(|n| n == WATCH_UNIT))
+        .cloned();
+    if let Some(unit) = unit {
+        let done = run
+            .step("watch_unit", async {
+                match remove_watch_unit(&unit).await {
+                    Ok(true) => Ok((
+                        Outcome::Removed,
+                        format!("{} stopped and removed", unit.display()),
+                    )),
+                    Ok(false) => Ok((Outcome::Absent, format!("{} is gone", unit.display()))),
+                    Err(e) => Err(e.chain()),
+                }
+            })
+            .await;
+        if done {
+            changes.files.remove(&unit);
+        }
+    }
+    // Held to the end: no watchdog may set the host up again meanwhile.
+    let _watchdog = match initialised {
+        true => match store.lock_watchdog()? {
+            Some(lock) => Some(lock),
+            None => return Err(MachineError::WatchdogRunning { state_dir }.into()),
+        },
+        false => None,
+    };
+
+    let caddy = Caddy::new(ProxySettings::from_config(config));
+    run.step("caddy_server", async {
+        if !caddy.is_up().await {
+            let admin = &caddy.settings().admin_address;
+            return Ok((Outcome::Absent, format!("no caddy answers at {admin}")));
+        }
+        match caddy.remove_server().await {
+            Ok(true) => Ok((
+                Outcome::Removed,
+                format!(
+                    "server `{}` and its TLS policy removed",
+                    caddy.settings().server_name
+                ),
+            )),
+            Ok(false) => Ok((
+                Outcome::Absent,
+                format!("caddy has no server `{}`", caddy.settings().server_name),
+            )),
+            Err(e) => Err(chain(e)),
+        }
+    })
+    .await;
+    if let Some(identity) = changes.caddy {
+        if run
+            .step("caddy", async move { stop_process(identity).await })
+            .await
+        {
+            changes.caddy = None;
+        }
+    }
+
+    let settings = FirewallSettings::from_config(&config.network)?;
+    run.step(
+        "firewall",
+        blocking(move || {
+            if crate::base::find_program(Path::new("iptables-save")).is_none() {
+                return Ok((Outcome::Absent, "no iptables-save here".into()));
+            }
+            let firewall = Firewall::new(Iptables::new(Duration::from_secs(30)), settings);
+            match firewall.remove_all() {
+                Ok(r) if r.changes == 0 => Ok((Outcome::Absent, "no lobster chain or hook".into())),
+                Ok(r) => Ok((
+                    Outcome::Removed,
+                    format!("{} chain and hook changes", r.changes),
+                )),
+                Err(e) => Err(chain(e)),
+            }
+        }),
+    )
+    .await;
+
+    let lobster_enabled = changes.ip_forwarding;
+    if run
+        .step("ip_forwarding", async move {
+            if !lobster_enabled {
+                return Ok((Outcome::Kept, "lobster did not turn it on".into()));
+            }
+            match crate::network::disable_ip_forwarding() {
+                Ok(true) => Ok((
+                    Outcome::Removed,
+                    "turned off (lobster had turned it on)".into(),
+                )),
+                Ok(false) => Ok((Outcome::Absent, "already off".into())),
+                Err(e) => Err(chain(e)),
+            }
+        })
+        .await
+    {
+        changes.ip_forwarding = false;
+    }
+
+    let parent = config.vmm.cgroup_parent.clone();
+    run.step(
+        "cgroup",
+        blocking(move || {
+            let Ok(hierarchy) = Hierarchy::detect() else {
+                return Ok((Outcome::Absent, "no cgroup controllers here".into()));
+            };
+            let group = Cgroup::at(&hierarchy, &parent);
+            match group.remove_tree() {
+                Ok(true) => Ok((Outcome::Removed, format!("{} removed", parent.display()))),
+                Ok(false) => Ok((Outcome::Absent, format!("no cgroup {}", parent.display()))),
+                Err(e) => Err(e.to_string()),
+            }
+        }),
+    )
+    .await;
+
+    let runtime = vec![
+        config.paths.wake_dir.clone(),
+        config.paths.sockets_dir.clone(),
+    ];
+    run.step("runtime_dirs", blocking(move || remove_all(&runtime)))
+        .await;
+
+    let files: Vec<PathBuf> = changes.files.iter().cloned().collect();
+    if !files.is_empty()
+        && run
+            .step("files", blocking(move || remove_all(&files)))
+            .await
+    {
+        changes.files.clear();
+    }
+
+    if options.purge {
+        if let Some(user) = changes.caddy_user.clone() {
+            if run
+                .step("caddy_user", async move { remove_user(&user).await })
+                .await
+            {
+                changes.caddy_user = None;
+            }
+        }
+        let p = &config.paths;
+        let mut state = vec![
+            p.overlays_dir.clone(),
+            p.snapshots_dir.clone(),
+            p.logs_dir.clone(),
+            config.proxy.caddy_dir.clone(),
+            p.kernel.clone(),
+            p.initrd.clone(),
+            p.rootfs.clone(),
+        ];
+        // The images' directories, when nothing else is left in them.
+        let image_dirs: Vec<PathBuf> = [&p.kernel, &p.initrd, &p.rootfs]
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        state.push(state_dir.clone());
+        run.step(
+            "state",
+            blocking(move || {
+                let outcome = remove_all(&state);
+                for dir in image_dirs {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                outcome
+            }),
+        )
+        .await;
+    } else {
+        run.steps.push(UninitStep {
+            name: "state",
+            outcome: Outcome::Kept,
+            detail: format!(
+                "{} and its registry, images, logs and caddy's {} stay (--purge removes them)",
+                state_dir.display(),
+                config.proxy.caddy_dir.display()
+            ),
+        });
+        if initialised {
+            let left = changes.clone();
+            let recorded = HostChanges::update(&state_dir, |c| *c = left);
+            if let Err(e) = recorded {
+                run.failed("record", chain(e));
+            }
+        }
+    }
+
+    let left: Vec<String> = run
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Failed)
+        .map(|s| format!("{}: {}", s.name, s.detail))
+        .collect();
+    if !left.is_empty() {
+        return Err(MachineError::Incomplete { left }.into());
+    }
+    Ok(UninitReport {
+        purge: options.purge,
+        steps: run.steps,
+    })
+}
+
+/// The steps run so far, each bounded by `within`.
+struct Steps {
+    steps: Vec<UninitStep>,
+    within: Duration,
+}
+
+impl Steps {
+    /// Runs one step and records how it ended; true if it succeeded.
+    async fn step(&mut self, name: &'static str, work: impl Future<Output = StepResult>) -> bool {
+        let outcome = match tokio::time::timeout(self.within, work).await {
+            Ok(Ok((outcome, detail))) => UninitStep {
+                name,
+                outcome,
+                detail,
+            },
+            Ok(Err(reason)) => UninitStep {
+                name,
+                outcome: Outcome::Failed,
+                detail: reason,
+            },
+            Err(_) => UninitStep {
+                name,
+                outcome: Outcome::Failed,
+                detail: format!("did not finish within {} s", self.within.as_secs()),
+            },
+        };
+        let ok = outcome.outcome != Outcome::Failed;
+        self.steps.push(outcome);
+        ok
+    }
+
+    fn failed(&mut self, name: &'static str, detail: String) {
+        self.steps.push(UninitStep {
+            name,
+            outcome: Outcome::Failed,
+            detail,
+        });
+    }
+}
+
+/// An error's message with its causes.
+fn chain(e: impl Into<crate::error::Error>) -> String {
+    e.into().chain()
+}
+
+/// A blocking step on the blocking pool.
+async fn blocking(work: impl FnOnce() -> StepResult + Send + 'static) -> StepResult {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(format!("step panicked: {e}")))
+}
+
+/// Stops the process `identity` names: SIGTERM, then SIGKILL after 10 s.
+/// Through a pidfd opened while the identity still matched, so a reused
+/// pid is never signalled.
+async fn stop_process(identity: VmIdentity) -> StepResult {
+    use crate::sys::pidfd::{pidfd_open, pidfd_send_signal};
+    let pid = identity.pid;
+    let gone = || Ok((Outcome::Absent, format!("caddy (pid {pid}) is not running")));
+    if !identity.is_alive() {
+        return gone();
+    }
+    let Ok(pidfd) = pidfd_open(pid) else {
+        return gone();
+    };
+    // The pidfd names whatever has the pid now: check it is still ours.
+    if !identity.is_alive() {
+        return gone();
+    }
+    for (signal, grace) in [
+        (libc::SIGTERM, Duration::from_secs(10)),
+        (libc::SIGKILL, Duration::from_secs(5)),
+    ] {
+        if let Err(e) = pidfd_send_signal(&pidfd, signal) {
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                break;
+            }
+            return Err(format!("cannot signal caddy (pid {pid}): {e}"));
+        }
+        let deadline = Instant::now() + grace;
+        while identity.is_alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !identity.is_alive() {
+            return Ok((Outcome::Removed, format!("caddy (pid {pid}) stopped")));
+        }
+    }
+    Err(format!("caddy (pid {pid}) is still running after SIGKILL"))
+}
+
+/// Removes `user` (and its group) with `userdel`, bounded to 30 s.
+async fn remove_user(user: &str) -> StepResult {
+    if crate::sys::identity::lookup_user(user)
+        .map_err(|e| format!("cannot look up user {user}: {e}"))?
+        .is_none()
+    {
+        return Ok((Outcome::Absent, format!("no user {user}")));
+    }
+    let run = tokio::process::Command::new("userdel")
+        .arg(user)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .map_err(|_| format!("`userdel {user}` did not finish within 30 s"))?
+        .map_err(|e| format!("cannot run userdel: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`userdel {user}` exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok((Outcome::Removed, format!("user {user} removed")))
+}
+
+/// Removes each path (a directory with everything in it). A path too close
+/// to the root (`/`, `/run`, ...) is refused: a configuration naming one
+/// must not empty the host.
+fn remove_all(paths: &[PathBuf]) -> StepResult {
+    let mut removed = Vec::new();
+    for path in paths {
+        if path.components().count() < 3 {
+            return Err(format!(
+                "refusing to remove {}: too close to /",
+                path.display()
+            ));
+        }
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot stat {}: {e}", path.display())),
+        };
+        let gone = if meta.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        match gone {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot remove {}: {e}", path.display()));
+            }
+            _ => removed.push(path.display().to_string()),
+        }
+    }
+    match removed.is_empty() {
+        true => Ok((Outcome::Absent, "none left".into())),
+        false => Ok((Outcome::Removed, removed.join(", "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_near_the_root_are_never_removed() {
+        let err = remove_all(&[PathBuf::from("/run")]).unwrap_err();
+        assert!(err.contains("too close to /"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("a/b");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("f"), "x").unwrap();
+        let gone = dir.path().join("a");
+        assert_eq!(
+            remove_all(std::slice::from_ref(&gone)).unwrap().0,
+            Outcome::Removed
+        );
+        assert!(!gone.exists());
+        assert_eq!(remove_all(&[gone]).unwrap().0, Outcome::Absent);
+    }
+}
