@@ -285,7 +285,16 @@ fn bad_or_missing_config_is_named() {
     let env = Env::new();
     let out = env.run(&["list"]);
     assert_eq!(code(&out), 10);
-    assert!(text(&out.stderr).contains("cannot read config file"));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "error: no configuration at {}: run `lobsterd init` to create it \
+             (or name another with --config or $LOBSTERD_CONFIG)",
+            env.config().display()
+        )
+    );
+    let out = env.run(&["--json", "uninit"]);
+    assert_eq!(json(&out)["error"]["kind"], "not_found");
     std::fs::create_dir_all(env.config().parent().unwrap()).unwrap();
     std::fs::write(env.config(), br#"{"network": {"pool": "10.0.0.0/31"}}"#).unwrap();
     let out = env.run(&["list"]);

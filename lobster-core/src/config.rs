@@ -25,6 +25,16 @@ pub const CONFIG_ENV: &str = "LOBSTERD_CONFIG";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// There is no configuration file: the host is not initialised.
+    #[error(
+        "no configuration at {}: run `lobsterd init` to create it \
+         (or name another with --config or ${CONFIG_ENV})",
+        path.display()
+    )]
+    Missing {
+        /// The file looked for.
+        path: PathBuf,
+    },
     /// The file could not be read.
     #[error("cannot read config file {path}")]
     Read {
@@ -91,6 +101,7 @@ impl Classify for ConfigError {
                 ErrorKind::from_io(source)
             }
             ConfigError::Parse { .. } | ConfigError::Invalid { .. } => ErrorKind::InvalidArgument,
+            ConfigError::Missing { .. } => ErrorKind::NotFound,
         }
     }
 }
@@ -696,9 +707,14 @@ impl Config {
 
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing {
+                path: path.to_path_buf(),
+            },
+            _ => ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let mut config = Config::from_json(&text).map_err(|e| e.in_file(path))?;
         config

@@ -3,7 +3,7 @@
 //!
 //! - [`netns`]: run a test body inside a network namespace it owns, and the
 //!   guard that deletes such namespaces (T1/T2).
-//! - [`images`]: where the guest images are (`$LOBSTER_IMAGES`).
+//! - [`mod@images`]: where the guest images are (`$LOBSTER_IMAGES`).
 //! - [`vm`]: a [`VmConfig`](lobster_core::vmm::VmConfig) fixture.
 //! - [`evidence`]: the guest console printed on failure, and the VMs a test
 //!   started killed by PID.
@@ -11,10 +11,10 @@
 //! - [`registry`]: tenants through the real allocator, and records as spawn
 //!   leaves them (also behind the `lobster-testkit seed` command the Python
 //!   and Go fixtures call).
-//! - [`bench`]: sample statistics for the bench binaries.
+//! - [`mod@bench`]: sample statistics for the bench binaries.
 //! - [`caddy`]: a real Caddy's surroundings: a directory its user can
 //!   reach, a connect as `nobody`, the system trust store, `/proc` status.
-//! - [`rig`] (feature `fakes`): a `Host` over lobster-core's fakes, its
+//! - `rig` (feature `fakes`): a `Host` over lobster-core's fakes, its
 //!   guests recorded or booting the real agent, with armable faults and a
 //!   host-state diff.
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// The stable classification of an [`Error`]. Bindings map on this only.
+/// The stable classification of an `Error` (`lobster_core::Error`). Bindings map on this only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -90,7 +90,7 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// Module errors implement this so [`Error::kind`] needs no table of its own.
+/// Module errors implement this so `Error::kind` needs no table of its own.
 pub trait Classify {
     /// The stable kind of this error.
     fn kind(&self) -> ErrorKind;

@@ -147,7 +147,7 @@ impl Watchdog {
     ///
     /// A tick in flight when `shutdown` completes starts no further check
     /// or repair but lets the repairs under way finish for up to
-    /// [`STOP_GRACE`]: abandoning a VM restart between the launch and the
+    /// `STOP_GRACE`: abandoning a VM restart between the launch and the
     /// registry update would leave a VMM the registry does not know (the
     /// launch is bounded by `vmm.ready_timeout_ms`; after the update only
     /// the wait for the guest's agent remains, which may be abandoned).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Copies `from` to a new file `to`, private to its owner (0600), keeping
 /// holes: a reflink (`FICLONE`) where the filesystem supports it, else only
-/// the data is copied (see [`crate::sys::file::copy_sparse_fd`]).
+/// the data is copied (see `copy_sparse_fd` in lobster's `sys::file`).
 pub fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let src = File::open(from)?;

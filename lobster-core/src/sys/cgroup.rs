@@ -53,7 +53,7 @@ pub struct Mount {
     pub path: PathBuf,
 }
 
-/// Where the host has each of [`Controller::ALL`].
+/// Where the host has each of the controllers lobster limits (memory, cpu, pids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
     mounts: Vec<(Controller, Mount)>,

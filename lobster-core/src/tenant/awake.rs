@@ -39,7 +39,7 @@ impl Default for HoldTiming {
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Resumes tenant `name` if it is suspended (from its snapshot, through
-/// [`super::resume`]) and returns its record. A tenant that is not
+/// `tenant::resume`) and returns its record. A tenant that is not
 /// suspended is returned as it is; one resumed by someone else meanwhile
 /// (the watchdog, another command) counts as woken.
 pub async fn wake(context: &Context, name: &str) -> Result<TenantRecord> {

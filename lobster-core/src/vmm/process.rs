@@ -200,7 +200,7 @@ impl VmProcess {
     }
 
     /// [`VmProcess::spawn`], the child confined by `confinement` (its
-    /// cgroup, jail root and uid; see [`crate::sys::confine`]) before it
+    /// cgroup, jail root and uid; see lobster's `sys::confine`) before it
     /// executes: no instruction of the VMM runs outside it.
     pub fn spawn_confined(
         vm_id: &str,
