@@ -57,6 +57,36 @@ pub enum Command {
     /// Print where the root certificate of lobster's local CA is (trust it
     /// in a client to reach tenants over HTTPS).
     Ca,
+    /// Print the shell completion script (e.g. `lobsterd completions bash > /etc/bash_completion.d/lobsterd`).
+    Completions(CompletionsArgs),
+    /// Write the man pages (lobsterd.1 and one per command) into a directory.
+    Man(ManArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// A shell completions are made for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 /// `init`.

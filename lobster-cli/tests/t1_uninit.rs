@@ -171,6 +171,22 @@ fn body(_ctx: &Ctx) {
     assert!(recorded.ip_forwarding, "{recorded:?}");
     assert_eq!(recorded.caddy_user.as_deref(), Some(USER));
     assert!(user_exists());
+    // Outside the host's network namespace init installs no completions
+    // or man pages; one it had installed is recorded, and uninit removes it.
+    let docs = dir.path().join("share/lobsterd.bash");
+    std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+    let wanted = [(docs.clone(), b"complete".to_vec())];
+    assert!(
+        lobster_core::host::install_files(&config.paths.state_dir, &wanted)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!docs.exists());
+    std::fs::write(&docs, "complete").unwrap();
+    HostChanges::update(&config.paths.state_dir, |c| {
+        c.files.insert(docs.clone());
+    })
+    .unwrap();
     // What spawns leave behind: the cgroup parent, runtime directories.
     let cgroups = cgroup_dirs(&parent);
     assert!(!cgroups.is_empty());
@@ -221,6 +237,7 @@ fn body(_ctx: &Ctx) {
         "ip_forwarding",
         "cgroup",
         "runtime_dirs",
+        "files",
     ] {
         assert_eq!(outcome(step), "removed", "{step}: {report}");
     }
@@ -233,6 +250,8 @@ fn body(_ctx: &Ctx) {
     assert!(!caddy.is_alive(), "the caddy init started still runs");
     assert!(cgroups.iter().all(|g| !g.exists()), "{cgroups:?}");
     assert!(!config.paths.wake_dir.exists() && !config.paths.sockets_dir.exists());
+    assert!(!docs.exists(), "the installed file is left");
+    std::fs::remove_dir(docs.parent().unwrap()).unwrap();
     assert!(
         config.paths.state_dir.join("registry.json").exists(),
         "state stays"

@@ -18,8 +18,8 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
         force: args.force,
     };
     let report = host::init(&path, &options)?;
-    let (setup, unit) = if args.no_host_setup {
-        (None, None)
+    let (setup, unit, docs) = if args.no_host_setup {
+        (None, None, Vec::new())
     } else {
         let config = Config::load(&path)?;
         let setup = host::setup(&config).await?;
@@ -38,11 +38,13 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
             &config.paths.state_dir,
         )
         .await?;
-        (Some(setup), Some(unit))
+        let docs = host::install_files(&config.paths.state_dir, &crate::docs::system_files())?;
+        (Some(setup), Some(unit), docs)
     };
     let mut json = serde_json::to_value(&report).expect("report serialises");
     json["host_setup"] = serde_json::to_value(&setup).expect("report serialises");
     json["watch_unit"] = serde_json::to_value(unit).expect("report serialises");
+    json["docs_installed"] = serde_json::to_value(&docs).expect("report serialises");
     ctx.print(&json, || {
         let mut out = match report.config_action {
             "written" => format!("config: wrote {}\n", report.config_path.display()),
@@ -92,6 +94,12 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
                 out += "watchdog: not in the host's network namespace, no systemd unit; start it with `lobsterd watch -d`\n"
             }
             None => {}
+        }
+        if !docs.is_empty() {
+            out += &format!(
+                "docs: shell completions and man pages installed ({} files)\n",
+                docs.len()
+            );
         }
         let missing = report.missing().count();
         if missing > 0 {

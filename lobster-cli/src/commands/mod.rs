@@ -1,6 +1,7 @@
 //! Command behaviour: each calls the lobster-core API and renders the result
 //! as text or JSON. No orchestration logic lives here.
 
+mod docs;
 mod init;
 mod spawn;
 mod tank;
@@ -66,6 +67,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Suspend(args) => tenants::suspend(&ctx, &args.name).await,
         Command::Resume(args) => tenants::resume(&ctx, &args.name).await,
         Command::Uninit(args) => uninit::run(&ctx, &args).await,
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man(args) => docs::man(&ctx, &args.dir),
         Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Tank(args) => match tank::run(&ctx, &args).await {
             Ok(()) => Ok(()),

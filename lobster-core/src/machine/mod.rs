@@ -5,12 +5,14 @@
 //! ([`HostChanges`]), and [`uninit`], which undoes it all.
 
 mod changes;
+mod files;
 mod init;
 mod setup;
 mod uninit;
 mod unit;
 
 pub use changes::HostChanges;
+pub use files::{install_files, write_files};
 pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
 pub use setup::{ensure_system_user, setup, SetupReport};
 pub use uninit::{uninit, Outcome, UninitOptions, UninitReport, UninitStep};
