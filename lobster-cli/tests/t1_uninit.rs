@@ -113,6 +113,23 @@ fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
     }
 }
 
+/// The body of `GET path` on Caddy's admin socket.
+fn admin_get(socket: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).expect("admin socket");
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
 /// Every path under `dir`, relative.
 fn tree(dir: &Path) -> Vec<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
@@ -264,6 +281,54 @@ fn body(_ctx: &Ctx) {
     assert!(out.status.success(), "{}", all(&out));
     assert!(all(&out).contains("nothing to do"), "{}", all(&out));
     assert_eq!(tree(dir.path()), files);
+
+    // init works again; a Caddy lobster did not start (an operator's: here
+    // the record forgets it) loses lobster's server and keeps running.
+    let out = run(&config_path, &["init"]);
+    assert!(out.status.success(), "init again: {}", all(&out));
+    assert_eq!(forwarding(), "1");
+    let started = HostChanges::read(&config.paths.state_dir).unwrap().caddy;
+    let started = started.expect("init started caddy again");
+    let changes = HostChanges::update(&config.paths.state_dir, |c| c.caddy = None).unwrap();
+    let operators = HostChanges {
+        caddy: None,
+        ..changes
+    };
+    let socket = PathBuf::from(&config.proxy.admin_address);
+    assert!(admin_get(&socket, "/config/apps/http/servers").contains("\"lobster\""));
+    let out = run(&config_path, &["--json", "uninit"]);
+    assert!(out.status.success(), "uninit: {}", all(&out));
+    let report = json(&out);
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "caddy_server" && s["outcome"] == "removed"),
+        "{report}"
+    );
+    let servers = admin_get(&socket, "/config/apps/http/servers");
+    assert!(!servers.contains("\"lobster\""), "{servers}");
+    assert_eq!(iptables_save(), firewall_before);
+    assert_eq!(forwarding(), "0");
+    assert_eq!(
+        HostChanges::read(&config.paths.state_dir).unwrap(),
+        HostChanges {
+            ip_forwarding: false,
+            ..operators
+        }
+    );
+    assert!(
+        started.is_alive(),
+        "uninit stopped a caddy it did not start"
+    );
+    // That Caddy is the test's to stop.
+    let _ = std::process::Command::new("kill")
+        .arg(started.pid.to_string())
+        .status();
+    lobster_testkit::poll::until("caddy stops", std::time::Duration::from_secs(30), || {
+        (!started.is_alive()).then_some(())
+    });
 
     // --purge: the state, caddy's directory and the user init created.
     let out = run(&config_path, &["uninit", "--purge", "--yes"]);
