@@ -23,35 +23,52 @@ use lobster_testkit::registry::new_tenant;
 /// Caddy's user in this test (init creates it; `--purge` removes it).
 const USER: &str = "lobt-uninit";
 
-/// Removes the test's user and stops the Caddy init started if the test
-/// ends early.
-struct Cleanup {
-    state_dir: PathBuf,
-}
+/// If the test ends early: stops the Caddys it started (every process of
+/// its own user, by pid) and removes that user.
+struct Cleanup;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Ok(HostChanges {
-            caddy: Some(caddy), ..
-        }) = HostChanges::read(&self.state_dir)
-        {
-            if caddy.is_alive() {
-                let _ = std::process::Command::new("kill")
-                    .arg(caddy.pid.to_string())
-                    .status();
-            }
+        let Some(uid) = user_uid() else {
+            return;
+        };
+        let pids = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                        s.lines()
+                            .any(|l| l.split_whitespace().take(2).eq(["Uid:", &uid.to_string()]))
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        for pid in pids() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
         }
-        if user_exists() {
-            let _ = std::process::Command::new("userdel").arg(USER).status();
-        }
+        let _ = lobster_testkit::poll::within(std::time::Duration::from_secs(10), || {
+            pids().is_empty().then_some(())
+        });
+        let _ = std::process::Command::new("userdel").arg(USER).status();
     }
 }
 
-fn user_exists() -> bool {
+/// The uid of [`USER`], if it exists.
+fn user_uid() -> Option<u32> {
     std::fs::read_to_string("/etc/passwd")
         .unwrap()
         .lines()
-        .any(|l| l.split(':').next() == Some(USER))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == USER)
+        .map(|f| f[2].parse().unwrap())
+}
+
+fn user_exists() -> bool {
+    user_uid().is_some()
 }
 
 /// The whole ruleset of the namespace: every rule and chain, and every
@@ -172,9 +189,7 @@ fn body(_ctx: &Ctx) {
     let config_path = dir.path().join("etc/config.json");
     std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
     std::fs::write(&config_path, config.to_json_pretty()).unwrap();
-    let _cleanup = Cleanup {
-        state_dir: config.paths.state_dir.clone(),
-    };
+    let _cleanup = Cleanup;
     let firewall_before = iptables_save();
     assert_eq!(forwarding(), "0", "a new namespace forwards nothing");
 
@@ -282,11 +297,12 @@ fn body(_ctx: &Ctx) {
     assert!(all(&out).contains("nothing to do"), "{}", all(&out));
     assert_eq!(tree(dir.path()), files);
 
-    // init works again; a Caddy lobster did not start (an operator's: here
-    // the record forgets it) loses lobster's server and keeps running.
+    // init works again; forwarding the host had on before stays on, and a
+    // Caddy lobster did not start (an operator's: here the record forgets
+    // it) loses lobster's server and keeps running.
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
     let out = run(&config_path, &["init"]);
     assert!(out.status.success(), "init again: {}", all(&out));
-    assert_eq!(forwarding(), "1");
     let started = HostChanges::read(&config.paths.state_dir).unwrap().caddy;
     let started = started.expect("init started caddy again");
     let changes = HostChanges::update(&config.paths.state_dir, |c| c.caddy = None).unwrap();
@@ -307,16 +323,26 @@ fn body(_ctx: &Ctx) {
             .any(|s| s["name"] == "caddy_server" && s["outcome"] == "removed"),
         "{report}"
     );
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "ip_forwarding" && s["outcome"] == "kept"),
+        "{report}"
+    );
     let servers = admin_get(&socket, "/config/apps/http/servers");
     assert!(!servers.contains("\"lobster\""), "{servers}");
     assert_eq!(iptables_save(), firewall_before);
-    assert_eq!(forwarding(), "0");
+    assert_eq!(
+        forwarding(),
+        "1",
+        "forwarding lobster did not turn on stays"
+    );
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
     assert_eq!(
         HostChanges::read(&config.paths.state_dir).unwrap(),
-        HostChanges {
-            ip_forwarding: false,
-            ..operators
-        }
+        operators
     );
     assert!(
         started.is_alive(),
