@@ -473,6 +473,29 @@ fn remove_all(paths: &[PathBuf]) -> StepResult {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn only_the_process_recorded_is_stopped_never_one_reusing_its_pid() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let identity = VmIdentity::of(pid).unwrap();
+        // Same pid, another start time: another process that got the pid.
+        let impostor = VmIdentity {
+            start_time: identity.start_time + 1,
+            ..identity
+        };
+        assert_eq!(stop_process(impostor).await.unwrap().0, Outcome::Absent);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "a reused pid was signalled"
+        );
+        assert_eq!(stop_process(identity).await.unwrap().0, Outcome::Removed);
+        assert!(child.wait().unwrap().code().is_none(), "ended by a signal");
+        assert_eq!(stop_process(identity).await.unwrap().0, Outcome::Absent);
+    }
+
     #[test]
     fn paths_near_the_root_are_never_removed() {
         let err = remove_all(&[PathBuf::from("/run")]).unwrap_err();
