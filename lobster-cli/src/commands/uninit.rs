@@ -10,7 +10,8 @@ use super::Context;
 use crate::args::UninitArgs;
 
 pub async fn run(ctx: &Context, args: &UninitArgs) -> Result<(), Error> {
-    let config = Config::load(&Config::resolve_path(ctx.config.as_deref()))?;
+    let path = Config::resolve_path(ctx.config.as_deref());
+    let config = Config::load(&path)?;
     if args.purge
         && !args.yes
         && !confirm(&format!(
@@ -24,6 +25,7 @@ pub async fn run(ctx: &Context, args: &UninitArgs) -> Result<(), Error> {
     }
     let options = UninitOptions {
         purge: args.purge,
+        config_path: Some(path),
         ..UninitOptions::default()
     };
     let report = host::uninit(&config, &options).await?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::unit::remove_watch_unit;
+use super::unit::{remove_watch_unit, unit_for_config, SYSTEM_UNIT_DIR};
 use super::{HostChanges, MachineError, WATCH_UNIT};
 use crate::config::Config;
 use crate::error::Result;
@@ -37,6 +37,10 @@ pub struct UninitOptions {
     pub purge: bool,
     /// Bound on each step.
     pub step_timeout: Duration,
+    /// The file the configuration came from: a watchdog unit that runs
+    /// lobsterd with it is removed even when no record names it (a host
+    /// set up before installs were recorded).
+    pub config_path: Option<PathBuf>,
 }
 
 impl Default for UninitOptions {
@@ -44,6 +48,7 @@ impl Default for UninitOptions {
         UninitOptions {
             purge: false,
             step_timeout: Duration::from_secs(60),
+            config_path: None,
         }
     }
 }
@@ -116,7 +121,11 @@ pub async fn uninit(config: &Config, options: &UninitOptions) -> Result<UninitRe
         .files
         .iter()
         .find(|f| f.file_name().is_some_and(|n| n == WATCH_UNIT))
-        .cloned();
+        .cloned()
+        .or_else(|| {
+            let config = std::path::absolute(options.config_path.as_deref()?).ok()?;
+            unit_for_config(Path::new(SYSTEM_UNIT_DIR), &config)
+        });
     if let Some(unit) = unit {
         let done = run
             .step("watch_unit", async {

@@ -92,6 +92,20 @@ pub async fn install_watch_unit(
     Ok(action)
 }
 
+/// Where `init` installs the unit.
+pub(super) const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// The unit in `unit_dir` if it runs the watchdog with configuration file
+/// `config` (absolute): one installed before installs were recorded.
+pub(super) fn unit_for_config(unit_dir: &Path, config: &Path) -> Option<std::path::PathBuf> {
+    let path = unit_dir.join(WATCH_UNIT);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let exec = format!(" --config {} watch", config.display());
+    text.lines()
+        .any(|l| l.starts_with("ExecStart=") && l.ends_with(&exec))
+        .then_some(path)
+}
+
 /// Stops, disables and removes the unit file at `path` (systemctl only
 /// where systemd runs). Returns false if there was no file.
 pub(super) async fn remove_watch_unit(path: &Path) -> Result<bool> {
@@ -175,5 +189,22 @@ mod tests {
         );
         assert!(unit.contains("\nRestart=on-failure\n"));
         assert!(unit.contains("\nWantedBy=multi-user.target\n"));
+    }
+
+    #[test]
+    fn an_unrecorded_unit_is_found_only_when_it_runs_this_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, other) = (
+            Path::new("/etc/lobsterd/config.json"),
+            Path::new("/srv/b.json"),
+        );
+        assert_eq!(unit_for_config(dir.path(), ours), None);
+        let unit = watch_unit(Path::new("/usr/local/bin/lobsterd"), ours);
+        std::fs::write(dir.path().join(WATCH_UNIT), unit).unwrap();
+        assert_eq!(
+            unit_for_config(dir.path(), ours),
+            Some(dir.path().join(WATCH_UNIT))
+        );
+        assert_eq!(unit_for_config(dir.path(), other), None);
     }
 }
