@@ -7,12 +7,15 @@
 //! another failed: the watchdog's unit, lobster's server in Caddy and the
 //! Caddy lobster started, the firewall's chains and hooks, IPv4 forwarding
 //! (only if lobster turned it on), the cgroup parent, the runtime
-//! directories and the files `init` installed. `--purge` also removes the
-//! state (registry, overlays and their template cache, snapshots, logs),
-//! the guest images, and Caddy's directory (its local CA) and user (if
-//! lobster created it). The configuration file stays, and so does the KVM
-//! probe's outcome in `/run` (keyed by the QEMU and kernel it probed, it
-//! goes at reboot). A second run finds nothing and changes nothing.
+//! directories and the files `init` installed. `--purge` also removes
+//! Caddy's user (if lobster created it), then, once every other step
+//! succeeded (the state holds the record of what is left), the state
+//! directory (registry, records, the guest images kept there), overlays and
+//! their template cache, snapshots, logs and Caddy's directory (its local
+//! CA). The configuration file stays, and so do images kept elsewhere (the
+//! operator's) and the KVM probe's outcome in `/run` (keyed by the QEMU and
+//! kernel it probed, it goes at reboot). A second run finds nothing and
+//! changes nothing.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -265,39 +268,31 @@ pub async fn uninit(config: &Config, options: &UninitOptions) -> Result<UninitRe
                 changes.caddy_user = None;
             }
         }
+    }
+    // The state holds the record of what is left: it goes only once
+    // everything else has.
+    if options.purge && !run.any_failed() {
         let p = &config.paths;
-        let mut state = vec![
+        let state = vec![
             p.overlays_dir.clone(),
             p.snapshots_dir.clone(),
             p.logs_dir.clone(),
             config.proxy.caddy_dir.clone(),
-            p.kernel.clone(),
-            p.initrd.clone(),
-            p.rootfs.clone(),
+            state_dir.clone(),
         ];
-        // The images' directories, when nothing else is left in them.
-        let image_dirs: Vec<PathBuf> = [&p.kernel, &p.initrd, &p.rootfs]
-            .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
-            .collect();
-        state.push(state_dir.clone());
-        run.step(
-            "state",
-            blocking(move || {
-                let outcome = remove_all(&state);
-                for dir in image_dirs {
-                    let _ = std::fs::remove_dir(dir);
-                }
-                outcome
-            }),
-        )
-        .await;
+        run.step("state", blocking(move || remove_state(&state)))
+            .await;
     } else {
+        let detail = if options.purge {
+            "kept until the steps above succeed (it records what is left)"
+        } else {
+            "kept (--purge removes it)"
+        };
         run.steps.push(UninitStep {
             name: "state",
             outcome: Outcome::Kept,
             detail: format!(
-                "{} and its registry, images, logs and caddy's {} stay (--purge removes them)",
+                "{}, its registry, images, overlays, logs and caddy's {}: {detail}",
                 state_dir.display(),
                 config.proxy.caddy_dir.display()
             ),
@@ -355,6 +350,10 @@ impl Steps {
         let ok = outcome.outcome != Outcome::Failed;
         self.steps.push(outcome);
         ok
+    }
+
+    fn any_failed(&self) -> bool {
+        self.steps.iter().any(|s| s.outcome == Outcome::Failed)
     }
 
     fn failed(&mut self, name: &'static str, detail: String) {
@@ -443,6 +442,25 @@ async fn remove_user(user: &str) -> StepResult {
     Ok((Outcome::Removed, format!("user {user} removed")))
 }
 
+/// Removes lobster's directories, the state directory last; it must look
+/// like lobster's (a registry or a record in it), so a configuration naming
+/// another directory never empties it.
+fn remove_state(dirs: &[PathBuf]) -> StepResult {
+    if let Some(state_dir) = dirs.last().filter(|d| d.exists()) {
+        let ours = [
+            Store::new(state_dir).path().to_path_buf(),
+            HostChanges::path(state_dir),
+        ];
+        if !ours.iter().any(|f| f.exists()) {
+            return Err(format!(
+                "refusing to remove {}: it holds no registry.json or host.json",
+                state_dir.display()
+            ));
+        }
+    }
+    remove_all(dirs)
+}
+
 /// Removes each path (a directory with everything in it). A path too close
 /// to the root (`/`, `/run`, ...) is refused: a configuration naming one
 /// must not empty the host.
@@ -520,5 +538,22 @@ mod tests {
         );
         assert!(!gone.exists());
         assert_eq!(remove_all(&[gone]).unwrap().0, Outcome::Absent);
+    }
+
+    #[test]
+    fn purge_never_empties_a_directory_that_is_not_lobsters_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("notes"), "mine").unwrap();
+        let err = remove_state(std::slice::from_ref(&home)).unwrap_err();
+        assert!(err.contains("holds no registry.json"), "{err}");
+        assert!(home.join("notes").exists());
+        std::fs::write(home.join("registry.json"), "{}").unwrap();
+        assert_eq!(
+            remove_state(std::slice::from_ref(&home)).unwrap().0,
+            Outcome::Removed
+        );
+        assert!(!home.exists());
     }
 }
