@@ -15,7 +15,7 @@
 //!    through narrow seams;
 //! 4. `store`: the registry of what they made for each tenant;
 //! 5. `context` (configuration, registry and seams in one value) and
-//!    `machine` (init, host setup, the watchdog's unit);
+//!    `machine` (init, host setup, the watchdog's unit, uninit);
 //! 6. `tenant`: lifecycle operations on a [`context::Context`];
 //! 7. `health`: checks and repairs (`molt`, the `watch` daemon);
 //! 8. [`Host`], the façade over them all.
