@@ -186,6 +186,7 @@ fn body(_ctx: &Ctx) {
     config.proxy.caddy_dir = dir.path().join("caddy");
     config.proxy.admin_address = dir.path().join("caddy/admin.sock").display().to_string();
     config.vmm.cgroup_parent = parent.clone().into();
+    config.vmm.firecracker.chroot_base = dir.path().join("jailer");
     let config_path = dir.path().join("etc/config.json");
     std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
     std::fs::write(&config_path, config.to_json_pretty()).unwrap();
@@ -225,6 +226,12 @@ fn body(_ctx: &Ctx) {
     for group in &cgroups {
         std::fs::create_dir_all(group.join("stale")).unwrap();
     }
+    let stale_jail = config
+        .vmm
+        .firecracker
+        .chroot_base
+        .join("qemu/0a1b2c3d/root/dev");
+    std::fs::create_dir_all(&stale_jail).unwrap();
     for runtime in [&config.paths.wake_dir, &config.paths.sockets_dir] {
         std::fs::create_dir_all(runtime).unwrap();
         std::fs::write(runtime.join("left"), "x").unwrap();
@@ -269,6 +276,7 @@ fn body(_ctx: &Ctx) {
         "ip_forwarding",
         "cgroup",
         "runtime_dirs",
+        "jails",
         "files",
     ] {
         assert_eq!(outcome(step), "removed", "{step}: {report}");
@@ -283,6 +291,10 @@ fn body(_ctx: &Ctx) {
     assert!(cgroups.iter().all(|g| !g.exists()), "{cgroups:?}");
     assert!(!config.paths.wake_dir.exists() && !config.paths.sockets_dir.exists());
     assert!(!docs.exists(), "the installed file is left");
+    assert!(
+        !config.vmm.firecracker.chroot_base.exists(),
+        "an empty jail is left"
+    );
     std::fs::remove_dir(docs.parent().unwrap()).unwrap();
     assert!(
         config.paths.state_dir.join("registry.json").exists(),

@@ -7,7 +7,8 @@
 //! another failed: the watchdog's unit, lobster's server in Caddy and the
 //! Caddy lobster started, the firewall's chains and hooks, IPv4 forwarding
 //! (only if lobster turned it on), the cgroup parent, the runtime
-//! directories and the files `init` installed. `--purge` also removes
+//! directories, jail directories left empty, and the files `init`
+//! installed. `--purge` also removes
 //! Caddy's user (if lobster created it), then, once every other step
 //! succeeded (the state holds the record of what is left), the state
 //! directory (registry, records, the guest images kept there), overlays and
@@ -250,6 +251,22 @@ pub async fn uninit(config: &Config, options: &UninitOptions) -> Result<UninitRe
     run.step("runtime_dirs", blocking(move || remove_all(&runtime)))
         .await;
 
+    let base = config.vmm.firecracker.chroot_base.clone();
+    let mut backends = vec![base.join(crate::vmm::qemu::JAIL_NAME)];
+    backends.extend(
+        config
+            .vmm
+            .firecracker
+            .binary
+            .file_name()
+            .map(|n| base.join(n)),
+    );
+    run.step(
+        "jails",
+        blocking(move || remove_empty_jails(&base, &backends)),
+    )
+    .await;
+
     let files: Vec<PathBuf> = changes.files.iter().cloned().collect();
     if !files.is_empty()
         && run
@@ -442,6 +459,42 @@ async fn remove_user(user: &str) -> StepResult {
     Ok((Outcome::Removed, format!("user {user} removed")))
 }
 
+/// Removes the backends' jail directories under `base` and `base` itself
+/// where they hold nothing but directories (jails a crash left empty); a
+/// file in one keeps it (it may be another user's of the same base).
+fn remove_empty_jails(base: &Path, backends: &[PathBuf]) -> StepResult {
+    fn only_dirs(dir: &Path) -> std::io::Result<bool> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() || !only_dirs(&entry.path())? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    for dir in backends.iter().filter(|d| d.is_dir()) {
+        match only_dirs(dir) {
+            Ok(true) => {
+                std::fs::remove_dir_all(dir)
+                    .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+                removed.push(dir.display().to_string());
+            }
+            Ok(false) => kept.push(dir.display().to_string()),
+            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        }
+    }
+    if std::fs::remove_dir(base).is_ok() {
+        removed.push(base.display().to_string());
+    }
+    match (removed.is_empty(), kept.is_empty()) {
+        (_, false) => Ok((Outcome::Kept, format!("{} hold files", kept.join(", ")))),
+        (false, true) => Ok((Outcome::Removed, removed.join(", "))),
+        (true, true) => Ok((Outcome::Absent, "no jail directory".into())),
+    }
+}
+
 /// Removes lobster's directories, the state directory last; it must look
 /// like lobster's (a registry or a record in it), so a configuration naming
 /// another directory never empties it.
@@ -538,6 +591,25 @@ mod tests {
         );
         assert!(!gone.exists());
         assert_eq!(remove_all(&[gone]).unwrap().0, Outcome::Absent);
+    }
+
+    #[test]
+    fn only_jails_left_empty_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("jailer");
+        let (qemu, fc) = (base.join("qemu"), base.join("firecracker"));
+        std::fs::create_dir_all(qemu.join("0a1b2c3d/root/dev")).unwrap();
+        std::fs::create_dir_all(fc.join("other")).unwrap();
+        std::fs::write(fc.join("other/file"), "someone's").unwrap();
+        let (outcome, detail) = remove_empty_jails(&base, &[qemu.clone(), fc.clone()]).unwrap();
+        assert_eq!(outcome, Outcome::Kept, "{detail}");
+        assert!(!qemu.exists() && fc.join("other/file").exists());
+        std::fs::remove_dir_all(&fc).unwrap();
+        assert_eq!(
+            remove_empty_jails(&base, &[qemu, fc]).unwrap().0,
+            Outcome::Removed
+        );
+        assert!(!base.exists());
     }
 
     #[test]
