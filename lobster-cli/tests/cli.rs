@@ -242,6 +242,14 @@ fn uninit_with_tenants_refuses_naming_them_and_changes_nothing() {
     }
     let out = env.run(&["--json", "uninit"]);
     assert_eq!(json(&out)["error"]["kind"], "invalid_state");
+    // --purge asks first; without a terminal it refuses unless --yes.
+    let out = env.run(&["uninit", "--purge"]);
+    assert_eq!(code(&out), 12, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("pass --yes"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         std::fs::read(env.state().join("registry.json")).unwrap(),
         before
