@@ -257,6 +257,14 @@ fn body(_ctx: &Ctx) {
 
     // Without tenants: everything init set up goes.
     store.release("alice").unwrap();
+    // While a watchdog runs (it would set the host up again): refused too.
+    let watchdog = store.lock_watchdog().unwrap().expect("no watchdog yet");
+    let out = run(&config_path, &["uninit"]);
+    assert_eq!(code(&out), 13, "{}", all(&out));
+    assert!(all(&out).contains("a watchdog"), "{}", all(&out));
+    assert_eq!(iptables_save(), firewall_set_up);
+    assert!(caddy.is_alive());
+    drop(watchdog);
     let out = run(&config_path, &["--json", "uninit"]);
     assert!(out.status.success(), "uninit: {}", all(&out));
     let report = json(&out);
