@@ -12,8 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::Duration;
+use std::process::{Child, Command};
 
 use lobster_core::config::Config;
 use lobster_core::health::{
@@ -21,118 +20,8 @@ use lobster_core::health::{
 };
 use lobster_core::store::{RunningVm, Store, TenantStatus};
 use lobster_core::vmm::{BackendKind, VmIdentity};
-use lobster_testkit::poll;
 use lobster_testkit::registry::new_tenant;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Fails the test (T1 never passes silently) when tmux cannot run.
-fn require_tmux() {
-    match Command::new("tmux").arg("-V").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!("tmux -V failed: {}", text(&out.stderr)),
-        Err(e) => panic!("tmux is missing (apt-get install tmux): {e}"),
-    }
-}
-
-/// A private tmux server (`tmux -L <socket>`), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, config: &Path, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("lobster-{name}-{}", std::process::id()),
-        };
-        let conf = config.to_str().unwrap();
-        let out = tmux.run(&[
-            "-f",
-            conf,
-            "new-session",
-            "-d",
-            "-s",
-            "tank",
-            "-x",
-            "160",
-            "-y",
-            "40",
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            text(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .env_remove("TMUX")
-            .output()
-            .expect("run tmux")
-    }
-
-    /// The visible screen of the pane, one string per line.
-    fn screen(&self) -> Vec<String> {
-        self.capture(&[])
-    }
-
-    /// The normal screen's history and visible lines (tmux scrolls a line
-    /// into history when it prints "Pane is dead" at the bottom).
-    fn history(&self) -> Vec<String> {
-        self.capture(&["-S", "-"])
-    }
-
-    fn capture(&self, extra: &[&str]) -> Vec<String> {
-        let mut args = vec!["capture-pane", "-p", "-J", "-t", "tank"];
-        args.extend_from_slice(extra);
-        let out = self.run(&args);
-        assert!(out.status.success(), "capture-pane: {}", text(&out.stderr));
-        text(&out.stdout).lines().map(str::to_owned).collect()
-    }
-
-    fn keys(&self, keys: &str) {
-        let out = self.run(&["send-keys", "-t", "tank", keys]);
-        assert!(
-            out.status.success(),
-            "send-keys {keys}: {}",
-            text(&out.stderr)
-        );
-    }
-
-    /// A pane format variable (`#{...}`).
-    fn pane(&self, format: &str) -> String {
-        let out = self.run(&["display-message", "-p", "-t", "tank", format]);
-        assert!(
-            out.status.success(),
-            "display {format}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout).trim().to_owned()
-    }
-
-    /// Polls the screen until `ready` holds; panics with the last screen
-    /// after [`WAIT`].
-    fn wait_for(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
-        poll::within(WAIT, || Some(self.screen()).filter(|s| ready(s))).unwrap_or_else(|| {
-            panic!(
-                "timed out after {WAIT:?} waiting for {what}; the screen:\n{}",
-                self.screen().join("\n")
-            )
-        })
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
+use lobster_testkit::tmux::{self, Tmux};
 
 /// A temporary host with three tenants and a watchdog status.
 struct Host {
@@ -265,19 +154,16 @@ impl Host {
         std::fs::rename(&tmp, &path).unwrap();
     }
 
-    /// Starts the dashboard in tmux; after it exits the shell prints its
-    /// exit code and the terminal modes and keeps the pane alive (a dead
-    /// pane has no cursor to check).
+    /// Starts the dashboard in a 160x40 tmux pane.
     fn tank_in_tmux(&self, name: &str) -> Tmux {
-        let conf = self.dir.path().join("tmux.conf");
-        std::fs::write(&conf, "set -g remain-on-exit on\nset -g status off\n").unwrap();
-        let command = format!(
-            "'{}' --config '{}' tank; echo \"tank exited $?\"; stty -a; echo 'modes printed'; \
-             exec sleep 600",
-            env!("CARGO_BIN_EXE_lobsterd"),
-            self.config_path().display()
-        );
-        Tmux::start(name, &conf, &command)
+        let config = self.config_path();
+        let args = ["--config", config.to_str().unwrap(), "tank"];
+        Tmux::start_reporting(
+            name,
+            (160, 40),
+            Path::new(env!("CARGO_BIN_EXE_lobsterd")),
+            &args,
+        )
     }
 }
 
@@ -314,32 +200,8 @@ fn row<'a>(screen: &'a [String], name: &str) -> Vec<&'a str> {
 /// Waits for the dashboard to end, then checks that it exited 0 and left
 /// the terminal as it found it.
 fn assert_quit_cleanly(tmux: &Tmux) {
-    let done = |lines: Vec<String>| lines.iter().any(|l| l.contains("modes printed"));
-    let exited = poll::within(WAIT, || {
-        (done(tmux.history()) || done(tmux.screen())).then_some(())
-    });
-    assert!(
-        exited.is_some(),
-        "tank did not exit within {WAIT:?}; the screen:\n{}",
-        tmux.screen().join("\n")
-    );
+    assert_eq!(tmux.wait_exit(), 0, "tank's exit status");
     let all = tmux.history().join("\n");
-    assert!(all.contains("tank exited 0"), "exit status not 0:\n{all}");
-    assert_eq!(
-        tmux.pane("#{alternate_on}"),
-        "0",
-        "still on the alternate screen:\n{all}"
-    );
-    assert_eq!(
-        tmux.pane("#{cursor_flag}"),
-        "1",
-        "cursor left hidden:\n{all}"
-    );
-    let modes: Vec<&str> = all.split_whitespace().collect();
-    assert!(
-        modes.contains(&"icanon") && modes.contains(&"echo") && !modes.contains(&"-icanon"),
-        "raw mode left on (stty -a after tank):\n{all}"
-    );
     assert!(
         !all.contains("charlie") && !all.contains("LAST EVENT"),
         "dashboard output left on the normal screen:\n{all}"
@@ -349,7 +211,7 @@ fn assert_quit_cleanly(tmux: &Tmux) {
 #[test]
 #[ignore = "t1: needs tmux"]
 fn tank_shows_sorts_refreshes_and_quits_cleanly_in_a_terminal() {
-    require_tmux();
+    tmux::require();
     let host = Host::new();
     let tmux = host.tank_in_tmux("tank");
 
@@ -464,7 +326,7 @@ fn tank_shows_sorts_refreshes_and_quits_cleanly_in_a_terminal() {
 #[test]
 #[ignore = "t1: needs tmux"]
 fn ctrl_c_quits_the_dashboard_cleanly() {
-    require_tmux();
+    tmux::require();
     let host = Host::new();
     let tmux = host.tank_in_tmux("ctrlc");
     tmux.wait_for("the three rows", |s| order(s).len() == 3);
@@ -475,17 +337,14 @@ fn ctrl_c_quits_the_dashboard_cleanly() {
 #[test]
 #[ignore = "t1: needs tmux"]
 fn sigterm_quits_the_dashboard_cleanly() {
-    require_tmux();
+    tmux::require();
     let host = Host::new();
     let tmux = host.tank_in_tmux("sigterm");
     tmux.wait_for("the three rows", |s| order(s).len() == 3);
     // The pane runs `sh -c '<lobsterd> tank; ...'`: tank is its only child.
-    let shell = tmux.pane("#{pane_pid}");
-    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
-    let tank: Vec<&str> = children.split_whitespace().collect();
-    assert_eq!(tank.len(), 1, "children of the pane's shell: {children:?}");
+    let tank = tmux.command_pid().to_string();
     let out = Command::new("kill")
-        .args(["-TERM", tank[0]])
+        .args(["-TERM", &tank])
         .output()
         .unwrap();
     assert!(out.status.success(), "kill: {}", text(&out.stderr));

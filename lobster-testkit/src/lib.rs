@@ -14,6 +14,8 @@
 //! - [`mod@bench`]: sample statistics for the bench binaries.
 //! - [`caddy`]: a real Caddy's surroundings: a directory its user can
 //!   reach, a connect as `nobody`, the system trust store, `/proc` status.
+//! - [`tmux`]: a real terminal (a private tmux server) to drive and read
+//!   interactive commands.
 //! - `rig` (feature `fakes`): a `Host` over lobster-core's fakes, its
 //!   guests recorded or booting the real agent, with armable faults and a
 //!   host-state diff.
@@ -28,6 +30,7 @@ pub mod poll;
 pub mod registry;
 #[cfg(feature = "fakes")]
 pub mod rig;
+pub mod tmux;
 pub mod vm;
 
 pub use evidence::Evidence;
