@@ -271,6 +271,25 @@ fn the_timeout_kills_the_process_and_says_so() {
 }
 
 #[test]
+fn a_process_ignoring_sigterm_is_killed_after_the_grace() {
+    let agent = Agent::start(&[]);
+    let started = Instant::now();
+    let out = agent
+        .exec(json!({
+            "argv": ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"],
+            "timeout_ms": 200,
+        }))
+        .finish();
+    assert_eq!(out.out(), "ready\n");
+    assert!(out.exit().timed_out);
+    assert_eq!(out.exit().signal, Some(9), "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "SIGKILL came before the grace"
+    );
+}
+
+#[test]
 fn a_background_child_holding_the_pipe_does_not_wedge_the_session() {
     let agent = Agent::start(&[]);
     let started = Instant::now();

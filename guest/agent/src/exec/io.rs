@@ -270,7 +270,9 @@ impl HostReader {
                 if before + bytes.len() > STDIN_WINDOW as usize {
                     return Err(format!("stdin beyond the window of {STDIN_WINDOW} bytes"));
                 }
-                let _ = self.stdin.send(StdinMsg::Data(bytes));
+                if !bytes.is_empty() {
+                    let _ = self.stdin.send(StdinMsg::Data(bytes));
+                }
             }
             Frame::StdinClose => {
                 self.stdin_closed = true;

@@ -305,8 +305,8 @@ impl Workers {
 }
 
 impl Session {
-    /// The process's pid.
-    pub fn pid(&self) -> ExecStarted {
+    /// The `ok` result: the process's pid.
+    pub fn started(&self) -> ExecStarted {
         ExecStarted {
             pid: self.pid as u32,
         }

@@ -274,7 +274,7 @@ impl Connection {
         };
         let ok = Reply::ok(
             req.id,
-            serde_json::to_value(session.pid()).unwrap_or_default(),
+            serde_json::to_value(session.started()).unwrap_or_default(),
         );
         if self.reply(ok).is_ok() {
             self.upgrade = Some(session);
