@@ -23,6 +23,9 @@
 //!    frame, stdin beyond the window or after `StdinClose`, a bad signal or
 //!    size, an agent-to-host frame), having killed the process group.
 //!
+//! The host keeps its side of the connection open until the final frame:
+//! its end of stream counts as going away (below).
+//!
 //! The process leads its own session and process group, which does not
 //! outlive the session: whatever of it remains at the end is SIGKILLed.
 //! `timeout_ms` sends SIGTERM, then SIGKILL after [`KILL_GRACE`]
@@ -334,7 +337,7 @@ impl Session {
             let _ = sys::signal_group(pid, signo);
         };
         let started = Instant::now();
-        let (workers, events) = match spawn_workers(&stream, buffered, streams, tty, pid) {
+        let (mut workers, events) = match spawn_workers(&stream, buffered, streams, tty, pid) {
             Ok(w) => w,
             Err(e) => {
                 log.line(&format!("exec: pid {pid}: cannot start its threads: {e}"));
@@ -342,7 +345,6 @@ impl Session {
                 return;
             }
         };
-        let mut workers = workers;
         let outputs = workers.outputs.len();
         let finish = coordinate(&events, &exited, outputs, timeout, started, &kill);
         // The final frame must be the last: first stop every writer.
