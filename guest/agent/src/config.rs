@@ -3,7 +3,7 @@
 //!
 //! Kernel keys (all optional): `lobster.ip=<addr>/<prefix>` (the address the
 //! agent listens on), `lobster.agent_port=`, `lobster.health_port=`,
-//! `lobster.token_file=`. The token itself is never on the command line: the
+//! `lobster.token_file=`, `lobster.max_exec_sessions=`. The token itself is never on the command line: the
 //! host writes it to the tenant disk before boot (see `docs/agent.md`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,7 +54,12 @@ pub struct AgentConfig {
     /// Concurrent connections served on each port (each port has its own
     /// budget, so the RPC port cannot starve the health port).
     pub max_connections: usize,
+    /// Concurrent `exec.start` sessions; one more is refused as `busy`.
+    pub max_exec_sessions: usize,
 }
+
+/// Default of [`AgentConfig::max_exec_sessions`].
+pub const DEFAULT_MAX_EXEC_SESSIONS: usize = 16;
 
 impl AgentConfig {
     /// Defaults for a host process in `dir` (tests): loopback, ephemeral
@@ -73,6 +78,7 @@ impl AgentConfig {
             on_shutdown: ShutdownAction::Exit,
             allow_set_time: false,
             max_connections: 64,
+            max_exec_sessions: DEFAULT_MAX_EXEC_SESSIONS,
         }
     }
 
@@ -93,6 +99,12 @@ impl AgentConfig {
                 .unwrap_or(Ok(default))
         };
         let token_file = keys.get("lobster.token_file").unwrap_or(GUEST_TOKEN_FILE);
+        let max_exec_sessions = match keys.get("lobster.max_exec_sessions") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::new("lobster.max_exec_sessions", v))?,
+            None => DEFAULT_MAX_EXEC_SESSIONS,
+        };
         Ok(AgentConfig {
             rpc_listen: SocketAddr::new(ip, port("lobster.agent_port", DEFAULT_RPC_PORT)?),
             health_listen: SocketAddr::new(ip, port("lobster.health_port", DEFAULT_HEALTH_PORT)?),
@@ -106,6 +118,7 @@ impl AgentConfig {
             on_shutdown: ShutdownAction::SignalInit,
             allow_set_time: true,
             max_connections: 64,
+            max_exec_sessions,
         })
     }
 }
@@ -195,6 +208,18 @@ mod tests {
         assert_eq!(c.health_listen, "10.0.0.6:53".parse().unwrap());
         assert_eq!(c.token.expose(), "", "missing token file fails closed");
         assert_eq!(c.on_shutdown, ShutdownAction::SignalInit);
+        assert_eq!(c.max_exec_sessions, DEFAULT_MAX_EXEC_SESSIONS);
+    }
+
+    #[test]
+    fn the_exec_session_cap_comes_from_its_key() {
+        let c = AgentConfig::for_guest("lobster.max_exec_sessions=3").unwrap();
+        assert_eq!(c.max_exec_sessions, 3);
+        let err = AgentConfig::for_guest("lobster.max_exec_sessions=-1").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "lobster.max_exec_sessions: invalid value `-1`"
+        );
     }
 
     #[test]

@@ -9,10 +9,13 @@
 //!
 //! Threads: one accept loop per port, one thread per connection (bounded by
 //! [`AgentConfig::max_connections`] on each port), one supervisor thread,
-//! one output pump per workload run.
+//! one output pump per workload run, and per `exec.start` session (at most
+//! [`AgentConfig::max_exec_sessions`]) a waiter, one pump per output
+//! stream, a stdin writer and a reader of the host's frames.
 
 pub mod config;
 mod cron;
+mod exec;
 mod files;
 mod holds;
 mod logs;
@@ -67,6 +70,8 @@ struct Shared {
     supervisor: Arc<Supervisor>,
     secrets: Arc<Mutex<Secrets>>,
     holds: Mutex<Holds>,
+    /// The cap on concurrent `exec.start` sessions.
+    exec_slots: exec::Slots,
     /// The token in force (starts as `config.token`; `token.rotate` replaces it).
     token: Mutex<Secret>,
     shutdown: Mutex<Option<ShutdownParams>>,
@@ -164,6 +169,7 @@ impl Agent {
             supervisor,
             secrets,
             holds: Mutex::new(Holds::default()),
+            exec_slots: exec::Slots::new(config.max_exec_sessions),
             token: Mutex::new(config.token.clone()),
             shutdown: Mutex::new(None),
             shutdown_requested: Condvar::new(),

@@ -4,6 +4,7 @@
 //! ```text
 //! lobster-agent --guest
 //! lobster-agent --dir DIR --token-file FILE [--listen ADDR] [--health-listen ADDR]
+//!               [--home DIR] [--max-exec-sessions N] [--command ARG]...
 //! ```
 //! On start it prints `lobster-agent: rpc=<addr> health=<addr>` on stdout.
 
@@ -74,10 +75,15 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
                 config = Some(AgentConfig::for_host_process(&PathBuf::from(dir), ""));
             }
             "--help" | "-h" => {
-                println!("usage: lobster-agent --guest | --dir DIR --token-file FILE [--listen ADDR] [--health-listen ADDR] [--home DIR] [--command ARG]...");
+                println!("usage: lobster-agent --guest | --dir DIR --token-file FILE [--listen ADDR] [--health-listen ADDR] [--home DIR] [--max-exec-sessions N] [--command ARG]...");
                 std::process::exit(0);
             }
-            f @ ("--token-file" | "--listen" | "--health-listen" | "--home" | "--command") => {
+            f @ ("--token-file"
+            | "--listen"
+            | "--health-listen"
+            | "--home"
+            | "--max-exec-sessions"
+            | "--command") => {
                 let v = it.next().ok_or(format!("{f} needs a value"))?;
                 overrides.push((f.to_owned(), v));
             }
@@ -103,6 +109,11 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
                     .map_err(|_| format!("--health-listen: `{value}` is not ip:port"))?
             }
             "--home" => config.home = PathBuf::from(value),
+            "--max-exec-sessions" => {
+                config.max_exec_sessions = value
+                    .parse()
+                    .map_err(|_| format!("--max-exec-sessions: `{value}` is not a count"))?
+            }
             _ => command.push(value),
         }
     }

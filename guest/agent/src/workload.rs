@@ -25,6 +25,9 @@ use crate::logs::{pump, LogSink};
 use crate::secrets::{valid_env_name, Secrets};
 use crate::{openclaw, Log};
 
+/// `PATH` of the processes the agent starts (the workload, exec sessions).
+pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const STABLE_RUN: Duration = Duration::from_secs(60);
@@ -240,10 +243,7 @@ impl Supervisor {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", COMMAND_PATH)
             .env("HOME", &self.ctx.home)
             .env("LANG", "C.UTF-8")
             .current_dir(spec.cwd.as_deref().map(Path::new).unwrap_or(Path::new("/")))

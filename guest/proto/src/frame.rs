@@ -89,6 +89,14 @@ impl LineFramer {
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
+
+    /// Takes the bytes received past the last line returned, leaving the
+    /// framer empty: what follows an upgrading reply belongs to the
+    /// [`stream`](crate::stream) frames, not to a line.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.scanned = 0;
+        std::mem::take(&mut self.buf)
+    }
 }
 
 /// Reads capped lines from a blocking reader.
@@ -134,6 +142,12 @@ impl<R: Read> LineReader<R> {
     /// The wrapped reader.
     pub fn get_ref(&self) -> &R {
         &self.inner
+    }
+
+    /// Takes the bytes read past the last line returned (see
+    /// [`LineFramer::take_buffered`]).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.framer.take_buffered()
     }
 }
 
@@ -186,6 +200,18 @@ mod tests {
         assert_eq!(f.next_line(), Ok(Some(b"de".to_vec())));
         assert_eq!(f.next_line(), Ok(None));
         assert_eq!(f.buffered(), 1);
+    }
+
+    #[test]
+    fn take_buffered_hands_over_what_follows_the_last_line() {
+        let mut f = LineFramer::new(16);
+        f.push(b"ok\n\x03\x00bin");
+        assert_eq!(f.next_line(), Ok(Some(b"ok".to_vec())));
+        assert_eq!(f.next_line(), Ok(None));
+        assert_eq!(f.take_buffered(), b"\x03\x00bin");
+        assert_eq!(f.buffered(), 0);
+        f.push(b"x\n");
+        assert_eq!(f.next_line(), Ok(Some(b"x".to_vec())));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(super) enum Outcome {
 }
 
 /// A request's parameters as `M` takes them (absent ones as `{}`).
-fn params<M: Method>(req: &Request) -> Result<M::Params, Failure> {
+pub(super) fn params<M: Method>(req: &Request) -> Result<M::Params, Failure> {
     let params = if req.params.is_null() {
         Value::Object(Default::default())
     } else {

@@ -6,7 +6,9 @@
 //! any failure to do so gets one `unauthorized` reply and the connection is
 //! closed. Afterwards requests are served in order. The health port serves
 //! `hello` and `health` only. Each port has its own connection budget
-//! ([`budget`]).
+//! ([`budget`]). `exec.start` upgrades: after its `ok` line the connection
+//! belongs to the session (`crate::exec`) until it closes. `files.put` and
+//! `files.get` are not served (nor listed by `hello`): `unknown_method`.
 
 mod budget;
 mod handlers;
@@ -20,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lobster_agent_proto::methods::{
-    Health, Hello, HelloParams, HelloResult, LogEvent, LogSource, LogsParams, ALL_METHODS,
-    MAX_TAIL_LINES,
+    ExecStart, FilesGet, FilesPut, Health, Hello, HelloParams, HelloResult, LogEvent, LogSource,
+    LogsParams, ALL_METHODS, MAX_TAIL_LINES,
 };
 use lobster_agent_proto::{
     encode_line, parse_request, token_matches, ErrorCode, LineReader, Method, Reply, Request,
@@ -30,8 +32,8 @@ use lobster_agent_proto::{
 use serde_json::Value;
 
 use self::budget::{Budget, Slot};
-use self::handlers::{dispatch, Outcome};
-use crate::Shared;
+use self::handlers::{dispatch, params, Outcome};
+use crate::{exec, Shared};
 
 /// An authenticated connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -47,17 +49,21 @@ pub enum Port {
     Health,
 }
 
+/// Methods of the protocol this agent does not implement.
+const NOT_SERVED: [&str; 2] = [FilesPut::NAME, FilesGet::NAME];
+
 impl Port {
     fn methods(self) -> Vec<String> {
-        match self {
-            Port::Rpc => ALL_METHODS.iter().map(|m| m.to_string()).collect(),
-            Port::Health => vec![Hello::NAME.into(), Health::NAME.into()],
-        }
+        ALL_METHODS
+            .iter()
+            .filter(|m| self.serves(m))
+            .map(|m| m.to_string())
+            .collect()
     }
 
     fn serves(self, method: &str) -> bool {
         match self {
-            Port::Rpc => ALL_METHODS.contains(&method),
+            Port::Rpc => ALL_METHODS.contains(&method) && !NOT_SERVED.contains(&method),
             Port::Health => method == Hello::NAME || method == Health::NAME,
         }
     }
@@ -119,6 +125,8 @@ struct Connection {
     /// The handshake deadline, shared with the reader (`None` once
     /// authenticated).
     deadline: Rc<Cell<Option<Instant>>>,
+    /// An exec session the connection turns into after its `ok` line.
+    upgrade: Option<exec::Session>,
 }
 
 /// Reads a connection's stream, each read bounded by the time left until
@@ -155,6 +163,7 @@ impl Connection {
             authenticated: false,
             deadline: Rc::new(Cell::new(slot.deadline())),
             slot,
+            upgrade: None,
         }
     }
 
@@ -200,6 +209,9 @@ impl Connection {
                 }
             };
             if !self.handle(request) {
+                if let Some(session) = self.upgrade.take() {
+                    session.run(self.stream, reader.take_buffered());
+                }
                 return;
             }
         }
@@ -226,6 +238,9 @@ impl Connection {
                 .reply(Reply::error(req.id, ErrorCode::UnknownMethod, msg))
                 .is_ok();
         }
+        if req.method == ExecStart::NAME {
+            return self.exec(&req);
+        }
         match dispatch(&self.shared, &req) {
             Outcome::Reply(result) => {
                 let reply = match result {
@@ -245,6 +260,28 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// Starts an exec session: a refusal is an error reply (and the
+    /// connection goes on); a started process is replied `ok` and the
+    /// connection is handed to it (false).
+    fn exec(&mut self, req: &Request) -> bool {
+        let started = params::<ExecStart>(req)
+            .and_then(|p| exec::start(&self.shared.exec_slots, p, &self.shared.log));
+        let session = match started {
+            Ok(session) => session,
+            Err((code, msg)) => return self.reply(Reply::error(req.id, code, msg)).is_ok(),
+        };
+        let ok = Reply::ok(
+            req.id,
+            serde_json::to_value(session.started()).unwrap_or_default(),
+        );
+        if self.reply(ok).is_ok() {
+            self.upgrade = Some(session);
+        } else {
+            session.abandon();
+        }
+        false
     }
 
     fn hello(&mut self, req: &Request) -> bool {
