@@ -12,7 +12,9 @@ use std::time::Duration;
 use lobster_core::config::{Accel, BackendKind, VmmConfig};
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
 use lobster_core::vmm::{ConsoleLog, ExitStatus, ShutdownOutcome, Vm, VmConfig, VmStatus, Vmm};
-use lobster_testkit::cgroup::{status_field, status_field_while_alive, MemoryGroup, TestParent};
+use lobster_testkit::cgroup::{
+    limit_file, status_field, status_field_while_alive, MemoryGroup, TestParent,
+};
 use lobster_testkit::images::{
     first_counter, last_counter, test_guest, TEST_GUEST_READY as MARKER,
 };
@@ -403,6 +405,19 @@ async fn a_jailed_vm_runs_as_the_tenant_uid_sandboxed_in_its_cgroup() {
     );
     assert_eq!(group.limit(), (128 + 256) << 20);
     assert_eq!(group.limit(), limits.memory_bytes);
+    // CPU: one CPU's worth of quota per vCPU; pids: the task cap.
+    assert_eq!(
+        limits.cpu_quota_us,
+        u64::from(config.vcpus) * limits.cpu_period_us
+    );
+    let cpu = limit_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max");
+    assert_eq!(
+        cpu.split_whitespace().next(),
+        Some(limits.cpu_quota_us.to_string().as_str()),
+        "cpu quota"
+    );
+    let pids = limit_file(pid, "pids", "pids.max", "pids.max");
+    assert_eq!(pids, limits.pids.to_string(), "pids.max");
 
     // Its root holds its own files, not the host's.
     let root = PathBuf::from(format!("/proc/{pid}/root"));

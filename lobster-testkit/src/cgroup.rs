@@ -1,21 +1,22 @@
 //! What the kernel says about a process's confinement, read independently
 //! of lobster's own cgroup code: its memory cgroup (v1 or v2) and that
-//! group's limit, peak and failure count, its seccomp mode, its uid.
+//! group's limit, peak and failure count, the limit files of its other
+//! controllers, its seccomp mode, its uid.
 
 use std::path::{Path, PathBuf};
 
-/// The mount of the v1 memory hierarchy, or (`v2`) of the unified one.
-fn mount(v2: bool) -> Option<PathBuf> {
+/// The mount of the v1 hierarchy with `controller`, or (`None`) of the
+/// unified one.
+fn mount(controller: Option<&str>) -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         let point = left.split(' ').nth(4)?;
         let mut right = right.split(' ');
         let (fstype, options) = (right.next()?, right.nth(1)?);
-        let wanted = if v2 {
-            fstype == "cgroup2"
-        } else {
-            fstype == "cgroup" && options.split(',').any(|o| o == "memory")
+        let wanted = match controller {
+            None => fstype == "cgroup2",
+            Some(controller) => fstype == "cgroup" && options.split(',').any(|o| o == controller),
         };
         wanted.then(|| PathBuf::from(point))
     })
@@ -33,38 +34,16 @@ pub struct MemoryGroup {
 impl MemoryGroup {
     /// The memory cgroup of `pid`; `None` when it sits at a hierarchy's root.
     pub fn of(pid: i32) -> Option<MemoryGroup> {
-        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let v1 = cgroups.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == "memory")
-                .then(|| path.to_string())
-        });
-        let (v2, path) = match v1 {
-            Some(path) => (false, path),
-            None => (
-                true,
-                cgroups
-                    .lines()
-                    .find_map(|l| l.strip_prefix("0::"))?
-                    .to_string(),
-            ),
-        };
-        if path == "/" {
-            return None;
-        }
-        let dir = mount(v2)?.join(path.trim_start_matches('/'));
+        let (dir, v2) = group_of(pid, "memory")?;
         Some(MemoryGroup { dir, v2 })
     }
 
     /// The memory cgroup at `relative` (e.g. `lobster/alice`) on the host's
     /// memory hierarchy (v1 where a v1 hierarchy has the controller).
     pub fn at(relative: &Path) -> Option<MemoryGroup> {
-        let (v2, mount) = match mount(false) {
+        let (v2, mount) = match mount(Some("memory")) {
             Some(v1) => (false, v1),
-            None => (true, mount(true)?),
+            None => (true, mount(None)?),
         };
         Some(MemoryGroup {
             dir: mount.join(relative),
@@ -122,6 +101,48 @@ impl MemoryGroup {
             self.read("memory.failcnt", "").parse().expect("failcnt")
         }
     }
+}
+
+/// The directory of `pid`'s group of `controller` (a v1 hierarchy with it,
+/// else the unified one) and whether it is v2; `None` at a hierarchy's root.
+fn group_of(pid: i32, controller: &str) -> Option<(PathBuf, bool)> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let v1 = cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    });
+    let (v2, path) = match v1 {
+        Some(path) => (false, path),
+        None => (
+            true,
+            cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))?
+                .to_string(),
+        ),
+    };
+    if path == "/" {
+        return None;
+    }
+    let mount = mount((!v2).then_some(controller))?;
+    Some((mount.join(path.trim_start_matches('/')), v2))
+}
+
+/// The limit file of `pid`'s `controller` group, trimmed: `v1` on a v1
+/// hierarchy, `v2` on the unified one (`cpu`: `cpu.cfs_quota_us` /
+/// `cpu.max`; `pids`: `pids.max` on both). Panics when there is none.
+pub fn limit_file(pid: i32, controller: &str, v1: &str, v2: &str) -> String {
+    let (dir, is_v2) = group_of(pid, controller)
+        .unwrap_or_else(|| panic!("process {pid} has no {controller} cgroup"));
+    let file = dir.join(if is_v2 { v2 } else { v1 });
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim()
+        .to_string()
 }
 
 /// A field of `/proc/<pid>/status` (`Seccomp`, `Uid`, `Groups`, `NoNewPrivs`).
