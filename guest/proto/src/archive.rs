@@ -4,7 +4,8 @@
 //! An archive holds exactly one top-level entry, named after the copied
 //! file or directory, and below it only regular files, directories and
 //! symbolic links (GNU headers; long names as GNU long-name entries). Each
-//! entry keeps its mode and numeric owner.
+//! entry keeps its mode, numeric owner and modification time, so packing
+//! an unpacked tree gives the same archive again.
 //!
 //! [`pack`] stores symbolic links below the top as links, never following
 //! them, and refuses devices, sockets and fifos naming the path.
@@ -32,6 +33,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use filetime::FileTime;
 use tar::{Builder, EntryType, Header};
 
 use crate::ErrorCode;
@@ -371,6 +373,7 @@ struct DirMeta {
     path: PathBuf,
     mode: u32,
     owner: Option<(u32, u32)>,
+    mtime: FileTime,
 }
 
 impl Staged {
@@ -464,6 +467,14 @@ impl Staged {
             if !options.keep_setid {
                 mode &= !SETID_BITS;
             }
+            let mtime = FileTime::from_unix_time(
+                header
+                    .mtime()
+                    .ok()
+                    .and_then(|t| i64::try_from(t).ok())
+                    .ok_or_else(|| ArchiveError::refused(&name, "bad time in the header"))?,
+                0,
+            );
             let owner = match options.owner {
                 OwnerPolicy::Archive => Some((number(header.uid())?, number(header.gid())?)),
                 OwnerPolicy::Fixed(uid, gid) => Some((uid, gid)),
@@ -480,6 +491,7 @@ impl Staged {
                         path: target,
                         mode,
                         owner,
+                        mtime,
                     });
                 }
                 EntryType::Symlink => {
@@ -500,6 +512,8 @@ impl Staged {
                         std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
                             .map_err(ArchiveError::io("setting the owner of", &target))?;
                     }
+                    filetime::set_symlink_file_times(&target, mtime, mtime)
+                        .map_err(ArchiveError::io("setting the time of", &target))?;
                 }
                 _ => {
                     let size = entry.size();
@@ -533,6 +547,8 @@ impl Staged {
                     }
                     file.set_permissions(fs::Permissions::from_mode(mode))
                         .map_err(ArchiveError::io("setting the mode of", &target))?;
+                    filetime::set_file_handle_times(&file, Some(mtime), Some(mtime))
+                        .map_err(ArchiveError::io("setting the time of", &target))?;
                 }
             }
             if long_link.is_some() {
@@ -556,6 +572,8 @@ impl Staged {
                 std::os::unix::fs::lchown(&dir.path, Some(uid), Some(gid))
                     .map_err(ArchiveError::io("setting the owner of", &dir.path))?;
             }
+            filetime::set_symlink_file_times(&dir.path, dir.mtime, dir.mtime)
+                .map_err(ArchiveError::io("setting the time of", &dir.path))?;
             fs::set_permissions(&dir.path, fs::Permissions::from_mode(dir.mode))
                 .map_err(ArchiveError::io("setting the mode of", &dir.path))?;
         }
@@ -745,6 +763,18 @@ mod tests {
             .file_type()
             .is_symlink());
         assert_eq!(only_child(dst.path()), "copy", "no staging directory left");
+    }
+
+    #[test]
+    fn packing_an_unpacked_tree_gives_the_same_archive() {
+        let src = tempfile::tempdir().unwrap();
+        let top = sample_tree(src.path());
+        filetime::set_symlink_file_times(top.join("sub/link"), FileTime::zero(), FileTime::zero())
+            .unwrap();
+        let archive = packed(&top);
+        let dst = tempfile::tempdir().unwrap();
+        unpack(&archive[..], dst.path(), 10 * MIB, UnpackOptions::default()).unwrap();
+        assert!(archive == packed(&dst.path().join("tree")));
     }
 
     #[test]
