@@ -325,7 +325,10 @@ fn sessions_beyond_the_cap_are_busy_until_one_ends() {
     let _second = agent.exec(json!({"argv": ["sleep", "30"]}));
     let (code, message) = agent.refusal(json!({"argv": ["true"]}));
     assert_eq!(code, "busy");
-    assert_eq!(message, "2 exec sessions are running already");
+    assert_eq!(
+        message,
+        "2 sessions (exec and file copies) are running already"
+    );
     first.send(&Frame::Signal(9));
     first.finish();
     let out = agent.exec(json!({"argv": ["true"]})).finish();
