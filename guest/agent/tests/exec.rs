@@ -333,7 +333,7 @@ fn sessions_beyond_the_cap_are_busy_until_one_ends() {
 #[test]
 fn an_unauthenticated_connection_cannot_exec() {
     let agent = Agent::start(&[]);
-    let marker = agent._dir.path().join("ran");
+    let marker = agent.dir.path().join("ran");
     let argv = json!(["touch", marker.to_str().unwrap()]);
     // No hello at all, then a wrong token on the request itself.
     for token in [None, Some("wrong-token")] {
