@@ -420,6 +420,28 @@ impl Staged {
     }
 
     fn fill<R: Read>(&mut self, reader: R, max_bytes: u64, options: UnpackOptions) -> Result<()> {
+        let mut input = EofWatch {
+            inner: reader,
+            eof: false,
+        };
+        self.fill_from(&mut input, max_bytes, options)?;
+        // The end marker is a zero block, read without reaching the end of
+        // the input; an archive cut short between two entries reaches it.
+        if input.eof {
+            return Err(ArchiveError::Read(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends without its end marker",
+            )));
+        }
+        Ok(())
+    }
+
+    fn fill_from<R: Read>(
+        &mut self,
+        reader: R,
+        max_bytes: u64,
+        options: UnpackOptions,
+    ) -> Result<()> {
         let mut archive = tar::Archive::new(reader);
         let entries = archive.entries().map_err(ArchiveError::Read)?.raw(true);
         let mut long_name: Option<Vec<u8>> = None;
@@ -636,6 +658,22 @@ impl Drop for Staged {
         if !self.committed {
             remove_tree(&self.staging);
         }
+    }
+}
+
+/// A reader that notes whether it reached the end of its input.
+struct EofWatch<R> {
+    inner: R,
+    eof: bool,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
     }
 }
 
@@ -1036,6 +1074,24 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::BadRequest, "{err}");
         let err = refused(&[0u8; 1024], MIB);
         assert_eq!(err.code(), ErrorCode::BadRequest, "{err}");
+        // Cut between two entries: only the missing end marker tells.
+        let bytes = archive(&[
+            ("top", E::Directory, b"", ""),
+            ("top/a", E::Regular, b"a", ""),
+        ]);
+        let err = refused(&bytes[..1536], MIB);
+        assert!(
+            format!("{err:?}").contains("without its end marker"),
+            "{err:?}"
+        );
+        let dst = tempfile::tempdir().unwrap();
+        unpack(
+            &bytes[..],
+            &dst.path().join("x"),
+            MIB,
+            UnpackOptions::default(),
+        )
+        .unwrap();
     }
 
     #[test]
