@@ -287,3 +287,45 @@ fn hello_lists_the_file_methods() {
         "{methods}"
     );
 }
+
+#[test]
+fn a_whole_archive_is_not_placed_without_stdin_close() {
+    let agent = OwnAgent::start(TOKEN, &[]);
+    let src = tempfile::tempdir().unwrap();
+    let sent = packed(&tree(src.path()));
+    let dest = tempfile::tempdir().unwrap();
+    let mut session = put(&agent, &dest.path().join("copy"), 1 << 20).unwrap();
+    let out = session.send_within_window(&sent);
+    assert!(out.last.is_none(), "{out:?}");
+    // Everything reached the agent: only the missing `StdinClose` stops it.
+    let mut credited = out.credited;
+    while credited < sent.len() as u64 {
+        match session.next() {
+            Some(Frame::Credit(n)) => credited += u64::from(n),
+            other => panic!("expected credit, got {other:?}"),
+        }
+    }
+    session.hang_up();
+    common::until(
+        "the staging directory removed",
+        Duration::from_secs(10),
+        || names_in(dest.path()).is_empty().then_some(()),
+    );
+}
+
+#[test]
+fn copies_share_the_session_cap_with_exec() {
+    let agent = OwnAgent::start(TOKEN, &["--max-exec-sessions", "1"]);
+    let dest = tempfile::tempdir().unwrap();
+    let held = put(&agent, &dest.path().join("copy"), 10).unwrap();
+    let err = get(&agent, dest.path(), 10).map(|_| ()).unwrap_err();
+    assert_eq!(err["code"], "busy", "{err}");
+    let err = common::exec_start(&agent.agent.rpc, TOKEN, json!({"argv": ["true"]}))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err["code"], "busy", "{err}");
+    held.hang_up();
+    common::until("the slot given back", Duration::from_secs(10), || {
+        get(&agent, dest.path(), 10).ok()
+    });
+}
