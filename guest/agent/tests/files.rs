@@ -329,3 +329,16 @@ fn copies_share_the_session_cap_with_exec() {
         get(&agent, dest.path(), 10).ok()
     });
 }
+
+#[test]
+fn a_signal_frame_during_a_put_breaks_the_protocol_and_leaves_nothing() {
+    let agent = OwnAgent::start(TOKEN, &[]);
+    let dest = tempfile::tempdir().unwrap();
+    let mut session = put(&agent, &dest.path().join("copy"), 100).unwrap();
+    session.send(&Frame::Signal(15));
+    let out = session.finish();
+    let (code, message) = failed(&out);
+    assert_eq!(code, "bad_request");
+    assert_eq!(message, "signal: a file copy has no process to signal");
+    assert!(names_in(dest.path()).is_empty());
+}

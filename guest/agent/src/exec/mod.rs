@@ -6,7 +6,8 @@
 //! 1. The host sends `exec.start` ([`ExecParams`]). A refusal is an ordinary
 //!    error reply and the connection stays in JSON lines: `bad_request`
 //!    naming the field, `not_found` ("command not found: X"), `busy` when
-//!    [`AgentConfig::max_exec_sessions`](crate::AgentConfig) sessions run.
+//!    [`AgentConfig::max_exec_sessions`](crate::AgentConfig) sessions run
+//!    (exec sessions and file copies together).
 //! 2. Otherwise the process runs and the agent replies `ok`
 //!    ([`ExecStarted`] with its pid); frames follow from the next byte on.
 //! 3. Agent to host: `Stdout` and `Stderr` (with a PTY, all output is
