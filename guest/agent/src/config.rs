@@ -3,8 +3,10 @@
 //!
 //! Kernel keys (all optional): `lobster.ip=<addr>/<prefix>` (the address the
 //! agent listens on), `lobster.agent_port=`, `lobster.health_port=`,
-//! `lobster.token_file=`, `lobster.max_exec_sessions=`. The token itself is never on the command line: the
-//! host writes it to the tenant disk before boot (see `docs/agent.md`).
+//! `lobster.token_file=`, `lobster.max_exec_sessions=`,
+//! `lobster.max_transfer_bytes=`. The token itself is never on the command
+//! line: the host writes it to the tenant disk before boot (see
+//! `docs/agent.md`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -54,12 +56,23 @@ pub struct AgentConfig {
     /// Concurrent connections served on each port (each port has its own
     /// budget, so the RPC port cannot starve the health port).
     pub max_connections: usize,
-    /// Concurrent `exec.start` sessions; one more is refused as `busy`.
+    /// Concurrent upgraded sessions (`exec.start`, `files.put`,
+    /// `files.get` together); one more is refused as `busy`.
     pub max_exec_sessions: usize,
+    /// The most file content one `files.put` or `files.get` moves (the
+    /// request's `max_bytes` can only lower it).
+    pub max_transfer_bytes: u64,
 }
 
 /// Default of [`AgentConfig::max_exec_sessions`].
 pub const DEFAULT_MAX_EXEC_SESSIONS: usize = 16;
+
+/// Default of [`AgentConfig::max_transfer_bytes`] in a guest: 4 GiB.
+pub const DEFAULT_MAX_TRANSFER_BYTES: u64 = 4 << 30;
+
+/// Default of [`AgentConfig::max_transfer_bytes`] for a host process
+/// (tests): 64 MiB.
+pub const HOST_PROCESS_MAX_TRANSFER_BYTES: u64 = 64 << 20;
 
 impl AgentConfig {
     /// Defaults for a host process in `dir` (tests): loopback, ephemeral
@@ -79,6 +92,7 @@ impl AgentConfig {
             allow_set_time: false,
             max_connections: 64,
             max_exec_sessions: DEFAULT_MAX_EXEC_SESSIONS,
+            max_transfer_bytes: HOST_PROCESS_MAX_TRANSFER_BYTES,
         }
     }
 
@@ -105,6 +119,12 @@ impl AgentConfig {
                 .map_err(|_| ConfigError::new("lobster.max_exec_sessions", v))?,
             None => DEFAULT_MAX_EXEC_SESSIONS,
         };
+        let max_transfer_bytes = match keys.get("lobster.max_transfer_bytes") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::new("lobster.max_transfer_bytes", v))?,
+            None => DEFAULT_MAX_TRANSFER_BYTES,
+        };
         Ok(AgentConfig {
             rpc_listen: SocketAddr::new(ip, port("lobster.agent_port", DEFAULT_RPC_PORT)?),
             health_listen: SocketAddr::new(ip, port("lobster.health_port", DEFAULT_HEALTH_PORT)?),
@@ -119,6 +139,7 @@ impl AgentConfig {
             allow_set_time: true,
             max_connections: 64,
             max_exec_sessions,
+            max_transfer_bytes,
         })
     }
 }
@@ -219,6 +240,19 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "lobster.max_exec_sessions: invalid value `-1`"
+        );
+    }
+
+    #[test]
+    fn the_transfer_cap_comes_from_its_key() {
+        let c = AgentConfig::for_guest("").unwrap();
+        assert_eq!(c.max_transfer_bytes, DEFAULT_MAX_TRANSFER_BYTES);
+        let c = AgentConfig::for_guest("lobster.max_transfer_bytes=1048576").unwrap();
+        assert_eq!(c.max_transfer_bytes, 1 << 20);
+        let err = AgentConfig::for_guest("lobster.max_transfer_bytes=1G").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "lobster.max_transfer_bytes: invalid value `1G`"
         );
     }
 

@@ -10,8 +10,10 @@
 //! Threads: one accept loop per port, one thread per connection (bounded by
 //! [`AgentConfig::max_connections`] on each port), one supervisor thread,
 //! one output pump per workload run, and per `exec.start` session (at most
-//! [`AgentConfig::max_exec_sessions`]) a waiter, one pump per output
-//! stream, a stdin writer and a reader of the host's frames.
+//! [`AgentConfig::max_exec_sessions`], file copies included) a waiter, one
+//! pump per output stream, a stdin writer and a reader of the host's
+//! frames; a `files.put` has the stdin writer (into a pipe it unpacks from)
+//! and the reader, a `files.get` only its connection's thread.
 
 pub mod config;
 mod cron;
@@ -23,6 +25,7 @@ mod openclaw;
 mod secrets;
 mod server;
 mod stats;
+mod transfer;
 mod workload;
 
 use std::net::SocketAddr;
@@ -237,4 +240,16 @@ impl Agent {
         self.shared.agent_log.sync();
         nix::unistd::sync();
     }
+}
+
+/// `err` and its causes, each once: `a: b: c`.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -4,7 +4,8 @@
 //! ```text
 //! lobster-agent --guest
 //! lobster-agent --dir DIR --token-file FILE [--listen ADDR] [--health-listen ADDR]
-//!               [--home DIR] [--max-exec-sessions N] [--command ARG]...
+//!               [--home DIR] [--max-exec-sessions N] [--max-transfer-bytes N]
+//!               [--command ARG]...
 //! ```
 //! On start it prints `lobster-agent: rpc=<addr> health=<addr>` on stdout.
 
@@ -75,7 +76,7 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
                 config = Some(AgentConfig::for_host_process(&PathBuf::from(dir), ""));
             }
             "--help" | "-h" => {
-                println!("usage: lobster-agent --guest | --dir DIR --token-file FILE [--listen ADDR] [--health-listen ADDR] [--home DIR] [--max-exec-sessions N] [--command ARG]...");
+                println!("usage: lobster-agent --guest | --dir DIR --token-file FILE [--listen ADDR] [--health-listen ADDR] [--home DIR] [--max-exec-sessions N] [--max-transfer-bytes N] [--command ARG]...");
                 std::process::exit(0);
             }
             f @ ("--token-file"
@@ -83,6 +84,7 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
             | "--health-listen"
             | "--home"
             | "--max-exec-sessions"
+            | "--max-transfer-bytes"
             | "--command") => {
                 let v = it.next().ok_or(format!("{f} needs a value"))?;
                 overrides.push((f.to_owned(), v));
@@ -113,6 +115,11 @@ fn parse_args(args: Vec<String>) -> Result<AgentConfig, String> {
                 config.max_exec_sessions = value
                     .parse()
                     .map_err(|_| format!("--max-exec-sessions: `{value}` is not a count"))?
+            }
+            "--max-transfer-bytes" => {
+                config.max_transfer_bytes = value
+                    .parse()
+                    .map_err(|_| format!("--max-transfer-bytes: `{value}` is not a count"))?
             }
             _ => command.push(value),
         }

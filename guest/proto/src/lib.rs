@@ -21,6 +21,7 @@
 //! The typed method table lives in [`methods`]; both the agent and the host
 //! client use it, so a method's name, parameters and result cannot drift.
 
+pub mod archive;
 pub mod auth;
 pub mod frame;
 pub mod message;

@@ -1,7 +1,9 @@
-//! The threads of an exec session: one pump per output stream, the stdin
-//! writer (which returns credit), the reader of the host's frames, and the
-//! frame writer they share. Each polls the session's stop flag at least
-//! every [`POLL`], so the session can end them at any time.
+//! The threads of an upgraded connection: one pump per output stream, the
+//! stdin writer (which returns credit), the reader of the host's frames,
+//! and the frame writer they share. Each polls the session's stop flag at
+//! least every [`POLL`], so the session can end them at any time. Exec
+//! sessions use them all; `files.put` (`crate::transfer`) uses the reader,
+//! the stdin writer (into a pipe) and the frame writer.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -25,7 +27,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Writes whole frames to the host, one at a time; after one failed write
 /// every later one fails at once.
 #[derive(Debug)]
-pub(super) struct FrameWriter {
+pub(crate) struct FrameWriter {
     stream: Mutex<TcpStream>,
     broken: AtomicBool,
 }
@@ -111,15 +113,17 @@ impl Output {
 
 /// What the host reader hands the stdin writer.
 #[derive(Debug)]
-pub(super) enum StdinMsg {
+pub(crate) enum StdinMsg {
     Data(Vec<u8>),
     Close,
 }
 
 /// Writes stdin frames to the process and returns credit for them.
-pub(super) struct StdinWriter {
+pub(crate) struct StdinWriter {
     fd: Option<OwnedFd>,
     tty: bool,
+    /// Set once `StdinClose` closed `fd` (before it is closed).
+    ended: Arc<AtomicBool>,
     rx: Receiver<StdinMsg>,
     outstanding: Arc<AtomicUsize>,
     writer: Arc<FrameWriter>,
@@ -128,10 +132,12 @@ pub(super) struct StdinWriter {
 
 impl StdinWriter {
     /// Writes to `fd` (the pipe, or the terminal when `tty`) what `rx`
-    /// brings; `outstanding` counts bytes received and not yet credited.
+    /// brings; `outstanding` counts bytes received and not yet credited;
+    /// `ended` is set when the host's `StdinClose` closes `fd`.
     pub fn new(
         fd: OwnedFd,
         tty: bool,
+        ended: Arc<AtomicBool>,
         rx: Receiver<StdinMsg>,
         outstanding: Arc<AtomicUsize>,
         writer: Arc<FrameWriter>,
@@ -141,6 +147,7 @@ impl StdinWriter {
         Ok(StdinWriter {
             fd: Some(fd),
             tty,
+            ended,
             rx,
             outstanding,
             writer,
@@ -164,7 +171,11 @@ impl StdinWriter {
                     }
                 }
                 // A terminal stays open: end of file there is `^D`.
-                Ok(StdinMsg::Close) if !self.tty => self.fd = None,
+                Ok(StdinMsg::Close) if !self.tty => {
+                    // Before the reader of the pipe sees its end of file.
+                    self.ended.store(true, Ordering::Release);
+                    self.fd = None;
+                }
                 Ok(StdinMsg::Close) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
@@ -188,27 +199,28 @@ impl StdinWriter {
 }
 
 /// Reads and checks the host's frames.
-pub(super) struct HostReader {
+pub(crate) struct HostReader {
     stream: TcpStream,
     decoder: FrameDecoder,
     stdin: Sender<StdinMsg>,
     stdin_closed: bool,
     outstanding: Arc<AtomicUsize>,
     terminal: Option<Arc<OwnedFd>>,
-    pgid: i32,
+    pgid: Option<i32>,
     stop: Arc<AtomicBool>,
 }
 
 impl HostReader {
     /// Reads `stream`, whose first bytes are `buffered`; stdin goes to
-    /// `stdin`, resizes to `terminal`, signals to group `pgid`.
+    /// `stdin`, resizes to `terminal`, signals to group `pgid` (without
+    /// one, as in a file copy, a signal frame breaks the protocol).
     pub fn new(
         stream: TcpStream,
         buffered: Vec<u8>,
         stdin: Sender<StdinMsg>,
         outstanding: Arc<AtomicUsize>,
         terminal: Option<Arc<OwnedFd>>,
-        pgid: i32,
+        pgid: Option<i32>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<HostReader> {
         stream.set_read_timeout(Some(POLL))?;
@@ -290,7 +302,10 @@ impl HostReader {
                 if !(1..=64).contains(&signo) {
                     return Err(format!("signal: {signo} is not a signal number (1..=64)"));
                 }
-                let _ = sys::signal_group(self.pgid, signo);
+                let Some(pgid) = self.pgid else {
+                    return Err("signal: a file copy has no process to signal".into());
+                };
+                let _ = sys::signal_group(pgid, signo);
             }
             other => {
                 let kind = match other {
@@ -335,10 +350,21 @@ pub(super) fn open_pty(size: WindowSize) -> std::io::Result<(OwnedFd, OwnedFd)> 
     Ok((master, slave))
 }
 
+/// Ends a session: sends its final `frame` (none when the host is gone),
+/// lingers if it went out, and closes the connection.
+pub(crate) fn end_session(stream: &TcpStream, writer: &FrameWriter, frame: Option<Frame>) {
+    if let Some(frame) = frame {
+        if writer.send(&frame).is_ok() {
+            linger(stream, super::LINGER);
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
 /// After the final frame: ends our side, then reads and drops what the host
 /// still sends until it closes (at most `within`), so that closing does not
 /// reset the connection before the host read the final frame.
-pub(super) fn linger(stream: &TcpStream, within: Duration) {
+fn linger(stream: &TcpStream, within: Duration) {
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + within;
     let mut buf = [0u8; 8192];

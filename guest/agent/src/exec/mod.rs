@@ -6,7 +6,8 @@
 //! 1. The host sends `exec.start` ([`ExecParams`]). A refusal is an ordinary
 //!    error reply and the connection stays in JSON lines: `bad_request`
 //!    naming the field, `not_found` ("command not found: X"), `busy` when
-//!    [`AgentConfig::max_exec_sessions`](crate::AgentConfig) sessions run.
+//!    [`AgentConfig::max_exec_sessions`](crate::AgentConfig) sessions run
+//!    (exec sessions and file copies together).
 //! 2. Otherwise the process runs and the agent replies `ok`
 //!    ([`ExecStarted`] with its pid); frames follow from the next byte on.
 //! 3. Agent to host: `Stdout` and `Stderr` (with a PTY, all output is
@@ -34,11 +35,11 @@
 //! [`HANGUP_GRACE`]. The group's leader stays unreaped until the session no
 //! longer signals the group, so its id cannot name another group.
 
-mod io;
+pub(crate) mod io;
 mod plan;
 mod sys;
 
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,12 +65,13 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// From SIGHUP at the host's disconnect to SIGKILL.
 pub const HANGUP_GRACE: Duration = Duration::from_secs(1);
 /// A frame the host does not take within this long ends the session.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the agent reads (and drops) what the host still sends after
 /// the final frame, so closing does not reset the connection under it.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The cap on concurrent exec sessions.
+/// The cap on concurrent sessions of an upgraded connection (exec
+/// sessions and file copies share it).
 #[derive(Debug)]
 pub(crate) struct Slots {
     limit: usize,
@@ -78,7 +80,7 @@ pub(crate) struct Slots {
 
 /// One running session's place under the cap, given back on drop.
 #[derive(Debug)]
-struct Slot(Arc<AtomicUsize>);
+pub(crate) struct Slot(Arc<AtomicUsize>);
 
 impl Slots {
     /// At most `limit` sessions at once.
@@ -89,7 +91,19 @@ impl Slots {
         }
     }
 
-    fn take(&self) -> Option<Slot> {
+    /// The refusal when no place is free.
+    pub fn busy(&self) -> Failure {
+        (
+            ErrorCode::Busy,
+            format!(
+                "{} sessions (exec and file copies) are running already",
+                self.limit
+            ),
+        )
+    }
+
+    /// A place under the cap, if one is free.
+    pub fn take(&self) -> Option<Slot> {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.limit).then_some(n + 1)
@@ -117,7 +131,7 @@ enum Ending {
 
 /// What the session's threads tell it.
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     /// One output stream reached end of file.
     OutputClosed,
     /// The host closed the connection or does not take frames.
@@ -162,12 +176,7 @@ impl std::fmt::Debug for Session {
 pub(crate) fn start(slots: &Slots, params: ExecParams, log: &Log) -> Result<Session, Failure> {
     let me = rustix::process::getuid().as_raw();
     let plan = plan::plan(params, &Accounts::load(), me)?;
-    let slot = slots.take().ok_or_else(|| {
-        (
-            ErrorCode::Busy,
-            format!("{} exec sessions are running already", slots.limit),
-        )
-    })?;
+    let slot = slots.take().ok_or_else(|| slots.busy())?;
     let failed = |what: &str, e: std::io::Error| (ErrorCode::Internal, format!("{what}: {e}"));
     let (mut child, streams) = spawn(&plan).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => (
@@ -372,12 +381,7 @@ impl Session {
                 None
             }
         };
-        if let Some(frame) = frame {
-            if writer.send(&frame).is_ok() {
-                io::linger(&stream, LINGER);
-            }
-        }
-        let _ = stream.shutdown(Shutdown::Both);
+        io::end_session(&stream, &writer, frame);
     }
 }
 
@@ -432,6 +436,7 @@ fn spawn_workers(
     let stdin = StdinWriter::new(
         stdin_fd,
         tty,
+        Arc::default(),
         stdin_rx,
         Arc::clone(&outstanding),
         Arc::clone(&writer),
@@ -452,7 +457,7 @@ fn spawn_workers(
         stdin_tx,
         outstanding,
         resize_fd,
-        pid,
+        Some(pid),
         Arc::clone(&stop),
     )?;
     workers.others.push(spawn(

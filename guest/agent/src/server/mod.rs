@@ -6,9 +6,9 @@
 //! any failure to do so gets one `unauthorized` reply and the connection is
 //! closed. Afterwards requests are served in order. The health port serves
 //! `hello` and `health` only. Each port has its own connection budget
-//! ([`budget`]). `exec.start` upgrades: after its `ok` line the connection
-//! belongs to the session (`crate::exec`) until it closes. `files.put` and
-//! `files.get` are not served (nor listed by `hello`): `unknown_method`.
+//! ([`budget`]). `exec.start`, `files.put` and `files.get` upgrade: after
+//! their `ok` line the connection belongs to the session (`crate::exec`,
+//! `crate::transfer`) until it closes.
 
 mod budget;
 mod handlers;
@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use self::budget::{Budget, Slot};
 use self::handlers::{dispatch, params, Outcome};
-use crate::{exec, Shared};
+use crate::{chain, exec, transfer, Shared};
 
 /// An authenticated connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -49,9 +49,6 @@ pub enum Port {
     Health,
 }
 
-/// Methods of the protocol this agent does not implement.
-const NOT_SERVED: [&str; 2] = [FilesPut::NAME, FilesGet::NAME];
-
 impl Port {
     fn methods(self) -> Vec<String> {
         ALL_METHODS
@@ -63,7 +60,7 @@ impl Port {
 
     fn serves(self, method: &str) -> bool {
         match self {
-            Port::Rpc => ALL_METHODS.contains(&method) && !NOT_SERVED.contains(&method),
+            Port::Rpc => ALL_METHODS.contains(&method),
             Port::Health => method == Hello::NAME || method == Health::NAME,
         }
     }
@@ -125,8 +122,15 @@ struct Connection {
     /// The handshake deadline, shared with the reader (`None` once
     /// authenticated).
     deadline: Rc<Cell<Option<Instant>>>,
-    /// An exec session the connection turns into after its `ok` line.
-    upgrade: Option<exec::Session>,
+    /// The session the connection turns into after its `ok` line.
+    upgrade: Option<Upgrade>,
+}
+
+/// A session of an upgraded connection.
+enum Upgrade {
+    Exec(exec::Session),
+    Put(transfer::Put),
+    Get(transfer::Get),
 }
 
 /// Reads a connection's stream, each read bounded by the time left until
@@ -209,8 +213,12 @@ impl Connection {
                 }
             };
             if !self.handle(request) {
-                if let Some(session) = self.upgrade.take() {
-                    session.run(self.stream, reader.take_buffered());
+                let buffered = reader.take_buffered();
+                match self.upgrade.take() {
+                    Some(Upgrade::Exec(session)) => session.run(self.stream, buffered),
+                    Some(Upgrade::Put(put)) => put.run(self.stream, buffered, &self.shared.log),
+                    Some(Upgrade::Get(get)) => get.run(self.stream, &self.shared.log),
+                    None => {}
                 }
                 return;
             }
@@ -240,6 +248,9 @@ impl Connection {
         }
         if req.method == ExecStart::NAME {
             return self.exec(&req);
+        }
+        if req.method == FilesPut::NAME || req.method == FilesGet::NAME {
+            return self.transfer(&req);
         }
         match dispatch(&self.shared, &req) {
             Outcome::Reply(result) => {
@@ -277,11 +288,36 @@ impl Connection {
             serde_json::to_value(session.started()).unwrap_or_default(),
         );
         if self.reply(ok).is_ok() {
-            self.upgrade = Some(session);
+            self.upgrade = Some(Upgrade::Exec(session));
         } else {
             session.abandon();
         }
         false
+    }
+
+    /// Starts a file copy: a refusal is an error reply (and the connection
+    /// goes on); otherwise `ok` and the connection is handed to it (false).
+    fn transfer(&mut self, req: &Request) -> bool {
+        let slots = &self.shared.exec_slots;
+        let cap = self.shared.config.max_transfer_bytes;
+        let checked = if req.method == FilesPut::NAME {
+            params::<FilesPut>(req)
+                .and_then(|p| transfer::put(slots, p, cap))
+                .map(Upgrade::Put)
+        } else {
+            params::<FilesGet>(req)
+                .and_then(|p| transfer::get(slots, p, cap))
+                .map(Upgrade::Get)
+        };
+        match checked {
+            Ok(upgrade) => {
+                if self.reply(Reply::ok(req.id, serde_json::json!({}))).is_ok() {
+                    self.upgrade = Some(upgrade);
+                }
+                false
+            }
+            Err((code, msg)) => self.reply(Reply::error(req.id, code, msg)).is_ok(),
+        }
     }
 
     fn hello(&mut self, req: &Request) -> bool {
@@ -404,15 +440,4 @@ fn salvage_id(line: &[u8]) -> u64 {
         .ok()
         .and_then(|v| v.get("id")?.as_u64())
         .unwrap_or(0)
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

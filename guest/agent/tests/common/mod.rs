@@ -1,6 +1,6 @@
 //! Support shared by the agent's integration tests: a JSON-lines session,
-//! an `exec.start` session's frames as the host sees them, and polling with
-//! a deadline.
+//! an upgraded session's frames as the host sees them (`exec.start`,
+//! `files.put`, `files.get`), and polling with a deadline.
 //!
 //! The guest crates do not use `lobster-testkit`: the kit is built on the
 //! host crate (lobster-core) and, with its `fakes` feature, on this very
@@ -141,12 +141,34 @@ pub fn start_agent_with(dir: &Path, token: &str, flags: &[&str]) -> HostAgent {
     }
 }
 
-/// An `exec.start` session seen from the host: the frames after the `ok`.
+/// [`HostAgent`] in a directory of its own, killed (by pid) when dropped.
+pub struct OwnAgent {
+    pub agent: HostAgent,
+    pub dir: tempfile::TempDir,
+}
+
+impl OwnAgent {
+    /// Starts the agent with `token` and more `flags`.
+    pub fn start(token: &str, flags: &[&str]) -> OwnAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = start_agent_with(dir.path(), token, flags);
+        OwnAgent { agent, dir }
+    }
+}
+
+impl Drop for OwnAgent {
+    fn drop(&mut self) {
+        let _ = self.agent.child.kill();
+        let _ = self.agent.child.wait();
+    }
+}
+
+/// An upgraded session seen from the host: the frames after the `ok`.
 #[derive(Debug)]
 pub struct Exec {
     stream: TcpStream,
     decoder: FrameDecoder,
-    /// The process's pid in the guest.
+    /// The process's pid in the guest (`exec.start`; 0 otherwise).
     pub pid: u32,
 }
 
@@ -192,6 +214,14 @@ fn read_line(stream: &mut TcpStream, framer: &mut LineFramer) -> Value {
 /// Connects to `rpc`, says `hello` with `token` and calls `exec.start`:
 /// the session, or the error object of the reply.
 pub fn exec_start(rpc: &str, token: &str, params: Value) -> Result<Exec, Value> {
+    let exec = upgrade(rpc, token, "exec.start", params)?;
+    assert_ne!(exec.pid, 0, "exec.start replied without a pid");
+    Ok(exec)
+}
+
+/// Connects to `rpc`, says `hello` with `token` and calls the upgrading
+/// `method`: the session, or the error object of the reply.
+pub fn upgrade(rpc: &str, token: &str, method: &str, params: Value) -> Result<Exec, Value> {
     let mut stream = TcpStream::connect(rpc).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -208,7 +238,7 @@ pub fn exec_start(rpc: &str, token: &str, params: Value) -> Result<Exec, Value> 
     writeln!(
         stream,
         "{}",
-        json!({"id": 2, "method": "exec.start", "params": params})
+        json!({"id": 2, "method": method, "params": params})
     )
     .unwrap();
     let reply = read_line(&mut stream, &mut framer);
@@ -219,7 +249,7 @@ pub fn exec_start(rpc: &str, token: &str, params: Value) -> Result<Exec, Value> 
     let mut decoder = FrameDecoder::new();
     decoder.push(&framer.take_buffered());
     Ok(Exec {
-        pid: ok["pid"].as_u64().unwrap() as u32,
+        pid: ok["pid"].as_u64().unwrap_or(0) as u32,
         stream,
         decoder,
     })
@@ -275,6 +305,20 @@ impl Exec {
     /// Feeds `input` as stdin, never more than `STDIN_WINDOW` bytes ahead
     /// of the agent's credit, then closes stdin and reads to the end.
     pub fn feed(mut self, input: &[u8]) -> Outcome {
+        let mut out = self.send_within_window(input);
+        assert!(out.last.is_none(), "ended early: {out:?}");
+        self.send(&Frame::StdinClose);
+        let rest = self.finish();
+        out.stdout.extend(rest.stdout);
+        out.stderr.extend(rest.stderr);
+        out.credited += rest.credited;
+        out.last = rest.last;
+        out
+    }
+
+    /// Sends `input` as stdin frames, waiting for credit whenever a whole
+    /// window is out, without closing stdin or reading to the end.
+    pub fn send_within_window(&mut self, input: &[u8]) -> Outcome {
         let mut out = Outcome::default();
         let mut sent = 0usize;
         self.stream
@@ -291,16 +335,29 @@ impl Exec {
                 continue;
             }
             if let Some(frame) = self.next() {
-                assert!(!Self::take(&mut out, frame), "ended early: {out:?}");
+                if Self::take(&mut out, frame) {
+                    break;
+                }
             }
         }
-        self.send(&Frame::StdinClose);
         self.stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
+        out
+    }
+
+    /// Sends `input` as stdin (within the window) and `StdinClose`, then
+    /// reads to the final frame, which may come before all was sent (a
+    /// refused `files.put`).
+    pub fn deliver(mut self, input: &[u8]) -> Outcome {
+        let mut out = self.send_within_window(input);
+        if out.last.is_some() {
+            return out;
+        }
+        // The agent may have refused (and closed) while this was in flight.
+        let _ = self.stream.write_all(&Frame::StdinClose.encode());
         let rest = self.finish();
         out.stdout.extend(rest.stdout);
-        out.stderr.extend(rest.stderr);
         out.credited += rest.credited;
         out.last = rest.last;
         out
