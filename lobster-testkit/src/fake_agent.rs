@@ -1,8 +1,9 @@
-//! A scripted agent for testing the host's agent client: it serves one
-//! connection on loopback with the real protocol types and handshake
-//! (`hello` with the token), answers one request as told, then plays a
-//! [`Step`] list of frames sent and expected, and records what the host
-//! sent. Each wait is bounded ([`STEP_TIMEOUT`]): a script that stalls
+//! A scripted agent for testing the host's agent client: it serves
+//! loopback connections with the real protocol types and handshake
+//! (`hello` with the token). Holds (`hold.acquire`, `hold.renew`,
+//! `hold.release`) are granted on any connection and recorded; the first
+//! other request is answered as told, then a [`Step`] list of frames sent
+//! and expected is played, and what the host sent is recorded. Each wait is bounded ([`STEP_TIMEOUT`]): a script that stalls
 //! records a violation instead of hanging the test.
 
 use std::io::{Read, Write};
@@ -11,8 +12,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lobster_agent_proto::methods::{HelloResult, ALL_METHODS};
-use lobster_agent_proto::stream::{Frame, FrameDecoder};
-use lobster_agent_proto::{encode_line, ErrorCode, Reply, ReplyBody, Request, PROTOCOL_VERSION};
+/// The protocol types a script is written in.
+pub use lobster_agent_proto::stream::Frame;
+use lobster_agent_proto::stream::FrameDecoder;
+use lobster_agent_proto::{encode_line, Reply, PROTOCOL_VERSION};
+pub use lobster_agent_proto::{ErrorCode, RemoteError, ReplyBody, Request};
 
 /// How long one step waits for the host before it records a violation.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +57,8 @@ pub struct Transcript {
     pub stdin_at_silence: Vec<usize>,
     /// Departures from the script (empty when the host behaved).
     pub violations: Vec<String>,
+    /// `hold.*` method names the host called before the scripted request.
+    pub holds: Vec<String>,
 }
 
 impl Transcript {
@@ -79,27 +85,64 @@ pub struct ScriptedAgent {
 
 impl ScriptedAgent {
     /// Listens on an ephemeral loopback port and plays `steps` on the first
-    /// connection that authenticates with `token`.
+    /// authenticated connection whose request is not a hold.
     pub fn start(token: &str, steps: Vec<Step>) -> ScriptedAgent {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        ScriptedAgent::start_on(listener, token, steps)
+    }
+
+    /// [`start`](Self::start) on a listener the caller bound (e.g. on a
+    /// tenant's guest address).
+    pub fn start_on(listener: TcpListener, token: &str, steps: Vec<Step>) -> ScriptedAgent {
         let addr = listener.local_addr().expect("local addr");
         let token = token.to_owned();
         let thread = std::thread::spawn(move || {
             let mut transcript = Transcript::default();
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    let mut session = Session {
-                        stream,
-                        buf: Vec::new(),
-                        decoder: FrameDecoder::new(),
-                        stdin_seen: 0,
-                    };
-                    if let Err(e) = session.play(&token, steps, &mut transcript) {
-                        transcript.violations.push(e);
+            let deadline = Instant::now() + STEP_TIMEOUT;
+            let _ = listener.set_nonblocking(true);
+            let (holds_tx, holds_rx) = std::sync::mpsc::channel();
+            loop {
+                let stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            transcript
+                                .violations
+                                .push("no scripted request came".into());
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
                     }
+                    Err(e) => {
+                        transcript.violations.push(format!("accept: {e}"));
+                        break;
+                    }
+                };
+                let _ = stream.set_nonblocking(false);
+                let mut session = Session {
+                    stream,
+                    buf: Vec::new(),
+                    decoder: FrameDecoder::new(),
+                    stdin_seen: 0,
+                };
+                let request = match session
+                    .handshake(&token)
+                    .and_then(|()| session.serve_holds(&holds_tx))
+                {
+                    Ok(Some(request)) => request,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        transcript.violations.push(e);
+                        break;
+                    }
+                };
+                if let Err(e) = session.play(request, steps, &mut transcript) {
+                    transcript.violations.push(e);
                 }
-                Err(e) => transcript.violations.push(format!("accept: {e}")),
+                break;
             }
+            transcript.holds = holds_rx.try_iter().collect();
             transcript
         });
         ScriptedAgent {
@@ -131,7 +174,7 @@ struct Session {
 }
 
 impl Session {
-    fn play(&mut self, token: &str, steps: Vec<Step>, t: &mut Transcript) -> Result<(), String> {
+    fn handshake(&mut self, token: &str) -> Result<(), String> {
         let hello = self.read_request()?;
         if hello.method != "hello" {
             return Err(format!("first request was {}", hello.method));
@@ -149,8 +192,53 @@ impl Session {
             agent: "scripted-agent".into(),
             methods: ALL_METHODS.iter().map(|m| m.to_string()).collect(),
         };
-        self.write_line(&Reply::ok(hello.id, serde_json::to_value(result).unwrap()))?;
+        self.write_line(&Reply::ok(hello.id, serde_json::to_value(result).unwrap()))
+    }
+
+    /// Grants holds until another request comes (returned); a connection
+    /// of holds only goes on in a thread of its own (`None`).
+    fn serve_holds(
+        &mut self,
+        holds: &std::sync::mpsc::Sender<String>,
+    ) -> Result<Option<Request>, String> {
         let request = self.read_request()?;
+        if !request.method.starts_with("hold.") {
+            return Ok(Some(request));
+        }
+        let mut session = Session {
+            stream: self.stream.try_clone().map_err(|e| e.to_string())?,
+            buf: std::mem::take(&mut self.buf),
+            decoder: FrameDecoder::new(),
+            stdin_seen: 0,
+        };
+        let holds = holds.clone();
+        std::thread::spawn(move || {
+            let mut next = Some(request);
+            while let Some(request) = next.take() {
+                let _ = holds.send(request.method.clone());
+                let result = if request.method == "hold.release" {
+                    serde_json::json!({ "released": true })
+                } else {
+                    serde_json::json!({
+                        "id": request.params["id"],
+                        "expires_in_ms": request.params["ttl_ms"],
+                    })
+                };
+                if session.write_line(&Reply::ok(request.id, result)).is_err() {
+                    return;
+                }
+                next = session.read_request().ok();
+            }
+        });
+        Ok(None)
+    }
+
+    fn play(
+        &mut self,
+        request: Request,
+        steps: Vec<Step>,
+        t: &mut Transcript,
+    ) -> Result<(), String> {
         let id = request.id;
         t.request = Some(request);
         // Bytes after the request line belong to the frames.
