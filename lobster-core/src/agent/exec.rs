@@ -15,7 +15,9 @@
 //!   bound; an agent that closes without a final frame is an error, never
 //!   a hang. Each frame write is bounded by the call timeout.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, Semaphore};
 
-use super::{sanitize_for_terminal, Agent, AgentError, Keep};
+use super::{sanitize_for_terminal, Agent, AgentError};
 
 const METHOD: &str = m::ExecStart::NAME;
 
@@ -60,7 +62,23 @@ pub struct ExecOutput {
     credit: Arc<Semaphore>,
     addr: SocketAddr,
     done: bool,
-    keep: Option<Keep>,
+    guard: Option<Guard>,
+}
+
+/// Something a session keeps (a hold on the guest) and releases as soon
+/// as the command has ended; dropped unreleased if the session is dropped
+/// before that.
+pub trait SessionGuard: Send + Sync + 'static {
+    /// Releases it (bounded by the implementation).
+    fn release(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+struct Guard(Box<dyn SessionGuard>);
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard(..)")
+    }
 }
 
 /// One item of an [`ExecOutput`].
@@ -118,7 +136,7 @@ impl Agent {
                 credit,
                 addr: upgraded.addr,
                 done: false,
-                keep: None,
+                guard: None,
             },
         })
     }
@@ -135,10 +153,10 @@ impl ExecSession {
         self.tty
     }
 
-    /// Keeps `value` alive (e.g. a hold on the guest) until the output is
-    /// dropped.
-    pub fn keeping(mut self, value: impl std::any::Any + Send + Sync) -> ExecSession {
-        self.output.keep = Some(Keep(Box::new(value)));
+    /// Keeps `guard` (e.g. a hold on the guest) until the command ends,
+    /// then releases it.
+    pub fn guarded_by(mut self, guard: impl SessionGuard) -> ExecSession {
+        self.output.guard = Some(Guard(Box::new(guard)));
         self
     }
 
@@ -226,6 +244,9 @@ impl ExecOutput {
             self.done = true;
             // Wakes a writer waiting for credit that will never come.
             self.credit.close();
+            if let Some(Guard(guard)) = self.guard.take() {
+                guard.release().await;
+            }
         }
         result
     }

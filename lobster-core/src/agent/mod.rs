@@ -35,7 +35,8 @@ use tokio::sync::Mutex;
 use crate::base::{Classify, ErrorKind};
 use conn::Conn;
 pub use exec::{
-    exit_status, ExecEvent, ExecExit, ExecInput, ExecOutput, ExecParams, ExecSession, WindowSize,
+    exit_status, ExecEvent, ExecExit, ExecInput, ExecOutput, ExecParams, ExecSession, SessionGuard,
+    WindowSize,
 };
 
 /// Errors of this module.

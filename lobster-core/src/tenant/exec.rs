@@ -154,7 +154,7 @@ impl ExecRequestBuilder {
 }
 
 /// Starts `request` in tenant `name`'s guest, resuming it if suspended and
-/// holding it awake until the session's output is dropped.
+/// holding it awake until the command ends (or the session is dropped).
 pub(crate) async fn exec(
     context: &Context,
     name: &str,
@@ -174,8 +174,13 @@ pub(crate) async fn exec(
         .into());
     }
     let hold = super::awake(context, name, "exec").await?;
-    let session = hold.agent().exec(request.params()).await?;
-    Ok(session.keeping(hold))
+    match hold.agent().exec(request.params()).await {
+        Ok(session) => Ok(session.guarded_by(hold)),
+        Err(e) => {
+            hold.release().await;
+            Err(e.into())
+        }
+    }
 }
 
 #[cfg(test)]
