@@ -5,37 +5,11 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::process::Stdio;
 
-use common::{all, code, text, Env};
-use lobster_core::config::Config;
-use lobster_core::store::TenantStatus;
-use lobster_testkit::fake_agent::{
-    ErrorCode, Frame, RemoteError, ReplyBody, ScriptedAgent, Step, Transcript,
-};
+use common::{all, code, host_with_agent, text};
+use lobster_testkit::fake_agent::{ErrorCode, Frame, RemoteError, ReplyBody, Step, Transcript};
 use serde_json::json;
-
-/// A host whose pool is `127.<net>.0.0/24` with tenant `alpha` running in
-/// slot 0, its agent scripted with `steps` on `127.<net>.0.2`.
-fn host_with_agent(net: u8, steps: Vec<Step>) -> (Env, ScriptedAgent) {
-    let env = Env::initialised();
-    let guest = Ipv4Addr::new(127, net, 0, 2);
-    let listener = TcpListener::bind((guest, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.config()).unwrap()).unwrap();
-    config["network"]["pool"] = json!(format!("127.{net}.0.0/24"));
-    config["network"]["agent_port"] = json!(port);
-    config["network"]["health_port"] = json!(if port == 1 { 2 } else { 1 });
-    std::fs::write(env.config(), config.to_string()).unwrap();
-    let config = Config::load(&env.config()).unwrap();
-    let records =
-        lobster_testkit::registry::seed(&config, &["alpha"], TenantStatus::Running).unwrap();
-    assert_eq!(records[0].allocation.guest_ip, guest);
-    let agent = ScriptedAgent::start_on(listener, &records[0].agent_token, steps);
-    (env, agent)
-}
 
 fn ok() -> Step {
     Step::Reply(ReplyBody::Ok(json!({ "pid": 100 })))

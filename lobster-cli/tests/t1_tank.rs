@@ -10,10 +10,11 @@
 //! real), and a `watch.json` written as the watchdog writes it, naming this
 //! test's pid (so the watchdog shows as alive).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::{Child, Command};
 
 use lobster_core::config::Config;
 use lobster_core::health::{
@@ -22,117 +23,10 @@ use lobster_core::health::{
 use lobster_core::store::{RunningVm, Store, TenantStatus};
 use lobster_core::vmm::{BackendKind, VmIdentity};
 use lobster_testkit::poll;
+
+use common::text;
+use common::tmux::{require_tmux, Tmux, WAIT};
 use lobster_testkit::registry::new_tenant;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Fails the test (T1 never passes silently) when tmux cannot run.
-fn require_tmux() {
-    match Command::new("tmux").arg("-V").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!("tmux -V failed: {}", text(&out.stderr)),
-        Err(e) => panic!("tmux is missing (apt-get install tmux): {e}"),
-    }
-}
-
-/// A private tmux server (`tmux -L <socket>`), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, config: &Path, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("lobster-{name}-{}", std::process::id()),
-        };
-        let conf = config.to_str().unwrap();
-        let out = tmux.run(&[
-            "-f",
-            conf,
-            "new-session",
-            "-d",
-            "-s",
-            "tank",
-            "-x",
-            "160",
-            "-y",
-            "40",
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            text(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .env_remove("TMUX")
-            .output()
-            .expect("run tmux")
-    }
-
-    /// The visible screen of the pane, one string per line.
-    fn screen(&self) -> Vec<String> {
-        self.capture(&[])
-    }
-
-    /// The normal screen's history and visible lines (tmux scrolls a line
-    /// into history when it prints "Pane is dead" at the bottom).
-    fn history(&self) -> Vec<String> {
-        self.capture(&["-S", "-"])
-    }
-
-    fn capture(&self, extra: &[&str]) -> Vec<String> {
-        let mut args = vec!["capture-pane", "-p", "-J", "-t", "tank"];
-        args.extend_from_slice(extra);
-        let out = self.run(&args);
-        assert!(out.status.success(), "capture-pane: {}", text(&out.stderr));
-        text(&out.stdout).lines().map(str::to_owned).collect()
-    }
-
-    fn keys(&self, keys: &str) {
-        let out = self.run(&["send-keys", "-t", "tank", keys]);
-        assert!(
-            out.status.success(),
-            "send-keys {keys}: {}",
-            text(&out.stderr)
-        );
-    }
-
-    /// A pane format variable (`#{...}`).
-    fn pane(&self, format: &str) -> String {
-        let out = self.run(&["display-message", "-p", "-t", "tank", format]);
-        assert!(
-            out.status.success(),
-            "display {format}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout).trim().to_owned()
-    }
-
-    /// Polls the screen until `ready` holds; panics with the last screen
-    /// after [`WAIT`].
-    fn wait_for(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
-        poll::within(WAIT, || Some(self.screen()).filter(|s| ready(s))).unwrap_or_else(|| {
-            panic!(
-                "timed out after {WAIT:?} waiting for {what}; the screen:\n{}",
-                self.screen().join("\n")
-            )
-        })
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
 
 /// A temporary host with three tenants and a watchdog status.
 struct Host {
@@ -286,10 +180,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The tenant rows' names, top to bottom.
