@@ -202,6 +202,26 @@ impl Host {
     /// `NotFound` for an unknown tenant (or an unknown command in the
     /// guest), `InvalidState` naming the state of a tenant that is neither
     /// running nor suspended.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn demo(host: &lobster_core::Host) -> lobster_core::Result<()> {
+    /// use lobster_core::agent::{exit_status, ExecEvent};
+    /// use lobster_core::tenant::ExecRequest;
+    ///
+    /// let request = ExecRequest::builder(["uname", "-a"]).build()?;
+    /// let (input, mut output) = host.exec("alice", &request).await?.split();
+    /// input.close_stdin().await?;
+    /// while let Some(event) = output.next().await? {
+    ///     match event {
+    ///         ExecEvent::Stdout(bytes) => print!("{}", String::from_utf8_lossy(&bytes)),
+    ///         ExecEvent::Stderr(bytes) => eprint!("{}", String::from_utf8_lossy(&bytes)),
+    ///         ExecEvent::Exit(exit) => println!("exit status {}", exit_status(&exit)),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn exec(&self, name: &str, request: &ExecRequest) -> Result<ExecSession> {
         crate::tenant::exec(&self.context, name, request).await
     }
