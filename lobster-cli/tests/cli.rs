@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{code, json, text, Env};
+use common::{all, code, json, text, Env};
 use lobster_core::config::Config;
 use lobster_core::store::Store;
 
@@ -217,10 +217,63 @@ fn spawn_without_images_names_the_missing_image_and_leaves_nothing() {
 }
 
 #[test]
-fn machinery_that_comes_later_says_so() {
+fn exec_usage_errors_exit_2() {
     let env = Env::initialised();
     env.seed(&["alpha"]);
-    assert_eq!(code(&env.run(&["exec", "alpha", "--", "true"])), 15);
+    for args in [
+        &["exec", "alpha"][..],
+        &["exec", "alpha", "--"],
+        &["exec", "alpha", "true"],
+        &["exec", "alpha", "-e", "NOEQUALS", "--", "true"],
+        &["exec", "alpha", "--timeout", "soon", "--", "true"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", all(&out));
+    }
+}
+
+#[test]
+fn exec_with_a_terminal_needs_one_on_stdin() {
+    let env = Env::initialised();
+    env.seed(&["alpha"]);
+    for tty in ["-t", "-it"] {
+        let out = env.run(&["exec", tty, "alpha", "--", "sh"]);
+        assert_eq!(code(&out), 2, "{}", all(&out));
+        assert!(
+            text(&out.stderr).contains("-t needs a terminal on stdin"),
+            "{}",
+            all(&out)
+        );
+    }
+}
+
+#[test]
+fn exec_on_an_unknown_tenant_is_not_found() {
+    let env = Env::initialised();
+    let out = env.run(&["exec", "ghost", "--", "true"]);
+    assert_eq!(code(&out), 10, "{}", all(&out));
+    assert!(text(&out.stderr).contains("ghost"), "{}", all(&out));
+}
+
+#[test]
+fn exec_on_a_tenant_that_does_not_run_names_its_state() {
+    let env = Env::initialised();
+    env.seed(&["alpha"]);
+    let out = env.run(&["exec", "alpha", "--", "true"]);
+    assert_eq!(code(&out), 13, "{}", all(&out));
+    assert!(
+        text(&out.stderr).contains("tenant `alpha` is creating; exec needs running or suspended"),
+        "{}",
+        all(&out)
+    );
+}
+
+#[test]
+fn exec_names_a_bad_field_before_touching_the_tenant() {
+    let env = Env::initialised();
+    let out = env.run(&["exec", "ghost", "-w", "relative", "--", "true"]);
+    assert_eq!(code(&out), 12, "{}", all(&out));
+    assert!(text(&out.stderr).contains("field `cwd`"), "{}", all(&out));
 }
 
 /// Only the refusal runs here (T0): an uninit that proceeds changes the

@@ -2,7 +2,8 @@
 //! test kit's booted fake host (the real agent in this process): `logs`
 //! holds it for the read, `follow_logs` for as long as the stream lives,
 //! each hold released afterwards; `molt` without a name leaves a suspended
-//! tenant alone, and `molt NAME` of a suspended tenant goes through resume.
+//! tenant alone, and `molt NAME` of a suspended tenant goes through resume,
+//! as `exec` does, holding the guest for as long as the session lives.
 
 // An integration test crate is test code as a whole.
 #![allow(clippy::tests_outside_test_module)]
@@ -71,4 +72,44 @@ async fn molt_without_a_name_leaves_a_suspended_tenant_alone_and_molt_name_resum
     let reports = rig.host.molt(Some("alice")).await.unwrap();
     assert_eq!(rig.record("alice").status, TenantStatus::Running);
     assert_eq!(reports.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_resumes_a_suspended_tenant_and_holds_it_for_the_session() {
+    use lobster_core::agent::ExecEvent;
+    use lobster_core::error::ErrorKind;
+    use lobster_core::tenant::ExecRequest;
+
+    let rig = FakeHost::booting(169).await;
+    rig.host.spawn(sleeping_spec("alice")).await.unwrap();
+    rig.host.suspend("alice").await.unwrap();
+
+    let request = ExecRequest::builder(["true"]).build().unwrap();
+    let started = rig.host.exec("alice", &request).await;
+    assert_eq!(rig.record("alice").status, TenantStatus::Running);
+    match started {
+        // An agent that runs commands: held while the session lives.
+        Ok(session) => {
+            let held = holds(&rig, "alice").await;
+            assert!(
+                held.len() == 1 && held[0].starts_with("lobster-exec-"),
+                "{held:?}"
+            );
+            let (_input, mut output) = session.split();
+            while let Some(event) = output.next().await.unwrap() {
+                if let ExecEvent::Exit(exit) = event {
+                    assert_eq!(lobster_core::agent::exit_status(&exit), 0);
+                }
+            }
+            drop(output);
+        }
+        // An agent built before `exec.start`: refused after the resume.
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}"),
+    }
+    until_async(
+        "the exec's hold to be released",
+        Duration::from_secs(10),
+        || async { holds(&rig, "alice").await.is_empty().then_some(()) },
+    )
+    .await;
 }

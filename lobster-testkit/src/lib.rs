@@ -7,6 +7,8 @@
 //! - [`vm`]: a [`VmConfig`](lobster_core::vmm::VmConfig) fixture.
 //! - [`evidence`]: the guest console printed on failure, and the VMs a test
 //!   started killed by PID.
+//! - [`fake_agent`]: a scripted agent on loopback (real handshake and
+//!   frames) for the host's agent client: exec sessions, hostile replies.
 //! - [`poll`]: wait for a condition with a deadline instead of sleeping.
 //! - [`registry`]: tenants through the real allocator, and records as spawn
 //!   leaves them (also behind the `lobster-testkit seed` command the Python
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod caddy;
 pub mod cgroup;
 pub mod evidence;
+pub mod fake_agent;
 pub mod images;
 pub mod netns;
 pub mod poll;

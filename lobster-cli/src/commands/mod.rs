@@ -2,6 +2,7 @@
 //! as text or JSON. No orchestration logic lives here.
 
 mod docs;
+mod exec;
 mod init;
 mod spawn;
 mod tank;
@@ -79,20 +80,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Logs(args) => tenants::logs(&ctx, &args).await,
         Command::Snap(args) => tenants::snap(&ctx, &args).await,
-        Command::Exec(args) => tenants::exec(&ctx, &args.name).await,
+        Command::Exec(args) => match exec::run(&ctx, args).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&ctx, &err),
-    }
-}
-
-/// The error of a command this version does not implement, naming what
-/// is missing.
-fn not_yet(operation: &'static str, missing: &'static str) -> Error {
-    Error::Unsupported {
-        operation,
-        detail: missing,
     }
 }
 

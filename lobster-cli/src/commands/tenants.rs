@@ -5,7 +5,7 @@ use lobster_core::health::{CheckResult, MoltReport, Verdict};
 use lobster_core::tenant::{EvictOptions, TenantError};
 use lobster_core::{Error, Tenant};
 
-use super::{not_yet, Context};
+use super::Context;
 use crate::args::{EvictArgs, LogService, LogsArgs, SnapArgs};
 
 pub async fn list(ctx: &Context) -> Result<(), Error> {
@@ -217,16 +217,6 @@ pub async fn snap(ctx: &Context, args: &SnapArgs) -> Result<(), Error> {
         )
     });
     Ok(())
-}
-
-/// `exec`: a missing tenant is reported as such; any other is told that
-/// running commands in a guest is not implemented yet.
-pub async fn exec(ctx: &Context, name: &str) -> Result<(), Error> {
-    ctx.host()?.get(name).await?;
-    Err(not_yet(
-        "exec",
-        "the guest agent has no method that runs a command yet",
-    ))
 }
 
 fn table(tenants: &[Tenant]) -> String {

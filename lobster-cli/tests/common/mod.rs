@@ -84,6 +84,38 @@ impl Env {
     }
 }
 
+/// A host whose pool is `127.<net>.0.0/24` with tenant `alpha` running in
+/// slot 0, its agent scripted with `steps` on `127.<net>.0.2`.
+pub fn host_with_agent(
+    net: u8,
+    steps: Vec<lobster_testkit::fake_agent::Step>,
+) -> (Env, lobster_testkit::fake_agent::ScriptedAgent) {
+    let env = Env::initialised();
+    let guest = std::net::Ipv4Addr::new(127, net, 0, 2);
+    let listener = std::net::TcpListener::bind((guest, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.config()).unwrap()).unwrap();
+    config["network"]["pool"] = serde_json::json!(format!("127.{net}.0.0/24"));
+    config["network"]["agent_port"] = serde_json::json!(port);
+    config["network"]["health_port"] = serde_json::json!(if port == 1 { 2 } else { 1 });
+    std::fs::write(env.config(), config.to_string()).unwrap();
+    let config = Config::load(&env.config()).unwrap();
+    let records = lobster_testkit::registry::seed(
+        &config,
+        &["alpha"],
+        lobster_core::store::TenantStatus::Running,
+    )
+    .unwrap();
+    assert_eq!(records[0].allocation.guest_ip, guest);
+    let agent = lobster_testkit::fake_agent::ScriptedAgent::start_on(
+        listener,
+        &records[0].agent_token,
+        steps,
+    );
+    (env, agent)
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

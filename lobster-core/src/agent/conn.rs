@@ -16,6 +16,17 @@ use tokio::net::TcpStream;
 
 use super::AgentError;
 
+/// A connection handed over after an upgrading method's `ok` line.
+#[derive(Debug)]
+pub(crate) struct Upgraded {
+    /// The raw connection.
+    pub(crate) stream: TcpStream,
+    /// Bytes read past the reply line (the first frames' bytes).
+    pub(crate) rest: Vec<u8>,
+    /// The agent's address.
+    pub(crate) addr: SocketAddr,
+}
+
 /// An open, authenticated connection.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -152,6 +163,60 @@ impl Conn {
             }
             self.framer.push(&chunk[..n]);
         }
+    }
+
+    /// Reads the one reply line of request `id` and hands over the raw
+    /// stream with the bytes the agent sent after that line: what an
+    /// upgrading method (`exec.start`) speaks from then on.
+    pub(crate) async fn read_line_and_rest(
+        mut self,
+        id: u64,
+        method: &'static str,
+    ) -> Result<(ReplyBody, Upgraded), AgentError> {
+        if self.framer.buffered() != 0 {
+            return Err(self.protocol(format!("{method}: unrequested bytes before the reply")));
+        }
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        let newline = loop {
+            if let Some(at) = buf.iter().position(|&b| b == b'\n') {
+                break at;
+            }
+            if buf.len() > MAX_MESSAGE_BYTES {
+                return Err(
+                    self.protocol(format!("{method}: reply exceeds {MAX_MESSAGE_BYTES} bytes"))
+                );
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|source| AgentError::Io {
+                    context: format!("reading the {method} reply from agent {}", self.addr),
+                    source,
+                })?;
+            if n == 0 {
+                return Err(AgentError::Closed {
+                    addr: self.addr,
+                    method,
+                });
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        if newline > MAX_MESSAGE_BYTES {
+            return Err(self.protocol(format!("{method}: reply exceeds {MAX_MESSAGE_BYTES} bytes")));
+        }
+        let rest = buf.split_off(newline + 1);
+        self.framer.push(&buf);
+        let body = self.read_reply(id, method).await?;
+        Ok((
+            body,
+            Upgraded {
+                stream: self.stream,
+                rest,
+                addr: self.addr,
+            },
+        ))
     }
 
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(

@@ -3,7 +3,8 @@
 //! [`Agent`] is a cheap handle for one tenant's agent: it keeps one
 //! authenticated connection to the RPC port and reuses it across calls
 //! (reconnecting after a failure), opens a fresh one to the health port for
-//! [`Agent::health`], and a dedicated one per [`LogFollow`] stream. Every
+//! [`Agent::health`], and a dedicated one per [`LogFollow`] stream and per
+//! [`ExecSession`] (`exec.start` upgrades its connection to binary frames). Every
 //! call is bounded by a timeout; every read by the protocol's size cap; log
 //! text and remote messages are sanitised before they are returned.
 //!
@@ -12,7 +13,9 @@
 //! finds it (the tenant disk, not the kernel command line).
 
 mod conn;
+mod exec;
 pub mod provision;
+mod upgrade;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +34,10 @@ use tokio::sync::Mutex;
 
 use crate::base::{Classify, ErrorKind};
 use conn::Conn;
+pub use exec::{
+    exit_status, ExecEvent, ExecExit, ExecInput, ExecOutput, ExecParams, ExecSession, SessionGuard,
+    WindowSize,
+};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

@@ -20,14 +20,14 @@ pub use crate::machine::{
     UninitReport, UninitStep, UnitAction, WATCH_UNIT,
 };
 
-use crate::agent::{Agent, LogFollow, LogSource};
+use crate::agent::{Agent, ExecSession, LogFollow, LogSource};
 use crate::base::blocking;
 use crate::config::Config;
 use crate::error::Result;
 use crate::health::{MoltReport, Overview};
 use crate::store::TenantStatus;
 use crate::tenant::progress::ProgressSink;
-use crate::tenant::{EvictOptions, RecoverReport, SnapReport, Tenant, TenantSpec};
+use crate::tenant::{EvictOptions, ExecRequest, RecoverReport, SnapReport, Tenant, TenantSpec};
 
 /// A lobster host: its configuration and its registry.
 #[derive(Debug, Clone)]
@@ -192,6 +192,38 @@ impl Host {
         let hold = crate::tenant::awake(&self.context, name, "logs-follow").await?;
         let follow = hold.agent().follow_logs(source, lines).await?;
         Ok(follow.keeping(hold))
+    }
+
+    /// Runs a command in a tenant's guest over its authenticated agent
+    /// channel and returns the session (stdin, output, exit). A suspended
+    /// tenant is resumed and held awake for as long as the session lives.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown tenant (or an unknown command in the
+    /// guest), `InvalidState` naming the state of a tenant that is neither
+    /// running nor suspended.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn demo(host: &lobster_core::Host) -> lobster_core::Result<()> {
+    /// use lobster_core::agent::{exit_status, ExecEvent};
+    /// use lobster_core::tenant::ExecRequest;
+    ///
+    /// let request = ExecRequest::builder(["uname", "-a"]).build()?;
+    /// let (input, mut output) = host.exec("alice", &request).await?.split();
+    /// input.close_stdin().await?;
+    /// while let Some(event) = output.next().await? {
+    ///     match event {
+    ///         ExecEvent::Stdout(bytes) => print!("{}", String::from_utf8_lossy(&bytes)),
+    ///         ExecEvent::Stderr(bytes) => eprint!("{}", String::from_utf8_lossy(&bytes)),
+    ///         ExecEvent::Exit(exit) => println!("exit status {}", exit_status(&exit)),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn exec(&self, name: &str, request: &ExecRequest) -> Result<ExecSession> {
+        crate::tenant::exec(&self.context, name, request).await
     }
 
     /// Writes a crash-consistent, sparse, compressed copy of a tenant's

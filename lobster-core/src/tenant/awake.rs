@@ -136,6 +136,12 @@ impl Drop for GuestHold {
     }
 }
 
+impl crate::agent::SessionGuard for GuestHold {
+    fn release(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(GuestHold::release(*self))
+    }
+}
+
 /// Renews the hold `id` for ever (the owner aborts this task); a hold that
 /// expired meanwhile (the guest was unreachable) is taken again.
 async fn renew(agent: Arc<Agent>, id: String, timing: HoldTiming) {

@@ -4,6 +4,7 @@
 mod awake;
 mod boot;
 mod evict;
+mod exec;
 pub mod plan;
 pub mod progress;
 mod recover;
@@ -23,6 +24,8 @@ pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
 pub use boot::{launch_on_disk, start_workload};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
+pub(crate) use exec::exec;
+pub use exec::{ExecRequest, ExecRequestBuilder};
 pub use recover::RecoverReport;
 pub(crate) use recover::{needs_recovery, recover};
 pub(crate) use resume::resume;
@@ -157,6 +160,14 @@ pub enum TenantError {
         /// What is wrong.
         reason: String,
     },
+    /// An exec request field is malformed.
+    #[error("invalid exec request: field `{field}`: {reason}")]
+    InvalidExec {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -174,9 +185,9 @@ pub enum TenantError {
 impl Classify for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
-            TenantError::InvalidSpec { .. } | TenantError::InvalidArchive { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            TenantError::InvalidSpec { .. }
+            | TenantError::InvalidExec { .. }
+            | TenantError::InvalidArchive { .. } => ErrorKind::InvalidArgument,
             TenantError::InvalidState { .. } | TenantError::Spawning { .. } => {
                 ErrorKind::InvalidState
             }

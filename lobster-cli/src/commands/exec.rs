@@ -1,0 +1,178 @@
+//! `lobsterd exec`: run a command in a tenant's guest through
+//! `Host::exec` and wire it to this process's stdin, stdout, stderr,
+//! signals and terminal. The exit status is the command's own
+//! (`exit_status`). With `-t` the local terminal is in raw mode for the
+//! session ([`RawMode`] restores it on every way out, panics included),
+//! its size is sent at the start and on every SIGWINCH.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lobster_core::agent::{exit_status, ExecEvent, ExecInput, WindowSize};
+use lobster_core::tenant::ExecRequest;
+use lobster_core::Error;
+use ratatui::crossterm::terminal;
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::Context;
+use crate::args::ExecArgs;
+
+/// Exit status of a usage error (as clap's).
+const USAGE: u8 = 2;
+
+/// Size of one read from local stdin (one frame's worth).
+const STDIN_CHUNK: usize = 64 * 1024;
+
+pub async fn run(ctx: &Context, args: ExecArgs) -> Result<ExitCode, Error> {
+    if args.tty && !std::io::stdin().is_terminal() {
+        eprintln!("error: -t needs a terminal on stdin (run from a terminal, or drop -t)");
+        return Ok(ExitCode::from(USAGE));
+    }
+    let mut builder = ExecRequest::builder(args.command);
+    for (key, value) in args.env {
+        builder = builder.env(key, value);
+    }
+    if let Some(dir) = args.workdir {
+        builder = builder.cwd(dir);
+    }
+    if let Some(user) = args.user {
+        builder = builder.user(user);
+    }
+    if let Some(seconds) = args.timeout {
+        builder = builder.timeout(Duration::from_secs(seconds));
+    }
+    if args.tty {
+        builder = builder.tty(window_size());
+    }
+    let request = builder.build()?;
+    let session = ctx.host()?.exec(&args.name, &request).await?;
+    let _raw = if args.tty {
+        Some(RawMode::enter()?)
+    } else {
+        None
+    };
+    let (input, mut output) = session.split();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(forward_signals(input.clone(), args.tty));
+    if args.interactive {
+        tasks.spawn(pump_stdin(input.clone()));
+    } else if !args.tty {
+        input.close_stdin().await?;
+    }
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let status = loop {
+        match output.next().await? {
+            Some(ExecEvent::Stdout(bytes)) => write_out(&mut stdout, &bytes).await,
+            Some(ExecEvent::Stderr(bytes)) => write_out(&mut stderr, &bytes).await,
+            Some(ExecEvent::Exit(exit)) => break exit_status(&exit),
+            None => break 1,
+        }
+    };
+    tasks.abort_all();
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+/// Writes guest output through; a closed local pipe only loses output.
+async fn write_out(out: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) {
+    if out.write_all(bytes).await.is_ok() {
+        let _ = out.flush().await;
+    }
+}
+
+/// The local terminal's size (80x24 if it has none).
+fn window_size() -> WindowSize {
+    match terminal::size() {
+        Ok((cols, rows)) if cols > 0 && rows > 0 => WindowSize { rows, cols },
+        _ => WindowSize { rows: 24, cols: 80 },
+    }
+}
+
+/// Sends local stdin to the command, then its end. Stdin is read on a
+/// thread of its own: a read blocked on a terminal must not keep the
+/// process alive once the command has exited.
+async fn pump_stdin(input: ExecInput) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; STDIN_CHUNK];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    while let Some(chunk) = rx.recv().await {
+        if input.write_stdin(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = input.close_stdin().await;
+}
+
+/// Forwards SIGINT, SIGTERM and SIGHUP to the command's process group
+/// and, with a terminal, each SIGWINCH as the new window size. (In raw
+/// mode Ctrl-C is an ordinary byte of stdin and raises no SIGINT here.)
+async fn forward_signals(input: ExecInput, tty: bool) {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot catch signals to forward them");
+        return;
+    };
+    let mut winch = if tty {
+        signal(SignalKind::window_change()).ok()
+    } else {
+        None
+    };
+    loop {
+        let sent = tokio::select! {
+            _ = int.recv() => input.signal(SignalKind::interrupt().as_raw_value()).await,
+            _ = term.recv() => input.signal(SignalKind::terminate().as_raw_value()).await,
+            _ = hup.recv() => input.signal(SignalKind::hangup().as_raw_value()).await,
+            Some(()) = async {
+                match winch.as_mut() {
+                    Some(w) => w.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => input.resize(window_size()).await,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// The local terminal in raw mode; dropping it (on return, error or
+/// panic) restores the terminal as it was.
+struct RawMode;
+
+impl RawMode {
+    fn enter() -> Result<RawMode, Error> {
+        terminal::enable_raw_mode().map_err(|source| -> Error {
+            lobster_core::tenant::TenantError::Io {
+                context: "putting the terminal in raw mode",
+                path: "/dev/tty".into(),
+                source,
+            }
+            .into()
+        })?;
+        Ok(RawMode)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = terminal::disable_raw_mode();
+    }
+}
