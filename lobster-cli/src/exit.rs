@@ -1,7 +1,18 @@
-//! Exit codes: one per [`ErrorKind`], and the `--help` table made from the
-//! same mapping (so the two cannot disagree).
+//! Exit codes: one per [`ErrorKind`] (and a shell's 127 for a command
+//! `exec` cannot find), and the `--help` table made from the same mapping
+//! (so the two cannot disagree).
 
-use lobster_core::ErrorKind;
+use lobster_core::{Error, ErrorKind};
+
+/// The exit code of `err`: a command `exec` could not run exits as a
+/// shell's would (127: not found), so scripts see what `ssh` gives them;
+/// every other error exits with its kind's [`code`].
+pub fn of(err: &Error) -> u8 {
+    match err.exec_status() {
+        Some(status) => status.clamp(0, 255) as u8,
+        None => code(err.kind()),
+    }
+}
 
 /// The exit code of an error of `kind`. 0 is success, 1 an unexpected
 /// failure, 2 a usage error (clap).

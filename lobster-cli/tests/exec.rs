@@ -111,7 +111,7 @@ fn a_command_killed_for_its_timeout_exits_124() {
 }
 
 #[test]
-fn a_command_the_guest_does_not_have_is_not_found() {
+fn a_command_the_guest_does_not_have_exits_127_as_in_a_shell() {
     let (env, agent) = host_with_agent(
         94,
         vec![Step::Reply(ReplyBody::Error(RemoteError {
@@ -120,7 +120,7 @@ fn a_command_the_guest_does_not_have_is_not_found() {
         }))],
     );
     let out = env.run(&["exec", "alpha", "--", "nosuch"]);
-    assert_eq!(code(&out), 10, "{}", all(&out));
+    assert_eq!(code(&out), 127, "{}", all(&out));
     assert!(
         text(&out.stderr).contains("command not found: nosuch"),
         "{}",

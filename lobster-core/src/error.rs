@@ -70,6 +70,17 @@ impl Error {
         }
     }
 
+    /// The exit status a shell gives a command that could not run, when
+    /// this error is an exec the guest refused for that reason: 127 for a
+    /// command not found (as `sh`). Front ends that pass a remote
+    /// command's status on as their own (`lobsterd exec`) use it.
+    pub fn exec_status(&self) -> Option<i32> {
+        match self {
+            Error::Agent(e) => e.exec_status(),
+            _ => None,
+        }
+    }
+
     /// The message of this error followed by each cause, `: `-separated.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();

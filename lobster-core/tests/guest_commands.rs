@@ -84,32 +84,49 @@ async fn exec_resumes_a_suspended_tenant_and_holds_it_for_the_session() {
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     rig.host.suspend("alice").await.unwrap();
 
-    let request = ExecRequest::builder(["true"]).build().unwrap();
-    let started = rig.host.exec("alice", &request).await;
+    let request = ExecRequest::builder(["sh", "-c", "echo from-the-guest; exit 3"])
+        .build()
+        .unwrap();
+    let session = rig.host.exec("alice", &request).await.unwrap();
     assert_eq!(rig.record("alice").status, TenantStatus::Running);
-    match started {
-        // An agent that runs commands: held while the session lives.
-        Ok(session) => {
-            let held = holds(&rig, "alice").await;
-            assert!(
-                held.len() == 1 && held[0].starts_with("lobster-exec-"),
-                "{held:?}"
-            );
-            let (_input, mut output) = session.split();
-            while let Some(event) = output.next().await.unwrap() {
-                if let ExecEvent::Exit(exit) = event {
-                    assert_eq!(lobster_core::agent::exit_status(&exit), 0);
-                }
-            }
-            drop(output);
+    // Held while the session lives.
+    let held = holds(&rig, "alice").await;
+    assert!(
+        held.len() == 1 && held[0].starts_with("lobster-exec-"),
+        "{held:?}"
+    );
+    let (_input, mut output) = session.split();
+    let (mut stdout, mut status) = (Vec::new(), None);
+    while let Some(event) = output.next().await.unwrap() {
+        match event {
+            ExecEvent::Stdout(bytes) => stdout.extend_from_slice(&bytes),
+            ExecEvent::Stderr(bytes) => panic!("stderr: {}", String::from_utf8_lossy(&bytes)),
+            ExecEvent::Exit(exit) => status = Some(lobster_core::agent::exit_status(&exit)),
         }
-        // An agent built before `exec.start`: refused after the resume.
-        Err(e) => assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}"),
     }
+    drop(output);
+    assert_eq!(stdout, b"from-the-guest\n");
+    assert_eq!(status, Some(3));
     until_async(
         "the exec's hold to be released",
         Duration::from_secs(10),
         || async { holds(&rig, "alice").await.is_empty().then_some(()) },
     )
     .await;
+
+    // A command the guest does not have: refused before it starts, with a
+    // shell's status for front ends, and no hold left behind.
+    let missing = ExecRequest::builder(["no-such-command"]).build().unwrap();
+    let err = rig.host.exec("alice", &missing).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(err.exec_status(), Some(127), "{err}");
+    assert!(
+        err.chain().contains("command not found: no-such-command"),
+        "{}",
+        err.chain()
+    );
+    assert!(
+        holds(&rig, "alice").await.is_empty(),
+        "a refused exec's hold"
+    );
 }

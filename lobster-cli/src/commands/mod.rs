@@ -104,7 +104,7 @@ fn report(ctx: &Context, err: &Error) -> ExitCode {
     } else {
         eprintln!("error: {message}");
     }
-    ExitCode::from(crate::exit::code(kind))
+    ExitCode::from(crate::exit::of(err))
 }
 
 /// `text` safe for a terminal line by line: an error can quote a guest

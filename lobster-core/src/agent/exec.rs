@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, Semaphore};
 
-use super::{sanitize_for_terminal, Agent, AgentError};
+use super::{sanitize_for_terminal, Agent, AgentError, ErrorCode};
 
 const METHOD: &str = m::ExecStart::NAME;
 
@@ -104,6 +104,24 @@ pub fn exit_status(exit: &ExecExit) -> i32 {
         (Some(code), _) => code,
         (None, Some(signal)) => 128 + signal,
         (None, None) => 1,
+    }
+}
+
+/// The status of a command that was not found (as `sh`'s).
+pub const COMMAND_NOT_FOUND_STATUS: i32 = 127;
+
+impl AgentError {
+    /// [`COMMAND_NOT_FOUND_STATUS`] when the agent refused an exec because
+    /// its command does not exist.
+    pub(crate) fn exec_status(&self) -> Option<i32> {
+        match self {
+            AgentError::Remote {
+                method: METHOD,
+                code: ErrorCode::NotFound,
+                ..
+            } => Some(COMMAND_NOT_FOUND_STATUS),
+            _ => None,
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use crate::base::{Classify, ErrorKind};
 use conn::Conn;
 pub use exec::{
     exit_status, ExecEvent, ExecExit, ExecInput, ExecOutput, ExecParams, ExecSession, SessionGuard,
-    WindowSize,
+    WindowSize, COMMAND_NOT_FOUND_STATUS,
 };
 
 /// Errors of this module.
