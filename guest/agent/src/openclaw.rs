@@ -378,7 +378,11 @@ mod tests {
             let aside = write_config(home.path(), &spec(9000, "tok", host_extra()))
                 .unwrap()
                 .unwrap_or_else(|| panic!("case {i} was not set aside"));
-            assert_eq!(set_aside_files(home.path()), [aside.to.clone()], "case {i}");
+            assert_eq!(
+                set_aside_files(home.path()),
+                std::slice::from_ref(&aside.to),
+                "case {i}"
+            );
             assert_eq!(std::fs::read(&aside.to).unwrap(), bad, "case {i}");
             assert_eq!(mode(&aside.to), 0o600, "case {i}: it may hold the token");
             assert_eq!(
