@@ -38,6 +38,15 @@ lookup() {
 json_str() {
     printf '"%s"' "$(printf '%s' "$1" | awk '{ gsub(/\\/, "&&"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); printf "%s", $0 }')"
 }
+# cli_error JSON MESSAGE: fails as the real CLI does, with --json as a
+# JSON object on stdout, else as text on stderr.
+cli_error() {
+    if [ "$1" = 1 ]; then
+        printf '{\n  "ok": false,\n  "error": {\n    "type": "cli_error",\n    "message": %s\n  }\n}\n' "$(json_str "$2")"
+        exit 1
+    fi
+    die "$2"
+}
 # Up: the pid file names a live busybox httpd serving this port.
 gateway_up() {
     [ -f "$pidfile" ] || return 1
@@ -63,8 +72,10 @@ config_get() {
         case $a in --json) json=1 ;; -*) die "error: unknown option '$a'" ;; *) key=$a n=$((n + 1)) ;; esac
     done
     [ "$n" = 1 ] || die "error: config get takes exactly one path"
-    valid_key "$key" || die "Unknown config path: $key. Run openclaw config schema to inspect valid paths."
-    v=$(lookup "$key") || die "Config path is valid but unset: $key. The runtime default applies until you set an authored value with openclaw config set $key <value>."
+    if ! valid_key "$key"; then
+        cli_error "$json" "Unknown config path: $key. Run openclaw config schema to inspect valid paths."
+    fi
+    v=$(lookup "$key") || cli_error "$json" "Config path is valid but unset: $key. The runtime default applies until you set an authored value with openclaw config set $key <value>."
     if [ "$json" = 1 ] && ! printf '%s' "$v" | grep -Eqx 'true|false|null|-?(0|[1-9][0-9]*)(\.[0-9]+)?'; then
         json_str "$v"
         echo
@@ -195,7 +206,7 @@ devices_reject() {
     need_gateway "$json"
     f=$devs/pending/$id
     if ! valid_id "$id" || [ ! -f "$f" ]; then
-        [ "$json" = 0 ] || printf '{\n  "ok": false,\n  "error": {\n    "type": "cli_error",\n    "message": "unknown requestId"\n  }\n}\n'
+        [ "$json" = 0 ] || (cli_error 1 "unknown requestId")
         die "[openclaw] The CLI command failed.
 [openclaw] Reason: unknown requestId"
     fi

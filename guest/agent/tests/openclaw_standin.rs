@@ -150,6 +150,10 @@ fn config_set_and_get_round_trip() {
             err.starts_with(&format!("Config path is valid but unset: {key}.")),
             "{err}"
         );
+        let (out, _) = s.expect(1, &["config", "get", "--json", key]);
+        let failure: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(failure["ok"], false);
+        assert_eq!(failure["error"]["type"], "cli_error");
 
         let (out, _) = s.expect(0, &["config", "set", key, "2h"]);
         assert_eq!(
