@@ -4,6 +4,7 @@
 #   $LOBSTER_IMAGES/rootfs-<variant>.packages   dpkg package=version list
 # variant minimal: Debian minbase + busybox + ca-certificates + lobster-init
 #                  + lobster-agent (fast tests; any command as workload)
+#                  + the OpenClaw CLI stand-in (openclaw-standin.sh)
 # variant full:    minimal + Node.js 24 + OpenClaw (openclaw.sh), pinned
 # The guest binaries come from $LOBSTER_IMAGES/bin (build.sh puts them there).
 # Made with mkfs.ext4 -d (no loop mounts). Idempotent: rebuilt only when an
@@ -22,8 +23,13 @@ done
 base_tar=$("$here/base.sh")
 oc_tar=
 [ "$variant" = minimal ] || oc_tar=$("$here/openclaw.sh")
+standin=$here/openclaw-standin.sh
 
-stamp=$( { echo "$base_tar $oc_tar ${OPENCLAW_LEASE_START_TIMEOUT_MS-60000}"; cat "$BIN/lobster-agent" "$BIN/lobster-init" "$0"; } | sha256sum | cut -c1-16)
+stamp=$( {
+    echo "$base_tar $oc_tar ${OPENCLAW_LEASE_START_TIMEOUT_MS-60000}"
+    cat "$BIN/lobster-agent" "$BIN/lobster-init" "$0"
+    [ -n "$oc_tar" ] || cat "$standin"
+} | sha256sum | cut -c1-16)
 if [ -f "$OUT" ] && [ "$(cat "$OUT.stamp" 2>/dev/null)" = "$stamp" ]; then
     step "rootfs-$variant" "cached: $(size_of "$OUT") sha256 $(cat "$OUT.sha256" | cut -c1-16)…"
     exit 0
@@ -69,6 +75,11 @@ WRAP
         sed -i -E "s/LEASE_HEARTBEAT_START_TIMEOUT_MS( ?)=( ?)5e3/LEASE_HEARTBEAT_START_TIMEOUT_MS\1=\2$lease_ms/" "${files[@]}"
         step "rootfs-$variant" "OpenClaw lease heartbeat start timeout: 5000 -> $lease_ms ms (${#files[@]} files)"
     fi
+else
+    # A shell stand-in for the OpenClaw CLI (config get/set, configure,
+    # devices, a busybox gateway), so `lobsterd configure`/`devices` and the
+    # default workload run on this image too; see the script's header.
+    install -m 0755 "$standin" "$r/usr/local/bin/openclaw"
 fi
 
 cp "$r/etc/lobster-packages.txt" "$LOBSTER_IMAGES/rootfs-$variant.packages"

@@ -251,7 +251,13 @@ impl Supervisor {
             .stdin(Stdio::null());
         cmd.envs(&spec.env);
         if let Some(oc) = &spec.openclaw {
-            openclaw::write_config(&self.ctx.home, oc)?;
+            if let Some(aside) = openclaw::write_config(&self.ctx.home, oc)? {
+                self.ctx.log.line(&format!(
+                    "openclaw: the config was {}: kept it as {} and wrote a fresh one",
+                    aside.reason,
+                    aside.to.display()
+                ));
+            }
             cmd.envs(openclaw::environment(oc, &self.ctx.home));
         }
         {

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod frame;
 pub mod message;
 pub mod methods;
+pub mod openclaw;
 pub mod stream;
 
 pub use auth::token_matches;

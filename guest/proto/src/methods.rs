@@ -239,7 +239,9 @@ pub struct WorkloadSpec {
 
 /// The OpenClaw gateway's configuration, written to `~/.openclaw/openclaw.json`
 /// as the original does: `gateway.mode = local`, `bind = custom` (all
-/// addresses), the port, and token auth.
+/// addresses), the port, and token auth. Only the keys of
+/// [`crate::openclaw::LOBSTER_OWNED_KEYS`] are imposed at every start; the
+/// rest of an existing file (the user's settings) is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenClawSpec {
@@ -248,7 +250,10 @@ pub struct OpenClawSpec {
     pub port: u16,
     /// The tenant's gateway token (users present it to the gateway).
     pub gateway_token: Secret,
-    /// Operator defaults merged under the `gateway` keys (providers, agents).
+    /// The initial document (operator defaults: providers, agents), used
+    /// when the guest has no config yet; the owned keys it holds
+    /// (`gateway.controlUi.allowedOrigins`, `gateway.trustedProxies`) are
+    /// imposed at every start, and removed when it lacks them.
     #[serde(default)]
     pub extra: serde_json::Value,
 }
