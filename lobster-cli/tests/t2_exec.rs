@@ -184,20 +184,24 @@ fn exec_runs_commands_in_a_real_guest() {
             &args,
         );
         term.wait = Duration::from_secs(60);
+        // Typed only once the shell prompts (root's `# `), and each answer
+        // is a word the typed line itself does not contain.
+        let has = |word: &'static str| move |s: &[String]| s.iter().any(|l| l.contains(word));
+        term.wait_for("the guest shell's prompt", |s| {
+            s.iter().any(|l| l.starts_with('#'))
+        });
         term.type_line("echo ready-$((6*7))");
-        term.wait_for("the shell's answer", |s| s.iter().any(|l| l == "ready-42"));
-        term.type_line("stty size");
-        term.wait_for("the first size", |s| s.iter().any(|l| l == "30 100"));
+        term.wait_for("the shell's answer", has("ready-42"));
+        term.type_line("echo size-$(stty size | tr ' ' x)");
+        term.wait_for("the first size", has("size-30x100"));
         term.resize(120, 40);
-        term.type_line("stty size");
-        term.wait_for("the new size", |s| s.iter().any(|l| l == "40 120"));
+        term.type_line("echo size-$(stty size | tr ' ' x)");
+        term.wait_for("the new size", has("size-40x120"));
         term.type_line("sleep 300");
         std::thread::sleep(Duration::from_secs(2));
         term.keys("C-c");
         term.type_line("echo back-$((1+1))");
-        term.wait_for("Ctrl-C to end the sleep", |s| {
-            s.iter().any(|l| l == "back-2")
-        });
+        term.wait_for("Ctrl-C to end the sleep", has("back-2"));
         term.type_line("exit 3");
         assert_eq!(term.wait_exit(), 3, "the shell's exit status");
         drop(term);
