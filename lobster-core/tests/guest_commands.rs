@@ -75,15 +75,15 @@ async fn molt_without_a_name_leaves_a_suspended_tenant_alone_and_molt_name_resum
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_resumes_a_suspended_tenant_and_holds_it_for_the_session() {
+async fn exec_holds_the_guest_for_the_session_and_a_missing_command_is_127() {
     use lobster_core::agent::ExecEvent;
     use lobster_core::error::ErrorKind;
     use lobster_core::tenant::ExecRequest;
 
     let rig = FakeHost::booting(169).await;
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
-    rig.host.suspend("alice").await.unwrap();
-
+    // (A suspended tenant woken by exec: T2 `lobster-cli t2_exec`, with a
+    // real snapshot; the rig's guests cannot load one.)
     let request = ExecRequest::builder(["sh", "-c", "echo from-the-guest; exit 3"])
         .build()
         .unwrap();
