@@ -19,9 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND=${1:-minimal}
 REPS=${2:-3}
-IMAGES=${LOBSTER_IMAGES:-$PWD/.artifacts/images}
-NS=lobsusp$$
-WORK=$(mktemp -d)
 T=bench
 case $KIND in
 minimal) VCPUS=1 MEM=256 ROOTFS=rootfs-minimal.ext4 WAIT_S=120
@@ -29,37 +26,13 @@ minimal) VCPUS=1 MEM=256 ROOTFS=rootfs-minimal.ext4 WAIT_S=120
 full) VCPUS=2 MEM=1536 ROOTFS=rootfs-full.ext4 WAIT_S=900 SPAWN_ARGS=() ;;
 *) echo "usage: $0 [minimal|full] [REPS]" >&2; exit 2 ;;
 esac
-[ -n "${LOBSTERD:-}" ] || cargo build -q --release --locked -p lobster-cli
-BIN=${LOBSTERD:-$PWD/target/release/lobsterd}
-CADDY_PID= WATCH_PID= RAW_PID=
+source scripts/lib/bench-host.sh
+WATCH_PID= RAW_PID=
 cleanup() {
     for pid in $WATCH_PID $RAW_PID; do kill "$pid" 2>/dev/null || true; done
-    L evict -y "$T" >/dev/null 2>&1 || true
-    [ -n "$CADDY_PID" ] && kill "$CADDY_PID" 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$WORK"
+    bench_cleanup
 }
 trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-# A client address inside the namespace (TEST-NET-1, never routed anywhere):
-# OpenClaw refuses proxied requests whose client is loopback.
-CLIENT=192.0.2.10
-ip -n "$NS" addr add "$CLIENT/32" dev lo
-cat >"$WORK/config.json" <<JSON
-{ "tenant_defaults": { "vcpus": $VCPUS, "memory_mib": $MEM, "overlay_size_mib": 4096 },
-  "paths": { "state_dir": "$WORK/state", "kernel": "$IMAGES/kernel/vmlinux",
-             "initrd": "$IMAGES/initramfs.cpio.gz", "rootfs": "$IMAGES/$ROOTFS",
-             "overlays_dir": "$WORK/state/overlays", "sockets_dir": "$WORK/state/run",
-             "snapshots_dir": "$WORK/state/snapshots", "logs_dir": "$WORK/state/logs" },
-  "vmm": { "backend": "qemu", "qemu": { "accel": "tcg" } } }
-JSON
-# lobsterd enters only the namespace's network (`ip netns exec` would mount
-# a fresh /sys that hides the cgroup hierarchies).
-L() { nsenter --net="/run/netns/$NS" "$BIN" --config "$WORK/config.json" "$@"; }
-in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
-ms() { date +%s%N | cut -c1-13; }
-CADDY_PID=$(L --json init | jq -r '.host_setup.caddy_pid')
 CA=$(L --json ca | jq -r .path)
 URL="https://$T.lobster.local/"
 via_caddy() { in_ns curl -s -m "${1:-5}" -o /dev/null -w '%{http_code}' --cacert "$CA" --interface "$CLIENT" \
