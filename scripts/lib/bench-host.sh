@@ -1,8 +1,10 @@
-# Shared by the guest benchmarks (bench-suspend.sh, bench-exec.sh): one
+# Shared by the guest benchmarks (bench-lifecycle.sh, bench-suspend.sh,
+# bench-exec.sh): one
 # lobster host with real guests (QEMU/TCG) inside a network namespace the
 # script creates and deletes. Source it after setting:
-#   VCPUS MEM ROOTFS   the tenant's size and root filesystem image
-# and T (the tenant's name). It defines NS WORK IMAGES BIN CLIENT CADDY_PID,
+#   VCPUS MEM ROOTFS   the tenants' size and root filesystem image
+#   T                  the tenants' names (space-separated), evicted at exit
+#   OVERLAY_MIB        optional, the overlay size (default 4096) It defines NS WORK IMAGES BIN CLIENT CADDY_PID,
 # `L` (lobsterd in the namespace), `in_ns`, `ms`, and `bench_cleanup`
 # (evicts $T, stops Caddy, deletes the namespace and $WORK), the EXIT trap
 # until the script sets its own (which then calls it).
@@ -13,7 +15,7 @@ WORK=$(mktemp -d)
 BIN=${LOBSTERD:-$PWD/target/release/lobsterd}
 CADDY_PID=
 bench_cleanup() {
-    L evict -y "$T" >/dev/null 2>&1 || true
+    for t in $T; do L evict -y "$t" >/dev/null 2>&1 || true; done
     [ -n "$CADDY_PID" ] && kill "$CADDY_PID" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
     rm -rf "$WORK"
@@ -26,7 +28,7 @@ ip -n "$NS" link set lo up
 CLIENT=192.0.2.10
 ip -n "$NS" addr add "$CLIENT/32" dev lo
 cat >"$WORK/config.json" <<JSON
-{ "tenant_defaults": { "vcpus": $VCPUS, "memory_mib": $MEM, "overlay_size_mib": 4096 },
+{ "tenant_defaults": { "vcpus": $VCPUS, "memory_mib": $MEM, "overlay_size_mib": ${OVERLAY_MIB:-4096} },
   "paths": { "state_dir": "$WORK/state", "kernel": "$IMAGES/kernel/vmlinux",
              "initrd": "$IMAGES/initramfs.cpio.gz", "rootfs": "$IMAGES/$ROOTFS",
              "overlays_dir": "$WORK/state/overlays", "sockets_dir": "$WORK/state/run",
