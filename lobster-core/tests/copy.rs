@@ -3,7 +3,8 @@
 //! (so a "guest path" is a path of this machine, in a temp dir): a tree
 //! with modes and a link round-trips byte for byte, the guest is held only
 //! while the copy runs, the size cap refuses a copy and leaves nothing, and
-//! refusals name the field or path. (Resuming a suspended tenant is the
+//! refusals name the field or path. Against a scripted agent: the host
+//! holds its own cap on a get, and an error frame mid-get leaves nothing. (Resuming a suspended tenant is the
 //! gate `exec` goes through, tested in `guest_commands.rs`.)
 
 // An integration test crate is test code as a whole.
@@ -14,11 +15,17 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use lobster_core::error::ErrorKind;
+use lobster_agent_proto::archive::UnpackOptions;
+use lobster_core::agent::Agent;
+use lobster_core::error::{Classify, ErrorKind};
 use lobster_core::tenant::HostOwner;
+use lobster_testkit::fake_agent::{ErrorCode, Frame, RemoteError, ReplyBody, ScriptedAgent, Step};
 use lobster_testkit::poll::until_async;
 use lobster_testkit::registry::sleeping_spec;
 use lobster_testkit::rig::{FakeHost, GuestSide};
+use serde_json::json;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// A booted rig with `alice` running and `copy.max_bytes` = `cap`.
 async fn with_alice(net: u8, cap: u64) -> FakeHost {
@@ -247,4 +254,64 @@ async fn refusals_name_the_path_or_field() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("bob"), "{err}");
     assert_eq!(names(host_side.path()), ["f"]);
+}
+
+/// The archive of a `size`-byte file named `big`.
+fn archive_of_big(size: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("big"), vec![7u8; size]).unwrap();
+    let mut archive = Vec::new();
+    lobster_agent_proto::archive::pack(&dir.path().join("big"), u64::MAX, &mut archive).unwrap();
+    archive
+}
+
+#[tokio::test]
+async fn the_host_holds_its_cap_on_a_get_whatever_the_agent_sends() {
+    let scripted = ScriptedAgent::start(
+        TOKEN,
+        vec![
+            Step::Reply(ReplyBody::Ok(json!({}))),
+            Step::Send(Frame::Stdout(archive_of_big(5000))),
+            Step::Send(Frame::End(json!({ "entries": 1, "bytes": 5000 }))),
+        ],
+    );
+    let agent = Agent::new(scripted.addr(), scripted.addr(), TOKEN);
+    let dst = tempfile::tempdir().unwrap();
+    let err = agent
+        .get_path("/srv/big", dst.path(), 1000, UnpackOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("1000") && text.contains("nothing was placed"),
+        "{text}"
+    );
+    assert!(names(dst.path()).is_empty(), "nothing placed, no staging");
+}
+
+#[tokio::test]
+async fn an_error_frame_mid_get_leaves_nothing() {
+    let archive = archive_of_big(3000);
+    let scripted = ScriptedAgent::start(
+        TOKEN,
+        vec![
+            Step::Reply(ReplyBody::Ok(json!({}))),
+            Step::Send(Frame::Stdout(archive[..1024].to_vec())),
+            Step::Send(Frame::Error(RemoteError {
+                code: ErrorCode::Internal,
+                message: "reading /srv/big".into(),
+            })),
+        ],
+    );
+    let agent = Agent::new(scripted.addr(), scripted.addr(), TOKEN);
+    let dst = tempfile::tempdir().unwrap();
+    let err = agent
+        .get_path("/srv/big", dst.path(), 1 << 20, UnpackOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::GuestFailure, "{err}");
+    assert!(err.to_string().contains("reading /srv/big"), "{err}");
+    assert!(names(dst.path()).is_empty(), "nothing placed, no staging");
+    assert!(scripted.finish().violations.is_empty());
 }
