@@ -97,12 +97,10 @@ impl Agent {
             sender.send(&Frame::StdinClose).await
         };
         let receive = async {
-            loop {
-                match receiver.next().await? {
-                    Incoming::End(value) => return end::<m::FilesPutResult>(&receiver, value),
-                    Incoming::Stdout(_) | Incoming::Stderr(_) => {
-                        return Err(receiver.protocol("output frame during a put".into()))
-                    }
+            match receiver.next().await? {
+                Incoming::End(value) => end::<m::FilesPutResult>(&receiver, value),
+                Incoming::Stdout(_) | Incoming::Stderr(_) => {
+                    Err(receiver.protocol("output frame during a put".into()))
                 }
             }
         };
