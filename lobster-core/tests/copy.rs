@@ -315,3 +315,34 @@ async fn an_error_frame_mid_get_leaves_nothing() {
     assert!(names(dst.path()).is_empty(), "nothing placed, no staging");
     assert!(scripted.finish().violations.is_empty());
 }
+
+#[tokio::test]
+async fn a_hostile_archive_from_the_guest_is_a_guest_failure_and_leaves_nothing() {
+    // The archive of `big` with its one entry renamed `../big`.
+    let mut archive = archive_of_big(100);
+    archive[..100].fill(0);
+    archive[..6].copy_from_slice(b"../big");
+    archive[148..156].fill(b' ');
+    let sum: u32 = archive[..512].iter().map(|&b| u32::from(b)).sum();
+    archive[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let scripted = ScriptedAgent::start(
+        TOKEN,
+        vec![
+            Step::Reply(ReplyBody::Ok(json!({}))),
+            Step::Send(Frame::Stdout(archive)),
+            Step::Send(Frame::End(json!({ "entries": 1, "bytes": 100 }))),
+        ],
+    );
+    let agent = Agent::new(scripted.addr(), scripted.addr(), TOKEN);
+    let root = tempfile::tempdir().unwrap();
+    let dst = root.path().join("inner");
+    fs::create_dir(&dst).unwrap();
+    let err = agent
+        .get_path("/srv/big", &dst, 1 << 20, UnpackOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::GuestFailure, "{err}");
+    assert!(err.to_string().contains("../big"), "{err}");
+    assert_eq!(names(root.path()), ["inner"]);
+    assert!(names(&dst).is_empty(), "nothing placed, no staging");
+}

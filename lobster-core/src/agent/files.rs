@@ -136,8 +136,9 @@ impl Agent {
     /// # Errors
     /// [`AgentError::TooLarge`] past `max_bytes` (nothing is placed),
     /// [`AgentError::Remote`] when the agent refuses (`not_found` for a
-    /// missing `src`, `bad_request`), [`AgentError::Archive`] when the
-    /// archive is hostile or the destination is in the way.
+    /// missing `src`, `bad_request`), [`AgentError::Protocol`] for an
+    /// archive the host refuses (hostile or broken), [`AgentError::Archive`]
+    /// when the destination is in the way or cannot be written.
     pub async fn get_path(
         &self,
         src: &str,
@@ -165,6 +166,14 @@ impl Agent {
             archive::stage(&mut reader, &dest_owned, max_bytes, options)
         });
         let context = format!("unpacking to {}", dest.display());
+        // An archive the host refuses is the guest's doing.
+        let unpack_error = |receiver: &FrameReceiver, e: ArchiveError| match e {
+            ArchiveError::Refused { .. } => receiver.protocol(format!("{context}: {e}")),
+            ArchiveError::Read(cause) => {
+                receiver.protocol(format!("{context}: reading the archive: {cause}"))
+            }
+            e => archive_error(METHOD, &context, e),
+        };
         let mut tx = Some(tx);
         let mut stager = Some(stager);
         let mut staged = None;
@@ -177,7 +186,7 @@ impl Agent {
                     stager = None;
                     match joined(done, METHOD) {
                         Ok(s) => { staged = Some(s); tx = None; continue; }
-                        Err(e) => break Err(archive_error(METHOD, &context, e)),
+                        Err(e) => break Err(unpack_error(&receiver, e)),
                     }
                 }
                 incoming = receiver.next_within(idle) => incoming,
@@ -215,9 +224,9 @@ impl Agent {
                     break match done {
                         Ok(s) => {
                             let commit = tokio::task::spawn_blocking(move || s.commit()).await;
-                            joined(commit, METHOD).map_err(|e| archive_error(METHOD, &context, e))
+                            joined(commit, METHOD).map_err(|e| unpack_error(&receiver, e))
                         }
-                        Err(e) => Err(archive_error(METHOD, &context, e)),
+                        Err(e) => Err(unpack_error(&receiver, e)),
                     };
                 }
             }
