@@ -225,6 +225,17 @@ async fn refusals_name_the_path_or_field() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.to_string().contains("`dst`"), "{err}");
 
+    // A non-empty directory in the way (`guest/f` holds something).
+    let guest_side = tempfile::tempdir().unwrap();
+    fs::create_dir_all(guest_side.path().join("f/inside")).unwrap();
+    let err = rig
+        .host
+        .copy_to_guest("alice", &file, guest_side.path().to_str().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    assert_eq!(names(&guest_side.path().join("f")), ["inside"]);
+
     let missing = host_side.path().join("missing");
     let err = rig
         .host

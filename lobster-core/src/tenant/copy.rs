@@ -59,10 +59,12 @@ pub(crate) async fn copy_to_guest(
         source,
     })?;
     let hold = super::awake::awake_for(context, name, "cp").await?;
-    let copied = hold
-        .agent()
-        .put_path(src, dst, context.config().copy.max_bytes)
-        .await;
+    // Boxed: a copy's future is large, and it is awaited after a resume.
+    let copied = Box::pin(
+        hold.agent()
+            .put_path(src, dst, context.config().copy.max_bytes),
+    )
+    .await;
     hold.release().await;
     Ok(copied?.into())
 }
@@ -106,9 +108,11 @@ pub(crate) async fn copy_from_guest(
         keep_setid: false,
     };
     let hold = super::awake::awake_for(context, name, "cp").await?;
-    let copied = hold
-        .agent()
-        .get_path(src, dst, context.config().copy.max_bytes, options)
+    let copied =
+        Box::pin(
+            hold.agent()
+                .get_path(src, dst, context.config().copy.max_bytes, options),
+        )
         .await;
     hold.release().await;
     Ok(copied?.into())
