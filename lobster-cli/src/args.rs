@@ -52,6 +52,8 @@ pub enum Command {
     Resume(NameArg),
     /// Run a command in a tenant's guest (`-it`: an interactive shell); exits with the command's status.
     Exec(ExecArgs),
+    /// Copy a file or directory into a tenant's guest (`cp SRC NAME:DST`) or out of it (`cp NAME:SRC DST`).
+    Cp(CpArgs),
     /// Print a tenant's gateway token (`--rotate`: replace its agent and gateway tokens first).
     Token(TokenArgs),
     /// Print where the root certificate of lobster's local CA is (trust it
@@ -302,6 +304,21 @@ pub struct ExecArgs {
     /// Command and arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Keep the guest's numeric owners on the host (`cp NAME:SRC DST`;
+    /// needs root) [default: the files are the invoking user's].
+    #[arg(short = 'a', long)]
+    pub preserve_owner: bool,
+    /// What to copy: a local path, or NAME:PATH in a tenant's guest (write
+    /// a local path holding `:` as `./a:b`).
+    pub src: std::ffi::OsString,
+    /// Where to copy it: NAME:PATH if SRC is local, else a local path (an
+    /// existing directory receives it inside).
+    pub dst: std::ffi::OsString,
 }
 
 /// `KEY=VALUE` as a pair (the value may hold `=`).

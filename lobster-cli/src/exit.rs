@@ -14,6 +14,9 @@ pub fn of(err: &Error) -> u8 {
     }
 }
 
+/// The exit code of a usage error (as clap's) a command finds itself.
+pub const USAGE: u8 = 2;
+
 /// The exit code of an error of `kind`. 0 is success, 1 an unexpected
 /// failure, 2 a usage error (clap).
 pub fn code(kind: ErrorKind) -> u8 {

@@ -128,6 +128,23 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     /// Suspending tenants to disk and waking them.
     pub suspend: SuspendConfig,
+    /// Copying files to and from guests (`lobsterd cp`).
+    pub copy: CopyConfig,
+}
+
+/// Copying files to and from guests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CopyConfig {
+    /// The most file content one copy may move, in bytes (at least 1):
+    /// sent to the agent as the copy's limit and enforced by the host too.
+    pub max_bytes: u64,
+}
+
+impl Default for CopyConfig {
+    fn default() -> Self {
+        CopyConfig { max_bytes: 1 << 30 }
+    }
 }
 
 /// Suspending tenants to disk and waking them.
@@ -504,6 +521,7 @@ impl Default for Config {
             vmm: VmmConfig::default(),
             watchdog: WatchdogConfig::default(),
             suspend: SuspendConfig::default(),
+            copy: CopyConfig::default(),
         }
     }
 }
@@ -860,6 +878,9 @@ impl Config {
         }
         if n.max_connections == 0 {
             return invalid("network.max_connections", "must be at least 1".into());
+        }
+        if self.copy.max_bytes == 0 {
+            return invalid("copy.max_bytes", "must be at least 1".into());
         }
         for (field, list) in [
             ("network.egress_allow", &n.egress_allow),

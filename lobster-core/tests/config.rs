@@ -37,6 +37,7 @@ fn empty_object_gives_documented_defaults() {
     assert_eq!(config.proxy.listen, vec![":443"]);
     assert_eq!(config.vmm.backend, Backend::Auto);
     assert_eq!(config.paths.state_dir, Path::new("/var/lib/lobsterd"));
+    assert_eq!(config.copy.max_bytes, 1 << 30);
 }
 
 #[test]
@@ -98,6 +99,10 @@ fn each_kind_of_bad_file_names_file_field_and_reason() {
             "field `network.agent_port`",
         ),
         (r#"{"domain": "Bad_Domain"}"#, "field `domain`"),
+        (
+            r#"{"copy": {"max_bytes": 0}}"#,
+            "field `copy.max_bytes`: must be at least 1",
+        ),
         (
             r#"{"proxy": {"admin_address": "localhost"}}"#,
             "field `proxy.admin_address`",

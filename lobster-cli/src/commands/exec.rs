@@ -19,9 +19,7 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::args::ExecArgs;
-
-/// Exit status of a usage error (as clap's).
-const USAGE: u8 = 2;
+use crate::exit::USAGE;
 
 /// Size of one read from local stdin (one frame's worth).
 const STDIN_CHUNK: usize = 64 * 1024;

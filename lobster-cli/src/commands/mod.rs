@@ -1,6 +1,7 @@
 //! Command behaviour: each calls the lobster-core API and renders the result
 //! as text or JSON. No orchestration logic lives here.
 
+mod cp;
 mod docs;
 mod exec;
 mod init;
@@ -80,6 +81,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Logs(args) => tenants::logs(&ctx, &args).await,
         Command::Snap(args) => tenants::snap(&ctx, &args).await,
+        Command::Cp(args) => match cp::run(&ctx, args).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Exec(args) => match exec::run(&ctx, args).await {
             Ok(code) => return code,
             Err(e) => Err(e),

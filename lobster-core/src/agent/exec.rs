@@ -7,7 +7,7 @@
 //! frames ([`lobster_agent_proto::stream`]):
 //!
 //! - [`ExecInput`] sends stdin, its end, terminal resizes and signals. It
-//!   never has more than [`STDIN_WINDOW`] bytes of stdin unacknowledged:
+//!   never has more than [`STDIN_WINDOW`](lobster_agent_proto::stream::STDIN_WINDOW) bytes of stdin unacknowledged:
 //!   [`ExecInput::write_stdin`] waits for the agent's credit, which
 //!   [`ExecOutput::next`] takes in, so the output must be read meanwhile.
 //! - [`ExecOutput`] yields stdout, stderr and finally the exit. A session
@@ -16,21 +16,16 @@
 //!   a hang. Each frame write is bounded by the call timeout.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
 use lobster_agent_proto::methods::{self as m, ExecStarted};
 pub use lobster_agent_proto::methods::{ExecExit, ExecParams};
+use lobster_agent_proto::stream::Frame;
 pub use lobster_agent_proto::stream::WindowSize;
-use lobster_agent_proto::stream::{Frame, FrameDecoder, MAX_FRAME_PAYLOAD, STDIN_WINDOW};
 use lobster_agent_proto::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Mutex, Semaphore};
 
-use super::{sanitize_for_terminal, Agent, AgentError, ErrorCode};
+use super::stream::{self, FrameReceiver, FrameSender, Incoming};
+use super::{Agent, AgentError, ErrorCode};
 
 const METHOD: &str = m::ExecStart::NAME;
 
@@ -48,19 +43,13 @@ pub struct ExecSession {
 /// frames may run in different tasks; control frames never wait for credit).
 #[derive(Debug, Clone)]
 pub struct ExecInput {
-    writer: Arc<Mutex<OwnedWriteHalf>>,
-    credit: Arc<Semaphore>,
-    addr: SocketAddr,
-    write_timeout: Duration,
+    sender: FrameSender,
 }
 
 /// What a running command sends back, in order, ending with its exit.
 #[derive(Debug)]
 pub struct ExecOutput {
-    reader: OwnedReadHalf,
-    decoder: FrameDecoder,
-    credit: Arc<Semaphore>,
-    addr: SocketAddr,
+    receiver: FrameReceiver,
     done: bool,
     guard: Option<Guard>,
 }
@@ -135,24 +124,13 @@ impl Agent {
     pub async fn exec(&self, params: &ExecParams) -> Result<ExecSession, AgentError> {
         let (started, upgraded) = self.upgrade::<m::ExecStart>(params).await?;
         let ExecStarted { pid } = started;
-        let (reader, writer) = upgraded.stream.into_split();
-        let credit = Arc::new(Semaphore::new(STDIN_WINDOW as usize));
-        let mut decoder = FrameDecoder::new();
-        decoder.push(&upgraded.rest);
+        let (sender, receiver) = stream::split(upgraded, METHOD, self.timeouts.call);
         Ok(ExecSession {
             pid,
             tty: params.tty.is_some(),
-            input: ExecInput {
-                writer: Arc::new(Mutex::new(writer)),
-                credit: credit.clone(),
-                addr: upgraded.addr,
-                write_timeout: self.timeouts.call,
-            },
+            input: ExecInput { sender },
             output: ExecOutput {
-                reader,
-                decoder,
-                credit,
-                addr: upgraded.addr,
+                receiver,
                 done: false,
                 guard: None,
             },
@@ -186,63 +164,25 @@ impl ExecSession {
 
 impl ExecInput {
     /// Sends `bytes` to the command's stdin, waiting for the agent's credit
-    /// whenever [`STDIN_WINDOW`] bytes are unacknowledged.
+    /// whenever [`STDIN_WINDOW`](lobster_agent_proto::stream::STDIN_WINDOW)
+    /// bytes are unacknowledged.
     pub async fn write_stdin(&self, bytes: &[u8]) -> Result<(), AgentError> {
-        for chunk in bytes.chunks(MAX_FRAME_PAYLOAD) {
-            let permits = self
-                .credit
-                .acquire_many(chunk.len() as u32)
-                .await
-                .map_err(|_| self.ended())?;
-            permits.forget();
-            self.send(&Frame::Stdin(chunk.to_vec())).await?;
-        }
-        Ok(())
+        self.sender.write_stdin(bytes).await
     }
 
     /// Ends the command's stdin.
     pub async fn close_stdin(&self) -> Result<(), AgentError> {
-        self.send(&Frame::StdinClose).await
+        self.sender.send(&Frame::StdinClose).await
     }
 
     /// Tells the command's terminal its new size.
     pub async fn resize(&self, size: WindowSize) -> Result<(), AgentError> {
-        self.send(&Frame::Resize(size)).await
+        self.sender.send(&Frame::Resize(size)).await
     }
 
     /// Sends signal `number` to the command's process group.
     pub async fn signal(&self, number: i32) -> Result<(), AgentError> {
-        self.send(&Frame::Signal(number)).await
-    }
-
-    async fn send(&self, frame: &Frame) -> Result<(), AgentError> {
-        if self.credit.is_closed() {
-            return Err(self.ended());
-        }
-        let bytes = frame.encode();
-        let write = async {
-            let mut writer = self.writer.lock().await;
-            writer.write_all(&bytes).await
-        };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(AgentError::Io {
-                context: format!("sending to the exec session of agent {}", self.addr),
-                source,
-            }),
-            Err(_) => Err(AgentError::Timeout {
-                addr: self.addr,
-                method: METHOD,
-                after: self.write_timeout,
-            }),
-        }
-    }
-
-    fn ended(&self) -> AgentError {
-        AgentError::Closed {
-            addr: self.addr,
-            method: METHOD,
-        }
+        self.sender.send(&Frame::Signal(number)).await
     }
 }
 
@@ -260,8 +200,6 @@ impl ExecOutput {
             Ok(Some(ExecEvent::Stdout(_) | ExecEvent::Stderr(_)))
         ) {
             self.done = true;
-            // Wakes a writer waiting for credit that will never come.
-            self.credit.close();
             if let Some(Guard(guard)) = self.guard.take() {
                 guard.release().await;
             }
@@ -270,69 +208,14 @@ impl ExecOutput {
     }
 
     async fn read_event(&mut self) -> Result<Option<ExecEvent>, AgentError> {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let frame = self
-                .decoder
-                .next_frame()
-                .map_err(|e| self.protocol(e.to_string()))?;
-            match frame {
-                Some(Frame::Stdout(bytes)) => return Ok(Some(ExecEvent::Stdout(bytes))),
-                Some(Frame::Stderr(bytes)) => return Ok(Some(ExecEvent::Stderr(bytes))),
-                Some(Frame::Credit(n)) => self.take_credit(n)?,
-                Some(Frame::End(value)) => {
-                    let exit: ExecExit = serde_json::from_value(value)
-                        .map_err(|e| self.protocol(format!("undecodable exit: {e}")))?;
-                    return Ok(Some(ExecEvent::Exit(exit)));
-                }
-                Some(Frame::Error(e)) => {
-                    return Err(AgentError::Remote {
-                        method: METHOD,
-                        code: e.code,
-                        message: sanitize_for_terminal(&e.message),
-                    })
-                }
-                Some(other) => {
-                    return Err(self.protocol(format!("agent sent a host frame: {other:?}")))
-                }
-                None => {
-                    let n =
-                        self.reader
-                            .read(&mut chunk)
-                            .await
-                            .map_err(|source| AgentError::Io {
-                                context: format!("reading the exec session of agent {}", self.addr),
-                                source,
-                            })?;
-                    if n == 0 {
-                        return Err(AgentError::Closed {
-                            addr: self.addr,
-                            method: METHOD,
-                        });
-                    }
-                    self.decoder.push(&chunk[..n]);
-                }
+        match self.receiver.next().await? {
+            Incoming::Stdout(bytes) => Ok(Some(ExecEvent::Stdout(bytes))),
+            Incoming::Stderr(bytes) => Ok(Some(ExecEvent::Stderr(bytes))),
+            Incoming::End(value) => {
+                let exit: ExecExit = serde_json::from_value(value)
+                    .map_err(|e| self.receiver.protocol(format!("undecodable exit: {e}")))?;
+                Ok(Some(ExecEvent::Exit(exit)))
             }
-        }
-    }
-
-    /// Returns `n` bytes of stdin credit; more than is outstanding breaks
-    /// the protocol (the window would grow past [`STDIN_WINDOW`]).
-    fn take_credit(&self, n: u32) -> Result<(), AgentError> {
-        let outstanding = (STDIN_WINDOW as usize).saturating_sub(self.credit.available_permits());
-        if n as usize > outstanding {
-            return Err(self.protocol(format!(
-                "credit of {n} bytes exceeds the {outstanding} unacknowledged"
-            )));
-        }
-        self.credit.add_permits(n as usize);
-        Ok(())
-    }
-
-    fn protocol(&self, detail: String) -> AgentError {
-        AgentError::Protocol {
-            addr: self.addr,
-            detail: sanitize_for_terminal(&format!("{METHOD}: {detail}")),
         }
     }
 }

@@ -14,7 +14,9 @@
 
 mod conn;
 mod exec;
+mod files;
 pub mod provision;
+mod stream;
 mod upgrade;
 
 use std::collections::BTreeMap;
@@ -97,6 +99,24 @@ pub enum AgentError {
         /// The agent's message (sanitised).
         message: String,
     },
+    /// A file copy passed its size limit (on either end); nothing was placed.
+    #[error("{method}: {detail}; nothing was placed")]
+    TooLarge {
+        /// `files.put` or `files.get`.
+        method: &'static str,
+        /// The limit passed (the archive's or the agent's message, sanitised).
+        detail: String,
+    },
+    /// Packing or unpacking a file copy on the host failed; nothing was
+    /// placed.
+    #[error("{context}")]
+    Archive {
+        /// The method and what was being done, naming the host path.
+        context: String,
+        /// The cause.
+        #[source]
+        source: lobster_agent_proto::archive::ArchiveError,
+    },
     /// Writing the token to a tenant disk failed.
     #[error("provisioning the agent token on {path}: {detail}")]
     Provision {
@@ -124,6 +144,13 @@ impl Classify for AgentError {
                 ErrorCode::InvalidState => ErrorKind::InvalidState,
                 ErrorCode::Busy => ErrorKind::Exhausted,
                 _ => ErrorKind::GuestFailure,
+            },
+            AgentError::TooLarge { .. } => ErrorKind::InvalidArgument,
+            AgentError::Archive { source, .. } => match source.code() {
+                ErrorCode::BadRequest => ErrorKind::InvalidArgument,
+                ErrorCode::NotFound => ErrorKind::NotFound,
+                ErrorCode::InvalidState => ErrorKind::InvalidState,
+                _ => ErrorKind::HostFailure,
             },
             AgentError::Provision { .. } => ErrorKind::HostFailure,
         }

@@ -27,7 +27,10 @@ use crate::error::Result;
 use crate::health::{MoltReport, Overview};
 use crate::store::TenantStatus;
 use crate::tenant::progress::ProgressSink;
-use crate::tenant::{EvictOptions, ExecRequest, RecoverReport, SnapReport, Tenant, TenantSpec};
+use crate::tenant::{
+    CopySummary, EvictOptions, ExecRequest, HostOwner, RecoverReport, SnapReport, Tenant,
+    TenantSpec,
+};
 
 /// A lobster host: its configuration and its registry.
 #[derive(Debug, Clone)]
@@ -224,6 +227,43 @@ impl Host {
     /// ```
     pub async fn exec(&self, name: &str, request: &ExecRequest) -> Result<ExecSession> {
         crate::tenant::exec(&self.context, name, request).await
+    }
+
+    /// Copies the host file or directory `src` to `dst` in a tenant's guest
+    /// (absolute; an existing directory receives it inside, as
+    /// `dst/<name of src>`), with modes, numeric owners and times, over the
+    /// authenticated agent channel. The guest places it atomically, or
+    /// nothing. At most `copy.max_bytes` of file content. A suspended tenant
+    /// is resumed and held awake while the copy runs.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a relative `dst`, a destination the agent
+    /// refuses (under `/proc`, `/sys`, `/dev`; `..`) or a copy past the
+    /// cap; `NotFound` for a missing `src`, an unknown tenant or a missing
+    /// parent of `dst`; `InvalidState` for a non-empty directory in the way
+    /// or a tenant neither running nor suspended.
+    pub async fn copy_to_guest(&self, name: &str, src: &Path, dst: &str) -> Result<CopySummary> {
+        crate::tenant::copy_to_guest(&self.context, name, src, dst).await
+    }
+
+    /// Copies `src` (absolute) from a tenant's guest to host path `dst` (an
+    /// existing directory receives it inside), placed atomically once the
+    /// whole copy arrived, or nothing. Modes and times are kept, setuid and
+    /// setgid bits dropped; `owner` decides who owns the result. At most
+    /// `copy.max_bytes` of file content, enforced on both ends. A suspended
+    /// tenant is resumed and held awake while the copy runs.
+    ///
+    /// # Errors
+    /// As [`Host::copy_to_guest`]; also `InvalidArgument` for
+    /// [`HostOwner::Archive`] when not running as root.
+    pub async fn copy_from_guest(
+        &self,
+        name: &str,
+        src: &str,
+        dst: &Path,
+        owner: HostOwner,
+    ) -> Result<CopySummary> {
+        crate::tenant::copy_from_guest(&self.context, name, src, dst, owner).await
     }
 
     /// Writes a crash-consistent, sparse, compressed copy of a tenant's

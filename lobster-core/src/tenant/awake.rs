@@ -64,6 +64,31 @@ pub async fn awake(context: &Context, name: &str, purpose: &str) -> Result<Guest
     GuestHold::acquire(agent_of(context, &record), purpose, HoldTiming::default()).await
 }
 
+/// [`awake`] for a command that needs the guest (`exec`, `cp`): tenant
+/// `name` must be running or suspended, else `InvalidState` names its state
+/// and `operation`; a suspended one is resumed; the hold is named after
+/// `operation`.
+pub(crate) async fn awake_for(
+    context: &Context,
+    name: &str,
+    operation: &'static str,
+) -> Result<GuestHold> {
+    let record = context.record(name).await?;
+    if !matches!(
+        record.status,
+        TenantStatus::Running | TenantStatus::Suspended
+    ) {
+        return Err(super::TenantError::InvalidState {
+            name: name.to_owned(),
+            status: record.status,
+            operation,
+            needs: "running or suspended",
+        }
+        .into());
+    }
+    awake(context, name, operation).await
+}
+
 /// A client of the tenant's agent (its /30 address, its token, the next
 /// token as fallback).
 pub fn agent_of(context: &Context, record: &TenantRecord) -> Agent {

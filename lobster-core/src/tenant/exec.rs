@@ -11,7 +11,6 @@ use std::time::Duration;
 use crate::agent::{ExecParams, ExecSession, WindowSize};
 use crate::context::Context;
 use crate::error::Result;
-use crate::store::TenantStatus;
 
 use super::TenantError;
 
@@ -160,20 +159,7 @@ pub(crate) async fn exec(
     name: &str,
     request: &ExecRequest,
 ) -> Result<ExecSession> {
-    let record = context.record(name).await?;
-    if !matches!(
-        record.status,
-        TenantStatus::Running | TenantStatus::Suspended
-    ) {
-        return Err(TenantError::InvalidState {
-            name: name.to_owned(),
-            status: record.status,
-            operation: "exec",
-            needs: "running or suspended",
-        }
-        .into());
-    }
-    let hold = super::awake(context, name, "exec").await?;
+    let hold = super::awake::awake_for(context, name, "exec").await?;
     match hold.agent().exec(request.params()).await {
         Ok(session) => Ok(session.guarded_by(hold)),
         Err(e) => {

@@ -3,6 +3,7 @@
 
 mod awake;
 mod boot;
+mod copy;
 mod evict;
 mod exec;
 pub mod plan;
@@ -22,6 +23,8 @@ use serde::Serialize;
 
 pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
 pub use boot::{launch_on_disk, start_workload};
+pub(crate) use copy::{copy_from_guest, copy_to_guest};
+pub use copy::{CopySummary, HostOwner};
 pub(crate) use evict::evict;
 pub use evict::EvictOptions;
 pub(crate) use exec::exec;
@@ -168,6 +171,14 @@ pub enum TenantError {
         /// What is wrong.
         reason: String,
     },
+    /// A copy request field is malformed.
+    #[error("invalid copy request: field `{field}`: {reason}")]
+    InvalidCopy {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -187,6 +198,7 @@ impl Classify for TenantError {
         match self {
             TenantError::InvalidSpec { .. }
             | TenantError::InvalidExec { .. }
+            | TenantError::InvalidCopy { .. }
             | TenantError::InvalidArchive { .. } => ErrorKind::InvalidArgument,
             TenantError::InvalidState { .. } | TenantError::Spawning { .. } => {
                 ErrorKind::InvalidState
