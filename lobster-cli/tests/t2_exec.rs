@@ -1,7 +1,8 @@
-//! T2: `lobsterd exec` end to end with a real guest (QEMU under TCG, the
-//! minimal image), its real agent, TAP and firewall, inside a network
-//! namespace the test creates. One guest serves every assertion: exit
-//! codes, streams, a 64 MiB stdin, timeouts, environment and user, an
+//! T2: `lobsterd exec` and `cp` end to end with a real guest (QEMU under
+//! TCG, the minimal image), its real agent, TAP and firewall, inside a
+//! network namespace the test creates. One guest serves every assertion:
+//! exit codes, streams, a 64 MiB stdin, timeouts, environment and user,
+//! a directory tree copied in and out with its modes and the copy cap, an
 //! interactive shell in a real terminal (tmux), and a suspended tenant
 //! woken by exec.
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::t2::*;
 use lobster_testkit::netns::{in_netns, Ctx};
 use lobster_testkit::tmux::{self, Tmux};
+use lobster_testkit::tree::{listing, tree, TREE_BYTES, TREE_ENTRIES};
 
 /// The workload: idles (exec is what is tested).
 const WORKLOAD: &str = "exec sleep 100000";
@@ -161,6 +163,9 @@ fn exec_runs_commands_in_a_real_guest() {
             0,
         );
 
+        // cp: a tree in and out, the cap, a path outside the guest's files.
+        copy_round_trip(&lobster);
+
         // -t without a terminal: a usage error.
         let out = exec(&lobster, &["-t", "x", "--", "true"], None);
         assert_eq!(out.status.code(), Some(2), "{}", output(&out));
@@ -216,4 +221,116 @@ fn exec_runs_commands_in_a_real_guest() {
         assert_eq!(text(&out.stdout), "awake\n");
         assert_eq!(lobster.tenant("x")["status"], "running");
     });
+}
+
+fn copy_round_trip(lobster: &Lobster) {
+    const TENANT: &str = "x";
+    let work = tempfile::tempdir().unwrap();
+
+    let d = tree(work.path());
+
+    let out = lobster.run(&[
+        "exec",
+        TENANT,
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /root && rm -rf /root/d",
+    ]);
+    assert!(out.status.success(), "preparing /root: {}", output(&out));
+
+    // Into the guest.
+    let dst = format!("{TENANT}:/root/d");
+    let out = lobster.run(&["cp", d.to_str().unwrap(), &dst]);
+    assert!(out.status.success(), "cp into the guest: {}", output(&out));
+    assert_eq!(
+        output(&out).trim(),
+        format!("copied {TREE_ENTRIES} entries, {TREE_BYTES} bytes"),
+        "{}",
+        output(&out)
+    );
+    // The guest sees the modes (stat of the real guest files).
+    let out = lobster.run(&[
+        "exec",
+        TENANT,
+        "--",
+        "stat",
+        "-c",
+        "%a %n",
+        "/root/d",
+        "/root/d/secret",
+        "/root/d/run.sh",
+    ]);
+    assert!(out.status.success(), "{}", output(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "700 /root/d\n600 /root/d/secret\n755 /root/d/run.sh\n"
+    );
+
+    // Back out, into a new host directory (placed inside it, as back/d).
+    let back = work.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let out = lobster.run(&["--json", "cp", &dst, back.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "cp out of the guest: {}",
+        output(&out)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({ "entries": TREE_ENTRIES, "bytes": TREE_BYTES })
+    );
+    assert_eq!(
+        listing(&back.join("d")),
+        listing(&d),
+        "byte- and mode-identical"
+    );
+
+    // Past the cap: refused naming the limit, nothing in the guest.
+    lobster.edit_config(|c| c["copy"] = serde_json::json!({ "max_bytes": 4096 }));
+    let big = work.path().join("big.bin");
+    std::fs::write(&big, vec![1u8; 10_000]).unwrap();
+    let out = lobster.run(&[
+        "cp",
+        big.to_str().unwrap(),
+        &format!("{TENANT}:/root/big.bin"),
+    ]);
+    let text = output(&out);
+    assert_eq!(out.status.code(), Some(12), "{text}");
+    assert!(
+        text.contains("4096") && text.contains("nothing was placed"),
+        "{text}"
+    );
+    let out = lobster.run(&["exec", TENANT, "--", "sh", "-c", "ls -A /root"]);
+    assert!(out.status.success(), "{}", output(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !listed.contains("big.bin") && !listed.contains(".lobster-put-"),
+        "no partial file or staging directory in the guest: {listed}"
+    );
+    // And out of the guest: the host's cap holds too.
+    let out = lobster.run(&[
+        "cp",
+        &format!("{TENANT}:/root/d/blob.bin"),
+        work.path().join("blob").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(12), "{}", output(&out));
+    assert!(
+        !work.path().join("blob").exists(),
+        "nothing placed on the host"
+    );
+    lobster.edit_config(|c| {
+        c.as_object_mut().unwrap().remove("copy");
+    });
+
+    // Into /proc: refused naming the path, before any upgrade.
+    let out = lobster.run(&[
+        "cp",
+        d.join("secret").to_str().unwrap(),
+        &format!("{TENANT}:/proc/x"),
+    ]);
+    let text = output(&out);
+    assert_eq!(out.status.code(), Some(12), "{text}");
+    assert!(text.contains("/proc/x"), "{text}");
 }

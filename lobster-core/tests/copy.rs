@@ -11,8 +11,7 @@
 #![allow(clippy::tests_outside_test_module)]
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use lobster_agent_proto::archive::UnpackOptions;
@@ -23,6 +22,7 @@ use lobster_testkit::fake_agent::{ErrorCode, Frame, RemoteError, ReplyBody, Scri
 use lobster_testkit::poll::until_async;
 use lobster_testkit::registry::sleeping_spec;
 use lobster_testkit::rig::{FakeHost, GuestSide};
+use lobster_testkit::tree::{listing, names, tree, TREE_BYTES, TREE_ENTRIES};
 use serde_json::json;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -32,57 +32,6 @@ async fn with_alice(net: u8, cap: u64) -> FakeHost {
     let rig = FakeHost::build(GuestSide::Booted { net }, |c| c.copy.max_bytes = cap).await;
     rig.host.spawn(sleeping_spec("alice")).await.unwrap();
     rig
-}
-
-/// `root/d`: a 0700 directory holding a 0600 file, a 0755 script, an
-/// empty 0750 directory and a symbolic link to the file.
-fn tree(root: &Path) -> std::path::PathBuf {
-    let d = root.join("d");
-    fs::create_dir(&d).unwrap();
-    fs::write(d.join("secret"), b"only mine\n").unwrap();
-    fs::set_permissions(d.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
-    fs::write(d.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
-    fs::set_permissions(d.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::create_dir(d.join("empty")).unwrap();
-    fs::set_permissions(d.join("empty"), fs::Permissions::from_mode(0o750)).unwrap();
-    symlink("secret", d.join("link")).unwrap();
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
-    d
-}
-
-/// Every entry under `dir` as (relative path, kind, mode, content or
-/// link target), sorted.
-fn listing(dir: &Path) -> Vec<(String, &'static str, u32, Vec<u8>)> {
-    fn walk(base: &Path, at: &Path, out: &mut Vec<(String, &'static str, u32, Vec<u8>)>) {
-        let meta = fs::symlink_metadata(at).unwrap();
-        let rel = at.strip_prefix(base).unwrap().display().to_string();
-        let mode = meta.permissions().mode() & 0o7777;
-        if meta.file_type().is_symlink() {
-            let target = fs::read_link(at).unwrap();
-            out.push((rel, "link", 0, target.into_os_string().into_encoded_bytes()));
-        } else if meta.is_dir() {
-            out.push((rel, "dir", mode, Vec::new()));
-            for entry in fs::read_dir(at).unwrap() {
-                walk(base, &entry.unwrap().path(), out);
-            }
-        } else {
-            out.push((rel, "file", mode, fs::read(at).unwrap()));
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
-/// The names in `dir`.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +47,11 @@ async fn a_tree_round_trips_with_its_modes() {
         .copy_to_guest("alice", &src, guest_dst.to_str().unwrap())
         .await
         .unwrap();
-    assert_eq!((put.entries, put.bytes), (5, 10 + 18), "{put:?}");
+    assert_eq!(
+        (put.entries, put.bytes),
+        (TREE_ENTRIES, TREE_BYTES),
+        "{put:?}"
+    );
     assert_eq!(listing(&guest_dst), listing(&src));
     let agent = rig.host.agent("alice").await.unwrap();
     assert!(

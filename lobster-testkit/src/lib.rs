@@ -16,6 +16,8 @@
 //! - [`mod@bench`]: sample statistics for the bench binaries.
 //! - [`caddy`]: a real Caddy's surroundings: a directory its user can
 //!   reach, a connect as `nobody`, the system trust store, `/proc` status.
+//! - [`tree`]: a directory tree with modes and links, and a listing to
+//!   compare trees (file-copy tests).
 //! - [`tmux`]: a real terminal (a private tmux server) to drive and read
 //!   interactive commands.
 //! - `rig` (feature `fakes`): a `Host` over lobster-core's fakes, its
@@ -34,6 +36,7 @@ pub mod registry;
 #[cfg(feature = "fakes")]
 pub mod rig;
 pub mod tmux;
+pub mod tree;
 pub mod vm;
 
 pub use evidence::Evidence;

@@ -11,7 +11,7 @@ use lobster_agent_proto::{
     encode_line, LineFramer, Method, Reply, ReplyBody, Request, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::AgentError;
@@ -147,20 +147,7 @@ impl Conn {
                 Ok(None) => {}
                 Err(e) => return Err(self.protocol(format!("{method}: {e}"))),
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|source| AgentError::Io {
-                    context: format!("reading the {method} reply from agent {}", self.addr),
-                    source,
-                })?;
-            if n == 0 {
-                return Err(AgentError::Closed {
-                    addr: self.addr,
-                    method,
-                });
-            }
+            let n = read_some(&mut self.stream, &mut chunk, self.addr, method).await?;
             self.framer.push(&chunk[..n]);
         }
     }
@@ -187,20 +174,7 @@ impl Conn {
                     self.protocol(format!("{method}: reply exceeds {MAX_MESSAGE_BYTES} bytes"))
                 );
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|source| AgentError::Io {
-                    context: format!("reading the {method} reply from agent {}", self.addr),
-                    source,
-                })?;
-            if n == 0 {
-                return Err(AgentError::Closed {
-                    addr: self.addr,
-                    method,
-                });
-            }
+            let n = read_some(&mut self.stream, &mut chunk, self.addr, method).await?;
             buf.extend_from_slice(&chunk[..n]);
         };
         if newline > MAX_MESSAGE_BYTES {
@@ -234,4 +208,22 @@ impl Conn {
             detail: super::sanitize_for_terminal(&detail),
         }
     }
+}
+
+/// Reads what agent `addr` sent next during `method` into `chunk`; the end
+/// of the stream is [`AgentError::Closed`].
+pub(super) async fn read_some(
+    reader: &mut (impl AsyncRead + Unpin),
+    chunk: &mut [u8],
+    addr: SocketAddr,
+    method: &'static str,
+) -> Result<usize, AgentError> {
+    let n = reader.read(chunk).await.map_err(|source| AgentError::Io {
+        context: format!("reading {method} from agent {addr}"),
+        source,
+    })?;
+    if n == 0 {
+        return Err(AgentError::Closed { addr, method });
+    }
+    Ok(n)
 }

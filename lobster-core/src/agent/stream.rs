@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use lobster_agent_proto::stream::{Frame, FrameDecoder, MAX_FRAME_PAYLOAD, STDIN_WINDOW};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, Semaphore};
 
-use super::conn::Upgraded;
+use super::conn::{read_some, Upgraded};
 use super::{sanitize_for_terminal, AgentError};
 
 /// Sends frames on an upgraded connection (cheap to clone).
@@ -184,23 +184,7 @@ impl FrameReceiver {
                     return Err(self.protocol(format!("agent sent a host frame: {other:?}")))
                 }
                 None => {
-                    let n =
-                        self.reader
-                            .read(&mut chunk)
-                            .await
-                            .map_err(|source| AgentError::Io {
-                                context: format!(
-                                    "reading the {} session of agent {}",
-                                    self.method, self.addr
-                                ),
-                                source,
-                            })?;
-                    if n == 0 {
-                        return Err(AgentError::Closed {
-                            addr: self.addr,
-                            method: self.method,
-                        });
-                    }
+                    let n = read_some(&mut self.reader, &mut chunk, self.addr, self.method).await?;
                     self.decoder.push(&chunk[..n]);
                 }
             }
