@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::workload::COMMAND_PATH;
+pub use crate::workload::COMMAND_PATH;
 use lobster_agent_proto::methods::Secret;
 use lobster_agent_proto::{DEFAULT_HEALTH_PORT, DEFAULT_RPC_PORT};
 

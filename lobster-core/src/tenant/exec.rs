@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::store::TenantStatus;
 
-use super::TenantError;
+use super::{GuestHold, TenantError};
 
 /// A validated command to run in a guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +160,24 @@ pub(crate) async fn exec(
     name: &str,
     request: &ExecRequest,
 ) -> Result<ExecSession> {
+    let hold = hold_for(context, name, "exec").await?;
+    match hold.agent().exec(request.params()).await {
+        Ok(session) => Ok(session.guarded_by(hold)),
+        Err(e) => {
+            hold.release().await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Resumes tenant `name` if suspended and holds it awake for `operation`
+/// (which also names the hold); a tenant neither running nor suspended is
+/// refused, naming its state.
+pub(crate) async fn hold_for(
+    context: &Context,
+    name: &str,
+    operation: &'static str,
+) -> Result<GuestHold> {
     let record = context.record(name).await?;
     if !matches!(
         record.status,
@@ -168,19 +186,12 @@ pub(crate) async fn exec(
         return Err(TenantError::InvalidState {
             name: name.to_owned(),
             status: record.status,
-            operation: "exec",
+            operation,
             needs: "running or suspended",
         }
         .into());
     }
-    let hold = super::awake(context, name, "exec").await?;
-    match hold.agent().exec(request.params()).await {
-        Ok(session) => Ok(session.guarded_by(hold)),
-        Err(e) => {
-            hold.release().await;
-            Err(e.into())
-        }
-    }
+    super::awake(context, name, operation).await
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod awake;
 mod boot;
 mod evict;
 mod exec;
+pub mod openclaw;
 pub mod plan;
 pub mod progress;
 mod recover;
@@ -168,6 +169,9 @@ pub enum TenantError {
         /// What is wrong.
         reason: String,
     },
+    /// An OpenClaw command in the guest (`configure`, `devices`).
+    #[error(transparent)]
+    OpenClaw(#[from] openclaw::OpenClawError),
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -192,6 +196,7 @@ impl Classify for TenantError {
                 ErrorKind::InvalidState
             }
             TenantError::MissingImage { .. } => ErrorKind::NotFound,
+            TenantError::OpenClaw(e) => e.kind(),
             TenantError::SnapshotUnusable { .. } => ErrorKind::GuestFailure,
             TenantError::SpawnFailed { source, .. }
             | TenantError::RotationFailed { source, .. }
