@@ -4,6 +4,7 @@
 mod docs;
 mod exec;
 mod init;
+mod openclaw;
 mod spawn;
 mod tank;
 mod tenants;
@@ -84,6 +85,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Configure(args) => match openclaw::configure(&ctx, args).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Devices(args) => openclaw::devices(&ctx, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

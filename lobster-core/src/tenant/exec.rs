@@ -191,7 +191,8 @@ pub(crate) async fn hold_for(
         }
         .into());
     }
-    super::awake(context, name, operation).await
+    // Boxed: resuming makes a large future, and callers nest this one.
+    Box::pin(super::awake(context, name, operation)).await
 }
 
 #[cfg(test)]

@@ -385,8 +385,8 @@ struct Output {
 }
 
 impl Output {
-    /// OpenClaw's message: stderr, else stdout (`--json` errors go
-    /// there), its `error.message` when it is OpenClaw's JSON error.
+    /// OpenClaw's message: the `error.message` of its JSON error on stdout
+    /// (`--json`), else stderr, else stdout.
     fn message(&self) -> String {
         #[derive(Deserialize)]
         struct JsonError {
@@ -396,13 +396,10 @@ impl Output {
         struct JsonErrorBody {
             message: String,
         }
-        let text = if self.stderr.trim().is_empty() {
-            match serde_json::from_str::<JsonError>(&self.stdout) {
-                Ok(e) => e.error.message,
-                Err(_) => self.stdout.clone(),
-            }
-        } else {
-            self.stderr.clone()
+        let text = match serde_json::from_str::<JsonError>(&self.stdout) {
+            Ok(e) => e.error.message,
+            Err(_) if self.stderr.trim().is_empty() => self.stdout.clone(),
+            Err(_) => self.stderr.clone(),
         };
         let lines: Vec<&str> = text
             .lines()
@@ -865,7 +862,10 @@ mod tests {
         );
         let json =
             r#"{"ok": false, "error": {"type": "cli_error", "message": "unknown requestId"}}"#;
-        assert_eq!(out(json, " \n").message(), "unknown requestId");
+        assert_eq!(
+            out(json, "[openclaw] failed\n").message(),
+            "unknown requestId"
+        );
         assert_eq!(out("", "bell\u{7}").message(), "bell^G");
         let long = out("", &"é".repeat(MAX_MESSAGE));
         assert!(long.message().len() <= MAX_MESSAGE + 6);
