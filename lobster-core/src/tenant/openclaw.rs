@@ -850,7 +850,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_prefer_stderr_then_the_json_error_and_are_bounded() {
+    fn messages_prefer_the_json_error_then_stderr_and_are_bounded() {
         let out = |stdout: &str, stderr: &str| Output {
             status: 1,
             stdout: stdout.into(),
