@@ -52,7 +52,7 @@ gateway_up() {
     [ -f "$pidfile" ] || return 1
     read -r gpid gport <"$pidfile" || return 1
     case $gpid in '' | *[!0-9]*) return 1 ;; esac
-    [ "$gport" = "$port" ] && tr '\0' ' ' <"/proc/$gpid/cmdline" 2>/dev/null | grep -q ' httpd '
+    [ "$gport" = "$port" ] && tr '\0' ' ' 2>/dev/null <"/proc/$gpid/cmdline" | grep -q ' httpd '
 }
 need_gateway() { # json
     gateway_up && return 0

@@ -54,6 +54,11 @@ pub enum Command {
     Exec(ExecArgs),
     /// Copy a file or directory into a tenant's guest (`cp SRC NAME:DST`) or out of it (`cp NAME:SRC DST`).
     Cp(CpArgs),
+    /// Configure a tenant's OpenClaw: its interactive wizard on this
+    /// terminal, or `--set KEY=VALUE` (then a gateway restart) / `--get KEY`.
+    Configure(ConfigureArgs),
+    /// Manage a tenant's OpenClaw device pairing: list (default), approve ID, reject ID.
+    Devices(DevicesArgs),
     /// Print a tenant's gateway token (`--rotate`: replace its agent and gateway tokens first).
     Token(TokenArgs),
     /// Print where the root certificate of lobster's local CA is (trust it
@@ -319,6 +324,47 @@ pub struct CpArgs {
     /// Where to copy it: NAME:PATH if SRC is local, else a local path (an
     /// existing directory receives it inside).
     pub dst: std::ffi::OsString,
+}
+
+/// `configure`.
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Set an OpenClaw config key (repeatable; all are written, then the
+    /// gateway restarts once). Keys lobster manages (gateway.port, ...) are refused.
+    #[arg(long, value_name = "KEY=VALUE", conflicts_with = "get")]
+    pub set: Vec<String>,
+    /// Print the value of an OpenClaw config key.
+    #[arg(long, value_name = "KEY")]
+    pub get: Option<String>,
+}
+
+/// `devices`.
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Tenant name.
+    pub name: String,
+    /// What to do [default: list].
+    #[command(subcommand)]
+    pub action: Option<DevicesAction>,
+}
+
+/// A `devices` action.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DevicesAction {
+    /// List pending pairing requests and paired devices.
+    List,
+    /// Approve a pending pairing request.
+    Approve {
+        /// The request id (from `list`).
+        id: String,
+    },
+    /// Reject a pending pairing request.
+    Reject {
+        /// The request id (from `list`).
+        id: String,
+    },
 }
 
 /// `KEY=VALUE` as a pair (the value may hold `=`).

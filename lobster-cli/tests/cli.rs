@@ -18,8 +18,23 @@ fn help_lists_every_command_of_the_original() {
     assert!(out.status.success());
     let help = text(&out.stdout);
     for cmd in [
-        "init", "uninit", "spawn", "evict", "list", "molt", "watch", "tank", "logs", "snap",
-        "suspend", "resume", "exec", "token", "ca",
+        "init",
+        "uninit",
+        "spawn",
+        "evict",
+        "list",
+        "molt",
+        "watch",
+        "tank",
+        "logs",
+        "snap",
+        "suspend",
+        "resume",
+        "exec",
+        "configure",
+        "devices",
+        "token",
+        "ca",
     ] {
         assert!(
             help.contains(&format!("  {cmd} ")),
@@ -242,6 +257,88 @@ fn exec_with_a_terminal_needs_one_on_stdin() {
         assert!(
             text(&out.stderr).contains("-t needs a terminal on stdin"),
             "{}",
+            all(&out)
+        );
+    }
+}
+
+#[test]
+fn configure_and_devices_usage_errors_exit_2() {
+    let env = Env::initialised();
+    env.seed(&["alpha"]);
+    for args in [
+        &["configure"][..],
+        &["configure", "alpha", "--set", "a.b=c", "--get", "a.b"],
+        &["configure", "alpha", "--get"],
+        &["devices", "alpha", "approve"],
+        &["devices", "alpha", "reject"],
+        &["devices", "alpha", "forget", "x"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", all(&out));
+    }
+}
+
+#[test]
+fn configure_without_set_or_get_needs_a_terminal() {
+    let env = Env::initialised();
+    env.seed(&["alpha"]);
+    let out = env.run(&["configure", "alpha"]);
+    assert_eq!(code(&out), 2, "{}", all(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("configure needs a terminal on stdin") && stderr.contains("--set"),
+        "{}",
+        all(&out)
+    );
+}
+
+#[test]
+fn configure_and_devices_name_bad_input_before_touching_the_tenant() {
+    let env = Env::initialised();
+    env.seed(&["alpha"]);
+    for (args, want) in [
+        (
+            &["configure", "alpha", "--set", "logging.level"][..],
+            "KEY=VALUE",
+        ),
+        (
+            &[
+                "configure",
+                "alpha",
+                "--set",
+                "a.b=c",
+                "--set",
+                "gateway.port=9001",
+            ],
+            "\"gateway.port\" touches gateway.port, which lobster manages",
+        ),
+        (&["configure", "alpha", "--get", "a[0]"], "dot path"),
+        (
+            &["devices", "alpha", "approve", "--", "-x y"],
+            "invalid device id",
+        ),
+    ] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 12, "{args:?}: {}", all(&out));
+        assert!(text(&out.stderr).contains(want), "{args:?}: {}", all(&out));
+    }
+}
+
+#[test]
+fn configure_and_devices_on_an_unknown_tenant_are_not_found() {
+    let env = Env::initialised();
+    for args in [
+        &["configure", "ghost", "--get", "a.b"][..],
+        &["configure", "ghost", "--set", "a.b=c"],
+        &["devices", "ghost"],
+        &["devices", "ghost", "approve", "abc-1"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 10, "{args:?}: {}", all(&out));
+        assert!(
+            text(&out.stderr).contains("ghost"),
+            "{args:?}: {}",
             all(&out)
         );
     }

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub use crate::workload::COMMAND_PATH;
 use lobster_agent_proto::methods::Secret;
 use lobster_agent_proto::{DEFAULT_HEALTH_PORT, DEFAULT_RPC_PORT};
 
@@ -49,6 +50,10 @@ pub struct AgentConfig {
     pub home: PathBuf,
     /// Command run when the workload spec names none.
     pub default_command: Vec<String>,
+    /// `PATH` of the processes the agent starts, the workload and exec
+    /// sessions ([`COMMAND_PATH`] in a guest; a test may put a directory
+    /// of stand-in programs first).
+    pub command_path: String,
     /// What `shutdown` does at the end.
     pub on_shutdown: ShutdownAction,
     /// Whether `time.set` may change the system clock (guests only).
@@ -88,6 +93,7 @@ impl AgentConfig {
             log_max_bytes: 1024 * 1024,
             home: dir.join("home"),
             default_command: default_openclaw_command(),
+            command_path: COMMAND_PATH.to_owned(),
             on_shutdown: ShutdownAction::Exit,
             allow_set_time: false,
             max_connections: 64,
@@ -135,6 +141,7 @@ impl AgentConfig {
             log_max_bytes: 4 * 1024 * 1024,
             home: PathBuf::from("/root"),
             default_command: default_openclaw_command(),
+            command_path: COMMAND_PATH.to_owned(),
             on_shutdown: ShutdownAction::SignalInit,
             allow_set_time: true,
             max_connections: 64,

@@ -75,6 +75,8 @@ struct Shared {
     holds: Mutex<Holds>,
     /// The cap on concurrent `exec.start` sessions.
     exec_slots: exec::Slots,
+    /// `PATH` of exec sessions ([`AgentConfig::command_path`]).
+    command_path: String,
     /// The token in force (starts as `config.token`; `token.rotate` replaces it).
     token: Mutex<Secret>,
     shutdown: Mutex<Option<ShutdownParams>>,
@@ -158,6 +160,7 @@ impl Agent {
         let supervisor = Supervisor::start(Context {
             home: config.home.clone(),
             default_command: config.default_command.clone(),
+            command_path: config.command_path.clone(),
             state_dir: config.state_dir.clone(),
             output: Arc::clone(&workload_log),
             log: log.clone(),
@@ -173,6 +176,7 @@ impl Agent {
             secrets,
             holds: Mutex::new(Holds::default()),
             exec_slots: exec::Slots::new(config.max_exec_sessions),
+            command_path: config.command_path.clone(),
             token: Mutex::new(config.token.clone()),
             shutdown: Mutex::new(None),
             shutdown_requested: Condvar::new(),

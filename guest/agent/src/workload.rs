@@ -45,6 +45,8 @@ pub struct Context {
     pub home: PathBuf,
     /// Command when the spec names none.
     pub default_command: Vec<String>,
+    /// `PATH` of the workload.
+    pub command_path: String,
     /// Where `workload.json` and `workload.pgid` live.
     pub state_dir: PathBuf,
     /// Workload output.
@@ -243,7 +245,7 @@ impl Supervisor {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
-            .env("PATH", COMMAND_PATH)
+            .env("PATH", &self.ctx.command_path)
             .env("HOME", &self.ctx.home)
             .env("LANG", "C.UTF-8")
             .current_dir(spec.cwd.as_deref().map(Path::new).unwrap_or(Path::new("/")))

@@ -25,9 +25,10 @@ use crate::exit::USAGE;
 const STDIN_CHUNK: usize = 64 * 1024;
 
 pub async fn run(ctx: &Context, args: ExecArgs) -> Result<ExitCode, Error> {
-    if args.tty && !std::io::stdin().is_terminal() {
-        eprintln!("error: -t needs a terminal on stdin (run from a terminal, or drop -t)");
-        return Ok(ExitCode::from(USAGE));
+    if args.tty {
+        if let Err(code) = need_terminal("-t", "run from a terminal, or drop -t") {
+            return Ok(code);
+        }
     }
     let mut builder = ExecRequest::builder(args.command);
     for (key, value) in args.env {
@@ -46,18 +47,40 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<ExitCode, Error> {
         builder = builder.tty(window_size());
     }
     let request = builder.build()?;
-    let session = ctx.host()?.exec(&args.name, &request).await?;
-    let _raw = if args.tty {
-        Some(RawMode::enter()?)
+    run_session(ctx, &args.name, &request, args.interactive).await
+}
+
+/// Whether stdin is a terminal, else a usage error's exit code after
+/// printing that `what` needs one and `hint`.
+pub fn need_terminal(what: &str, hint: &str) -> Result<(), ExitCode> {
+    if std::io::stdin().is_terminal() {
+        Ok(())
     } else {
-        None
-    };
+        eprintln!("error: {what} needs a terminal on stdin ({hint})");
+        Err(ExitCode::from(USAGE))
+    }
+}
+
+/// Runs `request` in tenant `name` wired to this process: its output to
+/// stdout and stderr, signals forwarded, local stdin sent when
+/// `interactive`, and with a terminal (`request` has a window size) the
+/// local terminal in raw mode with resizes forwarded. Returns the
+/// command's exit status.
+pub async fn run_session(
+    ctx: &Context,
+    name: &str,
+    request: &ExecRequest,
+    interactive: bool,
+) -> Result<ExitCode, Error> {
+    let tty = request.params().tty.is_some();
+    let session = ctx.host()?.exec(name, request).await?;
+    let _raw = if tty { Some(RawMode::enter()?) } else { None };
     let (input, mut output) = session.split();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(forward_signals(input.clone(), args.tty));
-    if args.interactive {
+    tasks.spawn(forward_signals(input.clone(), tty));
+    if interactive {
         tasks.spawn(pump_stdin(input.clone()));
-    } else if !args.tty {
+    } else if !tty {
         input.close_stdin().await?;
     }
     let mut stdout = tokio::io::stdout();
@@ -82,7 +105,7 @@ async fn write_out(out: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) {
 }
 
 /// The local terminal's size (80x24 if it has none).
-fn window_size() -> WindowSize {
+pub fn window_size() -> WindowSize {
     match terminal::size() {
         Ok((cols, rows)) if cols > 0 && rows > 0 => WindowSize { rows, cols },
         _ => WindowSize { rows: 24, cols: 80 },

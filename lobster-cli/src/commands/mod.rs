@@ -5,6 +5,7 @@ mod cp;
 mod docs;
 mod exec;
 mod init;
+mod openclaw;
 mod spawn;
 mod tank;
 mod tenants;
@@ -89,6 +90,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Configure(args) => match openclaw::configure(&ctx, args).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Devices(args) => openclaw::devices(&ctx, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

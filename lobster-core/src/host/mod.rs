@@ -20,12 +20,13 @@ pub use crate::machine::{
     UninitReport, UninitStep, UnitAction, WATCH_UNIT,
 };
 
-use crate::agent::{Agent, ExecSession, LogFollow, LogSource};
+use crate::agent::{Agent, ExecSession, LogFollow, LogSource, WindowSize};
 use crate::base::blocking;
 use crate::config::Config;
 use crate::error::Result;
 use crate::health::{MoltReport, Overview};
 use crate::store::TenantStatus;
+use crate::tenant::openclaw::{ConfigSetReport, DevicesOp, DevicesReport};
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{
     CopySummary, EvictOptions, ExecRequest, HostOwner, RecoverReport, SnapReport, Tenant,
@@ -264,6 +265,58 @@ impl Host {
         owner: HostOwner,
     ) -> Result<CopySummary> {
         crate::tenant::copy_from_guest(&self.context, name, src, dst, owner).await
+    }
+
+    /// The value of OpenClaw config key `key` in tenant `name`'s guest
+    /// (`openclaw config get`: scalars bare, objects as JSON, secrets
+    /// redacted). A suspended tenant is resumed and held awake meanwhile.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed or unknown key, `NotFound` for a
+    /// key without a value (or an unknown tenant), `GuestFailure` when
+    /// OpenClaw fails otherwise.
+    pub async fn config_get(&self, name: &str, key: &str) -> Result<String> {
+        crate::tenant::openclaw::config_get(&self.context, name, key).await
+    }
+
+    /// Sets OpenClaw config keys in tenant `name`'s guest (`openclaw config
+    /// set KEY VALUE`, in order), then restarts its gateway once and waits
+    /// until it runs with a new pid. Keys lobster owns
+    /// ([`LOBSTER_OWNED_KEYS`](crate::tenant::openclaw::LOBSTER_OWNED_KEYS))
+    /// and malformed settings are refused before the guest is touched.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the key (owned, malformed, a multi-line
+    /// value, or a value OpenClaw refuses), `Timeout` when the gateway is
+    /// not running again within
+    /// [`RESTART_WAIT`](crate::tenant::openclaw::RESTART_WAIT).
+    pub async fn config_set(
+        &self,
+        name: &str,
+        settings: &[(String, String)],
+    ) -> Result<ConfigSetReport> {
+        crate::tenant::openclaw::config_set(&self.context, name, settings).await
+    }
+
+    /// Lists, approves or rejects device pairing requests of tenant
+    /// `name`'s OpenClaw gateway (`openclaw devices ... --json`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed id, `NotFound` for a request that
+    /// is not pending, `GuestFailure` when OpenClaw fails (e.g. its gateway
+    /// is not up yet) or answers with something else than its JSON.
+    pub async fn devices(&self, name: &str, op: &DevicesOp) -> Result<DevicesReport> {
+        crate::tenant::openclaw::devices(&self.context, name, op).await
+    }
+
+    /// The exec request of OpenClaw's interactive configuration
+    /// (`openclaw configure`) on a terminal of `window` cells, to run with
+    /// [`Host::exec`].
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a zero-sized window.
+    pub fn configure_request(&self, window: WindowSize) -> Result<ExecRequest> {
+        crate::tenant::openclaw::configure_request(self.context.config(), window)
     }
 
     /// Writes a crash-consistent, sparse, compressed copy of a tenant's

@@ -86,7 +86,8 @@ pub(crate) async fn awake_for(
         }
         .into());
     }
-    awake(context, name, operation).await
+    // Boxed: resuming makes a large future, and callers nest this one.
+    Box::pin(awake(context, name, operation)).await
 }
 
 /// A client of the tenant's agent (its /30 address, its token, the next

@@ -6,6 +6,7 @@ mod boot;
 mod copy;
 mod evict;
 mod exec;
+pub mod openclaw;
 pub mod plan;
 pub mod progress;
 mod recover;
@@ -179,6 +180,9 @@ pub enum TenantError {
         /// What is wrong.
         reason: String,
     },
+    /// An OpenClaw command in the guest (`configure`, `devices`).
+    #[error(transparent)]
+    OpenClaw(#[from] openclaw::OpenClawError),
     /// The tenant's state does not allow the operation.
     #[error("tenant `{name}` is {status}; {operation} needs {needs}")]
     InvalidState {
@@ -204,6 +208,7 @@ impl Classify for TenantError {
                 ErrorKind::InvalidState
             }
             TenantError::MissingImage { .. } => ErrorKind::NotFound,
+            TenantError::OpenClaw(e) => e.kind(),
             TenantError::SnapshotUnusable { .. } => ErrorKind::GuestFailure,
             TenantError::SpawnFailed { source, .. }
             | TenantError::RotationFailed { source, .. }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lobster_agent::config::COMMAND_PATH;
 use lobster_agent::{Agent as GuestAgent, AgentConfig};
 use lobster_core::vmm::firecracker::fake::{FakeFirecracker, FakeLauncher, FakeOptions, Phase};
 use lobster_core::vmm::firecracker::Launcher;
@@ -52,6 +53,7 @@ pub struct GuestLauncher {
     pub fake: FakeLauncher,
     faults: Arc<Faults>,
     booted: Arc<Mutex<Vec<Arc<BootedGuest>>>>,
+    programs: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl GuestLauncher {
@@ -61,7 +63,16 @@ impl GuestLauncher {
             fake: FakeLauncher::new(FakeOptions::default()),
             faults,
             booted: Arc::default(),
+            programs: Arc::default(),
         }
+    }
+
+    /// Gives guests that boot from now on the programs in `dir`, as a
+    /// guest image has them in `/usr/local/bin`: `dir` comes first in the
+    /// `PATH` of their workload and exec sessions, and their default
+    /// workload is `dir/openclaw gateway`.
+    pub fn install_programs(&self, dir: &Path) {
+        *self.programs.lock().unwrap() = Some(dir.to_owned());
     }
 
     /// Every guest that booted so far, in order.
@@ -87,6 +98,7 @@ impl Launcher for GuestLauncher {
                 process: process.clone(),
                 faults: self.faults.clone(),
                 booted: self.booted.clone(),
+                programs: self.programs.lock().unwrap().clone(),
             };
             tokio::spawn(guest.run());
         }
@@ -100,6 +112,7 @@ struct FakeGuest {
     process: VmProcess,
     faults: Arc<Faults>,
     booted: Arc<Mutex<Vec<Arc<BootedGuest>>>>,
+    programs: Option<PathBuf>,
 }
 
 impl FakeGuest {
@@ -151,8 +164,13 @@ impl FakeGuest {
         let token = read_token(&disk).await?;
         let kernel = AgentConfig::for_guest(&boot_args).map_err(|e| e.to_string())?;
         let state = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let agent = GuestAgent::start(AgentConfig::for_host_process(state.path(), &token))
-            .map_err(|e| format!("agent: {e}"))?;
+        let mut config = AgentConfig::for_host_process(state.path(), &token);
+        if let Some(dir) = &self.programs {
+            config.command_path = format!("{}:{COMMAND_PATH}", dir.display());
+            config.default_command =
+                vec![dir.join("openclaw").display().to_string(), "gateway".into()];
+        }
+        let agent = GuestAgent::start(config).map_err(|e| format!("agent: {e}"))?;
         let forwarders = vec![
             forward(kernel.rpc_listen, agent.rpc_addr()).await?,
             forward(kernel.health_listen, agent.health_addr()).await?,

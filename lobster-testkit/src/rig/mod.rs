@@ -276,6 +276,38 @@ impl FakeHost {
             .unwrap_or_else(|| panic!("no guest of {name} booted"))
     }
 
+    /// Installs the minimal image's OpenClaw stand-in
+    /// (`guest/images/openclaw-standin.sh`) as `openclaw` in guests that
+    /// boot from now on ([`GuestLauncher::install_programs`]), so the
+    /// default workload is its gateway and an exec of `openclaw` runs it.
+    /// Its state (config, devices, gateway pid file) goes to the returned
+    /// directory, never to the user's home; its gateway listens on
+    /// 127.0.0.1 (give each test its own `network.gateway_port`).
+    pub fn install_openclaw_standin(&self) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.dir.path().join("guest-bin");
+        let state = self.dir.path().join("openclaw-state");
+        std::fs::create_dir_all(&bin).expect("guest-bin dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guest/images/openclaw-standin.sh")
+            .canonicalize()
+            .expect("guest/images/openclaw-standin.sh");
+        let wrapper = bin.join("openclaw");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nOPENCLAW_STATE_DIR='{}' OPENCLAW_STANDIN_HOST=127.0.0.1 exec /bin/sh '{}' \"$@\"\n",
+                state.display(),
+                script.display()
+            ),
+        )
+        .expect("openclaw wrapper");
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod openclaw wrapper");
+        self.launcher.install_programs(&bin);
+        state
+    }
+
     /// Everything the host holds now.
     pub async fn state(&self) -> HostState {
         HostState {

@@ -172,10 +172,16 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Checks `params`, takes a slot and starts the process.
-pub(crate) fn start(slots: &Slots, params: ExecParams, log: &Log) -> Result<Session, Failure> {
+/// Checks `params`, takes a slot and starts the process (`PATH`:
+/// `command_path`).
+pub(crate) fn start(
+    slots: &Slots,
+    params: ExecParams,
+    command_path: &str,
+    log: &Log,
+) -> Result<Session, Failure> {
     let me = rustix::process::getuid().as_raw();
-    let plan = plan::plan(params, &Accounts::load(), me)?;
+    let plan = plan::plan(params, &Accounts::load(), me, command_path)?;
     let slot = slots.take().ok_or_else(|| slots.busy())?;
     let failed = |what: &str, e: std::io::Error| (ErrorCode::Internal, format!("{what}: {e}"));
     let (mut child, streams) = spawn(&plan).map_err(|e| match e.kind() {

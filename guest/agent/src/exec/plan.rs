@@ -16,7 +16,7 @@ use rustix::process::{Gid, Uid};
 
 use super::sys::Identity;
 use crate::secrets::valid_env_name;
-use crate::workload::{Failure, COMMAND_PATH};
+use crate::workload::Failure;
 
 /// The most bytes read from `/etc/passwd` or `/etc/group`.
 const ACCOUNT_FILE_CAP: u64 = 4 * 1024 * 1024;
@@ -156,8 +156,14 @@ fn bad(message: String) -> Failure {
     (ErrorCode::BadRequest, message)
 }
 
-/// Checks `params` and resolves them for an agent running as uid `me`.
-pub(crate) fn plan(params: ExecParams, accounts: &Accounts, me: u32) -> Result<Plan, Failure> {
+/// Checks `params` and resolves them for an agent running as uid `me`,
+/// with `command_path` as the session's `PATH`.
+pub(crate) fn plan(
+    params: ExecParams,
+    accounts: &Accounts,
+    me: u32,
+    command_path: &str,
+) -> Result<Plan, Failure> {
     let ExecParams {
         argv,
         env,
@@ -248,7 +254,7 @@ pub(crate) fn plan(params: ExecParams, accounts: &Accounts, me: u32) -> Result<P
         &account.shell
     };
     let mut full_env: BTreeMap<String, String> = [
-        ("PATH", COMMAND_PATH),
+        ("PATH", command_path),
         ("HOME", account.home.as_str()),
         ("USER", account.name.as_str()),
         ("LOGNAME", account.name.as_str()),
@@ -296,6 +302,7 @@ fn find_program(name: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::COMMAND_PATH;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
@@ -311,7 +318,22 @@ mod tests {
     }
 
     fn refusal(p: ExecParams, me: u32) -> Failure {
-        plan(p, &Accounts::parse(PASSWD, GROUP), me).unwrap_err()
+        plan(p, &Accounts::parse(PASSWD, GROUP), me, COMMAND_PATH).unwrap_err()
+    }
+
+    #[test]
+    fn the_command_path_is_the_sessions_path_and_finds_its_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("standin-only-here");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{COMMAND_PATH}", dir.path().display());
+        let accounts = Accounts::parse(PASSWD, GROUP);
+        let plan = plan(params(&["standin-only-here"]), &accounts, 0, &path).unwrap();
+        assert_eq!(plan.program, program);
+        assert_eq!(plan.env["PATH"], path);
+        let err = refusal(params(&["standin-only-here"]), 0);
+        assert_eq!(err.0, ErrorCode::NotFound, "{err:?}");
     }
 
     #[test]
@@ -321,7 +343,7 @@ mod tests {
         p.user = Some("app".into());
         p.env.insert("FOO".into(), "bar".into());
         p.env.insert("LANG".into(), "de_DE.UTF-8".into());
-        let plan = plan(p, &accounts, 0).unwrap();
+        let plan = plan(p, &accounts, 0, COMMAND_PATH).unwrap();
         let id = plan.identity.unwrap();
         assert_eq!(id.uid.as_raw(), 1000);
         assert_eq!(id.gid.as_raw(), 1000);
@@ -346,16 +368,28 @@ mod tests {
         let accounts = Accounts::parse(PASSWD, GROUP);
         let mut p = params(&["true"]);
         p.user = Some("65534".into());
-        let id = plan(p.clone(), &accounts, 0).unwrap().identity.unwrap();
+        let id = plan(p.clone(), &accounts, 0, COMMAND_PATH)
+            .unwrap()
+            .identity
+            .unwrap();
         assert_eq!((id.uid.as_raw(), id.gid.as_raw()), (65534, 65534));
         p.user = Some("4242".into());
-        let id = plan(p, &accounts, 0).unwrap().identity.unwrap();
+        let id = plan(p, &accounts, 0, COMMAND_PATH)
+            .unwrap()
+            .identity
+            .unwrap();
         assert_eq!((id.uid.as_raw(), id.gid.as_raw()), (4242, 4242));
     }
 
     #[test]
     fn the_default_user_is_the_agents_own_and_changes_nothing() {
-        let plan = plan(params(&["true"]), &Accounts::parse(PASSWD, GROUP), 0).unwrap();
+        let plan = plan(
+            params(&["true"]),
+            &Accounts::parse(PASSWD, GROUP),
+            0,
+            COMMAND_PATH,
+        )
+        .unwrap();
         assert_eq!(plan.identity, None);
         assert_eq!(plan.env["USER"], "root");
     }
@@ -454,7 +488,7 @@ mod tests {
             tty: Some(WindowSize { rows: 24, cols: 80 }),
             ..params(&["true"])
         };
-        let plan = plan(p, &Accounts::parse(PASSWD, GROUP), 0).unwrap();
+        let plan = plan(p, &Accounts::parse(PASSWD, GROUP), 0, COMMAND_PATH).unwrap();
         assert_eq!(plan.env["TERM"], "xterm-256color");
     }
 }

@@ -277,8 +277,14 @@ impl Connection {
     /// connection goes on); a started process is replied `ok` and the
     /// connection is handed to it (false).
     fn exec(&mut self, req: &Request) -> bool {
-        let started = params::<ExecStart>(req)
-            .and_then(|p| exec::start(&self.shared.exec_slots, p, &self.shared.log));
+        let started = params::<ExecStart>(req).and_then(|p| {
+            exec::start(
+                &self.shared.exec_slots,
+                p,
+                &self.shared.command_path,
+                &self.shared.log,
+            )
+        });
         let session = match started {
             Ok(session) => session,
             Err((code, msg)) => return self.reply(Reply::error(req.id, code, msg)).is_ok(),
