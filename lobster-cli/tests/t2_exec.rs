@@ -4,7 +4,8 @@
 //! exit codes, streams, a 64 MiB stdin, timeouts, environment and user,
 //! a directory tree copied in and out with its modes and the copy cap, an
 //! interactive shell in a real terminal (tmux), and a suspended tenant
-//! woken by exec.
+//! woken by exec. A second guest runs the minimal image's OpenClaw
+//! stand-in as its gateway for `configure` and `devices`.
 
 mod common;
 
@@ -62,7 +63,7 @@ fn exec_runs_commands_in_a_real_guest() {
     in_netns("exec_runs_commands_in_a_real_guest", |_ctx: &Ctx| {
         require_t2();
         tmux::require();
-        let lobster = Lobster::init(1, false);
+        let lobster = Lobster::init(2, false);
 
         // Bad input, before any guest exists.
         let out = exec(&lobster, &["ghost", "--", "true"], None);
@@ -220,6 +221,12 @@ fn exec_runs_commands_in_a_real_guest() {
         eprintln!("exec on a suspended tenant: {:?}", started.elapsed());
         assert_eq!(text(&out.stdout), "awake\n");
         assert_eq!(lobster.tenant("x")["status"], "running");
+
+        // OpenClaw's configure and devices, against the minimal image's
+        // stand-in run as a second tenant's gateway (the default workload).
+        let out = lobster.run(&["--json", "spawn", "oc"]);
+        assert!(out.status.success(), "spawn oc: {}", output(&out));
+        openclaw_configure_and_devices(&lobster, "oc");
     });
 }
 
@@ -333,4 +340,111 @@ fn copy_round_trip(lobster: &Lobster) {
     let text = output(&out);
     assert_eq!(out.status.code(), Some(12), "{text}");
     assert!(text.contains("/proc/x"), "{text}");
+}
+
+/// `configure --set/--get` and `devices` against the minimal image's
+/// OpenClaw stand-in, which the tenant `name` runs as its gateway.
+fn openclaw_configure_and_devices(lobster: &Lobster, name: &str) {
+    use std::time::{Duration, Instant};
+
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", output(out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", output(out)))
+    };
+    // `devices list` succeeds once the stand-in gateway runs (it checks its
+    // pid file); poll with a deadline, never a fixed sleep.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let listed = loop {
+        let out = lobster.run(&["--json", "devices", name]);
+        if out.status.success() {
+            break json(&out);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "devices list never succeeded: {}",
+            output(&out)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(listed["result"], "list", "{listed}");
+    assert_eq!(listed["pending"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed["paired"], serde_json::json!([]), "{listed}");
+
+    // A pending request through the stand-in's test hook, then approve it.
+    let out = lobster.run(&[
+        "exec",
+        name,
+        "--",
+        "openclaw",
+        "devices",
+        "simulate-request",
+        "phone",
+    ]);
+    assert!(out.status.success(), "{}", output(&out));
+    // NOTE: `exec` does not set OPENCLAW_GATEWAY_PORT; the stand-in's default
+    // is 9000 = the default network.gateway_port. If the T2 config changes the
+    // port, pass `-e OPENCLAW_GATEWAY_PORT=<port>` above.
+    let request_id = text(&out.stdout).trim().to_owned();
+    let listed = json(&lobster.run(&["--json", "devices", name, "list"]));
+    assert_eq!(
+        listed["pending"][0]["requestId"],
+        request_id.as_str(),
+        "{listed}"
+    );
+    let approved = json(&lobster.run(&["--json", "devices", name, "approve", &request_id]));
+    assert_eq!(approved["result"], "approved", "{approved}");
+    let again = lobster.run(&["devices", name, "approve", &request_id]);
+    assert_eq!(again.status.code(), Some(10), "{}", output(&again));
+
+    // configure --set: written, then the gateway restarts with a new pid.
+    let key = "agents.defaults.heartbeat.every";
+    let unset = lobster.run(&["configure", name, "--get", key]);
+    assert_eq!(unset.status.code(), Some(10), "{}", output(&unset));
+    let report = json(&lobster.run(&["--json", "configure", name, "--set", &format!("{key}=2h")]));
+    assert_eq!(report["restarted"], true, "{report}");
+    assert_eq!(report["keys"], serde_json::json!([key]), "{report}");
+    let (before, after) = (report["pid_before"].as_u64(), report["pid_after"].as_u64());
+    assert!(
+        before.is_some() && after.is_some() && before != after,
+        "{report}"
+    );
+
+    // --get returns it.
+    let got = lobster.run(&["configure", name, "--get", key]);
+    assert!(got.status.success(), "{}", output(&got));
+    assert_eq!(text(&got.stdout).trim(), "2h");
+    let got = json(&lobster.run(&["--json", "configure", name, "--get", key]));
+    assert_eq!(got["value"], "2h", "{got}");
+
+    // The restarted gateway started with the value: its log has the new
+    // pid's start line followed by the stand-in's config line.
+    let logs = lobster.run(&["logs", name, "--lines", "200"]); // workload log (default service)
+    assert!(logs.status.success(), "{}", output(&logs));
+    let log = text(&logs.stdout);
+    let start = log
+        .rfind(&format!(
+            "openclaw stand-in gateway pid {} ",
+            after.unwrap()
+        ))
+        .unwrap_or_else(|| panic!("no start line of pid {after:?} in\n{log}"));
+    assert!(
+        log[start..].contains(&format!("openclaw stand-in config: {key}=2h")),
+        "{log}"
+    );
+
+    // Owned keys are refused before anything runs: exit 12, key named, and
+    // the gateway keeps its pid.
+    let owned = lobster.run(&["configure", name, "--set", "gateway.port=9001"]);
+    assert_eq!(owned.status.code(), Some(12), "{}", output(&owned));
+    assert!(
+        text(&owned.stderr).contains("gateway.port"),
+        "{}",
+        output(&owned)
+    );
+    let still = json(&lobster.run(&["--json", "configure", name, "--set", "logging.level=debug"]));
+    assert_eq!(
+        still["pid_before"].as_u64(),
+        after,
+        "the refused set restarted nothing: {still}"
+    );
 }

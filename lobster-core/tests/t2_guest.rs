@@ -22,9 +22,14 @@ use std::time::{Duration, Instant};
 
 use lobster_core::agent::provision::{generate_token, write_token, GuestNetwork};
 use lobster_core::agent::{
-    Agent, LogSource, OpenClawSpec, RestartPolicy, Secret, WorkloadSpec, WorkloadState,
+    exit_status, Agent, ExecEvent, LogSource, OpenClawSpec, RestartPolicy, Secret, WorkloadSpec,
+    WorkloadState,
 };
-use lobster_core::config::{Accel, VmmConfig};
+use lobster_core::config::{Accel, Config, VmmConfig};
+use lobster_core::tenant::openclaw::{
+    config_get_request, config_set_request, devices_request, DevicesOp, RESTART_GRACE,
+};
+use lobster_core::tenant::ExecRequest;
 use lobster_core::vmm::qemu::{QemuSettings, QemuVmm};
 use lobster_core::vmm::{Vm, Vmm};
 use lobster_testkit::images;
@@ -683,5 +688,81 @@ fn full_image_openclaw_gateway_answers_http_on_the_configured_port() {
         let stats = guest.agent.stats().await.unwrap();
         eprintln!("guest stats with the gateway up: {stats:?}");
         assert!(stats.workload_rss_kib.unwrap_or(0) > 50_000, "{stats:?}");
+        openclaw_devices_and_config_round_trip(&guest.agent).await;
     });
+}
+
+/// Runs `request` on `agent` with stdin closed: (exit status, stdout, stderr).
+async fn run_cli(agent: &Agent, request: &ExecRequest) -> (i32, String, String) {
+    let (input, mut output) = agent.exec(request.params()).await.unwrap().split();
+    input.close_stdin().await.unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    loop {
+        match output.next().await.unwrap() {
+            Some(ExecEvent::Stdout(b)) => out.extend_from_slice(&b),
+            Some(ExecEvent::Stderr(b)) => err.extend_from_slice(&b),
+            Some(ExecEvent::Exit(exit)) => {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                return (exit_status(&exit), text(&out), text(&err));
+            }
+            None => panic!("exec session ended without an exit"),
+        }
+    }
+}
+
+/// The real OpenClaw CLI through exec, exactly as `Host::devices` and
+/// `Host::config_set`/`config_get` build it (this test has no tenant
+/// record, so it runs their requests on the guest's agent): `devices list
+/// --json` answers the two arrays; a key set, the gateway restarted with a
+/// new pid, and the key read back (the agent keeps user keys across
+/// gateway starts).
+async fn openclaw_devices_and_config_round_trip(agent: &Agent) {
+    let mut config = Config::default();
+    config.network.gateway_port = 9000; // the OpenClawSpec port above
+    let list = devices_request(&config, &DevicesOp::List).unwrap();
+    let started = Instant::now();
+    // The CLI reaches the gateway's WebSocket side, which may come up
+    // after HTTP; a cold CLI start under TCG is slow.
+    let deadline = started + Duration::from_secs(300);
+    let listed: serde_json::Value = loop {
+        let (status, stdout, stderr) = run_cli(agent, &list).await;
+        if status == 0 {
+            break serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("devices list --json: {e}: {stdout}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "devices list never succeeded: status {status}\n{stdout}\n{stderr}"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    eprintln!(
+        "openclaw devices list --json after {:?}: {listed}",
+        started.elapsed()
+    );
+    assert!(
+        listed["pending"].is_array() && listed["paired"].is_array(),
+        "{listed}"
+    );
+
+    let key = "agents.defaults.heartbeat.every";
+    let set = config_set_request(&config, key, "2h").unwrap();
+    let (status, stdout, stderr) = run_cli(agent, &set).await;
+    assert_eq!(status, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains(key), "{stdout}");
+    let before = agent.status().await.unwrap().pid;
+    agent.restart(RESTART_GRACE).await.unwrap();
+    let after = agent.status().await.unwrap().pid;
+    assert!(
+        after.is_some() && after != before,
+        "{before:?} -> {after:?}"
+    );
+    let get = config_get_request(&config, key).unwrap();
+    let (status, stdout, stderr) = run_cli(agent, &get).await;
+    assert_eq!(status, 0, "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "2h");
+    eprintln!(
+        "openclaw devices and config round trip: {:?}",
+        started.elapsed()
+    );
 }
