@@ -243,7 +243,7 @@ pub enum DevicesReport {
     },
 }
 
-/// What [`config_set`] did.
+/// What [`Host::config_set`](crate::Host::config_set) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigSetReport {
     /// The keys written, in order.
