@@ -16,18 +16,6 @@ use lobster_testkit::poll::until_async;
 use lobster_testkit::registry::sleeping_spec;
 use lobster_testkit::rig::FakeHost;
 
-/// The ids of the holds the tenant's guest has.
-async fn holds(rig: &FakeHost, name: &str) -> Vec<String> {
-    let agent = rig.host.agent(name).await.unwrap();
-    agent
-        .holds()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.id)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_a_log_follow_hold_the_guest_while_they_run() {
     let rig = FakeHost::booting(167).await;
@@ -35,7 +23,7 @@ async fn logs_and_a_log_follow_hold_the_guest_while_they_run() {
 
     rig.host.logs("alice", LogSource::Agent, 10).await.unwrap();
     assert_eq!(
-        holds(&rig, "alice").await,
+        rig.holds("alice").await,
         Vec::<String>::new(),
         "released after logs"
     );
@@ -45,14 +33,14 @@ async fn logs_and_a_log_follow_hold_the_guest_while_they_run() {
         .follow_logs("alice", LogSource::Agent, 1)
         .await
         .unwrap();
-    let held = holds(&rig, "alice").await;
+    let held = rig.holds("alice").await;
     assert_eq!(held.len(), 1, "{held:?}");
     assert!(held[0].starts_with("lobster-logs-follow-"), "{held:?}");
     drop(follow);
     until_async(
         "the follow's hold to be released",
         Duration::from_secs(10),
-        || async { holds(&rig, "alice").await.is_empty().then_some(()) },
+        || async { rig.holds("alice").await.is_empty().then_some(()) },
     )
     .await;
 }
@@ -90,7 +78,7 @@ async fn exec_holds_the_guest_for_the_session_and_a_missing_command_is_127() {
     let session = rig.host.exec("alice", &request).await.unwrap();
     assert_eq!(rig.record("alice").status, TenantStatus::Running);
     // Held while the session lives.
-    let held = holds(&rig, "alice").await;
+    let held = rig.holds("alice").await;
     assert!(
         held.len() == 1 && held[0].starts_with("lobster-exec-"),
         "{held:?}"
@@ -110,7 +98,7 @@ async fn exec_holds_the_guest_for_the_session_and_a_missing_command_is_127() {
     until_async(
         "the exec's hold to be released",
         Duration::from_secs(10),
-        || async { holds(&rig, "alice").await.is_empty().then_some(()) },
+        || async { rig.holds("alice").await.is_empty().then_some(()) },
     )
     .await;
 
@@ -125,8 +113,5 @@ async fn exec_holds_the_guest_for_the_session_and_a_missing_command_is_127() {
         "{}",
         err.chain()
     );
-    assert!(
-        holds(&rig, "alice").await.is_empty(),
-        "a refused exec's hold"
-    );
+    assert!(rig.holds("alice").await.is_empty(), "a refused exec's hold");
 }

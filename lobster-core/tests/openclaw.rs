@@ -70,18 +70,6 @@ fn on_a_large_stack<F: std::future::Future<Output = ()> + 'static>(body: fn() ->
         .unwrap();
 }
 
-/// The ids of the holds the tenant's guest has.
-async fn holds(rig: &FakeHost, name: &str) -> Vec<String> {
-    let agent = rig.host.agent(name).await.unwrap();
-    agent
-        .holds()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.id)
-        .collect()
-}
-
 /// Runs `openclaw ARGS` in the guest (the test's own way in, e.g. the
 /// stand-in's `devices simulate-request` hook) and returns its stdout.
 async fn openclaw(rig: &FakeHost, args: &[&str]) -> String {
@@ -157,7 +145,7 @@ async fn config_set_then_get() {
     .await;
     assert!(state.join("standin-config").exists());
     until_async("every hold released", Duration::from_secs(10), || async {
-        holds(&rig, "alice").await.is_empty().then_some(())
+        rig.holds("alice").await.is_empty().then_some(())
     })
     .await;
     rig.host.evict("alice").await.unwrap();
@@ -301,7 +289,7 @@ async fn devices() {
     assert_eq!(err.kind(), ErrorKind::GuestFailure, "{err}");
     assert!(err.to_string().contains("Gateway not reachable"), "{err}");
     until_async("every hold released", Duration::from_secs(10), || async {
-        holds(&rig, "alice").await.is_empty().then_some(())
+        rig.holds("alice").await.is_empty().then_some(())
     })
     .await;
     rig.host.evict("alice").await.unwrap();

@@ -498,22 +498,37 @@ pub(crate) async fn config_get(context: &Context, name: &str, key: &str) -> Resu
             key: key.to_owned(),
             message,
         }
-    } else if message.contains("Unknown config path") {
+    } else {
+        let refused = message.contains("Unknown config path");
+        refused_or_failed(refused, name, command, out.status, message)
+    }
+    .into())
+}
+
+/// OpenClaw's refusal of what was asked (`refused`), or another failure.
+fn refused_or_failed(
+    refused: bool,
+    name: &str,
+    command: String,
+    status: i32,
+    message: String,
+) -> OpenClawError {
+    let name = name.to_owned();
+    if refused {
         OpenClawError::Refused {
-            name: name.to_owned(),
+            name,
             command,
-            status: out.status,
+            status,
             message,
         }
     } else {
         OpenClawError::Failed {
-            name: name.to_owned(),
+            name,
             command,
-            status: out.status,
+            status,
             message,
         }
     }
-    .into())
 }
 
 /// Writes each `(key, value)` with `openclaw config set`, in order, then
@@ -555,22 +570,7 @@ async fn set_and_restart(
             let message = out.message();
             let refused =
                 message.contains("validation failed") || message.contains("Unknown config path");
-            return Err(if refused {
-                OpenClawError::Refused {
-                    name: name.to_owned(),
-                    command,
-                    status: out.status,
-                    message,
-                }
-            } else {
-                OpenClawError::Failed {
-                    name: name.to_owned(),
-                    command,
-                    status: out.status,
-                    message,
-                }
-            }
-            .into());
+            return Err(refused_or_failed(refused, name, command, out.status, message).into());
         }
     }
     let pid_before = agent.status().await?.pid;

@@ -219,6 +219,13 @@ impl FakeHost {
         self.store().read().expect("registry").tenants[name].clone()
     }
 
+    /// The ids of the holds `name`'s guest has (asked of its agent).
+    pub async fn holds(&self, name: &str) -> Vec<String> {
+        let agent = self.host.agent(name).await.expect("the tenant's agent");
+        let holds = agent.holds().await.expect("hold.list");
+        holds.into_iter().map(|h| h.id).collect()
+    }
+
     /// A watchdog over this host that writes `watch.json` and reports to `sink`.
     pub fn watchdog(&self, sink: EventSink) -> Watchdog {
         let options = WatchOptions {
