@@ -128,3 +128,49 @@ fn a_command_the_guest_does_not_have_exits_127_as_in_a_shell() {
     );
     clean(&agent.finish());
 }
+
+/// Whether process `pid` catches signal `n` (its `SigCgt` mask).
+fn catches(pid: u32, n: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (n - 1)) != 0)
+}
+
+#[test]
+fn sigterm_is_forwarded_and_lobsterd_leaves_when_the_command_does_not_end() {
+    // The agent takes the signal and never ends the command (a guest gone
+    // quiet): lobsterd must not wait forever.
+    let (env, agent) = host_with_agent(
+        90,
+        vec![
+            ok(),
+            Step::Expect(Frame::Signal(15)),
+            Step::Silence(std::time::Duration::from_secs(10)),
+        ],
+    );
+    let child = env
+        .command(&["exec", "alpha", "--", "sleep", "100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    lobster_testkit::poll::until(
+        "lobsterd to catch SIGTERM (its session runs)",
+        std::time::Duration::from_secs(20),
+        || catches(pid, 15).then_some(()),
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 143, "{}", all(&out));
+    let t = agent.finish();
+    assert!(t.frames.contains(&Frame::Signal(15)), "{:?}", t.frames);
+}

@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lobster_core::agent::{exit_status, ExecEvent, ExecInput, WindowSize};
+use lobster_core::agent::{exit_status, AgentError, ExecEvent, ExecInput, WindowSize};
 use lobster_core::tenant::ExecRequest;
 use lobster_core::Error;
 use ratatui::crossterm::terminal;
@@ -20,6 +20,12 @@ use tokio::sync::mpsc;
 use super::Context;
 use crate::args::ExecArgs;
 use crate::exit::USAGE;
+
+/// How long lobsterd waits, after forwarding SIGTERM or SIGHUP, for the
+/// command to end before it leaves as that signal's status (as `ssh`
+/// does); dropping the session makes the agent hang up the command's
+/// process group.
+const LEAVE_GRACE: Duration = Duration::from_secs(5);
 
 /// Size of one read from local stdin (one frame's worth).
 const STDIN_CHUNK: usize = 64 * 1024;
@@ -77,7 +83,8 @@ pub async fn run_session(
     let _raw = if tty { Some(RawMode::enter()?) } else { None };
     let (input, mut output) = session.split();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(forward_signals(input.clone(), tty));
+    let (leaving, mut left) = mpsc::channel(1);
+    tasks.spawn(forward_signals(input.clone(), tty, leaving));
     if interactive {
         tasks.spawn(pump_stdin(input.clone()));
     } else if !tty {
@@ -85,8 +92,25 @@ pub async fn run_session(
     }
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
+    // Set by a forwarded SIGTERM or SIGHUP: (the signal, when to leave).
+    let mut leave: Option<(i32, tokio::time::Instant)> = None;
     let status = loop {
-        match output.next().await? {
+        let until = leave.map(|(_, at)| at);
+        let give_up = async move {
+            match until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            event = output.next() => event?,
+            Some(signal) = left.recv(), if leave.is_none() => {
+                leave = Some((signal, tokio::time::Instant::now() + LEAVE_GRACE));
+                continue;
+            }
+            () = give_up => break 128 + leave.map_or(1, |(signal, _)| signal),
+        };
+        match event {
             Some(ExecEvent::Stdout(bytes)) => write_out(&mut stdout, &bytes).await,
             Some(ExecEvent::Stderr(bytes)) => write_out(&mut stderr, &bytes).await,
             Some(ExecEvent::Exit(exit)) => break exit_status(&exit),
@@ -142,7 +166,7 @@ async fn pump_stdin(input: ExecInput) {
 /// Forwards SIGINT, SIGTERM and SIGHUP to the command's process group
 /// and, with a terminal, each SIGWINCH as the new window size. (In raw
 /// mode Ctrl-C is an ordinary byte of stdin and raises no SIGINT here.)
-async fn forward_signals(input: ExecInput, tty: bool) {
+async fn forward_signals(input: ExecInput, tty: bool, leaving: mpsc::Sender<i32>) {
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -159,8 +183,8 @@ async fn forward_signals(input: ExecInput, tty: bool) {
     loop {
         let sent = tokio::select! {
             _ = int.recv() => input.signal(SignalKind::interrupt().as_raw_value()).await,
-            _ = term.recv() => input.signal(SignalKind::terminate().as_raw_value()).await,
-            _ = hup.recv() => input.signal(SignalKind::hangup().as_raw_value()).await,
+            _ = term.recv() => forward_and_leave(&input, SignalKind::terminate(), &leaving).await,
+            _ = hup.recv() => forward_and_leave(&input, SignalKind::hangup(), &leaving).await,
             Some(()) = async {
                 match winch.as_mut() {
                     Some(w) => w.recv().await,
@@ -172,6 +196,19 @@ async fn forward_signals(input: ExecInput, tty: bool) {
             return;
         }
     }
+}
+
+/// Forwards `kind` (SIGTERM, SIGHUP: this process is asked to end, or its
+/// terminal is gone) and tells the session loop to leave after
+/// [`LEAVE_GRACE`] if the command has not ended by then.
+async fn forward_and_leave(
+    input: &ExecInput,
+    kind: SignalKind,
+    leaving: &mpsc::Sender<i32>,
+) -> Result<(), AgentError> {
+    let sent = input.signal(kind.as_raw_value()).await;
+    let _ = leaving.try_send(kind.as_raw_value());
+    sent
 }
 
 /// The local terminal in raw mode; dropping it (on return, error or

@@ -183,6 +183,13 @@ impl Conn {
         let rest = buf.split_off(newline + 1);
         self.framer.push(&buf);
         let body = self.read_reply(id, method).await?;
+        keep_alive(&self.stream).map_err(|source| AgentError::Io {
+            context: format!(
+                "setting keepalive on the {method} session of agent {}",
+                self.addr
+            ),
+            source,
+        })?;
         Ok((
             body,
             Upgraded {
@@ -226,4 +233,52 @@ pub(super) async fn read_some(
         return Err(AgentError::Closed { addr, method });
     }
     Ok(n)
+}
+
+/// TCP keepalive for an upgraded session: it may rightly be silent for
+/// hours (no idle bound), but a guest that vanished (evicted, its TAP
+/// gone) ends it with a timeout within about a minute: 30 s idle, then 3
+/// probes 10 s apart.
+fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
+    use rustix::net::sockopt;
+    sockopt::set_socket_keepalive(stream, true)?;
+    sockopt::set_tcp_keepidle(stream, std::time::Duration::from_secs(30))?;
+    sockopt::set_tcp_keepintvl(stream, std::time::Duration::from_secs(10))?;
+    sockopt::set_tcp_keepcnt(stream, 3)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod keepalive_tests {
+    use lobster_agent_proto::{encode_line, LineFramer, Reply, MAX_MESSAGE_BYTES};
+    use rustix::net::sockopt;
+    use tokio::io::AsyncWriteExt;
+
+    use super::Conn;
+
+    #[tokio::test]
+    async fn an_upgraded_session_probes_a_silent_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut agent, _) = listener.accept().await.unwrap();
+        let mut line = encode_line(&Reply::ok(1, serde_json::json!({}))).unwrap();
+        line.extend_from_slice(b"first frame");
+        agent.write_all(&line).await.unwrap();
+        assert!(!sockopt::socket_keepalive(&stream).unwrap());
+
+        let conn = Conn {
+            stream,
+            framer: LineFramer::new(MAX_MESSAGE_BYTES),
+            next_id: 2,
+            addr,
+        };
+        let (_, upgraded) = conn.read_line_and_rest(1, "exec.start").await.unwrap();
+        assert_eq!(upgraded.rest, b"first frame");
+        let s = &upgraded.stream;
+        assert!(sockopt::socket_keepalive(s).unwrap());
+        assert_eq!(sockopt::tcp_keepidle(s).unwrap().as_secs(), 30);
+        assert_eq!(sockopt::tcp_keepintvl(s).unwrap().as_secs(), 10);
+        assert_eq!(sockopt::tcp_keepcnt(s).unwrap(), 3);
+    }
 }
