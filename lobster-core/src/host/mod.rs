@@ -25,7 +25,7 @@ use crate::base::blocking;
 use crate::config::Config;
 use crate::error::Result;
 use crate::health::{MoltReport, Overview};
-use crate::store::TenantStatus;
+use crate::store::{ApiScope, ApiToken, TenantStatus};
 use crate::tenant::openclaw::{ConfigSetReport, DevicesOp, DevicesReport};
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{
@@ -118,6 +118,38 @@ impl Host {
     /// The token clients present to a tenant's gateway.
     pub async fn token(&self, name: &str) -> Result<String> {
         Ok(self.get(name).await?.gateway_token().to_owned())
+    }
+
+    /// Creates an HTTP API token named `name` with `scope`; returns it and
+    /// its secret, which is stored only as a hash and cannot be shown again.
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        scope: ApiScope,
+    ) -> Result<(ApiToken, String)> {
+        let store = self.context.store().clone();
+        let name = name.to_owned();
+        Ok(blocking(move || store.create_api_token(&name, scope)).await?)
+    }
+
+    /// Every HTTP API token (never their secrets).
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let store = self.context.store().clone();
+        Ok(blocking(move || store.api_tokens()).await?)
+    }
+
+    /// Revokes HTTP API token `id`.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<ApiToken> {
+        let store = self.context.store().clone();
+        let id = id.to_owned();
+        Ok(blocking(move || store.revoke_api_token(&id)).await?)
+    }
+
+    /// The HTTP API token `presented` is, if any (compared in constant time).
+    pub async fn verify_api_token(&self, presented: &str) -> Result<Option<ApiToken>> {
+        let store = self.context.store().clone();
+        let presented = presented.to_owned();
+        Ok(blocking(move || store.verify_api_token(&presented)).await?)
     }
 
     /// Gives a running tenant new agent and gateway tokens; the guest

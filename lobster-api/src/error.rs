@@ -1,0 +1,143 @@
+//! Every error the API answers, as `{code, message}`: `code` is the
+//! stable [`ErrorKind`] name (or one of the API's own: `unauthorized`,
+//! `forbidden`, `conflict`, `bad_request`), with one HTTP status per code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lobster_core::{Error, ErrorKind};
+use serde::{Deserialize, Serialize};
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }
+    }
+
+    /// No token, or not a valid one.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    /// A valid token without the scope the route needs.
+    pub fn forbidden(needed: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this route needs a token with scope `{needed}`"),
+        )
+    }
+
+    /// Another operation on the tenant is running.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// Something of the API's own (an operation) is not known.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorKind::NotFound.as_str(), message)
+    }
+
+    /// Malformed input that never reached the host, naming what is wrong.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// The status answered.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body answered.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+}
+
+/// The one HTTP status of each kind.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::InvalidState => StatusCode::CONFLICT,
+        ErrorKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Exhausted => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::GuestFailure => StatusCode::BAD_GATEWAY,
+        ErrorKind::Corrupt | ErrorKind::HostFailure | ErrorKind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let kind = e.kind();
+        ApiError::new(status_of(kind), kind.as_str(), e.to_string())
+    }
+}
+
+impl From<&Error> for ErrorBody {
+    fn from(e: &Error) -> ErrorBody {
+        ErrorBody {
+            code: e.kind().as_str().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_status_and_only_server_faults_are_5xx() {
+        for kind in ErrorKind::ALL {
+            let status = status_of(kind);
+            let server_fault = matches!(
+                kind,
+                ErrorKind::Corrupt
+                    | ErrorKind::HostFailure
+                    | ErrorKind::Internal
+                    | ErrorKind::Unsupported
+                    | ErrorKind::Timeout
+                    | ErrorKind::Exhausted
+                    | ErrorKind::GuestFailure
+            );
+            assert_eq!(status.is_server_error(), server_fault, "{kind:?}: {status}");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! lobster's HTTP API: one more thin front end over [`lobster_core::Host`],
+//! beside the CLI and the bindings. It holds no orchestration logic: each
+//! route checks the caller's scope and the request's shape, calls one
+//! `Host` method and maps its result (or its [`ErrorKind`]) to HTTP in one
+//! place ([`error`]).
+//!
+//! - [`auth`]: bearer tokens with a scope (read < operate < admin), checked
+//!   before anything else, so a caller without the scope learns nothing,
+//!   not even whether a tenant exists;
+//! - [`operations`]: long operations (spawn, evict, suspend, resume) answer
+//!   at once with an operation to poll, its progress the steps the CLI
+//!   prints; one at a time per tenant (a second is 409);
+//! - [`routes`]: the `/v1` routes.
+//!
+//! [`ErrorKind`]: lobster_core::ErrorKind
+
+pub mod auth;
+pub mod error;
+pub mod operations;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use lobster_core::Host;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest a request may take (long operations answer at once).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The host the API drives.
+    pub host: Arc<Host>,
+    /// Long operations, running and finished.
+    pub operations: operations::Operations,
+}
+
+impl Api {
+    /// An API over `host`.
+    pub fn new(host: Arc<Host>) -> Api {
+        Api {
+            host,
+            operations: operations::Operations::default(),
+        }
+    }
+
+    /// The routes, with the body limit and request timeout.
+    pub fn router(self) -> Router {
+        routes::routes()
+            .with_state(self)
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ))
+    }
+}
+
+/// Serves `api` on `listener` until `shutdown` completes; requests in
+/// flight are finished first.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    api: Api,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, api.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

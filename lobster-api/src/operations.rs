@@ -1,0 +1,199 @@
+//! Long operations (spawn, evict, suspend, resume): started in the
+//! background, answered at once with an [`Operation`] the client polls.
+//! Its `progress` holds the steps the CLI prints; its `result` or `error`
+//! lands when it ends. One operation at a time per tenant: a second is
+//! refused (409) instead of racing the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use lobster_core::tenant::progress::{ProgressEvent, ProgressSink};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::error::{ApiError, ErrorBody};
+
+/// How many finished operations are kept for polling.
+pub const KEEP_FINISHED: usize = 1000;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Create and start a tenant.
+    Spawn,
+    /// Remove a tenant.
+    Evict,
+    /// Snapshot a tenant to disk and stop its VM.
+    Suspend,
+    /// Start a suspended tenant again.
+    Resume,
+}
+
+/// Where an operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// Still running.
+    Running,
+    /// Ended well; `result` holds what it returned.
+    Succeeded,
+    /// Ended with `error`.
+    Failed,
+}
+
+/// One long operation, as polled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Operation {
+    /// Its id (`op-<n>`).
+    pub id: String,
+    /// What it does.
+    pub kind: OperationKind,
+    /// The tenant it acts on.
+    pub tenant: String,
+    /// Where it is.
+    pub state: OperationState,
+    /// The steps so far, as the CLI prints them.
+    pub progress: Vec<ProgressEvent>,
+    /// What it returned (the tenant; `null` for evict).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    next: u64,
+    operations: BTreeMap<u64, Operation>,
+    busy: BTreeSet<String>,
+}
+
+/// The operations of one API server.
+#[derive(Debug, Clone)]
+pub struct Operations {
+    table: Arc<Mutex<Table>>,
+    running: Arc<watch::Sender<usize>>,
+}
+
+impl Default for Operations {
+    fn default() -> Self {
+        Operations {
+            table: Arc::default(),
+            running: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl Operations {
+    /// Starts `run` as a `kind` operation on `tenant`, giving it a
+    /// progress sink; 409 while another runs on that tenant.
+    pub fn start<F, Fut>(
+        &self,
+        kind: OperationKind,
+        tenant: &str,
+        run: F,
+    ) -> Result<Operation, ApiError>
+    where
+        F: FnOnce(ProgressSink) -> Fut,
+        Fut: Future<Output = lobster_core::Result<Option<serde_json::Value>>> + Send + 'static,
+    {
+        let (key, snapshot) = {
+            let mut table = self.table.lock().expect("operations lock");
+            if table.busy.contains(tenant) {
+                return Err(ApiError::conflict(format!(
+                    "another operation on tenant `{tenant}` is running"
+                )));
+            }
+            table.next += 1;
+            let key = table.next;
+            let operation = Operation {
+                id: format!("op-{key}"),
+                kind,
+                tenant: tenant.to_owned(),
+                state: OperationState::Running,
+                progress: Vec::new(),
+                result: None,
+                error: None,
+            };
+            table.busy.insert(tenant.to_owned());
+            table.operations.insert(key, operation.clone());
+            (key, operation)
+        };
+        self.running.send_modify(|n| *n += 1);
+        let table = self.table.clone();
+        let sink: ProgressSink = Arc::new(move |event: &ProgressEvent| {
+            if let Some(op) = table
+                .lock()
+                .expect("operations lock")
+                .operations
+                .get_mut(&key)
+            {
+                op.progress.push(event.clone());
+            }
+        });
+        let future = run(sink);
+        let table = self.table.clone();
+        let running = self.running.clone();
+        tokio::spawn(async move {
+            let outcome = future.await;
+            let mut t = table.lock().expect("operations lock");
+            if let Some(op) = t.operations.get_mut(&key) {
+                match outcome {
+                    Ok(result) => {
+                        op.state = OperationState::Succeeded;
+                        op.result = result;
+                    }
+                    Err(e) => {
+                        op.state = OperationState::Failed;
+                        op.error = Some(ErrorBody::from(&e));
+                    }
+                }
+                let tenant = op.tenant.clone();
+                t.busy.remove(&tenant);
+            }
+            forget_old(&mut t);
+            drop(t);
+            running.send_modify(|n| *n -= 1);
+        });
+        Ok(snapshot)
+    }
+
+    /// Operation `id`, if it is known.
+    pub fn get(&self, id: &str) -> Option<Operation> {
+        let key = id.strip_prefix("op-")?.parse::<u64>().ok()?;
+        let table = self.table.lock().expect("operations lock");
+        table.operations.get(&key).cloned()
+    }
+
+    /// Every known operation, oldest first.
+    pub fn list(&self) -> Vec<Operation> {
+        let table = self.table.lock().expect("operations lock");
+        table.operations.values().cloned().collect()
+    }
+
+    /// Waits until no operation runs (for a graceful shutdown: an
+    /// operation cut short would leave its tenant for recovery).
+    pub async fn drained(&self) {
+        let mut rx = self.running.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// Drops the oldest finished operations beyond [`KEEP_FINISHED`].
+fn forget_old(table: &mut Table) {
+    let finished: Vec<u64> = table
+        .operations
+        .iter()
+        .filter(|(_, op)| op.state != OperationState::Running)
+        .map(|(key, _)| *key)
+        .collect();
+    for key in finished
+        .iter()
+        .take(finished.len().saturating_sub(KEEP_FINISHED))
+    {
+        table.operations.remove(key);
+    }
+}

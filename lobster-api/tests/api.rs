@@ -1,0 +1,282 @@
+//! The HTTP API over a real unix socket, against a host of fakes whose
+//! guests boot the real agent (the test kit's `FakeHost::booting`): every
+//! scope against every route, the lifecycle through operations, bad input.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use lobster_api::Api;
+use lobster_core::store::ApiScope;
+use lobster_testkit::rig::FakeHost;
+use serde_json::Value;
+
+/// A server on a unix socket and a token of each scope.
+struct Server {
+    rig: FakeHost,
+    socket: PathBuf,
+    read: String,
+    operate: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn server(net: u8) -> Server {
+    let rig = FakeHost::booting(net).await;
+    let host = Arc::new(rig.host.clone());
+    let token = |scope| {
+        let host = host.clone();
+        async move { host.create_api_token("test", scope).await.unwrap().1 }
+    };
+    let (read, operate, admin) = (
+        token(ApiScope::Read).await,
+        token(ApiScope::Operate).await,
+        token(ApiScope::Admin).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(lobster_api::serve(
+        listener,
+        Api::new(host),
+        std::future::pending(),
+    ));
+    Server {
+        rig,
+        socket,
+        read,
+        operate,
+        admin,
+        _dir: dir,
+    }
+}
+
+/// One request; the status and the body as JSON (`Null` when empty).
+async fn call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "lobster");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, json)
+}
+
+/// Polls operation `id` until it ends.
+async fn finished(s: &Server, id: &str) -> Value {
+    for _ in 0..600 {
+        let (status, op) = call(
+            &s.socket,
+            "GET",
+            &format!("/v1/operations/{id}"),
+            Some(&s.read),
+            b"",
+        )
+        .await;
+        assert_eq!(status, 200, "{op}");
+        if op["state"] != "running" {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("operation {id} still running after 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
+    let s = server(210).await;
+    s.rig.spawn("alpha").await;
+    let wrong = format!("{}0", &s.admin[..s.admin.len() - 1]);
+    // (method, path, the least scope it needs). Mutating routes name a
+    // tenant that does not exist, so a call that gets through changes
+    // nothing: 404.
+    let routes = [
+        ("GET", "/v1/tenants", ApiScope::Read),
+        ("GET", "/v1/tenants/alpha", ApiScope::Read),
+        ("GET", "/v1/operations", ApiScope::Read),
+        ("GET", "/v1/tenants/alpha/token", ApiScope::Admin),
+        ("DELETE", "/v1/tenants/ghost", ApiScope::Operate),
+        ("POST", "/v1/tenants/ghost/suspend", ApiScope::Operate),
+        ("POST", "/v1/tenants/ghost/resume", ApiScope::Operate),
+    ];
+    for (method, path, needed) in routes {
+        for (token, label) in [(None, "none"), (Some(wrong.as_str()), "wrong")] {
+            let (status, body) = call(&s.socket, method, path, token, b"").await;
+            assert_eq!(status, 401, "{method} {path} with {label} token: {body}");
+            assert_eq!(body["code"], "unauthorized");
+        }
+        for (token, scope) in [
+            (&s.read, ApiScope::Read),
+            (&s.operate, ApiScope::Operate),
+            (&s.admin, ApiScope::Admin),
+        ] {
+            let (status, body) = call(&s.socket, method, path, Some(token), b"").await;
+            if scope < needed {
+                assert_eq!(status, 403, "{method} {path} as {scope:?}: {body}");
+                assert_eq!(body["code"], "forbidden");
+            } else {
+                assert!(
+                    status == 200 || status == 404,
+                    "{method} {path} as {scope:?}: {status} {body}"
+                );
+            }
+        }
+    }
+    // Without the scope, a tenant that exists and one that does not look
+    // the same.
+    for token in [None, Some(s.read.as_str())] {
+        let known = call(&s.socket, "GET", "/v1/tenants/alpha/token", token, b"").await;
+        let ghost = call(&s.socket, "GET", "/v1/tenants/ghost/token", token, b"").await;
+        assert_eq!(known, ghost);
+    }
+    let (status, body) = call(
+        &s.socket,
+        "GET",
+        "/v1/tenants/alpha/token",
+        Some(&s.admin),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["token"], s.rig.record("alpha").gateway_token);
+    // A revoked token is refused from then on.
+    let id = s.read.split('_').nth(1).unwrap();
+    s.rig.host.revoke_api_token(id).await.unwrap();
+    let (status, _) = call(&s.socket, "GET", "/v1/tenants", Some(&s.read), b"").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
+    let s = server(211).await;
+    let spec = br#"{"name":"web","memory_mib":256}"#;
+    let (status, op) = call(&s.socket, "POST", "/v1/tenants", Some(&s.operate), spec).await;
+    assert_eq!(status, 202, "{op}");
+    assert_eq!(op["state"], "running");
+    assert_eq!(op["kind"], "spawn");
+    // A second spawn of the name while the first runs: 409, not a race.
+    let (status, body) = call(&s.socket, "POST", "/v1/tenants", Some(&s.operate), spec).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "conflict");
+
+    let done = finished(&s, op["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["status"], "running");
+    let steps: Vec<&str> = done["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["phase"]["phase"] == "done")
+        .filter_map(|e| e["step"].as_str())
+        .collect();
+    for step in ["allocate", "overlay", "network", "vm", "agent", "route"] {
+        assert!(steps.contains(&step), "no {step} in {steps:?}: {done}");
+    }
+    let (status, tenants) = call(&s.socket, "GET", "/v1/tenants", Some(&s.read), b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(tenants[0]["name"], "web");
+    assert!(tenants[0].get("gateway_token").is_none(), "{tenants}");
+
+    // Spawning it again fails on the operation, as the host says.
+    let (_, op) = call(&s.socket, "POST", "/v1/tenants", Some(&s.operate), spec).await;
+    let again = finished(&s, op["id"].as_str().unwrap()).await;
+    assert_eq!(again["state"], "failed");
+    assert_eq!(again["error"]["code"], "already_exists", "{again}");
+
+    let (status, op) = call(
+        &s.socket,
+        "DELETE",
+        "/v1/tenants/web",
+        Some(&s.operate),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 202, "{op}");
+    let done = finished(&s, op["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let (status, body) = call(&s.socket, "GET", "/v1/tenants/web", Some(&s.read), b"").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found");
+    let (status, ops) = call(&s.socket, "GET", "/v1/operations", Some(&s.read), b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(ops.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
+    let s = server(212).await;
+    let t = Some(s.operate.as_str());
+    let big = format!(
+        r#"{{"name":"x","env":{{"A":"{}"}}}}"#,
+        "a".repeat(128 * 1024)
+    );
+    let cases: [(&str, &str, &[u8], u16, &str); 9] = [
+        ("POST", "/v1/tenants", b"{not json", 400, "request body"),
+        (
+            "POST",
+            "/v1/tenants",
+            br#"{"name":"x","color":"red"}"#,
+            400,
+            "color",
+        ),
+        (
+            "POST",
+            "/v1/tenants",
+            br#"{"name":"Bad Name"}"#,
+            400,
+            "Bad Name",
+        ),
+        (
+            "POST",
+            "/v1/tenants",
+            br#"{"name":"x","vcpus":0}"#,
+            422,
+            "vcpus",
+        ),
+        ("POST", "/v1/tenants", big.as_bytes(), 413, ""),
+        ("GET", "/v1/tenants/..", b"", 400, "tenant name"),
+        ("GET", "/v1/tenants/a%2F..%2Fb", b"", 400, "tenant name"),
+        ("DELETE", "/v1/tenants/UPPER", b"", 400, "UPPER"),
+        ("GET", "/v1/operations/op-999", b"", 404, "op-999"),
+    ];
+    for (method, path, body, want, names) in cases {
+        let (status, answer) = call(&s.socket, method, path, t, body).await;
+        assert_eq!(status, want, "{method} {path}: {answer}");
+        if !names.is_empty() {
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(message.contains(names), "{method} {path}: {answer}");
+        }
+    }
+    let (_, tenants) = call(&s.socket, "GET", "/v1/tenants", t, b"").await;
+    assert_eq!(tenants, serde_json::json!([]));
+    let (_, ops) = call(&s.socket, "GET", "/v1/operations", t, b"").await;
+    assert_eq!(ops, serde_json::json!([]));
+}
