@@ -10,12 +10,15 @@
 //! - [`operations`]: long operations (spawn, evict, suspend, resume) answer
 //!   at once with an operation to poll, its progress the steps the CLI
 //!   prints; one at a time per tenant (a second is 409);
-//! - [`routes`]: the `/v1` routes.
+//! - [`routes`]: the `/v1` routes;
+//! - [`openapi`]: their OpenAPI 3.1 document, generated from the types
+//!   (served at `/v1/openapi.json`, checked in as `docs/api/openapi.json`).
 //!
 //! [`ErrorKind`]: lobster_core::ErrorKind
 
 pub mod auth;
 pub mod error;
+pub mod openapi;
 pub mod operations;
 pub mod routes;
 

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 pub const KEEP_FINISHED: usize = 1000;
 
 /// What an operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationKind {
     /// Create and start a tenant.
@@ -32,7 +32,7 @@ pub enum OperationKind {
 }
 
 /// Where an operation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationState {
     /// Still running.
@@ -44,7 +44,7 @@ pub enum OperationState {
 }
 
 /// One long operation, as polled.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Operation {
     /// Its id (`op-<n>`).
     pub id: String,
@@ -56,8 +56,9 @@ pub struct Operation {
     pub state: OperationState,
     /// The steps so far, as the CLI prints them.
     pub progress: Vec<ProgressEvent>,
-    /// What it returned (the tenant; `null` for evict).
+    /// What it returned (the tenant; absent for evict).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<lobster_core::Tenant>)]
     pub result: Option<serde_json::Value>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]

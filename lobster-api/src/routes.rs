@@ -16,7 +16,7 @@ use lobster_core::{Tenant, TenantSpec};
 use serde::Deserialize;
 
 use crate::auth::require;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::operations::{Operation, OperationKind};
 use crate::Api;
 
@@ -32,6 +32,7 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/token", get(token))
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
+        .route("/v1/openapi.json", get(openapi))
 }
 
 /// A tenant name from a path, checked before the host sees it.
@@ -45,12 +46,18 @@ fn name(raw: &str) -> Answer<&str> {
     Ok(raw)
 }
 
-async fn list(State(api): State<Api>, headers: HeaderMap) -> Answer<Json<Vec<Tenant>>> {
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, description = "Every tenant, by name", body = [lobster_core::Tenant]), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn list(State(api): State<Api>, headers: HeaderMap) -> Answer<Json<Vec<Tenant>>> {
     require(&api, &headers, ApiScope::Read).await?;
     Ok(Json(api.host.list().await?))
 }
 
-async fn tenant(
+#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 200, description = "The tenant", body = lobster_core::Tenant), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn tenant(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(raw): Path<String>,
@@ -59,33 +66,59 @@ async fn tenant(
     Ok(Json(api.host.get(name(&raw)?).await?))
 }
 
-async fn token(
+#[utoipa::path(get, path = "/v1/tenants/{name}/token", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 200, description = "The tenant's gateway token", body = TokenBody), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub(crate) async fn token(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(raw): Path<String>,
-) -> Answer<Json<serde_json::Value>> {
+) -> Answer<Json<TokenBody>> {
     require(&api, &headers, ApiScope::Admin).await?;
     let name = name(&raw)?;
     let token = api.host.token(name).await?;
-    Ok(Json(serde_json::json!({ "name": name, "token": token })))
+    Ok(Json(TokenBody {
+        name: name.to_owned(),
+        token,
+    }))
 }
 
-/// The body of `POST /v1/tenants`: the fields of `lobsterd spawn`.
-#[derive(Debug, Deserialize)]
+/// A tenant's gateway token.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenBody {
+    /// The tenant.
+    pub name: String,
+    /// The token its gateway's clients present.
+    pub token: String,
+}
+
+/// The body of `POST /v1/tenants`: the fields of `lobsterd spawn`; unset
+/// sizes follow the host's defaults.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SpawnBody {
+pub struct SpawnBody {
+    /// Tenant name (a DNS label).
     name: String,
+    /// Virtual CPUs.
     vcpus: Option<u8>,
+    /// Guest memory in MiB.
     memory_mib: Option<u32>,
+    /// Overlay disk size in MiB.
     overlay_size_mib: Option<u32>,
+    /// Idle time before the watchdog suspends it, in seconds (0: never).
     idle_suspend_after_s: Option<u32>,
+    /// Non-secret environment of the workload.
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// The workload's argv (empty: the OpenClaw gateway).
     #[serde(default)]
     command: Vec<String>,
 }
 
-async fn spawn(
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = SpawnBody,
+    responses((status = 202, description = "Spawning: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody), (status = 413, description = "Body too large"), (status = 422, description = "A field out of range, named", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn spawn(
     State(api): State<Api>,
     headers: HeaderMap,
     body: Bytes,
@@ -150,7 +183,10 @@ async fn on_tenant(
     Ok((StatusCode::ACCEPTED, Json(op)))
 }
 
-async fn evict(
+#[utoipa::path(delete, path = "/v1/tenants/{name}", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 202, description = "Evicting: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn evict(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(raw): Path<String>,
@@ -158,7 +194,10 @@ async fn evict(
     on_tenant(api, headers, raw, OperationKind::Evict).await
 }
 
-async fn suspend(
+#[utoipa::path(post, path = "/v1/tenants/{name}/suspend", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 202, description = "Suspending: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn suspend(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(raw): Path<String>,
@@ -166,7 +205,10 @@ async fn suspend(
     on_tenant(api, headers, raw, OperationKind::Suspend).await
 }
 
-async fn resume(
+#[utoipa::path(post, path = "/v1/tenants/{name}/resume", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 202, description = "Resuming: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn resume(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(raw): Path<String>,
@@ -174,12 +216,21 @@ async fn resume(
     on_tenant(api, headers, raw, OperationKind::Resume).await
 }
 
-async fn operations(State(api): State<Api>, headers: HeaderMap) -> Answer<Json<Vec<Operation>>> {
+#[utoipa::path(get, path = "/v1/operations", tag = "operations",
+    responses((status = 200, description = "Operations, oldest first", body = [Operation]), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn operations(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Answer<Json<Vec<Operation>>> {
     require(&api, &headers, ApiScope::Read).await?;
     Ok(Json(api.operations.list()))
 }
 
-async fn operation(
+#[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", params(("id" = String, Path, description = "Operation id (`op-<n>`)")),
+    responses((status = 200, description = "The operation", body = Operation), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such operation", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn operation(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -188,4 +239,9 @@ async fn operation(
     api.operations.get(&id).map(Json).ok_or_else(|| {
         ApiError::not_found(format!("no operation `{}`", sanitize_for_terminal(&id)))
     })
+}
+
+/// The OpenAPI document of these routes (no token needed).
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
 }

@@ -206,6 +206,7 @@ pub struct TenantDefaults {
 
 /// A tenant's disk and network rates; 0 turns one off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantLimits {
     /// Bandwidth of each of its disks (reads plus writes), MiB/s (0..=100000).
@@ -382,6 +383,7 @@ impl Default for StorageConfig {
 
 /// Which VMM runs tenants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// Firecracker where it and a working KVM exist, else QEMU.
@@ -405,6 +407,7 @@ impl Backend {
 
 /// Which backend runs a VM (a [`Backend`] choice once `auto` is decided).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// Firecracker.

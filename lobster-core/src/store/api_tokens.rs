@@ -20,6 +20,7 @@ use super::{Result, Store, StoreError};
 
 /// What a token may do; each scope includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ApiScope {
     /// Read tenants, logs and the overview.
@@ -59,6 +60,7 @@ impl std::str::FromStr for ApiScope {
 
 /// An API token as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
     /// Its id (8 hex digits), the part after `lob_`.
