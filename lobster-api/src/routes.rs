@@ -5,11 +5,17 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::Uri;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::Stream;
 use lobster_core::agent::sanitize_for_terminal;
+use lobster_core::agent::LogSource;
 use lobster_core::store::name::validate_tenant_name;
 use lobster_core::store::ApiScope;
 use lobster_core::{Tenant, TenantSpec};
@@ -30,6 +36,9 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/suspend", post(suspend))
         .route("/v1/tenants/{name}/resume", post(resume))
         .route("/v1/tenants/{name}/token", get(token))
+        .route("/v1/tenants/{name}/logs", get(logs))
+        .route("/v1/tenants/{name}/logs/follow", get(follow_logs))
+        .route("/v1/overview", get(overview))
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
         .route("/v1/openapi.json", get(openapi))
@@ -244,4 +253,122 @@ pub(crate) async fn operation(
 /// The OpenAPI document of these routes (no token needed).
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
+}
+
+#[utoipa::path(get, path = "/v1/overview", tag = "tenants",
+    responses((status = 200, description = "Every tenant with the watchdog's view and its VMM's memory", body = lobster_core::health::Overview),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn overview(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Answer<Json<lobster_core::health::Overview>> {
+    require(&api, &headers, ApiScope::Read).await?;
+    Ok(Json(api.host.overview().await?))
+}
+
+/// Which log and how much of it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    source: LogSource,
+    #[serde(default = "default_lines")]
+    lines: u32,
+}
+
+fn default_lines() -> u32 {
+    100
+}
+
+/// Most lines a log request may ask for.
+pub const MAX_LOG_LINES: u32 = 10_000;
+
+/// The log query of `uri`, checked.
+fn log_query(uri: &Uri) -> Answer<LogQuery> {
+    let Query(query) = Query::<LogQuery>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    if query.lines > MAX_LOG_LINES {
+        return Err(ApiError::bad_request(format!(
+            "query: lines {} is above {MAX_LOG_LINES}",
+            query.lines
+        )));
+    }
+    Ok(query)
+}
+
+/// The last lines of a log.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LogLines {
+    /// Oldest first, sanitised for a terminal.
+    pub lines: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{name}/logs", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name (a DNS label)"),
+        ("source" = Option<String>, Query, description = "`workload` (default) or `agent`"),
+        ("lines" = Option<u32>, Query, description = "How many of the last lines (default 100, at most 10000)")),
+    responses((status = 200, description = "The last lines (a suspended tenant is resumed first)", body = LogLines),
+        (status = 400, description = "Malformed input, named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn logs(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    uri: Uri,
+) -> Answer<Json<LogLines>> {
+    require(&api, &headers, ApiScope::Read).await?;
+    let name = name(&raw)?;
+    let query = log_query(&uri)?;
+    let lines = api.host.logs(name, query.source, query.lines).await?;
+    Ok(Json(LogLines { lines }))
+}
+
+/// How long a followed log may stay silent before a keep-alive comment.
+const FOLLOW_POLL: Duration = Duration::from_secs(15);
+
+#[utoipa::path(get, path = "/v1/tenants/{name}/logs/follow", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name (a DNS label)"),
+        ("source" = Option<String>, Query, description = "`workload` (default) or `agent`"),
+        ("lines" = Option<u32>, Query, description = "How many of the last lines first (default 100, at most 10000)")),
+    responses((status = 200, description = "Server-sent events: one `line` event per log line, as they come; an `error` event ends a broken stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed input, named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn follow_logs(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    uri: Uri,
+) -> Answer<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    require(&api, &headers, ApiScope::Read).await?;
+    let name = name(&raw)?;
+    let query = log_query(&uri)?;
+    let follow = api
+        .host
+        .follow_logs(name, query.source, query.lines)
+        .await?;
+    let events = futures_util::stream::unfold(Some(follow), |state| async move {
+        let mut follow = state?;
+        loop {
+            match follow.next_line(FOLLOW_POLL).await {
+                Ok(Some(line)) => {
+                    return Some((Ok(Event::default().event("line").data(line)), Some(follow)))
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    let body = ErrorBody::from(&lobster_core::Error::from(e));
+                    let data = serde_json::to_string(&body).expect("an error serialises");
+                    return Some((Ok(Event::default().event("error").data(data)), None));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(FOLLOW_POLL)))
 }

@@ -90,6 +90,30 @@ async fn call(
     (status, json)
 }
 
+/// The status and content type of a GET whose body may never end (a
+/// stream): the body is not read.
+async fn open_stream(socket: &Path, path: &str, token: &str) -> (u16, String) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .uri(path)
+        .header("host", "lobster")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (response.status().as_u16(), kind)
+}
+
 /// Polls operation `id` until it ends.
 async fn finished(s: &Server, id: &str) -> Value {
     for _ in 0..600 {
@@ -122,6 +146,9 @@ async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
         ("GET", "/v1/tenants", ApiScope::Read),
         ("GET", "/v1/tenants/alpha", ApiScope::Read),
         ("GET", "/v1/operations", ApiScope::Read),
+        ("GET", "/v1/overview", ApiScope::Read),
+        ("GET", "/v1/tenants/ghost/logs", ApiScope::Read),
+        ("GET", "/v1/tenants/ghost/logs/follow", ApiScope::Read),
         ("GET", "/v1/tenants/alpha/token", ApiScope::Admin),
         ("DELETE", "/v1/tenants/ghost", ApiScope::Operate),
         ("POST", "/v1/tenants/ghost/suspend", ApiScope::Operate),
@@ -204,6 +231,31 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(status, 200);
     assert_eq!(tenants[0]["name"], "web");
     assert!(tenants[0].get("gateway_token").is_none(), "{tenants}");
+    let (status, overview) = call(&s.socket, "GET", "/v1/overview", Some(&s.read), b"").await;
+    assert_eq!(status, 200, "{overview}");
+    assert_eq!(overview["tenants"][0]["name"], "web");
+    let (status, logs) = call(
+        &s.socket,
+        "GET",
+        "/v1/tenants/web/logs?source=agent&lines=5",
+        Some(&s.read),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{logs}");
+    assert!(logs["lines"].as_array().unwrap().len() <= 5, "{logs}");
+    for bad in ["lines=99999", "source=kernel", "colour=red", "lines=-1"] {
+        let path = format!("/v1/tenants/web/logs?{bad}");
+        let (status, body) = call(&s.socket, "GET", &path, Some(&s.read), b"").await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with("query"),
+            "{body}"
+        );
+    }
+    let (status, kind) =
+        open_stream(&s.socket, "/v1/tenants/web/logs/follow?lines=1", &s.read).await;
+    assert_eq!((status, kind.as_str()), (200, "text/event-stream"));
 
     // Spawning it again fails on the operation, as the host says.
     let (_, op) = call(&s.socket, "POST", "/v1/tenants", Some(&s.operate), spec).await;
