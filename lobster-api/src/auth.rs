@@ -3,6 +3,10 @@
 //! [`lobster_core::Host::verify_api_token`]) before a route reads its
 //! input, so a caller without the scope learns nothing about tenants.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use lobster_core::store::{ApiScope, ApiToken};
@@ -30,5 +34,62 @@ pub async fn require(
     if token.scope < needed {
         return Err(ApiError::forbidden(needed.as_str()));
     }
+    api.limiter.admit(&token.id)?;
     Ok(token)
+}
+
+/// Requests a token may make: `burst` at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 50.0,
+            burst: 100.0,
+        }
+    }
+}
+
+/// A token bucket per API token id.
+#[derive(Debug, Clone, Default)]
+pub struct Limiter {
+    limit: RateLimit,
+    buckets: Arc<Mutex<HashMap<String, (f64, Instant)>>>,
+}
+
+impl Limiter {
+    /// Buckets of `limit`.
+    pub fn new(limit: RateLimit) -> Limiter {
+        Limiter {
+            limit,
+            buckets: Arc::default(),
+        }
+    }
+
+    /// Takes one request from token `id`'s bucket, or 429 with how long
+    /// to wait.
+    pub fn admit(&self, id: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("limiter lock");
+        let (tokens, at) = buckets
+            .entry(id.to_owned())
+            .or_insert((self.limit.burst, now));
+        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.limit.per_second)
+            .min(self.limit.burst);
+        *at = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            *tokens = refilled;
+            let wait = ((1.0 - refilled) / self.limit.per_second).ceil().max(1.0) as u64;
+            Err(ApiError::rate_limited(wait))
+        }
+    }
 }

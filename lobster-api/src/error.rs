@@ -1,6 +1,6 @@
 //! Every error the API answers, as `{code, message}`: `code` is the
 //! stable [`ErrorKind`] name (or one of the API's own: `unauthorized`,
-//! `forbidden`, `conflict`, `bad_request`), with one HTTP status per code.
+//! `forbidden`, `conflict`, `bad_request`, `rate_limited`), with one HTTP status per code.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,7 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -32,7 +33,19 @@ impl ApiError {
                 code: code.to_owned(),
                 message: message.into(),
             },
+            retry_after_s: None,
         }
+    }
+
+    /// The token used up its request budget; retry after `seconds`.
+    pub fn rate_limited(seconds: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests with this token: retry after {seconds} s"),
+        );
+        e.retry_after_s = Some(seconds);
+        e
     }
 
     /// No token, or not a valid one.
@@ -115,7 +128,13 @@ impl From<&Error> for ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

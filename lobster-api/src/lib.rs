@@ -6,7 +6,7 @@
 //!
 //! - [`auth`]: bearer tokens with a scope (read < operate < admin), checked
 //!   before anything else, so a caller without the scope learns nothing,
-//!   not even whether a tenant exists;
+//!   not even whether a tenant exists; a request budget per token (429);
 //! - [`operations`]: long operations (spawn, evict, suspend, resume) answer
 //!   at once with an operation to poll, its progress the steps the CLI
 //!   prints; one at a time per tenant (a second is 409);
@@ -43,6 +43,8 @@ pub struct Api {
     pub host: Arc<Host>,
     /// Long operations, running and finished.
     pub operations: operations::Operations,
+    /// Each token's request budget.
+    pub limiter: auth::Limiter,
 }
 
 impl Api {
@@ -51,7 +53,14 @@ impl Api {
         Api {
             host,
             operations: operations::Operations::default(),
+            limiter: auth::Limiter::new(auth::RateLimit::default()),
         }
+    }
+
+    /// The same API with each token's budget `limit`.
+    pub fn with_rate_limit(mut self, limit: auth::RateLimit) -> Api {
+        self.limiter = auth::Limiter::new(limit);
+        self
     }
 
     /// The routes, with the body limit and request timeout.

@@ -3,6 +3,7 @@
 //! `docs/api/openapi.json` holds it; a test fails when the two differ.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -45,6 +46,28 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // Every authenticated route may answer 429 (the token's budget).
+        let limited = ResponseBuilder::new()
+            .description("The token's request budget is spent: retry after `Retry-After` seconds")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                if op.security.is_some() {
+                    op.responses
+                        .responses
+                        .insert("429".to_owned(), limited.clone().into());
+                }
+            }
+        }
     }
 }
 

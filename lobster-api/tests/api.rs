@@ -9,6 +9,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
+use lobster_api::auth::RateLimit;
 use lobster_api::Api;
 use lobster_core::store::ApiScope;
 use lobster_testkit::rig::FakeHost;
@@ -25,6 +26,10 @@ struct Server {
 }
 
 async fn server(net: u8) -> Server {
+    server_with(net, |api| api).await
+}
+
+async fn server_with(net: u8, tweak: impl FnOnce(Api) -> Api) -> Server {
     let rig = FakeHost::booting(net).await;
     let host = Arc::new(rig.host.clone());
     let token = |scope| {
@@ -41,7 +46,7 @@ async fn server(net: u8) -> Server {
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     tokio::spawn(lobster_api::serve(
         listener,
-        Api::new(host),
+        tweak(Api::new(host)),
         std::future::pending(),
     ));
     Server {
@@ -331,4 +336,28 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     assert_eq!(tenants, serde_json::json!([]));
     let (_, ops) = call(&s.socket, "GET", "/v1/operations", t, b"").await;
     assert_eq!(ops, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_budget_gets_429_and_other_tokens_do_not() {
+    let limit = RateLimit {
+        per_second: 1.0,
+        burst: 5.0,
+    };
+    let s = server_with(213, |api| api.with_rate_limit(limit)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(call(&s.socket, "GET", "/v1/tenants", Some(&s.read), b"").await);
+    }
+    let ok = statuses.iter().filter(|(status, _)| *status == 200).count();
+    assert!((5..=6).contains(&ok), "{statuses:?}");
+    let (status, body) = statuses.last().unwrap();
+    assert_eq!(*status, 429, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    // Another token has its own budget.
+    let (status, _) = call(&s.socket, "GET", "/v1/tenants", Some(&s.admin), b"").await;
+    assert_eq!(status, 200);
+    // Requests without a valid token are refused before any budget.
+    let (status, _) = call(&s.socket, "GET", "/v1/tenants", None, b"").await;
+    assert_eq!(status, 401);
 }
