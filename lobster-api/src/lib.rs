@@ -75,13 +75,17 @@ impl Api {
     }
 }
 
-/// Serves `api` on `listener` until `shutdown` completes; requests in
-/// flight are finished first.
-pub async fn serve(
-    listener: tokio::net::UnixListener,
+/// Serves `api` on `listener` (a unix or TCP listener) until `shutdown`
+/// completes; requests in flight are finished first.
+pub async fn serve<L>(
+    listener: L,
     api: Api,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, api.router())
         .with_graceful_shutdown(shutdown)
         .await

@@ -71,11 +71,51 @@ impl Modify for Bearer {
     }
 }
 
-/// The document.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// What a tenant name must be (as `validate_tenant_name` checks): one DNS
+/// label of a-z, 0-9 and `-`, starting with a letter, not ending in `-`.
+pub const TENANT_NAME_PATTERN: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// What an environment variable's name must be.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// The document (JSON: it says more than utoipa's model holds, e.g.
+/// `propertyNames`).
+pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    // The rules the derive cannot say, in one place: every tenant name
+    // (path parameters and the spawn body), the names of `env` and the log
+    // sources.
+    let mut value = serde_json::to_value(&doc).expect("the document serialises");
+    let pattern = serde_json::json!(TENANT_NAME_PATTERN);
+    for item in value["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            let params = op.get_mut("parameters").and_then(|p| p.as_array_mut());
+            for param in params.into_iter().flatten() {
+                if param["name"] == "name" && param["in"] == "path" {
+                    param["schema"]["pattern"] = pattern.clone();
+                }
+                if param["name"] == "source" && param["in"] == "query" {
+                    param["schema"]["enum"] = serde_json::json!(["workload", "agent"]);
+                }
+                if param["name"] == "lines" && param["in"] == "query" {
+                    param["schema"]["maximum"] = serde_json::json!(crate::routes::MAX_LOG_LINES);
+                }
+            }
+        }
+    }
+    let spawn = &mut value["components"]["schemas"]["SpawnBody"]["properties"];
+    spawn["name"]["pattern"] = pattern;
+    spawn["env"]["propertyNames"] = serde_json::json!({ "pattern": ENV_NAME_PATTERN });
+    value
 }
 
 /// The document as checked in: pretty JSON with a final newline.

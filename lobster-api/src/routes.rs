@@ -109,12 +109,20 @@ pub struct SpawnBody {
     /// Tenant name (a DNS label).
     name: String,
     /// Virtual CPUs.
+    #[schema(minimum = 1, maximum = 32)]
+    #[serde(default, deserialize_with = "whole")]
     vcpus: Option<u8>,
     /// Guest memory in MiB.
+    #[schema(minimum = 128, maximum = 262144)]
+    #[serde(default, deserialize_with = "whole")]
     memory_mib: Option<u32>,
     /// Overlay disk size in MiB.
+    #[schema(minimum = 64, maximum = 1048576)]
+    #[serde(default, deserialize_with = "whole")]
     overlay_size_mib: Option<u32>,
     /// Idle time before the watchdog suspends it, in seconds (0: never).
+    #[schema(minimum = 0, maximum = 4294967295_u64, format = Int64)]
+    #[serde(default, deserialize_with = "whole")]
     idle_suspend_after_s: Option<u32>,
     /// Non-secret environment of the workload.
     #[serde(default)]
@@ -122,6 +130,29 @@ pub struct SpawnBody {
     /// The workload's argv (empty: the OpenClaw gateway).
     #[serde(default)]
     command: Vec<String>,
+}
+
+/// A JSON integer, also when written as a whole float (`5.0`): JSON
+/// Schema's `integer` is any number without a fraction.
+fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let value = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    let value = value.ok_or_else(|| D::Error::custom(format!("{number} is not a whole number")))?;
+    T::try_from(value)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{number} is out of range")))
 }
 
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = SpawnBody,
@@ -251,7 +282,7 @@ pub(crate) async fn operation(
 }
 
 /// The OpenAPI document of these routes (no token needed).
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
 

@@ -34,6 +34,15 @@ use crate::tenant::{
 };
 
 /// A lobster host: its configuration and its registry.
+/// The states whose logs can be read (a failed tenant's guest may still
+/// answer, and its logs say why it failed).
+const LOG_STATES: &[TenantStatus] = &[
+    TenantStatus::Running,
+    TenantStatus::Suspended,
+    TenantStatus::Failed,
+];
+const LOG_NEEDS: &str = "running, suspended or failed";
+
 #[derive(Debug, Clone)]
 pub struct Host {
     context: Context,
@@ -208,9 +217,11 @@ impl Host {
 
     /// The last `lines` lines of a tenant's workload or agent log,
     /// sanitised for a terminal. A suspended tenant is resumed and held
-    /// awake while its log is read.
+    /// awake while its log is read; one neither running, suspended nor
+    /// failed (creating, evicting, stopped) is `InvalidState` at once.
     pub async fn logs(&self, name: &str, source: LogSource, lines: u32) -> Result<Vec<String>> {
-        let hold = crate::tenant::awake(&self.context, name, "logs").await?;
+        let hold =
+            crate::tenant::awake_if(&self.context, name, "logs", LOG_STATES, LOG_NEEDS).await?;
         let tail = hold.agent().logs(source, lines).await;
         hold.release().await;
         Ok(tail?.lines)
@@ -225,7 +236,9 @@ impl Host {
         source: LogSource,
         lines: u32,
     ) -> Result<LogFollow> {
-        let hold = crate::tenant::awake(&self.context, name, "logs-follow").await?;
+        let hold =
+            crate::tenant::awake_if(&self.context, name, "logs-follow", LOG_STATES, LOG_NEEDS)
+                .await?;
         let follow = hold.agent().follow_logs(source, lines).await?;
         Ok(follow.keeping(hold))
     }

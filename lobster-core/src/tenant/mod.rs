@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub(crate) use awake::awake_if;
 pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
 pub use boot::{launch_on_disk, start_workload};
 pub(crate) use copy::{copy_from_guest, copy_to_guest};
