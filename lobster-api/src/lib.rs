@@ -11,6 +11,7 @@
 //!   at once with an operation to poll, its progress the steps the CLI
 //!   prints; one at a time per tenant (a second is 409);
 //! - [`routes`]: the `/v1` routes;
+//! - [`metrics`]: `/metrics` for Prometheus;
 //! - [`openapi`]: their OpenAPI 3.1 document, generated from the types
 //!   (served at `/v1/openapi.json`, checked in as `docs/api/openapi.json`).
 //!
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod routes;
@@ -45,15 +47,20 @@ pub struct Api {
     pub operations: operations::Operations,
     /// Each token's request budget.
     pub limiter: auth::Limiter,
+    /// What `/metrics` reports.
+    pub metrics: metrics::Metrics,
 }
 
 impl Api {
     /// An API over `host`.
     pub fn new(host: Arc<Host>) -> Api {
+        let metrics = metrics::Metrics::default();
+        let steps = metrics.clone();
         Api {
             host,
-            operations: operations::Operations::default(),
+            operations: operations::Operations::observed(Arc::new(move |e| steps.step(e))),
             limiter: auth::Limiter::new(auth::RateLimit::default()),
+            metrics,
         }
     }
 
@@ -63,10 +70,27 @@ impl Api {
         self
     }
 
-    /// The routes, with the body limit and request timeout.
+    /// The routes, with the body limit, the request timeout and the
+    /// request counter.
     pub fn router(self) -> Router {
+        let metrics = self.metrics.clone();
         routes::routes()
             .with_state(self)
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let method = request.method().as_str().to_owned();
+                        let route = request
+                            .extensions()
+                            .get::<axum::extract::MatchedPath>()
+                            .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+                        let response = next.run(request).await;
+                        metrics.request(&method, &route, response.status().as_u16());
+                        response
+                    }
+                },
+            ))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(TimeoutLayer::with_status_code(
                 axum::http::StatusCode::GATEWAY_TIMEOUT,

@@ -25,6 +25,7 @@ use crate::routes;
         routes::logs,
         routes::follow_logs,
         routes::overview,
+        routes::metrics,
         routes::operations,
         routes::operation,
     ),

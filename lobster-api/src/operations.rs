@@ -73,10 +73,19 @@ struct Table {
 }
 
 /// The operations of one API server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Operations {
     table: Arc<Mutex<Table>>,
     running: Arc<watch::Sender<usize>>,
+    observe: Option<ProgressSink>,
+}
+
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operations")
+            .field("table", &self.table)
+            .finish()
+    }
 }
 
 impl Default for Operations {
@@ -84,11 +93,21 @@ impl Default for Operations {
         Operations {
             table: Arc::default(),
             running: Arc::new(watch::channel(0).0),
+            observe: None,
         }
     }
 }
 
 impl Operations {
+    /// Operations whose every progress event is also given to `observe`
+    /// (the metrics).
+    pub fn observed(observe: ProgressSink) -> Operations {
+        Operations {
+            observe: Some(observe),
+            ..Operations::default()
+        }
+    }
+
     /// Starts `run` as a `kind` operation on `tenant`, giving it a
     /// progress sink; 409 while another runs on that tenant.
     pub fn start<F, Fut>(
@@ -125,7 +144,11 @@ impl Operations {
         };
         self.running.send_modify(|n| *n += 1);
         let table = self.table.clone();
+        let observe = self.observe.clone();
         let sink: ProgressSink = Arc::new(move |event: &ProgressEvent| {
+            if let Some(observe) = &observe {
+                observe(event);
+            }
             if let Some(op) = table
                 .lock()
                 .expect("operations lock")

@@ -42,6 +42,7 @@ pub fn routes() -> Router<Api> {
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
         .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
 }
 
 /// A tenant name from a path, checked before the host sees it.
@@ -156,7 +157,7 @@ where
 }
 
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = SpawnBody,
-    responses((status = 202, description = "Spawning: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody), (status = 413, description = "Body too large"), (status = 422, description = "A field out of range, named", body = ErrorBody)),
+    responses((status = 202, description = "Spawning: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs, or its state does not allow this one", body = ErrorBody), (status = 413, description = "Body too large"), (status = 422, description = "A field out of range, named", body = ErrorBody)),
     security(("bearer" = ["operate"])))]
 pub(crate) async fn spawn(
     State(api): State<Api>,
@@ -224,7 +225,7 @@ async fn on_tenant(
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{name}", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
-    responses((status = 202, description = "Evicting: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody)),
+    responses((status = 202, description = "Evicting: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs, or its state does not allow this one", body = ErrorBody)),
     security(("bearer" = ["operate"])))]
 pub(crate) async fn evict(
     State(api): State<Api>,
@@ -235,7 +236,7 @@ pub(crate) async fn evict(
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{name}/suspend", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
-    responses((status = 202, description = "Suspending: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody)),
+    responses((status = 202, description = "Suspending: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs, or its state does not allow this one", body = ErrorBody)),
     security(("bearer" = ["operate"])))]
 pub(crate) async fn suspend(
     State(api): State<Api>,
@@ -246,7 +247,7 @@ pub(crate) async fn suspend(
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{name}/resume", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
-    responses((status = 202, description = "Resuming: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs", body = ErrorBody)),
+    responses((status = 202, description = "Resuming: poll the operation", body = Operation), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "Another operation on the tenant runs, or its state does not allow this one", body = ErrorBody)),
     security(("bearer" = ["operate"])))]
 pub(crate) async fn resume(
     State(api): State<Api>,
@@ -344,7 +345,8 @@ pub struct LogLines {
         (status = 400, description = "Malformed input, named", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody)),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant is creating, evicting or stopped: no guest to read from", body = ErrorBody)),
     security(("bearer" = ["read"])))]
 pub(crate) async fn logs(
     State(api): State<Api>,
@@ -370,7 +372,8 @@ const FOLLOW_POLL: Duration = Duration::from_secs(15);
         (status = 400, description = "Malformed input, named", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody)),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant is creating, evicting or stopped: no guest to read from", body = ErrorBody)),
     security(("bearer" = ["read"])))]
 pub(crate) async fn follow_logs(
     State(api): State<Api>,
@@ -402,4 +405,24 @@ pub(crate) async fn follow_logs(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(FOLLOW_POLL)))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format: requests by route and status, operation step durations, tenants by status and health, VMM resident memory", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn metrics(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Answer<([(axum::http::HeaderName, &'static str); 1], String)> {
+    require(&api, &headers, ApiScope::Read).await?;
+    let text = api.metrics.render(&api.host).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }

@@ -152,6 +152,7 @@ async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
         ("GET", "/v1/tenants/alpha", ApiScope::Read),
         ("GET", "/v1/operations", ApiScope::Read),
         ("GET", "/v1/overview", ApiScope::Read),
+        ("GET", "/metrics", ApiScope::Read),
         ("GET", "/v1/tenants/ghost/logs", ApiScope::Read),
         ("GET", "/v1/tenants/ghost/logs/follow", ApiScope::Read),
         ("GET", "/v1/tenants/alpha/token", ApiScope::Admin),
@@ -257,6 +258,19 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
             body["message"].as_str().unwrap().starts_with("query"),
             "{body}"
         );
+    }
+    let (status, metrics) = call(&s.socket, "GET", "/metrics", Some(&s.read), b"").await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "lobster_tenants{status=\"running\"} 1",
+        "lobster_tenants_by_health{health=\"none\"} 1",
+        "lobster_operation_step_seconds_count{operation=\"spawn\",step=\"vm\"} 1",
+        "lobster_api_requests_total{method=\"POST\",route=\"/v1/tenants\",status=\"202\"} 1",
+        "lobster_api_requests_total{method=\"POST\",route=\"/v1/tenants\",status=\"409\"} 1",
+        "lobster_vmm_resident_bytes{tenant=\"web\"} ",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
     let (status, kind) =
         open_stream(&s.socket, "/v1/tenants/web/logs/follow?lines=1", &s.read).await;
