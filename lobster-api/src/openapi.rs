@@ -28,6 +28,8 @@ use crate::routes;
         routes::metrics,
         routes::operations,
         routes::operation,
+        routes::operation_events,
+        routes::events,
     ),
     modifiers(&Bearer),
     tags(
@@ -113,6 +115,37 @@ pub fn document() -> serde_json::Value {
             }
         }
     }
+    // An event stream's `schema` describes each event (OpenAPI 3.1).
+    for item in value["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            let responses = op.get_mut("responses").and_then(|r| r.as_object_mut());
+            for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+                if let Some(stream) = response.pointer_mut("/content/text~1event-stream") {
+                    stream["schema"] =
+                        serde_json::json!({ "$ref": "#/components/schemas/ServerSentEvent" });
+                }
+            }
+        }
+    }
+    value["components"]["schemas"]["ServerSentEvent"] = serde_json::json!({
+        "type": "object",
+        "description": "One server-sent event: `event` names it (progress, operation, line, watchdog, error), `data` holds it (JSON for progress, operation and error events; one text line for log and watchdog events)",
+        "required": ["event", "data"],
+        "properties": {
+            "event": { "type": "string", "enum": ["progress", "operation", "line", "watchdog", "error"] },
+            "data": { "type": "string" },
+            "id": { "type": "string" },
+            "retry": { "type": "integer" }
+        }
+    });
     let spawn = &mut value["components"]["schemas"]["SpawnBody"]["properties"];
     spawn["name"]["pattern"] = pattern;
     spawn["env"]["propertyNames"] = serde_json::json!({ "pattern": ENV_NAME_PATTERN });

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use lobster_core::agent::sanitize_for_terminal;
 use lobster_core::agent::LogSource;
 use lobster_core::store::name::validate_tenant_name;
@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::auth::require;
 use crate::error::{ApiError, ErrorBody};
-use crate::operations::{Operation, OperationKind};
+use crate::operations::{Operation, OperationKind, OperationState};
 use crate::Api;
 
 type Answer<T> = Result<T, ApiError>;
@@ -41,6 +41,8 @@ pub fn routes() -> Router<Api> {
         .route("/v1/overview", get(overview))
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
+        .route("/v1/operations/{id}/events", get(operation_events))
+        .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
 }
@@ -425,4 +427,104 @@ pub(crate) async fn metrics(
         )],
         text,
     ))
+}
+
+/// How often an operation's stream looks for new progress.
+const OPERATION_POLL: Duration = Duration::from_millis(100);
+
+#[utoipa::path(get, path = "/v1/operations/{id}/events", tag = "operations",
+    params(("id" = String, Path, description = "Operation id (`op-<n>`)")),
+    responses((status = 200, description = "Server-sent events: one `progress` event per step (a ProgressEvent), then one `operation` event (the Operation, ended) and the stream ends", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such operation", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn operation_events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    require(&api, &headers, ApiScope::Read).await?;
+    if api.operations.get(&id).is_none() {
+        return Err(ApiError::not_found(format!(
+            "no operation `{}`",
+            sanitize_for_terminal(&id)
+        )));
+    }
+    let operations = api.operations.clone();
+    // (sent so far, whether the final event went out)
+    let events = futures_util::stream::unfold((0usize, false), move |(sent, ended)| {
+        let operations = operations.clone();
+        let id = id.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            loop {
+                let op = operations.get(&id)?;
+                if let Some(event) = op.progress.get(sent) {
+                    let data = serde_json::to_string(event).expect("an event serialises");
+                    return Some((
+                        Ok(Event::default().event("progress").data(data)),
+                        (sent + 1, false),
+                    ));
+                }
+                if op.state != OperationState::Running {
+                    let data = serde_json::to_string(&op).expect("an operation serialises");
+                    return Some((
+                        Ok(Event::default().event("operation").data(data)),
+                        (sent, true),
+                    ));
+                }
+                tokio::time::sleep(OPERATION_POLL).await;
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "operations",
+    params(("lines" = Option<u32>, Query, description = "How many past lines first (default 100, at most 10000)")),
+    responses((status = 200, description = "Server-sent events: one `watchdog` event per line of the watchdog's log (checks, repairs, suspends, wakes), as they come", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed input, named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No watchdog has written a log yet", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    require(&api, &headers, ApiScope::Read).await?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct EventsQuery {
+        #[serde(default = "default_lines")]
+        lines: u32,
+    }
+    let Query(query) = Query::<EventsQuery>::try_from_uri(&uri)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    if query.lines > MAX_LOG_LINES {
+        return Err(ApiError::bad_request(format!(
+            "query: lines {} is above {MAX_LOG_LINES}",
+            query.lines
+        )));
+    }
+    // Reads only the end of the file: quick enough to do here.
+    let (tail, follow) =
+        lobster_core::health::follow_watch_log(api.host.config(), query.lines as usize)?;
+    let first = futures_util::stream::iter(tail);
+    let rest = futures_util::stream::unfold(Some(follow), |state| async move {
+        let mut follow = state?;
+        match follow.next_lines().await {
+            Ok(lines) => Some((futures_util::stream::iter(lines), Some(follow))),
+            Err(_) => None,
+        }
+    })
+    .flatten();
+    let events = first
+        .chain(rest)
+        .map(|line| Ok(Event::default().event("watchdog").data(line)));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

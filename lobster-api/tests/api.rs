@@ -95,9 +95,9 @@ async fn call(
     (status, json)
 }
 
-/// The status and content type of a GET whose body may never end (a
-/// stream): the body is not read.
-async fn open_stream(socket: &Path, path: &str, token: &str) -> (u16, String) {
+/// The status, content type and, for a 200, the body of a GET whose body
+/// may never end (a stream), read until it holds `until`.
+async fn open_stream(socket: &Path, path: &str, token: &str, until: &str) -> (u16, String, String) {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -111,12 +111,30 @@ async fn open_stream(socket: &Path, path: &str, token: &str) -> (u16, String) {
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
     let kind = response
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    (response.status().as_u16(), kind)
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let read = async {
+        while !text.contains(until) {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .unwrap_or_else(|_| panic!("{path}: no `{until}` within 20 s"));
+    (status, kind, text)
 }
 
 /// Polls operation `id` until it ends.
@@ -272,9 +290,39 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     ] {
         assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
-    let (status, kind) =
-        open_stream(&s.socket, "/v1/tenants/web/logs/follow?lines=1", &s.read).await;
+    let (status, kind, _) = open_stream(
+        &s.socket,
+        "/v1/tenants/web/logs/follow?lines=1",
+        &s.read,
+        "",
+    )
+    .await;
     assert_eq!((status, kind.as_str()), (200, "text/event-stream"));
+    // The spawn's progress as a stream: every step, then the operation.
+    let (status, _, text) = open_stream(
+        &s.socket,
+        &format!("/v1/operations/{}/events", done["id"].as_str().unwrap()),
+        &s.read,
+        "event: operation",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("event: progress\ndata: {\"operation\":\"spawn\""),
+        "{text}"
+    );
+    assert!(text.contains("\"step\":\"route\""), "{text}");
+    // The watchdog's events: none logged yet is 404; then its lines.
+    let (status, body) = call(&s.socket, "GET", "/v1/events", Some(&s.read), b"").await;
+    assert_eq!(status, 404, "{body}");
+    let log = lobster_core::health::watch_log_path(s.rig.config());
+    std::fs::write(&log, "tick 1: web healthy\n").unwrap();
+    let (status, _, text) = open_stream(&s.socket, "/v1/events?lines=5", &s.read, "healthy").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("event: watchdog\ndata: tick 1: web healthy"),
+        "{text}"
+    );
 
     // Spawning it again fails on the operation, as the host says.
     let (_, op) = call(&s.socket, "POST", "/v1/tenants", Some(&s.operate), spec).await;
