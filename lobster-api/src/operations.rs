@@ -29,6 +29,8 @@ pub enum OperationKind {
     Suspend,
     /// Start a suspended tenant again.
     Resume,
+    /// Archive a tenant's disk (download it from the operation's `archive`).
+    Snap,
 }
 
 /// Where an operation is.
@@ -56,9 +58,10 @@ pub struct Operation {
     pub state: OperationState,
     /// The steps so far, as the CLI prints them.
     pub progress: Vec<ProgressEvent>,
-    /// What it returned (the tenant; absent for evict).
+    /// What it returned: the tenant (spawn, suspend, resume), the
+    /// archive's report (snap); absent for evict.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<lobster_core::Tenant>)]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -36,12 +36,14 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/suspend", post(suspend))
         .route("/v1/tenants/{name}/resume", post(resume))
         .route("/v1/tenants/{name}/token", get(token))
+        .route("/v1/tenants/{name}/snap", post(snap))
         .route("/v1/tenants/{name}/logs", get(logs))
         .route("/v1/tenants/{name}/logs/follow", get(follow_logs))
         .route("/v1/overview", get(overview))
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
         .route("/v1/operations/{id}/events", get(operation_events))
+        .route("/v1/operations/{id}/archive", get(archive))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -219,6 +221,12 @@ async fn on_tenant(
             OperationKind::Evict => host.evict(&tenant).await.map(|()| None)?,
             OperationKind::Suspend => Some(host.suspend_with_progress(&tenant, Some(sink)).await?),
             OperationKind::Resume => Some(host.resume_with_progress(&tenant, Some(sink)).await?),
+            OperationKind::Snap => {
+                let report = host.snap(&tenant, None).await?;
+                return Ok(Some(
+                    serde_json::to_value(report).expect("a report serialises"),
+                ));
+            }
             OperationKind::Spawn => unreachable!("spawn has its own route"),
         };
         Ok(done.map(|t| serde_json::to_value(t).expect("a tenant serializes")))
@@ -527,4 +535,59 @@ pub(crate) async fn events(
         .chain(rest)
         .map(|line| Ok(Event::default().event("watchdog").data(line)));
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{name}/snap", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 202, description = "Archiving the disk: poll the operation, then download `/v1/operations/{id}/archive` (admin)", body = Operation),
+        (status = 400, description = "Malformed input, named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "Another operation on the tenant runs, or its state does not allow this one", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn snap(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Answer<(StatusCode, Json<Operation>)> {
+    on_tenant(api, headers, raw, OperationKind::Snap).await
+}
+
+#[utoipa::path(get, path = "/v1/operations/{id}/archive", tag = "operations",
+    params(("id" = String, Path, description = "A succeeded snap operation's id")),
+    responses((status = 200, description = "The archive (`lobsterd spawn --from-snap` restores it): the tenant's whole disk, so admin only", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such operation, not a snap, not finished, or its archive is gone", body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub(crate) async fn archive(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<axum::response::Response> {
+    require(&api, &headers, ApiScope::Admin).await?;
+    let missing = || {
+        ApiError::not_found(format!(
+            "no snap archive for operation `{}`",
+            sanitize_for_terminal(&id)
+        ))
+    };
+    let op = api.operations.get(&id).ok_or_else(missing)?;
+    let path = op
+        .result
+        .as_ref()
+        .filter(|_| op.kind == OperationKind::Snap && op.state == OperationState::Succeeded)
+        .and_then(|r| r["path"].as_str())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(missing)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|_| missing())?;
+    let length = file.metadata().await.map_err(|_| missing())?.len();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let response = axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(axum::http::header::CONTENT_LENGTH, length)
+        .body(body)
+        .expect("a valid response");
+    Ok(response)
 }

@@ -59,14 +59,14 @@ async fn server_with(net: u8, tweak: impl FnOnce(Api) -> Api) -> Server {
     }
 }
 
-/// One request; the status and the body as JSON (`Null` when empty).
-async fn call(
+/// Sends one request over the socket; the response, its body unread.
+async fn send(
     socket: &Path,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: &[u8],
-) -> (u16, Value) {
+) -> hyper::Response<hyper::body::Incoming> {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -83,9 +83,28 @@ async fn call(
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body)))
         .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    sender.send_request(request).await.unwrap()
+}
+
+/// A response's content type.
+fn content_type(response: &hyper::Response<hyper::body::Incoming>) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// One request; the status and the body as JSON (a JSON string when it is
+/// not JSON, `Null` when empty).
+async fn call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let (status, _, bytes) = download(socket, method, path, token, body).await;
     let json = if bytes.is_empty() {
         Value::Null
     } else {
@@ -95,28 +114,31 @@ async fn call(
     (status, json)
 }
 
-/// The status, content type and, for a 200, the body of a GET whose body
-/// may never end (a stream), read until it holds `until`.
+/// One request; the status, content type and raw body.
+async fn download(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let response = send(socket, method, path, token, body).await;
+    let (status, kind) = (response.status().as_u16(), content_type(&response));
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, kind, bytes)
+}
+
+/// The status, content type and body of a GET whose body may never end (a
+/// stream), read until it holds `until`.
 async fn open_stream(socket: &Path, path: &str, token: &str, until: &str) -> (u16, String, String) {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let request = Request::builder()
-        .uri(path)
-        .header("host", "lobster")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let kind = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let response = send(socket, "GET", path, Some(token), b"").await;
+    let (status, kind) = (response.status().as_u16(), content_type(&response));
     let mut body = response.into_body();
     let mut text = String::new();
     let read = async {
@@ -161,7 +183,9 @@ async fn finished(s: &Server, id: &str) -> Value {
 async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
     let s = server(210).await;
     s.rig.spawn("alpha").await;
-    let wrong = format!("{}0", &s.admin[..s.admin.len() - 1]);
+    // The admin token with its last digit changed.
+    let last = if s.admin.ends_with('0') { "1" } else { "0" };
+    let wrong = format!("{}{last}", &s.admin[..s.admin.len() - 1]);
     // (method, path, the least scope it needs). Mutating routes name a
     // tenant that does not exist, so a call that gets through changes
     // nothing: 404.
@@ -177,6 +201,8 @@ async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
         ("DELETE", "/v1/tenants/ghost", ApiScope::Operate),
         ("POST", "/v1/tenants/ghost/suspend", ApiScope::Operate),
         ("POST", "/v1/tenants/ghost/resume", ApiScope::Operate),
+        ("POST", "/v1/tenants/ghost/snap", ApiScope::Operate),
+        ("GET", "/v1/operations/op-999/archive", ApiScope::Admin),
     ];
     for (method, path, needed) in routes {
         for (token, label) in [(None, "none"), (Some(wrong.as_str()), "wrong")] {
@@ -330,6 +356,30 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(again["state"], "failed");
     assert_eq!(again["error"]["code"], "already_exists", "{again}");
 
+    // Snap: an operation, then its archive (admin only), byte-identical.
+    let (status, op) = call(
+        &s.socket,
+        "POST",
+        "/v1/tenants/web/snap",
+        Some(&s.operate),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 202, "{op}");
+    let snapped = finished(&s, op["id"].as_str().unwrap()).await;
+    assert_eq!(snapped["state"], "succeeded", "{snapped}");
+    let archive = format!("/v1/operations/{}/archive", op["id"].as_str().unwrap());
+    let (status, _) = call(&s.socket, "GET", &archive, Some(&s.operate), b"").await;
+    assert_eq!(status, 403);
+    let (status, _, bytes) = download(&s.socket, "GET", &archive, Some(&s.admin), b"").await;
+    assert_eq!(status, 200);
+    let path = snapped["result"]["path"].as_str().unwrap();
+    assert_eq!(bytes, std::fs::read(path).unwrap());
+    assert_eq!(
+        bytes.len() as u64,
+        snapped["result"]["archive_bytes"].as_u64().unwrap()
+    );
+
     let (status, op) = call(
         &s.socket,
         "DELETE",
@@ -346,7 +396,7 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(body["code"], "not_found");
     let (status, ops) = call(&s.socket, "GET", "/v1/operations", Some(&s.read), b"").await;
     assert_eq!(status, 200);
-    assert_eq!(ops.as_array().unwrap().len(), 3);
+    assert_eq!(ops.as_array().unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
