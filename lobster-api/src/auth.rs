@@ -24,13 +24,21 @@ pub async fn require(
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .ok_or_else(ApiError::unauthorized)?;
-    let token = api
-        .host
-        .verify_api_token(presented.trim())
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    // A store that cannot be read is the server's trouble; its details
+    // (paths, parse errors) go to the log, not to an unauthenticated caller.
+    let token = match api.host.verify_api_token(presented).await {
+        Ok(token) => token.ok_or_else(ApiError::unauthorized)?,
+        Err(e) => {
+            tracing::error!(error = %e, "api: cannot check tokens");
+            return Err(ApiError::unavailable(
+                "cannot check tokens now; try again later",
+            ));
+        }
+    };
     if token.scope < needed {
         return Err(ApiError::forbidden(needed.as_str()));
     }

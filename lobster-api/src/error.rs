@@ -1,6 +1,7 @@
 //! Every error the API answers, as `{code, message}`: `code` is the
 //! stable [`ErrorKind`] name (or one of the API's own: `unauthorized`,
-//! `forbidden`, `conflict`, `bad_request`, `rate_limited`), with one HTTP status per code.
+//! `forbidden`, `conflict`, `bad_request`, `rate_limited`, `too_many`,
+//! `too_large`, `unavailable`), with one HTTP status per code.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,36 @@ impl ApiError {
             },
             retry_after_s: None,
         }
+    }
+
+    /// The server cannot answer now (its token store is unreadable).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// A bug: a task of the server failed.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Internal.as_str(),
+            message,
+        )
+    }
+
+    /// Too much at once: open streams or running operations at their cap.
+    pub fn too_many(message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many", message);
+        e.retry_after_s = Some(5);
+        e
+    }
+
+    /// The body is over [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES).
+    pub fn too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over {} bytes", crate::MAX_BODY_BYTES),
+        )
     }
 
     /// The token used up its request budget; retry after `seconds`.

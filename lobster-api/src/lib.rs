@@ -12,6 +12,7 @@
 //!   prints; one at a time per tenant (a second is 409);
 //! - [`routes`]: the `/v1` routes;
 //! - [`metrics`]: `/metrics` for Prometheus;
+//! - [`tls`]: the TCP listener, always with TLS;
 //! - [`openapi`]: their OpenAPI 3.1 document, generated from the types
 //!   (served at `/v1/openapi.json`, checked in as `docs/api/openapi.json`).
 //!
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod routes;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +51,14 @@ pub struct Api {
     pub limiter: auth::Limiter,
     /// What `/metrics` reports.
     pub metrics: metrics::Metrics,
+    /// Room for open event streams ([`MAX_STREAMS`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the server stops: open streams end.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
+
+/// Most event streams (log follows, progress, events) open at once.
+pub const MAX_STREAMS: usize = 64;
 
 impl Api {
     /// An API over `host`.
@@ -61,6 +70,8 @@ impl Api {
             operations: operations::Operations::observed(Arc::new(move |e| steps.step(e))),
             limiter: auth::Limiter::new(auth::RateLimit::default()),
             metrics,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -80,7 +91,14 @@ impl Api {
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
                     let metrics = metrics.clone();
                     async move {
-                        let method = request.method().as_str().to_owned();
+                        // A fixed set: a method of the client's invention
+                        // must not become a label (each one a counter).
+                        let method = match request.method().as_str() {
+                            m @ ("GET" | "POST" | "DELETE" | "PUT" | "PATCH" | "HEAD"
+                            | "OPTIONS") => m,
+                            _ => "other",
+                        }
+                        .to_owned();
                         let route = request
                             .extensions()
                             .get::<axum::extract::MatchedPath>()

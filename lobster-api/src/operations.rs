@@ -17,6 +17,9 @@ use crate::error::{ApiError, ErrorBody};
 /// How many finished operations are kept for polling.
 pub const KEEP_FINISHED: usize = 1000;
 
+/// Most operations running at once (over every tenant); more are 429.
+pub const MAX_RUNNING: usize = 16;
+
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -130,6 +133,11 @@ impl Operations {
                     "another operation on tenant `{tenant}` is running"
                 )));
             }
+            if table.busy.len() >= MAX_RUNNING {
+                return Err(ApiError::too_many(format!(
+                    "{MAX_RUNNING} operations are running; try again when one ends"
+                )));
+            }
             table.next += 1;
             let key = table.next;
             let operation = Operation {
@@ -165,7 +173,16 @@ impl Operations {
         let table = self.table.clone();
         let running = self.running.clone();
         tokio::spawn(async move {
-            let outcome = future.await;
+            // A task of its own: a panic in it is this operation's failure,
+            // never a tenant left busy or a shutdown that waits for ever.
+            let outcome = match tokio::spawn(future).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(e)) => Err(ErrorBody::from(&e)),
+                Err(e) => Err(ErrorBody {
+                    code: lobster_core::ErrorKind::Internal.as_str().to_owned(),
+                    message: format!("the operation's task failed: {e}"),
+                }),
+            };
             let mut t = table.lock().expect("operations lock");
             if let Some(op) = t.operations.get_mut(&key) {
                 match outcome {
@@ -173,9 +190,9 @@ impl Operations {
                         op.state = OperationState::Succeeded;
                         op.result = result;
                     }
-                    Err(e) => {
+                    Err(error) => {
                         op.state = OperationState::Failed;
-                        op.error = Some(ErrorBody::from(&e));
+                        op.error = Some(error);
                     }
                 }
                 let tenant = op.tenant.clone();

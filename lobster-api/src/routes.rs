@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -49,6 +48,50 @@ pub fn routes() -> Router<Api> {
         .route("/metrics", get(metrics))
 }
 
+/// Runs `work` as a task of its own and waits for it: a request dropped
+/// midway (its timeout, a client gone) never cancels a recovery or a wake
+/// half done.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = lobster_core::Result<T>> + Send + 'static,
+) -> Answer<T> {
+    match tokio::spawn(work).await {
+        Ok(done) => Ok(done?),
+        Err(e) => Err(ApiError::internal(format!(
+            "a task of the server failed: {e}"
+        ))),
+    }
+}
+
+/// Room for one more event stream, or 429 at [`crate::MAX_STREAMS`].
+fn stream_slot(api: &Api) -> Answer<tokio::sync::OwnedSemaphorePermit> {
+    api.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::too_many(format!(
+            "{} event streams are open; close one or try again later",
+            crate::MAX_STREAMS
+        ))
+    })
+}
+
+/// `events` as the body of a server-sent event stream that holds `slot`
+/// while it lives and ends when the server stops.
+fn event_stream<S>(
+    api: &Api,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    events: S,
+    keep_alive: KeepAlive,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>
+where
+    S: Stream<Item = Event> + Send + 'static,
+{
+    let events = events
+        .map(move |event| {
+            let _held = &slot;
+            Ok(event)
+        })
+        .take_until(api.shutdown.clone().cancelled_owned());
+    Sse::new(events).keep_alive(keep_alive)
+}
+
 /// A tenant name from a path, checked before the host sees it.
 fn name(raw: &str) -> Answer<&str> {
     validate_tenant_name(raw).map_err(|reason| {
@@ -65,7 +108,8 @@ fn name(raw: &str) -> Answer<&str> {
     security(("bearer" = ["read"])))]
 pub(crate) async fn list(State(api): State<Api>, headers: HeaderMap) -> Answer<Json<Vec<Tenant>>> {
     require(&api, &headers, ApiScope::Read).await?;
-    Ok(Json(api.host.list().await?))
+    let host = api.host.clone();
+    Ok(Json(detached(async move { host.list().await }).await?))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{name}", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
@@ -166,9 +210,14 @@ where
 pub(crate) async fn spawn(
     State(api): State<Api>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Answer<(StatusCode, Json<Operation>)> {
     require(&api, &headers, ApiScope::Operate).await?;
+    // Read only now, after the token: a caller without one sends nothing
+    // the server keeps.
+    let body = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large())?;
     let body: SpawnBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
     name(&body.name)?;
@@ -367,7 +416,8 @@ pub(crate) async fn logs(
     require(&api, &headers, ApiScope::Read).await?;
     let name = name(&raw)?;
     let query = log_query(&uri)?;
-    let lines = api.host.logs(name, query.source, query.lines).await?;
+    let (host, name) = (api.host.clone(), name.to_owned());
+    let lines = detached(async move { host.logs(&name, query.source, query.lines).await }).await?;
     Ok(Json(LogLines { lines }))
 }
 
@@ -394,27 +444,32 @@ pub(crate) async fn follow_logs(
     require(&api, &headers, ApiScope::Read).await?;
     let name = name(&raw)?;
     let query = log_query(&uri)?;
-    let follow = api
-        .host
-        .follow_logs(name, query.source, query.lines)
-        .await?;
+    let slot = stream_slot(&api)?;
+    let (host, name) = (api.host.clone(), name.to_owned());
+    let follow =
+        detached(async move { host.follow_logs(&name, query.source, query.lines).await }).await?;
     let events = futures_util::stream::unfold(Some(follow), |state| async move {
         let mut follow = state?;
         loop {
             match follow.next_line(FOLLOW_POLL).await {
                 Ok(Some(line)) => {
-                    return Some((Ok(Event::default().event("line").data(line)), Some(follow)))
+                    return Some((Event::default().event("line").data(line), Some(follow)))
                 }
                 Ok(None) => continue,
                 Err(e) => {
                     let body = ErrorBody::from(&lobster_core::Error::from(e));
                     let data = serde_json::to_string(&body).expect("an error serialises");
-                    return Some((Ok(Event::default().event("error").data(data)), None));
+                    return Some((Event::default().event("error").data(data), None));
                 }
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(FOLLOW_POLL)))
+    Ok(event_stream(
+        &api,
+        slot,
+        events,
+        KeepAlive::new().interval(FOLLOW_POLL),
+    ))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -459,6 +514,7 @@ pub(crate) async fn operation_events(
             sanitize_for_terminal(&id)
         )));
     }
+    let slot = stream_slot(&api)?;
     let operations = api.operations.clone();
     // (sent so far, whether the final event went out)
     let events = futures_util::stream::unfold((0usize, false), move |(sent, ended)| {
@@ -473,22 +529,19 @@ pub(crate) async fn operation_events(
                 if let Some(event) = op.progress.get(sent) {
                     let data = serde_json::to_string(event).expect("an event serialises");
                     return Some((
-                        Ok(Event::default().event("progress").data(data)),
+                        Event::default().event("progress").data(data),
                         (sent + 1, false),
                     ));
                 }
                 if op.state != OperationState::Running {
                     let data = serde_json::to_string(&op).expect("an operation serialises");
-                    return Some((
-                        Ok(Event::default().event("operation").data(data)),
-                        (sent, true),
-                    ));
+                    return Some((Event::default().event("operation").data(data), (sent, true)));
                 }
                 tokio::time::sleep(OPERATION_POLL).await;
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(event_stream(&api, slot, events, KeepAlive::default()))
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "operations",
@@ -519,6 +572,7 @@ pub(crate) async fn events(
             query.lines
         )));
     }
+    let slot = stream_slot(&api)?;
     // Reads only the end of the file: quick enough to do here.
     let (tail, follow) =
         lobster_core::health::follow_watch_log(api.host.config(), query.lines as usize)?;
@@ -533,8 +587,8 @@ pub(crate) async fn events(
     .flatten();
     let events = first
         .chain(rest)
-        .map(|line| Ok(Event::default().event("watchdog").data(line)));
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+        .map(|line| Event::default().event("watchdog").data(line));
+    Ok(event_stream(&api, slot, events, KeepAlive::default()))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{name}/snap", tag = "tenants",
@@ -581,8 +635,21 @@ pub(crate) async fn archive(
         .and_then(|r| r["path"].as_str())
         .map(std::path::PathBuf::from)
         .ok_or_else(missing)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|_| missing())?;
-    let length = file.metadata().await.map_err(|_| missing())?.len();
+    // Only a regular file in the snapshots directory, never through a link.
+    if path.parent() != Some(api.host.config().paths.snapshots_dir.as_path()) {
+        return Err(missing());
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(o_nofollow())
+        .open(&path)
+        .await
+        .map_err(|_| missing())?;
+    let meta = file.metadata().await.map_err(|_| missing())?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    let length = meta.len();
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let response = axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
@@ -590,4 +657,9 @@ pub(crate) async fn archive(
         .body(body)
         .expect("a valid response");
     Ok(response)
+}
+
+/// `O_NOFOLLOW`: opening a symbolic link fails.
+fn o_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }

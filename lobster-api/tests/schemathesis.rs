@@ -44,10 +44,12 @@ async fn schemathesis_finds_nothing_with_all_its_checks() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // The fuzzer's own pace, not the production budget, is what is tested.
+    let host_after = host.clone();
     let api = Api::new(host).with_rate_limit(lobster_api::auth::RateLimit {
         per_second: 10_000.0,
         burst: 10_000.0,
     });
+    let operations = api.operations.clone();
     tokio::spawn(lobster_api::serve(listener, api, std::future::pending()));
 
     let report = tempfile::tempdir().unwrap();
@@ -66,6 +68,9 @@ async fn schemathesis_finds_nothing_with_all_its_checks() {
             // over HTTP run against real guests in T2 instead.
             .args(["--exclude-path", "/v1/tenants/{name}/suspend"])
             .args(["--report-dir", report.path().to_str().unwrap()])
+            // Its cache (`.schemathesis/`) goes with the report, not into
+            // the source tree.
+            .current_dir(report.path())
             .env("NO_COLOR", "1")
             .output()
             .unwrap()
@@ -78,5 +83,11 @@ async fn schemathesis_finds_nothing_with_all_its_checks() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{text}");
+    // Whatever the fuzzer spawned goes, VMMs included, before the verdict.
+    operations.drained().await;
+    for tenant in host_after.list().await.unwrap() {
+        host_after.evict(tenant.name()).await.unwrap();
+    }
+    assert!(host_after.list().await.unwrap().is_empty());
     assert!(out.status.success(), "schemathesis failed:\n{text}");
 }

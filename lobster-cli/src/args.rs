@@ -64,7 +64,7 @@ pub enum Command {
     /// Print where the root certificate of lobster's local CA is (trust it
     /// in a client to reach tenants over HTTPS).
     Ca,
-    /// Serve the HTTP API on a unix socket (root, and the group `--gid`).
+    /// Serve the HTTP API: on its unix socket, and over TCP with TLS where the config's `api.listen` says.
     Serve(ServeArgs),
     /// Manage the HTTP API's bearer tokens: create NAME --scope S, list, revoke ID.
     #[command(subcommand)]
@@ -137,12 +137,12 @@ pub struct UninitArgs {
 /// `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The unix socket to listen on (its directory is made root:GID 0710).
-    #[arg(long, default_value = "/run/lobsterd/api.sock")]
-    pub socket: std::path::PathBuf,
-    /// The group that may connect besides root (default: root's only).
-    #[arg(long, default_value_t = 0)]
-    pub gid: u32,
+    /// The unix socket to listen on, instead of the config's `api.socket`.
+    #[arg(long)]
+    pub socket: Option<std::path::PathBuf>,
+    /// The group that may connect besides root, instead of `api.socket_gid`.
+    #[arg(long)]
+    pub gid: Option<u32>,
 }
 
 /// `api-token`.

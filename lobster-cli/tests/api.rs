@@ -137,3 +137,100 @@ fn serve_answers_on_its_socket_and_sigterm_stops_it() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(!socket.exists(), "the socket is left behind");
 }
+
+/// A self-signed certificate and key for 127.0.0.1 in `dir`.
+fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("api.crt"), dir.join("api.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=lobster-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all(&out));
+    (cert, key)
+}
+
+#[test]
+fn serve_over_tcp_speaks_only_tls_with_the_configured_certificate() {
+    let env = Env::initialised();
+    env.seed(&["alpha"]);
+    let (cert, key) = self_signed(env.dir.path());
+    // A free loopback port (released just before serve binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.config()).unwrap()).unwrap();
+    config["api"] = serde_json::json!({
+        "socket": env.dir.path().join("run/api.sock"),
+        "listen": format!("127.0.0.1:{port}"),
+        "tls_cert": cert,
+        "tls_key": key,
+    });
+    std::fs::write(env.config(), serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = env.run(&["--json", "api-token", "create", "t", "--scope", "read"]);
+    let token = json(&out)["secret"].as_str().unwrap().to_owned();
+    let mut server = env
+        .command(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/v1/tenants");
+    let curl = |extra: &[&str], url: &str| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap()
+    };
+    lobster_testkit::poll::until("the API's TLS port", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    let auth = format!("Authorization: Bearer {token}");
+    let out = curl(&["--cacert", cert.to_str().unwrap(), "-H", &auth], &url);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.ends_with("\n200") && text.contains("\"alpha\""),
+        "{text} {}",
+        all(&out)
+    );
+    // Without trusting the certificate, and in plain HTTP: no answer.
+    let out = curl(&["-H", &auth], &url);
+    assert!(
+        !out.status.success(),
+        "an untrusted certificate was accepted"
+    );
+    let out = curl(
+        &["-H", &auth],
+        &format!("http://127.0.0.1:{port}/v1/tenants"),
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("alpha"),
+        "plain HTTP answered"
+    );
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(server.wait().unwrap().success());
+}
