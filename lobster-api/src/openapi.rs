@@ -23,6 +23,7 @@ use crate::routes;
         routes::resume,
         routes::token,
         routes::snap,
+        routes::molt,
         routes::logs,
         routes::follow_logs,
         routes::overview,

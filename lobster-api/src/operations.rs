@@ -34,6 +34,8 @@ pub enum OperationKind {
     Resume,
     /// Archive a tenant's disk (download it from the operation's `archive`).
     Snap,
+    /// Check a tenant and repair what failed.
+    Molt,
 }
 
 /// Where an operation is.
@@ -62,7 +64,8 @@ pub struct Operation {
     /// The steps so far, as the CLI prints them.
     pub progress: Vec<ProgressEvent>,
     /// What it returned: the tenant (spawn, suspend, resume), the
-    /// archive's report (snap); absent for evict.
+    /// archive's report (snap), the checks and repairs (molt); absent for
+    /// evict.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,

@@ -36,6 +36,7 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/resume", post(resume))
         .route("/v1/tenants/{name}/token", get(token))
         .route("/v1/tenants/{name}/snap", post(snap))
+        .route("/v1/tenants/{name}/molt", post(molt))
         .route("/v1/tenants/{name}/logs", get(logs))
         .route("/v1/tenants/{name}/logs/follow", get(follow_logs))
         .route("/v1/overview", get(overview))
@@ -270,6 +271,11 @@ async fn on_tenant(
             OperationKind::Evict => host.evict(&tenant).await.map(|()| None)?,
             OperationKind::Suspend => Some(host.suspend_with_progress(&tenant, Some(sink)).await?),
             OperationKind::Resume => Some(host.resume_with_progress(&tenant, Some(sink)).await?),
+            OperationKind::Molt => {
+                // One tenant named: one report.
+                let report = host.molt(Some(&tenant)).await?.into_iter().next();
+                return Ok(report.map(|r| serde_json::to_value(r).expect("a report serialises")));
+            }
             OperationKind::Snap => {
                 let report = host.snap(&tenant, None).await?;
                 return Ok(Some(
@@ -662,4 +668,21 @@ pub(crate) async fn archive(
 /// `O_NOFOLLOW`: opening a symbolic link fails.
 fn o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{name}/molt", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 202, description = "Checking and repairing (a suspended tenant is resumed first): poll the operation; its result holds the checks and repairs", body = Operation),
+        (status = 400, description = "Malformed input, named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "Another operation on the tenant runs, or its state does not allow this one", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn molt(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Answer<(StatusCode, Json<Operation>)> {
+    on_tenant(api, headers, raw, OperationKind::Molt).await
 }

@@ -202,6 +202,7 @@ async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
         ("POST", "/v1/tenants/ghost/suspend", ApiScope::Operate),
         ("POST", "/v1/tenants/ghost/resume", ApiScope::Operate),
         ("POST", "/v1/tenants/ghost/snap", ApiScope::Operate),
+        ("POST", "/v1/tenants/ghost/molt", ApiScope::Operate),
         ("GET", "/v1/operations/op-999/archive", ApiScope::Admin),
     ];
     for (method, path, needed) in routes {
@@ -356,6 +357,21 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(again["state"], "failed");
     assert_eq!(again["error"]["code"], "already_exists", "{again}");
 
+    // Molt: an operation whose result is the checks and repairs.
+    let (status, op) = call(
+        &s.socket,
+        "POST",
+        "/v1/tenants/web/molt",
+        Some(&s.operate),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 202, "{op}");
+    let molted = finished(&s, op["id"].as_str().unwrap()).await;
+    assert_eq!(molted["state"], "succeeded", "{molted}");
+    assert_eq!(molted["result"]["tenant"], "web", "{molted}");
+    assert!(molted["result"]["checks"].is_array(), "{molted}");
+
     // Snap: an operation, then its archive (admin only), byte-identical.
     let (status, op) = call(
         &s.socket,
@@ -396,7 +412,7 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(body["code"], "not_found");
     let (status, ops) = call(&s.socket, "GET", "/v1/operations", Some(&s.read), b"").await;
     assert_eq!(status, 200);
-    assert_eq!(ops.as_array().unwrap().len(), 4);
+    assert_eq!(ops.as_array().unwrap().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

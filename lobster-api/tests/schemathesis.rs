@@ -1,5 +1,5 @@
 //! A third-party API fuzzer against the document: schemathesis (PyPI)
-//! runs every check it has (no 5xx, status codes, content types and bodies
+//! runs every check it has but one (no 5xx, status codes, content types and bodies
 //! as documented, auth enforced, negative data rejected, positive data
 //! accepted) against the server over a host of fakes whose guests boot
 //! the real agent, with a tenant in place. Zero failures.
@@ -57,6 +57,10 @@ async fn schemathesis_finds_nothing_with_all_its_checks() {
         Command::new("schemathesis")
             .args(["run", &format!("http://{addr}/v1/openapi.json")])
             .args(["--checks", "all", "--max-examples", "25", "--workers", "1"])
+            // All but one: `use_after_free` wants a DELETE to be done when
+            // it answers, and eviction is a long operation by design (202,
+            // the tenant `evicting` until it ends; tested in the api tests).
+            .args(["--exclude-checks", "use_after_free"])
             .args(["--seed", "1", "--request-timeout", "20", "--no-color"])
             .args(["--header", &format!("Authorization: Bearer {admin}")])
             // The log stream never ends by design: its status, type and
