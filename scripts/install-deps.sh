@@ -63,8 +63,10 @@ fi
 # interpreter `python3` names; test-bindings.sh uses them from a venv created
 # with --system-site-packages. (PIP_BREAK_SYSTEM_PACKAGES lets this work on
 # Debian's own python3 too, which is marked externally managed.)
-PY_PACKAGES=(maturin==1.16.0 pytest==9.2.0 mypy==2.4.1)
-if ! python3 -c 'import maturin, pytest, mypy' 2>/dev/null; then
+# schemathesis fuzzes the HTTP API against its OpenAPI document (lobster-api's
+# schemathesis test; its CLI must be on PATH).
+PY_PACKAGES=(maturin==1.16.0 pytest==9.2.0 mypy==2.4.1 schemathesis==4.32.5)
+if ! python3 -c 'import maturin, pytest, mypy, schemathesis' 2>/dev/null || ! command -v schemathesis >/dev/null; then
     log "pip install ${PY_PACKAGES[*]}"
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q "${PY_PACKAGES[@]}"
 fi

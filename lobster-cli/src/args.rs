@@ -64,6 +64,11 @@ pub enum Command {
     /// Print where the root certificate of lobster's local CA is (trust it
     /// in a client to reach tenants over HTTPS).
     Ca,
+    /// Serve the HTTP API: on its unix socket, and over TCP with TLS where the config's `api.listen` says.
+    Serve(ServeArgs),
+    /// Manage the HTTP API's bearer tokens: create NAME --scope S, list, revoke ID.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Print the shell completion script (e.g. `lobsterd completions bash > /etc/bash_completion.d/lobsterd`).
     Completions(CompletionsArgs),
     /// Write the man pages (lobsterd.1 and one per command) into a directory.
@@ -127,6 +132,37 @@ pub struct UninitArgs {
     /// Do not ask for confirmation (`--purge` asks).
     #[arg(short, long)]
     pub yes: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The unix socket to listen on, instead of the config's `api.socket`.
+    #[arg(long)]
+    pub socket: Option<std::path::PathBuf>,
+    /// The group that may connect besides root, instead of `api.socket_gid`.
+    #[arg(long)]
+    pub gid: Option<u32>,
+}
+
+/// `api-token`.
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a token; its secret is printed once and stored only as a hash.
+    Create {
+        /// A label saying who holds it.
+        name: String,
+        /// What it may do: read, operate (also change tenants) or admin (also reveal tokens).
+        #[arg(long, default_value = "read")]
+        scope: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// Its id (the 8 hex digits after `lob_`).
+        id: String,
+    },
 }
 
 /// A tenant name.

@@ -130,6 +130,44 @@ pub struct Config {
     pub suspend: SuspendConfig,
     /// Copying files to and from guests (`lobsterd cp`).
     pub copy: CopyConfig,
+    /// The HTTP API (`lobsterd serve`).
+    pub api: ApiConfig,
+}
+
+/// The HTTP API (`lobsterd serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Its unix socket (absolute), in a directory of its own: `serve` makes
+    /// that directory root:`socket_gid` 0710.
+    pub socket: PathBuf,
+    /// The group that may connect to the socket besides root (0: root only).
+    pub socket_gid: u32,
+    /// Also serve over TCP on this address, always with TLS (`tls_cert`,
+    /// `tls_key`); `None`: the unix socket only.
+    pub listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain for `listen`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `listen` (keep it root-only).
+    pub tls_key: Option<PathBuf>,
+    /// Requests per second each token may make, sustained (at least 1).
+    pub rate_per_s: u32,
+    /// Requests each token may make at once after a quiet spell (at least 1).
+    pub rate_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            socket: PathBuf::from("/run/lobsterd-api/api.sock"),
+            socket_gid: 0,
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            rate_per_s: 50,
+            rate_burst: 100,
+        }
+    }
 }
 
 /// Copying files to and from guests.
@@ -206,6 +244,7 @@ pub struct TenantDefaults {
 
 /// A tenant's disk and network rates; 0 turns one off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantLimits {
     /// Bandwidth of each of its disks (reads plus writes), MiB/s (0..=100000).
@@ -382,6 +421,7 @@ impl Default for StorageConfig {
 
 /// Which VMM runs tenants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// Firecracker where it and a working KVM exist, else QEMU.
@@ -405,6 +445,7 @@ impl Backend {
 
 /// Which backend runs a VM (a [`Backend`] choice once `auto` is decided).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// Firecracker.
@@ -522,6 +563,7 @@ impl Default for Config {
             watchdog: WatchdogConfig::default(),
             suspend: SuspendConfig::default(),
             copy: CopyConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -881,6 +923,66 @@ impl Config {
         }
         if self.copy.max_bytes == 0 {
             return invalid("copy.max_bytes", "must be at least 1".into());
+        }
+        let api = &self.api;
+        if !api.socket.is_absolute() {
+            return invalid(
+                "api.socket",
+                format!("{} is not an absolute path", api.socket.display()),
+            );
+        }
+        let p = &self.paths;
+        let shared = [
+            &p.state_dir,
+            &p.overlays_dir,
+            &p.sockets_dir,
+            &p.snapshots_dir,
+            &p.logs_dir,
+            &p.wake_dir,
+        ];
+        if let Some(dir) = api
+            .socket
+            .parent()
+            .filter(|d| shared.contains(&&d.to_path_buf()))
+        {
+            return invalid(
+                "api.socket",
+                format!(
+                    "{} is in {}, a directory lobster uses for other files: the API socket needs a directory of its own",
+                    api.socket.display(),
+                    dir.display()
+                ),
+            );
+        }
+        if api.listen.is_some() {
+            for (field, path) in [
+                ("api.tls_cert", &api.tls_cert),
+                ("api.tls_key", &api.tls_key),
+            ] {
+                match path {
+                    None => {
+                        return invalid(
+                            field,
+                            "is required with api.listen: the API is served over TCP only with TLS"
+                                .into(),
+                        )
+                    }
+                    Some(p) if !p.is_absolute() => {
+                        return invalid(field, format!("{} is not an absolute path", p.display()))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if api.rate_per_s == 0 || api.rate_burst == 0 {
+            return invalid(
+                if api.rate_per_s == 0 {
+                    "api.rate_per_s"
+                } else {
+                    "api.rate_burst"
+                },
+                "must be at least 1".into(),
+            );
         }
         for (field, list) in [
             ("network.egress_allow", &n.egress_allow),

@@ -104,6 +104,21 @@ fn each_kind_of_bad_file_names_file_field_and_reason() {
             "field `copy.max_bytes`: must be at least 1",
         ),
         (
+            r#"{"api": {"listen": "0.0.0.0:8443"}}"#,
+            "field `api.tls_cert`: is required with api.listen",
+        ),
+        (
+            r#"{"api": {"listen": "0.0.0.0:8443", "tls_cert": "/c.pem", "tls_key": "k.pem"}}"#,
+            "field `api.tls_key`: k.pem is not an absolute path",
+        ),
+        (r#"{"api": {"socket": "api.sock"}}"#, "field `api.socket`"),
+        (
+            r#"{"api": {"socket": "/run/lobsterd/api.sock"}}"#,
+            "field `api.socket`: /run/lobsterd/api.sock is in /run/lobsterd, a directory lobster uses",
+        ),
+        (r#"{"api": {"rate_burst": 0}}"#, "field `api.rate_burst`"),
+        (r#"{"api": {"listen": "nowhere"}}"#, "field `api.listen`"),
+        (
             r#"{"proxy": {"admin_address": "localhost"}}"#,
             "field `proxy.admin_address`",
         ),

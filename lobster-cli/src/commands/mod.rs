@@ -1,6 +1,7 @@
 //! Command behaviour: each calls the lobster-core API and renders the result
 //! as text or JSON. No orchestration logic lives here.
 
+mod api;
 mod cp;
 mod docs;
 mod exec;
@@ -61,6 +62,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::List => tenants::list(&ctx).await,
         Command::Token(args) => tenants::token(&ctx, &args.name, args.rotate).await,
         Command::Ca => tenants::ca(&ctx),
+        Command::Serve(args) => api::serve(&ctx, &args).await,
+        Command::ApiToken(command) => api::token(&ctx, command).await,
         Command::Evict(args) => tenants::evict(&ctx, &args).await,
         Command::Molt(args) => match tenants::molt(&ctx, args.name.as_deref()).await {
             Ok(true) => Ok(()),

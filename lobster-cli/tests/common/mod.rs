@@ -2,6 +2,7 @@
 //! directory, and what a command printed.
 #![allow(dead_code)] // each test binary uses its part
 
+pub mod api;
 pub mod t2;
 
 use std::path::{Path, PathBuf};

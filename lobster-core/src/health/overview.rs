@@ -16,6 +16,7 @@ use super::status::WatchStatus;
 
 /// The watchdog as seen from outside.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchdogInfo {
     /// Its pid.
     pub pid: u32,
@@ -29,6 +30,7 @@ pub struct WatchdogInfo {
 
 /// One dashboard row.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantOverview {
     /// The tenant.
     pub name: String,
@@ -39,6 +41,7 @@ pub struct TenantOverview {
     /// `ok`, the failing checks, or `-` when unchecked.
     pub health: String,
     /// The guest address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub ip: Ipv4Addr,
     /// The VMM pid, while it runs.
     pub pid: Option<i32>,
@@ -58,6 +61,7 @@ pub struct TenantOverview {
 
 /// Every tenant, sorted by name, with the watchdog's view.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Overview {
     /// When this was taken (ms since the Unix epoch).
     pub taken_ms: u64,

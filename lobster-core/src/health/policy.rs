@@ -22,6 +22,7 @@ use crate::config::WatchdogConfig;
 
 /// What the watchdog believes about a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Not checked yet.

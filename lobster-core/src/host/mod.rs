@@ -25,7 +25,7 @@ use crate::base::blocking;
 use crate::config::Config;
 use crate::error::Result;
 use crate::health::{MoltReport, Overview};
-use crate::store::TenantStatus;
+use crate::store::{ApiScope, ApiToken, TenantStatus};
 use crate::tenant::openclaw::{ConfigSetReport, DevicesOp, DevicesReport};
 use crate::tenant::progress::ProgressSink;
 use crate::tenant::{
@@ -34,6 +34,15 @@ use crate::tenant::{
 };
 
 /// A lobster host: its configuration and its registry.
+/// The states whose logs can be read (a failed tenant's guest may still
+/// answer, and its logs say why it failed).
+const LOG_STATES: &[TenantStatus] = &[
+    TenantStatus::Running,
+    TenantStatus::Suspended,
+    TenantStatus::Failed,
+];
+const LOG_NEEDS: &str = "running, suspended or failed";
+
 #[derive(Debug, Clone)]
 pub struct Host {
     context: Context,
@@ -120,6 +129,38 @@ impl Host {
         Ok(self.get(name).await?.gateway_token().to_owned())
     }
 
+    /// Creates an HTTP API token named `name` with `scope`; returns it and
+    /// its secret, which is stored only as a hash and cannot be shown again.
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        scope: ApiScope,
+    ) -> Result<(ApiToken, String)> {
+        let store = self.context.store().clone();
+        let name = name.to_owned();
+        Ok(blocking(move || store.create_api_token(&name, scope)).await?)
+    }
+
+    /// Every HTTP API token (never their secrets).
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let store = self.context.store().clone();
+        Ok(blocking(move || store.api_tokens()).await?)
+    }
+
+    /// Revokes HTTP API token `id`.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<ApiToken> {
+        let store = self.context.store().clone();
+        let id = id.to_owned();
+        Ok(blocking(move || store.revoke_api_token(&id)).await?)
+    }
+
+    /// The HTTP API token `presented` is, if any (compared in constant time).
+    pub async fn verify_api_token(&self, presented: &str) -> Result<Option<ApiToken>> {
+        let store = self.context.store().clone();
+        let presented = presented.to_owned();
+        Ok(blocking(move || store.verify_api_token(&presented)).await?)
+    }
+
     /// Gives a running tenant new agent and gateway tokens; the guest
     /// refuses the old agent token and the gateway the old gateway token
     /// afterwards. Returns the tenant with its new tokens. Interrupted, it
@@ -176,9 +217,11 @@ impl Host {
 
     /// The last `lines` lines of a tenant's workload or agent log,
     /// sanitised for a terminal. A suspended tenant is resumed and held
-    /// awake while its log is read.
+    /// awake while its log is read; one neither running, suspended nor
+    /// failed (creating, evicting, stopped) is `InvalidState` at once.
     pub async fn logs(&self, name: &str, source: LogSource, lines: u32) -> Result<Vec<String>> {
-        let hold = crate::tenant::awake(&self.context, name, "logs").await?;
+        let hold =
+            crate::tenant::awake_if(&self.context, name, "logs", LOG_STATES, LOG_NEEDS).await?;
         let tail = hold.agent().logs(source, lines).await;
         hold.release().await;
         Ok(tail?.lines)
@@ -193,7 +236,9 @@ impl Host {
         source: LogSource,
         lines: u32,
     ) -> Result<LogFollow> {
-        let hold = crate::tenant::awake(&self.context, name, "logs-follow").await?;
+        let hold =
+            crate::tenant::awake_if(&self.context, name, "logs-follow", LOG_STATES, LOG_NEEDS)
+                .await?;
         let follow = hold.agent().follow_logs(source, lines).await?;
         Ok(follow.keeping(hold))
     }

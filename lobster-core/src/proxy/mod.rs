@@ -34,7 +34,8 @@ pub use start::{
     SpawnOptions,
 };
 pub use wake::{
-    bind_wake_socket, ReportFn, WakeFn, WakeLimits, WakeListener, WakeReport, AFTER_WAKE_GRACE,
+    bind_group_socket, bind_wake_socket, ReportFn, WakeFn, WakeLimits, WakeListener, WakeReport,
+    AFTER_WAKE_GRACE,
 };
 
 use crate::base::{Classify, ErrorKind};

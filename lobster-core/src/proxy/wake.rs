@@ -65,21 +65,31 @@ pub type WakeFn = Arc<dyn Fn() -> BoxFuture<'static, Result<SocketAddr, String>>
 /// Receives a listener's [`WakeReport`]s.
 pub type ReportFn = Arc<dyn Fn(WakeReport) + Send + Sync>;
 
-/// Binds the wake socket `path`: its directory is created if missing and
-/// made `root:<gid>` mode 0710 (a directory that exists must be a real
-/// directory owned by this process's user), a stale socket is replaced,
-/// and the socket is `root:<gid>` mode 0660. So only root and members of
-/// `gid` (Caddy's group) can connect.
+/// Binds the wake socket `path` with [`bind_group_socket`]: only root and
+/// members of `gid` (Caddy's group) can connect.
 pub fn bind_wake_socket(
     path: &Path,
     gid: u32,
 ) -> Result<std::os::unix::net::UnixListener, ProxyError> {
+    bind_group_socket(path, gid, "paths.wake_dir")
+}
+
+/// Binds a unix socket at `path` that only root and members of `gid`
+/// can reach: its directory is created if missing and made `root:<gid>`
+/// mode 0710 (a directory that exists must be a real directory owned by
+/// this process's user), a stale socket is replaced, and the socket is
+/// `root:<gid>` mode 0660. Errors name `field`, where the path came from.
+pub fn bind_group_socket(
+    path: &Path,
+    gid: u32,
+    field: &'static str,
+) -> Result<std::os::unix::net::UnixListener, ProxyError> {
     let io = |what: &str, at: &Path| {
-        let context = format!("wake socket: cannot {what} {}", at.display());
+        let context = format!("{field}: cannot {what} {}", at.display());
         move |source| ProxyError::Io { context, source }
     };
     let dir = path.parent().ok_or_else(|| ProxyError::Invalid {
-        field: "paths.wake_dir",
+        field,
         reason: format!("{} has no directory", path.display()),
     })?;
     std::fs::DirBuilder::new()
@@ -91,7 +101,7 @@ pub fn bind_wake_socket(
     let me = rustix::process::geteuid().as_raw();
     if !meta.is_dir() || meta.uid() != me {
         return Err(ProxyError::Invalid {
-            field: "paths.wake_dir",
+            field,
             reason: format!(
                 "{} must be a directory owned by uid {me} (it is uid {}, {})",
                 dir.display(),

@@ -95,7 +95,7 @@ pub(crate) fn new_token() -> Result<String> {
     random_hex(32)
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
+pub(super) fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| StoreError::Random(e.to_string()))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())

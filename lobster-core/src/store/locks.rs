@@ -63,7 +63,7 @@ fn try_lock_file(path: &Path, wait: Duration) -> Result<Option<File>> {
 
 /// Opens (creating) `path` and its directory and takes an `flock` on it,
 /// polling with backoff for at most `timeout`.
-fn lock_file(path: &Path, exclusive: bool, timeout: Duration) -> Result<File> {
+pub(super) fn lock_file(path: &Path, exclusive: bool, timeout: Duration) -> Result<File> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .recursive(true)

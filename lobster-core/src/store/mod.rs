@@ -12,9 +12,12 @@
 //! - `registry`: reading, snapshots and atomic updates of `registry.json`;
 //! - `locks`: the `flock`s: the registry's, each tenant's operation lock
 //!   ([`TenantLock`]) and the single-watchdog lock ([`WatchdogLock`]);
-//! - `allocate`: slots and everything derived from them ([`allocation_for`]).
+//! - `allocate`: slots and everything derived from them ([`allocation_for`]);
+//! - `api_tokens`: the HTTP API's bearer tokens ([`ApiToken`]), hashed, in
+//!   `api-tokens.json` beside the registry.
 
 mod allocate;
+mod api_tokens;
 mod locks;
 pub mod name;
 mod record;
@@ -28,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use allocate::allocation_for;
 pub(crate) use allocate::new_token;
+pub use api_tokens::{ApiScope, ApiToken};
 pub use locks::{TenantLock, WatchdogLock};
 #[cfg(test)]
 pub(crate) use record::sample;
@@ -97,6 +101,17 @@ pub enum StoreError {
         /// The configured pool.
         pool: String,
     },
+    /// An API token field is malformed.
+    #[error("API token {field}: {reason}")]
+    InvalidApiToken {
+        /// The field (`name`, `scope`).
+        field: &'static str,
+        /// What is wrong, naming the value.
+        reason: String,
+    },
+    /// No API token has that id.
+    #[error("no API token with id `{0}`")]
+    ApiTokenNotFound(String),
     /// The operating system's random source failed.
     #[error("cannot read random bytes: {0}")]
     Random(String),
@@ -108,7 +123,8 @@ impl Classify for StoreError {
             StoreError::Io { source, .. } => ErrorKind::from_io(source),
             StoreError::Corrupt { .. } | StoreError::SchemaVersion { .. } => ErrorKind::Corrupt,
             StoreError::LockTimeout { .. } => ErrorKind::Timeout,
-            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::NotFound(_) | StoreError::ApiTokenNotFound(_) => ErrorKind::NotFound,
+            StoreError::InvalidApiToken { .. } => ErrorKind::InvalidArgument,
             StoreError::Exists(_) => ErrorKind::AlreadyExists,
             StoreError::Exhausted { .. } => ErrorKind::Exhausted,
             StoreError::Random(_) => ErrorKind::HostFailure,

@@ -9,6 +9,7 @@ use crate::vmm::{BackendKind, VmIdentity};
 
 /// Lifecycle state of a tenant, persisted in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Spawn is in progress (or was interrupted: the next command cleans up).
@@ -48,15 +49,19 @@ impl std::fmt::Display for TenantStatus {
 /// Resources a tenant holds, all derived from its slot. Released by evict,
 /// reused by a later spawn, never handed out twice while held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Allocation {
     /// Index into the pool; every other value below derives from it.
     pub slot: u32,
     /// The tenant's /30 network address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub subnet: Ipv4Addr,
     /// Host side of the /30 (`subnet + 1`), on the TAP.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub host_ip: Ipv4Addr,
     /// Guest side of the /30 (`subnet + 2`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub guest_ip: Ipv4Addr,
     /// Guest NIC MAC: `06:00:` followed by the guest IPv4 bytes.
     pub mac: String,
@@ -70,6 +75,7 @@ pub struct Allocation {
 
 /// Sizes and backend of one tenant, fixed at spawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Virtual CPUs.
@@ -151,6 +157,7 @@ pub struct SuspendInfo {
 
 /// Enough to find and verify a tenant's VM process from another process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunningVm {
     /// Backend that runs it.

@@ -73,16 +73,33 @@ pub(crate) async fn awake_for(
     name: &str,
     operation: &'static str,
 ) -> Result<GuestHold> {
+    awake_if(
+        context,
+        name,
+        operation,
+        &[TenantStatus::Running, TenantStatus::Suspended],
+        "running or suspended",
+    )
+    .await
+}
+
+/// [`awake`] for tenant `name` only in one of the states `allowed` (said
+/// in words by `needs`): in any other, `InvalidState` at once, naming it,
+/// rather than waiting on a guest that is not there.
+pub(crate) async fn awake_if(
+    context: &Context,
+    name: &str,
+    operation: &'static str,
+    allowed: &[TenantStatus],
+    needs: &'static str,
+) -> Result<GuestHold> {
     let record = context.record(name).await?;
-    if !matches!(
-        record.status,
-        TenantStatus::Running | TenantStatus::Suspended
-    ) {
+    if !allowed.contains(&record.status) {
         return Err(super::TenantError::InvalidState {
             name: name.to_owned(),
             status: record.status,
             operation,
-            needs: "running or suspended",
+            needs,
         }
         .into());
     }

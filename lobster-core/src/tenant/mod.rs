@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub(crate) use awake::awake_if;
 pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
 pub use boot::{launch_on_disk, start_workload};
 pub(crate) use copy::{copy_from_guest, copy_to_guest};
@@ -350,22 +351,54 @@ impl Tenant {
 }
 
 /// JSON form of a tenant: everything but the tokens.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Tenant))]
+struct Public<'a> {
+    /// Unique name (a DNS label).
+    name: &'a str,
+    /// Short random id naming its interfaces and jail.
+    id: &'a str,
+    /// Lifecycle state.
+    status: TenantStatus,
+    /// Where Caddy serves it (`<name>.<domain>`).
+    route: &'a str,
+    /// Sizes and backend.
+    resources: &'a Resources,
+    /// Addresses, MAC, TAP, port and uid it holds.
+    allocation: &'a Allocation,
+    /// Seconds since the Unix epoch when it was created.
+    created_at: u64,
+    /// The running VM, when one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm: Option<&'a RunningVm>,
+    /// Why it is `failed` (or what the last operation reported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
+}
+
+/// The OpenAPI schema of [`Tenant`]'s JSON.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Tenant {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Public<'static> as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Tenant {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Public<'static> as utoipa::ToSchema>::schemas(schemas)
+    }
+}
+
 impl Serialize for Tenant {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Public<'a> {
-            name: &'a str,
-            id: &'a str,
-            status: TenantStatus,
-            route: &'a str,
-            resources: &'a Resources,
-            allocation: &'a Allocation,
-            created_at: u64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            vm: Option<&'a RunningVm>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            last_error: Option<&'a str>,
-        }
         let r = &self.record;
         Public {
             name: &r.name,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 /// One step of an operation started or finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProgressEvent {
     /// The operation (`spawn`, `evict`, ...).
     pub operation: &'static str,
@@ -22,6 +23,7 @@ pub struct ProgressEvent {
 
 /// Where a step is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum Phase {
     /// The step began.
@@ -30,12 +32,14 @@ pub enum Phase {
     Done {
         /// How long it took.
         #[serde(with = "micros")]
+        #[cfg_attr(feature = "openapi", schema(value_type = u64))]
         elapsed: Duration,
     },
     /// The step failed after `elapsed`.
     Failed {
         /// How long it ran.
         #[serde(with = "micros")]
+        #[cfg_attr(feature = "openapi", schema(value_type = u64))]
         elapsed: Duration,
     },
 }

@@ -32,8 +32,10 @@ use super::TenantError;
 
 /// What `snap` wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SnapReport {
     /// The archive.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: PathBuf,
     /// Size of the disk image it holds.
     pub disk_bytes: u64,

@@ -40,6 +40,7 @@ const KEEPER_DRAIN: Duration = Duration::from_secs(5);
 /// stopped by its control socket ([`super::stop_recorded`]); a `running`
 /// tenant recorded so is restarted once by its health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VmIdentity {
     /// Process id.
@@ -48,6 +49,7 @@ pub struct VmIdentity {
     pub start_time: u64,
     /// The boot it was recorded in (`None` in records from before boot ids).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub boot_id: Option<BootId>,
 }
 

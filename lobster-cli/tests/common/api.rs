@@ -1,0 +1,87 @@
+//! Requests to `lobsterd serve` over its unix socket, as a client with no
+//! HTTP library would make them (HTTP/1.0: the answer ends with the
+//! connection, never chunked).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Writes one request with a bearer `token` and a JSON `body`.
+fn send(socket: &Path, method: &str, path: &str, token: &str, body: &str) -> UnixStream {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: lobster\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
+/// One request; the status and the body.
+pub fn request(socket: &Path, method: &str, path: &str, token: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut stream = send(socket, method, path, token, body);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer[split + 4..].to_vec())
+}
+
+/// One request whose answer is JSON; the status and the JSON.
+pub fn json_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, bytes) = request(socket, method, path, token, body);
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, json)
+}
+
+/// Reads an event stream at `path` until it holds `until` (at most
+/// `within`); what it read.
+pub fn stream_until(
+    socket: &Path,
+    path: &str,
+    token: &str,
+    until: &str,
+    within: Duration,
+) -> String {
+    let mut stream = send(socket, "GET", path, token, "");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut text = String::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while !text.contains(until) {
+        assert!(
+            Instant::now() < deadline,
+            "{path}: no `{until}` within {within:?}:\n{text}"
+        );
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("{path} ended without `{until}`:\n{text}"),
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+    text
+}
