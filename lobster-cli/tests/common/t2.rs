@@ -247,6 +247,9 @@ impl Lobster {
         MemoryGroup::at(&self.cgroups.relative.join(id))
             .expect("a memory hierarchy")
             .members()
+            .into_iter()
+            .filter(|pid| alive(*pid))
+            .collect()
     }
 
     /// Asserts that nothing of tenant `name` (with id `id`) remains.
@@ -574,4 +577,13 @@ impl Drop for Watch {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether process `pid` lives (a zombie waiting for its reaper does not:
+/// it runs nothing and holds no memory).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.starts_with(" Z"))
+    })
 }
