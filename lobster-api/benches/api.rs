@@ -17,17 +17,14 @@ use hyper::Request;
 use lobster_api::auth::RateLimit;
 use lobster_api::Api;
 use lobster_core::store::{ApiScope, TenantStatus};
+use lobster_testkit::bench::percentile;
 use lobster_testkit::rig::{FakeHost, GuestSide};
 use tokio::io::AsyncWriteExt;
 
 /// The p50 and p99 of `samples`, in milliseconds.
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples[i].as_secs_f64() * 1000.0
-    };
-    (at(0.50), at(0.99))
+fn percentiles(samples: Vec<Duration>) -> (f64, f64) {
+    let ms = |p| percentile(&samples, p).as_secs_f64() * 1000.0;
+    (ms(0.50), ms(0.99))
 }
 
 /// One request over the socket: its status.

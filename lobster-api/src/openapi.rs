@@ -116,19 +116,7 @@ pub fn document() -> serde_json::Value {
                     param["schema"]["maximum"] = serde_json::json!(crate::routes::MAX_LOG_LINES);
                 }
             }
-        }
-    }
-    // An event stream's `schema` describes each event (OpenAPI 3.1).
-    for item in value["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|p| p.values_mut())
-    {
-        for op in item
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|i| i.values_mut())
-        {
+            // An event stream's `schema` describes each event (OpenAPI 3.1).
             let responses = op.get_mut("responses").and_then(|r| r.as_object_mut());
             for response in responses.into_iter().flat_map(|r| r.values_mut()) {
                 if let Some(stream) = response.pointer_mut("/content/text~1event-stream") {

@@ -102,11 +102,7 @@ fn serve_answers_on_its_socket_and_sigterm_stops_it() {
     let (status, _) = get(&socket, "/v1/tenants", "lob_00000000_nope");
     assert_eq!(status, 401);
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::sigterm(server.id());
     let status = server.wait().unwrap();
     let mut stderr = String::new();
     server
@@ -208,10 +204,6 @@ fn serve_over_tcp_speaks_only_tls_with_the_configured_certificate() {
         "plain HTTP answered"
     );
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::sigterm(server.id());
     assert!(server.wait().unwrap().success());
 }

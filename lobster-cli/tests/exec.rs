@@ -164,11 +164,7 @@ fn sigterm_is_forwarded_and_lobsterd_leaves_when_the_command_does_not_end() {
         std::time::Duration::from_secs(20),
         || catches(pid, 15).then_some(()),
     );
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::sigterm(pid);
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 143, "{}", all(&out));
     let t = agent.finish();

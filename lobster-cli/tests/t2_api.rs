@@ -168,11 +168,7 @@ fn a_tenant_lives_its_whole_life_over_http() {
             "{metrics}"
         );
 
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &server.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        common::sigterm(server.id());
         assert!(server.wait().unwrap().success());
         assert!(!socket.exists());
     });

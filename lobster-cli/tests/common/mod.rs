@@ -133,3 +133,12 @@ pub fn code(out: &Output) -> i32 {
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
 }
+
+/// Sends SIGTERM to process `pid` (one this test started).
+pub fn sigterm(pid: u32) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -TERM {pid}");
+}
