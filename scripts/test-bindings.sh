@@ -60,6 +60,7 @@ venv=$repo/target/bindings-venv
 "$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./lobster-py
 (cd "$work" && "$venv/bin/python" -m mypy.stubtest lobster._lobster lobster.exceptions)
 "$venv/bin/python" -m mypy --strict --cache-dir=/dev/null examples/python
+(cd "$work" && "$venv/bin/python" -m mypy --strict --cache-dir=/dev/null -p lobster)
 "$venv/bin/python" -m pytest -q -p no:cacheprovider lobster-py/tests
 
 step "examples against a seeded temporary host"

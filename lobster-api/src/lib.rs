@@ -10,7 +10,8 @@
 //! - [`operations`]: long operations (spawn, evict, suspend, resume) answer
 //!   at once with an operation to poll, its progress the steps the CLI
 //!   prints; one at a time per tenant (a second is 409);
-//! - [`routes`]: the `/v1` routes;
+//! - [`routes`]: the `/v1` routes; [`exec`]: a command in a guest over a
+//!   WebSocket;
 //! - [`metrics`]: `/metrics` for Prometheus;
 //! - [`tls`]: the TCP listener, always with TLS;
 //! - [`openapi`]: their OpenAPI 3.1 document, generated from the types
@@ -20,6 +21,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod exec;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;

@@ -24,8 +24,10 @@ use crate::routes;
         routes::token,
         routes::snap,
         routes::molt,
+        routes::molt_all,
         routes::logs,
         routes::follow_logs,
+        crate::exec::exec,
         routes::overview,
         routes::metrics,
         routes::operations,
@@ -90,7 +92,7 @@ pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     // The rules the derive cannot say, in one place: every tenant name
-    // (path parameters and the spawn body), the names of `env` and the log
+    // (path parameters and the spawn body), the names of `env` and `secrets`, the log
     // sources.
     let mut value = serde_json::to_value(&doc).expect("the document serialises");
     let pattern = serde_json::json!(TENANT_NAME_PATTERN);
@@ -139,7 +141,9 @@ pub fn document() -> serde_json::Value {
     });
     let spawn = &mut value["components"]["schemas"]["SpawnBody"]["properties"];
     spawn["name"]["pattern"] = pattern;
-    spawn["env"]["propertyNames"] = serde_json::json!({ "pattern": ENV_NAME_PATTERN });
+    for map in ["env", "secrets"] {
+        spawn[map]["propertyNames"] = serde_json::json!({ "pattern": ENV_NAME_PATTERN });
+    }
     value
 }
 

@@ -57,7 +57,7 @@ pub struct Operation {
     pub id: String,
     /// What it does.
     pub kind: OperationKind,
-    /// The tenant it acts on.
+    /// The tenant it acts on (`*`: every tenant, `POST /v1/molt`).
     pub tenant: String,
     /// Where it is.
     pub state: OperationState,

@@ -39,6 +39,8 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/molt", post(molt))
         .route("/v1/tenants/{name}/logs", get(logs))
         .route("/v1/tenants/{name}/logs/follow", get(follow_logs))
+        .route("/v1/tenants/{name}/exec", get(crate::exec::exec))
+        .route("/v1/molt", post(molt_all))
         .route("/v1/overview", get(overview))
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
@@ -64,7 +66,7 @@ async fn detached<T: Send + 'static>(
 }
 
 /// Room for one more event stream, or 429 at [`crate::MAX_STREAMS`].
-fn stream_slot(api: &Api) -> Answer<tokio::sync::OwnedSemaphorePermit> {
+pub(crate) fn stream_slot(api: &Api) -> Answer<tokio::sync::OwnedSemaphorePermit> {
     api.streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::too_many(format!(
             "{} event streams are open; close one or try again later",
@@ -94,7 +96,7 @@ where
 }
 
 /// A tenant name from a path, checked before the host sees it.
-fn name(raw: &str) -> Answer<&str> {
+pub(crate) fn name(raw: &str) -> Answer<&str> {
     validate_tenant_name(raw).map_err(|reason| {
         ApiError::bad_request(format!(
             "tenant name `{}`: {reason}",
@@ -177,6 +179,13 @@ pub struct SpawnBody {
     /// Non-secret environment of the workload.
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Secret environment of the workload: kept in the tenant's private
+    /// state, never returned by any route.
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    /// The VMM backend (absent: the host's).
+    #[serde(default)]
+    backend: Option<lobster_core::config::Backend>,
     /// The workload's argv (empty: the OpenClaw gateway).
     #[serde(default)]
     command: Vec<String>,
@@ -237,6 +246,12 @@ pub(crate) async fn spawn(
     }
     for (k, v) in body.env {
         spec = spec.env(k, v);
+    }
+    for (k, v) in body.secrets {
+        spec = spec.secret(k, v);
+    }
+    if let Some(backend) = body.backend {
+        spec = spec.backend(backend);
     }
     if !body.command.is_empty() {
         spec = spec.command(body.command);
@@ -686,3 +701,30 @@ pub(crate) async fn molt(
 ) -> Answer<(StatusCode, Json<Operation>)> {
     on_tenant(api, headers, raw, OperationKind::Molt).await
 }
+
+#[utoipa::path(post, path = "/v1/molt", tag = "tenants",
+    responses((status = 202, description = "Checking and repairing every tenant that should run (`lobsterd molt`): poll the operation (its tenant is `*`); its result is one report per tenant", body = Operation),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 409, description = "Another molt of every tenant is running", body = ErrorBody)),
+    security(("bearer" = ["operate"])))]
+pub(crate) async fn molt_all(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Answer<(StatusCode, Json<Operation>)> {
+    require(&api, &headers, ApiScope::Operate).await?;
+    let host = api.host.clone();
+    let op = api
+        .operations
+        .start(OperationKind::Molt, EVERY_TENANT, |_| async move {
+            let reports = host.molt(None).await?;
+            Ok(Some(
+                serde_json::to_value(reports).expect("reports serialise"),
+            ))
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(op)))
+}
+
+/// The `tenant` of an operation on every tenant (never a tenant name: not
+/// a DNS label).
+pub const EVERY_TENANT: &str = "*";

@@ -159,6 +159,72 @@ async fn open_stream(socket: &Path, path: &str, token: &str, until: &str) -> (u1
     (status, kind, text)
 }
 
+/// What one exec session over the WebSocket gave back.
+#[derive(Debug, Default)]
+struct Exec {
+    /// The first message: `{"started": …}` or `{"error": …}`.
+    first: Value,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// The `exit` document (Null if none came).
+    exit: Value,
+    /// The close code the server sent.
+    close: Option<u16>,
+}
+
+/// Runs an exec session: sends `start`, then `stdin` and its end, and
+/// reads everything back until the server closes (20 s at most).
+async fn exec(socket: &Path, tenant: &str, token: &str, start: Value, stdin: &[u8]) -> Exec {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let mut request = format!("ws://lobster/v1/tenants/{tenant}/exec")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    ws.send(Message::text(start.to_string())).await.unwrap();
+    let mut got = Exec::default();
+    let run = async {
+        while let Some(Ok(message)) = ws.next().await {
+            match message {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value.get("exit").is_some() {
+                        got.exit = value["exit"].clone();
+                    } else if got.first.is_null() {
+                        got.first = value;
+                        if got.first.get("started").is_some() {
+                            ws.send(Message::binary(stdin.to_vec())).await.unwrap();
+                            let end = serde_json::json!({ "close_stdin": true });
+                            ws.send(Message::text(end.to_string())).await.unwrap();
+                        }
+                    }
+                }
+                Message::Binary(bytes) => match bytes.first() {
+                    Some(&lobster_api::exec::STDOUT) => got.stdout.extend(&bytes[1..]),
+                    Some(&lobster_api::exec::STDERR) => got.stderr.extend(&bytes[1..]),
+                    other => panic!("an output frame tagged {other:?}"),
+                },
+                Message::Close(frame) => {
+                    got.close = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the exec session ended within 20 s");
+    got
+}
+
 /// Polls operation `id` until it ends.
 async fn finished(s: &Server, id: &str) -> Value {
     for _ in 0..600 {
@@ -204,6 +270,7 @@ async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
         ("POST", "/v1/tenants/ghost/snap", ApiScope::Operate),
         ("POST", "/v1/tenants/ghost/molt", ApiScope::Operate),
         ("GET", "/v1/operations/op-999/archive", ApiScope::Admin),
+        ("GET", "/v1/tenants/ghost/exec", ApiScope::Admin),
     ];
     for (method, path, needed) in routes {
         for (token, label) in [(None, "none"), (Some(wrong.as_str()), "wrong")] {
@@ -371,6 +438,43 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(molted["state"], "succeeded", "{molted}");
     assert_eq!(molted["result"]["tenant"], "web", "{molted}");
     assert!(molted["result"]["checks"].is_array(), "{molted}");
+    // Every tenant at once: one report each, the operation's tenant `*`.
+    let (status, op) = call(&s.socket, "POST", "/v1/molt", Some(&s.operate), b"").await;
+    assert_eq!((status, op["tenant"].as_str()), (202, Some("*")), "{op}");
+    let molted = finished(&s, op["id"].as_str().unwrap()).await;
+    assert_eq!(molted["result"][0]["tenant"], "web", "{molted}");
+    let (status, _) = call(&s.socket, "POST", "/v1/molt", Some(&s.read), b"").await;
+    assert_eq!(status, 403);
+
+    // Exec over a WebSocket: stdin in, stdout and stderr apart, the exit
+    // status; a missing command and a bad start message are refused.
+    let start = serde_json::json!({
+        "argv": ["sh", "-c", "cat; echo \"to $WHO\" >&2; exit 3"],
+        "env": { "WHO": "stderr" },
+    });
+    let ran = exec(&s.socket, "web", &s.admin, start, b"hello over ws").await;
+    assert!(ran.first["started"]["pid"].as_u64().unwrap() > 0, "{ran:?}");
+    assert_eq!(ran.stdout, b"hello over ws", "{ran:?}");
+    assert_eq!(ran.stderr, b"to stderr\n", "{ran:?}");
+    assert_eq!(ran.exit["status"], 3, "{ran:?}");
+    assert_eq!(ran.close, Some(1000));
+    let missing = serde_json::json!({ "argv": ["no-such-command-here"] });
+    let ran = exec(&s.socket, "web", &s.admin, missing, b"").await;
+    assert_eq!(ran.first["error"]["code"], "not_found", "{ran:?}");
+    assert_eq!(ran.close, Some(1008));
+    for bad in [
+        serde_json::json!({ "argv": [] }),
+        serde_json::json!({ "argv": ["sh"], "colour": "red" }),
+        serde_json::json!({ "argv": ["sh"], "cwd": "relative" }),
+    ] {
+        let ran = exec(&s.socket, "web", &s.admin, bad.clone(), b"").await;
+        let code = ran.first["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            code == "bad_request" || code == "invalid_argument",
+            "{bad}: {ran:?}"
+        );
+        assert!(ran.exit.is_null(), "{bad}: {ran:?}");
+    }
 
     // Snap: an operation, then its archive (admin only), byte-identical.
     let (status, op) = call(
@@ -412,7 +516,7 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(body["code"], "not_found");
     let (status, ops) = call(&s.socket, "GET", "/v1/operations", Some(&s.read), b"").await;
     assert_eq!(status, 200);
-    assert_eq!(ops.as_array().unwrap().len(), 5);
+    assert_eq!(ops.as_array().unwrap().len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,17 +3,16 @@
 //! namespace the test creates: `lobsterd serve` as a process, spawn with
 //! its progress streamed, the gateway through Caddy, the agent's log
 //! followed, suspend and resume, a snap downloaded and restored by
-//! `spawn --from-snap`, evict; SIGTERM stops the server.
+//! `spawn --from-snap`, evict; the same life driven by the Python client
+//! `lobster.connect`; SIGTERM stops the server.
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::api::{json_request, request, stream_until};
+use common::api::{json_request, request, stream_until, Served};
 use common::t2::*;
 use lobster_testkit::netns::{in_netns, Ctx};
-use lobster_testkit::poll;
 
 /// How long a TCG guest may take to boot and serve.
 const BOOT: Duration = Duration::from_secs(240);
@@ -52,17 +51,10 @@ fn a_tenant_lives_its_whole_life_over_http() {
         let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let token = token["secret"].as_str().unwrap().to_owned();
         let socket = lobster.dir.path().join("api/api.sock");
-        let mut server = lobster
-            .command(&["serve", "--socket", socket.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        poll::until("the API socket", Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&socket)
-                .ok()
-                .map(|_| ())
-        });
+        let server = Served::start(
+            lobster.command(&["serve", "--socket", socket.to_str().unwrap()]),
+            &socket,
+        );
         let call = |method: &str, path: &str, body: &str| {
             json_request(&socket, method, path, &token, body)
         };
@@ -158,18 +150,53 @@ fn a_tenant_lives_its_whole_life_over_http() {
         }
         let (_, tenants) = call("GET", "/v1/tenants", "");
         assert_eq!(tenants, serde_json::json!([]));
+
+        // The same life through `lobster.connect` (the Python client, in
+        // the venv scripts/test-bindings.sh builds): spawn, read back, the
+        // page through Caddy, then suspend, resume, molt and evict.
+        let python = |phase: &str| {
+            let out = std::process::Command::new(python_of_bindings())
+                .arg(
+                    lobster_testkit::images::repo_root()
+                        .join("lobster-py/tests/remote_lifecycle.py"),
+                )
+                .args([&format!("unix:{}", socket.display()), &token, phase, "py"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "remote_lifecycle.py {phase}: {}",
+                output(&out)
+            );
+            let said = String::from_utf8_lossy(&out.stdout).to_string();
+            eprintln!("lobster.connect {phase}: {said}");
+            said
+        };
+        assert!(python("spawn").contains("\"status\": \"running\""));
+        wait_for_page("py", "/", "hello from python", BOOT);
+        assert!(python("rest").contains("\"evicted\": true"));
         let (status, metrics) = request(&socket, "GET", "/metrics", &token, "");
         assert_eq!(status, 200);
         let metrics = String::from_utf8_lossy(&metrics).to_string();
         assert!(
             metrics.contains(
-                "lobster_operation_step_seconds_count{operation=\"spawn\",step=\"agent\"} 1"
+                "lobster_operation_step_seconds_count{operation=\"spawn\",step=\"agent\"} 2"
             ),
             "{metrics}"
         );
 
-        common::sigterm(server.id());
-        assert!(server.wait().unwrap().success());
+        assert!(server.stop().success());
         assert!(!socket.exists());
     });
+}
+
+/// The Python of the bindings' venv, where `lobster` is installed.
+fn python_of_bindings() -> std::path::PathBuf {
+    let python = lobster_testkit::images::repo_root().join("target/bindings-venv/bin/python");
+    assert!(
+        python.exists(),
+        "t2: needs {} (run scripts/test-bindings.sh)",
+        python.display()
+    );
+    python
 }

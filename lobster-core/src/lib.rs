@@ -41,4 +41,4 @@ pub mod vmm;
 pub use error::{Error, ErrorKind, Result};
 pub use host::Host;
 pub use overlay::Overlay;
-pub use tenant::{RecoverReport, Tenant, TenantSpec};
+pub use tenant::{RecoverReport, Tenant, TenantJson, TenantSpec};

@@ -65,3 +65,8 @@ impl<T, E: Into<Error>> IntoPyResult<T> for Result<T, E> {
 pub fn kind_names(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
     PyTuple::new(py, ErrorKind::ALL.iter().map(|k| k.as_str()))
 }
+
+/// `InvalidArgumentError(message)`, for input the extension itself refuses.
+pub fn invalid_argument(message: String) -> PyErr {
+    classes::InvalidArgumentError::new_err(message)
+}

@@ -53,7 +53,7 @@ fn parse_backend(name: &str) -> Result<Backend, TenantError> {
 impl PyTenantSpec {
     /// Validates every field; raises `InvalidArgumentError` naming the first bad one.
     #[new]
-    #[pyo3(signature = (name, *, vcpus = None, memory_mib = None, overlay_size_mib = None, backend = None, env = None, secrets = None, from_snap = None))]
+    #[pyo3(signature = (name, *, vcpus = None, memory_mib = None, overlay_size_mib = None, backend = None, env = None, secrets = None, from_snap = None, command = None))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         name: String,
@@ -64,6 +64,7 @@ impl PyTenantSpec {
         env: Option<BTreeMap<String, String>>,
         secrets: Option<BTreeMap<String, String>>,
         from_snap: Option<PathBuf>,
+        command: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let vcpus = sized::<u8>("vcpus", vcpus).py()?;
         let memory_mib = sized::<u32>("memory_mib", memory_mib).py()?;
@@ -89,6 +90,9 @@ impl PyTenantSpec {
         }
         if let Some(archive) = from_snap {
             builder = builder.from_snap(archive);
+        }
+        if let Some(command) = command {
+            builder = builder.command(command);
         }
         Ok(PyTenantSpec {
             spec: builder.build().py()?,
@@ -141,10 +145,41 @@ impl PyTenantSpec {
         self.spec.from_snap()
     }
 
+    /// The workload's argv, or an empty list for the OpenClaw gateway.
+    #[getter]
+    fn command(&self) -> Vec<String> {
+        self.spec.command().to_vec()
+    }
+
     /// Names of the workload secrets; their values are never read back.
     #[getter]
     fn secret_names(&self) -> Vec<String> {
         self.spec.secrets().keys().cloned().collect()
+    }
+
+    /// The body of `POST /v1/tenants` asking for this spec (for
+    /// `lobster.connect`; secrets included, so never log it).
+    fn _api_body(&self) -> String {
+        let mut body = serde_json::json!({
+            "name": self.spec.name(),
+            "env": self.spec.env(),
+            "secrets": self.spec.secrets(),
+            "command": self.spec.command(),
+        });
+        let fields = [
+            ("vcpus", self.vcpus.map(u32::from)),
+            ("memory_mib", self.memory_mib),
+            ("overlay_size_mib", self.overlay_size_mib),
+        ];
+        for (field, value) in fields {
+            if let Some(value) = value {
+                body[field] = value.into();
+            }
+        }
+        if let Some(backend) = &self.backend {
+            body["backend"] = backend.as_str().into();
+        }
+        body.to_string()
     }
 
     fn __repr__(&self) -> String {

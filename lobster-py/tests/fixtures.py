@@ -10,10 +10,14 @@ is `$LOBSTER_TESTKIT`, else built with cargo. Usable without pytest:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,22 +25,40 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @functools.cache
-def testkit() -> str:
-    """The `lobster-testkit` command: `$LOBSTER_TESTKIT`, else built here."""
-    if path := os.environ.get("LOBSTER_TESTKIT"):
+def executable(package: str, binary: str, variable: str) -> str:
+    """A command of the workspace: `$<variable>`, else built here with cargo."""
+    if path := os.environ.get(variable):
         return path
     build = subprocess.run(
-        ["cargo", "build", "--quiet", "--locked", "-p", "lobster-testkit", "--bin", "lobster-testkit",
+        ["cargo", "build", "--quiet", "--locked", "-p", package, "--bin", binary,
          "--message-format=json"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )
     if build.returncode != 0:
-        raise RuntimeError(f"building lobster-testkit failed:\n{build.stderr}")
+        raise RuntimeError(f"building {binary} failed:\n{build.stderr}")
     for line in build.stdout.splitlines():
         message = json.loads(line)
         if message.get("reason") == "compiler-artifact" and message.get("executable"):
             return str(message["executable"])
-    raise RuntimeError("cargo built no lobster-testkit executable")
+    raise RuntimeError(f"cargo built no {binary} executable")
+
+
+def testkit() -> str:
+    """The `lobster-testkit` command: `$LOBSTER_TESTKIT`, else built here."""
+    return executable("lobster-testkit", "lobster-testkit", "LOBSTER_TESTKIT")
+
+
+def lobsterd() -> str:
+    """The `lobsterd` command: `$LOBSTERD`, else built here."""
+    return executable("lobster-cli", "lobsterd", "LOBSTERD")
+
+
+@dataclass
+class Served:
+    """A `lobsterd serve` of a TempHost: its URL and a token per scope."""
+
+    url: str
+    tokens: dict[str, str]
 
 
 @dataclass
@@ -73,6 +95,46 @@ class TempHost:
         if seeded.returncode != 0:
             raise RuntimeError(f"lobster-testkit seed failed: {seeded.stderr}")
         self.records.update((r["name"], r) for r in json.loads(seeded.stdout))
+
+    def lobsterd(self, *args: str) -> str:
+        """Runs `lobsterd --config <config> ARGS`; its standard output."""
+        done = subprocess.run(
+            [lobsterd(), "--config", str(self.config), *args],
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"lobsterd {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[Served]:
+        """Runs `lobsterd serve` on a socket beside the config, with one API
+        token per scope, until the block ends (then SIGTERM, and waits)."""
+        tokens = {
+            scope: json.loads(self.lobsterd("--json", "api-token", "create", scope, "--scope", scope))["secret"]
+            for scope in ("read", "operate", "admin")
+        }
+        socket_path = self.root / "run" / "api.sock"
+        log = self.root / "serve.log"
+        with log.open("wb") as stderr:
+            server = subprocess.Popen(
+                [lobsterd(), "--config", str(self.config), "serve", "--socket", str(socket_path)],
+                stdout=subprocess.DEVNULL, stderr=stderr,
+            )
+        try:
+            deadline = time.monotonic() + 20
+            while not socket_path.exists():
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"lobsterd serve did not start: {log.read_text()}")
+                time.sleep(0.02)
+            yield Served(url=f"unix:{socket_path}", tokens=tokens)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
     def write_watch(self, pid: int, tenants: dict[str, dict]) -> None:
         """Writes `watch.json` as a watchdog with `pid` would, holding

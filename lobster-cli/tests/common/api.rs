@@ -85,3 +85,45 @@ pub fn stream_until(
     }
     text
 }
+
+/// A running `lobsterd serve`, killed if a test ends without
+/// [`Served::stop`] (a failed assertion never leaves a server behind,
+/// holding the test's output pipe open).
+pub struct Served {
+    pub child: std::process::Child,
+    pub socket: std::path::PathBuf,
+}
+
+impl Served {
+    /// Starts `command` (a `lobsterd … serve --socket <socket>`) and waits
+    /// for its socket.
+    pub fn start(mut command: std::process::Command, socket: &Path) -> Served {
+        let child = command.stdout(std::process::Stdio::null()).spawn().unwrap();
+        let served = Served {
+            child,
+            socket: socket.to_owned(),
+        };
+        lobster_testkit::poll::until("the API socket", Duration::from_secs(20), || {
+            UnixStream::connect(socket).ok().map(|_| ())
+        });
+        served
+    }
+
+    /// SIGTERM; the exit status, bounded.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        super::sigterm(self.child.id());
+        let child = &mut self.child;
+        lobster_testkit::poll::until("serve to obey SIGTERM", Duration::from_secs(40), || {
+            child.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -20,7 +20,7 @@ mod token;
 
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) use awake::awake_if;
 pub use awake::{agent_of, awake, wake, GuestHold, HoldTiming};
@@ -350,38 +350,56 @@ impl Tenant {
     }
 }
 
-/// JSON form of a tenant: everything but the tokens.
-#[derive(Serialize)]
+/// The JSON form of a tenant (`lobsterd list --json`, the HTTP API):
+/// everything but the tokens. Clients of the API read it back with serde.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = Tenant))]
-struct Public<'a> {
+pub struct TenantJson {
     /// Unique name (a DNS label).
-    name: &'a str,
+    pub name: String,
     /// Short random id naming its interfaces and jail.
-    id: &'a str,
+    pub id: String,
     /// Lifecycle state.
-    status: TenantStatus,
+    pub status: TenantStatus,
     /// Where Caddy serves it (`<name>.<domain>`).
-    route: &'a str,
+    pub route: String,
     /// Sizes and backend.
-    resources: &'a Resources,
+    pub resources: Resources,
     /// Addresses, MAC, TAP, port and uid it holds.
-    allocation: &'a Allocation,
+    pub allocation: Allocation,
     /// Seconds since the Unix epoch when it was created.
-    created_at: u64,
+    pub created_at: u64,
     /// The running VM, when one runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vm: Option<&'a RunningVm>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<RunningVm>,
     /// Why it is `failed` (or what the last operation reported).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl From<&Tenant> for TenantJson {
+    fn from(tenant: &Tenant) -> Self {
+        let r = &tenant.record;
+        TenantJson {
+            name: r.name.clone(),
+            id: r.id.clone(),
+            status: r.status,
+            route: tenant.route.clone(),
+            resources: r.resources.clone(),
+            allocation: r.allocation.clone(),
+            created_at: r.created_at,
+            vm: r.vm,
+            last_error: r.last_error.clone(),
+        }
+    }
 }
 
 /// The OpenAPI schema of [`Tenant`]'s JSON.
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Tenant {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        <Public<'static> as utoipa::PartialSchema>::schema()
+        <TenantJson as utoipa::PartialSchema>::schema()
     }
 }
 
@@ -393,25 +411,13 @@ impl utoipa::ToSchema for Tenant {
             utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
         )>,
     ) {
-        <Public<'static> as utoipa::ToSchema>::schemas(schemas)
+        <TenantJson as utoipa::ToSchema>::schemas(schemas)
     }
 }
 
 impl Serialize for Tenant {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let r = &self.record;
-        Public {
-            name: &r.name,
-            id: &r.id,
-            status: r.status,
-            route: &self.route,
-            resources: &r.resources,
-            allocation: &r.allocation,
-            created_at: r.created_at,
-            vm: r.vm.as_ref(),
-            last_error: r.last_error.as_deref(),
-        }
-        .serialize(serializer)
+        TenantJson::from(self).serialize(serializer)
     }
 }
 

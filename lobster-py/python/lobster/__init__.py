@@ -13,6 +13,11 @@ that returns an awaitable. Errors are :class:`LobsterError` subclasses, one
 per kind (see :mod:`lobster.exceptions`).
 ``Host.molt()`` and ``Host.overview()`` return plain dicts, typed in
 :mod:`lobster.health`.
+
+A host elsewhere is driven the same way over its HTTP API
+(``lobsterd serve``), see :mod:`lobster.remote`::
+
+    host = lobster.connect("https://fleet-7:8443", token, cafile="ca.pem")
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ from .exceptions import (
     TimedOutError,
     UnsupportedError,
 )
+from .remote import RemoteHost, connect
 
 __all__ = [
     "ERROR_KINDS",
     "Host",
+    "RemoteHost",
+    "connect",
     "Tenant",
     "TenantSpec",
     "__version__",

@@ -2,7 +2,7 @@
 
 import builtins
 import os
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, final
 
@@ -20,6 +20,9 @@ _TenantStatus = Literal["creating", "running", "suspended", "stopped", "failed",
 @final
 class Tenant:
     """One tenant as the registry last recorded it (an immutable snapshot)."""
+
+    @staticmethod
+    def from_json(text: str) -> Tenant: ...
 
     @property
     def name(self) -> str: ...
@@ -77,6 +80,7 @@ class TenantSpec:
         env: Optional[Mapping[str, str]] = None,
         secrets: Optional[Mapping[str, str]] = None,
         from_snap: Union[str, os.PathLike[str], None] = None,
+        command: Optional[Sequence[str]] = None,
     ) -> TenantSpec: ...
     @property
     def name(self) -> str: ...
@@ -91,9 +95,12 @@ class TenantSpec:
     @property
     def env(self) -> dict[str, str]: ...
     @property
+    def command(self) -> list[str]: ...
+    @property
     def secret_names(self) -> list[str]: ...
     @property
     def from_snap(self) -> Optional[Path]: ...
+    def _api_body(self) -> str: ...
 
 @final
 class Host:
