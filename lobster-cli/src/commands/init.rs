@@ -18,8 +18,8 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
         force: args.force,
     };
     let report = host::init(&path, &options)?;
-    let (setup, unit, docs) = if args.no_host_setup {
-        (None, None, Vec::new())
+    let (setup, units, docs) = if args.no_host_setup {
+        (None, Vec::new(), Vec::new())
     } else {
         let config = Config::load(&path)?;
         let setup = host::setup(&config).await?;
@@ -31,19 +31,27 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
             })
         })?;
         let config_path = std::path::absolute(&path).unwrap_or(path.clone());
-        let unit = host::install_watch_unit(
-            &exe,
-            &config_path,
-            "/etc/systemd/system".as_ref(),
-            &config.paths.state_dir,
-        )
-        .await?;
+        let mut units = Vec::new();
+        for daemon in host::Daemon::ALL {
+            let action = host::install_unit(
+                daemon,
+                &exe,
+                &config_path,
+                "/etc/systemd/system".as_ref(),
+                &config.paths.state_dir,
+            )
+            .await?;
+            units.push((daemon, action));
+        }
         let docs = host::install_files(&config.paths.state_dir, &crate::docs::system_files())?;
-        (Some(setup), Some(unit), docs)
+        (Some(setup), units, docs)
     };
     let mut json = serde_json::to_value(&report).expect("report serialises");
     json["host_setup"] = serde_json::to_value(&setup).expect("report serialises");
-    json["watch_unit"] = serde_json::to_value(unit).expect("report serialises");
+    for daemon in host::Daemon::ALL {
+        let action = units.iter().find(|(d, _)| *d == daemon).map(|(_, a)| a);
+        json[daemon.report_key()] = serde_json::to_value(action).expect("report serialises");
+    }
     json["docs_installed"] = serde_json::to_value(&docs).expect("report serialises");
     ctx.print(&json, || {
         let mut out = match report.config_action {
@@ -80,20 +88,22 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<(), Error> {
                     .unwrap_or_default(),
             );
         }
-        match unit {
-            Some(host::UnitAction::Installed) => {
-                out += &format!("watchdog: {} installed and started\n", host::WATCH_UNIT)
-            }
-            Some(host::UnitAction::Unchanged) => {
-                out += &format!("watchdog: {} in place and started\n", host::WATCH_UNIT)
-            }
-            Some(host::UnitAction::NoSystemd) => {
-                out += "watchdog: systemd is not running here; start it with `lobsterd watch -d`\n"
-            }
-            Some(host::UnitAction::OtherNetns) => {
-                out += "watchdog: not in the host's network namespace, no systemd unit; start it with `lobsterd watch -d`\n"
-            }
-            None => {}
+        for (daemon, action) in &units {
+            let (what, by_hand) = match daemon {
+                host::Daemon::Watch => ("watchdog", "lobsterd watch -d"),
+                host::Daemon::Api => ("HTTP API", "lobsterd serve"),
+            };
+            let unit = daemon.unit_name();
+            out += &match action {
+                host::UnitAction::Installed => format!("{what}: {unit} installed and started\n"),
+                host::UnitAction::Unchanged => format!("{what}: {unit} in place and started\n"),
+                host::UnitAction::NoSystemd => {
+                    format!("{what}: systemd is not running here; start it with `{by_hand}`\n")
+                }
+                host::UnitAction::OtherNetns => format!(
+                    "{what}: not in the host's network namespace, no systemd unit; start it with `{by_hand}`\n"
+                ),
+            };
         }
         if !docs.is_empty() {
             out += &format!(

@@ -15,9 +15,9 @@ use std::sync::Arc;
 pub use crate::base::find_program;
 pub use crate::context::{Context, FirewallOps, Services, VmmFactory};
 pub use crate::machine::{
-    init, install_files, install_watch_unit, preflight, setup, uninit, watch_unit, write_files,
+    init, install_files, install_unit, preflight, setup, uninit, unit_text, write_files, Daemon,
     HostChanges, InitOptions, InitReport, Outcome, Prerequisite, SetupReport, UninitOptions,
-    UninitReport, UninitStep, UnitAction, WATCH_UNIT,
+    UninitReport, UninitStep, UnitAction, API_UNIT, WATCH_UNIT,
 };
 
 use crate::agent::{Agent, ExecSession, LogFollow, LogSource, WindowSize};

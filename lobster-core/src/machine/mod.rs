@@ -16,7 +16,7 @@ pub use files::{install_files, write_files};
 pub use init::{init, preflight, InitOptions, InitReport, Prerequisite};
 pub use setup::{ensure_system_user, setup, SetupReport};
 pub use uninit::{uninit, Outcome, UninitOptions, UninitReport, UninitStep};
-pub use unit::{install_watch_unit, watch_unit, UnitAction, WATCH_UNIT};
+pub use unit::{install_unit, unit_text, Daemon, UnitAction, API_UNIT, WATCH_UNIT};
 
 use crate::base::{Classify, ErrorKind};
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::unit::{remove_watch_unit, unit_for_config, SYSTEM_UNIT_DIR};
-use super::{HostChanges, MachineError, WATCH_UNIT};
+use super::unit::{remove_unit, unit_for_config, Daemon, SYSTEM_UNIT_DIR};
+use super::{HostChanges, MachineError};
 use crate::config::Config;
 use crate::error::Result;
 use crate::network::firewall::{Firewall, FirewallSettings, Iptables};
@@ -121,19 +121,20 @@ pub async fn uninit(config: &Config, options: &UninitOptions) -> Result<UninitRe
         within: options.step_timeout,
     };
 
-    let unit = changes
-        .files
-        .iter()
-        .find(|f| f.file_name().is_some_and(|n| n == WATCH_UNIT))
-        .cloned()
-        .or_else(|| {
-            let config = std::path::absolute(options.config_path.as_deref()?).ok()?;
-            unit_for_config(Path::new(SYSTEM_UNIT_DIR), &config)
-        });
-    if let Some(unit) = unit {
+    for daemon in Daemon::ALL {
+        let unit = changes
+            .files
+            .iter()
+            .find(|f| f.file_name().is_some_and(|n| n == daemon.unit_name()))
+            .cloned()
+            .or_else(|| {
+                let config = std::path::absolute(options.config_path.as_deref()?).ok()?;
+                unit_for_config(daemon, Path::new(SYSTEM_UNIT_DIR), &config)
+            });
+        let Some(unit) = unit else { continue };
         let done = run
-            .step("watch_unit", async {
-                match remove_watch_unit(&unit).await {
+            .step(daemon.report_key(), async {
+                match remove_unit(&unit).await {
                     Ok(true) => Ok((
                         Outcome::Removed,
                         format!("{} stopped and removed", unit.display()),

@@ -1,10 +1,12 @@
-//! The systemd unit that runs the watchdog (`lobsterd watch`) at boot, so a
-//! rebooted host brings its tenants back. `init` installs and enables it
-//! where systemd runs (and records it, [`HostChanges`]); `uninit` stops,
-//! disables and removes it.
+//! The systemd units of lobster's daemons, so a rebooted host brings its
+//! tenants and its API back: the watchdog (`lobsterd watch`) and the HTTP
+//! API (`lobsterd serve`). `init` installs and enables them where systemd
+//! runs (and records them, [`HostChanges`]); `uninit` stops, disables and
+//! removes them.
 //!
-//! `KillMode=process`: stopping or restarting the watchdog signals only the
-//! daemon itself, never the VMMs it restarted (they live in its cgroup).
+//! `KillMode=process`: stopping or restarting a daemon signals only the
+//! daemon itself, never the VMMs it started (a repair or a spawn) that
+//! live in its cgroup.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,37 +14,97 @@ use std::time::Duration;
 use super::{HostChanges, MachineError};
 use crate::error::Result;
 
-/// The unit's file name.
+/// A daemon of lobster that systemd runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// `lobsterd watch`: health checks, repairs, idle suspends.
+    Watch,
+    /// `lobsterd serve`: the HTTP API.
+    Api,
+}
+
+impl Daemon {
+    /// Every daemon, in the order `init` installs them.
+    pub const ALL: [Daemon; 2] = [Daemon::Watch, Daemon::Api];
+
+    /// The unit's file name.
+    pub fn unit_name(self) -> &'static str {
+        match self {
+            Daemon::Watch => WATCH_UNIT,
+            Daemon::Api => API_UNIT,
+        }
+    }
+
+    /// Its name in reports: `init --json`'s key, `uninit`'s step.
+    pub fn report_key(self) -> &'static str {
+        match self {
+            Daemon::Watch => "watch_unit",
+            Daemon::Api => "api_unit",
+        }
+    }
+
+    /// The `lobsterd` subcommand it runs.
+    fn command(self) -> &'static str {
+        match self {
+            Daemon::Watch => "watch",
+            Daemon::Api => "serve",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Daemon::Watch => "lobster watchdog: health checks and repairs of microVM tenants",
+            Daemon::Api => "lobster HTTP API: remote control of microVM tenants",
+        }
+    }
+
+    /// `notify`: the watchdog says when it is ready (`sd_notify`).
+    fn service_type(self) -> &'static str {
+        match self {
+            Daemon::Watch => "notify",
+            Daemon::Api => "exec",
+        }
+    }
+}
+
+/// The watchdog's unit file name.
 pub const WATCH_UNIT: &str = "lobsterd-watch.service";
+
+/// The HTTP API's unit file name.
+pub const API_UNIT: &str = "lobsterd-api.service";
 
 /// Where systemd runs, this directory exists.
 const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
 
-/// The unit text for `lobsterd` at `exe` with configuration `config`.
-pub fn watch_unit(exe: &Path, config: &Path) -> String {
+/// The unit text of `daemon` for `lobsterd` at `exe` with configuration
+/// `config`.
+pub fn unit_text(daemon: Daemon, exe: &Path, config: &Path) -> String {
     format!(
         "[Unit]
-Description=lobster watchdog: health checks and repairs of microVM tenants
+Description={description}
 After=network-online.target caddy.service
 Wants=network-online.target
 
 [Service]
-Type=notify
-ExecStart={exe} --config {config} watch
+Type={kind}
+ExecStart={exe} --config {config} {command}
 Restart=on-failure
 RestartSec=5
 KillMode=process
-TimeoutStopSec=30
+TimeoutStopSec=45
 
 [Install]
 WantedBy=multi-user.target
 ",
+        description = daemon.description(),
+        kind = daemon.service_type(),
         exe = exe.display(),
         config = config.display(),
+        command = daemon.command(),
     )
 }
 
-/// What [`install_watch_unit`] did.
+/// What [`install_unit`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitAction {
@@ -50,17 +112,19 @@ pub enum UnitAction {
     Installed,
     /// Already in place; enabled.
     Unchanged,
-    /// systemd does not run here: start `lobsterd watch -d` instead.
+    /// systemd does not run here: start the daemon by hand (`lobsterd
+    /// watch -d`, `lobsterd serve`).
     NoSystemd,
     /// `init` runs in another network namespace than systemd (a test or a
-    /// demo): a unit would run the watchdog against the host's network.
+    /// demo): a unit would run the daemon against the host's network.
     OtherNetns,
 }
 
-/// Writes the unit into `unit_dir` (normally `/etc/systemd/system`),
+/// Writes `daemon`'s unit into `unit_dir` (normally `/etc/systemd/system`),
 /// records it in `state_dir`'s [`HostChanges`], and enables and starts it,
 /// where systemd runs.
-pub async fn install_watch_unit(
+pub async fn install_unit(
+    daemon: Daemon,
     exe: &Path,
     config: &Path,
     unit_dir: &Path,
@@ -72,8 +136,8 @@ pub async fn install_watch_unit(
     if !in_init_netns() {
         return Ok(UnitAction::OtherNetns);
     }
-    let text = watch_unit(exe, config);
-    let path = unit_dir.join(WATCH_UNIT);
+    let text = unit_text(daemon, exe, config);
+    let path = unit_dir.join(daemon.unit_name());
     HostChanges::update(state_dir, |c| {
         c.files.insert(path.clone());
     })?;
@@ -88,19 +152,23 @@ pub async fn install_watch_unit(
         UnitAction::Installed
     };
     systemctl(&["daemon-reload"]).await?;
-    systemctl(&["enable", "--now", WATCH_UNIT]).await?;
+    systemctl(&["enable", "--now", daemon.unit_name()]).await?;
     Ok(action)
 }
 
 /// Where `init` installs the unit.
 pub(super) const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
 
-/// The unit in `unit_dir` if it runs the watchdog with configuration file
+/// `daemon`'s unit in `unit_dir` if it runs with configuration file
 /// `config` (absolute): one installed before installs were recorded.
-pub(super) fn unit_for_config(unit_dir: &Path, config: &Path) -> Option<std::path::PathBuf> {
-    let path = unit_dir.join(WATCH_UNIT);
+pub(super) fn unit_for_config(
+    daemon: Daemon,
+    unit_dir: &Path,
+    config: &Path,
+) -> Option<std::path::PathBuf> {
+    let path = unit_dir.join(daemon.unit_name());
     let text = std::fs::read_to_string(&path).ok()?;
-    let exec = format!(" --config {} watch", config.display());
+    let exec = format!(" --config {} {}", config.display(), daemon.command());
     text.lines()
         .any(|l| l.starts_with("ExecStart=") && l.ends_with(&exec))
         .then_some(path)
@@ -108,13 +176,17 @@ pub(super) fn unit_for_config(unit_dir: &Path, config: &Path) -> Option<std::pat
 
 /// Stops, disables and removes the unit file at `path` (systemctl only
 /// where systemd runs). Returns false if there was no file.
-pub(super) async fn remove_watch_unit(path: &Path) -> Result<bool> {
+pub(super) async fn remove_unit(path: &Path) -> Result<bool> {
     if !path.exists() {
         return Ok(false);
     }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let systemd = Path::new(SYSTEMD_RUNTIME).is_dir();
     if systemd {
-        systemctl(&["disable", "--now", WATCH_UNIT]).await?;
+        systemctl(&["disable", "--now", &name]).await?;
     }
     std::fs::remove_file(path).map_err(|source| MachineError::Io {
         context: "cannot remove systemd unit",
@@ -148,7 +220,7 @@ async fn systemctl(args: &[&str]) -> Result<()> {
         .output();
     let io = |source| MachineError::Io {
         context: "cannot run systemctl for",
-        path: WATCH_UNIT.into(),
+        path: what.clone().into(),
         source,
     };
     let out = tokio::time::timeout(Duration::from_secs(30), run)
@@ -175,20 +247,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_unit_runs_watch_with_the_config_and_spares_the_vms() {
-        let unit = watch_unit(
-            Path::new("/usr/local/bin/lobsterd"),
-            Path::new("/etc/lobsterd/config.json"),
-        );
-        assert!(unit.contains(
-            "\nExecStart=/usr/local/bin/lobsterd --config /etc/lobsterd/config.json watch\n"
-        ));
-        assert!(
-            unit.contains("\nKillMode=process\n"),
-            "VMMs must survive a watchdog restart"
-        );
-        assert!(unit.contains("\nRestart=on-failure\n"));
-        assert!(unit.contains("\nWantedBy=multi-user.target\n"));
+    fn each_unit_runs_its_command_with_the_config_and_spares_the_vms() {
+        for (daemon, command, kind) in [
+            (Daemon::Watch, "watch", "notify"),
+            (Daemon::Api, "serve", "exec"),
+        ] {
+            let unit = unit_text(
+                daemon,
+                Path::new("/usr/local/bin/lobsterd"),
+                Path::new("/etc/lobsterd/config.json"),
+            );
+            assert!(unit.contains(&format!(
+                "\nExecStart=/usr/local/bin/lobsterd --config /etc/lobsterd/config.json {command}\n"
+            )));
+            assert!(unit.contains(&format!("\nType={kind}\n")), "{unit}");
+            assert!(
+                unit.contains("\nKillMode=process\n"),
+                "VMMs must survive a daemon restart"
+            );
+            assert!(unit.contains("\nRestart=on-failure\n"));
+            assert!(unit.contains("\nWantedBy=multi-user.target\n"));
+        }
     }
 
     #[test]
@@ -198,13 +277,18 @@ mod tests {
             Path::new("/etc/lobsterd/config.json"),
             Path::new("/srv/b.json"),
         );
-        assert_eq!(unit_for_config(dir.path(), ours), None);
-        let unit = watch_unit(Path::new("/usr/local/bin/lobsterd"), ours);
-        std::fs::write(dir.path().join(WATCH_UNIT), unit).unwrap();
-        assert_eq!(
-            unit_for_config(dir.path(), ours),
-            Some(dir.path().join(WATCH_UNIT))
-        );
-        assert_eq!(unit_for_config(dir.path(), other), None);
+        for daemon in Daemon::ALL {
+            assert_eq!(unit_for_config(daemon, dir.path(), ours), None);
+            let unit = unit_text(daemon, Path::new("/usr/local/bin/lobsterd"), ours);
+            std::fs::write(dir.path().join(daemon.unit_name()), unit).unwrap();
+            assert_eq!(
+                unit_for_config(daemon, dir.path(), ours),
+                Some(dir.path().join(daemon.unit_name()))
+            );
+            assert_eq!(unit_for_config(daemon, dir.path(), other), None);
+        }
+        // The watchdog's unit is never taken for the API's.
+        std::fs::remove_file(dir.path().join(API_UNIT)).unwrap();
+        assert_eq!(unit_for_config(Daemon::Api, dir.path(), ours), None);
     }
 }
