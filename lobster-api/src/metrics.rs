@@ -1,8 +1,8 @@
 //! `/metrics` in Prometheus' text format (the `prometheus-client` crate):
 //! what this server saw (requests by route and status, the steps of the
 //! operations it ran as histograms) and, read at each scrape from the
-//! host's overview, tenants by status and by health and each VMM's
-//! resident memory.
+//! host's overview, tenants by status and by health, each VMM's resident
+//! memory and the watchdog's repairs by kind and outcome.
 
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,12 @@ struct HealthLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepairLabels {
+    repair: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
     tenant: String,
 }
@@ -54,6 +60,7 @@ struct Inner {
     tenants: Family<StatusLabels, Gauge>,
     health: Family<HealthLabels, Gauge>,
     rss: Family<TenantLabels, Gauge>,
+    repairs: Family<RepairLabels, Gauge>,
     /// One scrape at a time sets the host gauges and encodes them.
     scrape: Mutex<()>,
 }
@@ -77,6 +84,7 @@ impl Default for Metrics {
         let tenants = Family::<StatusLabels, Gauge>::default();
         let health = Family::<HealthLabels, Gauge>::default();
         let rss = Family::<TenantLabels, Gauge>::default();
+        let repairs = Family::<RepairLabels, Gauge>::default();
         registry.register(
             "api_requests",
             "HTTP API requests by method, route and status",
@@ -98,6 +106,11 @@ impl Default for Metrics {
             "Resident memory of each running tenant's VMM process",
             rss.clone(),
         );
+        registry.register(
+            "watchdog_repairs",
+            "Repairs the watchdog carried out since it started, by repair and outcome (ok, failed)",
+            repairs.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -106,6 +119,7 @@ impl Default for Metrics {
                 tenants,
                 health,
                 rss,
+                repairs,
                 scrape: Mutex::new(()),
             }),
         }
@@ -147,6 +161,17 @@ impl Metrics {
         inner.tenants.clear();
         inner.health.clear();
         inner.rss.clear();
+        inner.repairs.clear();
+        for (repair, count) in overview.watchdog.iter().flat_map(|w| &w.repairs) {
+            for (outcome, n) in [("ok", count.ok), ("failed", count.failed)] {
+                let labels = RepairLabels {
+                    repair: repair.clone(),
+                    outcome,
+                };
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                inner.repairs.get_or_create(&labels).set(n);
+            }
+        }
         for t in &overview.tenants {
             let status = t.status.as_str().to_owned();
             inner.tenants.get_or_create(&StatusLabels { status }).inc();

@@ -49,6 +49,14 @@ type WatchdogInfo struct {
 	Alive     bool   `json:"alive"` // that process still runs
 	Tick      uint64 `json:"tick"`
 	UpdatedMs uint64 `json:"updated_ms"` // ms since the Unix epoch
+	// Repairs it carried out since it started, by repair name.
+	Repairs map[string]RepairCount `json:"repairs"`
+}
+
+// RepairCount is how often one repair succeeded and failed.
+type RepairCount struct {
+	OK     uint64 `json:"ok"`
+	Failed uint64 `json:"failed"`
 }
 
 // TenantOverview is one dashboard row.

@@ -365,6 +365,7 @@ func TestOverviewShowsWhatTheWatchdogWrote(t *testing.T) {
 	watch := map[string]any{
 		"pid": os.Getpid(), "started_ms": 1_700_000_000_000, "updated_ms": 1_700_000_060_000,
 		"tick": 12, "interval_ms": 5000,
+		"repairs": map[string]any{"restart_vm": map[string]any{"ok": 3, "failed": 1}},
 		"tenants": map[string]any{
 			"alice": map[string]any{
 				"state": "degraded", "attempts": 2,
@@ -388,6 +389,9 @@ func TestOverviewShowsWhatTheWatchdogWrote(t *testing.T) {
 	wd := overview.Watchdog
 	if wd == nil || wd.PID != uint32(os.Getpid()) || !wd.Alive || wd.Tick != 12 || wd.UpdatedMs != 1_700_000_060_000 {
 		t.Fatalf("watchdog = %+v", wd)
+	}
+	if wd.Repairs["restart_vm"] != (lobster.RepairCount{OK: 3, Failed: 1}) {
+		t.Fatalf("watchdog repairs = %+v", wd.Repairs)
 	}
 	alice, bob := overview.Tenants[0], overview.Tenants[1]
 	if alice.State != "degraded" || alice.Health != "vm.process" ||

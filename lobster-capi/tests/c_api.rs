@@ -94,6 +94,7 @@ fn fixture() -> Fixture {
         tick: 12,
         interval_ms: 5000,
         tenants: [("alice".to_owned(), alice)].into(),
+        repairs: Default::default(),
     };
     std::fs::write(
         WatchStatus::path(&config.paths.state_dir),

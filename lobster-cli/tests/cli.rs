@@ -507,6 +507,11 @@ fn tank_json_prints_one_snapshot_with_the_watchdogs_view() {
             },
         )]
         .into(),
+        repairs: [(
+            "restart_vm".to_owned(),
+            lobster_core::health::RepairCount { ok: 2, failed: 1 },
+        )]
+        .into(),
     };
     std::fs::write(
         WatchStatus::path(&env.state()),
@@ -519,6 +524,10 @@ fn tank_json_prints_one_snapshot_with_the_watchdogs_view() {
     assert_eq!(snapshot["watchdog"]["pid"], std::process::id());
     assert_eq!(snapshot["watchdog"]["alive"], true);
     assert_eq!(snapshot["watchdog"]["tick"], 3);
+    assert_eq!(
+        snapshot["watchdog"]["repairs"]["restart_vm"],
+        serde_json::json!({ "ok": 2, "failed": 1 })
+    );
     let tenants = snapshot["tenants"].as_array().unwrap();
     let names: Vec<&str> = tenants
         .iter()

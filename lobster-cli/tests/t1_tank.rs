@@ -147,6 +147,7 @@ impl Host {
                     tenant(HealthState::Failed, Some(Check::VmProcess), "gave up"),
                 ),
             ]),
+            repairs: BTreeMap::new(),
         };
         let path = WatchStatus::path(&self.state_dir());
         let tmp = path.with_extension("json.tmp");

@@ -224,6 +224,12 @@ async fn repaired(
             ..
         })
     ));
+    // Counted by repair, as watch.json (and so /metrics) reports them.
+    let repairs = rig.watchdog.status().repairs;
+    for repair in want {
+        assert_eq!(repairs[repair.as_str()].ok, 1, "{repairs:?}");
+    }
+    assert_eq!(repairs.len(), want.len(), "{repairs:?}");
 
     let events = rig.tick().await;
     assert!(

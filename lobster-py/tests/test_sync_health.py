@@ -88,7 +88,9 @@ def test_overview_shows_what_the_watchdog_wrote(temp_host):
         },
     )
     overview = lobster.Host(temp_host.config).overview()
-    assert overview["watchdog"] == {"pid": os.getpid(), "alive": True, "tick": 12, "updated_ms": 1_700_000_060_000}
+    assert overview["watchdog"] == {
+        "pid": os.getpid(), "alive": True, "tick": 12, "updated_ms": 1_700_000_060_000, "repairs": {},
+    }
     alice, bob, carol = overview["tenants"]
     assert (alice["state"], alice["health"]) == ("degraded", "vm.process,proxy.route")
     assert (alice["last_event"], alice["last_event_ms"]) == ("repair restart_vm failed", 1_700_000_050_000)

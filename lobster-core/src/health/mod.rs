@@ -52,6 +52,6 @@ pub use policy::{HealthState, Policy, TenantHealth};
 pub use probe::{GuestOps, SystemGuests};
 pub use ready::{notify_ready, NOTIFY_SOCKET};
 pub use repair::{Repair, RepairPlan};
-pub use status::{TenantWatch, WatchStatus, STATUS_SCHEMA};
+pub use status::{RepairCount, TenantWatch, WatchStatus, STATUS_SCHEMA};
 pub use wake::{WakeListeners, GATEWAY_CONNECT_TIMEOUT, WAKE_TIMEOUT};
 pub use watch::{log_path as watch_log_path, WatchOptions, Watchdog};

@@ -26,6 +26,8 @@ pub struct WatchdogInfo {
     pub tick: u64,
     /// When it last wrote its status (ms since the Unix epoch).
     pub updated_ms: u64,
+    /// Repairs it carried out since it started, by repair name.
+    pub repairs: std::collections::BTreeMap<String, super::RepairCount>,
 }
 
 /// One dashboard row.
@@ -80,6 +82,7 @@ pub(crate) fn overview(context: &Context) -> Result<Overview> {
         alive: std::path::Path::new(&format!("/proc/{}", w.pid)).exists(),
         tick: w.tick,
         updated_ms: w.updated_ms,
+        repairs: w.repairs.clone(),
     });
     let uptime = system_uptime_s();
     let ticks = clock_ticks();

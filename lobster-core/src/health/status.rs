@@ -57,6 +57,19 @@ pub struct WatchStatus {
     pub interval_ms: u64,
     /// Per tenant.
     pub tenants: BTreeMap<String, TenantWatch>,
+    /// Repairs it carried out since it started, by repair name.
+    #[serde(default)]
+    pub repairs: BTreeMap<String, RepairCount>,
+}
+
+/// How often one repair succeeded and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RepairCount {
+    /// Times it succeeded.
+    pub ok: u64,
+    /// Times it failed.
+    pub failed: u64,
 }
 
 impl WatchStatus {
@@ -104,6 +117,7 @@ mod tests {
             tick: 3,
             interval_ms: 4,
             tenants: BTreeMap::from([("alice".to_string(), TenantWatch::default())]),
+            repairs: BTreeMap::from([("restart_vm".to_string(), RepairCount { ok: 2, failed: 1 })]),
         }
     }
 
@@ -123,6 +137,11 @@ mod tests {
         assert!(json.get("schema").is_none());
         let text = serde_json::to_vec(&json).unwrap();
         assert_eq!(WatchStatus::from_json(&text), Some(status()));
+        // A watchdog from before repairs were counted: none.
+        let mut older = json.clone();
+        older.as_object_mut().unwrap().remove("repairs");
+        let read = WatchStatus::from_json(&serde_json::to_vec(&older).unwrap()).unwrap();
+        assert!(read.repairs.is_empty());
         json["schema"] = (STATUS_SCHEMA + 1).into();
         let text = serde_json::to_vec(&json).unwrap();
         assert_eq!(WatchStatus::from_json(&text), None);

@@ -29,13 +29,13 @@ use crate::store::{RegistrySnapshot, Store, TenantLock, TenantRecord, TenantStat
 use crate::tenant::plan;
 
 use super::check::{Check, CheckResult};
-use super::doctor::{Doctor, HostView};
+use super::doctor::{Doctor, HostView, RepairOutcome};
 use super::events::{Event, EventRecord, EventSink, Trigger};
 use super::idle::{IdleDecision, IdlePolicy, IdleTracker, Sighting};
 use super::molt::{failing_summary, should_run};
 use super::policy::{Decision, HealthState, Policy, TenantHealth};
 use super::repair::{plan as plan_repairs, RepairPlan};
-use super::status::{TenantWatch, WatchStatus};
+use super::status::{RepairCount, TenantWatch, WatchStatus};
 use super::wake::WakeListeners;
 use super::HealthError;
 
@@ -78,6 +78,8 @@ pub struct Watchdog {
     /// The wake listeners of suspended tenants (synced every tick).
     wake: WakeListeners,
     tenants: Mutex<BTreeMap<String, TenantWatch>>,
+    /// Repairs carried out since the start, by name.
+    repairs: Mutex<BTreeMap<String, RepairCount>>,
     ticks: AtomicU64,
     /// Set once shutdown is requested: no check or repair starts after it.
     stopping: AtomicBool,
@@ -121,6 +123,7 @@ impl Watchdog {
             sink,
             wake,
             tenants: Mutex::new(BTreeMap::new()),
+            repairs: Mutex::new(BTreeMap::new()),
             ticks: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             started_ms: unix_ms(),
@@ -443,6 +446,25 @@ impl Watchdog {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            repairs: self
+                .repairs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    fn count_repairs(&self, outcomes: &[RepairOutcome]) {
+        let mut counts = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
+        for outcome in outcomes {
+            let count = counts
+                .entry(outcome.repair.as_str().to_owned())
+                .or_default();
+            if outcome.ok {
+                count.ok += 1;
+            } else {
+                count.failed += 1;
+            }
         }
     }
 
@@ -557,6 +579,7 @@ impl Watchdog {
                         repairs: repairs.clone(),
                     });
                     let outcomes = self.doctor.treat(&record, &repairs).await;
+                    self.count_repairs(&outcomes);
                     self.emit(Event::RepairComplete {
                         tenant: name.into(),
                         outcomes,

@@ -25,6 +25,7 @@ __all__ = [
     "TenantStatus",
     "CheckResult",
     "RepairOutcome",
+    "RepairCount",
     "MoltReport",
     "WatchdogInfo",
     "TenantOverview",
@@ -98,13 +99,22 @@ class MoltReport(_MoltReportKeys, total=False):
     note: str
 
 
+class RepairCount(TypedDict):
+    """How often one repair succeeded and failed."""
+
+    ok: int
+    failed: int
+
+
 class WatchdogInfo(TypedDict):
-    """The watchdog daemon as seen from outside (from its ``watch.json``)."""
+    """The watchdog daemon as seen from outside (from its ``watch.json``);
+    ``repairs`` counts its repairs since it started, by repair name."""
 
     pid: int
     alive: bool
     tick: int
     updated_ms: int
+    repairs: dict[str, RepairCount]
 
 
 class TenantOverview(TypedDict):

@@ -393,6 +393,7 @@ mod tests {
                 alive: true,
                 tick: 57,
                 updated_ms: NOW - 2_000,
+                repairs: Default::default(),
             }),
         )
     }
