@@ -123,13 +123,13 @@ fn lobsterd() -> PathBuf {
     )
 }
 
-/// `Host.list()` in Python: p50/p99 over `calls` calls, in one process.
-fn python_list(python: &str, config: &Path, calls: usize) -> Option<(f64, f64)> {
+/// `list()` in Python on the host `open` makes (`lobster.Host(…)` or
+/// `lobster.connect(…)`): p50/p99 over `calls` calls, in one process.
+fn python_list(python: &str, open: &str, calls: usize) -> Option<(f64, f64)> {
     let script = format!(
-        "import json,time,lobster\nh=lobster.Host({config:?})\nh.list()\ns=[]\n\
+        "import json,time,lobster\nh={open}\nh.list()\ns=[]\n\
          for _ in range({calls}):\n t=time.perf_counter(); h.list(); s.append(time.perf_counter()-t)\n\
-         s.sort(); print(json.dumps([s[len(s)//2]*1e3, s[int((len(s)-1)*0.99)]*1e3]))",
-        config = config.display().to_string()
+         s.sort(); print(json.dumps([s[len(s)//2]*1e3, s[int((len(s)-1)*0.99)]*1e3]))"
     );
     let out = std::process::Command::new(python)
         .args(["-c", &script])
@@ -148,10 +148,15 @@ fn show(value: Option<(f64, f64)>) -> String {
 }
 
 async fn latency_table() {
-    println!("GET /v1/tenants vs lobsterd --json list vs Python Host.list(), p50 / p99 ms");
+    println!("GET /v1/tenants vs lobsterd --json list vs Python Host.list() and lobster.connect().list(), p50 / p99 ms");
     println!(
-        "{:>8} {:>18} {:>10} {:>22} {:>20}",
-        "tenants", "GET /v1/tenants", "req/s", "lobsterd --json list", "Python Host.list()"
+        "{:>8} {:>18} {:>10} {:>22} {:>20} {:>26}",
+        "tenants",
+        "GET /v1/tenants",
+        "req/s",
+        "lobsterd --json list",
+        "Python Host.list()",
+        "Python connect().list()"
     );
     let python = std::env::var("LOBSTER_BENCH_PYTHON").ok();
     for (tenants, net) in [(0usize, 216u8), (100, 217), (1000, 218)] {
@@ -196,22 +201,29 @@ async fn latency_table() {
         })
         .await
         .unwrap();
-        let py = match &python {
-            Some(python) => {
-                let (python, config) = (python.clone(), b.config.clone());
-                tokio::task::spawn_blocking(move || python_list(&python, &config, 200))
+        let local = format!("lobster.Host({:?})", b.config.display().to_string());
+        let remote = format!(
+            "lobster.connect({:?}, {:?})",
+            format!("unix:{}", b.socket.display()),
+            b.token
+        );
+        let mut py = [None, None];
+        if let Some(python) = &python {
+            for (slot, open) in py.iter_mut().zip([local, remote]) {
+                let python = python.clone();
+                *slot = tokio::task::spawn_blocking(move || python_list(&python, &open, 200))
                     .await
-                    .unwrap()
+                    .unwrap();
             }
-            None => None,
-        };
+        }
         println!(
-            "{:>8} {:>18} {:>10.0} {:>22} {:>20}",
+            "{:>8} {:>18} {:>10.0} {:>22} {:>20} {:>26}",
             tenants,
             show(Some(api)),
             f64::from(total) / 2.0,
             show(cli),
-            show(py)
+            show(py[0]),
+            show(py[1])
         );
         drop(b.rig);
     }

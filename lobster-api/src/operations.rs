@@ -64,8 +64,8 @@ pub struct Operation {
     /// The steps so far, as the CLI prints them.
     pub progress: Vec<ProgressEvent>,
     /// What it returned: the tenant (spawn, suspend, resume), the
-    /// archive's report (snap), the checks and repairs (molt); absent for
-    /// evict.
+    /// archive's report (snap), the checks and repairs (molt; of every
+    /// tenant: `{reports: [...]}`); absent for evict.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,

@@ -703,7 +703,7 @@ pub(crate) async fn molt(
 }
 
 #[utoipa::path(post, path = "/v1/molt", tag = "tenants",
-    responses((status = 202, description = "Checking and repairing every tenant that should run (`lobsterd molt`): poll the operation (its tenant is `*`); its result is one report per tenant", body = Operation),
+    responses((status = 202, description = "Checking and repairing every tenant that should run (`lobsterd molt`): poll the operation (its tenant is `*`); its result is `{reports: [one per tenant]}`", body = Operation),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 409, description = "Another molt of every tenant is running", body = ErrorBody)),
@@ -718,9 +718,7 @@ pub(crate) async fn molt_all(
         .operations
         .start(OperationKind::Molt, EVERY_TENANT, |_| async move {
             let reports = host.molt(None).await?;
-            Ok(Some(
-                serde_json::to_value(reports).expect("reports serialise"),
-            ))
+            Ok(Some(serde_json::json!({ "reports": reports })))
         })?;
     Ok((StatusCode::ACCEPTED, Json(op)))
 }

@@ -406,6 +406,31 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
         "{text}"
     );
     assert!(text.contains("\"step\":\"route\""), "{text}");
+    // The watchdog's repairs by kind, from its status file.
+    let mut watch = lobster_core::health::WatchStatus {
+        pid: std::process::id(),
+        started_ms: 1,
+        updated_ms: 2,
+        tick: 3,
+        interval_ms: 5000,
+        tenants: Default::default(),
+        repairs: Default::default(),
+    };
+    watch.repairs.insert(
+        "restart_vm".into(),
+        lobster_core::health::RepairCount { ok: 4, failed: 1 },
+    );
+    let state_dir = &s.rig.config().paths.state_dir;
+    let status = lobster_core::health::WatchStatus::path(state_dir);
+    std::fs::write(status, serde_json::to_vec(&watch).unwrap()).unwrap();
+    let (_, metrics) = call(&s.socket, "GET", "/metrics", Some(&s.read), b"").await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "lobster_watchdog_repairs{repair=\"restart_vm\",outcome=\"ok\"} 4",
+        "lobster_watchdog_repairs{repair=\"restart_vm\",outcome=\"failed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
     // The watchdog's events: none logged yet is 404; then its lines.
     let (status, body) = call(&s.socket, "GET", "/v1/events", Some(&s.read), b"").await;
     assert_eq!(status, 404, "{body}");
@@ -442,7 +467,7 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     let (status, op) = call(&s.socket, "POST", "/v1/molt", Some(&s.operate), b"").await;
     assert_eq!((status, op["tenant"].as_str()), (202, Some("*")), "{op}");
     let molted = finished(&s, op["id"].as_str().unwrap()).await;
-    assert_eq!(molted["result"][0]["tenant"], "web", "{molted}");
+    assert_eq!(molted["result"]["reports"][0]["tenant"], "web", "{molted}");
     let (status, _) = call(&s.socket, "POST", "/v1/molt", Some(&s.read), b"").await;
     assert_eq!(status, 403);
 

@@ -252,7 +252,7 @@ class RemoteHost:
         """Health-checks one tenant (or every one that should run) and
         repairs what failed; one report per tenant."""
         if name is None:
-            return cast("builtins.list[MoltReport]", self._operation("POST", "/v1/molt"))
+            return cast("builtins.list[MoltReport]", self._operation("POST", "/v1/molt")["reports"])
         report = self._operation("POST", self._path(name) + "/molt")
         return [cast(MoltReport, report)] if report is not None else []
 
