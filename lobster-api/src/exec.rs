@@ -14,9 +14,11 @@
 //! 4. the server sends `{"exit": {"code", "signal", "timed_out",
 //!    "status"}}` (`status` as a shell reports it) and closes (1000).
 //!
-//! A client that closes or goes away ends the session: the guest's agent
-//! hangs up the command's process group, then kills it. The server's stop
-//! ends every session the same way.
+//! A client that closes, goes away or stops answering pings (every 30 s,
+//! 75 s of silence) ends the session: the guest's agent hangs up the
+//! command's process group, then kills it. The server's stop ends every
+//! session the same way (close 1001); a malformed control message is 1008,
+//! an agent failing mid-session `{"error"}` and 1011.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,8 +27,9 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use lobster_core::agent::{exit_status, ExecEvent, ExecInput, ExecOutput, WindowSize};
+use lobster_core::agent::{exit_status, ExecEvent, ExecInput, ExecOutput, ExecSession, WindowSize};
 use lobster_core::store::ApiScope;
 use lobster_core::tenant::ExecRequest;
 use serde::Deserialize;
@@ -104,36 +107,85 @@ pub(crate) async fn exec(
     let slot = crate::routes::stream_slot(&api)?;
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             let _held = slot;
-            let stop = api.shutdown.clone();
-            tokio::select! {
-                () = session(api, name, socket) => {}
-                () = stop.cancelled() => {}
-            }
+            session(api, name, socket).await;
         }))
+}
+
+/// Why a session ended; each but a vanished client gets a close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The command ended (its exit was sent): 1000.
+    Exited,
+    /// The client broke the protocol: 1008.
+    Protocol,
+    /// The agent failed mid-session (its error was sent): 1011.
+    AgentFailed,
+    /// The server is stopping: 1001.
+    Stopping,
+    /// The client closed, went away or stopped answering pings.
+    ClientGone,
+}
+
+impl End {
+    fn close(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::Exited => (1000, "exited"),
+            End::Protocol => (1008, "protocol"),
+            End::AgentFailed => (1011, "agent failed"),
+            End::Stopping => (1001, "server stopping"),
+            End::ClientGone => return None,
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+/// How often the server pings a session's client.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// A client silent this long (no pong, no message) is gone.
+pub const CLIENT_SILENCE: Duration = Duration::from_secs(75);
+
+/// Longest one message may take to reach a client.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sending half, shared by the output pump, the pings and the close.
+struct Writer(tokio::sync::Mutex<SplitSink<WebSocket, Message>>);
+
+impl Writer {
+    /// Sends `message`; false if the client is gone or too slow.
+    async fn send(&self, message: Message) -> bool {
+        let mut sink = self.0.lock().await;
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
 }
 
 /// One session on an upgraded socket, to its end.
 async fn session(api: Api, name: String, mut socket: WebSocket) {
-    let request = match tokio::time::timeout(START_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Text(text)))) => start_request(&text),
-        Ok(Some(Ok(_))) => Err(ApiError::bad_request(
-            "the first message must be the start message, a JSON text frame",
-        )),
-        Ok(_) => return,
-        Err(_) => Err(ApiError::bad_request(format!(
-            "no start message within {} s",
-            START_TIMEOUT.as_secs()
-        ))),
-    };
-    let started = match request {
-        Ok(request) => api.host.exec(&name, &request).await.map_err(ApiError::from),
-        Err(e) => Err(e),
+    let stop = api.shutdown.clone();
+    let started = tokio::select! {
+        started = start(&api, name, &mut socket) => started,
+        () = stop.cancelled() => return,
     };
     let session = match started {
         Ok(session) => session,
-        Err(e) => return refuse(socket, e.body()).await,
+        Err(e) => {
+            let _ = socket.send(text(json!({ "error": e.body() }))).await;
+            let close = CloseFrame {
+                code: 1008,
+                reason: Utf8Bytes::from_static("refused"),
+            };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            return;
+        }
     };
     let hello = json!({ "started": { "pid": session.pid(), "tty": session.tty() } });
     if socket.send(text(hello)).await.is_err() {
@@ -141,12 +193,42 @@ async fn session(api: Api, name: String, mut socket: WebSocket) {
     }
     let (input, output) = session.split();
     let (sink, stream) = socket.split();
+    let writer = Writer(tokio::sync::Mutex::new(sink));
+    let heard = std::sync::Mutex::new(tokio::time::Instant::now());
     // Output and input run side by side: stdin waits for the agent's
     // credit, which only reading the output brings in.
-    tokio::select! {
-        () = pump_output(output, sink) => {}
-        () = pump_input(input, stream) => {}
+    let end = tokio::select! {
+        end = pump_output(output, &writer) => end,
+        end = pump_input(input, stream, &heard) => end,
+        end = keep_alive(&writer, &heard) => end,
+        () = stop.cancelled() => End::Stopping,
+    };
+    if let Some(frame) = end.close() {
+        writer.send(Message::Close(Some(frame))).await;
     }
+}
+
+/// Waits (bounded) for the start message and starts the command. The
+/// start runs as a task of its own: a wake of a suspended tenant is never
+/// cut off halfway by the server's stop.
+async fn start(api: &Api, name: String, socket: &mut WebSocket) -> Result<ExecSession, ApiError> {
+    let request = match tokio::time::timeout(START_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => start_request(&text)?,
+        Ok(Some(Ok(_))) => {
+            return Err(ApiError::bad_request(
+                "the first message must be the start message, a JSON text frame",
+            ))
+        }
+        Ok(_) => return Err(ApiError::bad_request("the client left before starting")),
+        Err(_) => {
+            return Err(ApiError::bad_request(format!(
+                "no start message within {} s",
+                START_TIMEOUT.as_secs()
+            )))
+        }
+    };
+    let host = api.host.clone();
+    crate::routes::detached(async move { host.exec(&name, &request).await }).await
 }
 
 /// The start message as a checked request.
@@ -176,22 +258,8 @@ fn text(value: serde_json::Value) -> Message {
     Message::Text(Utf8Bytes::from(value.to_string()))
 }
 
-/// Sends `{"error": …}` and closes with 1008.
-async fn refuse(mut socket: WebSocket, error: &ErrorBody) {
-    let _ = socket.send(text(json!({ "error": error }))).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 1008,
-            reason: Utf8Bytes::from_static("refused"),
-        })))
-        .await;
-}
-
-/// Output to the client, then the exit and a normal close.
-async fn pump_output(
-    mut output: ExecOutput,
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-) {
+/// Output to the client, then the exit (or the agent's error).
+async fn pump_output(mut output: ExecOutput, writer: &Writer) -> End {
     loop {
         let message = match output.next().await {
             Ok(Some(ExecEvent::Stdout(bytes))) => tagged(STDOUT, bytes),
@@ -201,24 +269,18 @@ async fn pump_output(
                     "code": exit.code, "signal": exit.signal,
                     "timed_out": exit.timed_out, "status": exit_status(&exit),
                 }});
-                let _ = sink.send(text(end)).await;
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 1000,
-                        reason: Utf8Bytes::from_static("exited"),
-                    })))
-                    .await;
-                return;
+                writer.send(text(end)).await;
+                return End::Exited;
             }
-            Ok(None) => return,
+            Ok(None) => return End::Exited,
             Err(e) => {
                 let error = ErrorBody::from(&lobster_core::Error::from(e));
-                let _ = sink.send(text(json!({ "error": error }))).await;
-                return;
+                writer.send(text(json!({ "error": error }))).await;
+                return End::AgentFailed;
             }
         };
-        if sink.send(message).await.is_err() {
-            return;
+        if !writer.send(message).await {
+            return End::ClientGone;
         }
     }
 }
@@ -230,24 +292,49 @@ fn tagged(tag: u8, bytes: Vec<u8>) -> Message {
     Message::Binary(frame.into())
 }
 
-/// Client messages to the command until the client closes or breaks the
-/// protocol (which ends the session).
-async fn pump_input(input: ExecInput, mut stream: futures_util::stream::SplitStream<WebSocket>) {
+/// Client messages to the command until the client closes, goes away or
+/// breaks the protocol. Once a write to the command fails (it ended, or
+/// closed its stdin) further stdin is dropped, but reading goes on: the
+/// exit still reaches the client.
+async fn pump_input(
+    input: ExecInput,
+    mut stream: SplitStream<WebSocket>,
+    heard: &std::sync::Mutex<tokio::time::Instant>,
+) -> End {
+    let mut open = true;
     while let Some(Ok(message)) = stream.next().await {
+        *heard.lock().expect("heard lock") = tokio::time::Instant::now();
         let sent = match message {
-            Message::Binary(bytes) => input.write_stdin(&bytes).await,
+            Message::Binary(bytes) if open => input.write_stdin(&bytes).await,
+            Message::Binary(_) => Ok(()),
             Message::Text(text) => match serde_json::from_str::<Control>(&text) {
+                Ok(_) if !open => Ok(()),
                 Ok(Control::CloseStdin(true)) => input.close_stdin().await,
                 Ok(Control::CloseStdin(false)) => Ok(()),
                 Ok(Control::Resize(size)) => input.resize(size).await,
                 Ok(Control::Signal(number)) => input.signal(number).await,
-                Err(_) => return,
+                Err(_) => return End::Protocol,
             },
-            Message::Close(_) => return,
+            Message::Close(_) => return End::ClientGone,
             Message::Ping(_) | Message::Pong(_) => Ok(()),
         };
-        if sent.is_err() {
-            return;
+        open &= sent.is_ok();
+    }
+    End::ClientGone
+}
+
+/// Pings the client every [`PING_EVERY`]; ends the session once it has
+/// been silent for [`CLIENT_SILENCE`] (a peer that vanished without a
+/// close would otherwise hold its slot and its guest for ever).
+async fn keep_alive(writer: &Writer, heard: &std::sync::Mutex<tokio::time::Instant>) -> End {
+    let mut ticks = tokio::time::interval(PING_EVERY);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let last = *heard.lock().expect("heard lock");
+        if last.elapsed() >= CLIENT_SILENCE || !writer.send(Message::Ping(Vec::new().into())).await
+        {
+            return End::ClientGone;
         }
     }
 }

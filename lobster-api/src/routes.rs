@@ -54,7 +54,7 @@ pub fn routes() -> Router<Api> {
 /// Runs `work` as a task of its own and waits for it: a request dropped
 /// midway (its timeout, a client gone) never cancels a recovery or a wake
 /// half done.
-async fn detached<T: Send + 'static>(
+pub(crate) async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = lobster_core::Result<T>> + Send + 'static,
 ) -> Answer<T> {
     match tokio::spawn(work).await {
@@ -155,7 +155,7 @@ pub struct TokenBody {
 
 /// The body of `POST /v1/tenants`: the fields of `lobsterd spawn`; unset
 /// sizes follow the host's defaults.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpawnBody {
     /// Tenant name (a DNS label).
@@ -189,6 +189,18 @@ pub struct SpawnBody {
     /// The workload's argv (empty: the OpenClaw gateway).
     #[serde(default)]
     command: Vec<String>,
+}
+
+/// Secret values never reach a debug print: their names do.
+impl std::fmt::Debug for SpawnBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnBody")
+            .field("name", &self.name)
+            .field("env", &self.env)
+            .field("secret_names", &self.secrets.keys().collect::<Vec<_>>())
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A JSON integer, also when written as a whole float (`5.0`): JSON

@@ -175,6 +175,24 @@ struct Exec {
 /// Runs an exec session: sends `start`, then `stdin` and its end, and
 /// reads everything back until the server closes (20 s at most).
 async fn exec(socket: &Path, tenant: &str, token: &str, start: Value, stdin: &[u8]) -> Exec {
+    use tokio_tungstenite::tungstenite::Message;
+    let end = serde_json::json!({ "close_stdin": true });
+    let then = vec![
+        Message::binary(stdin.to_vec()),
+        Message::text(end.to_string()),
+    ];
+    exec_then(socket, tenant, token, start, then).await
+}
+
+/// Runs an exec session: sends `start`, then the messages `then` once it
+/// started, and reads everything back until the server closes (20 s at most).
+async fn exec_then(
+    socket: &Path,
+    tenant: &str,
+    token: &str,
+    start: Value,
+    then: Vec<tokio_tungstenite::tungstenite::Message>,
+) -> Exec {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
@@ -190,6 +208,7 @@ async fn exec(socket: &Path, tenant: &str, token: &str, start: Value, stdin: &[u
         .unwrap();
     ws.send(Message::text(start.to_string())).await.unwrap();
     let mut got = Exec::default();
+    let mut then = then;
     let run = async {
         while let Some(Ok(message)) = ws.next().await {
             match message {
@@ -200,9 +219,10 @@ async fn exec(socket: &Path, tenant: &str, token: &str, start: Value, stdin: &[u
                     } else if got.first.is_null() {
                         got.first = value;
                         if got.first.get("started").is_some() {
-                            ws.send(Message::binary(stdin.to_vec())).await.unwrap();
-                            let end = serde_json::json!({ "close_stdin": true });
-                            ws.send(Message::text(end.to_string())).await.unwrap();
+                            for message in then.drain(..) {
+                                // A command that ended may close first.
+                                let _ = ws.send(message).await;
+                            }
                         }
                     }
                 }
@@ -483,6 +503,20 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
     assert_eq!(ran.stderr, b"to stderr\n", "{ran:?}");
     assert_eq!(ran.exit["status"], 3, "{ran:?}");
     assert_eq!(ran.close, Some(1000));
+    // A command that ends at once: stdin sent after its end is dropped and
+    // its exit still comes.
+    let quick = serde_json::json!({ "argv": ["sh", "-c", "exit 5"] });
+    let ran = exec(&s.socket, "web", &s.admin, quick, b"too late").await;
+    assert_eq!(
+        (ran.exit["status"].as_i64(), ran.close),
+        (Some(5), Some(1000)),
+        "{ran:?}"
+    );
+    // A malformed control message ends the session with 1008.
+    let cat = serde_json::json!({ "argv": ["cat"] });
+    let bogus = tokio_tungstenite::tungstenite::Message::text(r#"{"bogus":1}"#);
+    let ran = exec_then(&s.socket, "web", &s.admin, cat, vec![bogus]).await;
+    assert_eq!(ran.close, Some(1008), "{ran:?}");
     let missing = serde_json::json!({ "argv": ["no-such-command-here"] });
     let ran = exec(&s.socket, "web", &s.admin, missing, b"").await;
     assert_eq!(ran.first["error"]["code"], "not_found", "{ran:?}");

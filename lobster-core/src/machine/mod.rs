@@ -62,6 +62,18 @@ pub enum MachineError {
         /// The state directory.
         state_dir: std::path::PathBuf,
     },
+    /// A path a systemd unit would hold has characters systemd splits,
+    /// expands or escapes.
+    #[error(
+        "{field} {}: a systemd unit takes only absolute paths of letters, digits and /._+-",
+        path.display()
+    )]
+    UnitPath {
+        /// Which path.
+        field: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+    },
     /// `uninit` could not remove everything; what is left, with why.
     #[error("uninit left {}: {}", left.len(), left.join("; "))]
     Incomplete {
@@ -79,6 +91,7 @@ impl Classify for MachineError {
                 ErrorKind::InvalidState
             }
             MachineError::Incomplete { .. } => ErrorKind::HostFailure,
+            MachineError::UnitPath { .. } => ErrorKind::InvalidArgument,
         }
     }
 }

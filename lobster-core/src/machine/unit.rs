@@ -58,6 +58,16 @@ impl Daemon {
         }
     }
 
+    /// How long systemd waits for it to stop: the API finishes its running
+    /// operations first (a spawn on a slow host takes minutes), and one
+    /// cut short would leave its tenant for `recover`.
+    fn stop_timeout_s(self) -> u32 {
+        match self {
+            Daemon::Watch => 45,
+            Daemon::Api => 900,
+        }
+    }
+
     /// `notify`: the watchdog says when it is ready (`sd_notify`).
     fn service_type(self) -> &'static str {
         match self {
@@ -91,7 +101,7 @@ ExecStart={exe} --config {config} {command}
 Restart=on-failure
 RestartSec=5
 KillMode=process
-TimeoutStopSec=45
+TimeoutStopSec={stop}
 
 [Install]
 WantedBy=multi-user.target
@@ -101,7 +111,18 @@ WantedBy=multi-user.target
         exe = exe.display(),
         config = config.display(),
         command = daemon.command(),
+        stop = daemon.stop_timeout_s(),
     )
+}
+
+/// Whether `path` can stand in a unit file as it is: absolute, and only
+/// characters systemd neither splits, expands nor escapes.
+fn unit_safe(path: &Path) -> bool {
+    path.to_str().is_some_and(|p| {
+        p.starts_with('/')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._+-".contains(&b))
+    })
 }
 
 /// What [`install_unit`] did.
@@ -135,6 +156,15 @@ pub async fn install_unit(
     }
     if !in_init_netns() {
         return Ok(UnitAction::OtherNetns);
+    }
+    for (field, path) in [("lobsterd executable", exe), ("config path", config)] {
+        if !unit_safe(path) {
+            return Err(MachineError::UnitPath {
+                field,
+                path: path.to_path_buf(),
+            }
+            .into());
+        }
     }
     let text = unit_text(daemon, exe, config);
     let path = unit_dir.join(daemon.unit_name());
@@ -266,7 +296,32 @@ mod tests {
                 "VMMs must survive a daemon restart"
             );
             assert!(unit.contains("\nRestart=on-failure\n"));
+            let stop = if daemon == Daemon::Api { 900 } else { 45 };
+            assert!(
+                unit.contains(&format!("\nTimeoutStopSec={stop}\n")),
+                "{unit}"
+            );
             assert!(unit.contains("\nWantedBy=multi-user.target\n"));
+        }
+    }
+
+    #[test]
+    fn only_plain_absolute_paths_go_into_a_unit() {
+        for good in [
+            "/usr/local/bin/lobsterd",
+            "/etc/lobsterd/config.json",
+            "/srv/a_b-c+1",
+        ] {
+            assert!(unit_safe(Path::new(good)), "{good}");
+        }
+        for bad in [
+            "relative/config.json",
+            "/etc/my config.json",
+            "/etc/a\nExecStartPre=/bin/sh",
+            "/x/%h",
+            "/x/$HOME",
+        ] {
+            assert!(!unit_safe(Path::new(bad)), "{bad:?}");
         }
     }
 
