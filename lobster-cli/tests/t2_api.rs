@@ -3,8 +3,8 @@
 //! namespace the test creates: `lobsterd serve` as a process, spawn with
 //! its progress streamed, the gateway through Caddy, the agent's log
 //! followed, suspend and resume, a snap downloaded and restored by
-//! `spawn --from-snap`, evict; the same life driven by the Python client
-//! `lobster.connect`; SIGTERM stops the server.
+//! `spawn --from-snap`, evict; the same life through the Python package,
+//! locally and through `lobster.connect`; SIGTERM stops the server.
 
 mod common;
 
@@ -151,30 +151,36 @@ fn a_tenant_lives_its_whole_life_over_http() {
         let (_, tenants) = call("GET", "/v1/tenants", "");
         assert_eq!(tenants, serde_json::json!([]));
 
-        // The same life through `lobster.connect` (the Python client, in
-        // the venv scripts/test-bindings.sh builds): spawn, read back, the
-        // page through Caddy, then suspend, resume, molt and evict.
-        let python = |phase: &str| {
-            let out = std::process::Command::new(python_of_bindings())
-                .arg(
-                    lobster_testkit::images::repo_root()
-                        .join("lobster-py/tests/remote_lifecycle.py"),
-                )
-                .args([&format!("unix:{}", socket.display()), &token, phase, "py"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "remote_lifecycle.py {phase}: {}",
-                output(&out)
-            );
-            let said = String::from_utf8_lossy(&out.stdout).to_string();
-            eprintln!("lobster.connect {phase}: {said}");
-            said
-        };
-        assert!(python("spawn").contains("\"status\": \"running\""));
-        wait_for_page("py", "/", "hello from python", BOOT);
-        assert!(python("rest").contains("\"evicted\": true"));
+        // The same life through the Python package, one script for a
+        // local `lobster.Host` and for `lobster.connect` (in the venv
+        // scripts/test-bindings.sh builds): spawn with a secret, follow
+        // its log, the page through Caddy, then suspend, resume, molt,
+        // tail, snap into a local file, evict.
+        let config = lobster.config();
+        let url = format!("unix:{}", socket.display());
+        let local = ["local", config.to_str().unwrap()];
+        let remote = ["remote", url.as_str(), token.as_str()];
+        for (how, name) in [(&local[..], "pyl"), (&remote[..], "pyr")] {
+            let python = |phase: &str| {
+                let out = std::process::Command::new(python_of_bindings())
+                    .arg(lobster_testkit::images::repo_root().join("lobster-py/tests/lifecycle.py"))
+                    .args(how)
+                    .args([phase, name])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "lifecycle.py {how:?} {phase}: {}",
+                    output(&out)
+                );
+                let said = String::from_utf8_lossy(&out.stdout).to_string();
+                eprintln!("python {} {phase}: {said}", how[0]);
+                said
+            };
+            assert!(python("spawn").contains("secret-len 6"));
+            wait_for_page(name, "/", "hello from python", BOOT);
+            assert!(python("rest").contains("\"evicted\": true"));
+        }
         let (status, metrics) = request(&socket, "GET", "/metrics", &token, "");
         assert_eq!(status, 200);
         let metrics = String::from_utf8_lossy(&metrics).to_string();

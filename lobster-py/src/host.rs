@@ -6,11 +6,13 @@
 
 use std::path::PathBuf;
 
+use lobster_core::tenant::EvictOptions;
 use lobster_core::Host;
 use pyo3::prelude::*;
 
 use crate::errors::IntoPyResult;
 use crate::json::Plain;
+use crate::logs::{self, PyLogStream};
 use crate::runtime::{awaitable, block_on};
 use crate::spec::PyTenantSpec;
 use crate::tenant::PyTenant;
@@ -110,16 +112,122 @@ impl PyHost {
         })
     }
 
-    /// Removes a tenant and everything it holds.
-    fn evict(&self, py: Python<'_>, name: String) -> PyResult<()> {
+    /// Removes a tenant and everything it holds (`keep_overlay=True`
+    /// leaves its overlay disk in place).
+    #[pyo3(signature = (name, *, keep_overlay = false))]
+    fn evict(&self, py: Python<'_>, name: String, keep_overlay: bool) -> PyResult<()> {
         let host = &self.inner;
-        block_on(py, async { host.evict(&name).await.py() })
+        let options = EvictOptions { keep_overlay };
+        block_on(py, async { host.evict_with(&name, options).await.py() })
     }
 
     /// Awaitable twin of `evict()`.
-    fn evict_async<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (name, *, keep_overlay = false))]
+    fn evict_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        keep_overlay: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
-        awaitable(py, async move { host.evict(&name).await.py() })
+        let options = EvictOptions { keep_overlay };
+        awaitable(
+            py,
+            async move { host.evict_with(&name, options).await.py() },
+        )
+    }
+
+    /// The last `lines` lines of a tenant's `workload` (or `agent`) log,
+    /// sanitised for a terminal; a suspended tenant is resumed first.
+    #[pyo3(signature = (name, *, source = "workload", lines = 100))]
+    fn logs(
+        &self,
+        py: Python<'_>,
+        name: String,
+        source: &str,
+        lines: u32,
+    ) -> PyResult<Vec<String>> {
+        let (host, source) = (&self.inner, logs::source(source)?);
+        block_on(py, async { host.logs(&name, source, lines).await.py() })
+    }
+
+    /// Awaitable twin of `logs()`.
+    #[pyo3(signature = (name, *, source = "workload", lines = 100))]
+    fn logs_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        source: &str,
+        lines: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (host, source) = (self.inner.clone(), logs::source(source)?);
+        awaitable(
+            py,
+            async move { host.logs(&name, source, lines).await.py() },
+        )
+    }
+
+    /// Follows a tenant's log: the last `lines` lines, then new ones as
+    /// they come, as an iterator (and async iterator) of strings. The
+    /// tenant is held awake until the stream is closed.
+    #[pyo3(signature = (name, *, source = "workload", lines = 10))]
+    fn follow_logs(
+        &self,
+        py: Python<'_>,
+        name: String,
+        source: &str,
+        lines: u32,
+    ) -> PyResult<PyLogStream> {
+        let (host, source) = (&self.inner, logs::source(source)?);
+        block_on(py, async {
+            host.follow_logs(&name, source, lines)
+                .await
+                .map(PyLogStream::new)
+                .py()
+        })
+    }
+
+    /// Awaitable twin of `follow_logs()`.
+    #[pyo3(signature = (name, *, source = "workload", lines = 10))]
+    fn follow_logs_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        source: &str,
+        lines: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (host, source) = (self.inner.clone(), logs::source(source)?);
+        awaitable(py, async move {
+            host.follow_logs(&name, source, lines)
+                .await
+                .map(PyLogStream::new)
+                .py()
+        })
+    }
+
+    /// Writes a compressed archive of a tenant's disk to `output` (or the
+    /// snapshots directory); its report as a dict (`path`, `disk_bytes`,
+    /// `archive_bytes`, `paused_ms`). `TenantSpec(from_snap=path)` restores it.
+    #[pyo3(signature = (name, output = None))]
+    fn snap(&self, py: Python<'_>, name: String, output: Option<PathBuf>) -> PyResult<Plain> {
+        let host = &self.inner;
+        block_on(py, async {
+            host.snap(&name, output).await.map(Plain::of).py()
+        })
+    }
+
+    /// Awaitable twin of `snap()`.
+    #[pyo3(signature = (name, output = None))]
+    fn snap_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        output: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let host = self.inner.clone();
+        awaitable(py, async move {
+            host.snap(&name, output).await.map(Plain::of).py()
+        })
     }
 
     /// Health-checks one tenant (or every one that should run, when `name`

@@ -151,7 +151,9 @@ impl PyTenantSpec {
         self.spec.command().to_vec()
     }
 
-    /// Names of the workload secrets; their values are never read back.
+    /// Names of the workload secrets; their values are not shown (no
+    /// attribute, no repr: only `_api_body()` serialises them, for
+    /// `lobster.connect`'s spawn).
     #[getter]
     fn secret_names(&self) -> Vec<String> {
         self.spec.secrets().keys().cloned().collect()

@@ -25,13 +25,16 @@ def remote(served, scope="admin"):
     return lobster.connect(served.url, served.tokens[scope])
 
 
-def test_remote_host_has_every_method_of_host():
+def test_remote_host_has_every_method_of_host_with_its_parameters():
     local = {n for n in dir(lobster.Host) if not n.startswith("_") and callable(getattr(lobster.Host, n))}
     here = {n for n in dir(lobster.RemoteHost) if not n.startswith("_") and callable(getattr(lobster.RemoteHost, n))}
     assert local <= here, f"missing: {sorted(local - here)}"
+
+    def shape(function):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()][1:]
+
     for name in local:
-        ours = inspect.signature(getattr(lobster.RemoteHost, name))
-        assert list(ours.parameters)[0] == "self", name
+        assert shape(getattr(lobster.RemoteHost, name)) == shape(getattr(lobster.Host, name)), name
 
 
 def test_reads_equal_the_local_host(served):
@@ -163,3 +166,81 @@ def test_tenant_from_json_round_trips_and_names_bad_input(served):
     assert lobster.Tenant.from_json(alice.to_json()) == alice
     with pytest.raises(lobster.InvalidArgumentError, match="tenant JSON"):
         lobster.Tenant.from_json('{"name": "x"}')
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_logs_snap_and_follow_name_bad_input_and_missing_tenants(served, where):
+    host, server = served
+    h = lobster.Host(host.config) if where == "local" else remote(server)
+    with pytest.raises(lobster.InvalidArgumentError, match="source"):
+        h.logs("alice", source="kernel")
+    for call in (lambda: h.logs("nobody"), lambda: h.snap("nobody"), lambda: h.follow_logs("nobody")):
+        with pytest.raises(lobster.NotFoundError):
+            call()
+
+
+def test_evict_keeping_the_overlay_is_local_only(served):
+    host, server = served
+    with pytest.raises(lobster.UnsupportedError, match="keep_overlay"):
+        remote(server, "operate").evict("bob", keep_overlay=True)
+    lobster.Host(host.config).evict("bob", keep_overlay=True)
+    assert [t.name for t in lobster.Host(host.config).list()] == ["alice"]
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """A unix-socket server answering every request with `answer` (bytes,
+    set by the test) and closing: a server that lies."""
+    import socketserver
+    import threading
+
+    class Server(socketserver.ThreadingUnixStreamServer):
+        daemon_threads = True
+        block_on_close = False
+
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = 5
+
+        def handle(self):
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(server.answer)
+
+    path = str(tmp_path / "hostile.sock")
+    server = Server(path, Handler)
+    server.answer = b""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, f"unix:{path}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnot j",  # not JSON
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n[]",  # cut short
+        b"garbage\r\n\r\n",  # not HTTP
+    ],
+)
+def test_a_lying_server_is_a_host_failure(hostile, answer):
+    server, url = hostile
+    server.answer = answer
+    with pytest.raises(lobster.HostFailureError):
+        lobster.connect(url, "lob_x_y").list()
+
+
+def test_an_endless_event_is_cut_at_its_bound(hostile):
+    server, url = hostile
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+    server.answer = head + b"event: line\ndata: " + b"x" * (2 << 20) + b"\n\n"
+    with pytest.raises(lobster.HostFailureError, match="over"):
+        next(lobster.connect(url, "lob_x_y").follow_logs("alice"))
+
+
+def test_an_error_answer_keeps_its_class_through_the_transport(hostile):
+    server, url = hostile
+    body = b'{"code":"forbidden","message":"no"}'
+    server.answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with pytest.raises(lobster.PermissionDeniedError):
+        lobster.connect(url, "lob_x_y").follow_logs("alice")

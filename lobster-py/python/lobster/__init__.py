@@ -22,7 +22,7 @@ A host elsewhere is driven the same way over its HTTP API
 
 from __future__ import annotations
 
-from ._lobster import ERROR_KINDS, Host, Tenant, TenantSpec, __version__
+from ._lobster import ERROR_KINDS, Host, LogStream, Tenant, TenantSpec, __version__
 from .exceptions import (
     AlreadyExistsError,
     CorruptError,
@@ -43,6 +43,7 @@ from .remote import RemoteHost, connect
 __all__ = [
     "ERROR_KINDS",
     "Host",
+    "LogStream",
     "RemoteHost",
     "connect",
     "Tenant",

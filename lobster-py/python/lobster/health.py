@@ -26,6 +26,7 @@ __all__ = [
     "CheckResult",
     "RepairOutcome",
     "RepairCount",
+    "SnapReport",
     "MoltReport",
     "WatchdogInfo",
     "TenantOverview",
@@ -97,6 +98,17 @@ class MoltReport(_MoltReportKeys, total=False):
     after: list[CheckResult]
     #: Why the tenant was not checked, or why repairs cannot help.
     note: str
+
+
+class SnapReport(TypedDict):
+    """What :meth:`lobster.Host.snap` wrote: the archive's ``path`` (on the
+    host that made it), the disk image's and the archive's sizes, and how
+    long the VM was paused."""
+
+    path: str
+    disk_bytes: int
+    archive_bytes: int
+    paused_ms: int
 
 
 class RepairCount(TypedDict):

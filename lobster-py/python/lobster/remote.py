@@ -27,11 +27,13 @@ import builtins
 import functools
 import http.client
 import json
+import os
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Awaitable, Iterator
-from typing import Any, Callable, Optional, TypeVar, cast
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 from ._lobster import Tenant, TenantSpec
 from .exceptions import (
@@ -46,9 +48,9 @@ from .exceptions import (
     TimedOutError,
     UnsupportedError,
 )
-from .health import MoltReport, Overview
+from .health import MoltReport, Overview, SnapReport
 
-__all__ = ["connect", "RemoteHost", "API_CODES"]
+__all__ = ["connect", "RemoteHost", "RemoteLogStream", "API_CODES"]
 
 T = TypeVar("T")
 
@@ -68,6 +70,15 @@ API_CODES: dict[str, type[LobsterError]] = {
 #: Seconds a long operation's event stream may stay silent (the server's
 #: keep-alive comes every 15 s).
 STREAM_SILENCE_S = 60.0
+
+#: Largest answer read (a list of thousands of tenants is a few MiB).
+MAX_ANSWER_BYTES = 64 << 20
+
+#: Largest server-sent event read.
+MAX_EVENT_BYTES = 1 << 20
+
+#: How often an operation is polled when its event stream failed.
+POLL_EVERY_S = 0.5
 
 
 def error_of(status: Optional[int], body: bytes) -> LobsterError:
@@ -123,6 +134,47 @@ def _connector(url: str, cafile: Optional[str], timeout: float) -> Callable[[], 
     )
 
 
+class RemoteLogStream:
+    """A log followed over the API: iterate (or ``async for``) over its
+    lines; ``close()`` or a ``with`` block ends it. A stream the server
+    ends with an ``error`` event raises its exception."""
+
+    def __init__(self, events: Iterator[tuple[str, str]]) -> None:
+        self._events = events
+
+    def __iter__(self) -> RemoteLogStream:
+        return self
+
+    def __next__(self) -> str:
+        for event, data in self._events:
+            if event == "line":
+                return data
+            if event == "error":
+                raise error_of(None, data.encode())
+        raise StopIteration
+
+    def __aiter__(self) -> RemoteLogStream:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await asyncio.to_thread(next, self, None)
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+    def close(self) -> None:
+        """Ends the stream (its connection closes)."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> RemoteLogStream:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 class RemoteHost:
     """A lobster host behind ``lobsterd serve``; see :func:`connect`."""
 
@@ -155,61 +207,113 @@ class RemoteHost:
         try:
             connection.request(method, path, body=body, headers=self._headers(body))
             response = connection.getresponse()
-            data = response.read()
-        except socket.timeout as e:
-            raise TimedOutError(f"{method} {path}: no answer from {self._url}: {e}") from e
-        except OSError as e:
-            raise HostFailureError(f"{method} {path}: {self._url}: {e}") from e
+            data = response.read(MAX_ANSWER_BYTES + 1)
+            if len(data) > MAX_ANSWER_BYTES:
+                raise HostFailureError(f"{method} {path}: the answer is over {MAX_ANSWER_BYTES} bytes")
+            if response.length:  # bytes its Content-Length promised but never came
+                raise HostFailureError(f"{method} {path}: the answer was cut short")
+            if response.status >= 400:
+                raise error_of(response.status, data)
+            return json.loads(data) if data else None
+        except Exception as e:
+            error = self._transport_error(f"{method} {path}", e)
+            if error is e:
+                raise
+            raise error from e
         finally:
             connection.close()
-        if response.status >= 400:
-            raise error_of(response.status, data)
-        return json.loads(data) if data else None
 
-    def _events(self, path: str) -> Iterator[tuple[str, str]]:
-        """The server-sent events of ``path`` as (event, data) pairs."""
+    def _events(self, path: str, silence: Optional[float] = STREAM_SILENCE_S) -> Iterator[tuple[str, str]]:
+        """The server-sent events of ``path`` as (event, data) pairs; the
+        request is made (and an error answer raised) at once. A stream
+        silent for ``silence`` seconds is an error (None: no bound, for a
+        log that may be quiet for ever). Lines and events are bounded: a
+        server cannot make the client hold unbounded memory."""
         connection = self._connect()
         try:
             connection.request("GET", path, headers=self._headers(None))
             response = connection.getresponse()
             if response.status >= 400:
-                raise error_of(response.status, response.read())
+                raise error_of(response.status, response.read(MAX_ANSWER_BYTES))
             if connection.sock is not None:
-                connection.sock.settimeout(STREAM_SILENCE_S)
+                connection.sock.settimeout(silence)
+        except BaseException as e:
+            connection.close()
+            error = self._transport_error(f"GET {path}", e)
+            if error is e:
+                raise
+            raise error from e
+        return self._read_events(connection, response, path)
+
+    def _read_events(
+        self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, path: str
+    ) -> Iterator[tuple[str, str]]:
+        try:
             event = "message"
             data: builtins.list[str] = []
-            for raw in response:
+            size = 0
+            while raw := response.readline(MAX_EVENT_BYTES + 1):
+                size += len(raw)
+                if len(raw) > MAX_EVENT_BYTES or size > MAX_EVENT_BYTES:
+                    raise HostFailureError(f"GET {path}: an event over {MAX_EVENT_BYTES} bytes")
                 line = raw.decode().rstrip("\r\n")
                 if not line:
                     if data:
                         yield event, "\n".join(data)
-                    event, data = "message", []
+                    event, data, size = "message", [], 0
                 elif line.startswith("event:"):
                     event = line[6:].strip()
                 elif line.startswith("data:"):
                     value = line[5:]
                     data.append(value[1:] if value.startswith(" ") else value)
-        except socket.timeout as e:
-            raise TimedOutError(f"GET {path}: {self._url} went silent: {e}") from e
-        except OSError as e:
-            raise HostFailureError(f"GET {path}: {self._url}: {e}") from e
+        except Exception as e:
+            error = self._transport_error(f"GET {path}", e)
+            if error is e:
+                raise
+            raise error from e
         finally:
             connection.close()
+
+    def _transport_error(self, what: str, error: BaseException) -> BaseException:
+        """``error`` as lobster raises it: its own errors as they are, a
+        timeout as ``TimedOutError``, any other failure of the connection or
+        of a malformed answer as ``HostFailureError``."""
+        if isinstance(error, LobsterError) or not isinstance(error, Exception):
+            return error
+        if isinstance(error, socket.timeout):
+            return TimedOutError(f"{what}: no answer from {self._url}: {error}")
+        if isinstance(error, (OSError, http.client.HTTPException, ValueError)):
+            return HostFailureError(f"{what}: {self._url}: {error}")
+        return error
 
     def _operation(self, method: str, path: str, body: Optional[bytes] = None) -> Any:
         """Starts a long operation and follows it to its end: its result, or
         its error raised."""
-        operation = self._request(method, path, body)
-        for event, data in self._events(f"/v1/operations/{operation['id']}/events"):
-            if event == "operation":
-                operation = json.loads(data)
-                break
-        if operation["state"] == "running":
-            raise HostFailureError(f"operation {operation['id']}: the event stream ended before the operation")
-        if operation["state"] == "failed":
+        return self._run(method, path, body).get("result")
+
+    def _run(self, method: str, path: str, body: Optional[bytes] = None) -> dict[str, Any]:
+        """Starts a long operation and follows it to its end (its event
+        stream, or polling when the stream fails): the ended operation, or
+        its error raised."""
+        started = self._request(method, path, body)
+        if not isinstance(started, dict) or not isinstance(started.get("id"), str):
+            raise HostFailureError(f"{method} {path}: the answer is not an operation")
+        where = "/v1/operations/" + urllib.parse.quote(started["id"], safe="")
+        operation: dict[str, Any] = started
+        try:
+            for event, data in self._events(where + "/events"):
+                if event == "operation":
+                    operation = json.loads(data)
+                    break
+        except (HostFailureError, TimedOutError, ExhaustedError, ValueError):
+            pass  # the stream failed, not the operation: poll it
+        while operation.get("state") == "running":
+            time.sleep(POLL_EVERY_S)
+            operation = self._request("GET", where)
+        if operation.get("state") == "failed":
             error = operation.get("error") or {}
             raise error_of(None, json.dumps(error).encode())
-        return operation.get("result")
+        return operation
 
     @staticmethod
     def _tenant(document: Any) -> Tenant:
@@ -244,9 +348,53 @@ class RemoteHost:
         body = spec._api_body().encode()
         return self._tenant(self._operation("POST", "/v1/tenants", body))
 
-    def evict(self, name: str) -> None:
+    def evict(self, name: str, *, keep_overlay: bool = False) -> None:
         """Removes a tenant and everything it holds."""
+        if keep_overlay:
+            raise UnsupportedError("keep_overlay: the HTTP API always removes the overlay disk")
         self._operation("DELETE", self._path(name))
+
+    def logs(self, name: str, *, source: str = "workload", lines: int = 100) -> builtins.list[str]:
+        """The last ``lines`` lines of a tenant's ``workload`` (or ``agent``) log."""
+        query = urllib.parse.urlencode({"source": source, "lines": lines})
+        return cast("builtins.list[str]", self._request("GET", f"{self._path(name)}/logs?{query}")["lines"])
+
+    def follow_logs(self, name: str, *, source: str = "workload", lines: int = 10) -> RemoteLogStream:
+        """Follows a tenant's log: an iterator (and async iterator) of lines."""
+        query = urllib.parse.urlencode({"source": source, "lines": lines})
+        return RemoteLogStream(self._events(f"{self._path(name)}/logs/follow?{query}", silence=None))
+
+    def snap(self, name: str, output: Union[str, "os.PathLike[str]", None] = None) -> SnapReport:
+        """Archives a tenant's disk on its host; with ``output``, the archive
+        is downloaded there (admin scope) and ``path`` names the local copy."""
+        operation = self._run("POST", self._path(name) + "/snap")
+        report = cast(SnapReport, operation["result"])
+        if output is not None:
+            self._download(f"/v1/operations/{operation['id']}/archive", os.fspath(output))
+            report["path"] = os.fspath(output)
+        return report
+
+    def _download(self, path: str, output: str) -> None:
+        """Streams the body of ``path`` into the new file ``output`` (0600)."""
+        connection = self._connect()
+        try:
+            connection.request("GET", path, headers=self._headers(None))
+            response = connection.getresponse()
+            if response.status >= 400:
+                raise error_of(response.status, response.read())
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                while chunk := response.read(1 << 20):
+                    file.write(chunk)
+        except FileExistsError as e:
+            raise InvalidArgumentError(f"output `{output}`: exists already") from e
+        except Exception as e:
+            error = self._transport_error(f"GET {path} into {output}", e)
+            if error is e:
+                raise
+            raise error from e
+        finally:
+            connection.close()
 
     def molt(self, name: Optional[str] = None) -> builtins.list[MoltReport]:
         """Health-checks one tenant (or every one that should run) and
@@ -290,9 +438,21 @@ class RemoteHost:
         """Awaitable twin of ``spawn()``."""
         return self._async(self.spawn, spec)
 
-    def evict_async(self, name: str) -> Awaitable[None]:
+    def evict_async(self, name: str, *, keep_overlay: bool = False) -> Awaitable[None]:
         """Awaitable twin of ``evict()``."""
-        return self._async(self.evict, name)
+        return self._async(functools.partial(self.evict, keep_overlay=keep_overlay), name)
+
+    def logs_async(self, name: str, *, source: str = "workload", lines: int = 100) -> Awaitable[builtins.list[str]]:
+        """Awaitable twin of ``logs()``."""
+        return self._async(functools.partial(self.logs, source=source, lines=lines), name)
+
+    def follow_logs_async(self, name: str, *, source: str = "workload", lines: int = 10) -> Awaitable[RemoteLogStream]:
+        """Awaitable twin of ``follow_logs()``."""
+        return self._async(functools.partial(self.follow_logs, source=source, lines=lines), name)
+
+    def snap_async(self, name: str, output: Union[str, "os.PathLike[str]", None] = None) -> Awaitable[SnapReport]:
+        """Awaitable twin of ``snap()``."""
+        return self._async(self.snap, name, output)
 
     def molt_async(self, name: Optional[str] = None) -> Awaitable[builtins.list[MoltReport]]:
         """Awaitable twin of ``molt()``."""
