@@ -5,6 +5,7 @@
 #           tests, C programs in lobster-capi/tests/c under valgrind's leak check
 #   Go      go vet + go test -tags debug over the static library
 #   Python  pip install ./lobster-py into a venv, stubtest, pytest
+#   parity  each core operation in every front end or excluded (scripts/parity.py)
 #   examples/{c,go,python} against a temporary, seeded host
 #
 # Needs (scripts/install-deps.sh, "bindings"): cargo, gcc, g++, valgrind, go,
@@ -62,6 +63,9 @@ venv=$repo/target/bindings-venv
 "$venv/bin/python" -m mypy --strict --cache-dir=/dev/null examples/python
 (cd "$work" && "$venv/bin/python" -m mypy --strict --cache-dir=/dev/null -p lobster)
 "$venv/bin/python" -m pytest -q -p no:cacheprovider lobster-py/tests
+
+step "parity: every core operation offered by each front end, or excluded with a reason (docs/parity.json)"
+"$venv/bin/python" scripts/parity.py
 
 step "examples against a seeded temporary host"
 config=$("$venv/bin/python" lobster-py/tests/fixtures.py "$work/host" alice bob)
