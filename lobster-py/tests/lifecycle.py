@@ -42,7 +42,10 @@ def spawn(host: AnyHost, name: str) -> dict[str, object]:
     assert host.get(name) == tenant
     assert name in [t.name for t in host.list()]
     assert len(host.token(name)) >= 32
-    assert asyncio.run(host.get_async(name)) == tenant
+    async def again() -> lobster.Tenant:
+        return await host.get_async(name)
+
+    assert asyncio.run(again()) == tenant
     try:
         host.spawn(lobster.TenantSpec(name, command=SERVER))
     except lobster.AlreadyExistsError:
@@ -73,7 +76,10 @@ def rest(host: AnyHost, name: str) -> dict[str, object]:
         data = archive.read_bytes()
         assert data[:4] == b"\x28\xb5\x2f\xfd", "not a zstd stream"
         assert len(data) == snapped["archive_bytes"] and snapped["path"] == str(archive), snapped
-    asyncio.run(host.evict_async(name))
+    async def evict() -> None:
+        await host.evict_async(name)
+
+    asyncio.run(evict())
     assert name not in [t.name for t in host.list()]
     try:
         host.get(name)
