@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import functools
 import http.client
 import json
@@ -205,21 +206,17 @@ class RemoteHost:
         """One request; the decoded JSON answer, or the error's exception."""
         connection = self._connect()
         try:
-            connection.request(method, path, body=body, headers=self._headers(body))
-            response = connection.getresponse()
-            data = response.read(MAX_ANSWER_BYTES + 1)
-            if len(data) > MAX_ANSWER_BYTES:
-                raise HostFailureError(f"{method} {path}: the answer is over {MAX_ANSWER_BYTES} bytes")
-            if response.length:  # bytes its Content-Length promised but never came
-                raise HostFailureError(f"{method} {path}: the answer was cut short")
-            if response.status >= 400:
-                raise error_of(response.status, data)
-            return json.loads(data) if data else None
-        except Exception as e:
-            error = self._transport_error(f"{method} {path}", e)
-            if error is e:
-                raise
-            raise error from e
+            with self._mapped(f"{method} {path}"):
+                connection.request(method, path, body=body, headers=self._headers(body))
+                response = connection.getresponse()
+                data = response.read(MAX_ANSWER_BYTES + 1)
+                if len(data) > MAX_ANSWER_BYTES:
+                    raise HostFailureError(f"{method} {path}: the answer is over {MAX_ANSWER_BYTES} bytes")
+                if response.length:  # bytes its Content-Length promised but never came
+                    raise HostFailureError(f"{method} {path}: the answer was cut short")
+                if response.status >= 400:
+                    raise error_of(response.status, data)
+                return json.loads(data) if data else None
         finally:
             connection.close()
 
@@ -231,60 +228,56 @@ class RemoteHost:
         server cannot make the client hold unbounded memory."""
         connection = self._connect()
         try:
-            connection.request("GET", path, headers=self._headers(None))
-            response = connection.getresponse()
-            if response.status >= 400:
-                raise error_of(response.status, response.read(MAX_ANSWER_BYTES))
-            if connection.sock is not None:
-                connection.sock.settimeout(silence)
-        except BaseException as e:
+            with self._mapped(f"GET {path}"):
+                connection.request("GET", path, headers=self._headers(None))
+                response = connection.getresponse()
+                if response.status >= 400:
+                    raise error_of(response.status, response.read(MAX_ANSWER_BYTES))
+                if connection.sock is not None:
+                    connection.sock.settimeout(silence)
+        except BaseException:
             connection.close()
-            error = self._transport_error(f"GET {path}", e)
-            if error is e:
-                raise
-            raise error from e
+            raise
         return self._read_events(connection, response, path)
 
     def _read_events(
         self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, path: str
     ) -> Iterator[tuple[str, str]]:
         try:
-            event = "message"
-            data: builtins.list[str] = []
-            size = 0
-            while raw := response.readline(MAX_EVENT_BYTES + 1):
-                size += len(raw)
-                if len(raw) > MAX_EVENT_BYTES or size > MAX_EVENT_BYTES:
-                    raise HostFailureError(f"GET {path}: an event over {MAX_EVENT_BYTES} bytes")
-                line = raw.decode().rstrip("\r\n")
-                if not line:
-                    if data:
-                        yield event, "\n".join(data)
-                    event, data, size = "message", [], 0
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    value = line[5:]
-                    data.append(value[1:] if value.startswith(" ") else value)
-        except Exception as e:
-            error = self._transport_error(f"GET {path}", e)
-            if error is e:
-                raise
-            raise error from e
+            with self._mapped(f"GET {path}"):
+                event = "message"
+                data: builtins.list[str] = []
+                size = 0
+                while raw := response.readline(MAX_EVENT_BYTES + 1):
+                    size += len(raw)
+                    if len(raw) > MAX_EVENT_BYTES or size > MAX_EVENT_BYTES:
+                        raise HostFailureError(f"GET {path}: an event over {MAX_EVENT_BYTES} bytes")
+                    line = raw.decode().rstrip("\r\n")
+                    if not line:
+                        if data:
+                            yield event, "\n".join(data)
+                        event, data, size = "message", [], 0
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        value = line[5:]
+                        data.append(value[1:] if value.startswith(" ") else value)
         finally:
             connection.close()
 
-    def _transport_error(self, what: str, error: BaseException) -> BaseException:
-        """``error`` as lobster raises it: its own errors as they are, a
-        timeout as ``TimedOutError``, any other failure of the connection or
-        of a malformed answer as ``HostFailureError``."""
-        if isinstance(error, LobsterError) or not isinstance(error, Exception):
-            return error
-        if isinstance(error, socket.timeout):
-            return TimedOutError(f"{what}: no answer from {self._url}: {error}")
-        if isinstance(error, (OSError, http.client.HTTPException, ValueError)):
-            return HostFailureError(f"{what}: {self._url}: {error}")
-        return error
+    @contextlib.contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        """Raises what fails inside as lobster raises it: its own errors as
+        they are, a timeout as ``TimedOutError``, any other failure of the
+        connection or of a malformed answer as ``HostFailureError``."""
+        try:
+            yield
+        except LobsterError:
+            raise  # some derive from OSError or ValueError: never re-wrapped
+        except socket.timeout as e:
+            raise TimedOutError(f"{what}: no answer from {self._url}: {e}") from e
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise HostFailureError(f"{what}: {self._url}: {e}") from e
 
     def _operation(self, method: str, path: str, body: Optional[bytes] = None) -> Any:
         """Starts a long operation and follows it to its end: its result, or
@@ -378,21 +371,18 @@ class RemoteHost:
         """Streams the body of ``path`` into the new file ``output`` (0600)."""
         connection = self._connect()
         try:
-            connection.request("GET", path, headers=self._headers(None))
-            response = connection.getresponse()
-            if response.status >= 400:
-                raise error_of(response.status, response.read())
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                while chunk := response.read(1 << 20):
-                    file.write(chunk)
-        except FileExistsError as e:
-            raise InvalidArgumentError(f"output `{output}`: exists already") from e
-        except Exception as e:
-            error = self._transport_error(f"GET {path} into {output}", e)
-            if error is e:
-                raise
-            raise error from e
+            with self._mapped(f"GET {path} into {output}"):
+                connection.request("GET", path, headers=self._headers(None))
+                response = connection.getresponse()
+                if response.status >= 400:
+                    raise error_of(response.status, response.read(MAX_ANSWER_BYTES))
+                try:
+                    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError as e:
+                    raise InvalidArgumentError(f"output `{output}`: exists already") from e
+                with os.fdopen(fd, "wb") as file:
+                    while chunk := response.read(1 << 20):
+                        file.write(chunk)
         finally:
             connection.close()
 
