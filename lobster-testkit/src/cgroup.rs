@@ -151,14 +151,21 @@ pub fn status_field(pid: i32, field: &str) -> String {
 }
 
 /// [`status_field`], or `None` once the process has ended (a VMM the
-/// kernel killed for its cgroup's limit, say).
+/// kernel killed for its cgroup's limit, say), including while it is a
+/// zombie not yet reaped: its status then lacks every memory field.
 pub fn status_field_while_alive(pid: i32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let value = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    Some(value.trim().to_string())
+    let get = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    };
+    let state = get("State").unwrap_or_default();
+    if state.starts_with('Z') || state.starts_with('X') {
+        return None;
+    }
+    Some(get(field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status ({state})")))
 }
 
 /// A cgroup parent of one test process (`lobster-test-<pid>`, on every
