@@ -41,6 +41,11 @@
 #define LOBSTER_VERSION_PATCH 0
 
 /**
+ * `lobster_host_evict_with` flag: leave the tenant's overlay disk in place.
+ */
+#define LOBSTER_EVICT_KEEP_OVERLAY 1
+
+/**
  * The outcome of a call. A `uint32_t` in C; values never change meaning.
  */
 enum lobster_result
@@ -141,6 +146,12 @@ typedef struct lobster_error lobster_error;
 typedef struct lobster_host lobster_host;
 
 /**
+ * A followed log (owned; `const` use is thread-safe: one thread may wait
+ * in `lobster_log_follow_next` while another calls `_close`).
+ */
+typedef struct lobster_log_follow lobster_log_follow;
+
+/**
  * One tenant as the registry last recorded it (read-only snapshot).
  */
 typedef struct lobster_tenant lobster_tenant;
@@ -159,6 +170,12 @@ typedef struct lobster_tenant_spec lobster_tenant_spec;
  * A tenant spec under construction (owned; consumed by `_build`).
  */
 typedef struct lobster_tenant_spec_builder lobster_tenant_spec_builder;
+
+/**
+ * A C progress callback: the event as JSON (borrowed for the call) and the
+ * caller's context pointer.
+ */
+typedef void (*lobster_progress_fn)(const char*, void*);
 
 #ifdef __cplusplus
 extern "C" {
@@ -260,11 +277,49 @@ lobster_result lobster_host_spawn(const lobster_host *host,
                                   lobster_error **err_out);
 
 /**
+ * `lobster_host_spawn`, calling `progress` (if not NULL) with each step as
+ * a JSON object (`{"operation","tenant","step","phase":{"phase":
+ * "started"|"done"|"failed","elapsed"?}}`, `elapsed` in microseconds, the
+ * steps `lobsterd spawn` prints) and `context`. The callback may run on a
+ * lobster thread, never two calls at once, all before this returns; the
+ * string is borrowed for the call. It must not call back into lobster.
+ */
+lobster_result lobster_host_spawn_with_progress(const lobster_host *host,
+                                                const lobster_tenant_spec *spec,
+                                                lobster_progress_fn progress,
+                                                void *context,
+                                                lobster_tenant **out,
+                                                lobster_error **err_out);
+
+/**
  * Removes a tenant and everything it holds.
  */
 lobster_result lobster_host_evict(const lobster_host *host,
                                   const char *name,
                                   lobster_error **err_out);
+
+/**
+ * `lobster_host_evict` with `flags`: 0, or `LOBSTER_EVICT_KEEP_OVERLAY`.
+ * An unknown flag bit is `LOBSTER_RESULT_INVALID_ARGUMENT`, before anything is done.
+ */
+lobster_result lobster_host_evict_with(const lobster_host *host,
+                                       const char *name,
+                                       uint32_t flags,
+                                       lobster_error **err_out);
+
+/**
+ * Writes a crash-consistent, sparse, zstd-compressed copy of a tenant's
+ * overlay disk (the VM is paused for the copy only) to the file `output`,
+ * or to the snapshots directory when `output` is NULL. On success `*out`
+ * is an owned string (`lobster_string_free`): the report as JSON
+ * (`{"path","disk_bytes","archive_bytes","paused_ms"}`, the `lobsterd snap
+ * --json` document).
+ */
+lobster_result lobster_host_snap(const lobster_host *host,
+                                 const char *name,
+                                 const char *output,
+                                 char **out,
+                                 lobster_error **err_out);
 
 /**
  * Health-checks one tenant, or every tenant that should run when `name`
@@ -302,6 +357,78 @@ lobster_result lobster_host_resume(const lobster_host *host,
                                    const char *name,
                                    lobster_tenant **out,
                                    lobster_error **err_out);
+
+/**
+ * `lobster_host_suspend`, reporting each step to `progress` as
+ * `lobster_host_spawn_with_progress` does.
+ */
+lobster_result lobster_host_suspend_with_progress(const lobster_host *host,
+                                                  const char *name,
+                                                  lobster_progress_fn progress,
+                                                  void *context,
+                                                  lobster_tenant **out,
+                                                  lobster_error **err_out);
+
+/**
+ * `lobster_host_resume`, reporting each step to `progress` as
+ * `lobster_host_spawn_with_progress` does.
+ */
+lobster_result lobster_host_resume_with_progress(const lobster_host *host,
+                                                 const char *name,
+                                                 lobster_progress_fn progress,
+                                                 void *context,
+                                                 lobster_tenant **out,
+                                                 lobster_error **err_out);
+
+/**
+ * The last `lines` lines of a tenant's log (`source`: NULL or
+ * `"workload"`, or `"agent"`). A suspended tenant is resumed for the read.
+ * On success `*out` is an owned string (`lobster_string_free`): each line
+ * followed by `\n`, empty when the log is.
+ */
+lobster_result lobster_host_logs(const lobster_host *host,
+                                 const char *name,
+                                 const char *source,
+                                 uint32_t lines,
+                                 char **out,
+                                 lobster_error **err_out);
+
+/**
+ * Follows a tenant's log: the last `lines` lines, then new ones as they
+ * come (`lobster_log_follow_next`). A suspended tenant is resumed and held
+ * awake until the handle is freed. On success `*out` is an owned handle
+ * (`lobster_log_follow_free`).
+ */
+lobster_result lobster_host_follow_logs(const lobster_host *host,
+                                        const char *name,
+                                        const char *source,
+                                        uint32_t lines,
+                                        lobster_log_follow **out,
+                                        lobster_error **err_out);
+
+/**
+ * Waits at most `timeout_ms` for the next line. On success `*out` is the
+ * line, owned (`lobster_string_free`), or NULL if none came in time (the
+ * stream stays usable). A closed handle gives `LOBSTER_RESULT_INVALID_STATE`;
+ * a stream that broke gives the core's error, and so does every later call.
+ */
+lobster_result lobster_log_follow_next(const lobster_log_follow *follow,
+                                       uint32_t timeout_ms,
+                                       char **out,
+                                       lobster_error **err_out);
+
+/**
+ * Ends a followed log at once: a waiting `lobster_log_follow_next` returns
+ * `LOBSTER_RESULT_INVALID_STATE`, as does every later one. Safe from any
+ * thread; the handle must still be freed. NULL is ignored.
+ */
+void lobster_log_follow_close(const lobster_log_follow *follow);
+
+/**
+ * Frees a followed log (ending it, and the hold on the guest). No other
+ * thread may still use it. NULL is ignored.
+ */
+void lobster_log_follow_free(lobster_log_follow *follow);
 
 /**
  * Starts a spec for a tenant called `name` (checked by `_build`).
@@ -353,6 +480,16 @@ lobster_result lobster_tenant_spec_builder_add_secret(lobster_tenant_spec_builde
                                                       const char *key,
                                                       const char *value,
                                                       lobster_error **err_out);
+
+/**
+ * Sets the workload's command instead of the OpenClaw gateway: `argc`
+ * arguments at `argv` (each UTF-8; `argv[0]` the program). `argc` 0
+ * restores the default workload (`argv` may then be NULL).
+ */
+lobster_result lobster_tenant_spec_builder_set_command(lobster_tenant_spec_builder *builder,
+                                                       const char *const *argv,
+                                                       size_t argc,
+                                                       lobster_error **err_out);
 
 /**
  * Restores the disk of the `snap` archive at `archive` instead of a blank
@@ -494,6 +631,26 @@ uint32_t lobster_tenant_jail_uid(const lobster_tenant *tenant);
  * Seconds since the Unix epoch at creation. 0 if `tenant` is NULL.
  */
 uint64_t lobster_tenant_created_at(const lobster_tenant *tenant);
+
+/**
+ * The VMM backend chosen for this tenant (`"firecracker"`, `"qemu"`,
+ * `"auto"`), or NULL when it follows the host's configuration.
+ * Borrowed: valid while the tenant (or its list) lives; NULL if `tenant` is NULL.
+ */
+const char *lobster_tenant_backend(const lobster_tenant *tenant);
+
+/**
+ * Why the tenant failed, or what its last operation reported; NULL if
+ * nothing was. Borrowed: valid while the tenant (or its list) lives; NULL
+ * if `tenant` is NULL.
+ */
+const char *lobster_tenant_last_error(const lobster_tenant *tenant);
+
+/**
+ * Process id of the tenant's VMM as last recorded; 0 when none runs (or
+ * `tenant` is NULL).
+ */
+uint32_t lobster_tenant_vm_pid(const lobster_tenant *tenant);
 
 #ifdef __cplusplus
 }  // extern "C"

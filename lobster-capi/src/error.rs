@@ -145,6 +145,10 @@ pub enum Failure {
     Panic(String),
     /// The runtime cannot be used.
     RuntimeUnavailable(String),
+    /// An argument has a value the function does not take: its name, why.
+    InvalidArgument(&'static str, String),
+    /// The handle was closed (`lobster_log_follow_close`): what it was.
+    Closed(&'static str),
 }
 
 impl From<lobster_core::Error> for Failure {
@@ -169,6 +173,8 @@ impl Failure {
             Failure::InteriorNul(_) => lobster_result::InteriorNul,
             Failure::Panic(_) => lobster_result::Panic,
             Failure::RuntimeUnavailable(_) => lobster_result::RuntimeUnavailable,
+            Failure::InvalidArgument(..) => lobster_result::InvalidArgument,
+            Failure::Closed(_) => lobster_result::InvalidState,
         }
     }
 
@@ -187,6 +193,8 @@ impl Failure {
                 format!("{function}: lobster panicked (a bug, please report it): {payload}")
             }
             Failure::RuntimeUnavailable(why) => format!("{function}: {why}"),
+            Failure::InvalidArgument(arg, why) => format!("{function}: argument `{arg}`: {why}"),
+            Failure::Closed(what) => format!("{function}: the {what} was closed"),
         }
     }
 }

@@ -8,10 +8,13 @@
 //! two threads at once; strings are NUL-terminated. Objects handed to C are
 //! `Box`es (`into_raw`) and come back exactly once (`free` / `take`).
 
-use std::ffi::{c_char, CStr, CString, OsStr};
+use std::ffi::{c_char, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use lobster_core::tenant::progress::{ProgressEvent, ProgressSink};
 
 use crate::error::{lobster_error, Failure};
 
@@ -62,6 +65,28 @@ pub fn opt_str_arg<'a>(ptr: *const c_char, name: &'static str) -> Result<Option<
         return Ok(None);
     }
     str_arg(ptr, name).map(Some)
+}
+
+/// An array argument of `len` UTF-8 strings, copied (NULL allowed when
+/// `len` is 0).
+pub fn str_array_arg(
+    ptr: *const *const c_char,
+    len: usize,
+    name: &'static str,
+) -> Result<Vec<String>, Failure> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if ptr.is_null() {
+        return Err(Failure::NullParameter(name));
+    }
+    // SAFETY: non-NULL, and by the contract it points to `len` readable
+    // string pointers that outlive the call.
+    let items = unsafe { std::slice::from_raw_parts(ptr, len) };
+    items
+        .iter()
+        .map(|&item| str_arg(item, name).map(str::to_owned))
+        .collect()
 }
 
 /// A borrowed path argument (any bytes but NUL).
@@ -139,4 +164,32 @@ pub fn string_free(ptr: *mut c_char) {
         // `string_into_raw` and is freed exactly once.
         drop(unsafe { CString::from_raw(ptr) });
     }
+}
+
+/// A C progress callback: the event as JSON (borrowed for the call) and the
+/// caller's context pointer.
+pub type lobster_progress_fn = Option<unsafe extern "C" fn(*const c_char, *mut c_void)>;
+
+/// The caller's context pointer, carried to whichever thread reports.
+struct Context(*mut c_void);
+
+// SAFETY: lobster never dereferences the pointer; it only hands it back to
+// the caller's callback, whose contract (stated in the header) is that it
+// may be called from any thread, one call at a time.
+unsafe impl Send for Context {}
+
+/// A progress sink calling `callback` with each event as JSON, one call at
+/// a time; `None` when `callback` is NULL.
+pub fn progress_sink(callback: lobster_progress_fn, context: *mut c_void) -> Option<ProgressSink> {
+    let callback = callback?;
+    let context = Mutex::new(Context(context));
+    Some(Arc::new(move |event: &ProgressEvent| {
+        let json = serde_json::to_string(event).expect("a progress event serialises");
+        let Ok(json) = CString::new(json) else { return };
+        let context = context.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // SAFETY: the callback is the caller's, called as the header says:
+        // with a NUL-terminated string valid for the call and the context
+        // pointer it gave, never twice at once (the lock is held).
+        unsafe { callback(json.as_ptr(), context.0) }
+    }))
 }

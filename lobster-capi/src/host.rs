@@ -5,12 +5,13 @@
 //! thread-safe and may be used from several threads at once. Each call
 //! blocks on the shared runtime and holds no logic of its own.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
+use lobster_core::tenant::EvictOptions;
 use lobster_core::Host;
 
-use crate::error::{lobster_error, lobster_result};
-use crate::ffi;
+use crate::error::{lobster_error, lobster_result, Failure};
+use crate::ffi::{self, lobster_progress_fn};
 use crate::panic::{boundary, boundary_value};
 use crate::runtime::block_on;
 use crate::spec::lobster_tenant_spec;
@@ -20,6 +21,13 @@ use crate::tenant::{lobster_tenant, lobster_tenant_list};
 #[derive(Debug)]
 pub struct lobster_host {
     host: Host,
+}
+
+impl lobster_host {
+    /// The core host behind a handle.
+    pub fn core<'a>(host: *const lobster_host) -> Result<&'a Host, Failure> {
+        Ok(&ffi::borrow(host, "host")?.host)
+    }
 }
 
 /// Opens the host described by `config_path`, else `$LOBSTERD_CONFIG`, else
@@ -54,7 +62,7 @@ pub extern "C" fn lobster_host_list(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_list", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let out = ffi::out(out, "out")?;
         let list = lobster_tenant_list::new(block_on(host.list())??)?;
         out.set(ffi::into_raw(list));
@@ -71,7 +79,7 @@ pub extern "C" fn lobster_host_list_json(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_list_json", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let out = ffi::out(out, "out")?;
         let tenants = block_on(host.list())??;
         let json = serde_json::to_string(&tenants).expect("tenants serialise");
@@ -90,7 +98,7 @@ pub extern "C" fn lobster_host_get(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_get", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let name = ffi::str_arg(name, "name")?;
         let out = ffi::out(out, "out")?;
         let tenant = lobster_tenant::new(block_on(host.get(name))??)?;
@@ -109,7 +117,7 @@ pub extern "C" fn lobster_host_token(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_token", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let name = ffi::str_arg(name, "name")?;
         let out = ffi::out(out, "out")?;
         let token = block_on(host.token(name))??;
@@ -128,7 +136,7 @@ pub extern "C" fn lobster_host_spawn(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_spawn", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let spec = ffi::borrow(spec, "spec")?.spec().clone();
         let out = ffi::out(out, "out")?;
         let tenant = lobster_tenant::new(block_on(host.spawn(spec))??)?;
@@ -136,6 +144,35 @@ pub extern "C" fn lobster_host_spawn(
         Ok(())
     })
 }
+
+/// `lobster_host_spawn`, calling `progress` (if not NULL) with each step as
+/// a JSON object (`{"operation","tenant","step","phase":{"phase":
+/// "started"|"done"|"failed","elapsed"?}}`, `elapsed` in microseconds, the
+/// steps `lobsterd spawn` prints) and `context`. The callback may run on a
+/// lobster thread, never two calls at once, all before this returns; the
+/// string is borrowed for the call. It must not call back into lobster.
+#[no_mangle]
+pub extern "C" fn lobster_host_spawn_with_progress(
+    host: *const lobster_host,
+    spec: *const lobster_tenant_spec,
+    progress: lobster_progress_fn,
+    context: *mut c_void,
+    out: *mut *mut lobster_tenant,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_spawn_with_progress", err_out, || {
+        let host = lobster_host::core(host)?;
+        let spec = ffi::borrow(spec, "spec")?.spec().clone();
+        let out = ffi::out(out, "out")?;
+        let sink = ffi::progress_sink(progress, context);
+        let tenant = lobster_tenant::new(block_on(host.spawn_with_progress(spec, sink))??)?;
+        out.set(ffi::into_raw(tenant));
+        Ok(())
+    })
+}
+
+/// `lobster_host_evict_with` flag: leave the tenant's overlay disk in place.
+pub const LOBSTER_EVICT_KEEP_OVERLAY: u32 = 1;
 
 /// Removes a tenant and everything it holds.
 #[no_mangle]
@@ -145,9 +182,61 @@ pub extern "C" fn lobster_host_evict(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_evict", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let name = ffi::str_arg(name, "name")?;
         Ok(block_on(host.evict(name))??)
+    })
+}
+
+/// `lobster_host_evict` with `flags`: 0, or `LOBSTER_EVICT_KEEP_OVERLAY`.
+/// An unknown flag bit is `LOBSTER_RESULT_INVALID_ARGUMENT`, before anything is done.
+#[no_mangle]
+pub extern "C" fn lobster_host_evict_with(
+    host: *const lobster_host,
+    name: *const c_char,
+    flags: u32,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_evict_with", err_out, || {
+        let host = lobster_host::core(host)?;
+        let name = ffi::str_arg(name, "name")?;
+        let unknown = flags & !LOBSTER_EVICT_KEEP_OVERLAY;
+        if unknown != 0 {
+            return Err(Failure::InvalidArgument(
+                "flags",
+                format!("unknown flag bits {unknown:#x}"),
+            ));
+        }
+        let options = EvictOptions {
+            keep_overlay: flags & LOBSTER_EVICT_KEEP_OVERLAY != 0,
+        };
+        Ok(block_on(host.evict_with(name, options))??)
+    })
+}
+
+/// Writes a crash-consistent, sparse, zstd-compressed copy of a tenant's
+/// overlay disk (the VM is paused for the copy only) to the file `output`,
+/// or to the snapshots directory when `output` is NULL. On success `*out`
+/// is an owned string (`lobster_string_free`): the report as JSON
+/// (`{"path","disk_bytes","archive_bytes","paused_ms"}`, the `lobsterd snap
+/// --json` document).
+#[no_mangle]
+pub extern "C" fn lobster_host_snap(
+    host: *const lobster_host,
+    name: *const c_char,
+    output: *const c_char,
+    out: *mut *mut c_char,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_snap", err_out, || {
+        let host = lobster_host::core(host)?;
+        let name = ffi::str_arg(name, "name")?;
+        let output = ffi::opt_path_arg(output, "output")?.map(ToOwned::to_owned);
+        let out = ffi::out(out, "out")?;
+        let report = block_on(host.snap(name, output))??;
+        let json = serde_json::to_string(&report).expect("a snap report serialises");
+        out.set(ffi::string_into_raw(json, "snap report JSON")?);
+        Ok(())
     })
 }
 
@@ -163,7 +252,7 @@ pub extern "C" fn lobster_host_molt(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_molt", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let name = ffi::opt_str_arg(name, "name")?;
         let out = ffi::out(out, "out")?;
         let reports = block_on(host.molt(name))??;
@@ -183,7 +272,7 @@ pub extern "C" fn lobster_host_overview(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_overview", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let out = ffi::out(out, "out")?;
         let overview = block_on(host.overview())??;
         let json = serde_json::to_string(&overview).expect("an overview serialises");
@@ -203,7 +292,7 @@ pub extern "C" fn lobster_host_suspend(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_suspend", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let name = ffi::str_arg(name, "name")?;
         let out = ffi::out(out, "out")?;
         let tenant = lobster_tenant::new(block_on(host.suspend(name))??)?;
@@ -222,10 +311,54 @@ pub extern "C" fn lobster_host_resume(
     err_out: *mut *mut lobster_error,
 ) -> lobster_result {
     boundary("lobster_host_resume", err_out, || {
-        let host = &ffi::borrow(host, "host")?.host;
+        let host = lobster_host::core(host)?;
         let name = ffi::str_arg(name, "name")?;
         let out = ffi::out(out, "out")?;
         let tenant = lobster_tenant::new(block_on(host.resume(name))??)?;
+        out.set(ffi::into_raw(tenant));
+        Ok(())
+    })
+}
+
+/// `lobster_host_suspend`, reporting each step to `progress` as
+/// `lobster_host_spawn_with_progress` does.
+#[no_mangle]
+pub extern "C" fn lobster_host_suspend_with_progress(
+    host: *const lobster_host,
+    name: *const c_char,
+    progress: lobster_progress_fn,
+    context: *mut c_void,
+    out: *mut *mut lobster_tenant,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_suspend_with_progress", err_out, || {
+        let host = lobster_host::core(host)?;
+        let name = ffi::str_arg(name, "name")?;
+        let out = ffi::out(out, "out")?;
+        let sink = ffi::progress_sink(progress, context);
+        let tenant = lobster_tenant::new(block_on(host.suspend_with_progress(name, sink))??)?;
+        out.set(ffi::into_raw(tenant));
+        Ok(())
+    })
+}
+
+/// `lobster_host_resume`, reporting each step to `progress` as
+/// `lobster_host_spawn_with_progress` does.
+#[no_mangle]
+pub extern "C" fn lobster_host_resume_with_progress(
+    host: *const lobster_host,
+    name: *const c_char,
+    progress: lobster_progress_fn,
+    context: *mut c_void,
+    out: *mut *mut lobster_tenant,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_resume_with_progress", err_out, || {
+        let host = lobster_host::core(host)?;
+        let name = ffi::str_arg(name, "name")?;
+        let out = ffi::out(out, "out")?;
+        let sink = ffi::progress_sink(progress, context);
+        let tenant = lobster_tenant::new(block_on(host.resume_with_progress(name, sink))??)?;
         out.set(ffi::into_raw(tenant));
         Ok(())
     })

@@ -5,7 +5,7 @@
 //! functions are `lobster_<type>_<verb>`; fallible ones return a
 //! `lobster_result` and take `lobster_error **err_out` last; outputs are
 //! written only on success; every pointer is NULL-checked; every body runs
-//! inside a panic boundary. Modules: `host`, `tenant`, `spec` (the API),
+//! inside a panic boundary. Modules: `host`, `logs`, `tenant`, `spec` (the API),
 //! `error` (codes and error objects), `ffi` (all pointer handling),
 //! `panic` (the boundary), `runtime` (the one tokio runtime).
 //!
@@ -22,6 +22,7 @@
 pub mod error;
 mod ffi;
 pub mod host;
+pub mod logs;
 mod panic;
 mod runtime;
 pub mod spec;

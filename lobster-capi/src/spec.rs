@@ -155,6 +155,24 @@ pub extern "C" fn lobster_tenant_spec_builder_add_secret(
     })
 }
 
+/// Sets the workload's command instead of the OpenClaw gateway: `argc`
+/// arguments at `argv` (each UTF-8; `argv[0]` the program). `argc` 0
+/// restores the default workload (`argv` may then be NULL).
+#[no_mangle]
+pub extern "C" fn lobster_tenant_spec_builder_set_command(
+    builder: *mut lobster_tenant_spec_builder,
+    argv: *const *const c_char,
+    argc: usize,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_tenant_spec_builder_set_command", err_out, || {
+        let builder = ffi::borrow_mut(builder, "builder")?;
+        let command = ffi::str_array_arg(argv, argc, "argv")?;
+        builder.apply(|b| b.command(command));
+        Ok(())
+    })
+}
+
 /// Restores the disk of the `snap` archive at `archive` instead of a blank
 /// overlay (its size becomes the overlay's; tokens and secrets are made
 /// afresh). The archive is checked by the spawn, before anything is made.

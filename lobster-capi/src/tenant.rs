@@ -9,6 +9,7 @@
 
 use std::ffi::{c_char, CString};
 
+use lobster_core::config::Backend;
 use lobster_core::Tenant;
 
 use crate::error::{lobster_error, lobster_result, Failure};
@@ -28,6 +29,8 @@ pub struct lobster_tenant {
     subnet: CString,
     mac: CString,
     tap: CString,
+    backend: Option<CString>,
+    last_error: Option<CString>,
 }
 
 impl lobster_tenant {
@@ -47,8 +50,24 @@ impl lobster_tenant {
             subnet: c(a.subnet.to_string(), "subnet")?,
             mac: c(a.mac.clone(), "mac")?,
             tap: c(a.tap.clone(), "tap")?,
+            backend: match tenant.resources().backend {
+                Some(backend) => Some(c(backend_name(backend), "backend")?),
+                None => None,
+            },
+            last_error: match &tenant.record().last_error {
+                Some(text) => Some(c(text.clone(), "last error")?),
+                None => None,
+            },
             tenant,
         })
+    }
+}
+
+/// A backend's configuration name (`"qemu"`, ...).
+fn backend_name(backend: Backend) -> String {
+    match serde_json::to_value(backend) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{backend:?}").to_lowercase(),
     }
 }
 
@@ -133,6 +152,19 @@ fn string_field(
 ) -> *const c_char {
     boundary_value(std::ptr::null(), || {
         ffi::borrow(tenant, "tenant").map_or(std::ptr::null(), |t| field(t).as_ptr())
+    })
+}
+
+/// A borrowed string field a tenant may lack: NULL then, or if `tenant` is NULL.
+fn optional_field(
+    tenant: *const lobster_tenant,
+    field: fn(&lobster_tenant) -> Option<&CString>,
+) -> *const c_char {
+    boundary_value(std::ptr::null(), || {
+        ffi::borrow(tenant, "tenant")
+            .ok()
+            .and_then(field)
+            .map_or(std::ptr::null(), |s| s.as_ptr())
     })
 }
 
@@ -240,4 +272,33 @@ pub extern "C" fn lobster_tenant_jail_uid(tenant: *const lobster_tenant) -> u32 
 #[no_mangle]
 pub extern "C" fn lobster_tenant_created_at(tenant: *const lobster_tenant) -> u64 {
     number_field(tenant, |t| t.tenant.created_at())
+}
+
+/// The VMM backend chosen for this tenant (`"firecracker"`, `"qemu"`,
+/// `"auto"`), or NULL when it follows the host's configuration.
+/// Borrowed: valid while the tenant (or its list) lives; NULL if `tenant` is NULL.
+#[no_mangle]
+pub extern "C" fn lobster_tenant_backend(tenant: *const lobster_tenant) -> *const c_char {
+    optional_field(tenant, |t| t.backend.as_ref())
+}
+
+/// Why the tenant failed, or what its last operation reported; NULL if
+/// nothing was. Borrowed: valid while the tenant (or its list) lives; NULL
+/// if `tenant` is NULL.
+#[no_mangle]
+pub extern "C" fn lobster_tenant_last_error(tenant: *const lobster_tenant) -> *const c_char {
+    optional_field(tenant, |t| t.last_error.as_ref())
+}
+
+/// Process id of the tenant's VMM as last recorded; 0 when none runs (or
+/// `tenant` is NULL).
+#[no_mangle]
+pub extern "C" fn lobster_tenant_vm_pid(tenant: *const lobster_tenant) -> u32 {
+    number_field(tenant, |t| {
+        t.tenant
+            .record()
+            .vm
+            .as_ref()
+            .map_or(0, |vm| vm.identity.pid.unsigned_abs())
+    })
 }

@@ -73,6 +73,20 @@ int main(int argc, char **argv) {
   CHECK_FAILS(lobster_tenant_spec_builder_add_env(builder, "MODE", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`value`");
   lobster_tenant_spec_builder_free(builder);
   CHECK_FAILS(lobster_tenant_spec_builder_build(NULL, &spec, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`builder`");
+  /* A command: NULL array, NULL or non-UTF-8 item are named; an empty
+     program is refused by the build. */
+  CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
+  const char *bad_argv[2] = {"/bin/sh", "\xff"};
+  CHECK_FAILS(lobster_tenant_spec_builder_set_command(builder, NULL, 1, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`argv`");
+  CHECK_FAILS(lobster_tenant_spec_builder_set_command(builder, bad_argv, 2, &e_), LOBSTER_RESULT_INVALID_UTF8, "`argv`");
+  bad_argv[1] = NULL;
+  CHECK_FAILS(lobster_tenant_spec_builder_set_command(builder, bad_argv, 2, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`argv`");
+  CHECK_OK(lobster_tenant_spec_builder_set_command(builder, NULL, 0, &err), err);
+  const char *empty_argv[1] = {""};
+  CHECK_OK(lobster_tenant_spec_builder_set_command(builder, empty_argv, 1, &err), err);
+  CHECK_FAILS(lobster_tenant_spec_builder_build(builder, &spec, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`command`");
+  CHECK(spec == NULL);
+
   CHECK_OK(lobster_tenant_spec_builder_new("carol", &builder, &err), err);
   CHECK_FAILS(lobster_tenant_spec_builder_set_from_snap(builder, NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`archive`");
   CHECK_OK(lobster_tenant_spec_builder_set_from_snap(builder, "", &err), err);
@@ -110,6 +124,24 @@ int main(int argc, char **argv) {
   CHECK_FAILS(lobster_host_suspend(host, "alice", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`out`");
   CHECK(tenant == sentinel);
   CHECK_FAILS(lobster_host_evict(host, "nobody", &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_FAILS(lobster_host_evict_with(host, "alice", 6, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`flags`: unknown flag bits 0x6");
+  CHECK_FAILS(lobster_host_evict_with(host, "nobody", LOBSTER_EVICT_KEEP_OVERLAY, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+
+  /* Logs and snap: a bad source is named before anything is asked of the
+     guest; a tenant with no VM is INVALID_STATE; outputs stay untouched. */
+  char *text = NULL;
+  lobster_log_follow *follow = NULL;
+  CHECK_FAILS(lobster_host_logs(host, "alice", "kernel", 10, &text, &e_), LOBSTER_RESULT_INVALID_ARGUMENT, "`source`: `kernel` is not `workload` or `agent`");
+  CHECK_FAILS(lobster_host_logs(host, "nobody", NULL, 10, &text, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_FAILS(lobster_host_logs(host, "alice", "agent", 10, &text, &e_), LOBSTER_RESULT_INVALID_STATE, "creating");
+  CHECK_FAILS(lobster_host_follow_logs(host, "alice", "\xff", 10, &follow, &e_), LOBSTER_RESULT_INVALID_UTF8, "`source`");
+  CHECK_FAILS(lobster_host_follow_logs(host, "alice", NULL, 10, &follow, &e_), LOBSTER_RESULT_INVALID_STATE, "creating");
+  CHECK_FAILS(lobster_host_snap(host, "nobody", NULL, &text, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_FAILS(lobster_host_snap(host, "alice", "/tmp/x.snap", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`out`");
+  CHECK(text == NULL && follow == NULL);
+  CHECK_FAILS(lobster_log_follow_next(NULL, 10, &text, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`follow`");
+  lobster_log_follow_close(NULL);
+  lobster_log_follow_free(NULL);
   CHECK_OK(lobster_host_list(host, &list, &err), err);
   CHECK(lobster_tenant_list_len(list) == 2); /* nothing was half-done */
   lobster_tenant_list_free(list);

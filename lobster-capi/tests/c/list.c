@@ -30,6 +30,9 @@ int main(int argc, char **argv) {
     CHECK(lobster_tenant_host_port(t) == 20000 + i);
     CHECK(lobster_tenant_jail_uid(t) == 10000 + i);
     CHECK(lobster_tenant_created_at(t) > 1700000000u);
+    CHECK(lobster_tenant_backend(t) == NULL);    /* follows the host */
+    CHECK(lobster_tenant_last_error(t) == NULL); /* nothing failed */
+    CHECK(lobster_tenant_vm_pid(t) == 0);        /* no VM yet */
   }
   CHECK_STR(lobster_tenant_route(lobster_tenant_list_get(list, 0)), "alice.test.lobster");
   CHECK_STR(lobster_tenant_host_ip(lobster_tenant_list_get(list, 1)), "10.200.0.5");
@@ -38,6 +41,8 @@ int main(int argc, char **argv) {
   CHECK(lobster_tenant_list_get(NULL, 0) == NULL);
   CHECK(lobster_tenant_list_len(NULL) == 0);
   CHECK(lobster_tenant_name(NULL) == NULL && lobster_tenant_vcpus(NULL) == 0);
+  CHECK(lobster_tenant_backend(NULL) == NULL && lobster_tenant_last_error(NULL) == NULL);
+  CHECK(lobster_tenant_vm_pid(NULL) == 0);
   lobster_tenant_list_free(list);
 
   char *json = NULL;
