@@ -18,7 +18,7 @@ APT_PACKAGES=(
     # image's Node.js and OpenClaw come from the npm registry (checked by hash)
     debootstrap busybox-static kmod lz4 cpio e2fsprogs xz-utils zstd openssl coreutils
     # bindings (C and Go over the C ABI, Python venv), leak checks
-    gcc g++ golang-go valgrind python3-venv
+    gcc g++ golang-go valgrind python3-venv pkgconf
     # tests and demo helpers
     jq tmux curl procps bc
 )

@@ -7,6 +7,8 @@
 #   Python  pip install ./lobster-py into a venv, stubtest, pytest
 #   parity  each core operation in every front end or excluded (scripts/parity.py)
 #   examples/{c,go,python} against a temporary, seeded host
+#   install  scripts/install-capi.sh into a temporary prefix; an example built
+#            with `pkg-config --cflags --libs lobster` runs on the shared library
 #
 # Needs (scripts/install-deps.sh, "bindings"): cargo, gcc, g++, valgrind, go,
 # cbindgen (pinned), python3 with venv, maturin, pytest and mypy. Anything
@@ -23,6 +25,7 @@ need() { command -v "$1" >/dev/null || fail "missing $1 (install: $2)"; }
 
 need cargo "rustup"
 need gcc "apt-get install gcc"
+need pkg-config "apt-get install pkgconf"
 need g++ "apt-get install g++"
 need valgrind "apt-get install valgrind"
 need go "apt-get install golang-go"
@@ -82,6 +85,18 @@ check_example c "$(valgrind --quiet --leak-check=full --show-leak-kinds=definite
     --errors-for-leak-kinds=definite,indirect \
     --error-exitcode=99 "$work/list_tenants" "$config")"
 check_example go "$(cd examples/go && go run ./list-tenants "$config")"
+
+step "C library installed by one command, an example built with pkg-config"
+scripts/install-capi.sh --debug --prefix "$work/prefix" >/dev/null
+readelf -d "$work/prefix/lib/liblobster.so" | grep -q 'SONAME.*liblobster\.so\.0' ||
+    fail "liblobster.so has no soname liblobster.so.0"
+export PKG_CONFIG_PATH=$work/prefix/lib/pkgconfig
+# shellcheck disable=SC2046 # pkg-config's words are separate flags
+gcc -std=c11 -Wall -Wextra -Werror examples/c/list_tenants.c $(pkg-config --cflags --libs lobster) \
+    -Wl,-rpath,"$work/prefix/lib" -o "$work/list_tenants_shared"
+ldd "$work/list_tenants_shared" | grep -q "liblobster.so.0 => $work/prefix/lib/" ||
+    fail "the pkg-config build does not use the installed shared library"
+check_example c-pkg-config "$("$work/list_tenants_shared" "$config")"
 
 echo
 echo "test-bindings: C ABI, Go, Python and examples passed"
