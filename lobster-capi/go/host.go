@@ -21,11 +21,8 @@ type Host struct {
 // Open opens the host described by configPath, else $LOBSTERD_CONFIG,
 // else /etc/lobsterd/config.json (configPath "" means "not given").
 func Open(configPath string) (*Host, error) {
-	var path *C.char
-	if configPath != "" {
-		path = C.CString(configPath)
-		defer C.free(unsafe.Pointer(path))
-	}
+	path := optCString(configPath)
+	defer C.free(unsafe.Pointer(path))
 	var ptr *C.lobster_host
 	var cerr *C.lobster_error
 	if err := errorFrom(C.lobster_host_open(path, &ptr, &cerr), cerr); err != nil {
@@ -62,6 +59,15 @@ func (h *Host) withName(name string, call func(*C.lobster_host, *C.char) error) 
 	err := call(h.ptr(), cname)
 	runtime.KeepAlive(h)
 	return err
+}
+
+// optCString is a C copy of s, or NULL when s is "" ("not given"); the
+// caller frees it with C.free (which ignores NULL).
+func optCString(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return C.CString(s)
 }
 
 // List returns every tenant, sorted by name.
@@ -138,6 +144,25 @@ func (h *Host) Token(name string) (string, error) {
 
 // Spawn creates and starts a tenant.
 func (h *Host) Spawn(spec TenantSpec) (Tenant, error) {
+	return h.spawnCall(spec, func(host *C.lobster_host, cspec *C.lobster_tenant_spec, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+		return C.lobster_host_spawn(host, cspec, t, cerr)
+	})
+}
+
+// SpawnWithProgress is Spawn, calling progress with each step as it
+// starts and ends (see ProgressEvent for how); nil progress reports
+// nothing.
+func (h *Host) SpawnWithProgress(spec TenantSpec, progress func(ProgressEvent)) (Tenant, error) {
+	return withProgress(progress, func(fn progressFn, context unsafe.Pointer) (Tenant, error) {
+		return h.spawnCall(spec, func(host *C.lobster_host, cspec *C.lobster_tenant_spec, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+			return C.lobster_host_spawn_with_progress(host, cspec, fn, context, t, cerr)
+		})
+	})
+}
+
+// spawnCall builds spec, runs a C call that takes the host and the spec
+// and, on success, writes an owned tenant, which it converts and frees.
+func (h *Host) spawnCall(spec TenantSpec, call func(*C.lobster_host, *C.lobster_tenant_spec, **C.lobster_tenant, **C.lobster_error) C.lobster_result) (Tenant, error) {
 	cspec, err := spec.cSpec()
 	if err != nil {
 		return Tenant{}, err
@@ -145,7 +170,7 @@ func (h *Host) Spawn(spec TenantSpec) (Tenant, error) {
 	defer C.lobster_tenant_spec_free(cspec)
 	var t *C.lobster_tenant
 	var cerr *C.lobster_error
-	code := C.lobster_host_spawn(h.ptr(), cspec, &t, &cerr)
+	code := call(h.ptr(), cspec, &t, &cerr)
 	runtime.KeepAlive(h)
 	if err := errorFrom(code, cerr); err != nil {
 		return Tenant{}, err
@@ -160,6 +185,51 @@ func (h *Host) Evict(name string) error {
 		var cerr *C.lobster_error
 		return errorFrom(C.lobster_host_evict(host, cname, &cerr), cerr)
 	})
+}
+
+// EvictOptions adjusts an eviction; the zero value is Evict's.
+type EvictOptions struct {
+	// KeepOverlay leaves the tenant's overlay disk in place.
+	KeepOverlay bool
+}
+
+// EvictWith removes a tenant as Evict does, adjusted by opts.
+func (h *Host) EvictWith(name string, opts EvictOptions) error {
+	var flags C.uint32_t
+	if opts.KeepOverlay {
+		flags |= C.LOBSTER_EVICT_KEEP_OVERLAY
+	}
+	return h.withName(name, func(host *C.lobster_host, cname *C.char) error {
+		var cerr *C.lobster_error
+		return errorFrom(C.lobster_host_evict_with(host, cname, flags, &cerr), cerr)
+	})
+}
+
+// SnapReport is what Snap wrote (the `lobsterd snap --json` document).
+type SnapReport struct {
+	Path         string `json:"path"`          // the archive
+	DiskBytes    uint64 `json:"disk_bytes"`    // the overlay disk's data copied
+	ArchiveBytes uint64 `json:"archive_bytes"` // the archive's size
+	PausedMs     uint64 `json:"paused_ms"`     // how long the VM was paused for the copy
+}
+
+// Snap writes a crash-consistent, sparse, zstd-compressed copy of a
+// tenant's overlay disk (its VM paused for the copy only) to the file
+// output, or into the host's snapshots directory when output is "". A
+// TenantSpec's FromSnap restores it.
+func (h *Host) Snap(name, output string) (SnapReport, error) {
+	var report SnapReport
+	err := h.withName(name, func(host *C.lobster_host, cname *C.char) error {
+		coutput := optCString(output)
+		defer C.free(unsafe.Pointer(coutput))
+		var out *C.char
+		var cerr *C.lobster_error
+		if err := errorFrom(C.lobster_host_snap(host, cname, coutput, &out, &cerr), cerr); err != nil {
+			return err
+		}
+		return decodeOwned(out, &report)
+	})
+	return report, err
 }
 
 // Molt health-checks one tenant, or every tenant that should run when name
@@ -217,5 +287,36 @@ func (h *Host) Suspend(name string) (Tenant, error) {
 func (h *Host) Resume(name string) (Tenant, error) {
 	return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
 		return C.lobster_host_resume(host, cname, t, cerr)
+	})
+}
+
+// RotateTokens gives a running tenant new agent and gateway tokens (the
+// guest and its gateway refuse the old ones afterwards); it returns the
+// tenant.
+func (h *Host) RotateTokens(name string) (Tenant, error) {
+	return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+		return C.lobster_host_rotate_tokens(host, cname, t, cerr)
+	})
+}
+
+// SuspendWithProgress is Suspend, calling progress with each step as it
+// starts and ends (see ProgressEvent for how); nil progress reports
+// nothing.
+func (h *Host) SuspendWithProgress(name string, progress func(ProgressEvent)) (Tenant, error) {
+	return withProgress(progress, func(fn progressFn, context unsafe.Pointer) (Tenant, error) {
+		return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+			return C.lobster_host_suspend_with_progress(host, cname, fn, context, t, cerr)
+		})
+	})
+}
+
+// ResumeWithProgress is Resume, calling progress with each step as it
+// starts and ends (see ProgressEvent for how); nil progress reports
+// nothing.
+func (h *Host) ResumeWithProgress(name string, progress func(ProgressEvent)) (Tenant, error) {
+	return withProgress(progress, func(fn progressFn, context unsafe.Pointer) (Tenant, error) {
+		return h.tenantCall(name, func(host *C.lobster_host, cname *C.char, t **C.lobster_tenant, cerr **C.lobster_error) C.lobster_result {
+			return C.lobster_host_resume_with_progress(host, cname, fn, context, t, cerr)
+		})
 	})
 }

@@ -1,6 +1,7 @@
 package lobster_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -241,6 +242,7 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 		"`memory_mib`": {Name: "a", MemoryMiB: 1},
 		"`backend`":    {Name: "a", Backend: "vmware"},
 		"`env`":        {Name: "a", Env: map[string]string{"1X": "v"}},
+		"`command`":    {Name: "a", Command: []string{""}},
 	}
 	for field, spec := range cases {
 		_, err := host.Spawn(spec)
@@ -426,6 +428,36 @@ func TestCloseIsIdempotentAndUseAfterClosePanics(t *testing.T) {
 	_, _ = host.List()
 }
 
+func TestUseAfterCloseOfTheNewerCallsPanics(t *testing.T) {
+	host, err := lobster.Open(tempHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Close()
+	progress := func(lobster.ProgressEvent) {}
+	calls := map[string]func(){
+		"EvictWith":           func() { _ = host.EvictWith("alice", lobster.EvictOptions{}) },
+		"Logs":                func() { _, _ = host.Logs("alice", lobster.LogWorkload, 5) },
+		"FollowLogs":          func() { _, _ = host.FollowLogs(context.Background(), "alice", "", 5) },
+		"Snap":                func() { _, _ = host.Snap("alice", "") },
+		"SpawnWithProgress":   func() { _, _ = host.SpawnWithProgress(lobster.TenantSpec{Name: "alice"}, progress) },
+		"SuspendWithProgress": func() { _, _ = host.SuspendWithProgress("alice", progress) },
+		"ResumeWithProgress":  func() { _, _ = host.ResumeWithProgress("alice", nil) },
+		"RotateTokens":        func() { _, _ = host.RotateTokens("alice") },
+		"WatchdogLog":         func() { _, _ = host.WatchdogLog(5) },
+	}
+	for name, call := range calls {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s() after Close() did not panic", name)
+				}
+			}()
+			call()
+		}()
+	}
+}
+
 func TestConcurrentUse(t *testing.T) {
 	host := open(t, tempHost(t, "alice", "bob"))
 	var wg sync.WaitGroup
@@ -456,5 +488,176 @@ func TestCodeNamesAndVersion(t *testing.T) {
 	}
 	if lobster.Version() == "" {
 		t.Fatal("empty version")
+	}
+}
+
+func TestConcurrentListsDuringASpawn(t *testing.T) {
+	host := open(t, tempHost(t, "alice", "bob"))
+	const listers = 32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, listers)
+	for i := 0; i < listers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			tenants, err := host.List()
+			if err == nil && len(tenants) != 2 {
+				err = fmt.Errorf("got %d tenants", len(tenants))
+			}
+			errs <- err
+		}()
+	}
+	spawned := make(chan error, 1)
+	go func() {
+		<-start
+		// No guest images on this host: the spawn fails, and says why.
+		_, err := host.SpawnWithProgress(lobster.TenantSpec{Name: "carol", VCPUs: 1}, func(lobster.ProgressEvent) {})
+		spawned <- err
+	}()
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("List() during the spawn: %v", err)
+		}
+	}
+	if err := <-spawned; !errors.Is(err, lobster.ErrNotFound) || !strings.Contains(err.Error(), "kernel image") {
+		t.Fatalf("Spawn() error = %v; want not_found naming the kernel image", err)
+	}
+}
+
+func TestNewerTenantFieldsOfASeededTenant(t *testing.T) {
+	host := open(t, tempHost(t, "alice"))
+	tenants, err := host.List()
+	if err != nil || len(tenants) != 1 {
+		t.Fatalf("List() = %+v, %v", tenants, err)
+	}
+	alice, err := host.Get("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range []lobster.Tenant{tenants[0], alice} {
+		if tenant.Backend != "" || tenant.VMPid != 0 || tenant.LastError != "" {
+			t.Errorf("alice = %+v; want no backend of her own, no VM pid, no last error", tenant)
+		}
+	}
+}
+
+func TestLogsOfABadSourceIsErrInvalidArgumentNamingIt(t *testing.T) {
+	config, _ := seed(t, "creating", "alice")
+	host := open(t, config)
+	lines, err := host.Logs("alice", "stderr", 5)
+	if !errors.Is(err, lobster.ErrInvalidArgument) || !strings.Contains(err.Error(), "source") || lines != nil {
+		t.Errorf("Logs(alice, stderr) = %v, %v; want invalid_argument naming source", lines, err)
+	}
+	stream, err := host.FollowLogs(context.Background(), "alice", "stderr", 5)
+	if !errors.Is(err, lobster.ErrInvalidArgument) || !strings.Contains(err.Error(), "source") || stream != nil {
+		t.Errorf("FollowLogs(alice, stderr) = %v, %v; want invalid_argument naming source", stream, err)
+	}
+}
+
+func TestLogsOfATenantWithoutAVMIsErrInvalidState(t *testing.T) {
+	config, _ := seed(t, "creating", "alice")
+	host := open(t, config)
+	for _, source := range []lobster.LogSource{"", lobster.LogWorkload, lobster.LogAgent} {
+		lines, err := host.Logs("alice", source, 5)
+		if !errors.Is(err, lobster.ErrInvalidState) || !strings.Contains(err.Error(), "creating") || lines != nil {
+			t.Errorf("Logs(alice, %q) = %v, %v; want invalid_state", source, lines, err)
+		}
+		stream, err := host.FollowLogs(context.Background(), "alice", source, 5)
+		if !errors.Is(err, lobster.ErrInvalidState) || stream != nil {
+			t.Errorf("FollowLogs(alice, %q) = %v, %v; want invalid_state", source, stream, err)
+		}
+	}
+	if _, err := host.Logs("nobody", lobster.LogAgent, 5); !errors.Is(err, lobster.ErrNotFound) {
+		t.Errorf("Logs(nobody) error = %v", err)
+	}
+	if _, err := host.FollowLogs(context.Background(), "nobody", "", 5); !errors.Is(err, lobster.ErrNotFound) {
+		t.Errorf("FollowLogs(nobody) error = %v", err)
+	}
+}
+
+func TestFollowLogsWithADoneContextOpensNothing(t *testing.T) {
+	host := open(t, tempHost(t, "alice"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if stream, err := host.FollowLogs(ctx, "alice", "", 5); !errors.Is(err, context.Canceled) || stream != nil {
+		t.Fatalf("FollowLogs(cancelled) = %v, %v; want context.Canceled", stream, err)
+	}
+}
+
+func TestEvictWithAndSnapOfAMissingTenantAreErrNotFound(t *testing.T) {
+	host := open(t, tempHost(t, "alice"))
+	for _, opts := range []lobster.EvictOptions{{}, {KeepOverlay: true}} {
+		if err := host.EvictWith("nobody", opts); !errors.Is(err, lobster.ErrNotFound) || !strings.Contains(err.Error(), "nobody") {
+			t.Errorf("EvictWith(nobody, %+v) error = %v", opts, err)
+		}
+	}
+	archive := filepath.Join(t.TempDir(), "nobody.ext4.zst")
+	for _, output := range []string{"", archive} {
+		report, err := host.Snap("nobody", output)
+		if !errors.Is(err, lobster.ErrNotFound) || !strings.Contains(err.Error(), "nobody") || report != (lobster.SnapReport{}) {
+			t.Errorf("Snap(nobody, %q) = %+v, %v; want not_found", output, report, err)
+		}
+	}
+	if _, err := os.Stat(archive); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused snap left %s: %v", archive, err)
+	}
+	if tenants, err := host.List(); err != nil || len(tenants) != 1 {
+		t.Errorf("List() after the refusals = %+v, %v; want alice alone", tenants, err)
+	}
+}
+
+func TestRotateTokensOfAMissingTenantIsErrNotFound(t *testing.T) {
+	host := open(t, tempHost(t, "alice"))
+	if tenant, err := host.RotateTokens("nobody"); !errors.Is(err, lobster.ErrNotFound) || tenant.Name != "" {
+		t.Errorf("RotateTokens(nobody) = %+v, %v; want not_found", tenant, err)
+	}
+}
+
+func TestWatchdogLogTail(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.json")
+	write(t, config, `{"paths": {"state_dir": "state", "logs_dir": "logs"}}`)
+	host := open(t, config)
+	if lines, err := host.WatchdogLog(5); !errors.Is(err, lobster.ErrNotFound) || lines != nil {
+		t.Errorf("WatchdogLog without a log = %q, %v; want not_found", lines, err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "logs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "logs", "watch.log"), "tick 1\ntick 2\ntick 3\n")
+	lines, err := host.WatchdogLog(2)
+	if err != nil || strings.Join(lines, "|") != "tick 2|tick 3" {
+		t.Errorf("WatchdogLog(2) = %q, %v; want the last two lines", lines, err)
+	}
+}
+
+func TestProgressCallsRefuseAsThePlainOnesDo(t *testing.T) {
+	host := open(t, tempHost(t, "alice"))
+	var events []lobster.ProgressEvent
+	progress := func(e lobster.ProgressEvent) { events = append(events, e) }
+	_, err := host.SpawnWithProgress(lobster.TenantSpec{Name: "a", Command: []string{""}}, progress)
+	if !errors.Is(err, lobster.ErrInvalidArgument) || !strings.Contains(err.Error(), "`command`") {
+		t.Errorf("SpawnWithProgress(empty program) error = %v", err)
+	}
+	if _, err := host.SpawnWithProgress(lobster.TenantSpec{Name: "bob"}, nil); !errors.Is(err, lobster.ErrNotFound) {
+		t.Errorf("SpawnWithProgress(no images, nil) error = %v", err)
+	}
+	if tenant, err := host.SuspendWithProgress("alice", progress); !errors.Is(err, lobster.ErrInvalidState) || tenant.Name != "" {
+		t.Errorf("SuspendWithProgress(alice) = %+v, %v; want invalid_state", tenant, err)
+	}
+	if _, err := host.ResumeWithProgress("alice", progress); !errors.Is(err, lobster.ErrInvalidState) {
+		t.Errorf("ResumeWithProgress(alice) error = %v; want invalid_state", err)
+	}
+	if _, err := host.ResumeWithProgress("nobody", progress); !errors.Is(err, lobster.ErrNotFound) {
+		t.Errorf("ResumeWithProgress(nobody) error = %v", err)
+	}
+	// Refused before any step started.
+	if len(events) != 0 {
+		t.Errorf("events = %+v; want none", events)
 	}
 }

@@ -19,6 +19,10 @@ type TenantSpec struct {
 	Backend        string // "auto", "firecracker" or "qemu"; "" = host's
 	Env            map[string]string
 	Secrets        map[string]string // never logged or printed
+	// Command is the workload to run instead of the default (the OpenClaw
+	// gateway): Command[0] the program, the rest its arguments. Empty = the
+	// default workload.
+	Command []string
 	// FromSnap restores the disk of this `snap` archive instead of a blank
 	// overlay (its size included); tokens and secrets are made afresh.
 	// "" = a fresh overlay.
@@ -68,6 +72,17 @@ func (s TenantSpec) configure(b *C.lobster_tenant_spec_builder) error {
 		backend := C.CString(s.Backend)
 		defer C.free(unsafe.Pointer(backend))
 		if err := errorFrom(C.lobster_tenant_spec_builder_set_backend(b, backend, &cerr), cerr); err != nil {
+			return err
+		}
+	}
+	if len(s.Command) > 0 {
+		// A Go array of C pointers: it holds no Go pointer, so C may read it.
+		argv := make([]*C.char, len(s.Command))
+		for i, arg := range s.Command {
+			argv[i] = C.CString(arg)
+			defer C.free(unsafe.Pointer(argv[i]))
+		}
+		if err := errorFrom(C.lobster_tenant_spec_builder_set_command(b, &argv[0], C.size_t(len(argv)), &cerr), cerr); err != nil {
 			return err
 		}
 	}

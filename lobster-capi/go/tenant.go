@@ -25,6 +25,9 @@ type Tenant struct {
 	HostPort       uint16
 	JailUID        uint32
 	CreatedAt      time.Time
+	Backend        string // the VMM backend chosen for it ("firecracker", "qemu" or "auto"); "" = the host's
+	VMPid          uint32 // process id of its VMM as last recorded; 0 while none runs
+	LastError      string // why it failed, or what its last operation reported; "" if nothing
 }
 
 // tenantFrom copies a C tenant; t must stay alive for the call.
@@ -45,5 +48,8 @@ func tenantFrom(t *C.lobster_tenant) Tenant {
 		HostPort:       uint16(C.lobster_tenant_host_port(t)),
 		JailUID:        uint32(C.lobster_tenant_jail_uid(t)),
 		CreatedAt:      time.Unix(int64(C.lobster_tenant_created_at(t)), 0).UTC(),
+		Backend:        C.GoString(C.lobster_tenant_backend(t)),
+		VMPid:          uint32(C.lobster_tenant_vm_pid(t)),
+		LastError:      C.GoString(C.lobster_tenant_last_error(t)),
 	}
 }
