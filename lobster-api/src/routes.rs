@@ -35,6 +35,7 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/suspend", post(suspend))
         .route("/v1/tenants/{name}/resume", post(resume))
         .route("/v1/tenants/{name}/token", get(token))
+        .route("/v1/tenants/{name}/rotate-tokens", post(rotate_tokens))
         .route("/v1/tenants/{name}/snap", post(snap))
         .route("/v1/tenants/{name}/molt", post(molt))
         .route("/v1/tenants/{name}/logs", get(logs))
@@ -42,6 +43,7 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tenants/{name}/exec", get(crate::exec::exec))
         .route("/v1/molt", post(molt_all))
         .route("/v1/overview", get(overview))
+        .route("/v1/watchdog/log", get(watchdog_log))
         .route("/v1/operations", get(operations))
         .route("/v1/operations/{id}", get(operation))
         .route("/v1/operations/{id}/events", get(operation_events))
@@ -142,6 +144,22 @@ pub(crate) async fn token(
         name: name.to_owned(),
         token,
     }))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{name}/rotate-tokens", tag = "tenants", params(("name" = String, Path, description = "Tenant name (a DNS label)")),
+    responses((status = 200, description = "New agent and gateway tokens are in force (the old ones are refused); the tenant", body = lobster_core::Tenant), (status = 400, description = "Malformed input, named", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "The tenant is not running", body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub(crate) async fn rotate_tokens(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Answer<Json<Tenant>> {
+    require(&api, &headers, ApiScope::Admin).await?;
+    let (host, name) = (api.host.clone(), name(&raw)?.to_owned());
+    // Detached: a client that leaves midway does not cut the rotation short.
+    Ok(Json(
+        detached(async move { host.rotate_tokens(&name).await }).await?,
+    ))
 }
 
 /// A tenant's gateway token.
@@ -413,13 +431,31 @@ pub const MAX_LOG_LINES: u32 = 10_000;
 fn log_query(uri: &Uri) -> Answer<LogQuery> {
     let Query(query) = Query::<LogQuery>::try_from_uri(uri)
         .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
-    if query.lines > MAX_LOG_LINES {
+    check_lines(query.lines)?;
+    Ok(query)
+}
+
+/// The `lines` query of `uri` (the only parameter), checked.
+fn lines_query(uri: &Uri) -> Answer<u32> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LinesQuery {
+        #[serde(default = "default_lines")]
+        lines: u32,
+    }
+    let Query(query) = Query::<LinesQuery>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    check_lines(query.lines)
+}
+
+/// `lines` unless it is above [`MAX_LOG_LINES`].
+fn check_lines(lines: u32) -> Answer<u32> {
+    if lines > MAX_LOG_LINES {
         return Err(ApiError::bad_request(format!(
-            "query: lines {} is above {MAX_LOG_LINES}",
-            query.lines
+            "query: lines {lines} is above {MAX_LOG_LINES}"
         )));
     }
-    Ok(query)
+    Ok(lines)
 }
 
 /// The last lines of a log.
@@ -452,6 +488,26 @@ pub(crate) async fn logs(
     let (host, name) = (api.host.clone(), name.to_owned());
     let lines = detached(async move { host.logs(&name, query.source, query.lines).await }).await?;
     Ok(Json(LogLines { lines }))
+}
+
+#[utoipa::path(get, path = "/v1/watchdog/log", tag = "tenants",
+    params(("lines" = Option<u32>, Query, description = "How many of the last lines (default 100, at most 10000)")),
+    responses((status = 200, description = "The last lines of the detached watchdog's log (JSON events; `/v1/events` follows it)", body = LogLines),
+        (status = 400, description = "Malformed input, named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No watchdog has written a log on this host", body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn watchdog_log(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer<Json<LogLines>> {
+    require(&api, &headers, ApiScope::Read).await?;
+    let lines = lines_query(&uri)?;
+    Ok(Json(LogLines {
+        lines: api.host.watchdog_log(lines).await?,
+    }))
 }
 
 /// How long a followed log may stay silent before a keep-alive comment.
@@ -591,24 +647,10 @@ pub(crate) async fn events(
     uri: Uri,
 ) -> Answer<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
     require(&api, &headers, ApiScope::Read).await?;
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct EventsQuery {
-        #[serde(default = "default_lines")]
-        lines: u32,
-    }
-    let Query(query) = Query::<EventsQuery>::try_from_uri(&uri)
-        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
-    if query.lines > MAX_LOG_LINES {
-        return Err(ApiError::bad_request(format!(
-            "query: lines {} is above {MAX_LOG_LINES}",
-            query.lines
-        )));
-    }
+    let lines = lines_query(&uri)?;
     let slot = stream_slot(&api)?;
     // Reads only the end of the file: quick enough to do here.
-    let (tail, follow) =
-        lobster_core::health::follow_watch_log(api.host.config(), query.lines as usize)?;
+    let (tail, follow) = lobster_core::health::follow_watch_log(api.host.config(), lines as usize)?;
     let first = futures_util::stream::iter(tail);
     let rest = futures_util::stream::unfold(Some(follow), |state| async move {
         let mut follow = state?;

@@ -291,6 +291,8 @@ async fn each_scope_reaches_only_its_routes_and_none_reveals_a_tenant() {
         ("POST", "/v1/tenants/ghost/molt", ApiScope::Operate),
         ("GET", "/v1/operations/op-999/archive", ApiScope::Admin),
         ("GET", "/v1/tenants/ghost/exec", ApiScope::Admin),
+        ("POST", "/v1/tenants/ghost/rotate-tokens", ApiScope::Admin),
+        ("GET", "/v1/watchdog/log", ApiScope::Read),
     ];
     for (method, path, needed) in routes {
         for (token, label) in [(None, "none"), (Some(wrong.as_str()), "wrong")] {
@@ -462,6 +464,34 @@ async fn spawn_and_evict_run_as_operations_one_at_a_time_per_tenant() {
         text.contains("event: watchdog\ndata: tick 1: web healthy"),
         "{text}"
     );
+    let (status, tail) = call(
+        &s.socket,
+        "GET",
+        "/v1/watchdog/log?lines=5",
+        Some(&s.read),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{tail}");
+    assert_eq!(tail["lines"], serde_json::json!(["tick 1: web healthy"]));
+
+    // New tokens: the gateway's changes and is never in the answer.
+    let before = s.rig.record("web").gateway_token;
+    let (status, rotated) = call(
+        &s.socket,
+        "POST",
+        "/v1/tenants/web/rotate-tokens",
+        Some(&s.admin),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, rotated["name"].as_str()),
+        (200, Some("web")),
+        "{rotated}"
+    );
+    assert!(!rotated.to_string().contains("token\""), "{rotated}");
+    assert_ne!(s.rig.record("web").gateway_token, before);
 
     // Spawning it again fails on the operation, as the host says.
     let (_, op) = call(&s.socket, "POST", "/v1/tenants", Some(&s.operate), spec).await;

@@ -268,6 +268,16 @@ lobster_result lobster_host_token(const lobster_host *host,
                                   lobster_error **err_out);
 
 /**
+ * Gives a running tenant new agent and gateway tokens: the guest and
+ * its gateway refuse the old ones afterwards. On success `*out` is the
+ * tenant, owned (`lobster_tenant_free`).
+ */
+lobster_result lobster_host_rotate_tokens(const lobster_host *host,
+                                          const char *name,
+                                          lobster_tenant **out,
+                                          lobster_error **err_out);
+
+/**
  * Creates and starts a tenant from a spec (the spec stays the caller's).
  * On success `*out` is an owned tenant (`lobster_tenant_free`).
  */
@@ -392,6 +402,17 @@ lobster_result lobster_host_logs(const lobster_host *host,
                                  uint32_t lines,
                                  char **out,
                                  lobster_error **err_out);
+
+/**
+ * The last `lines` lines of the detached watchdog's log
+ * (`LOBSTER_RESULT_NOT_FOUND` when no watchdog has written one). On
+ * success `*out` is an owned string (`lobster_string_free`): each line
+ * followed by `\n`.
+ */
+lobster_result lobster_host_watchdog_log(const lobster_host *host,
+                                         uint32_t lines,
+                                         char **out,
+                                         lobster_error **err_out);
 
 /**
  * Follows a tenant's log: the last `lines` lines, then new ones as they

@@ -186,7 +186,9 @@ pub fn progress_sink(callback: lobster_progress_fn, context: *mut c_void) -> Opt
     Some(Arc::new(move |event: &ProgressEvent| {
         let json = serde_json::to_string(event).expect("a progress event serialises");
         let Ok(json) = CString::new(json) else { return };
-        let context = context.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let context = context
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // SAFETY: the callback is the caller's, called as the header says:
         // with a NUL-terminated string valid for the call and the context
         // pointer it gave, never twice at once (the lock is held).

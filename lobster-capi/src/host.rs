@@ -126,6 +126,26 @@ pub extern "C" fn lobster_host_token(
     })
 }
 
+/// Gives a running tenant new agent and gateway tokens: the guest and
+/// its gateway refuse the old ones afterwards. On success `*out` is the
+/// tenant, owned (`lobster_tenant_free`).
+#[no_mangle]
+pub extern "C" fn lobster_host_rotate_tokens(
+    host: *const lobster_host,
+    name: *const c_char,
+    out: *mut *mut lobster_tenant,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_rotate_tokens", err_out, || {
+        let host = lobster_host::core(host)?;
+        let name = ffi::str_arg(name, "name")?;
+        let out = ffi::out(out, "out")?;
+        let tenant = lobster_tenant::new(block_on(host.rotate_tokens(name))??)?;
+        out.set(ffi::into_raw(tenant));
+        Ok(())
+    })
+}
+
 /// Creates and starts a tenant from a spec (the spec stays the caller's).
 /// On success `*out` is an owned tenant (`lobster_tenant_free`).
 #[no_mangle]

@@ -1,5 +1,5 @@
-//! Tenant logs: the tail (`lobster_host_logs`) and `lobster_log_follow`, a
-//! followed log as a pull handle. Lines are sanitised for a terminal by the
+//! Logs: a tenant's tail (`lobster_host_logs`), `lobster_log_follow`, a
+//! followed log as a pull handle, and the watchdog's tail. Lines are sanitised for a terminal by the
 //! core (no control characters, so none holds a newline); the guest is
 //! held awake while a follow handle lives.
 
@@ -53,10 +53,37 @@ pub extern "C" fn lobster_host_logs(
         let source = self::source(source)?;
         let out = ffi::out(out, "out")?;
         let tail = block_on(host.logs(name, source, lines))??;
-        let text: String = tail.iter().flat_map(|l| [l.as_str(), "\n"]).collect();
-        out.set(ffi::string_into_raw(text, "log lines")?);
+        out.set(ffi::string_into_raw(lines_text(&tail), "log lines")?);
         Ok(())
     })
+}
+
+/// The last `lines` lines of the detached watchdog's log
+/// (`LOBSTER_RESULT_NOT_FOUND` when no watchdog has written one). On
+/// success `*out` is an owned string (`lobster_string_free`): each line
+/// followed by `\n`.
+#[no_mangle]
+pub extern "C" fn lobster_host_watchdog_log(
+    host: *const lobster_host,
+    lines: u32,
+    out: *mut *mut c_char,
+    err_out: *mut *mut lobster_error,
+) -> lobster_result {
+    boundary("lobster_host_watchdog_log", err_out, || {
+        let host = lobster_host::core(host)?;
+        let out = ffi::out(out, "out")?;
+        let tail = block_on(host.watchdog_log(lines))??;
+        out.set(ffi::string_into_raw(
+            lines_text(&tail),
+            "watchdog log lines",
+        )?);
+        Ok(())
+    })
+}
+
+/// `lines`, each followed by `\n`.
+fn lines_text(lines: &[String]) -> String {
+    lines.iter().flat_map(|l| [l.as_str(), "\n"]).collect()
 }
 
 /// Follows a tenant's log: the last `lines` lines, then new ones as they

@@ -28,7 +28,8 @@ fn crate_dir() -> PathBuf {
 }
 
 /// A temporary host: a good config with two tenants allocated through the
-/// real registry code (and a watchdog status naming alice), a bad config, a
+/// real registry code (and a watchdog status naming alice and a watchdog
+/// log of three lines), a bad config, a
 /// config whose registry is corrupt, one without tenants, and one whose
 /// guest images exist (empty files: a spawn gets past the image check).
 struct Fixture {
@@ -49,7 +50,7 @@ fn fixture() -> Fixture {
     };
     let good = write(
         "good.json",
-        r#"{"domain": "test.lobster", "paths": {"state_dir": "state"}}"#,
+        r#"{"domain": "test.lobster", "paths": {"state_dir": "state", "logs_dir": "logs"}}"#,
     );
     let bad = write("bad.json", r#"{"tenant_defaults": {"vcpus": 0}}"#);
     let corrupt = write("corrupt.json", r#"{"paths": {"state_dir": "broken"}}"#);
@@ -101,6 +102,9 @@ fn fixture() -> Fixture {
         serde_json::to_vec(&watch).expect("watch status serialises"),
     )
     .expect("write watch.json");
+    let log = lobster_core::health::watch_log_path(&config);
+    std::fs::create_dir_all(log.parent().expect("a log directory")).expect("mkdir logs");
+    std::fs::write(&log, "tick 1\ntick 2\ntick 3\n").expect("write watch.log");
     Fixture {
         _dir: dir,
         good,

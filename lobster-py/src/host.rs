@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use crate::errors::IntoPyResult;
 use crate::json::Plain;
 use crate::logs::{self, PyLogStream};
+use crate::progress;
 use crate::runtime::{awaitable, block_on};
 use crate::spec::PyTenantSpec;
 use crate::tenant::PyTenant;
@@ -90,25 +91,38 @@ impl PyHost {
         awaitable(py, async move { host.token(&name).await.py() })
     }
 
-    /// Creates and starts a tenant.
-    fn spawn(&self, py: Python<'_>, spec: &Bound<'_, PyTenantSpec>) -> PyResult<PyTenant> {
+    /// Creates and starts a tenant; `progress`, if given, is called with
+    /// each step as a dict (see `lobster.ProgressEvent`).
+    #[pyo3(signature = (spec, *, progress = None))]
+    fn spawn(
+        &self,
+        py: Python<'_>,
+        spec: &Bound<'_, PyTenantSpec>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<PyTenant> {
         let host = &self.inner;
         let spec = spec.get().spec().clone();
+        let sink = progress::sink(py, progress, false)?;
         block_on(py, async {
-            host.spawn(spec).await.map(PyTenant::from).py()
+            let tenant = host.spawn_with_progress(spec, sink).await;
+            tenant.map(PyTenant::from).py()
         })
     }
 
-    /// Awaitable twin of `spawn()`.
+    /// Awaitable twin of `spawn()` (`progress` runs on the caller's loop).
+    #[pyo3(signature = (spec, *, progress = None))]
     fn spawn_async<'py>(
         &self,
         py: Python<'py>,
         spec: &Bound<'py, PyTenantSpec>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
         let spec = spec.get().spec().clone();
+        let sink = progress::sink(py, progress, true)?;
         awaitable(py, async move {
-            host.spawn(spec).await.map(PyTenant::from).py()
+            let tenant = host.spawn_with_progress(spec, sink).await;
+            tenant.map(PyTenant::from).py()
         })
     }
 
@@ -266,36 +280,105 @@ impl PyHost {
         awaitable(py, async move { host.overview().await.map(Plain::of).py() })
     }
 
-    /// Writes a running tenant's memory and device state to disk and stops its VM.
-    fn suspend(&self, py: Python<'_>, name: String) -> PyResult<PyTenant> {
+    /// Writes a running tenant's memory and device state to disk and stops
+    /// its VM; `progress` as for `spawn()`.
+    #[pyo3(signature = (name, *, progress = None))]
+    fn suspend(
+        &self,
+        py: Python<'_>,
+        name: String,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<PyTenant> {
         let host = &self.inner;
+        let sink = progress::sink(py, progress, false)?;
         block_on(py, async {
-            host.suspend(&name).await.map(PyTenant::from).py()
+            let tenant = host.suspend_with_progress(&name, sink).await;
+            tenant.map(PyTenant::from).py()
         })
     }
 
     /// Awaitable twin of `suspend()`.
-    fn suspend_async<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (name, *, progress = None))]
+    fn suspend_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
+        let sink = progress::sink(py, progress, true)?;
         awaitable(py, async move {
-            host.suspend(&name).await.map(PyTenant::from).py()
+            let tenant = host.suspend_with_progress(&name, sink).await;
+            tenant.map(PyTenant::from).py()
         })
     }
 
-    /// Starts a suspended tenant again from its snapshot.
-    fn resume(&self, py: Python<'_>, name: String) -> PyResult<PyTenant> {
+    /// Starts a suspended tenant again from its snapshot; `progress` as for
+    /// `spawn()`.
+    #[pyo3(signature = (name, *, progress = None))]
+    fn resume(
+        &self,
+        py: Python<'_>,
+        name: String,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<PyTenant> {
         let host = &self.inner;
+        let sink = progress::sink(py, progress, false)?;
         block_on(py, async {
-            host.resume(&name).await.map(PyTenant::from).py()
+            let tenant = host.resume_with_progress(&name, sink).await;
+            tenant.map(PyTenant::from).py()
         })
     }
 
     /// Awaitable twin of `resume()`.
-    fn resume_async<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (name, *, progress = None))]
+    fn resume_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let host = self.inner.clone();
+        let sink = progress::sink(py, progress, true)?;
+        awaitable(py, async move {
+            let tenant = host.resume_with_progress(&name, sink).await;
+            tenant.map(PyTenant::from).py()
+        })
+    }
+
+    /// Gives a running tenant new agent and gateway tokens (the old ones
+    /// stop working); the tenant with its new tokens.
+    fn rotate_tokens(&self, py: Python<'_>, name: String) -> PyResult<PyTenant> {
+        let host = &self.inner;
+        block_on(py, async {
+            host.rotate_tokens(&name).await.map(PyTenant::from).py()
+        })
+    }
+
+    /// Awaitable twin of `rotate_tokens()`.
+    fn rotate_tokens_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let host = self.inner.clone();
         awaitable(py, async move {
-            host.resume(&name).await.map(PyTenant::from).py()
+            host.rotate_tokens(&name).await.map(PyTenant::from).py()
         })
+    }
+
+    /// The last `lines` lines of the detached watchdog's log.
+    #[pyo3(signature = (lines = 100))]
+    fn watchdog_log(&self, py: Python<'_>, lines: u32) -> PyResult<Vec<String>> {
+        let host = &self.inner;
+        block_on(py, async { host.watchdog_log(lines).await.py() })
+    }
+
+    /// Awaitable twin of `watchdog_log()`.
+    #[pyo3(signature = (lines = 100))]
+    fn watchdog_log_async<'py>(&self, py: Python<'py>, lines: u32) -> PyResult<Bound<'py, PyAny>> {
+        let host = self.inner.clone();
+        awaitable(py, async move { host.watchdog_log(lines).await.py() })
     }
 
     fn __repr__(&self) -> String {

@@ -4,14 +4,15 @@
 //! which re-exports these classes next to the exception hierarchy. Every
 //! class wraps a core type and holds no logic of its own: `host.rs` calls
 //! the core, `errors.rs` maps its errors, `runtime.rs` owns the one tokio
-//! runtime, `tenant.rs` and `spec.rs` convert values, `logs.rs` makes a followed log
-//! an iterator, `json.rs` turns
-//! reports into plain Python objects.
+//! runtime, `tenant.rs` and `spec.rs` convert values, `logs.rs` makes a
+//! followed log an iterator, `progress.rs` turns progress into callbacks,
+//! `json.rs` turns reports into plain Python objects.
 
 mod errors;
 mod host;
 mod json;
 mod logs;
+mod progress;
 mod runtime;
 mod spec;
 mod tenant;

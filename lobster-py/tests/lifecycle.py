@@ -5,9 +5,10 @@ tests/t2_api.rs with real guests):
     python lifecycle.py local CONFIG spawn|rest NAME
     python lifecycle.py remote URL TOKEN spawn|rest NAME
 
-`spawn` spawns with a secret and a command of its own, reads the tenant
-back and follows its log until the workload's line appears; `rest`
-suspends, resumes, molts, tails the log, snaps into a local file, evicts.
+`spawn` spawns with a secret and a command of its own (its progress
+reported to a callback), reads the tenant back and follows its log until
+the workload's line appears; `rest` suspends and resumes (with progress),
+rotates the tokens, molts, tails the log, snaps into a local file, evicts.
 Each phase asserts what it sees and prints one JSON line; the Rust test
 checks the guest from outside between the phases. Only the opening line
 differs between local and remote: that is the point.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Union
 
 import lobster
+from lobster.health import ProgressEvent
 
 AnyHost = Union[lobster.Host, lobster.RemoteHost]
 
@@ -36,8 +38,12 @@ SERVER = ["/bin/sh", "-c",
 def spawn(host: AnyHost, name: str) -> dict[str, object]:
     started = time.monotonic()
     spec = lobster.TenantSpec(name, vcpus=1, memory_mib=256, command=SERVER, secrets={"API_KEY": "s3cret"})
-    tenant = host.spawn(spec)
+    events: list[ProgressEvent] = []
+    tenant = host.spawn(spec, progress=events.append)
     took = time.monotonic() - started
+    done = [e["step"] for e in events if e["phase"]["phase"] == "done"]
+    assert {"allocate", "vm", "agent", "workload", "route"} <= set(done), events
+    assert all(e["operation"] == "spawn" and e["tenant"] == name for e in events), events
     assert tenant.status == "running" and tenant.vm_pid is not None, tenant
     assert host.get(name) == tenant
     assert name in [t.name for t in host.list()]
@@ -60,8 +66,17 @@ def spawn(host: AnyHost, name: str) -> dict[str, object]:
 
 
 def rest(host: AnyHost, name: str) -> dict[str, object]:
-    assert host.suspend(name).status == "suspended"
-    assert host.resume(name).status == "running"
+    steps: list[str] = []
+    assert host.suspend(name, progress=lambda e: steps.append(e["step"])).status == "suspended"
+
+    async def resume() -> lobster.Tenant:
+        return await host.resume_async(name, progress=lambda e: steps.append(e["step"]))
+
+    assert asyncio.run(resume()).status == "running"
+    assert steps, "suspend and resume reported no progress"
+    before = host.token(name)
+    assert host.rotate_tokens(name).name == name
+    assert host.token(name) != before, "the gateway token did not change"
     [report] = host.molt(name)
     assert report["tenant"] == name and report["healthy"], report
     assert any("tick" in line for line in host.logs(name, lines=20))

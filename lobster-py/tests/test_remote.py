@@ -179,6 +179,19 @@ def test_logs_snap_and_follow_name_bad_input_and_missing_tenants(served, where):
             call()
 
 
+def test_watchdog_log_and_rotate_tokens_as_locally(served):
+    host, server = served
+    local = lobster.Host(host.config)
+    for call in (lambda h: h.watchdog_log(3), lambda h: h.rotate_tokens("nobody")):
+        with pytest.raises(lobster.NotFoundError) as here:
+            call(local)
+        with pytest.raises(lobster.NotFoundError) as there:
+            call(remote(server))
+        assert str(there.value) and str(here.value).startswith(str(there.value))
+    with pytest.raises(lobster.PermissionDeniedError):
+        remote(server, "operate").rotate_tokens("alice")
+
+
 def test_evict_keeping_the_overlay_is_local_only(served):
     host, server = served
     with pytest.raises(lobster.UnsupportedError, match="keep_overlay"):

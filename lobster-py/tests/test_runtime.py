@@ -52,3 +52,36 @@ def test_forked_child_is_refused_loudly(temp_host):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert message.startswith("RuntimeError:") and "fork" in message, message
+
+
+def test_threads_share_one_host(temp_host):
+    # Eight threads list, get and read the overview through one Host at
+    # once while a ninth tries a spawn (refused: no images): every call
+    # gets its own answer, none hangs or crashes.
+    temp_host.seed(["alice", "bob"])
+    host = lobster.Host(temp_host.config)
+    errors: list[BaseException] = []
+    spawned: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(25):
+                assert [t.name for t in host.list()] == ["alice", "bob"]
+                assert host.get("bob").name == "bob"
+                assert len(host.overview()["tenants"]) == 2
+        except BaseException as e:  # noqa: BLE001 - collected, asserted below
+            errors.append(e)
+
+    def spawner() -> None:
+        try:
+            host.spawn(lobster.TenantSpec("carol"))
+        except lobster.NotFoundError as e:
+            spawned.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)] + [threading.Thread(target=spawner)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a call hung"
+    assert errors == [] and len(spawned) == 1, (errors, spawned)

@@ -49,3 +49,32 @@ def test_restore_from_a_bad_archive_is_refused_before_anything_is_made(imaged_ho
 def test_operation_on_missing_tenant_raises_not_found(temp_host, operation):
     with pytest.raises(lobster.NotFoundError):
         getattr(lobster.Host(temp_host.config), operation)("nobody")
+
+
+def test_progress_must_be_callable_and_is_checked_before_anything(temp_host):
+    temp_host.seed(["alice"])
+    host = lobster.Host(temp_host.config)
+    for call in (
+        lambda: host.spawn(lobster.TenantSpec("carol"), progress=42),  # type: ignore[arg-type]
+        lambda: host.suspend("alice", progress="no"),  # type: ignore[arg-type]
+        lambda: host.resume("alice", progress=object()),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match="progress"):
+            call()
+    assert [t.name for t in host.list()] == ["alice"]
+
+
+def test_watchdog_log_tail(temp_host):
+    logs = temp_host.root / "logs"
+    temp_host.write_config({"paths": {"state_dir": "state", "logs_dir": str(logs)}})
+    host = lobster.Host(temp_host.config)
+    with pytest.raises(lobster.NotFoundError, match="watchdog log"):
+        host.watchdog_log()
+    logs.mkdir()
+    (logs / "watch.log").write_text("".join(f"tick {i}\n" for i in range(5)))
+    assert host.watchdog_log(2) == ["tick 3", "tick 4"]
+
+
+def test_rotate_tokens_of_a_missing_tenant_is_not_found(temp_host):
+    with pytest.raises(lobster.NotFoundError, match="nobody"):
+        lobster.Host(temp_host.config).rotate_tokens("nobody")

@@ -140,6 +140,9 @@ int main(int argc, char **argv) {
   CHECK_FAILS(lobster_host_snap(host, "alice", "/tmp/x.snap", NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`out`");
   CHECK(text == NULL && follow == NULL);
   CHECK_FAILS(lobster_log_follow_next(NULL, 10, &text, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`follow`");
+  CHECK_FAILS(lobster_host_rotate_tokens(host, "nobody", &tenant, &e_), LOBSTER_RESULT_NOT_FOUND, "nobody");
+  CHECK_FAILS(lobster_host_watchdog_log(host, 5, NULL, &e_), LOBSTER_RESULT_NULL_PARAMETER, "`out`");
+  CHECK(tenant == sentinel && text == NULL);
   lobster_log_follow_close(NULL);
   lobster_log_follow_free(NULL);
   CHECK_OK(lobster_host_list(host, &list, &err), err);

@@ -1,8 +1,8 @@
-/* Molt and overview: JSON documents out, freed with lobster_string_free.
+/* Molt, overview and the watchdog log: documents out, freed with lobster_string_free.
  * Molt only meets hosts where it has nothing to repair (an empty host, a
  * missing tenant): on seeded running tenants it would repair the host's
  * network for real, which the T2 tests do inside a namespace.
- * Usage: health <good config: alice, bob, a watchdog status for alice>
+ * Usage: health <good config: alice, bob, a watchdog status for alice and a log>
  *               <bad config> <config with corrupt registry> <empty config> */
 #include "check.h"
 
@@ -21,6 +21,12 @@ int main(int argc, char **argv) {
   lobster_error *err = NULL;
   lobster_host *host = NULL;
   CHECK_OK(lobster_host_open(argv[1], &host, &err), err);
+
+  /* The watchdog's log: its last lines, each ending in a newline. */
+  char *tail = NULL;
+  CHECK_OK(lobster_host_watchdog_log(host, 2, &tail, &err), err);
+  CHECK_STR(tail, "tick 2\ntick 3\n");
+  lobster_string_free(tail);
 
   /* Overview: every tenant, sorted, with what the watchdog wrote. */
   char *json = NULL;

@@ -15,7 +15,7 @@ Keys marked ``total=False`` are left out when they have nothing to say.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, TypedDict
+from typing import Callable, Literal, Optional, TypedDict
 
 __all__ = [
     "CheckName",
@@ -109,6 +109,32 @@ class SnapReport(TypedDict):
     disk_bytes: int
     archive_bytes: int
     paused_ms: int
+
+
+class _PhaseKeys(TypedDict):
+    phase: Literal["started", "done", "failed"]
+
+
+class Phase(_PhaseKeys, total=False):
+    """Where a step is; ``elapsed`` (microseconds) once it is done or failed."""
+
+    elapsed: int
+
+
+class ProgressEvent(TypedDict):
+    """One step of a long operation, as ``progress=`` callbacks get it
+    (:meth:`lobster.Host.spawn`, ``suspend``, ``resume``): the steps
+    ``lobsterd`` prints (``allocate``, ``overlay``, ``network``, ``vm``,
+    ``agent``, ``workload``, ``route``, ...)."""
+
+    operation: str
+    tenant: str
+    step: str
+    phase: Phase
+
+
+#: A ``progress=`` callback.
+ProgressCallback = Callable[[ProgressEvent], object]
 
 
 class RepairCount(TypedDict):

@@ -31,7 +31,9 @@ import json
 import os
 import socket
 import ssl
+import sys
 import time
+import types
 import urllib.parse
 from collections.abc import Awaitable, Iterator
 from typing import Any, Callable, Optional, TypeVar, Union, cast
@@ -49,7 +51,7 @@ from .exceptions import (
     TimedOutError,
     UnsupportedError,
 )
-from .health import MoltReport, Overview, SnapReport
+from .health import MoltReport, Overview, ProgressCallback, SnapReport
 
 __all__ = ["connect", "RemoteHost", "RemoteLogStream", "API_CODES"]
 
@@ -279,23 +281,31 @@ class RemoteHost:
         except (OSError, http.client.HTTPException, ValueError) as e:
             raise HostFailureError(f"{what}: {self._url}: {e}") from e
 
-    def _operation(self, method: str, path: str, body: Optional[bytes] = None) -> Any:
+    def _operation(
+        self, method: str, path: str, body: Optional[bytes] = None, progress: Optional[ProgressCallback] = None
+    ) -> Any:
         """Starts a long operation and follows it to its end: its result, or
         its error raised."""
-        return self._run(method, path, body).get("result")
+        return self._run(method, path, body, progress).get("result")
 
-    def _run(self, method: str, path: str, body: Optional[bytes] = None) -> dict[str, Any]:
+    def _run(
+        self, method: str, path: str, body: Optional[bytes] = None, progress: Optional[ProgressCallback] = None
+    ) -> dict[str, Any]:
         """Starts a long operation and follows it to its end (its event
         stream, or polling when the stream fails): the ended operation, or
-        its error raised."""
+        its error raised. ``progress`` gets each step once, in order."""
         started = self._request(method, path, body)
         if not isinstance(started, dict) or not isinstance(started.get("id"), str):
             raise HostFailureError(f"{method} {path}: the answer is not an operation")
         where = "/v1/operations/" + urllib.parse.quote(started["id"], safe="")
         operation: dict[str, Any] = started
+        reported = 0
         try:
             for event, data in self._events(where + "/events"):
-                if event == "operation":
+                if event == "progress" and progress is not None:
+                    _report(progress, json.loads(data))
+                    reported += 1
+                elif event == "operation":
                     operation = json.loads(data)
                     break
         except (HostFailureError, TimedOutError, ExhaustedError, ValueError):
@@ -303,6 +313,9 @@ class RemoteHost:
         while operation.get("state") == "running":
             time.sleep(POLL_EVERY_S)
             operation = self._request("GET", where)
+        if progress is not None:  # the steps a failed stream did not carry
+            for step in (operation.get("progress") or [])[reported:]:
+                _report(progress, step)
         if operation.get("state") == "failed":
             error = operation.get("error") or {}
             raise error_of(None, json.dumps(error).encode())
@@ -331,15 +344,15 @@ class RemoteHost:
         """The token clients present to a tenant's gateway (admin scope)."""
         return cast(str, self._request("GET", self._path(name) + "/token")["token"])
 
-    def spawn(self, spec: TenantSpec) -> Tenant:
-        """Creates and starts a tenant."""
+    def spawn(self, spec: TenantSpec, *, progress: Optional[ProgressCallback] = None) -> Tenant:
+        """Creates and starts a tenant; ``progress`` gets each step."""
         if spec.from_snap is not None:
             raise UnsupportedError(
                 "from_snap: restoring from an archive is not offered by the HTTP API; "
                 "run `lobsterd spawn --from-snap` on the host"
             )
         body = spec._api_body().encode()
-        return self._tenant(self._operation("POST", "/v1/tenants", body))
+        return self._tenant(self._operation("POST", "/v1/tenants", body, progress))
 
     def evict(self, name: str, *, keep_overlay: bool = False) -> None:
         """Removes a tenant and everything it holds."""
@@ -398,13 +411,22 @@ class RemoteHost:
         """A snapshot of every tenant with the watchdog's view."""
         return cast(Overview, self._request("GET", "/v1/overview"))
 
-    def suspend(self, name: str) -> Tenant:
+    def suspend(self, name: str, *, progress: Optional[ProgressCallback] = None) -> Tenant:
         """Writes a running tenant's state to disk and stops its VM."""
-        return self._tenant(self._operation("POST", self._path(name) + "/suspend"))
+        return self._tenant(self._operation("POST", self._path(name) + "/suspend", None, progress))
 
-    def resume(self, name: str) -> Tenant:
+    def resume(self, name: str, *, progress: Optional[ProgressCallback] = None) -> Tenant:
         """Starts a suspended tenant again from its snapshot."""
-        return self._tenant(self._operation("POST", self._path(name) + "/resume"))
+        return self._tenant(self._operation("POST", self._path(name) + "/resume", None, progress))
+
+    def rotate_tokens(self, name: str) -> Tenant:
+        """Gives a running tenant new agent and gateway tokens (admin scope)."""
+        return self._tenant(self._request("POST", self._path(name) + "/rotate-tokens"))
+
+    def watchdog_log(self, lines: int = 100) -> builtins.list[str]:
+        """The last ``lines`` lines of the host's detached watchdog's log."""
+        query = urllib.parse.urlencode({"lines": lines})
+        return cast("builtins.list[str]", self._request("GET", f"/v1/watchdog/log?{query}")["lines"])
 
     # -- awaitable twins (each blocking call on a worker thread) --------------
 
@@ -424,9 +446,9 @@ class RemoteHost:
         """Awaitable twin of ``token()``."""
         return self._async(self.token, name)
 
-    def spawn_async(self, spec: TenantSpec) -> Awaitable[Tenant]:
-        """Awaitable twin of ``spawn()``."""
-        return self._async(self.spawn, spec)
+    def spawn_async(self, spec: TenantSpec, *, progress: Optional[ProgressCallback] = None) -> Awaitable[Tenant]:
+        """Awaitable twin of ``spawn()`` (``progress`` runs on the caller's loop)."""
+        return self._async(functools.partial(self.spawn, progress=_on_loop(progress)), spec)
 
     def evict_async(self, name: str, *, keep_overlay: bool = False) -> Awaitable[None]:
         """Awaitable twin of ``evict()``."""
@@ -452,13 +474,46 @@ class RemoteHost:
         """Awaitable twin of ``overview()``."""
         return self._async(self.overview)
 
-    def suspend_async(self, name: str) -> Awaitable[Tenant]:
+    def suspend_async(self, name: str, *, progress: Optional[ProgressCallback] = None) -> Awaitable[Tenant]:
         """Awaitable twin of ``suspend()``."""
-        return self._async(self.suspend, name)
+        return self._async(functools.partial(self.suspend, progress=_on_loop(progress)), name)
 
-    def resume_async(self, name: str) -> Awaitable[Tenant]:
+    def resume_async(self, name: str, *, progress: Optional[ProgressCallback] = None) -> Awaitable[Tenant]:
         """Awaitable twin of ``resume()``."""
-        return self._async(self.resume, name)
+        return self._async(functools.partial(self.resume, progress=_on_loop(progress)), name)
+
+
+    def rotate_tokens_async(self, name: str) -> Awaitable[Tenant]:
+        """Awaitable twin of ``rotate_tokens()``."""
+        return self._async(self.rotate_tokens, name)
+
+    def watchdog_log_async(self, lines: int = 100) -> Awaitable[builtins.list[str]]:
+        """Awaitable twin of ``watchdog_log()``."""
+        return self._async(self.watchdog_log, lines)
+
+
+def _report(progress: ProgressCallback, event: Any) -> None:
+    """Calls a progress callback as lobster.Host does: an exception it
+    raises goes to ``sys.unraisablehook`` and the operation goes on."""
+    try:
+        progress(event)
+    except Exception as e:  # noqa: BLE001 - the callback's, reported not raised
+        sys.unraisablehook(
+            types.SimpleNamespace(  # the hook reads these attributes only
+                exc_type=type(e), exc_value=e, exc_traceback=e.__traceback__,
+                err_msg="Exception ignored in progress callback", object=progress,
+            )
+        )
+
+
+def _on_loop(progress: Optional[ProgressCallback]) -> Optional[ProgressCallback]:
+    """``progress`` scheduled on the running event loop (the async twins'
+    callbacks run where the caller's coroutines run)."""
+    if progress is None:
+        return None
+    loop = asyncio.get_running_loop()
+    callback = progress
+    return lambda event: loop.call_soon_threadsafe(callback, event)
 
 
 def connect(url: str, token: str, *, cafile: Optional[str] = None, timeout: float = 30.0) -> RemoteHost:
