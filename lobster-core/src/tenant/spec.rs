@@ -340,7 +340,10 @@ mod tests {
             assert!(err.contains("`command`") && err.contains(says), "{err}");
         }
         let many = vec!["x"; COMMAND_MAX_ARGS + 1];
-        assert!(build(&many).unwrap_err().to_string().contains("at most 1024"));
+        assert!(build(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 1024"));
     }
 
     #[test]
