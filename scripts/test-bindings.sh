@@ -4,7 +4,8 @@
 #   C ABI   header drift (fresh cbindgen output == include/lobster.h), Rust unit
 #           tests, C programs in lobster-capi/tests/c under valgrind's leak check
 #   Go      go vet + go test -tags debug over the static library
-#   Python  pip install ./lobster-py into a venv, stubtest, pytest
+#   Python  maturin builds the abi3 wheel; installed into a venv: stubtest,
+#           mypy --strict, pytest; then alone into a fresh venv without cargo
 #   parity  each core operation in every front end or excluded (scripts/parity.py)
 #   examples/{c,go,python} against a temporary, seeded host
 #   install  scripts/install-capi.sh into a temporary prefix; an example built
@@ -30,6 +31,7 @@ need g++ "apt-get install g++"
 need valgrind "apt-get install valgrind"
 need go "apt-get install golang-go"
 need python3 "apt-get install python3"
+need maturin "pip install maturin (scripts/install-deps.sh)"
 need cbindgen "cargo install --locked cbindgen --version $CBINDGEN_VERSION"
 [ "$(cbindgen --version)" = "cbindgen $CBINDGEN_VERSION" ] ||
     fail "cbindgen $CBINDGEN_VERSION is pinned, found $(cbindgen --version) (scripts/install-deps.sh)"
@@ -61,7 +63,13 @@ venv=$repo/target/bindings-venv
 [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
 "$venv/bin/python" -c 'import maturin, pytest, mypy' 2>/dev/null ||
     fail "maturin, pytest and mypy must be installed for python3 (scripts/install-deps.sh)"
-"$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./lobster-py
+# The wheel a user installs: built once by maturin, abi3 (one wheel for
+# every CPython >= 3.9), installed here and, below, into a fresh venv.
+(cd lobster-py && maturin build --quiet --locked --out "$work/wheels") >/dev/null
+wheel=$(echo "$work"/wheels/lobster-*.whl)
+[ -f "$wheel" ] || fail "maturin built no wheel"
+case $(basename "$wheel") in *-cp39-abi3-*) ;; *) fail "not an abi3 wheel: $(basename "$wheel")" ;; esac
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$wheel"
 (cd "$work" && "$venv/bin/python" -m mypy.stubtest lobster._lobster lobster.exceptions)
 "$venv/bin/python" -m mypy --strict --cache-dir=/dev/null examples/python
 (cd "$work" && "$venv/bin/python" -m mypy --strict --cache-dir=/dev/null -p lobster)
@@ -85,6 +93,14 @@ check_example c "$(valgrind --quiet --leak-check=full --show-leak-kinds=definite
     --errors-for-leak-kinds=definite,indirect \
     --error-exitcode=99 "$work/list_tenants" "$config")"
 check_example go "$(cd examples/go && go run ./list-tenants "$config")"
+
+step "the wheel in a fresh venv, with no Rust toolchain on PATH"
+python3 -m venv "$work/fresh"
+env -i HOME="$work" PATH=/usr/bin:/bin "$work/fresh/bin/python" -m pip install -q --no-index "$wheel"
+! env -i PATH=/usr/bin:/bin sh -c 'command -v cargo || command -v rustc' >/dev/null ||
+    fail "cargo or rustc is on the fresh venv's PATH: the check would prove nothing"
+check_example wheel "$(env -i HOME="$work" PATH=/usr/bin:/bin "$work/fresh/bin/python" -c \
+    'import sys, lobster; print([t.name for t in lobster.Host(sys.argv[1]).list()])' "$config")"
 
 step "C library installed by one command, an example built with pkg-config"
 scripts/install-capi.sh --debug --prefix "$work/prefix" >/dev/null
