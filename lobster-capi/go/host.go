@@ -8,7 +8,9 @@ package lobster
 import "C"
 
 import (
+	"fmt"
 	"runtime"
+	"strings"
 	"unsafe"
 )
 
@@ -21,7 +23,10 @@ type Host struct {
 // Open opens the host described by configPath, else $LOBSTERD_CONFIG,
 // else /etc/lobsterd/config.json (configPath "" means "not given").
 func Open(configPath string) (*Host, error) {
-	path := optCString(configPath)
+	path, err := optCString("configPath", configPath)
+	if err != nil {
+		return nil, err
+	}
 	defer C.free(unsafe.Pointer(path))
 	var ptr *C.lobster_host
 	var cerr *C.lobster_error
@@ -54,20 +59,37 @@ func (h *Host) ptr() *C.lobster_host {
 
 // withName runs a C call that takes the host and a C copy of name.
 func (h *Host) withName(name string, call func(*C.lobster_host, *C.char) error) error {
-	cname := C.CString(name)
+	cname, err := cString("name", name)
+	if err != nil {
+		return err
+	}
 	defer C.free(unsafe.Pointer(cname))
-	err := call(h.ptr(), cname)
+	err = call(h.ptr(), cname)
 	runtime.KeepAlive(h)
 	return err
 }
 
-// optCString is a C copy of s, or NULL when s is "" ("not given"); the
-// caller frees it with C.free (which ignores NULL).
-func optCString(s string) *C.char {
-	if s == "" {
-		return nil
+// cString is a C copy of the argument field's value s, freed by the
+// caller with C.free. A NUL inside s, where C would cut it short, is
+// ErrInvalidArgument naming field: nothing is passed on cut.
+func cString(field, s string) (*C.char, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return nil, &Error{
+			Code:    CodeInvalidArgument,
+			Kind:    CodeInvalidArgument.String(),
+			Message: fmt.Sprintf("lobster: `%s` contains a NUL byte", field),
+		}
 	}
-	return C.CString(s)
+	return C.CString(s), nil
+}
+
+// optCString is cString, or NULL when s is "" ("not given"); C.free
+// ignores NULL.
+func optCString(field, s string) (*C.char, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return cString(field, s)
 }
 
 // List returns every tenant, sorted by name.
@@ -220,7 +242,10 @@ type SnapReport struct {
 func (h *Host) Snap(name, output string) (SnapReport, error) {
 	var report SnapReport
 	err := h.withName(name, func(host *C.lobster_host, cname *C.char) error {
-		coutput := optCString(output)
+		coutput, err := optCString("output", output)
+		if err != nil {
+			return err
+		}
 		defer C.free(unsafe.Pointer(coutput))
 		var out *C.char
 		var cerr *C.lobster_error

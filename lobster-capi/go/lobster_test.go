@@ -611,6 +611,30 @@ func TestEvictWithAndSnapOfAMissingTenantAreErrNotFound(t *testing.T) {
 	}
 }
 
+func TestANULInAStringIsErrInvalidArgumentNamingItNotCutShort(t *testing.T) {
+	config := tempHost(t, "alice")
+	host := open(t, config)
+	calls := map[string]func() error{
+		"name":   func() error { _, err := host.Get("alice\x00bob"); return err },
+		"output": func() error { _, err := host.Snap("alice", "/tmp/x\x00y"); return err },
+		"source": func() error { _, err := host.Logs("alice", "agent\x00", 5); return err },
+		"command": func() error {
+			_, err := host.Spawn(lobster.TenantSpec{Name: "carol", Command: []string{"/bin/sh", "a\x00b"}})
+			return err
+		},
+		"secrets": func() error {
+			_, err := host.Spawn(lobster.TenantSpec{Name: "carol", Secrets: map[string]string{"K": "v\x00w"}})
+			return err
+		},
+		"configPath": func() error { _, err := lobster.Open(config + "\x00.bak"); return err },
+	}
+	for field, call := range calls {
+		if err := call(); !errors.Is(err, lobster.ErrInvalidArgument) || !strings.Contains(err.Error(), "`"+field+"`") {
+			t.Errorf("a NUL in %s: %v; want invalid_argument naming it", field, err)
+		}
+	}
+}
+
 func TestRotateTokensOfAMissingTenantIsErrNotFound(t *testing.T) {
 	host := open(t, tempHost(t, "alice"))
 	if tenant, err := host.RotateTokens("nobody"); !errors.Is(err, lobster.ErrNotFound) || tenant.Name != "" {

@@ -34,7 +34,10 @@ const followPoll = 500 // ms
 func (h *Host) Logs(name string, source LogSource, lines uint32) ([]string, error) {
 	var tail []string
 	err := h.withName(name, func(host *C.lobster_host, cname *C.char) error {
-		csource := optCString(string(source))
+		csource, err := optCString("source", string(source))
+		if err != nil {
+			return err
+		}
 		defer C.free(unsafe.Pointer(csource))
 		var out *C.char
 		var cerr *C.lobster_error
@@ -132,7 +135,10 @@ func (h *Host) FollowLogs(ctx context.Context, name string, source LogSource, li
 	}
 	var follow *C.lobster_log_follow
 	err := h.withName(name, func(host *C.lobster_host, cname *C.char) error {
-		csource := optCString(string(source))
+		csource, err := optCString("source", string(source))
+		if err != nil {
+			return err
+		}
 		defer C.free(unsafe.Pointer(csource))
 		var cerr *C.lobster_error
 		return errorFrom(C.lobster_host_follow_logs(host, cname, csource, C.uint32_t(lines), &follow, &cerr), cerr)

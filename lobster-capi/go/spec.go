@@ -34,7 +34,10 @@ type TenantSpec struct {
 func (s TenantSpec) cSpec() (*C.lobster_tenant_spec, error) {
 	var builder *C.lobster_tenant_spec_builder
 	var cerr *C.lobster_error
-	name := C.CString(s.Name)
+	name, err := cString("name", s.Name)
+	if err != nil {
+		return nil, err
+	}
 	defer C.free(unsafe.Pointer(name))
 	if err := errorFrom(C.lobster_tenant_spec_builder_new(name, &builder, &cerr), cerr); err != nil {
 		return nil, err
@@ -69,7 +72,10 @@ func (s TenantSpec) configure(b *C.lobster_tenant_spec_builder) error {
 		}
 	}
 	if s.Backend != "" {
-		backend := C.CString(s.Backend)
+		backend, err := cString("backend", s.Backend)
+		if err != nil {
+			return err
+		}
 		defer C.free(unsafe.Pointer(backend))
 		if err := errorFrom(C.lobster_tenant_spec_builder_set_backend(b, backend, &cerr), cerr); err != nil {
 			return err
@@ -79,15 +85,22 @@ func (s TenantSpec) configure(b *C.lobster_tenant_spec_builder) error {
 		// A Go array of C pointers: it holds no Go pointer, so C may read it.
 		argv := make([]*C.char, len(s.Command))
 		for i, arg := range s.Command {
-			argv[i] = C.CString(arg)
-			defer C.free(unsafe.Pointer(argv[i]))
+			carg, err := cString("command", arg)
+			if err != nil {
+				return err
+			}
+			argv[i] = carg
+			defer C.free(unsafe.Pointer(carg))
 		}
 		if err := errorFrom(C.lobster_tenant_spec_builder_set_command(b, &argv[0], C.size_t(len(argv)), &cerr), cerr); err != nil {
 			return err
 		}
 	}
 	if s.FromSnap != "" {
-		archive := C.CString(s.FromSnap)
+		archive, err := cString("fromSnap", s.FromSnap)
+		if err != nil {
+			return err
+		}
 		defer C.free(unsafe.Pointer(archive))
 		if err := errorFrom(C.lobster_tenant_spec_builder_set_from_snap(b, archive, &cerr), cerr); err != nil {
 			return err
@@ -95,7 +108,19 @@ func (s TenantSpec) configure(b *C.lobster_tenant_spec_builder) error {
 	}
 	add := func(m map[string]string, secret bool) error {
 		for k, v := range m {
-			key, value := C.CString(k), C.CString(v)
+			field := "env"
+			if secret {
+				field = "secrets"
+			}
+			key, err := cString(field, k)
+			if err != nil {
+				return err
+			}
+			value, err := cString(field, v)
+			if err != nil {
+				C.free(unsafe.Pointer(key))
+				return err
+			}
 			var code C.lobster_result
 			if secret {
 				code = C.lobster_tenant_spec_builder_add_secret(b, key, value, &cerr)
