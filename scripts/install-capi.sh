@@ -12,9 +12,13 @@
 # Default prefix /usr/local; --destdir stages under a root (packaging);
 # --debug installs the debug build (tests). Then:
 #   gcc app.c $(pkg-config --cflags --libs lobster)            # shared
-#   gcc app.c $(pkg-config --cflags --libs --static lobster)   # static
+#   gcc app.c $(pkg-config --cflags lobster) \
+#       "$(pkg-config --variable=libdir lobster)/liblobster.a" -lpthread -ldl -lm   # static
 # (with PKG_CONFIG_PATH=PREFIX/lib/pkgconfig for a prefix pkg-config does
-# not search).
+# not search; `-llobster` picks the shared library where both are, hence
+# the archive by path). Installed as root into /usr or /usr/local, the
+# linker cache is refreshed (ldconfig); elsewhere use -Wl,-rpath or
+# LD_LIBRARY_PATH.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=/usr/local destdir="" profile=release
@@ -58,4 +62,8 @@ Cflags: -I\${includedir}
 Libs: -L\${libdir} -llobster
 Libs.private: -lpthread -ldl -lm
 PC
+case $prefix in /usr | /usr/local) system=1 ;; *) system=0 ;; esac
+if [ "$system" = 1 ] && [ -z "$destdir" ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then
+    ldconfig
+fi
 echo "install-capi: lobster $version ($profile) installed under $root"

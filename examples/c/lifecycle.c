@@ -1,8 +1,9 @@
 /* A tenant's whole life through the C API: spawn with a secret and a
  * command of its own (its progress reported step by step), follow its log
  * until the workload's line appears, tail the agent's log, snap its disk
- * into a file, evict it. Every object is freed: CI runs it under
- * valgrind's leak check with real guests (lobster-cli/tests/t2_bindings.rs).
+ * into a file, evict it. Every object is freed: CI runs it with real
+ * guests, built with AddressSanitizer and its leak checker
+ * (lobster-cli/tests/t2_bindings.rs; valgrind 3.19 lacks pidfd_open).
  *
  * Build (after `cargo build -p lobster-capi`), from the repository root:
  *   gcc -std=c11 -I lobster-capi/include examples/c/lifecycle.c \

@@ -556,7 +556,8 @@ const lobster_tenant *lobster_tenant_list_get(const lobster_tenant_list *list, s
 void lobster_tenant_list_free(lobster_tenant_list *list);
 
 /**
- * Frees a tenant returned by `lobster_host_get` or `lobster_host_spawn`.
+ * Frees a tenant a call returned as owned (`lobster_host_get`, `_spawn`,
+ * `_suspend`, `_resume`, `_rotate_tokens`, the `_with_progress` calls).
  * NULL is ignored. Never pass a tenant borrowed from a list.
  */
 void lobster_tenant_free(lobster_tenant *tenant);

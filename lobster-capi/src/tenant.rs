@@ -4,7 +4,7 @@
 //! Every string accessor returns a borrowed `const char *` owned by the
 //! tenant: valid until the tenant, or the list it came from, is freed. A
 //! tenant borrowed from a list (`const lobster_tenant *`) is never freed on
-//! its own; one returned by `lobster_host_get` or `lobster_host_spawn` is
+//! its own; one a host call returns (`lobster_host_get`, `_spawn`, ...) is
 //! owned and freed with `lobster_tenant_free`.
 
 use std::ffi::{c_char, CString};
@@ -118,7 +118,8 @@ pub extern "C" fn lobster_tenant_list_free(list: *mut lobster_tenant_list) {
     boundary_value((), || ffi::free(list));
 }
 
-/// Frees a tenant returned by `lobster_host_get` or `lobster_host_spawn`.
+/// Frees a tenant a call returned as owned (`lobster_host_get`, `_spawn`,
+/// `_suspend`, `_resume`, `_rotate_tokens`, the `_with_progress` calls).
 /// NULL is ignored. Never pass a tenant borrowed from a list.
 #[no_mangle]
 pub extern "C" fn lobster_tenant_free(tenant: *mut lobster_tenant) {

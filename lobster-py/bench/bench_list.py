@@ -1,10 +1,12 @@
 """Call overhead of Host.list() / Host.list_async() on an empty and a
-100-tenant registry, next to reading the same registry with json.load.
+100-tenant registry, next to reading the same registry with json.load;
+or, with ``--config``, on that host alone (one row, for
+scripts/bench-bindings.sh).
 
 Each figure is the fastest of BATCHES batches (mean per call within a
 batch), which filters out other load on a shared machine.
 
-Usage: python bench_list.py [--calls N]   (prints a table; asserts nothing)
+Usage: python bench_list.py [--calls N] [--config CONFIG]   (prints numbers; asserts nothing)
 """
 
 from __future__ import annotations
@@ -57,7 +59,12 @@ def per_call_async_us(host: lobster.Host, calls: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--config", type=Path, help="measure this host only: `list() list_async()` in us")
     args = parser.parse_args()
+    if args.config is not None:
+        host = lobster.Host(args.config)
+        print(f"{per_call_us(host.list, args.calls):.1f} {per_call_async_us(host, args.calls):.1f}")
+        return
     print(f"lobster {lobster.__version__}, python {sys.version.split()[0]}, {args.calls} calls each")
     print(f"{'tenants':>8} {'list() us':>10} {'list_async() us':>16} {'json.load us':>13}")
     for count in (0, 100):
@@ -77,7 +84,6 @@ def main() -> None:
 
             json_us = per_call_us(load, args.calls)
             print(f"{count:>8} {sync_us:>10.1f} {async_us:>16.1f} {json_us:>13.1f}")
-
 
 if __name__ == "__main__":
     main()

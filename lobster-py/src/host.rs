@@ -92,7 +92,7 @@ impl PyHost {
     }
 
     /// Creates and starts a tenant; `progress`, if given, is called with
-    /// each step as a dict (see `lobster.ProgressEvent`).
+    /// each step as a dict (typed `lobster.health.ProgressEvent`).
     #[pyo3(signature = (spec, *, progress = None))]
     fn spawn(
         &self,

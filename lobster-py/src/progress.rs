@@ -4,11 +4,11 @@
 //! `elapsed` in microseconds; the steps `lobsterd` prints).
 //!
 //! The blocking twins call `f` on a lobster thread while the caller waits;
-//! the `_async` twins schedule it on the caller's event loop
-//! (`call_soon_threadsafe`), so it runs in the loop's thread. Either way an
-//! exception `f` raises cannot stop an operation halfway: it is reported
-//! through `sys.unraisablehook`, as Python does for callbacks it cannot
-//! propagate from, and the operation goes on.
+//! an exception it raises goes to `sys.unraisablehook`, as Python does for
+//! callbacks it cannot propagate from. The `_async` twins schedule `f` on
+//! the caller's event loop (`call_soon_threadsafe`), so it runs in the
+//! loop's thread and an exception goes to the loop's exception handler.
+//! Either way it cannot stop an operation halfway: the operation goes on.
 
 use std::sync::Arc;
 

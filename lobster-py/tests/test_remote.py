@@ -192,6 +192,15 @@ def test_watchdog_log_and_rotate_tokens_as_locally(served):
         remote(server, "operate").rotate_tokens("alice")
 
 
+def test_a_progress_that_is_not_callable_is_refused_before_anything(served):
+    host, server = served
+    with pytest.raises(TypeError, match="progress"):
+        remote(server).suspend("alice", progress=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="progress"):
+        remote(server).spawn(lobster.TenantSpec("carol"), progress="no")  # type: ignore[arg-type]
+    assert [t.name for t in lobster.Host(host.config).list()] == ["alice", "bob"]
+
+
 def test_evict_keeping_the_overlay_is_local_only(served):
     host, server = served
     with pytest.raises(lobster.UnsupportedError, match="keep_overlay"):

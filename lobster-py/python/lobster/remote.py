@@ -352,7 +352,7 @@ class RemoteHost:
                 "run `lobsterd spawn --from-snap` on the host"
             )
         body = spec._api_body().encode()
-        return self._tenant(self._operation("POST", "/v1/tenants", body, progress))
+        return self._tenant(self._operation("POST", "/v1/tenants", body, _checked(progress)))
 
     def evict(self, name: str, *, keep_overlay: bool = False) -> None:
         """Removes a tenant and everything it holds."""
@@ -413,11 +413,11 @@ class RemoteHost:
 
     def suspend(self, name: str, *, progress: Optional[ProgressCallback] = None) -> Tenant:
         """Writes a running tenant's state to disk and stops its VM."""
-        return self._tenant(self._operation("POST", self._path(name) + "/suspend", None, progress))
+        return self._tenant(self._operation("POST", self._path(name) + "/suspend", None, _checked(progress)))
 
     def resume(self, name: str, *, progress: Optional[ProgressCallback] = None) -> Tenant:
         """Starts a suspended tenant again from its snapshot."""
-        return self._tenant(self._operation("POST", self._path(name) + "/resume", None, progress))
+        return self._tenant(self._operation("POST", self._path(name) + "/resume", None, _checked(progress)))
 
     def rotate_tokens(self, name: str) -> Tenant:
         """Gives a running tenant new agent and gateway tokens (admin scope)."""
@@ -492,6 +492,14 @@ class RemoteHost:
         return self._async(self.watchdog_log, lines)
 
 
+def _checked(progress: Optional[ProgressCallback]) -> Optional[ProgressCallback]:
+    """``progress`` if it is None or callable (checked before anything is
+    asked of the host, as lobster.Host does)."""
+    if progress is not None and not callable(progress):
+        raise TypeError("progress: expected a callable taking one dict")
+    return progress
+
+
 def _report(progress: ProgressCallback, event: Any) -> None:
     """Calls a progress callback as lobster.Host does: an exception it
     raises goes to ``sys.unraisablehook`` and the operation goes on."""
@@ -509,10 +517,10 @@ def _report(progress: ProgressCallback, event: Any) -> None:
 def _on_loop(progress: Optional[ProgressCallback]) -> Optional[ProgressCallback]:
     """``progress`` scheduled on the running event loop (the async twins'
     callbacks run where the caller's coroutines run)."""
-    if progress is None:
+    callback = _checked(progress)
+    if callback is None:
         return None
     loop = asyncio.get_running_loop()
-    callback = progress
     return lambda event: loop.call_soon_threadsafe(callback, event)
 
 
