@@ -149,12 +149,17 @@ func (h *Host) FollowLogs(ctx context.Context, name string, source LogSource, li
 	return startLogStream(ctx, cLogFollow{follow}, h), nil
 }
 
+// lineBuffer is how many lines a LogStream holds for a slow reader: the
+// pulling goroutine keeps reading from the guest meanwhile, so a reader
+// that pauses briefly is not dropped by the agent as one fallen behind.
+const lineBuffer = 1024
+
 // startLogStream starts the goroutine that pulls follow's lines, and one
 // that stops the stream when ctx is done.
 func startLogStream(ctx context.Context, follow logFollow, host *Host) *LogStream {
 	s := &LogStream{
 		host:    host,
-		lines:   make(chan string),
+		lines:   make(chan string, lineBuffer),
 		ended:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		follow:  follow,
