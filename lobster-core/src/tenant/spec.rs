@@ -284,7 +284,6 @@ impl TenantSpecBuilder {
                 }
             }
         }
-        check_command(&spec.command).map_err(|reason| invalid("command", reason))?;
         if spec
             .from_snap
             .as_ref()
@@ -296,55 +295,9 @@ impl TenantSpecBuilder {
     }
 }
 
-/// Most arguments a workload command may have, and most bytes in all.
-const COMMAND_MAX_ARGS: usize = 1024;
-const COMMAND_MAX_BYTES: usize = 64 << 10;
-
-/// A workload command is empty (the default workload) or names a program;
-/// no argument holds a NUL (the guest could not pass it to `execve`).
-fn check_command(command: &[String]) -> Result<(), String> {
-    if command.first().is_some_and(String::is_empty) {
-        return Err("the program (the first argument) is empty".into());
-    }
-    if let Some(i) = command.iter().position(|a| a.contains('\0')) {
-        return Err(format!("argument {i} contains a NUL byte"));
-    }
-    let bytes: usize = command.iter().map(String::len).sum();
-    if command.len() > COMMAND_MAX_ARGS || bytes > COMMAND_MAX_BYTES {
-        return Err(format!(
-            "{} arguments of {bytes} bytes in all: at most {COMMAND_MAX_ARGS} and {COMMAND_MAX_BYTES} bytes",
-            command.len()
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_command_names_a_program_and_holds_no_nul() {
-        let build = |argv: &[&str]| {
-            TenantSpec::builder("a")
-                .command(argv.iter().map(|a| a.to_string()).collect())
-                .build()
-        };
-        assert!(build(&[]).is_ok());
-        assert!(build(&["/bin/sh", "-c", "true"]).is_ok());
-        for (argv, says) in [
-            (&[""][..], "the program"),
-            (&["/bin/sh", "a\0b"][..], "argument 1 contains a NUL"),
-        ] {
-            let err = build(argv).unwrap_err().to_string();
-            assert!(err.contains("`command`") && err.contains(says), "{err}");
-        }
-        let many = vec!["x"; COMMAND_MAX_ARGS + 1];
-        assert!(build(&many)
-            .unwrap_err()
-            .to_string()
-            .contains("at most 1024"));
-    }
 
     #[test]
     fn defaults_come_from_config() {
